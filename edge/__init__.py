@@ -1,0 +1,1 @@
+"""wolfpack-edge node: config, supervisor, cell controller, safety and the `wolfpack` CLI."""

@@ -1,0 +1,124 @@
+"""The pydantic model of one board's config file.
+
+Each section lives in its own module; a section that belongs to a library (for instance a
+Modbus register map) may define its pydantic model inside that library, and this root model
+composes it. Every model forbids unknown keys so a misspelt key is an error, not a default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _check_identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(
+            "expected an identifier: 1-64 lower-case letters, digits, '-' or '_', starting "
+            "with a letter or digit (it becomes an MQTT topic level and a file name)"
+        )
+    return value
+
+
+# Safe in an MQTT topic level, a file name and a systemd unit name.
+Identifier = Annotated[
+    str,
+    AfterValidator(_check_identifier),
+    Field(json_schema_extra={"pattern": _IDENTIFIER.pattern}),
+]
+
+STANDARD_BAUDS = (
+    9600, 19200, 38400, 57600, 115200, 230400, 250000, 460800, 500000, 921600, 1000000,
+    2000000,
+)  # fmt: skip
+
+
+class StrictModel(BaseModel):
+    """Base of every config section: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeConfig(StrictModel):
+    """Who this board is: the MQTT namespace wolfpack/v1/<site>/<id>/ is built from these."""
+
+    id: Identifier = Field(description="node id, unique within the site, e.g. 'cell-07'")
+    site: Identifier = Field(description="site id, e.g. 'dc-berlin'")
+    description: str = Field("", description="free text for operators")
+
+
+class McuConfig(StrictModel):
+    """One microcontroller on a serial port (USB CDC or UART)."""
+
+    name: Identifier = Field(description="name used in logs and commands, e.g. 'main'")
+    port: str = Field(
+        min_length=1,
+        description="serial device; prefer the stable /dev/serial/by-id/... path",
+    )
+    baud: int = Field(250000, description=f"one of {', '.join(map(str, STANDARD_BAUDS))}")
+    watchdog_ms: int = Field(
+        500,
+        ge=20,
+        le=10000,
+        description="the firmware makes every actuator safe after this long without a valid "
+        "frame from the host",
+    )
+    heartbeat_ms: int | None = Field(
+        None,
+        ge=5,
+        description="how often the host proves it is alive; default a quarter of watchdog_ms",
+    )
+
+    @field_validator("baud")
+    @classmethod
+    def _standard_baud(cls, baud: int) -> int:
+        if baud not in STANDARD_BAUDS:
+            raise ValueError(
+                f"expected a standard baud rate, one of {', '.join(map(str, STANDARD_BAUDS))}"
+            )
+        return baud
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_watchdog(self) -> McuConfig:
+        if self.heartbeat_ms is not None and self.heartbeat_ms * 2 > self.watchdog_ms:
+            raise ValueError(
+                f"heartbeat_ms ({self.heartbeat_ms}) must be at most half of watchdog_ms "
+                f"({self.watchdog_ms}), or one lost heartbeat trips the watchdog"
+            )
+        return self
+
+    @property
+    def heartbeat_interval_ms(self) -> int:
+        return self.heartbeat_ms if self.heartbeat_ms is not None else max(5, self.watchdog_ms // 4)
+
+
+class LoggingConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    json_lines: bool = Field(False, description="JSON lines instead of human-readable text")
+
+
+class BoardConfig(StrictModel):
+    """One board's whole config. Sections for Modbus, MQTT, vision and the cell add fields here."""
+
+    node: NodeConfig
+    mcus: list[McuConfig] = Field(default_factory=list, description="microcontrollers")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("mcus")
+    @classmethod
+    def _unique_mcu_names(cls, mcus: list[McuConfig]) -> list[McuConfig]:
+        _require_unique("mcu", [m.name for m in mcus])
+        _require_unique("mcu port", [m.port for m in mcus])
+        return mcus
+
+
+def _require_unique(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what} {name!r} appears more than once; each must be unique")
+        seen.add(name)

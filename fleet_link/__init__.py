@@ -1,0 +1,1 @@
+"""MQTT session, topic namespace, durable outbox, commands and the brain-side SDK."""

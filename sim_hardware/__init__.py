@@ -1,0 +1,1 @@
+"""Simulated hardware: MCU firmware on a pty, PLCs, camera, belt world, reference brain."""

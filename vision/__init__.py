@@ -1,0 +1,1 @@
+"""Camera sources, ONNX parcel detection, label reading, tracking and measurement."""
