@@ -15,7 +15,10 @@ import sys
 from edge.logsetup import setup_logging
 
 # Command groups, in the order `wolfpack --help` lists them.
-COMMAND_MODULES = ("edge.cli.config_cmd",)
+COMMAND_MODULES = (
+    "edge.cli.config_cmd",
+    "edge.cli.sim_cmd",
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
