@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import getpass
 import json
+import shutil
+import socket
 import sys
 from pathlib import Path
 
 from edge.config import ConfigError, load_board_config
+from edge.config.flash import flash_local, signature_path
 from edge.config.schema import SCHEMA_PATH, board_schema_text
+from edge.config.signing import (
+    SignatureError,
+    generate_keypair,
+    key_id,
+    load_private_key,
+    load_public_key,
+    sign,
+)
+from edge.config.store import ConfigStore, StoreError
+
+DEFAULT_AUTHOR = f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +57,93 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=SCHEMA_PATH, help="where to write it ('-' for stdout)"
     )
     schema.set_defaults(handler=_schema)
+
+    keygen = cmds.add_parser(
+        "keygen",
+        help="create an ed25519 key pair for signing configs",
+        description="Create an ed25519 signing key (PEM, mode 0600) and its public key "
+        "(KEY.pub). Copy the .pub to each board with 'wolfpack config trust'.",
+    )
+    keygen.add_argument("--out", type=Path, required=True, help="private key file to create")
+    keygen.add_argument("--signer", default=DEFAULT_AUTHOR, help="who owns this key")
+    keygen.set_defaults(handler=_keygen)
+
+    sign_cmd = cmds.add_parser(
+        "sign",
+        help="sign a config (writes FILE.sig beside it)",
+        description="Sign the exact bytes of a config with an ed25519 key; the detached "
+        "signature goes to FILE.sig. Any later edit of FILE invalidates it.",
+    )
+    sign_cmd.add_argument("file", type=Path, metavar="FILE")
+    sign_cmd.add_argument("--key", type=Path, required=True, help="private key from keygen")
+    sign_cmd.add_argument("--signer", default=DEFAULT_AUTHOR, help="name recorded in FILE.sig")
+    sign_cmd.set_defaults(handler=_sign)
+
+    trust = cmds.add_parser(
+        "trust",
+        help="make a board trust a public key (then it accepts only signed configs)",
+        description="Install a public key in the board's trusted_keys/. Once a board trusts "
+        "any key, it refuses configs that are unsigned, signed by another key, or changed "
+        "after signing.",
+    )
+    trust.add_argument("public_key", type=Path, metavar="KEY.pub")
+    _add_target(trust)
+    trust.set_defaults(handler=_trust)
+
+    flash = cmds.add_parser(
+        "flash",
+        help="validate, check the signature, stamp and atomically install a config",
+        description="Install a config on a board's config directory. Steps: validate (an "
+        "invalid config is refused before anything is written), check the board's signature "
+        "policy (FILE.sig), stamp a version (number, sha256, author, time) and write it "
+        "atomically; the previous config is kept as last_good for rollback.",
+    )
+    flash.add_argument("file", type=Path, metavar="FILE")
+    _add_target(flash)
+    flash.add_argument("--author", default=DEFAULT_AUTHOR, help="recorded in the version stamp")
+    flash.add_argument("--json", action="store_true", help="print the result as JSON")
+    flash.set_defaults(handler=_flash)
+
+    show = cmds.add_parser(
+        "show",
+        help="show the board's active config version and its history",
+        description="Print the active and last-good versions and the flash/rollback history.",
+    )
+    _add_target(show)
+    show.add_argument("--json", action="store_true", help="print as JSON")
+    show.set_defaults(handler=_show)
+
+    diff = cmds.add_parser(
+        "diff",
+        help="show what FILE would change against what the board runs",
+        description="Unified diff of the board's active config against FILE. Exit status 0 "
+        "when they are identical, 1 when they differ.",
+    )
+    diff.add_argument("file", type=Path, metavar="FILE")
+    _add_target(diff)
+    diff.set_defaults(handler=_diff)
+
+    rollback = cmds.add_parser(
+        "rollback",
+        help="make the last known good config (or --version N) active again",
+        description="Point the board back at its last known good config, or at a kept "
+        "version given with --version.",
+    )
+    _add_target(rollback)
+    rollback.add_argument("--version", type=int, default=None, help="a kept version number")
+    rollback.add_argument("--reason", default="manual rollback", help="recorded in history")
+    rollback.set_defaults(handler=_rollback)
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--to",
+        dest="target",
+        type=Path,
+        required=True,
+        metavar="TARGET",
+        help="the board's config directory, e.g. /etc/wolfpack",
+    )
 
 
 def _rel(path: Path) -> str:
@@ -88,4 +191,154 @@ def _schema(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(f"wrote {_rel(args.out)}")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    try:
+        public_path, kid = generate_keypair(args.out, args.signer)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} (private, keep it secret) and {public_path} (key id {kid})")
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    try:
+        private = load_private_key(args.key)
+        content = args.file.read_bytes()
+    except SignatureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {args.file}: cannot read ({exc.strerror})", file=sys.stderr)
+        return 1
+    signature = sign(content, private, args.signer)
+    out = signature_path(args.file)
+    out.write_text(signature.to_json() + "\n", encoding="utf-8")
+    print(f"wrote {out} (key {signature.key_id}, sha256 {signature.sha256[:16]}...)")
+    return 0
+
+
+def _trust(args: argparse.Namespace) -> int:
+    try:
+        public = load_public_key(args.public_key)
+    except (SignatureError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    store = ConfigStore(args.target)
+    store.trusted_keys_dir.mkdir(parents=True, exist_ok=True)
+    kid = key_id(public)
+    shutil.copyfile(args.public_key, store.trusted_keys_dir / f"{kid}.pub")
+    print(f"{args.target} now trusts key {kid}; it accepts only configs signed by trusted keys")
+    return 0
+
+
+def _flash(args: argparse.Namespace) -> int:
+    def progress(step: int, total: int, message: str) -> None:
+        if not args.json:
+            print(f"[{step}/{total}] {message}", flush=True)
+
+    try:
+        result = flash_local(args.file, args.target, args.author, progress)
+    except ConfigError as exc:
+        return _refused(args, "invalid config, nothing written", exc.render())
+    except SignatureError as exc:
+        return _refused(args, "signature policy, nothing written", str(exc))
+    except (StoreError, OSError) as exc:
+        return _refused(args, "could not write the board's config directory", str(exc))
+    stamp = result.stamp
+    if args.json:
+        print(json.dumps({"ok": True, "node": result.node, **stamp.__dict__}))
+    else:
+        signed = f"signed by {stamp.signed_by}" if stamp.signed_by else "unsigned (not required)"
+        print(
+            f"flashed {args.file} to {args.target}: version {stamp.version} "
+            f"(sha256 {stamp.sha256[:12]}, {signed}) is active for node {result.node}"
+        )
+    return 0
+
+
+def _refused(args: argparse.Namespace, why: str, detail: str) -> int:
+    if args.json:
+        print(json.dumps({"ok": False, "refused": why, "error": detail}))
+    else:
+        print(f"REFUSED ({why}):\n{detail}", file=sys.stderr)
+    return 1
+
+
+def _show(args: argparse.Namespace) -> int:
+    store = ConfigStore(args.target)
+    try:
+        active, last_good = store.active(), store.last_good()
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    history = store.history()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "active": active.stamp.__dict__ if active else None,
+                    "last_good": last_good.stamp.__dict__ if last_good else None,
+                    "history": history,
+                }
+            )
+        )
+        return 0
+    if active is None:
+        print(f"{args.target}: no config flashed yet")
+        return 1
+    for label, stored in (("active", active), ("last good", last_good)):
+        if stored is None:
+            print(f"{label:>9}: none")
+            continue
+        st = stored.stamp
+        print(
+            f"{label:>9}: version {st.version}  sha256 {st.sha256[:12]}  {st.time}  by {st.author}"
+            f"  {'signed by ' + st.signed_by if st.signed_by else 'unsigned'}"
+        )
+    print("history:")
+    for entry in history[-10:]:
+        detail = entry.get("reason") or entry.get("author", "")
+        print(
+            f"  {entry.get('time', '?')}  {entry.get('event')}  version {entry.get('version')}"
+            f"  {detail}"
+        )
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    store = ConfigStore(args.target)
+    try:
+        active = store.active()
+        new = args.file.read_text(encoding="utf-8")
+    except (StoreError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    old = active.content.decode("utf-8") if active else ""
+    label = (
+        f"{args.target} (version {active.stamp.version})" if active else f"{args.target} (empty)"
+    )
+    lines = list(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), label, str(args.file)
+        )
+    )
+    if not lines:
+        print(f"{args.file} is identical to what {args.target} runs")
+        return 0
+    sys.stdout.writelines(line if line.endswith("\n") else line + "\n" for line in lines)
+    return 1
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    store = ConfigStore(args.target)
+    try:
+        stamp = store.rollback(args.version, args.reason)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.target}: version {stamp.version} ({stamp.sha256[:12]}) is active again")
     return 0
