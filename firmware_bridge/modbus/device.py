@@ -1,0 +1,210 @@
+"""One Modbus device: planned reads, decoding, quality, and backoff while offline.
+
+A device that stops answering costs its line at most one timeout per backoff period: after
+a failed poll it is 'offline' and skipped until its backoff expires, then probed once
+without retries. Backoff doubles up to ``backoff_max_ms`` and resets on the first answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+
+from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.bit_message import (
+    ReadCoilsRequest,
+    ReadDiscreteInputsRequest,
+    WriteSingleCoilRequest,
+)
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersRequest,
+    ReadInputRegistersRequest,
+    WriteMultipleRegistersRequest,
+    WriteSingleRegisterRequest,
+)
+
+from firmware_bridge.modbus.codec import CodecError, Value, decode
+from firmware_bridge.modbus.config import ModbusDeviceConfig, ModbusTag
+from firmware_bridge.modbus.datatypes import Table
+from firmware_bridge.modbus.errors import (
+    ModbusError,
+    ModbusExceptionError,
+    ModbusProtocolError,
+    ModbusTimeoutError,
+)
+from firmware_bridge.modbus.link import ModbusLink
+from firmware_bridge.modbus.planner import ReadRequest, Span, plan_reads
+from firmware_bridge.modbus.quality import Quality, TagValue
+from firmware_bridge.modbus.writer import check_write
+
+log = logging.getLogger("wolfpack.modbus")
+
+_READ_PDU = {
+    Table.COIL: ReadCoilsRequest,
+    Table.DISCRETE_INPUT: ReadDiscreteInputsRequest,
+    Table.HOLDING_REGISTER: ReadHoldingRegistersRequest,
+    Table.INPUT_REGISTER: ReadInputRegistersRequest,
+}
+
+
+def span_of(tag: ModbusTag) -> Span:
+    return Span(tag.name, tag.table, tag.address, tag.count)
+
+
+class ModbusDevice:
+    def __init__(self, cfg: ModbusDeviceConfig, link: ModbusLink) -> None:
+        self.cfg = cfg
+        self.link = link
+        self.plan = self.plan_for(tag.name for tag in cfg.tags)
+        self.online = True
+        self.last_error: ModbusError | None = None
+        self.next_probe = 0.0  # monotonic time an offline device may be tried again
+        self._backoff = cfg.backoff_ms / 1000
+        self._values: dict[str, TagValue] = {}
+        self.poll_starts: deque[float] = deque(maxlen=1000)  # monotonic, for diagnostics
+
+    @property
+    def timeout(self) -> float:
+        return self.cfg.timeout_ms / 1000
+
+    def plan_for(self, names: Iterable[str]) -> list[ReadRequest]:
+        spans = [span_of(self.cfg.tag(name)) for name in names]
+        return plan_reads(spans, self.cfg.max_registers, self.cfg.max_bits, self.cfg.max_gap)
+
+    def due(self, now: float) -> bool:
+        """An online device is always due; an offline one only when its backoff expired."""
+        return self.online or now >= self.next_probe
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def execute(self, request: ModbusPDU, retries: int | None = None) -> ModbusPDU:
+        """One transaction with this device's timeout; retries after timeouts or link drops."""
+        tries = 1 + (self.cfg.retries if retries is None else retries)
+        for attempt in range(tries):
+            request.dev_id = self.cfg.unit_id
+            try:
+                return self.link.execute(request, self.timeout)
+            except (ModbusExceptionError, ModbusProtocolError):
+                raise
+            except ModbusError as exc:
+                if attempt + 1 == tries:
+                    raise type(exc)(f"device {self.cfg.name}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def read_registers(self, req: ReadRequest, retries: int | None = None) -> list[int]:
+        pdu = _READ_PDU[req.table](address=req.address, count=req.count)
+        answer = self.execute(pdu, retries)
+        values = [int(b) for b in answer.bits] if req.table.is_bits else list(answer.registers)
+        if len(values) < req.count or (not req.table.is_bits and len(values) != req.count):
+            raise ModbusProtocolError(
+                f"device {self.cfg.name}: asked {req.count} at {req.table.value} "
+                f"{req.address}, got {len(values)}"
+            )
+        return values[: req.count]
+
+    def poll(self, names: Iterable[str] | None = None) -> dict[str, TagValue]:
+        """Read the named tags (default all) once; return every one with its quality."""
+        start = time.monotonic()
+        self.poll_starts.append(start)
+        plan = self.plan if names is None else self.plan_for(names)
+        retries = None if self.online else 0
+        results: dict[str, TagValue] = {}
+        failure: ModbusError | None = None
+        for req in plan:
+            if failure is not None:
+                self._fail(req.tags, failure, results)
+                continue
+            try:
+                regs = self.read_registers(req, retries)
+            except ModbusExceptionError as exc:
+                # The device is alive and said no: these tags are bad, the rest go on.
+                for span in req.tags:
+                    results[span.name] = self._bad(span.name, exc.cause)
+                continue
+            except ModbusError as exc:
+                failure = exc
+                self._fail(req.tags, exc, results)
+                continue
+            now = time.time()
+            for span in req.tags:
+                tag = self.cfg.tag(span.name)
+                offset = span.address - req.address
+                try:
+                    value: Value = decode(tag.encoding, regs[offset : offset + span.count])
+                except CodecError as exc:
+                    results[span.name] = self._bad(span.name, f"cannot decode: {exc}")
+                    continue
+                results[span.name] = TagValue(
+                    self.cfg.name, tag.name, value, tag.unit, Quality.GOOD, now
+                )
+        self._health(failure, start)
+        self._values.update(results)
+        return results
+
+    def _bad(self, name: str, cause: str) -> TagValue:
+        unit = self.cfg.tag(name).unit
+        return TagValue(self.cfg.name, name, None, unit, Quality.BAD, time.time(), cause)
+
+    def _fail(self, spans: Iterable[Span], exc: ModbusError, out: dict[str, TagValue]) -> None:
+        now = time.time()
+        for span in spans:
+            last = self._values.get(span.name)
+            if (
+                last is not None
+                and last.value is not None
+                and now - last.timestamp <= self.cfg.stale_after_s
+            ):
+                out[span.name] = TagValue(
+                    last.device, last.tag, last.value, last.unit, Quality.STALE,
+                    last.timestamp, exc.cause,
+                )  # fmt: skip
+            else:
+                out[span.name] = self._bad(span.name, exc.cause)
+
+    def _health(self, failure: ModbusError | None, start: float) -> None:
+        if failure is None:
+            if not self.online:
+                log.info("modbus device %s is back online", self.cfg.name)
+            self.online, self.last_error = True, None
+            self._backoff = self.cfg.backoff_ms / 1000
+            return
+        if self.online:
+            log.warning("modbus device %s offline: %s", self.cfg.name, failure)
+        else:
+            self._backoff = min(self._backoff * 2, self.cfg.backoff_max_ms / 1000)
+        self.online, self.last_error = False, failure
+        self.next_probe = start + self._backoff
+        if isinstance(failure, ModbusTimeoutError | ModbusProtocolError):
+            return
+        self.link.close()
+
+    def values(self) -> dict[str, TagValue]:
+        """The latest value of every tag read so far."""
+        return dict(self._values)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self, name: str, value: Value, verify: bool | None = None) -> list[int]:
+        """Write one read-write tag after checking it against the config; return registers.
+
+        With ``verify`` (default: the tag's ``verify_write``) the tag is read back and must
+        hold exactly what was written.
+        """
+        tag = self.cfg.tag(name)
+        regs = check_write(self.cfg.name, tag, value)
+        if tag.table is Table.COIL:
+            request: ModbusPDU = WriteSingleCoilRequest(address=tag.address, bits=[bool(regs[0])])
+        elif len(regs) == 1:
+            request = WriteSingleRegisterRequest(address=tag.address, registers=regs)
+        else:
+            request = WriteMultipleRegistersRequest(address=tag.address, registers=regs)
+        self.execute(request)
+        if verify if verify is not None else tag.verify_write:
+            back = self.read_registers(self.plan_for([name])[0])
+            if back != regs:
+                raise ModbusProtocolError(
+                    f"device {self.cfg.name}: tag {name} read back {back} after writing {regs}"
+                )
+        return regs
