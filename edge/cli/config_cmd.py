@@ -9,6 +9,8 @@ import json
 import shutil
 import socket
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from edge.config import ConfigError, load_board_config
@@ -23,6 +25,7 @@ from edge.config.signing import (
     sign,
 )
 from edge.config.store import ConfigStore, StoreError
+from edge.config.target import SshTarget, TargetError, parse_target
 
 DEFAULT_AUTHOR = f"{getpass.getuser()}@{socket.gethostname()}"
 
@@ -87,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "after signing.",
     )
     trust.add_argument("public_key", type=Path, metavar="KEY.pub")
-    _add_target(trust)
+    _add_target(trust, ssh=False)
     trust.set_defaults(handler=_trust)
 
     flash = cmds.add_parser(
@@ -135,15 +138,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     rollback.set_defaults(handler=_rollback)
 
 
-def _add_target(parser: argparse.ArgumentParser) -> None:
+def _add_target(parser: argparse.ArgumentParser, ssh: bool = True) -> None:
     parser.add_argument(
         "--to",
         dest="target",
-        type=Path,
         required=True,
         metavar="TARGET",
-        help="the board's config directory, e.g. /etc/wolfpack",
+        help="the board's config directory, e.g. /etc/wolfpack"
+        + (", or ssh://user@host[:port][/path] (path default /etc/wolfpack)" if ssh else ""),
     )
+    if not ssh:
+        return
+    group = parser.add_argument_group("ssh targets")
+    group.add_argument("--ssh-key", type=Path, help="identity file for ssh (ssh -i)")
+    group.add_argument(
+        "--ssh-option",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="extra ssh option, e.g. UserKnownHostsFile=~/.ssh/boards (repeatable)",
+    )
+    group.add_argument(
+        "--remote-wolfpack",
+        default="wolfpack",
+        help="path of the wolfpack command on the board (default: wolfpack on its PATH)",
+    )
+
+
+def _target(args: argparse.Namespace) -> Path | SshTarget:
+    """The --to of a command; raises TargetError with a readable reason."""
+    target = parse_target(args.target)
+    if isinstance(target, Path):
+        return target
+    options: list[str] = []
+    if getattr(args, "ssh_key", None):
+        options += ["-i", str(args.ssh_key)]
+    for opt in getattr(args, "ssh_option", []):
+        options += ["-o", opt]
+    return replace(target, ssh_options=tuple(options), remote_wolfpack=args.remote_wolfpack)
 
 
 def _rel(path: Path) -> str:
@@ -227,7 +259,10 @@ def _trust(args: argparse.Namespace) -> int:
     except (SignatureError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    store = ConfigStore(args.target)
+    if args.target.startswith("ssh://"):
+        print("error: run 'wolfpack config trust' on the board itself", file=sys.stderr)
+        return 2
+    store = ConfigStore(Path(args.target))
     store.trusted_keys_dir.mkdir(parents=True, exist_ok=True)
     kid = key_id(public)
     shutil.copyfile(args.public_key, store.trusted_keys_dir / f"{kid}.pub")
@@ -241,7 +276,12 @@ def _flash(args: argparse.Namespace) -> int:
             print(f"[{step}/{total}] {message}", flush=True)
 
     try:
-        result = flash_local(args.file, args.target, args.author, progress)
+        target = _target(args)
+        if isinstance(target, SshTarget):
+            return _flash_ssh(args, target, progress)
+        result = flash_local(args.file, target, args.author, progress)
+    except TargetError as exc:
+        return _refused(args, "target unreachable, nothing written", str(exc))
     except ConfigError as exc:
         return _refused(args, "invalid config, nothing written", exc.render())
     except SignatureError as exc:
@@ -260,6 +300,27 @@ def _flash(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flash_ssh(
+    args: argparse.Namespace, target: SshTarget, progress: Callable[[int, int, str], None]
+) -> int:
+    progress(1, 3, f"validating {args.file} here, before anything leaves this machine")
+    load_board_config(args.file)
+    sig = signature_path(args.file)
+    progress(2, 3, f"copying to {target.display} and flashing there (its signature policy)")
+    result = target.flash(args.file, sig if sig.exists() else None, args.author)
+    if not result.get("ok"):
+        return _refused(args, f"by the board: {result.get('refused')}", str(result.get("error")))
+    progress(3, 3, f"version {result['version']} is active on {target.display}")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"flashed {args.file} to {target.display}: version {result['version']} "
+            f"(sha256 {str(result['sha256'])[:12]}) is active for node {result['node']}"
+        )
+    return 0
+
+
 def _refused(args: argparse.Namespace, why: str, detail: str) -> int:
     if args.json:
         print(json.dumps({"ok": False, "refused": why, "error": detail}))
@@ -268,39 +329,45 @@ def _refused(args: argparse.Namespace, why: str, detail: str) -> int:
     return 1
 
 
+def _board_state(target: Path | SshTarget) -> dict[str, object]:
+    """Active and last-good stamps and the history, from a local or remote board."""
+    if isinstance(target, SshTarget):
+        code, out, err = target.wolfpack(["config", "show", "--to", target.path, "--json"])
+        if code != 0:
+            raise TargetError(f"{target.display}: {err.strip() or out.strip()}")
+        return json.loads(out.strip().splitlines()[-1])
+    store = ConfigStore(target)
+    active, last_good = store.active(), store.last_good()
+    return {
+        "active": active.stamp.__dict__ if active else None,
+        "last_good": last_good.stamp.__dict__ if last_good else None,
+        "history": store.history(),
+    }
+
+
 def _show(args: argparse.Namespace) -> int:
-    store = ConfigStore(args.target)
     try:
-        active, last_good = store.active(), store.last_good()
-    except StoreError as exc:
+        state = _board_state(_target(args))
+    except (StoreError, TargetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    history = store.history()
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "active": active.stamp.__dict__ if active else None,
-                    "last_good": last_good.stamp.__dict__ if last_good else None,
-                    "history": history,
-                }
-            )
-        )
+        print(json.dumps(state))
         return 0
-    if active is None:
+    if state["active"] is None:
         print(f"{args.target}: no config flashed yet")
         return 1
-    for label, stored in (("active", active), ("last good", last_good)):
-        if stored is None:
+    for label, st in (("active", state["active"]), ("last good", state["last_good"])):
+        if st is None:
             print(f"{label:>9}: none")
             continue
-        st = stored.stamp
+        signed = f"signed by {st['signed_by']}" if st["signed_by"] else "unsigned"
         print(
-            f"{label:>9}: version {st.version}  sha256 {st.sha256[:12]}  {st.time}  by {st.author}"
-            f"  {'signed by ' + st.signed_by if st.signed_by else 'unsigned'}"
+            f"{label:>9}: version {st['version']}  sha256 {st['sha256'][:12]}  {st['time']}"
+            f"  by {st['author']}  {signed}"
         )
     print("history:")
-    for entry in history[-10:]:
+    for entry in state["history"][-10:]:
         detail = entry.get("reason") or entry.get("author", "")
         print(
             f"  {entry.get('time', '?')}  {entry.get('event')}  version {entry.get('version')}"
@@ -310,17 +377,25 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    store = ConfigStore(args.target)
     try:
-        active = store.active()
         new = args.file.read_text(encoding="utf-8")
-    except (StoreError, OSError) as exc:
+        target = _target(args)
+        if isinstance(target, SshTarget):
+            state = _board_state(target)
+            version = state["active"]["version"] if state["active"] else None
+            old = ""
+            if version is not None:
+                code, old, err = target.ssh(["cat", f"{target.path}/active/config.yaml"])
+                if code != 0:
+                    raise TargetError(f"{target.display}: cannot read its active config: {err}")
+        else:
+            active = ConfigStore(target).active()
+            old = active.content.decode("utf-8") if active else ""
+            version = active.stamp.version if active else None
+    except (StoreError, TargetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    old = active.content.decode("utf-8") if active else ""
-    label = (
-        f"{args.target} (version {active.stamp.version})" if active else f"{args.target} (empty)"
-    )
+    label = f"{args.target} (version {version})" if version else f"{args.target} (empty)"
     lines = list(
         difflib.unified_diff(
             old.splitlines(keepends=True), new.splitlines(keepends=True), label, str(args.file)
@@ -334,10 +409,16 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    store = ConfigStore(args.target)
     try:
-        stamp = store.rollback(args.version, args.reason)
-    except StoreError as exc:
+        target = _target(args)
+        if isinstance(target, SshTarget):
+            extra = ["--version", str(args.version)] if args.version is not None else []
+            cmd = ["config", "rollback", "--to", target.path, "--reason", args.reason, *extra]
+            code, out, err = target.wolfpack(cmd)
+            print((out or err).strip(), file=sys.stdout if code == 0 else sys.stderr)
+            return code
+        stamp = ConfigStore(target).rollback(args.version, args.reason)
+    except (StoreError, TargetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{args.target}: version {stamp.version} ({stamp.sha256[:12]}) is active again")

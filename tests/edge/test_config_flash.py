@@ -144,7 +144,10 @@ def test_power_cut_at_random_points_leaves_one_complete_config(tmp_path: Path):
     board = tmp_path / "board"
     sources = [_write(tmp_path / f"v{w}.yaml", w) for w in (300, 400, 500)]
     contents = {p.read_bytes() for p in sources}
-    flash_local(sources[0], board, "seed")
+    start = time.perf_counter()
+    for src in sources:
+        flash_local(src, board, "calibrate")
+    one_flash = (time.perf_counter() - start) / len(sources)  # kills spread over ~3 flashes
     rng = random.Random(7)
     outcomes = {"changed": 0, "unchanged": 0, "torn": 0}
     for trial in range(220):
@@ -157,7 +160,7 @@ def test_power_cut_at_random_points_leaves_one_complete_config(tmp_path: Path):
                         flash_local(src, board, f"trial-{trial}")
             finally:
                 os._exit(0)
-        time.sleep(rng.uniform(0, 0.012))
+        time.sleep(rng.uniform(0, 3 * one_flash))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         store = ConfigStore(board)
@@ -169,7 +172,7 @@ def test_power_cut_at_random_points_leaves_one_complete_config(tmp_path: Path):
         assert (active.path / "version.json").is_file()
         outcomes["changed" if active.stamp.version != before else "unchanged"] += 1
     # The kills must have landed both before and after switches, and inside writes.
-    assert outcomes["changed"] > 20 and outcomes["unchanged"] > 20 and outcomes["torn"] > 5, (
+    assert outcomes["changed"] > 10 and outcomes["unchanged"] > 10 and outcomes["torn"] > 5, (
         outcomes
     )
     flash_local(sources[1], board, "after")  # a torn write never blocks the next flash
