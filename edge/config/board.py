@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from firmware_bridge.modbus.config import ModbusConfig
+
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -107,6 +109,9 @@ class BoardConfig(StrictModel):
     node: NodeConfig
     mcus: list[McuConfig] = Field(default_factory=list, description="microcontrollers")
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    modbus: ModbusConfig = Field(
+        default_factory=ModbusConfig, description="Modbus RTU/TCP devices and their register maps"
+    )
 
     @field_validator("mcus")
     @classmethod

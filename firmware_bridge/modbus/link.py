@@ -14,8 +14,10 @@ again (a restarted server, a re-plugged USB adapter, a pty that reappeared).
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import socket
+import termios
 import threading
 import time
 
@@ -140,16 +142,24 @@ class RtuLink(ModbusLink):
     def _open(self) -> serial.Serial:
         if self._port is None:
             try:
-                self._port = serial.Serial(
-                    self.cfg.port,
-                    self.cfg.baud,
-                    parity=self.cfg.parity,
-                    stopbits=self.cfg.stop_bits,
-                    timeout=0,
-                )
+                self._port = self._open_serial(self.cfg.parity)
+            except termios.error as exc:
+                # Linux ptys (simulators, socat bridges) may refuse PARENB; they carry no
+                # parity bits anyway, so a pty is opened without parity.
+                if not _is_pty(self.cfg.port):
+                    raise ModbusLinkError(f"{self.name}: cannot configure: {exc}") from exc
+                try:
+                    self._port = self._open_serial("N")
+                except (serial.SerialException, OSError, termios.error) as exc2:
+                    raise ModbusLinkError(f"{self.name}: cannot open: {exc2}") from exc2
             except (serial.SerialException, OSError) as exc:
                 raise ModbusLinkError(f"{self.name}: cannot open: {exc}") from exc
         return self._port
+
+    def _open_serial(self, parity: str) -> serial.Serial:
+        return serial.Serial(
+            self.cfg.port, self.cfg.baud, parity=parity, stopbits=self.cfg.stop_bits, timeout=0
+        )
 
     def close(self) -> None:
         if self._port is not None:
@@ -194,6 +204,13 @@ class RtuLink(ModbusLink):
             raise ModbusLinkError(f"{self.name}: {exc}") from exc
         finally:
             self._quiet_since = time.monotonic()
+
+
+def _is_pty(path: str) -> bool:
+    try:
+        return os.path.realpath(path).startswith("/dev/pts/")
+    except OSError:
+        return False
 
 
 def open_link(cfg: TcpLinkConfig | RtuLinkConfig) -> ModbusLink:

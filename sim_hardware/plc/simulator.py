@@ -102,6 +102,11 @@ class PlcSimulator:
             raise RuntimeError("simulated PLC did not start within 10 s")
         return self
 
+    def stop_soon(self) -> None:
+        """Ask ``run_forever`` to end (from the simulator's own loop)."""
+        if self._stopped is not None:
+            self._stopped.set()
+
     def stop(self) -> None:
         if self._loop is not None and self._stopped is not None:
             self._loop.call_soon_threadsafe(self._stopped.set)
