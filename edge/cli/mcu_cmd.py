@@ -1,0 +1,180 @@
+"""`wolfpack mcu ...`: check an MCU link the way a technician would, on the board itself."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "mcu",
+        help="talk to an MCU over serial: identify it, measure the link",
+        description="Diagnostics for a microcontroller on a serial port (or a simulated one "
+        "from 'wolfpack sim mcu'). Name the port with --port, or take it from a board config "
+        "with --config FILE --mcu NAME.",
+    )
+    cmds = parser.add_subparsers(dest="mcu_command", metavar="ACTION")
+    cmds.required = True
+
+    info = cmds.add_parser(
+        "info",
+        help="print what the firmware identifies as",
+        description="Connect, identify the firmware (name, version, protocol, receive "
+        "window, clock, I/O, commands) and synchronise the clock. Exit 1 with the port and "
+        "the cause when nothing answers or the firmware is incompatible.",
+    )
+    _port_args(info)
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(handler=_info)
+
+    ping = cmds.add_parser(
+        "ping",
+        help="run N round trips and report loss, retransmits, bad frames, RTT p50/p99",
+        description="Send --count pings and wait for each answer. Reports completed and lost "
+        "pings, retransmits, NAKs and bad frames seen by the host and (from the MCU's own "
+        "counters) by the MCU, and round-trip times. A noisy cable shows as bad frames and "
+        "retransmits with 0 lost; lost > 0 means the link did not recover. Exit 1 if any "
+        "ping was lost.",
+    )
+    _port_args(ping)
+    ping.add_argument("--count", type=int, default=100, help="number of pings (default 100)")
+    ping.add_argument(
+        "--inflight",
+        type=int,
+        default=1,
+        help="pings outstanding at once (default 1: true round trips; more measures throughput)",
+    )
+    ping.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds before a ping counts as lost"
+    )
+    ping.add_argument("--json", action="store_true", help="print one JSON object, no progress")
+    ping.set_defaults(handler=_ping)
+
+
+def _port_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", help="serial device or pty path, e.g. /dev/serial/by-id/usb-...")
+    p.add_argument("--config", help="board config file to take the port, baud, watchdog from")
+    p.add_argument("--mcu", help="which mcus[].name of --config (default: the first)")
+    p.add_argument("--baud", type=int, default=None, help="baud rate (default 250000 / config)")
+
+
+def _link_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Port settings from --port/--baud or from the board config."""
+    if args.config:
+        from edge.config import ConfigError, load_board_config
+
+        try:
+            cfg = load_board_config(args.config)
+        except ConfigError as exc:
+            raise SystemExit(
+                f"wolfpack mcu: {args.config}: invalid config\n{exc.render()}"
+            ) from None
+        mcus = [m for m in cfg.mcus if args.mcu is None or m.name == args.mcu]
+        if not mcus:
+            names = ", ".join(m.name for m in cfg.mcus) or "none"
+            raise SystemExit(f"wolfpack mcu: {args.config} has no mcu {args.mcu!r} ({names})")
+        mc = mcus[0]
+        return {
+            "port": args.port or mc.port,
+            "baud": args.baud or mc.baud,
+            "watchdog_ms": mc.watchdog_ms,
+            "heartbeat_ms": mc.heartbeat_interval_ms,
+            "name": mc.name,
+        }
+    if not args.port:
+        raise SystemExit("wolfpack mcu: name the port with --port PATH (or --config FILE)")
+    return {"port": args.port, "baud": args.baud or 250000}
+
+
+def _info(args: argparse.Namespace) -> int:
+    from firmware_bridge.mcu import McuError, McuLink
+
+    kwargs = _link_kwargs(args)
+
+    async def main() -> dict[str, Any]:
+        link = McuLink(reconnect=False, **kwargs)
+        await link.connect()
+        try:
+            ident = link.identity
+            assert ident is not None
+            return {
+                "port": link.port,
+                **ident.as_dict(),
+                "clock_drift_ppm": round(link.clock.drift_ppm, 2),
+                "clock_uncertainty_us": round(link.clock.uncertainty_s * 1e6, 1),
+                "rtt_ms": round((link.endpoint.rtt.srtt or 0) * 1000, 3),
+            }
+        finally:
+            await link.close()
+
+    try:
+        info = asyncio.run(main())
+    except McuError as exc:
+        print(f"wolfpack mcu info: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{info['port']}: {info['firmware']} {info['version']} (protocol {info['protocol']})")
+    print(f"  clock      {info['clock_freq']} Hz, drift {info['clock_drift_ppm']:+.1f} ppm, "
+          f"sync uncertainty {info['clock_uncertainty_us']} us")  # fmt: skip
+    print(f"  rx window  {info['rx_window']} frames of up to {info['max_payload']} bytes")
+    print(f"  I/O        {info['outputs']} outputs, {info['inputs']} inputs, "
+          f"{info['encoders']} encoder(s)")  # fmt: skip
+    print(f"  round trip {info['rtt_ms']} ms")
+    print(f"  commands   {', '.join(info['commands'])}")
+    return 0
+
+
+def _ping(args: argparse.Namespace) -> int:
+    from firmware_bridge.mcu import McuError, McuLink
+    from firmware_bridge.mcu.diagnostics import run_pings
+
+    if args.count < 1 or args.inflight < 1:
+        print("wolfpack mcu ping: --count and --inflight must be >= 1", file=sys.stderr)
+        return 2
+    kwargs = _link_kwargs(args)
+    show = not args.json and sys.stderr.isatty()
+    step = max(1, args.count // 20)
+
+    def progress(done: int, total: int) -> None:
+        if not args.json and (done % step == 0 or done == total):
+            end = "\n" if done == total else ""
+            print(f"\r  {done}/{total} pings", end=end, file=sys.stderr, flush=True)
+
+    async def main() -> dict[str, Any]:
+        link = McuLink(**kwargs)
+        await link.connect()
+        try:
+            report = await run_pings(
+                link, args.count, inflight=args.inflight, timeout=args.timeout,
+                progress=progress if (show or not args.json) else None,
+            )  # fmt: skip
+            return {"port": link.port, **report.as_dict()}
+        finally:
+            await link.close()
+
+    try:
+        result = asyncio.run(main())
+    except McuError as exc:
+        print(f"wolfpack mcu ping: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        h, mcu, rtt = result["host"], result["mcu"] or {}, result["rtt_ms"]
+        print(f"{result['port']}: {result['completed']}/{result['requested']} completed, "
+              f"{result['lost']} lost, {result['round_trips_per_s']} round trips/s")  # fmt: skip
+        print(f"  rtt        p50 {rtt['p50']} ms, p99 {rtt['p99']} ms, max {rtt['max']} ms")
+        print(f"  host saw   {h['bad_frames_received']} bad frames, sent {h['naks_sent']} NAKs, "
+              f"{h['retransmits']} retransmits ({h['timeouts']} timeouts)")  # fmt: skip
+        if mcu:
+            print(f"  MCU saw    {mcu['rx_bad']} bad frames, sent {mcu['naks_sent']} NAKs, "
+                  f"{mcu['retransmits']} retransmits")  # fmt: skip
+        for err in result["errors"]:
+            print(f"  {err}")
+    return 1 if result["lost"] else 0

@@ -1,0 +1,610 @@
+"""The host end of the MCU link, in asyncio: connect, identify, commands, events, state.
+
+One ``McuLink`` owns one serial port. Commands are queued and coalesced into frames (many
+per frame, many frames in flight up to the MCU's receive window), so throughput does not
+wait for round trips. The link heartbeats, keeps the clock synchronised, and survives
+unplug/replug and MCU resets:
+
+* unplug/replug (EOF/EIO on the port): the link goes LOST -> RECONNECTING, reopens the path
+  with backoff, resends the frames the MCU has not acknowledged (the MCU's sequence check
+  drops any it had already executed, so nothing runs twice), re-identifies, re-sends the
+  setup and reports RESYNCED. Commands in flight simply complete late.
+* MCU reset (a new SYN frame, the "started" event): the firmware's state is gone, so every
+  command still unanswered fails with McuResetError (it may or may not have run before the
+  reset; re-sending could run it twice), the link restarts its sequence space, identifies,
+  re-sends the setup and reports RESYNCED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import serial
+
+from firmware_bridge.mcu import messages as m
+from firmware_bridge.mcu.clocksync import ClockSync
+from firmware_bridge.mcu.errors import (
+    LinkClosedError,
+    McuCommandError,
+    McuError,
+    McuResetError,
+    McuTimeout,
+    PortError,
+)
+from firmware_bridge.mcu.framing import FrameDecoder
+from firmware_bridge.mcu.identity import REQUIRED_COMMANDS, FirmwareIdentity, check_compatible
+from firmware_bridge.mcu.port import open_port
+from firmware_bridge.mcu.reliable import ReliableEndpoint
+from firmware_bridge.mcu.rtt import RttEstimator
+
+log = logging.getLogger("wolfpack.mcu")
+
+EVENT_NAMES = frozenset(s.name for s in m.SPECS if s.id >= 0x80)
+RESPONSE_NAMES = frozenset(s.name for s in m.SPECS if 0x40 <= s.id < 0x80)
+
+
+class LinkState(enum.Enum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    LOST = "lost"
+    RECONNECTING = "reconnecting"
+    RESYNCED = "resynced"
+    CLOSED = "closed"
+
+    @property
+    def up(self) -> bool:
+        return self in (LinkState.CONNECTED, LinkState.RESYNCED)
+
+
+@dataclass(frozen=True)
+class StateChange:
+    state: LinkState
+    reason: str
+    at: float
+
+
+@dataclass
+class LinkStats:
+    reconnects: int = 0
+    mcu_resets: int = 0
+    failed_by_reset: int = 0
+    payload_errors: int = 0
+    outages: list[tuple[float, float | None]] = field(default_factory=list)
+
+
+EventCallback = Callable[[m.Message], None]
+StateCallback = Callable[[StateChange], None]
+
+
+class McuLink:
+    """Host side of one MCU link. Use ``async with McuLink(...)`` or connect()/close()."""
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        baud: int = 250000,
+        watchdog_ms: int = 500,
+        heartbeat_ms: int | None = None,
+        clock_interval_s: float = 1.0,
+        reconnect: bool = True,
+        required_commands: frozenset[str] = REQUIRED_COMMANDS,
+        name: str = "mcu",
+    ) -> None:
+        self.port = port
+        self.baud = baud
+        self.name = name
+        self.watchdog_ms = watchdog_ms
+        self.heartbeat_s = (heartbeat_ms or max(5, watchdog_ms // 4)) / 1000
+        self.clock_interval_s = clock_interval_s
+        self.reconnect = reconnect
+        self.required_commands = required_commands
+        self.state = LinkState.DISCONNECTED
+        self.identity: FirmwareIdentity | None = None
+        self.clock = ClockSync(nominal_freq=1.0)
+        self.stats = LinkStats()
+        # A partial frame is abandoned after ~2 max frames of wire time plus scheduling slack.
+        self.decoder = FrameDecoder(partial_timeout_s=0.02 + 2 * 255 * 10 / baud)
+        self.endpoint = ReliableEndpoint(
+            window=1, rtt=RttEstimator(initial_rto=0.25, min_rto=0.04, max_rto=1.0)
+        )
+        self._serial: serial.Serial | None = None
+        self._fd: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wbuf = bytearray()
+        self._writer_on = False
+        self._flush_scheduled = False
+        self._next_req = 1
+        self._pending: dict[int, tuple[str, asyncio.Future[m.Message]]] = {}
+        self._clock_reqs: dict[int, float] = {}
+        self._next_action = 1
+        self._event_cbs: list[EventCallback] = []
+        self._state_cbs: list[StateCallback] = []
+        self._setup: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+        self._handshaking = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._recovering: asyncio.Task[None] | None = None
+        self._next_clock_query = 0.0
+        self._closed = False
+
+    # ---- public API ----------------------------------------------------------------------
+    async def __aenter__(self) -> McuLink:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def on_event(self, callback: EventCallback) -> None:
+        """Call ``callback(message)`` for every asynchronous MCU event (started, watchdog, ...)."""
+        self._event_cbs.append(callback)
+
+    def on_state(self, callback: StateCallback) -> None:
+        """Call ``callback(StateChange)`` on every link state change."""
+        self._state_cbs.append(callback)
+
+    async def connect(self, timeout: float = 3.0) -> FirmwareIdentity:
+        """Open the port, identify the firmware (refusing incompatible ones), send the setup."""
+        self._loop = asyncio.get_running_loop()
+        self._set_state(LinkState.CONNECTING, f"opening {self.port}")
+        self._open()
+        self._timer = self._loop.create_task(self._timer_loop())
+        try:
+            ident = await asyncio.wait_for(self._handshake(), timeout)
+        except TimeoutError:
+            await self.close()
+            raise McuTimeout(
+                f"{self.port}: no identify answer within {timeout:.1f} s "
+                f"(is a firmware running there, at {self.baud} baud?)"
+            ) from None
+        except McuError:
+            await self.close()
+            raise
+        self._set_state(LinkState.CONNECTED, f"{ident.firmware} {ident.version}")
+        return ident
+
+    async def close(self) -> None:
+        """Stop heartbeating and close the port; waiting commands fail with LinkClosedError."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in [self._timer, self._recovering, *self._tasks]:
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if self._fd is not None and self._wbuf:
+            with contextlib.suppress(OSError):
+                os.write(self._fd, self._wbuf)
+        self._close_port()
+        self._fail_pending(LinkClosedError(f"{self.port}: link closed"))
+        self._set_state(LinkState.CLOSED, "closed by host")
+
+    def send(self, name: str, **fields: Any) -> None:
+        """Queue a command that has no response (delivered in order, exactly once)."""
+        self._queue(m.encode(name, **fields))
+
+    async def request(self, name: str, timeout: float | None = None, **fields: Any) -> m.Message:
+        """Send a command and await its response; McuCommandError if the MCU refused it."""
+        fut = self._request_future(name, fields)
+        if timeout is None:
+            return await fut
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise McuTimeout(f"{self.port}: no answer to {name} within {timeout} s") from None
+
+    def request_nowait(self, name: str, **fields: Any) -> asyncio.Future[m.Message]:
+        """Like request(), returning the future (for pipelining many commands)."""
+        return self._request_future(name, fields)
+
+    async def ping(self, data: int = 0) -> float:
+        """One round trip through the link; returns the seconds it took."""
+        t = time.monotonic()
+        await self.request("ping", data=data & 0xFFFFFFFF)
+        return time.monotonic() - t
+
+    async def configure_output(self, pin: int, safe_value: int = 0) -> None:
+        """Declare an output and its safe value (the watchdog drives it there); re-sent after
+        every reset and replug."""
+        self._setup[("config_output", pin)] = (
+            "config_output",
+            {"pin": pin, "safe_value": safe_value},
+        )
+        await self.request("config_output", pin=pin, safe_value=safe_value)
+
+    async def set_encoder_report(self, encoder: int, interval_ms: int) -> None:
+        self._setup[("set_encoder_report", encoder)] = (
+            "set_encoder_report",
+            {"encoder": encoder, "interval_ms": interval_ms},
+        )
+        await self.request("set_encoder_report", encoder=encoder, interval_ms=interval_ms)
+
+    async def set_output(self, pin: int, value: int) -> None:
+        await self.request("set_output", pin=pin, value=value)
+
+    async def read_encoder(self, encoder: int = 0) -> tuple[int, int]:
+        """(count, MCU clock) of an encoder."""
+        msg = await self.request("get_encoder", encoder=encoder)
+        return msg["count"], msg["clock"]
+
+    async def read_inputs(self) -> int:
+        return (await self.request("get_inputs"))["bits"]
+
+    async def mcu_stats(self) -> dict[str, int]:
+        msg = await self.request("get_stats")
+        return {k: v for k, v in msg.fields.items() if k != "req"}
+
+    async def schedule_at_clock(
+        self, clock: int, pin: int, value: int = 1, duration_s: float = 0.0
+    ) -> int:
+        """The MCU sets ``pin`` to ``value`` when its clock reaches ``clock`` (and back after
+        ``duration_s`` if > 0). Returns the action id; McuCommandError if it is in the past."""
+        action = self._new_action()
+        await self.request(
+            "schedule_at_clock",
+            action=action,
+            clock=clock,
+            pin=pin,
+            value=value,
+            duration=self._ticks(duration_s),
+        )
+        return action
+
+    async def schedule_at_count(
+        self, count: int, pin: int, value: int = 1, duration_s: float = 0.0, encoder: int = 0
+    ) -> int:
+        """The MCU fires when ``encoder`` reaches ``count`` (a diverter stroke at a parcel
+        position). McuCommandError if the encoder is already past it."""
+        action = self._new_action()
+        await self.request(
+            "schedule_at_count",
+            action=action,
+            encoder=encoder,
+            count=count,
+            pin=pin,
+            value=value,
+            duration=self._ticks(duration_s),
+        )
+        return action
+
+    async def schedule_at_host_time(
+        self, host_t: float, pin: int, value: int = 1, duration_s: float = 0.0
+    ) -> int:
+        """Schedule at a host monotonic time, converted to the MCU clock by the clock sync."""
+        return await self.schedule_at_clock(self.clock.clock_at(host_t), pin, value, duration_s)
+
+    async def cancel_action(self, action: int) -> None:
+        await self.request("cancel_action", action=action)
+
+    async def sync_clock(self, samples: int = 8) -> ClockSync:
+        """Take ``samples`` clock samples now (more are taken every clock_interval_s)."""
+        for _ in range(samples):
+            await self._clock_sample()
+        return self.clock
+
+    # ---- internals: requests ---------------------------------------------------------------
+    def _ticks(self, seconds: float) -> int:
+        freq = self.identity.clock_freq if self.identity else 1
+        return max(0, round(seconds * freq))
+
+    def _new_action(self) -> int:
+        action = self._next_action
+        self._next_action = (self._next_action % 0xFFFF) + 1
+        return action
+
+    def _request_future(self, name: str, fields: dict[str, Any]) -> asyncio.Future[m.Message]:
+        if self._closed:
+            raise LinkClosedError(f"{self.port}: link is closed")
+        req = self._next_req
+        self._next_req = (req % 0xFFFF) + 1
+        loop = self._loop or asyncio.get_running_loop()
+        fut: asyncio.Future[m.Message] = loop.create_future()
+        self._pending[req] = (name, fut)
+        self._queue(m.encode(name, req=req, **fields))
+        return fut
+
+    def _queue(self, message: bytes) -> None:
+        self.endpoint.queue(message)
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    async def _clock_sample(self) -> None:
+        sent = time.monotonic()
+        msg = await self.request("get_clock", timeout=2.0)
+        self.clock.add(sent, time.monotonic(), msg["clock"])
+
+    # ---- internals: I/O --------------------------------------------------------------------
+    def _open(self) -> None:
+        self._serial = open_port(self.port, self.baud)
+        self._fd = self._serial.fileno()
+        self._wbuf.clear()
+        assert self._loop is not None
+        self._loop.add_reader(self._fd, self._on_readable)
+
+    def _close_port(self) -> None:
+        if self._fd is not None and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            if self._writer_on:
+                self._loop.remove_writer(self._fd)
+        self._writer_on = False
+        self._fd = None
+        if self._serial is not None:
+            with contextlib.suppress(Exception):
+                self._serial.close()
+        self._serial = None
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._fd is None:
+            return
+        data = self.endpoint.take_output(time.monotonic())
+        if data:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self._fd is None:
+            return
+        if self._wbuf:
+            self._wbuf += data
+            return
+        try:
+            n = os.write(self._fd, data)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            self._port_lost(f"write failed: {exc}")
+            return
+        if n < len(data):
+            self._wbuf += data[n:]
+            if not self._writer_on and self._loop is not None:
+                self._writer_on = True
+                self._loop.add_writer(self._fd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            n = os.write(self._fd, self._wbuf)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._port_lost(f"write failed: {exc}")
+            return
+        del self._wbuf[:n]
+        if not self._wbuf and self._loop is not None:
+            self._loop.remove_writer(self._fd)
+            self._writer_on = False
+
+    def _on_readable(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            data = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            reason = "unplugged (EIO)" if exc.errno == errno.EIO else f"read failed: {exc}"
+            self._port_lost(reason)
+            return
+        if not data:
+            self._port_lost("unplugged (end of file)")
+            return
+        now = time.monotonic()
+        frames, bad = self.decoder.feed(data, now)
+        ep = self.endpoint
+        for frame in frames:
+            payload, new_syn = ep.on_frame(frame, now)
+            if new_syn and not self._handshaking:
+                self._mcu_reset_detected()
+            if payload:
+                self._dispatch(payload)
+        if bad:
+            ep.request_nak()
+        self._flush()
+
+    def _dispatch(self, payload: bytes) -> None:
+        try:
+            msgs = m.decode_payload(payload)
+        except m.MessageError as exc:
+            self.stats.payload_errors += 1
+            log.error("%s: undecodable payload from MCU: %s", self.port, exc)
+            return
+        for msg in msgs:
+            name = msg.name
+            if name in RESPONSE_NAMES:
+                entry = self._pending.pop(msg.fields["req"], None)
+                if entry is None:
+                    continue
+                cmd, fut = entry
+                if fut.done():
+                    continue
+                if name == "error":
+                    fut.set_exception(McuCommandError(cmd, msg["code"], msg["message"]))
+                else:
+                    fut.set_result(msg)
+            elif name in EVENT_NAMES:
+                if name == "watchdog_tripped":
+                    log.warning(
+                        "%s: MCU watchdog tripped after %d ms without host frames; "
+                        "actuators are safe",
+                        self.port,
+                        msg["silent_ms"],
+                    )
+                for cb in list(self._event_cbs):
+                    try:
+                        cb(msg)
+                    except Exception:
+                        log.exception("event callback failed")
+
+    # ---- internals: timers, loss, recovery -------------------------------------------------
+    async def _timer_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            if self._fd is None:
+                continue
+            ep = self.endpoint
+            if self.state.up and now - ep.last_tx >= self.heartbeat_s and not ep.queued:
+                ep.queue(m.encode("heartbeat"))
+            if (
+                self.state.up
+                and self.clock_interval_s > 0
+                and now >= self._next_clock_query
+                and not self._clock_reqs
+            ):
+                self._next_clock_query = now + self.clock_interval_s
+                self._spawn(self._clock_sample_quiet())
+            deadline = ep.rto_deadline()
+            if (deadline is not None and now >= deadline) or ep.queued:
+                self._flush()
+
+    async def _clock_sample_quiet(self) -> None:
+        self._clock_reqs[0] = time.monotonic()
+        try:
+            await self._clock_sample()
+        except McuError as exc:
+            log.debug("clock sample failed: %s", exc)
+        finally:
+            self._clock_reqs.clear()
+
+    def _spawn(self, coro: Any) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handshake(self) -> FirmwareIdentity:
+        """SYN + identify with a window of 1, then open the window and send the setup."""
+        self._handshaking = True
+        try:
+            self.endpoint.restart()
+            self.endpoint.window = 1
+            msg = await self.request("identify")
+        finally:
+            self._handshaking = False
+        ident = FirmwareIdentity.from_message(msg)
+        check_compatible(ident, self.required_commands, self.port)
+        self.identity = ident
+        self.endpoint.window = ident.rx_window
+        self.endpoint.max_payload = ident.max_payload
+        self.clock.reset(float(ident.clock_freq))
+        await self._send_setup()
+        await self.sync_clock(6)
+        self._next_clock_query = time.monotonic() + self.clock_interval_s
+        return ident
+
+    async def _send_setup(self) -> None:
+        futs = [self.request_nowait("set_watchdog", timeout_ms=self.watchdog_ms)]
+        futs += [self.request_nowait(name, **f) for name, f in self._setup.values()]
+        await asyncio.gather(*futs)
+
+    def _fail_pending(self, exc: McuError) -> int:
+        pending, self._pending = self._pending, {}
+        n = 0
+        for _, fut in pending.values():
+            if not fut.done():
+                fut.set_exception(exc)
+                n += 1
+        return n
+
+    def _set_state(self, state: LinkState, reason: str) -> None:
+        if state is self.state and state is not LinkState.RESYNCED:
+            return
+        self.state = state
+        change = StateChange(state, reason, time.monotonic())
+        quiet = (LinkState.CONNECTING, LinkState.CLOSED, LinkState.CONNECTED, LinkState.RESYNCED)
+        lvl = logging.INFO if state in quiet else logging.WARNING
+        log.log(lvl, "%s: link %s (%s)", self.port, state.value, reason)
+        if state is LinkState.LOST:
+            self.stats.outages.append((change.at, None))
+        elif state.up and self.stats.outages and self.stats.outages[-1][1] is None:
+            self.stats.outages[-1] = (self.stats.outages[-1][0], change.at)
+        for cb in list(self._state_cbs):
+            try:
+                cb(change)
+            except Exception:
+                log.exception("state callback failed")
+
+    def _port_lost(self, reason: str) -> None:
+        if self._fd is None or self._closed:
+            return
+        self._close_port()
+        self._set_state(LinkState.LOST, f"{self.port} {reason}")
+        if not self.reconnect:
+            self._fail_pending(McuError(f"{self.port}: {reason}"))
+            return
+        if self._recovering is None or self._recovering.done():
+            assert self._loop is not None
+            self._recovering = self._loop.create_task(self._replug_loop())
+
+    async def _replug_loop(self) -> None:
+        backoff = 0.05
+        self._set_state(LinkState.RECONNECTING, f"waiting for {self.port} to come back")
+        while not self._closed:
+            try:
+                self._open()
+            except PortError:
+                await asyncio.sleep(backoff)
+                backoff = min(1.0, backoff * 2)
+                continue
+            self.stats.reconnects += 1
+            self._write(self.endpoint.resend_now(time.monotonic()))
+            try:
+                msg = await self.request("identify", timeout=2.0)
+            except McuResetError:
+                return  # the reset path took over
+            except McuError as exc:
+                log.warning("%s: reopened but no identify answer (%s); retrying", self.port, exc)
+                self._close_port()
+                await asyncio.sleep(backoff)
+                continue
+            if self._fd is None:
+                continue  # lost again while identifying
+            ident = FirmwareIdentity.from_message(msg)
+            check_compatible(ident, self.required_commands, self.port)
+            if self.identity and ident != self.identity:
+                log.warning("%s: a different firmware answered after replug: %s", self.port, ident)
+            self.identity = ident
+            await self._send_setup()
+            self._set_state(LinkState.RESYNCED, "replugged; setup re-sent")
+            return
+
+    def _mcu_reset_detected(self) -> None:
+        self.stats.mcu_resets += 1
+        failed = self._fail_pending(
+            McuResetError(
+                f"{self.port}: the MCU restarted while this command was in flight; it may or "
+                "may not have run before the reset and was not re-sent"
+            )
+        )
+        self.stats.failed_by_reset += failed
+        self._set_state(LinkState.LOST, f"MCU reset ({failed} commands failed)")
+        if self._recovering is not None and not self._recovering.done():
+            self._recovering.cancel()
+        assert self._loop is not None
+        self._recovering = self._loop.create_task(self._after_reset())
+
+    async def _after_reset(self) -> None:
+        self._set_state(LinkState.RECONNECTING, "re-identifying after MCU reset")
+        while not self._closed:
+            try:
+                await asyncio.wait_for(self._handshake(), 3.0)
+            except (TimeoutError, McuError) as exc:
+                log.warning("%s: re-identify after reset failed: %s; retrying", self.port, exc)
+                await asyncio.sleep(0.2)
+                continue
+            self._set_state(LinkState.RESYNCED, "MCU reset; re-identified, setup re-sent")
+            return

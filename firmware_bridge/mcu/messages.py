@@ -1,0 +1,224 @@
+"""Messages carried in frame payloads: one id byte, then fixed fields, little-endian.
+
+A payload is a concatenation of whole messages; a message never spans frames. Field types:
+``B`` u8, ``H`` u16, ``I`` u32, ``Q`` u64, ``q`` i64, ``s`` string (u8 length + UTF-8, at
+most 200 bytes). Ids 0x01-0x3F are host->MCU commands, 0x40-0x7F MCU->host responses,
+0x80-0xBF MCU->host asynchronous events. The table below is the single source of truth; the
+spec (docs/mcu-protocol.md) lists the same table.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+MAX_STRING = 200
+
+
+class MessageError(ValueError):
+    """A payload that does not decode: names the byte offset and what was wrong."""
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    id: int
+    name: str
+    fields: tuple[tuple[str, str], ...]
+
+    @property
+    def has_strings(self) -> bool:
+        return any(t == "s" for _, t in self.fields)
+
+
+def _spec(mid: int, name: str, *fields: str) -> MessageSpec:
+    parsed = tuple((f.split(":")[0], f.split(":")[1]) for f in fields)
+    return MessageSpec(mid, name, parsed)
+
+
+# fmt: off
+SPECS: tuple[MessageSpec, ...] = (
+    # host -> MCU commands
+    _spec(0x01, "identify", "req:H"),
+    _spec(0x02, "ping", "req:H", "data:I"),
+    _spec(0x03, "get_clock", "req:H"),
+    _spec(0x04, "heartbeat"),
+    _spec(0x05, "set_watchdog", "req:H", "timeout_ms:H"),
+    _spec(0x06, "config_output", "req:H", "pin:B", "safe_value:B"),
+    _spec(0x07, "set_output", "req:H", "pin:B", "value:B"),
+    _spec(0x08, "schedule_at_clock", "req:H", "action:H", "clock:Q", "pin:B", "value:B",
+          "duration:I"),
+    _spec(0x09, "schedule_at_count", "req:H", "action:H", "encoder:B", "count:q", "pin:B",
+          "value:B", "duration:I"),
+    _spec(0x0A, "cancel_action", "req:H", "action:H"),
+    _spec(0x0B, "get_inputs", "req:H"),
+    _spec(0x0C, "get_encoder", "req:H", "encoder:B"),
+    _spec(0x0D, "set_encoder_report", "req:H", "encoder:B", "interval_ms:H"),
+    _spec(0x0E, "get_stats", "req:H"),
+    _spec(0x0F, "reset", "req:H"),
+    # MCU -> host responses (req echoes the command's req)
+    _spec(0x41, "identify_response", "req:H", "protocol:H", "rx_window:B", "max_payload:B",
+          "clock_freq:I", "outputs:B", "inputs:B", "encoders:B", "firmware:s", "version:s",
+          "commands:s"),
+    _spec(0x42, "pong", "req:H", "data:I"),
+    _spec(0x43, "clock", "req:H", "clock:Q"),
+    _spec(0x44, "ok", "req:H"),
+    _spec(0x45, "error", "req:H", "code:B", "message:s"),
+    _spec(0x46, "inputs", "req:H", "bits:I"),
+    _spec(0x47, "encoder_state", "req:H", "encoder:B", "count:q", "clock:Q"),
+    _spec(0x48, "stats", "req:H", "rx_frames:I", "rx_bad:I", "naks_sent:I", "retransmits:I",
+          "duplicates:I", "rx_garbage:I"),
+    # MCU -> host events
+    _spec(0x80, "started", "reason:B", "clock:Q"),
+    _spec(0x81, "watchdog_tripped", "clock:Q", "silent_ms:I"),
+    _spec(0x82, "input_edge", "pin:B", "value:B", "clock:Q", "count:q"),
+    _spec(0x83, "encoder_report", "encoder:B", "count:q", "clock:Q"),
+    _spec(0x84, "action_done", "action:H", "pin:B", "value:B", "clock:Q", "count:q"),
+    _spec(0x85, "fault", "code:B", "message:s"),
+)
+# fmt: on
+
+BY_ID: dict[int, MessageSpec] = {s.id: s for s in SPECS}
+BY_NAME: dict[str, MessageSpec] = {s.name: s for s in SPECS}
+
+# error codes of the "error" response
+ERR_UNKNOWN_COMMAND = 1
+ERR_BAD_ARGUMENT = 2
+ERR_IN_PAST = 3
+ERR_BUSY = 4
+ERR_NOT_FOUND = 5
+
+# reasons of the "started" event
+START_POWER_ON = 0
+START_RESET_COMMAND = 1
+START_WATCHDOG = 2
+START_SIMULATED = 3
+
+# fault codes
+FAULT_BAD_PAYLOAD = 1
+FAULT_LATE_ACTION = 2
+FAULT_INPUT = 3
+
+_FIXED = {"B": "B", "H": "H", "I": "I", "Q": "Q", "q": "q"}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A decoded message: its name and its fields by name."""
+
+    name: str
+    fields: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+
+class _Codec:
+    """Precompiled struct for messages without strings; a generic path for the rest."""
+
+    def __init__(self, spec: MessageSpec) -> None:
+        self.spec = spec
+        self.names = tuple(n for n, _ in spec.fields)
+        self.fixed: struct.Struct | None = None
+        if not spec.has_strings:
+            self.fixed = struct.Struct("<B" + "".join(_FIXED[t] for _, t in spec.fields))
+
+    def encode(self, values: dict[str, Any]) -> bytes:
+        spec = self.spec
+        try:
+            args = [values[n] for n in self.names]
+        except KeyError as exc:
+            raise MessageError(f"{spec.name}: missing field {exc.args[0]!r}") from None
+        extra = set(values) - set(self.names)
+        if extra:
+            raise MessageError(f"{spec.name}: unknown field(s) {sorted(extra)}")
+        if self.fixed is not None:
+            try:
+                return self.fixed.pack(spec.id, *args)
+            except struct.error as exc:
+                raise MessageError(f"{spec.name}: {exc} (fields {values})") from None
+        out = bytearray((spec.id,))
+        for (name, kind), value in zip(spec.fields, args, strict=True):
+            if kind == "s":
+                raw = str(value).encode()
+                if len(raw) > MAX_STRING:
+                    raise MessageError(f"{spec.name}.{name}: string longer than {MAX_STRING}")
+                out.append(len(raw))
+                out += raw
+            else:
+                try:
+                    out += struct.pack("<" + _FIXED[kind], value)
+                except struct.error as exc:
+                    raise MessageError(f"{spec.name}.{name}={value!r}: {exc}") from None
+        return bytes(out)
+
+    def decode(self, data: bytes, offset: int) -> tuple[Message, int]:
+        spec = self.spec
+        if self.fixed is not None:
+            end = offset + self.fixed.size
+            if end > len(data):
+                raise MessageError(
+                    f"byte {offset}: {spec.name} needs {self.fixed.size} bytes, "
+                    f"{len(data) - offset} left"
+                )
+            values = self.fixed.unpack_from(data, offset)
+            return Message(spec.name, dict(zip(self.names, values[1:], strict=True))), end
+        pos = offset + 1
+        fields: dict[str, Any] = {}
+        for name, kind in spec.fields:
+            if kind == "s":
+                if pos >= len(data):
+                    raise MessageError(f"byte {pos}: {spec.name}.{name}: length byte missing")
+                n = data[pos]
+                if pos + 1 + n > len(data):
+                    raise MessageError(
+                        f"byte {pos}: {spec.name}.{name}: string of {n} bytes runs past the end"
+                    )
+                try:
+                    fields[name] = data[pos + 1 : pos + 1 + n].decode()
+                except UnicodeDecodeError as exc:
+                    raise MessageError(f"byte {pos}: {spec.name}.{name}: {exc}") from None
+                pos += 1 + n
+            else:
+                st = struct.Struct("<" + _FIXED[kind])
+                if pos + st.size > len(data):
+                    raise MessageError(f"byte {pos}: {spec.name}.{name}: truncated")
+                (fields[name],) = st.unpack_from(data, pos)
+                pos += st.size
+        return Message(spec.name, fields), pos
+
+
+_CODECS_BY_ID: dict[int, _Codec] = {s.id: _Codec(s) for s in SPECS}
+_CODECS_BY_NAME: dict[str, _Codec] = {s.name: _Codec(s) for s in SPECS}
+
+
+def encode(name: str, **fields: Any) -> bytes:
+    """Encode one message by name; raises MessageError naming the bad field."""
+    codec = _CODECS_BY_NAME.get(name)
+    if codec is None:
+        raise MessageError(f"unknown message {name!r}")
+    return codec.encode(fields)
+
+
+def decode_payload(payload: bytes) -> list[Message]:
+    """All messages of one payload; raises MessageError with the byte offset of the problem."""
+    out: list[Message] = []
+    pos = 0
+    n = len(payload)
+    while pos < n:
+        codec = _CODECS_BY_ID.get(payload[pos])
+        if codec is None:
+            raise MessageError(f"byte {pos}: unknown message id 0x{payload[pos]:02x}")
+        msg, pos = codec.decode(payload, pos)
+        out.append(msg)
+    return out
+
+
+def decode_one(payload: bytes, offset: int = 0) -> tuple[Message, int]:
+    """One message at ``offset`` and the offset after it (for a receiver that stops on error)."""
+    if offset >= len(payload):
+        raise MessageError(f"byte {offset}: no message here")
+    codec = _CODECS_BY_ID.get(payload[offset])
+    if codec is None:
+        raise MessageError(f"byte {offset}: unknown message id 0x{payload[offset]:02x}")
+    return codec.decode(payload, offset)

@@ -1,0 +1,247 @@
+"""The reliable, ordered, exactly-once layer of the MCU link, without I/O (sans-IO).
+
+Both ends run the same rules (docs/mcu-protocol.md, "Reliability"): every frame with a
+payload has a sequence number (mod 256); the receiver accepts only the next expected one,
+ACKs cumulatively (the ACK byte of every frame it sends is the next SEQ it expects), ACKs
+duplicates again without delivering them, and NAKs a gap or a bad frame at most once per
+expected SEQ until progress. The sender keeps at most ``window`` frames unacknowledged and
+goes back N (resends every unacknowledged frame) on a NAK or when the RTO expires. The host
+runs this in asyncio; the simulated firmware runs the same class; real firmware implements
+the same state machine in C.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from firmware_bridge.mcu.framing import FLAG_NAK, FLAG_SYN, MAX_PAYLOAD, Frame, encode_frame
+from firmware_bridge.mcu.rtt import RttEstimator
+
+HALF_SEQ = 128
+
+
+@dataclass
+class LinkCounters:
+    frames_sent: int = 0
+    frames_received: int = 0
+    messages_sent: int = 0
+    retransmits: int = 0
+    timeouts: int = 0
+    naks_sent: int = 0
+    naks_received: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    unsynced_dropped: int = 0
+    bogus_acks: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Sent:
+    seq: int
+    payload: bytes
+    flags: int
+    messages: int
+    sent_at: float
+    transmissions: int = 1
+
+
+@dataclass
+class ReliableEndpoint:
+    """One end of the link: queue messages, feed received frames, take bytes to write."""
+
+    window: int = 1
+    max_payload: int = MAX_PAYLOAD
+    rtt: RttEstimator = field(default_factory=RttEstimator)
+    counters: LinkCounters = field(default_factory=LinkCounters)
+    # transmit state
+    _pending: deque[bytes] = field(default_factory=deque)
+    _unacked: deque[_Sent] = field(default_factory=deque)
+    _next_seq: int = 0
+    _send_syn: bool = False
+    _nak_retx_base: int | None = None
+    _resend_pending: bool = False
+    _last_tx: float = 0.0
+    # receive state
+    rx_expected: int | None = None  # None: not synchronised, accept only a SYN frame
+    _ack_owed: bool = False
+    _nak_owed: bool = False
+    _nak_sent_for: int | None = None
+    _last_syn: tuple[int, bytes] | None = None
+
+    # ---- transmit side -------------------------------------------------------------------
+    def queue(self, message: bytes) -> None:
+        """Queue one encoded message; it goes out in order, exactly once, in some frame."""
+        if len(message) > self.max_payload:
+            raise ValueError(f"message of {len(message)} bytes exceeds {self.max_payload}")
+        self._pending.append(message)
+
+    def restart(self) -> tuple[int, int]:
+        """Start a new sequence space: drop everything unsent and unacked; the next frame
+        carries SYN. Returns (dropped unacknowledged frames, dropped queued messages)."""
+        dropped = (len(self._unacked), len(self._pending))
+        self._unacked.clear()
+        self._pending.clear()
+        self._next_seq = 0
+        self._send_syn = True
+        self._nak_retx_base = None
+        self._resend_pending = False
+        self.rtt.reset()
+        return dropped
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._unacked)
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    @property
+    def idle(self) -> bool:
+        return not self._unacked and not self._pending
+
+    @property
+    def last_tx(self) -> float:
+        return self._last_tx
+
+    def rto_deadline(self) -> float | None:
+        if not self._unacked:
+            return None
+        return self._unacked[0].sent_at + self.rtt.rto
+
+    def _frame_bytes(self, sent: _Sent) -> bytes:
+        ack = self.rx_expected if self.rx_expected is not None else 0
+        return encode_frame(sent.seq, ack, sent.payload, sent.flags)
+
+    def take_output(self, now: float) -> bytes:
+        """Everything due to be written now: retransmits, new frames, a pure ACK/NAK."""
+        out = bytearray()
+        deadline = self.rto_deadline()
+        if deadline is not None and now >= deadline:
+            self.counters.timeouts += 1
+            self.rtt.backoff()
+            self._resend_all(out, now)
+            self._resend_pending = False
+        elif self._resend_pending:
+            self._resend_all(out, now)
+            self._resend_pending = False
+        # new frames within the window
+        pending = self._pending
+        maxp = self.max_payload
+        while pending and len(self._unacked) < self.window:
+            payload = bytearray(pending.popleft())
+            count = 1
+            while pending and len(payload) + len(pending[0]) <= maxp:
+                payload += pending.popleft()
+                count += 1
+            flags = 0
+            if self._send_syn:
+                flags = FLAG_SYN
+                self._send_syn = False
+            sent = _Sent(self._next_seq, bytes(payload), flags, count, now)
+            self._next_seq = (self._next_seq + 1) & 0xFF
+            self._unacked.append(sent)
+            out += self._frame_bytes(sent)
+            self.counters.frames_sent += 1
+            self.counters.messages_sent += count
+        ack = self.rx_expected if self.rx_expected is not None else 0
+        if self._nak_owed:
+            out += encode_frame(0, ack, b"", FLAG_NAK)
+            self.counters.naks_sent += 1
+            self.counters.frames_sent += 1
+        elif self._ack_owed and not out:
+            out += encode_frame(0, ack, b"")
+            self.counters.frames_sent += 1
+        self._nak_owed = False
+        self._ack_owed = False
+        if out:
+            self._last_tx = now
+        return bytes(out)
+
+    def _resend_all(self, out: bytearray, now: float) -> None:
+        for sent in self._unacked:
+            sent.transmissions += 1
+            sent.sent_at = now
+            out += self._frame_bytes(sent)
+            self.counters.retransmits += 1
+            self.counters.frames_sent += 1
+
+    def resend_now(self, now: float) -> bytes:
+        """Resend every unacknowledged frame (after a reconnect)."""
+        out = bytearray()
+        self._resend_all(out, now)
+        if out:
+            self._last_tx = now
+        return bytes(out)
+
+    def _on_ack(self, ack: int, now: float) -> int:
+        unacked = self._unacked
+        if not unacked:
+            return 0
+        n = (ack - unacked[0].seq) & 0xFF
+        if n > len(unacked):
+            self.counters.bogus_acks += 1
+            return 0
+        sample: float | None = None
+        for _ in range(n):
+            sent = unacked.popleft()
+            if sent.transmissions == 1:
+                sample = now - sent.sent_at
+        if sample is not None:
+            self.rtt.sample(sample)
+        if n:
+            self._nak_retx_base = None
+        return n
+
+    # ---- receive side --------------------------------------------------------------------
+    def on_frame(self, frame: Frame, now: float) -> tuple[bytes | None, bool]:
+        """Process one valid frame. Returns (payload to deliver or None, is_new_syn)."""
+        c = self.counters
+        c.frames_received += 1
+        self._on_ack(frame.ack, now)
+        if frame.nak:
+            c.naks_received += 1
+            if self._unacked and self._nak_retx_base != self._unacked[0].seq:
+                self._nak_retx_base = self._unacked[0].seq
+                self._resend_pending = True
+        if frame.is_control:
+            return None, False
+        if frame.syn:
+            nxt = (frame.seq + 1) & 0xFF
+            if self._last_syn == (frame.seq, frame.payload) and self.rx_expected == nxt:
+                c.duplicates += 1
+                self._ack_owed = True
+                return None, False
+            self._last_syn = (frame.seq, frame.payload)
+            self.rx_expected = nxt
+            self._ack_owed = True
+            self._nak_sent_for = None
+            return frame.payload, True
+        expected = self.rx_expected
+        if expected is None:
+            c.unsynced_dropped += 1
+            return None, False
+        d = (frame.seq - expected) & 0xFF
+        if d == 0:
+            self.rx_expected = (expected + 1) & 0xFF
+            self._ack_owed = True
+            self._nak_sent_for = None
+            return frame.payload, False
+        if d < HALF_SEQ:
+            c.out_of_order += 1
+            self.request_nak()
+        else:
+            c.duplicates += 1
+            self._ack_owed = True
+        return None, False
+
+    def request_nak(self) -> None:
+        """The decoder saw a bad frame (or a gap): NAK once per expected SEQ."""
+        if self.rx_expected is None or self._nak_sent_for == self.rx_expected:
+            return
+        self._nak_sent_for = self.rx_expected
+        self._nak_owed = True

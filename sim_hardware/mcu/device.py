@@ -1,0 +1,195 @@
+"""A simulated MCU on a pty: firmware + wire + encoder, with a Python API for tests and CLI.
+
+``SimMcu`` runs inside an asyncio loop (the CLI's); ``SimMcuThread`` runs one in a
+background thread for tests, and marshals every control call onto the sim's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sim_hardware.mcu.encoder import BeltEncoder, EncoderSource
+from sim_hardware.mcu.faults import LineFaults
+from sim_hardware.mcu.firmware import SimFirmware
+from sim_hardware.mcu.wire import PtyWire
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SimMcuOptions:
+    link: str
+    baud: int | None = None  # None: no wire-time model (as fast as the pty goes)
+    noise: float = 0.0  # corrupted-byte rate, both directions
+    drop: float = 0.0  # dropped-byte rate, both directions
+    seed: int | None = None
+    watchdog_ms: int = 500
+    belt_speed_mm_s: float = 500.0
+    counts_per_mm: float = 1.0
+    clock_freq: int = 1_000_000
+    drift_ppm: float = 40.0
+
+
+class SimMcu:
+    """The simulated MCU. Create inside a running loop's thread, then ``start()``."""
+
+    def __init__(self, options: SimMcuOptions, encoder: EncoderSource | None = None) -> None:
+        self.options = options
+        rng = random.Random(options.seed)
+        self.belt = (
+            encoder
+            if encoder is not None
+            else BeltEncoder(options.belt_speed_mm_s, options.counts_per_mm)
+        )
+        self.wire = PtyWire(
+            options.link,
+            options.baud,
+            on_receive=self._on_receive,
+            to_host_faults=LineFaults(options.noise, options.drop, random.Random(rng.random())),
+            from_host_faults=LineFaults(options.noise, options.drop, random.Random(rng.random())),
+        )
+        self.firmware = SimFirmware(
+            self.wire.send,
+            clock_freq=options.clock_freq,
+            drift_ppm=options.drift_ppm,
+            encoder=self.belt,
+            watchdog_ms=options.watchdog_ms,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._replug: asyncio.TimerHandle | None = None
+
+    def _on_receive(self, data: bytes) -> None:
+        self.firmware.receive(data)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if isinstance(self.belt, BeltEncoder):
+            self.belt.reset(_mono())
+        self.wire.plug(self._loop)
+        self.firmware.start(self._loop)
+
+    def stop(self) -> None:
+        if self._replug:
+            self._replug.cancel()
+        self.firmware.stop()
+        self.wire.close()
+
+    # ---- faults and world, callable from the loop's thread -------------------------------------
+    def set_noise(self, corrupt_rate: float, drop_rate: float | None = None) -> None:
+        for f in (self.wire.to_host_faults, self.wire.from_host_faults):
+            f.set_rates(corrupt_rate, drop_rate)
+
+    def unplug(self, replug_after_s: float | None = None) -> None:
+        """Unplug the cable; plug it back (new pty, same symlink) after ``replug_after_s``."""
+        self.wire.unplug()
+        if replug_after_s is not None and self._loop is not None:
+            self._replug = self._loop.call_later(replug_after_s, self.replug)
+
+    def replug(self) -> None:
+        if not self.wire.plugged and self._loop is not None:
+            self.wire.plug(self._loop)
+            self.firmware.flush()
+
+    def stall(self, seconds: float) -> None:
+        self.wire.stall(seconds)
+
+    def reset(self) -> None:
+        self.firmware.reset()
+
+    def set_belt_speed(self, speed_mm_s: float) -> None:
+        if not isinstance(self.belt, BeltEncoder):
+            raise TypeError("the encoder source is not a BeltEncoder")
+        self.belt.set_speed(speed_mm_s, _mono())
+
+    def set_input(self, pin: int, value: int) -> None:
+        self.firmware.set_input(pin, value)
+
+    def describe(self) -> str:
+        o = self.options
+        wire = f"{o.baud} baud modelled" if o.baud else "no wire-time model"
+        return (
+            f"simulated MCU on {o.link} -> {self.wire.slave_name}: {wire}; noise {o.noise:g}, "
+            f"drop {o.drop:g} per byte; watchdog {o.watchdog_ms} ms; belt "
+            f"{o.belt_speed_mm_s:g} mm/s x {o.counts_per_mm:g} counts/mm; clock "
+            f"{o.clock_freq} Hz ({o.drift_ppm:+g} ppm)"
+        )
+
+
+def _mono() -> float:
+    import time
+
+    return time.monotonic()
+
+
+class SimMcuThread:
+    """Runs a SimMcu in a background thread with its own loop (for tests and benches)."""
+
+    def __init__(self, options: SimMcuOptions, encoder: EncoderSource | None = None) -> None:
+        self.options = options
+        self._encoder = encoder
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="sim-mcu", daemon=True)
+        self._ready = threading.Event()
+        self.sim: SimMcu | None = None
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self.sim = SimMcu(self.options, self._encoder)
+            self._loop.call_soon(self._start)
+            self._loop.run_forever()
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._ready.set()
+        finally:
+            if self.sim is not None:
+                self.sim.stop()
+            self._loop.run_until_complete(asyncio.sleep(0.01))  # let cancellations finish
+            self._loop.close()
+
+    def _start(self) -> None:
+        try:
+            assert self.sim is not None
+            self.sim.start()
+        except BaseException as exc:
+            self._error = exc
+            self._loop.stop()
+        self._ready.set()
+
+    def start(self) -> SimMcuThread:
+        self._thread.start()
+        self._ready.wait(5)
+        if self._error:
+            raise self._error
+        return self
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the sim's loop and return its result."""
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
+        return fut.result(5)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+
+    def __enter__(self) -> SimMcuThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,479 @@
+"""The simulated MCU firmware: the MCU side of docs/mcu-protocol.md, byte stream in/out.
+
+It knows nothing of ptys: ``receive(data)`` takes bytes as they come off the (modelled)
+wire and ``transmit`` is called with the bytes to send. Time-critical actions run on the
+asyncio loop at their target time, with a short spin for the last 2 ms, and every execution
+is logged so tests can assert ordering and timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from firmware_bridge.mcu import messages as m
+from firmware_bridge.mcu.framing import MAX_PAYLOAD, FrameDecoder
+from firmware_bridge.mcu.identity import PROTOCOL_VERSION
+from firmware_bridge.mcu.reliable import ReliableEndpoint
+from firmware_bridge.mcu.rtt import RttEstimator
+from sim_hardware.mcu.encoder import BeltEncoder, EncoderSource
+
+log = logging.getLogger("wolfpack.sim.mcu")
+
+FIRMWARE_NAME = "wolfpack-sim-mcu"
+FIRMWARE_VERSION = "1.0.0"
+RX_WINDOW = 8
+TX_WINDOW = 16
+SPIN_S = 0.002
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One executed scheduled action (or its automatic revert)."""
+
+    action: int
+    pin: int
+    value: int
+    target_kind: str  # "clock" | "count" | "revert"
+    target: int
+    fired_clock: int
+    fired_count: int
+    fired_at: float
+
+
+@dataclass(frozen=True)
+class OutputChange:
+    at: float
+    pin: int
+    value: int
+    cause: str  # "command" | "action" | "watchdog" | "reset"
+
+
+@dataclass
+class _Scheduled:
+    action: int
+    kind: str
+    target: int
+    encoder: int
+    pin: int
+    value: int
+    duration: int
+    handle: asyncio.TimerHandle | None = None
+
+
+class SimFirmware:
+    """Protocol logic, outputs, inputs, encoders, scheduler and watchdog of the sim MCU."""
+
+    def __init__(
+        self,
+        transmit: Callable[[bytes], None],
+        *,
+        clock_freq: int = 1_000_000,
+        drift_ppm: float = 40.0,
+        outputs: int = 8,
+        inputs: int = 8,
+        encoder: EncoderSource | None = None,
+        watchdog_ms: int = 500,
+        log_limit: int = 200_000,
+    ) -> None:
+        self._transmit = transmit
+        self.clock_freq = clock_freq
+        self.drift_ppm = drift_ppm
+        self.n_outputs = outputs
+        self.n_inputs = inputs
+        self.encoder: EncoderSource = encoder or BeltEncoder()
+        self.default_watchdog_ms = watchdog_ms
+        self.executed: deque[tuple[str, dict[str, Any]]] = deque(maxlen=log_limit)
+        self.actions_log: list[ActionRecord] = []
+        self.output_log: list[OutputChange] = []
+        self.events_sent: list[str] = []
+        self.watchdog_trips: list[float] = []
+        self.boots = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wd_task: asyncio.Task[None] | None = None
+        self._report_tasks: dict[int, asyncio.Task[None]] = {}
+        self._boot()
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def _boot(self, reason: int = m.START_POWER_ON) -> None:
+        self.boots += 1
+        self.boot_t = time.monotonic()
+        self.decoder = FrameDecoder(partial_timeout_s=0.05)
+        self.endpoint = ReliableEndpoint(
+            window=TX_WINDOW,
+            max_payload=MAX_PAYLOAD,
+            rtt=RttEstimator(initial_rto=0.1, min_rto=0.04, max_rto=1.0),
+        )
+        self.outputs = [0] * self.n_outputs
+        self.safe_values = [0] * self.n_outputs
+        self.inputs = 0
+        self.watchdog_ms = self.default_watchdog_ms
+        self.last_host_frame: float | None = None
+        self.watchdog_armed = False
+        self._scheduled: dict[int, _Scheduled] = {}
+        for task in getattr(self, "_report_tasks", {}).values():
+            task.cancel()
+        self._report_tasks = {}
+        self.endpoint.restart()
+        self._event("started", reason=reason, clock=self.clock())
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._wd_task = loop.create_task(self._watchdog_loop())
+        self.flush()
+
+    def stop(self) -> None:
+        if self._wd_task:
+            self._wd_task.cancel()
+        for task in self._report_tasks.values():
+            task.cancel()
+        for s in self._scheduled.values():
+            if s.handle:
+                s.handle.cancel()
+
+    def reset(self, reason: int = m.START_SIMULATED) -> None:
+        """Simulate a reset: all state lost, outputs safe, clock restarts, 'started' sent."""
+        for s in self._scheduled.values():
+            if s.handle:
+                s.handle.cancel()
+        now = time.monotonic()
+        for pin in range(self.n_outputs):
+            if self.outputs[pin] != 0:
+                self.output_log.append(OutputChange(now, pin, 0, "reset"))
+        self._boot(reason)
+        self.flush()
+
+    # ---- clock ---------------------------------------------------------------------------
+    @property
+    def tick_rate(self) -> float:
+        """Real ticks per host second (the crystal is off by drift_ppm)."""
+        return self.clock_freq * (1 + self.drift_ppm * 1e-6)
+
+    def clock(self, t: float | None = None) -> int:
+        t = time.monotonic() if t is None else t
+        return int((t - self.boot_t) * self.tick_rate)
+
+    def time_of_clock(self, clock: int) -> float:
+        return self.boot_t + clock / self.tick_rate
+
+    # ---- byte stream ---------------------------------------------------------------------
+    def receive(self, data: bytes) -> None:
+        now = time.monotonic()
+        frames, bad = self.decoder.feed(data, now)
+        ep = self.endpoint
+        for frame in frames:
+            self.last_host_frame = now
+            self.watchdog_armed = True
+            payload, new_syn = ep.on_frame(frame, now)
+            if new_syn:
+                # A host (re)started its sequence space: old replies are for nobody.
+                ep.restart()
+            if payload:
+                self._execute(payload)
+        if bad:
+            ep.request_nak()
+        self.flush()
+
+    def flush(self) -> None:
+        data = self.endpoint.take_output(time.monotonic())
+        if data:
+            self._transmit(data)
+
+    def _execute(self, payload: bytes) -> None:
+        pos = 0
+        while pos < len(payload):
+            try:
+                msg, pos = m.decode_one(payload, pos)
+            except m.MessageError as exc:
+                self._event("fault", code=m.FAULT_BAD_PAYLOAD, message=str(exc)[:200])
+                return
+            self.executed.append((msg.name, msg.fields))
+            handler = getattr(self, "_cmd_" + msg.name, None)
+            if handler is None:
+                self._reply_error(msg, m.ERR_UNKNOWN_COMMAND, f"no command {msg.name!r}")
+                continue
+            handler(msg)
+
+    def _send(self, name: str, **fields: Any) -> None:
+        self.endpoint.queue(m.encode(name, **fields))
+
+    def _event(self, name: str, **fields: Any) -> None:
+        self.events_sent.append(name)
+        self._send(name, **fields)
+
+    def _reply_error(self, msg: m.Message, code: int, text: str) -> None:
+        self._send("error", req=msg.fields.get("req", 0), code=code, message=text[:200])
+
+    # ---- commands --------------------------------------------------------------------------
+    def _cmd_identify(self, msg: m.Message) -> None:
+        commands = ",".join(
+            s.name for s in m.SPECS if s.id < 0x40 and hasattr(self, "_cmd_" + s.name)
+        )
+        self._send(
+            "identify_response",
+            req=msg["req"],
+            protocol=PROTOCOL_VERSION,
+            rx_window=RX_WINDOW,
+            max_payload=MAX_PAYLOAD,
+            clock_freq=self.clock_freq,
+            outputs=self.n_outputs,
+            inputs=self.n_inputs,
+            encoders=1,
+            firmware=FIRMWARE_NAME,
+            version=FIRMWARE_VERSION,
+            commands=commands,
+        )
+
+    def _cmd_ping(self, msg: m.Message) -> None:
+        self._send("pong", req=msg["req"], data=msg["data"])
+
+    def _cmd_get_clock(self, msg: m.Message) -> None:
+        self._send("clock", req=msg["req"], clock=self.clock())
+
+    def _cmd_heartbeat(self, msg: m.Message) -> None:
+        pass  # its frame already fed the watchdog
+
+    def _cmd_set_watchdog(self, msg: m.Message) -> None:
+        if msg["timeout_ms"] < 10:
+            self._reply_error(msg, m.ERR_BAD_ARGUMENT, "watchdog timeout must be >= 10 ms")
+            return
+        self.watchdog_ms = msg["timeout_ms"]
+        self._send("ok", req=msg["req"])
+
+    def _check_pin(self, msg: m.Message, pin: int) -> bool:
+        if pin >= self.n_outputs:
+            self._reply_error(
+                msg, m.ERR_BAD_ARGUMENT, f"output {pin} does not exist (0..{self.n_outputs - 1})"
+            )
+            return False
+        return True
+
+    def _cmd_config_output(self, msg: m.Message) -> None:
+        if self._check_pin(msg, msg["pin"]):
+            self.safe_values[msg["pin"]] = 1 if msg["safe_value"] else 0
+            self._send("ok", req=msg["req"])
+
+    def _cmd_set_output(self, msg: m.Message) -> None:
+        if self._check_pin(msg, msg["pin"]):
+            self._set_output(msg["pin"], msg["value"], "command")
+            self._send("ok", req=msg["req"])
+
+    def _cmd_get_inputs(self, msg: m.Message) -> None:
+        self._send("inputs", req=msg["req"], bits=self.inputs)
+
+    def _cmd_get_encoder(self, msg: m.Message) -> None:
+        if msg["encoder"] != 0:
+            self._reply_error(msg, m.ERR_BAD_ARGUMENT, f"encoder {msg['encoder']} does not exist")
+            return
+        now = time.monotonic()
+        self._send(
+            "encoder_state",
+            req=msg["req"],
+            encoder=0,
+            count=self.encoder.count_at(now),
+            clock=self.clock(now),
+        )
+
+    def _cmd_set_encoder_report(self, msg: m.Message) -> None:
+        enc = msg["encoder"]
+        if enc != 0:
+            self._reply_error(msg, m.ERR_BAD_ARGUMENT, f"encoder {enc} does not exist")
+            return
+        old = self._report_tasks.pop(enc, None)
+        if old:
+            old.cancel()
+        if msg["interval_ms"] and self._loop:
+            self._report_tasks[enc] = self._loop.create_task(
+                self._report_loop(enc, msg["interval_ms"] / 1000)
+            )
+        self._send("ok", req=msg["req"])
+
+    def _cmd_get_stats(self, msg: m.Message) -> None:
+        d, c = self.decoder.stats, self.endpoint.counters
+        self._send(
+            "stats",
+            req=msg["req"],
+            rx_frames=d.frames & 0xFFFFFFFF,
+            rx_bad=d.bad_frames & 0xFFFFFFFF,
+            naks_sent=c.naks_sent & 0xFFFFFFFF,
+            retransmits=c.retransmits & 0xFFFFFFFF,
+            duplicates=c.duplicates & 0xFFFFFFFF,
+            rx_garbage=d.garbage_bytes & 0xFFFFFFFF,
+        )
+
+    def _cmd_reset(self, msg: m.Message) -> None:
+        if self._loop:
+            self._loop.call_later(0.01, self.reset, m.START_RESET_COMMAND)
+
+    def _cmd_cancel_action(self, msg: m.Message) -> None:
+        s = self._scheduled.pop(msg["action"], None)
+        if s is None:
+            self._reply_error(msg, m.ERR_NOT_FOUND, f"no pending action {msg['action']}")
+            return
+        if s.handle:
+            s.handle.cancel()
+        self._send("ok", req=msg["req"])
+
+    def _cmd_schedule_at_clock(self, msg: m.Message) -> None:
+        f = msg.fields
+        if not self._check_pin(msg, f["pin"]) or not self._check_action(msg):
+            return
+        now_clock = self.clock()
+        if f["clock"] <= now_clock:
+            late = now_clock - f["clock"]
+            self._reply_error(
+                msg,
+                m.ERR_IN_PAST,
+                f"clock {f['clock']} is {late} ticks ({late / self.clock_freq * 1000:.3f} ms) "
+                f"in the past (now {now_clock})",
+            )
+            return
+        s = _Scheduled(f["action"], "clock", f["clock"], 0, f["pin"], f["value"], f["duration"])
+        self._arm(s, self.time_of_clock(f["clock"]))
+        self._send("ok", req=msg["req"])
+
+    def _cmd_schedule_at_count(self, msg: m.Message) -> None:
+        f = msg.fields
+        if not self._check_pin(msg, f["pin"]) or not self._check_action(msg):
+            return
+        if f["encoder"] != 0:
+            self._reply_error(msg, m.ERR_BAD_ARGUMENT, f"encoder {f['encoder']} does not exist")
+            return
+        now = time.monotonic()
+        count = self.encoder.count_at(now)
+        if f["count"] <= count:
+            self._reply_error(
+                msg,
+                m.ERR_IN_PAST,
+                f"encoder count {f['count']} already passed (now {count}, "
+                f"{count - f['count']} counts late)",
+            )
+            return
+        s = _Scheduled(f["action"], "count", f["count"], 0, f["pin"], f["value"], f["duration"])
+        eta = self.encoder.eta(f["count"], now)
+        self._arm(s, eta if eta is not None else now + 0.001)
+        self._send("ok", req=msg["req"])
+
+    def _check_action(self, msg: m.Message) -> bool:
+        if msg["action"] in self._scheduled:
+            self._reply_error(msg, m.ERR_BUSY, f"action {msg['action']} is already pending")
+            return False
+        return True
+
+    # ---- scheduler ---------------------------------------------------------------------------
+    def _arm(self, s: _Scheduled, at: float) -> None:
+        self._scheduled[s.action] = s
+        assert self._loop is not None
+        delay = at - SPIN_S - time.monotonic()
+        s.handle = self._loop.call_later(max(0.0, delay), self._due, s)
+
+    def _due(self, s: _Scheduled) -> None:
+        if self._scheduled.get(s.action) is not s:
+            return
+        if s.kind == "clock":
+            target_t = self.time_of_clock(s.target)
+            while time.monotonic() < target_t:
+                pass
+        else:
+            eta = self.encoder.eta(s.target, time.monotonic())
+            if eta is None or eta - time.monotonic() > SPIN_S:
+                # The belt slowed or stopped since arming: wait again.
+                now = time.monotonic()
+                self._arm(s, eta if eta is not None else now + 0.001)
+                return
+            while self.encoder.count_at(time.monotonic()) < s.target:
+                pass
+        self._fire(s)
+
+    def _fire(self, s: _Scheduled) -> None:
+        now = time.monotonic()
+        del self._scheduled[s.action]
+        self._set_output(s.pin, s.value, "action")
+        clock, count = self.clock(now), self.encoder.count_at(now)
+        self.actions_log.append(
+            ActionRecord(s.action, s.pin, s.value, s.kind, s.target, clock, count, now)
+        )
+        self._event(
+            "action_done", action=s.action, pin=s.pin, value=s.value, clock=clock, count=count
+        )
+        if s.duration and self._loop:
+            boot = self.boots
+            revert_at = self.time_of_clock(clock + s.duration)
+            self._loop.call_later(
+                max(0.0, revert_at - now), self._revert, s, 0 if s.value else 1, boot
+            )
+        self.flush()
+
+    def _revert(self, s: _Scheduled, value: int, boot: int) -> None:
+        if boot != self.boots or self.outputs[s.pin] == value:
+            return
+        now = time.monotonic()
+        self._set_output(s.pin, value, "action")
+        self.actions_log.append(
+            ActionRecord(
+                s.action, s.pin, value, "revert", s.target, self.clock(now),
+                self.encoder.count_at(now), now,
+            )
+        )  # fmt: skip
+
+    def _set_output(self, pin: int, value: int, cause: str) -> None:
+        value = 1 if value else 0
+        self.outputs[pin] = value
+        self.output_log.append(OutputChange(time.monotonic(), pin, value, cause))
+
+    # ---- inputs, reports, watchdog ----------------------------------------------------------
+    def set_input(self, pin: int, value: int) -> None:
+        bit = 1 << pin
+        old = bool(self.inputs & bit)
+        self.inputs = (self.inputs | bit) if value else (self.inputs & ~bit)
+        if old != bool(value):
+            now = time.monotonic()
+            self._event(
+                "input_edge",
+                pin=pin,
+                value=1 if value else 0,
+                clock=self.clock(now),
+                count=self.encoder.count_at(now),
+            )
+            self.flush()
+
+    async def _report_loop(self, encoder: int, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            self._event(
+                "encoder_report", encoder=encoder, count=self.encoder.count_at(now),
+                clock=self.clock(now),
+            )  # fmt: skip
+            self.flush()
+
+    async def _watchdog_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.monotonic()
+            deadline = self.endpoint.rto_deadline()
+            if (deadline is not None and now >= deadline) or self.endpoint.queued:
+                self.flush()
+            if not self.watchdog_armed or self.last_host_frame is None:
+                continue
+            silent = now - self.last_host_frame
+            if silent * 1000 >= self.watchdog_ms:
+                self._trip_watchdog(now, silent)
+
+    def _trip_watchdog(self, now: float, silent: float) -> None:
+        self.watchdog_armed = False
+        self.watchdog_trips.append(now)
+        for s in self._scheduled.values():
+            if s.handle:
+                s.handle.cancel()
+        self._scheduled.clear()
+        for pin, safe in enumerate(self.safe_values):
+            self._set_output(pin, safe, "watchdog")
+        log.warning("watchdog: %.0f ms without a host frame; all outputs safe", silent * 1000)
+        self._event("watchdog_tripped", clock=self.clock(now), silent_ms=int(silent * 1000))
+        self.flush()
