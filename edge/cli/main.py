@@ -18,6 +18,7 @@ from edge.logsetup import setup_logging
 COMMAND_MODULES = (
     "edge.cli.config_cmd",
     "edge.cli.sim_cmd",
+    "edge.cli.mcu_cmd",
     "edge.cli.modbus_cmd",
 )
 
