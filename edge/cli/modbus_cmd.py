@@ -97,13 +97,6 @@ def _device(cfg: ModbusConfig, name: str) -> ModbusDeviceConfig | None:
         return None
 
 
-def _where(dev: ModbusDeviceConfig) -> str:
-    link = dev.link
-    if dev.tcp is not None:
-        return f"device {dev.name} at {dev.tcp.host}:{dev.tcp.port} unit {dev.unit_id}"
-    return f"device {dev.name} on {link.key.removeprefix('rtu://')} unit {dev.unit_id}"
-
-
 def _show(value: Value | None) -> str:
     if value is None:
         return "-"
@@ -156,7 +149,7 @@ def _read(args: argparse.Namespace) -> int:
         print(_table(rows))
     bad = [r for r in rows if r.quality is not Quality.GOOD]
     if bad and device.last_error is not None:
-        print(f"wolfpack modbus: {_where(dev_cfg)}: {device.last_error}", file=sys.stderr)
+        print(f"wolfpack modbus: {device.last_error} (unit {dev_cfg.unit_id})", file=sys.stderr)
     return 1 if bad else 0
 
 
@@ -241,7 +234,7 @@ def _write(args: argparse.Namespace) -> int:
         print(f"wolfpack modbus write: refused: {exc}", file=sys.stderr)
         return 1
     except ModbusError as exc:
-        print(f"wolfpack modbus write: {_where(dev_cfg)}: {exc}", file=sys.stderr)
+        print(f"wolfpack modbus write: {exc} (unit {dev_cfg.unit_id})", file=sys.stderr)
         return 1
     finally:
         link.close()
