@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "edge.cli.sim_cmd",
     "edge.cli.mcu_cmd",
     "edge.cli.modbus_cmd",
+    "edge.cli.vision_cmd",
 )
 
 EXIT_OK = 0

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from firmware_bridge.modbus.config import ModbusConfig
+from vision.config import VisionConfig
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -109,6 +110,9 @@ class BoardConfig(StrictModel):
     node: NodeConfig
     mcus: list[McuConfig] = Field(default_factory=list, description="microcontrollers")
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    vision: VisionConfig | None = Field(
+        None, description="camera, parcel detector, label reader, tracker and calibration"
+    )
     modbus: ModbusConfig = Field(
         default_factory=ModbusConfig, description="Modbus RTU/TCP devices and their register maps"
     )

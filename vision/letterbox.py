@@ -1,0 +1,54 @@
+"""Letterboxing: fit a frame into a model's input without distorting it, and map boxes back.
+
+Detectors are trained on undistorted images; stretching a 640x480 frame into a square input
+would change every parcel's aspect ratio. The frame is scaled to fit and the rest padded with
+grey (114, as Ultralytics does), and the transform is kept to map detections back to pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was placed in the model input: input = frame * scale + (pad_x, pad_y)."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+
+    def to_frame(self, xy: np.ndarray) -> np.ndarray:
+        """Map (..., 2k) input coordinates (x, y, x, y, ...) back to frame pixels."""
+        out = np.asarray(xy, dtype=np.float32).copy()
+        out[..., 0::2] = (out[..., 0::2] - self.pad_x) / self.scale
+        out[..., 1::2] = (out[..., 1::2] - self.pad_y) / self.scale
+        return out
+
+
+def letterbox(image: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """Scale ``image`` (H x W x 3) to fit ``size_hw`` keeping its aspect, pad the rest, centred."""
+    h, w = image.shape[:2]
+    th, tw = size_hw
+    scale = min(th / h, tw / w)
+    nh, nw = round(h * scale), round(w * scale)
+    if (nh, nw) != (h, w):
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, (nw, nh), interpolation=interp)
+    top, left = (th - nh) // 2, (tw - nw) // 2
+    if (nh, nw) == (th, tw):
+        return image, Letterbox(scale, 0.0, 0.0)
+    out = np.full((th, tw, image.shape[2]), PAD_VALUE, dtype=image.dtype)
+    out[top : top + nh, left : left + nw] = image
+    return out, Letterbox(scale, float(left), float(top))
+
+
+def to_tensor(image_bgr: np.ndarray) -> np.ndarray:
+    """HWC BGR uint8 -> 1 x 3 x H x W RGB float32 in [0, 1], the layout YOLO exports expect."""
+    rgb = image_bgr[:, :, ::-1]
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) * (1.0 / 255.0)

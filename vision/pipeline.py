@@ -1,0 +1,128 @@
+"""The per-frame vision pipeline: detect, track, read labels, measure.
+
+Label reads are spread over frames: a parcel stays in view for many frames, so each frame
+spends at most ``label_reads_per_frame`` read attempts, on the parcels still unread that are
+fully in view, fewest attempts first. That keeps the frame time flat while each parcel still
+gets its label read long before it leaves the view.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from vision.config import VisionConfig
+from vision.detections import Detection
+from vision.detector import Detector, DetectorSettings, StageTimes
+from vision.frames import Frame
+from vision.labels import LabelRead, LabelReader
+from vision.measure import Calibration, Size
+from vision.tracker import ParcelReport, Tracker
+
+
+@dataclass(frozen=True)
+class SeenParcel:
+    """One detection in one frame, with what is known about it so far."""
+
+    detection: Detection
+    track_id: int
+    label: LabelRead | None
+    size: Size | None
+
+
+@dataclass
+class FrameResult:
+    frame: Frame
+    parcels: list[SeenParcel]
+    finished: list[ParcelReport]  # parcels whose tracks ended at this frame: report them
+    times: StageTimes
+    label_reads: list[float] = field(default_factory=list)  # ms of each read attempt
+
+    @property
+    def total_ms(self) -> float:
+        t = self.times
+        return t.preprocess + t.inference + t.nms + sum(t.extra.values())
+
+
+class Pipeline:
+    def __init__(
+        self,
+        detector: Detector,
+        reader: LabelReader | None = None,
+        calibration: Calibration | None = None,
+        tracker: Tracker | None = None,
+        label_reads_per_frame: int = 2,
+    ) -> None:
+        self.detector = detector
+        self.reader = reader or LabelReader()
+        self.calibration = calibration
+        self.tracker = tracker or Tracker(detector.names)
+        self.label_reads_per_frame = label_reads_per_frame
+
+    @classmethod
+    def from_config(cls, cfg: VisionConfig) -> Pipeline:
+        th = cfg.thresholds
+        detector = Detector(
+            cfg.model_path,
+            providers=cfg.provider_list(),
+            threads=cfg.threads,
+            settings=DetectorSettings(th.confidence, th.iou, th.top_k, th.max_detections),
+        )
+        tr = cfg.tracker
+        tracker = Tracker(
+            detector.names,
+            belt_direction=tr.belt_direction,
+            px_per_count=tr.px_per_count,
+            max_missed_frames=tr.max_missed_frames,
+        )
+        calibration = Calibration.from_config(cfg.calibration) if cfg.calibration else None
+        return cls(detector, LabelReader(), calibration, tracker, tr.label_reads_per_frame)
+
+    def reset(self) -> None:
+        """Forget every track (the next frame is unrelated to the last)."""
+        self.tracker.reset()
+
+    def process(self, frame: Frame, label_reads: int | None = None) -> FrameResult:
+        """Detect, track, read up to ``label_reads`` labels (default: the configured share)."""
+        times = StageTimes()
+        detections = self.detector.detect(frame.image, times)
+        t0 = time.perf_counter()
+        finished = self.tracker.update(frame, detections)
+        t1 = time.perf_counter()
+        times.extra["tracking"] = (t1 - t0) * 1e3
+        budget = self.label_reads_per_frame if label_reads is None else label_reads
+        reads = self._read_labels(frame, budget)
+        t2 = time.perf_counter()
+        times.extra["label_read"] = (t2 - t1) * 1e3
+        parcels = []
+        for t in self.tracker.tracks:
+            if t.current is None:
+                continue
+            size = self.calibration.measure(t.current) if self.calibration else None
+            parcels.append(SeenParcel(t.current, t.id, t.label, size))
+        times.extra["measure"] = (time.perf_counter() - t2) * 1e3
+        return FrameResult(frame, parcels, finished, times, reads)
+
+    def _read_labels(self, frame: Frame, budget: int) -> list[float]:
+        w, h = frame.size
+        todo = [
+            t
+            for t in self.tracker.tracks
+            if t.current is not None and t.label is None and _inside(t.current, w, h)
+        ]
+        todo.sort(key=lambda t: t.label_attempts)
+        spent = []
+        for t in todo[:budget]:
+            start = time.perf_counter()
+            t.label = self.reader.read(frame.image, t.current)  # type: ignore[arg-type]
+            t.label_attempts += 1
+            spent.append((time.perf_counter() - start) * 1e3)
+        return spent
+
+    def flush(self) -> list[ParcelReport]:
+        return self.tracker.flush()
+
+
+def _inside(d: Detection, w: int, h: int, margin: float = 2.0) -> bool:
+    x1, y1, x2, y2 = d.box
+    return x1 > margin and y1 > margin and x2 < w - margin and y2 < h - margin

@@ -1,0 +1,215 @@
+"""Follows parcels across frames using the belt's motion, and reports each parcel once.
+
+Between two frames a parcel moves with the belt: by (encoder counts x px per count) along the
+belt direction when frames carry encoder counts, else by the belt speed x elapsed time. Both
+scales are learnt from matched parcels when the config does not give them. Each track keeps
+its best detection and its label read; when a parcel leaves the view or stays unseen for a
+few frames, its track is finished and reported, once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vision.detections import Detection
+from vision.frames import Frame
+from vision.labels import LabelRead
+
+
+@dataclass
+class Track:
+    id: int
+    box: np.ndarray  # last known x1, y1, x2, y2 (moved with the belt while unseen)
+    best: Detection
+    first_seen: float
+    last_seen: float
+    encoder_at_best: int | None
+    hits: int = 1
+    missed: int = 0
+    class_votes: dict[int, float] = field(default_factory=dict)
+    label: LabelRead | None = None
+    label_attempts: int = 0
+    current: Detection | None = None  # this frame's detection, None when unseen
+
+
+@dataclass(frozen=True)
+class ParcelReport:
+    """One physical parcel, reported once when its track ends."""
+
+    track_id: int
+    class_name: str
+    class_id: int
+    confidence: float
+    detection: Detection  # the best view
+    label: LabelRead | None
+    frames: int
+    first_seen: float
+    last_seen: float
+    encoder_count: int | None  # at the frame of the best view
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (N x 4) with every box in b (M x 4)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+class Tracker:
+    def __init__(
+        self,
+        names: dict[int, str],
+        belt_direction: tuple[float, float] = (1.0, 0.0),
+        px_per_count: float | None = None,
+        max_missed_frames: int = 3,
+        min_iou: float = 0.2,
+        min_hits: int = 1,
+    ) -> None:
+        d = np.asarray(belt_direction, np.float64)
+        self.direction = d / np.linalg.norm(d)
+        self.names = names
+        self.px_per_count = px_per_count
+        self.learn_count_scale = px_per_count is None
+        self.px_per_second: float | None = None
+        self.max_missed = max_missed_frames
+        self.min_iou = min_iou
+        self.min_hits = min_hits
+        self.tracks: list[Track] = []
+        self._ids = itertools.count(1)
+        self._last: Frame | None = None
+
+    def _shift(self, frame: Frame) -> float:
+        """Predicted belt travel in px along the belt direction since the last frame."""
+        last = self._last
+        if last is None:
+            return 0.0
+        if frame.encoder_count is not None and last.encoder_count is not None:
+            if self.px_per_count is not None:
+                return (frame.encoder_count - last.encoder_count) * self.px_per_count
+        elif self.px_per_second is not None:
+            return (frame.captured_at - last.captured_at) * self.px_per_second
+        return 0.0
+
+    def _learn(self, frame: Frame, travelled_px: float) -> None:
+        last = self._last
+        if last is None:
+            return
+        if frame.encoder_count is not None and last.encoder_count is not None:
+            counts = frame.encoder_count - last.encoder_count
+            if counts and self.learn_count_scale:
+                est = travelled_px / counts
+                self.px_per_count = (
+                    est if self.px_per_count is None else 0.7 * self.px_per_count + 0.3 * est
+                )
+        dt = frame.captured_at - last.captured_at
+        if dt > 0:
+            est = travelled_px / dt
+            self.px_per_second = (
+                est if self.px_per_second is None else 0.7 * self.px_per_second + 0.3 * est
+            )
+
+    def update(self, frame: Frame, detections: list[Detection]) -> list[ParcelReport]:
+        """Associate this frame's detections with tracks; return the parcels that finished."""
+        shift = self._shift(frame) * self.direction
+        for t in self.tracks:
+            t.box = t.box + np.tile(shift, 2)
+            t.current = None
+        boxes = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
+        tboxes = np.array([t.box for t in self.tracks], np.float64).reshape(-1, 4)
+        iou = iou_matrix(tboxes, boxes)
+        matched_t: set[int] = set()
+        matched_d: set[int] = set()
+        travelled = []
+        for flat in np.argsort(-iou, axis=None):
+            ti, di = np.unravel_index(flat, iou.shape)
+            if iou[ti, di] < self.min_iou:
+                break
+            if ti in matched_t or di in matched_d:
+                continue
+            matched_t.add(int(ti))
+            matched_d.add(int(di))
+            t, d = self.tracks[ti], detections[di]
+            before = (t.box[:2] + t.box[2:]) / 2 - shift  # where it was last frame
+            travelled.append(float(np.dot(np.asarray(d.centre) - before, self.direction)))
+            self._hit(t, d, frame)
+        if travelled:
+            self._learn(frame, float(np.median(travelled)))
+        for di, d in enumerate(detections):
+            if di not in matched_d:
+                t = Track(
+                    id=next(self._ids),
+                    box=np.asarray(d.box, np.float64),
+                    best=d,
+                    first_seen=frame.captured_at,
+                    last_seen=frame.captured_at,
+                    encoder_at_best=frame.encoder_count,
+                    class_votes={d.class_id: d.confidence},
+                    current=d,
+                )
+                self.tracks.append(t)
+        finished: list[ParcelReport] = []
+        width, height = frame.size
+        alive = []
+        for ti, t in enumerate(self.tracks):
+            if t.current is None and ti < len(tboxes):
+                t.missed += 1
+            gone = self._left_view(t.box, width, height)
+            if t.missed > self.max_missed or (t.current is None and gone):
+                if t.hits >= self.min_hits:
+                    finished.append(self._report(t))
+            else:
+                alive.append(t)
+        self.tracks = alive
+        self._last = frame
+        return finished
+
+    def _left_view(self, box: np.ndarray, width: int, height: int) -> bool:
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        return not (0 <= cx < width and 0 <= cy < height)
+
+    def _hit(self, t: Track, d: Detection, frame: Frame) -> None:
+        t.box = np.asarray(d.box, np.float64)
+        t.hits += 1
+        t.missed = 0
+        t.last_seen = frame.captured_at
+        t.current = d
+        t.class_votes[d.class_id] = t.class_votes.get(d.class_id, 0.0) + d.confidence
+        if d.confidence > t.best.confidence:
+            t.best = d
+            t.encoder_at_best = frame.encoder_count
+
+    def _report(self, t: Track) -> ParcelReport:
+        cid = max(t.class_votes, key=lambda k: t.class_votes[k])
+        return ParcelReport(
+            track_id=t.id,
+            class_name=self.names.get(cid, f"class{cid}"),
+            class_id=cid,
+            confidence=t.best.confidence,
+            detection=t.best,
+            label=t.label,
+            frames=t.hits,
+            first_seen=t.first_seen,
+            last_seen=t.last_seen,
+            encoder_count=t.encoder_at_best,
+        )
+
+    def reset(self) -> None:
+        """Drop every track without reporting it."""
+        self.tracks = []
+        self._last = None
+
+    def flush(self) -> list[ParcelReport]:
+        """Finish every open track (end of a stream)."""
+        done = [self._report(t) for t in self.tracks if t.hits >= self.min_hits]
+        self.tracks = []
+        return done
