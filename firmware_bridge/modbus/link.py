@@ -199,7 +199,7 @@ class RtuLink(ModbusLink):
                     return pdu
                 if _used:
                     raise ModbusProtocolError(f"{self.name}: CRC error in answer {buffer.hex()}")
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
             self.close()
             raise ModbusLinkError(f"{self.name}: {exc}") from exc
         finally:
