@@ -1,0 +1,181 @@
+"""The `mqtt:` section of a board config, usable by fleet_link alone (tests, the brain SDK)."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Strict):
+    """TLS to the broker: the CA that signed it and, for mutual TLS, this node's certificate."""
+
+    ca_file: str = Field(description="PEM file of the CA that signed the broker's certificate")
+    cert_file: str | None = Field(None, description="PEM client certificate (mutual TLS)")
+    key_file: str | None = Field(None, description="PEM private key of cert_file")
+    insecure_skip_hostname_check: bool = Field(
+        False, description="accept a broker certificate whose name does not match (lab only)"
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together (mutual TLS)")
+        return self
+
+
+class OutboxConfig(_Strict):
+    """The durable store every event and telemetry message passes through before the network."""
+
+    path: str = Field(
+        "/var/lib/wolfpack/outbox.sqlite3",
+        description="SQLite file (WAL mode); on persistent storage, not tmpfs",
+    )
+    max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=64 * 1024,
+        description="size bound of stored messages; beyond it telemetry is dropped oldest-first, "
+        "then events oldest-first; every drop is counted in the retained state message",
+    )
+    keep_sent: int = Field(
+        20000,
+        ge=0,
+        description="acknowledged messages kept so a brain that saw a sequence gap can ask for "
+        "them again (command 'replay'); they are the first to go when the store is full",
+    )
+    replay_rate: float = Field(
+        10000.0,
+        ge=0,
+        description="most messages per second sent from the outbox (0: unlimited), so a node "
+        "returning with a backlog does not flood the broker",
+    )
+    max_inflight: int = Field(
+        200, ge=1, le=65535, description="QoS 1 messages sent but not yet acknowledged"
+    )
+    durability: Literal["normal", "full"] = Field(
+        "normal",
+        description="SQLite synchronous mode. 'normal': survives kill -9 with nothing lost and "
+        "power loss without corruption (the last moments may be rolled back); 'full': an fsync "
+        "per message, nothing written is lost on power loss, much slower on SD cards",
+    )
+
+
+class TelemetryGroupConfig(_Strict):
+    """One telemetry group: sent periodically and, between periods, when a value moves enough."""
+
+    interval_s: float = Field(
+        10.0, gt=0, description="publish at least this often, changed or not (a heartbeat)"
+    )
+    min_interval_s: float = Field(
+        0.0, ge=0, description="publish at most this often, however much values change"
+    )
+    deadbands: dict[str, float] = Field(
+        default_factory=dict,
+        description="per numeric field: publish early when it moved more than this since the "
+        "last publish; fields without a deadband publish on any change",
+    )
+
+    @field_validator("deadbands")
+    @classmethod
+    def _non_negative(cls, bands: dict[str, float]) -> dict[str, float]:
+        for name, band in bands.items():
+            if band < 0:
+                raise ValueError(f"deadband of {name!r} is {band}; expected >= 0")
+        return bands
+
+
+class LimitConfig(_Strict):
+    """Accepted range of one numeric command argument."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LimitConfig:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class CommandsConfig(_Strict):
+    """Inbound commands from the brain."""
+
+    limits: dict[str, dict[str, LimitConfig]] = Field(
+        default_factory=dict,
+        description="command name -> argument name -> {min, max}; a value outside is refused "
+        "with an 'out_of_range' result",
+    )
+    remember_results: int = Field(
+        10000, ge=1, description="request ids whose first result is kept for idempotent replays"
+    )
+    max_payload_bytes: int = Field(65536, ge=256, description="larger commands are refused")
+
+
+class MqttConfig(_Strict):
+    """How this node reaches the broker, and how it stores and paces what it sends."""
+
+    broker: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="mqtt://host:port or mqtts://host:port (TLS; needs 'tls')",
+    )
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    client_id: str | None = Field(None, description="default: wolfpack-<site>-<node>")
+    username: str | None = Field(None, description="per-node credential (see configs/mosquitto)")
+    password_file: str | None = Field(
+        None, description="file holding the password (kept out of the config)"
+    )
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(30, ge=5, le=65535, description="MQTT keepalive")
+    reconnect_min_s: float = Field(0.5, gt=0, description="first reconnect delay")
+    reconnect_max_s: float = Field(30.0, gt=0, description="reconnect delay cap (with jitter)")
+    state_interval_s: float = Field(
+        10.0, gt=0, description="how often the retained state is refreshed"
+    )
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    telemetry: dict[str, TelemetryGroupConfig] = Field(
+        default_factory=dict, description="telemetry groups by name"
+    )
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("expected mqtt://host:port or mqtts://host:port")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port in broker URL: {exc}") from None
+        return url
+
+    @model_validator(mode="after")
+    def _tls_matches_scheme(self) -> MqttConfig:
+        if urlsplit(self.broker).scheme == "mqtts" and self.tls is None:
+            raise ValueError("an mqtts:// broker needs a 'tls' section with at least ca_file")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s is greater than reconnect_max_s")
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.broker).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.broker)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+
+def parse_broker_url(url: str) -> tuple[str, int, bool]:
+    """(host, port, tls) of an mqtt:// or mqtts:// URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {url!r}")
+    tls = parts.scheme == "mqtts"
+    return parts.hostname, parts.port or (8883 if tls else 1883), tls

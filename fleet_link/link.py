@@ -1,0 +1,433 @@
+"""The node's side of the fleet link: one MQTT session fed by the durable outbox.
+
+One thread owns the paho client: it connects (TLS, credentials, last will), reconnects with
+exponential backoff and jitter, sends outbox rows in order with at most ``max_inflight``
+unacknowledged, at most ``replay_rate`` per second, and marks rows acknowledged on PUBACK.
+A fresh paho client is made for every connection, so nothing paho kept in memory from a dead
+connection is sent again behind the outbox's back: after a reconnect the outbox itself is
+the only source, replayed from its oldest unacknowledged row.
+
+A second thread runs commands, so a slow handler never stalls the network loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import ssl
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from fleet_link import topics
+from fleet_link.commands import CommandError, CommandRegistry
+from fleet_link.config import MqttConfig
+from fleet_link.envelope import encode, utc_stamp
+from fleet_link.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Row
+from fleet_link.telemetry import Deadband
+
+log = logging.getLogger("fleet_link.link")
+
+_FETCH_MAX = 1000
+
+
+class _RateLimit:
+    """Token bucket; rate 0 means unlimited."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate * 0.05)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def allowance(self) -> int:
+        if self.rate <= 0:
+            return _FETCH_MAX
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return int(self.tokens)
+
+    def spend(self, n: int) -> None:
+        if self.rate > 0:
+            self.tokens -= n
+
+
+class EdgeLink:
+    """Publish events and telemetry durably, keep a retained state, answer commands."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        site: str,
+        node: str,
+        *,
+        firmware_version: str = "",
+        config_version: str = "",
+        registry: CommandRegistry | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.site = topics.check_level(site, "site")
+        self.node = topics.check_level(node, "node")
+        self.prefix = topics.node_prefix(site, node)
+        self.firmware_version = firmware_version
+        self.config_version = config_version
+        self.outbox = Outbox(cfg.outbox)
+        self.commands = registry or CommandRegistry(
+            cfg.commands.limits, cfg.commands.max_payload_bytes
+        )
+        self._register_builtins()
+        self._deadband = Deadband(cfg.telemetry)
+        self._faults: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        self._cmd_queue: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._started = utc_stamp()
+        self._started_mono = time.monotonic()
+        self.session = self.outbox.counter("session")
+        self._acked_seq: dict[str, int] = {}
+        self._progress_due = 0.0
+        self._state_due = 0.0
+        self.rejected = 0
+        self.connects = 0
+
+    # public API -----------------------------------------------------------------------------
+    def start(self) -> EdgeLink:
+        for name, target in (("fleet-link", self._run), ("fleet-commands", self._run_commands)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say goodbye (retained 'offline', reason 'shutdown'), disconnect, close the outbox."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        self.outbox.close()
+
+    def __enter__(self) -> EdgeLink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def publish_event(self, kind: str, data: dict[str, Any]) -> int:
+        """Store an event durably for sending; returns its sequence number on its channel."""
+        chan = topics.channel("events", kind)
+        return self._append(chan, PRIORITY_EVENT, {"kind": kind, "data": data})
+
+    def publish_telemetry(self, group: str, values: dict[str, Any], reason: str = "forced") -> int:
+        """Store a telemetry message regardless of deadbands."""
+        chan = topics.channel("telemetry", group)
+        body = {"group": group, "reason": reason, "values": values}
+        return self._append(chan, PRIORITY_TELEMETRY, body)
+
+    def report_telemetry(
+        self, group: str, values: dict[str, Any], now: float | None = None
+    ) -> int | None:
+        """Report-by-exception: store only when the deadband or the period says so."""
+        reason = self._deadband.decide(group, values, time.monotonic() if now is None else now)
+        if reason is None:
+            return None
+        return self.publish_telemetry(group, values, reason)
+
+    def set_fault(self, code: str, active: bool, **info: Any) -> int:
+        """Raise or clear a fault: an events/fault message, and the list in the state."""
+        with self._lock:
+            if active:
+                self._faults[code] = info
+            else:
+                self._faults.pop(code, None)
+        self._state_due = 0.0
+        return self.publish_event("fault", {"code": code, "active": active, **info})
+
+    def wait_drained(self, timeout: float) -> bool:
+        """True once the broker acknowledged everything stored (for tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.outbox.stats().depth == 0:
+                return True
+            time.sleep(0.02)
+        return self.outbox.stats().depth == 0
+
+    def state(self, status: str = "online", reason: str = "") -> dict[str, Any]:
+        """The body of the retained state message."""
+        with self._lock:
+            acked = dict(self._acked_seq)
+            faults = sorted(self._faults)
+        body: dict[str, Any] = {
+            "status": status,
+            "firmware_version": self.firmware_version,
+            "config_version": self.config_version,
+            "started": self._started,
+            "outbox": asdict(self.outbox.stats()),
+            "acked": acked,
+            "faults": faults,
+        }
+        if reason:
+            body["reason"] = reason
+        return body
+
+    # internals: storing ---------------------------------------------------------------------
+    def _append(self, chan: str, priority: int, body: dict[str, Any]) -> int:
+        topic = f"{self.prefix}/{chan}"
+        session = self.session
+        return self.outbox.append(
+            chan, topic, priority, lambda seq: encode(self.node, session, seq, body)
+        )
+
+    # internals: the network thread ----------------------------------------------------------
+    def _new_client(self) -> mqtt.Client:
+        cfg = self.cfg
+        client_id = cfg.client_id or f"wolfpack-{self.site}-{self.node}"
+        v5 = cfg.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        client.max_inflight_messages_set(cfg.outbox.max_inflight)
+        client.max_queued_messages_set(0)
+        if cfg.username:
+            password = None
+            if cfg.password_file:
+                password = Path(cfg.password_file).read_text(encoding="utf-8").strip()
+            client.username_pw_set(cfg.username, password)
+        if cfg.tls is not None:
+            client.tls_set(
+                ca_certs=cfg.tls.ca_file,
+                certfile=cfg.tls.cert_file,
+                keyfile=cfg.tls.key_file,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+            client.tls_insecure_set(cfg.tls.insecure_skip_hostname_check)
+        will_seq = self.outbox.bump("seq:state")
+        will = encode(
+            self.node, self.session + 1, will_seq, self.state("offline", "connection lost")
+        )
+        client.will_set(f"{self.prefix}/state", will, qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def _run(self) -> None:
+        delay = self.cfg.reconnect_min_s
+        while not self._stop.is_set():
+            client = self._new_client()
+            try:
+                kwargs: dict[str, Any] = {"keepalive": self.cfg.keepalive_s}
+                if self.cfg.protocol == "5":
+                    kwargs["clean_start"] = True
+                client.connect(self.cfg.host, self.cfg.port, **kwargs)
+            except (OSError, ssl.SSLError) as exc:
+                log.warning("cannot reach broker %s: %s", self.cfg.broker, exc)
+            else:
+                if self._serve(client):
+                    delay = self.cfg.reconnect_min_s
+            if self._stop.is_set():
+                break
+            pause = delay * random.uniform(0.5, 1.0)  # jitter: a fleet does not stampede
+            log.info("reconnecting in %.1f s", pause)
+            self._stop.wait(pause)
+            delay = min(delay * 2, self.cfg.reconnect_max_s)
+
+    def _serve(self, client: mqtt.Client) -> bool:
+        """Run one connection until it drops or we stop; True if it was established."""
+        self._inflight: dict[int, Row] = {}
+        self._acks: list[int] = []
+        self._cursor = 0
+        self._refused = ""
+        limiter = _RateLimit(self.cfg.outbox.replay_rate)
+        connack_deadline = time.monotonic() + self.cfg.keepalive_s
+        established = False
+        busy = False
+        while not self._stop.is_set():
+            rc = client.loop(timeout=0.002 if busy else 0.02)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                log.warning("connection to %s lost: %s", self.cfg.broker, mqtt.error_string(rc))
+                break
+            if self._refused:
+                log.error("broker refused the connection: %s", self._refused)
+                break
+            if not self.connected.is_set():
+                if time.monotonic() > connack_deadline:
+                    log.warning("no CONNACK within %d s", self.cfg.keepalive_s)
+                    break
+                continue
+            established = True
+            self._settle_acks()
+            busy = self._pump(client, limiter)
+            self._housekeeping(client)
+        if self._stop.is_set() and self.connected.is_set():
+            self._goodbye(client)
+        self.connected.clear()
+        if self._stop.is_set():
+            client.disconnect()
+        self.outbox.save_progress()
+        sock = client.socket()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        return established
+
+    def _on_connect(
+        self, client: mqtt.Client, _ud: object, _flags: object, reason: Any, _props: object
+    ) -> None:
+        if reason.is_failure:
+            self._refused = str(reason)
+            return
+        self.session = self.outbox.bump("session")
+        self.connects += 1
+        client.subscribe(f"{self.prefix}/cmd/+", qos=1)
+        self._publish_state(client, "online")
+        self.connected.set()
+        log.info("connected to %s, session %d", self.cfg.broker, self.session)
+
+    def _on_publish(
+        self, _c: mqtt.Client, _ud: object, mid: int, reason: Any, _props: object
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            self.rejected += 1
+            log.error("broker refused message %d: %s", mid, reason)
+        self._acks.append(mid)
+
+    def _on_message(self, _c: mqtt.Client, _ud: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            parsed = topics.parse(msg.topic)
+        except topics.TopicError:
+            log.warning("ignored message on %r: not a topic of the namespace", msg.topic)
+            return
+        if (parsed.site, parsed.node, parsed.kind) != (self.site, self.node, "cmd"):
+            log.warning("ignored message on %r: not this node's command topic", msg.topic)
+            return
+        self._cmd_queue.put((parsed.name, bytes(msg.payload)))
+
+    def _settle_acks(self) -> None:
+        if not self._acks:
+            return
+        acks, self._acks = self._acks, []
+        rows = [self._inflight.pop(mid) for mid in acks if mid in self._inflight]
+        # Everything sent below the oldest row still in flight has been acknowledged.
+        mark = min(r.id for r in self._inflight.values()) - 1 if self._inflight else self._cursor
+        self.outbox.acknowledged(len(rows), mark)
+        with self._lock:
+            for r in rows:
+                if r.seq > self._acked_seq.get(r.channel, 0):
+                    self._acked_seq[r.channel] = r.seq
+
+    def _pump(self, client: mqtt.Client, limiter: _RateLimit) -> bool:
+        """Send the next rows; True while there is more to do right away."""
+        room = self.cfg.outbox.max_inflight - len(self._inflight)
+        allowance = limiter.allowance()
+        want = min(room, allowance, _FETCH_MAX)
+        if want <= 0:
+            return bool(self._inflight)
+        rows = self.outbox.fetch(self._cursor, want)
+        for row in rows:
+            info = client.publish(row.topic, row.payload, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+            self._inflight[info.mid] = row
+            self._cursor = row.id
+        limiter.spend(len(rows))
+        return bool(rows) or bool(self._inflight)
+
+    def _housekeeping(self, client: mqtt.Client) -> None:
+        now = time.monotonic()
+        if now >= self._progress_due:
+            self._progress_due = now + 0.2
+            self.outbox.save_progress()
+        if now >= self._state_due:
+            self._state_due = now + self.cfg.state_interval_s
+            self._publish_state(client, "online")
+            self.outbox.prune_kept()
+
+    def _publish_state(self, client: mqtt.Client, status: str, reason: str = "") -> Any:
+        seq = self.outbox.bump("seq:state")
+        payload = encode(self.node, self.session, seq, self.state(status, reason))
+        return client.publish(f"{self.prefix}/state", payload, qos=1, retain=True)
+
+    def _goodbye(self, client: mqtt.Client) -> None:
+        info = self._publish_state(client, "offline", "shutdown")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and not info.is_published():
+            if client.loop(timeout=0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+            self._settle_acks()
+
+    def request_state(self) -> None:
+        """Publish the state at the next turn of the loop (after a fault, a config change)."""
+        self._state_due = 0.0
+
+    # internals: commands --------------------------------------------------------------------
+    def _register_builtins(self) -> None:
+        from fleet_link import schemas
+
+        self.commands.register(
+            "ping",
+            lambda _args: {
+                "uptime_s": round(time.monotonic() - self._started_mono, 3),
+                "session": self.session,
+                "outbox": asdict(self.outbox.stats()),
+            },
+            schemas.load("cmd-ping.json"),
+            "answers with uptime, session and outbox stats",
+        )
+        self.commands.register(
+            "replay",
+            self._replay,
+            schemas.load("cmd-replay.json"),
+            "send kept messages of a channel again (a consumer saw a gap)",
+        )
+
+    def _replay(self, args: dict[str, Any]) -> dict[str, Any]:
+        chan, first, last = args["channel"], args["from_seq"], args["to_seq"]
+        if first > last:
+            raise CommandError("out_of_range", f"from_seq {first} > to_seq {last}", "args")
+        count = self.outbox.requeue(chan, first, last)
+        stored = self.outbox.available(chan, first, last)
+        return {"requeued": count, "stored": stored, "missing": last - first + 1 - stored}
+
+    def _run_commands(self) -> None:
+        while not self._stop.is_set():
+            try:
+                name, payload = self._cmd_queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self._handle_command(name, payload)
+            except Exception:  # a command must never take the node down
+                log.exception("command %s could not be answered", name)
+
+    def _handle_command(self, name: str, payload: bytes) -> None:
+        rid = self.commands.parse_request_id(payload)
+        stored = self.outbox.stored_result(rid) if rid else None
+        if stored is not None:
+            body = {**json.loads(stored), "replayed": True}
+        else:
+            outcome = self.commands.execute(name, payload)
+            body = {"request_id": outcome.request_id, **outcome.body}
+            if outcome.request_id is not None:
+                self.outbox.store_result(
+                    outcome.request_id,
+                    name,
+                    json.dumps(body),
+                    time.time(),
+                    self.cfg.commands.remember_results,
+                )
+        self._append(topics.channel("cmd_result", name), PRIORITY_EVENT, body)
