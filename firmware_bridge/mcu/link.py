@@ -75,6 +75,8 @@ class StateChange:
 
 @dataclass
 class LinkStats:
+    bytes_written: int = 0
+    bytes_read: int = 0
     reconnects: int = 0
     mcu_resets: int = 0
     failed_by_reset: int = 0
@@ -116,7 +118,7 @@ class McuLink:
         # A partial frame is abandoned after ~2 max frames of wire time plus scheduling slack.
         self.decoder = FrameDecoder(partial_timeout_s=0.02 + 2 * 255 * 10 / baud)
         self.endpoint = ReliableEndpoint(
-            window=1, rtt=RttEstimator(initial_rto=0.25, min_rto=0.04, max_rto=1.0)
+            window=1, rtt=RttEstimator(initial_rto=0.25, min_rto=0.04, max_rto=0.5)
         )
         self._serial: serial.Serial | None = None
         self._fd: int | None = None
@@ -137,6 +139,8 @@ class McuLink:
         self._recovering: asyncio.Task[None] | None = None
         self._next_clock_query = 0.0
         self._closed = False
+        # Diagnostics/tests: stop heartbeats (and pure ACKs) to prove the MCU watchdog trips.
+        self.suspend_heartbeats = False
 
     # ---- public API ----------------------------------------------------------------------
     async def __aenter__(self) -> McuLink:
@@ -208,6 +212,10 @@ class McuLink:
     def request_nowait(self, name: str, **fields: Any) -> asyncio.Future[m.Message]:
         """Like request(), returning the future (for pipelining many commands)."""
         return self._request_future(name, fields)
+
+    def _urgent_request(self, name: str, **fields: Any) -> asyncio.Future[m.Message]:
+        """Link housekeeping (identify, setup) that goes ahead of queued commands."""
+        return self._request_future(name, fields, urgent=True)
 
     async def ping(self, data: int = 0) -> float:
         """One round trip through the link; returns the seconds it took."""
@@ -304,7 +312,9 @@ class McuLink:
         self._next_action = (self._next_action % 0xFFFF) + 1
         return action
 
-    def _request_future(self, name: str, fields: dict[str, Any]) -> asyncio.Future[m.Message]:
+    def _request_future(
+        self, name: str, fields: dict[str, Any], urgent: bool = False
+    ) -> asyncio.Future[m.Message]:
         if self._closed:
             raise LinkClosedError(f"{self.port}: link is closed")
         req = self._next_req
@@ -312,11 +322,14 @@ class McuLink:
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[m.Message] = loop.create_future()
         self._pending[req] = (name, fut)
-        self._queue(m.encode(name, req=req, **fields))
+        self._queue(m.encode(name, req=req, **fields), urgent)
         return fut
 
-    def _queue(self, message: bytes) -> None:
-        self.endpoint.queue(message)
+    def _queue(self, message: bytes, urgent: bool = False) -> None:
+        if urgent:
+            self.endpoint.queue_urgent(message)
+        else:
+            self.endpoint.queue(message)
         if not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -348,7 +361,7 @@ class McuLink:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._fd is None:
+        if self._fd is None or self.suspend_heartbeats:
             return
         data = self.endpoint.take_output(time.monotonic())
         if data:
@@ -357,6 +370,7 @@ class McuLink:
     def _write(self, data: bytes) -> None:
         if self._fd is None:
             return
+        self.stats.bytes_written += len(data)
         if self._wbuf:
             self._wbuf += data
             return
@@ -403,6 +417,7 @@ class McuLink:
             self._port_lost("unplugged (end of file)")
             return
         now = time.monotonic()
+        self.stats.bytes_read += len(data)
         frames, bad = self.decoder.feed(data, now)
         ep = self.endpoint
         for frame in frames:
@@ -457,8 +472,13 @@ class McuLink:
             if self._fd is None:
                 continue
             ep = self.endpoint
-            if self.state.up and now - ep.last_tx >= self.heartbeat_s and not ep.queued:
-                ep.queue(m.encode("heartbeat"))
+            if self.suspend_heartbeats:
+                continue
+            if self.state.up and now - ep.last_tx >= self.heartbeat_s:
+                if ep.in_flight < ep.window and not ep.queued:
+                    ep.queue(m.encode("heartbeat"))
+                else:
+                    ep.force_ack()  # window full: a pure ACK is a valid frame too
             if (
                 self.state.up
                 and self.clock_interval_s > 0
@@ -507,8 +527,8 @@ class McuLink:
         return ident
 
     async def _send_setup(self) -> None:
-        futs = [self.request_nowait("set_watchdog", timeout_ms=self.watchdog_ms)]
-        futs += [self.request_nowait(name, **f) for name, f in self._setup.values()]
+        futs = [self._urgent_request("set_watchdog", timeout_ms=self.watchdog_ms)]
+        futs += [self._urgent_request(name, **f) for name, f in self._setup.values()]
         await asyncio.gather(*futs)
 
     def _fail_pending(self, exc: McuError) -> int:
@@ -551,22 +571,22 @@ class McuLink:
             self._recovering = self._loop.create_task(self._replug_loop())
 
     async def _replug_loop(self) -> None:
-        backoff = 0.05
+        backoff = 0.02
         self._set_state(LinkState.RECONNECTING, f"waiting for {self.port} to come back")
         while not self._closed:
             try:
                 self._open()
             except PortError:
                 await asyncio.sleep(backoff)
-                backoff = min(1.0, backoff * 2)
+                backoff = min(0.5, backoff * 1.5)
                 continue
             self.stats.reconnects += 1
             self._write(self.endpoint.resend_now(time.monotonic()))
             try:
-                msg = await self.request("identify", timeout=2.0)
+                msg = await asyncio.wait_for(self._urgent_request("identify"), 2.0)
             except McuResetError:
                 return  # the reset path took over
-            except McuError as exc:
+            except (McuError, TimeoutError) as exc:
                 log.warning("%s: reopened but no identify answer (%s); retrying", self.port, exc)
                 self._close_port()
                 await asyncio.sleep(backoff)

@@ -59,6 +59,7 @@ class ReliableEndpoint:
     counters: LinkCounters = field(default_factory=LinkCounters)
     # transmit state
     _pending: deque[bytes] = field(default_factory=deque)
+    _urgent: deque[bytes] = field(default_factory=deque)
     _unacked: deque[_Sent] = field(default_factory=deque)
     _next_seq: int = 0
     _send_syn: bool = False
@@ -79,12 +80,22 @@ class ReliableEndpoint:
             raise ValueError(f"message of {len(message)} bytes exceeds {self.max_payload}")
         self._pending.append(message)
 
+    def queue_urgent(self, message: bytes) -> None:
+        """Queue ahead of every message not yet framed (frames already sent keep their order).
+
+        For idempotent link housekeeping (identify, setup) after a reconnect, so it does not
+        wait behind a backlog of commands."""
+        if len(message) > self.max_payload:
+            raise ValueError(f"message of {len(message)} bytes exceeds {self.max_payload}")
+        self._urgent.append(message)
+
     def restart(self) -> tuple[int, int]:
         """Start a new sequence space: drop everything unsent and unacked; the next frame
         carries SYN. Returns (dropped unacknowledged frames, dropped queued messages)."""
-        dropped = (len(self._unacked), len(self._pending))
+        dropped = (len(self._unacked), len(self._pending) + len(self._urgent))
         self._unacked.clear()
         self._pending.clear()
+        self._urgent.clear()
         self._next_seq = 0
         self._send_syn = True
         self._nak_retx_base = None
@@ -98,11 +109,11 @@ class ReliableEndpoint:
 
     @property
     def queued(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._urgent)
 
     @property
     def idle(self) -> bool:
-        return not self._unacked and not self._pending
+        return not self._unacked and not self._pending and not self._urgent
 
     @property
     def last_tx(self) -> float:
@@ -130,6 +141,9 @@ class ReliableEndpoint:
             self._resend_all(out, now)
             self._resend_pending = False
         # new frames within the window
+        if self._urgent:
+            self._urgent.extend(self._pending)
+            self._pending, self._urgent = self._urgent, deque()
         pending = self._pending
         maxp = self.max_payload
         while pending and len(self._unacked) < self.window:
@@ -238,6 +252,10 @@ class ReliableEndpoint:
             c.duplicates += 1
             self._ack_owed = True
         return None, False
+
+    def force_ack(self) -> None:
+        """Send a pure ACK with the next output even if nothing is owed (keep-alive)."""
+        self._ack_owed = True
 
     def request_nak(self) -> None:
         """The decoder saw a bad frame (or a gap): NAK once per expected SEQ."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from firmware_bridge.mcu.identity import PROTOCOL_VERSION
 from sim_hardware.mcu.encoder import BeltEncoder, EncoderSource
 from sim_hardware.mcu.faults import LineFaults
 from sim_hardware.mcu.firmware import SimFirmware
@@ -34,6 +35,7 @@ class SimMcuOptions:
     counts_per_mm: float = 1.0
     clock_freq: int = 1_000_000
     drift_ppm: float = 40.0
+    protocol: int = PROTOCOL_VERSION  # another value makes an incompatible firmware
 
 
 class SimMcu:
@@ -60,6 +62,7 @@ class SimMcu:
             drift_ppm=options.drift_ppm,
             encoder=self.belt,
             watchdog_ms=options.watchdog_ms,
+            protocol=options.protocol,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replug: asyncio.TimerHandle | None = None

@@ -80,7 +80,9 @@ class SimFirmware:
         encoder: EncoderSource | None = None,
         watchdog_ms: int = 500,
         log_limit: int = 200_000,
+        protocol: int = PROTOCOL_VERSION,
     ) -> None:
+        self.protocol = protocol
         self._transmit = transmit
         self.clock_freq = clock_freq
         self.drift_ppm = drift_ppm
@@ -107,7 +109,7 @@ class SimFirmware:
         self.endpoint = ReliableEndpoint(
             window=TX_WINDOW,
             max_payload=MAX_PAYLOAD,
-            rtt=RttEstimator(initial_rto=0.1, min_rto=0.04, max_rto=1.0),
+            rtt=RttEstimator(initial_rto=0.1, min_rto=0.04, max_rto=0.5),
         )
         self.outputs = [0] * self.n_outputs
         self.safe_values = [0] * self.n_outputs
@@ -217,7 +219,7 @@ class SimFirmware:
         self._send(
             "identify_response",
             req=msg["req"],
-            protocol=PROTOCOL_VERSION,
+            protocol=self.protocol,
             rx_window=RX_WINDOW,
             max_payload=MAX_PAYLOAD,
             clock_freq=self.clock_freq,
