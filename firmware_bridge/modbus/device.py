@@ -8,19 +8,14 @@ without retries. Backoff doubles up to ``backoff_max_ms`` and resets on the firs
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections import deque
 from collections.abc import Iterable
 
-from pymodbus.pdu import ModbusPDU
-from pymodbus.pdu.bit_message import (
-    ReadCoilsRequest,
-    ReadDiscreteInputsRequest,
-    WriteSingleCoilRequest,
-)
+from pymodbus.pdu import DecodePDU, ModbusPDU
+from pymodbus.pdu.bit_message import WriteSingleCoilRequest
 from pymodbus.pdu.register_message import (
-    ReadHoldingRegistersRequest,
-    ReadInputRegistersRequest,
     WriteMultipleRegistersRequest,
     WriteSingleRegisterRequest,
 )
@@ -41,12 +36,14 @@ from firmware_bridge.modbus.writer import check_write
 
 log = logging.getLogger("wolfpack.modbus")
 
-_READ_PDU = {
-    Table.COIL: ReadCoilsRequest,
-    Table.DISCRETE_INPUT: ReadDiscreteInputsRequest,
-    Table.HOLDING_REGISTER: ReadHoldingRegistersRequest,
-    Table.INPUT_REGISTER: ReadInputRegistersRequest,
+_READ_FUNCTION = {
+    Table.COIL: 1,
+    Table.DISCRETE_INPUT: 2,
+    Table.HOLDING_REGISTER: 3,
+    Table.INPUT_REGISTER: 4,
 }
+_READ = struct.Struct(">BHH")
+_ANSWERS = DecodePDU(is_server=False)
 
 
 def span_of(tag: ModbusTag) -> Span:
@@ -79,13 +76,12 @@ class ModbusDevice:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def execute(self, request: ModbusPDU, retries: int | None = None) -> ModbusPDU:
+    def transact(self, pdu: bytes, retries: int | None = None) -> bytes:
         """One transaction with this device's timeout; retries after timeouts or link drops."""
         tries = 1 + (self.cfg.retries if retries is None else retries)
         for attempt in range(tries):
-            request.dev_id = self.cfg.unit_id
             try:
-                return self.link.execute(request, self.timeout)
+                return self.link.transact(self.cfg.unit_id, pdu, self.timeout)
             except (ModbusExceptionError, ModbusProtocolError):
                 raise
             except ModbusError as exc:
@@ -94,15 +90,19 @@ class ModbusDevice:
         raise AssertionError("unreachable")
 
     def read_registers(self, req: ReadRequest, retries: int | None = None) -> list[int]:
-        pdu = _READ_PDU[req.table](address=req.address, count=req.count)
-        answer = self.execute(pdu, retries)
-        values = [int(b) for b in answer.bits] if req.table.is_bits else list(answer.registers)
-        if len(values) < req.count or (not req.table.is_bits and len(values) != req.count):
+        """Read one planned request: registers, or bits as 0/1, exactly ``req.count``."""
+        pdu = _READ.pack(_READ_FUNCTION[req.table], req.address, req.count)
+        answer = self.transact(pdu, retries)
+        size = (req.count + 7) // 8 if req.table.is_bits else 2 * req.count
+        if len(answer) != 2 + size or answer[1] != size:
             raise ModbusProtocolError(
                 f"device {self.cfg.name}: asked {req.count} at {req.table.value} "
-                f"{req.address}, got {len(values)}"
+                f"{req.address}, got {len(answer) - 2} bytes"
             )
-        return values[: req.count]
+        if req.table.is_bits:
+            data = answer[2:]
+            return [(data[i >> 3] >> (i & 7)) & 1 for i in range(req.count)]
+        return list(struct.unpack_from(f">{req.count}H", answer, 2))
 
     def poll(self, names: Iterable[str] | None = None) -> dict[str, TagValue]:
         """Read the named tags (default all) once; return every one with its quality."""
@@ -200,7 +200,10 @@ class ModbusDevice:
             request = WriteSingleRegisterRequest(address=tag.address, registers=regs)
         else:
             request = WriteMultipleRegistersRequest(address=tag.address, registers=regs)
-        self.execute(request)
+        pdu = bytes([request.function_code]) + request.encode()
+        echo = _ANSWERS.decode(self.transact(pdu))
+        if echo is None or echo.address != tag.address:
+            raise ModbusProtocolError(f"device {self.cfg.name}: bad answer to write of {name}")
         if verify if verify is not None else tag.verify_write:
             back = self.read_registers(self.plan_for([name])[0])
             if back != regs:
