@@ -28,7 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from fleet_link import topics
 from fleet_link.config import parse_broker_url
-from fleet_link.envelope import EnvelopeError, decode, parse_stamp, utc_stamp
+from fleet_link.envelope import EnvelopeError, decode, utc_stamp
 
 log = logging.getLogger("fleet_link.brain")
 
@@ -278,9 +278,8 @@ class Brain:
     def _take_state(self, node: str, session: int, ts: str, body: dict[str, Any]) -> None:
         state = NodeState(node, str(body.get("status", "unknown")), session, ts, body)
         with self._lock:
-            old = self.nodes.get(node)
-            if old is not None and parse_stamp(old.ts) > parse_stamp(ts):
-                return  # an older retained state arrived late
+            # The newest arrival wins: a last will carries the time and seq of the connect it
+            # was registered at, yet the broker publishes it after every later state.
             self.nodes[node] = state
             for chan, acked in body.get("acked", {}).items():
                 ch = self._channels.get((node, chan))

@@ -96,6 +96,7 @@ class EdgeLink:
         self.session = self.outbox.counter("session")
         self._acked_seq: dict[str, int] = {}
         self._progress_due = 0.0
+        self._closed = False
         self._state_due = 0.0
         self.rejected = 0
         self.connects = 0
@@ -110,6 +111,9 @@ class EdgeLink:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say goodbye (retained 'offline', reason 'shutdown'), disconnect, close the outbox."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
