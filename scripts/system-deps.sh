@@ -5,6 +5,8 @@ set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
+# libmodbus (C), the peer bench/modbus.py measures our Modbus master against (via ctypes).
+ldconfig -p 2>/dev/null | grep -q "libmodbus\.so\.5" || need+=(libmodbus5)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 [ ${#need[@]} -eq 0 ] && exit 0
