@@ -1,0 +1,158 @@
+"""Benchmark of the MCU link over a real pty: acknowledged commands/s and round-trip times.
+
+Runs `wolfpack sim mcu` in its own process (unlimited, and with wire time modelled at
+115200 / 250000 / 1000000 baud) and drives it from this process with the real host link.
+For each line it prints:
+  * acked cmds/s: pings answered per second with up to --inflight outstanding (pipelined);
+  * wire limit:   what the line could carry at most: (baud / 10) bytes/s divided by the bytes
+                  per command actually sent in the busier direction (frame overhead, ACKs and
+                  heartbeats included), i.e. the bytes x 10 / baud bound;
+  * ratio:        acked cmds/s / wire limit;
+  * RTT p50/p99:  one ping at a time on an otherwise idle link.
+Each throughput figure is the median of --repeat runs (the machine is shared).
+
+    .venv/bin/python bench/mcu_link.py [--seconds 2] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from firmware_bridge.mcu import McuLink  # noqa: E402
+from firmware_bridge.mcu.diagnostics import percentile  # noqa: E402
+
+BAUDS = (None, 115200, 250000, 1000000)
+
+
+def _wolfpack() -> list[str]:
+    exe = Path(sys.executable).with_name("wolfpack")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "edge.cli.main"]
+
+
+def start_sim(link: str, baud: int | None) -> subprocess.Popen:
+    cmd = [*_wolfpack(), "sim", "mcu", "--link", link]
+    if baud:
+        cmd += ["--baud", str(baud)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.lexists(link):
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"simulator did not create {link}")
+
+
+async def throughput(link: McuLink, seconds: float, inflight: int) -> tuple[float, float, float]:
+    """(acked cmds/s, bytes written per cmd, bytes read per cmd) over ``seconds``."""
+    loop = asyncio.get_running_loop()
+    done = 0
+    stop_at = 0.0
+    finished = loop.create_future()
+    outstanding = 0
+
+    def issue() -> None:
+        nonlocal outstanding
+        outstanding += 1
+        link.request_nowait("ping", data=done).add_done_callback(completed)
+
+    def completed(fut: asyncio.Future) -> None:
+        nonlocal done, outstanding
+        outstanding -= 1
+        if fut.exception() is None:
+            done += 1
+        if time.monotonic() < stop_at:
+            issue()
+        elif outstanding == 0 and not finished.done():
+            finished.set_result(None)
+
+    w0, r0 = link.stats.bytes_written, link.stats.bytes_read
+    start = time.monotonic()
+    stop_at = start + seconds
+    for _ in range(inflight):
+        issue()
+    await finished
+    elapsed = time.monotonic() - start
+    return (
+        done / elapsed,
+        (link.stats.bytes_written - w0) / done,
+        (link.stats.bytes_read - r0) / done,
+    )
+
+
+async def idle_rtts(link: McuLink, count: int) -> list[float]:
+    return [await link.ping(i) for i in range(count)]
+
+
+async def measure(path: str, baud: int | None, seconds: float, repeat: int, inflight: int):
+    link = McuLink(path, baud=baud or 250000, clock_interval_s=0)
+    await link.connect()
+    try:
+        await throughput(link, 0.3, inflight)  # warm-up
+        runs = [await throughput(link, seconds, inflight) for _ in range(repeat)]
+        rtts = await idle_rtts(link, 500)
+    finally:
+        await link.close()
+    return runs, rtts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=2.0, help="length of one throughput run")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput runs per line (median)")
+    ap.add_argument("--inflight", type=int, default=2000, help="pings outstanding at once")
+    args = ap.parse_args()
+    print(
+        f"MCU link over a pty, host and simulated MCU in separate processes, "
+        f"{os.cpu_count()} CPUs; median of {args.repeat} x {args.seconds:g} s runs, "
+        f"{args.inflight} in flight"
+    )
+    header = (
+        f"{'line':>14} {'acked cmds/s':>13} {'runs':>22} {'B/cmd out/in':>13} "
+        f"{'wire limit/s':>12} {'ratio':>6} {'RTT p50 ms':>10} {'RTT p99 ms':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    with tempfile.TemporaryDirectory() as tmp:
+        for baud in BAUDS:
+            path = os.path.join(tmp, f"mcu-{baud or 'unlimited'}")
+            proc = start_sim(path, baud)
+            try:
+                runs, rtts = asyncio.run(measure(path, baud, args.seconds, args.repeat,
+                                                 args.inflight))  # fmt: skip
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(10)
+            rate = statistics.median(r[0] for r in runs)
+            out_b = statistics.median(r[1] for r in runs)
+            in_b = statistics.median(r[2] for r in runs)
+            if baud:
+                limit = baud / 10 / max(out_b, in_b)
+                limit_s, ratio_s = f"{limit:12.0f}", f"{rate / limit:6.1%}"
+            else:
+                limit_s, ratio_s = f"{'-':>12}", f"{'-':>6}"
+            line = f"{baud} baud" if baud else "unlimited"
+            each = "/".join(f"{r[0]:.0f}" for r in runs)
+            print(
+                f"{line:>14} {rate:13.0f} {each:>22} {out_b:6.2f}/{in_b:<6.2f} {limit_s} "
+                f"{ratio_s} {percentile(rtts, 50) * 1000:10.3f} "
+                f"{percentile(rtts, 99) * 1000:10.3f}",
+                flush=True,
+            )
+    print("goals: >= 90% of the wire limit at 115200 baud; >= 5,000 acked cmds/s unlimited")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
