@@ -1,0 +1,178 @@
+"""The production mosquitto templates in configs/mosquitto (TLS, a password per node, the ACL),
+run for real: node A's credentials cannot publish under node B's prefix."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from fleet_link.brain import Brain
+from fleet_link.config import MqttConfig
+from fleet_link.link import EdgeLink
+from tests.fleet_link.certs import make_ca_and_broker_cert
+from tests.fleet_link.mosquitto import MOSQUITTO, REPO, free_port, port_open
+
+TEMPLATES = REPO / "configs" / "mosquitto"
+SITE = "dc-test"
+PASSWORDS = {"cell-a": "pw-a", "cell-b": "pw-b", "brain": "pw-brain"}
+
+
+@pytest.fixture
+def secured_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    ca, _, _ = make_ca_and_broker_cert(etc)
+    passwd = etc / "passwd"
+    for user, password in PASSWORDS.items():
+        subprocess.run(
+            [
+                "mosquitto_passwd",
+                "-b",
+                *(["-c"] if not passwd.exists() else []),
+                str(passwd),
+                user,
+                password,
+            ],
+            check=True,
+        )
+    (etc / "acl").write_text((TEMPLATES / "acl").read_text().replace("@SITE@", SITE))
+    port = free_port()
+    conf = (TEMPLATES / "mosquitto.conf").read_text()
+    conf = conf.replace("/etc/mosquitto/wolfpack/", f"{etc}/")
+    conf = conf.replace("listener 8883", f"listener {port} 127.0.0.1")
+    conf = conf.replace(
+        "persistence_location /var/lib/mosquitto/", f"persistence_location {tmp_path}/"
+    )
+    conf = conf.replace("log_dest syslog", "log_dest stdout")
+    # as root, mosquitto would switch to user 'mosquitto', who cannot read pytest's tmp_path
+    conf = f"user {getpass.getuser()}\n" + conf
+    assert (
+        "allow_anonymous false" in conf and "acl_file" in conf and "max_queued_messages 0" in conf
+    )
+    (tmp_path / "mosquitto.conf").write_text(conf)
+    log = (tmp_path / "mosquitto.log").open("wb")
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")], stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not port_open(port):
+            assert proc.poll() is None, (tmp_path / "mosquitto.log").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        yield port, ca
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        log.close()
+
+
+def node_client(port: int, ca: Path, user: str, password: str) -> tuple[mqtt.Client, dict]:
+    acks: dict[int, object] = {}
+    connected = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{user}", protocol=mqtt.MQTTv5)
+    c.username_pw_set(user, password)
+    c.tls_set(ca_certs=str(ca))
+    c.on_publish = lambda _c, _u, mid, reason, _p: acks.__setitem__(mid, reason)
+    c.on_connect = lambda _c, _u, _f, reason, _p: (not reason.is_failure) and connected.set()
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    assert connected.wait(10), f"{user} could not connect"
+    return c, acks
+
+
+def test_node_a_cannot_publish_under_node_b_prefix(secured_broker):
+    port, ca = secured_broker
+    received: list[str] = []
+    brain = Brain(
+        f"mqtts://127.0.0.1:{port}", SITE, username="brain", password="pw-brain", ca_file=str(ca)
+    )
+    brain._client.on_message = lambda _c, _u, m: received.append(m.topic)
+    brain.start()
+    a, acks = node_client(port, ca, "cell-a", "pw-a")
+    try:
+        forged = [
+            f"wolfpack/v1/{SITE}/cell-b/events/parcel",
+            f"wolfpack/v1/{SITE}/cell-b/state",
+            f"wolfpack/v1/{SITE}/cell-b/cmd/set_belt_speed",
+            f"wolfpack/v1/{SITE}/cell-a/cmd/set_belt_speed",  # not even its own commands
+        ]
+        infos = [a.publish(t, b'{"forged": true}', qos=1) for t in forged]
+        own = a.publish(f"wolfpack/v1/{SITE}/cell-a/events/parcel", b'{"own": true}', qos=1)
+        for info in [*infos, own]:
+            info.wait_for_publish(5)
+        deadline = time.monotonic() + 5
+        while (
+            time.monotonic() < deadline
+            and f"wolfpack/v1/{SITE}/cell-a/events/parcel" not in received
+        ):
+            time.sleep(0.05)
+        time.sleep(0.5)  # a forged message would have arrived by now
+        assert f"wolfpack/v1/{SITE}/cell-a/events/parcel" in received  # the positive control
+        assert not [t for t in received if t in forged], received
+        # MQTT 5: the broker says so in the PUBACK (0x87 not authorized)
+        assert all(acks[i.mid].is_failure for i in infos), {i.mid: str(acks[i.mid]) for i in infos}
+    finally:
+        a.loop_stop()
+        a.disconnect()
+        brain.stop()
+
+
+def test_bad_credentials_are_refused_and_a_tls_edge_link_works(secured_broker, tmp_path: Path):
+    port, ca = secured_broker
+    refused = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="intruder", protocol=mqtt.MQTTv5)
+    c.username_pw_set("cell-a", "wrong")
+    c.tls_set(ca_certs=str(ca))
+    c.on_connect = lambda _c, _u, _f, reason, _p: reason.is_failure and refused.set()
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    assert refused.wait(5)
+    c.loop_stop()
+
+    got = []
+    brain = Brain(
+        f"mqtts://127.0.0.1:{port}",
+        SITE,
+        username="brain",
+        password="pw-brain",
+        ca_file=str(ca),
+        on_message=got.append,
+        from_start=True,
+    ).start()
+    secret = tmp_path / "cell-a.password"
+    secret.write_text("pw-a\n")
+    os.chmod(secret, 0o600)
+    cfg = MqttConfig.model_validate(
+        {
+            "broker": f"mqtts://127.0.0.1:{port}",
+            "username": "cell-a",
+            "password_file": str(secret),
+            "tls": {"ca_file": str(ca)},
+            "outbox": {"path": str(tmp_path / "o.sqlite3")},
+        }
+    )
+    link = EdgeLink(cfg, SITE, "cell-a").start()
+    try:
+        assert link.connected.wait(10)
+        time.sleep(0.3)
+        link.publish_event("parcel", {"parcel_id": "P1", "outcome": "sorted"})
+        assert brain.command("cell-a", "ping", {}, timeout=5).ok  # the brain may command it
+        assert link.wait_drained(5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(m.channel == "events/parcel" for m in got):
+            time.sleep(0.05)
+        assert [m.seq for m in got if m.channel == "events/parcel"] == [1]
+        assert link.rejected == 0
+    finally:
+        link.stop()
+        brain.stop()
