@@ -12,6 +12,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import replace
 
 from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.pdu.bit_message import WriteSingleCoilRequest
@@ -181,8 +182,23 @@ class ModbusDevice:
         self.link.close()
 
     def values(self) -> dict[str, TagValue]:
-        """The latest value of every tag read so far."""
-        return dict(self._values)
+        """The latest value of every tag read so far, aged to now (see ``age``)."""
+        now = time.time()
+        return {name: self.age(value, now) for name, value in self._values.items()}
+
+    def age(self, value: TagValue, now: float) -> TagValue:
+        """Downgrade a value nobody refreshed: good -> stale -> bad after ``stale_after``.
+
+        An offline device is only probed once per backoff period, so its values are aged
+        here rather than waiting for the next probe.
+        """
+        if value.value is None or now - value.timestamp <= self.cfg.stale_after_s:
+            return value
+        if value.quality is Quality.GOOD:
+            return replace(value, quality=Quality.STALE, cause="not refreshed")
+        if value.quality is Quality.STALE:
+            return replace(value, quality=Quality.BAD, value=None)
+        return value
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -100,8 +100,13 @@ class Poller:
             worker.stop()
 
     def snapshot(self) -> dict[str, dict[str, TagValue]]:
+        """The latest value of every tag, aged to now (a value nobody refreshed degrades)."""
+        now = time.time()
         with self._lock:
-            return {dev: dict(values) for dev, values in self._latest.items()}
+            return {
+                dev: {name: self.devices[dev].age(v, now) for name, v in values.items()}
+                for dev, values in self._latest.items()
+            }
 
     def __enter__(self) -> Poller:
         self.start()

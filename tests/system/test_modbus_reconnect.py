@@ -75,3 +75,20 @@ def test_rtu_master_reopens_the_port_after_a_cable_pull(tmp_path):
             sim.world().vfd_fault_code = 8
             assert wait_for(lambda: poller.snapshot()["vfd"]["fault"].value == 8)
             assert quality(poller, "vfd") is Quality.GOOD
+
+
+def test_values_of_an_offline_device_age_from_stale_to_bad_between_probes():
+    with PlcSimulator(port=0) as sim:
+        cfg = ModbusConfig.model_validate(
+            {"devices": [tcp_device("plc", sim.port, TAGS, poll_ms=50, timeout_ms=100,
+                                    retries=0, backoff_ms=5000, stale_after_ms=600)]}
+        )  # fmt: skip
+        with Poller(cfg) as poller:
+            assert wait_for(lambda: quality(poller, "plc") is Quality.GOOD)
+            sim.fault().no_answer = True
+            assert wait_for(lambda: quality(poller, "plc") is Quality.STALE, timeout=2)
+            assert poller.snapshot()["plc"]["fault"].cause == "timeout"
+            # No probe for 5 s, yet the value must not stay 'stale' past stale_after_ms.
+            assert wait_for(lambda: quality(poller, "plc") is Quality.BAD, timeout=2)
+            bad = poller.snapshot()["plc"]["fault"]
+            assert bad.value is None and bad.cause == "timeout"
