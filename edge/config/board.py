@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from firmware_bridge.modbus.config import ModbusConfig
+from fleet_link.config import MqttConfig
 from vision.config import VisionConfig
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -115,6 +116,9 @@ class BoardConfig(StrictModel):
     )
     modbus: ModbusConfig = Field(
         default_factory=ModbusConfig, description="Modbus RTU/TCP devices and their register maps"
+    )
+    mqtt: MqttConfig | None = Field(
+        None, description="fleet link: broker, TLS, credentials, outbox, telemetry, commands"
     )
 
     @field_validator("mcus")
