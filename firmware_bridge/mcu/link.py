@@ -431,12 +431,17 @@ class McuLink:
         self._flush()
 
     def _dispatch(self, payload: bytes) -> None:
-        try:
-            msgs = m.decode_payload(payload)
-        except m.MessageError as exc:
-            self.stats.payload_errors += 1
-            log.error("%s: undecodable payload from MCU: %s", self.port, exc)
-            return
+        msgs: list[m.Message] = []
+        pos = 0
+        while pos < len(payload):
+            try:
+                msg, pos = m.decode_one(payload, pos)
+            except m.MessageError as exc:
+                # The rest of this payload is unreadable; the messages before it stand.
+                self.stats.payload_errors += 1
+                log.error("%s: undecodable payload from MCU: %s", self.port, exc)
+                break
+            msgs.append(msg)
         for msg in msgs:
             name = msg.name
             if name in RESPONSE_NAMES:
@@ -545,8 +550,12 @@ class McuLink:
             return
         self.state = state
         change = StateChange(state, reason, time.monotonic())
-        quiet = (LinkState.CONNECTING, LinkState.CLOSED, LinkState.CONNECTED, LinkState.RESYNCED)
-        lvl = logging.INFO if state in quiet else logging.WARNING
+        if state in (LinkState.CONNECTING, LinkState.CLOSED):
+            lvl = logging.DEBUG
+        elif state.up:
+            lvl = logging.INFO
+        else:
+            lvl = logging.WARNING
         log.log(lvl, "%s: link %s (%s)", self.port, state.value, reason)
         if state is LinkState.LOST:
             self.stats.outages.append((change.at, None))

@@ -108,3 +108,31 @@ def test_port_that_never_comes_back_keeps_commands_waiting_then_close_fails_them
                 await fut
 
         asyncio.run(main())
+
+
+def test_mcu_reset_while_unplugged_is_detected_after_the_replug(tmp_path):
+    with sim_mcu(tmp_path) as (sim, path):
+
+        async def main():
+            states: list[LinkState] = []
+            link = McuLink(path)
+            link.on_state(lambda change: states.append(change.state))
+            await link.connect()
+            await link.configure_output(1, safe_value=1)
+            sim.call(sim.sim.unplug)
+            await asyncio.sleep(0.1)
+            sim.call(sim.sim.reset)
+            sim.call(sim.sim.replug)
+            for _ in range(300):
+                if link.state is LinkState.RESYNCED:
+                    break
+                await asyncio.sleep(0.01)
+            pong = await link.request("ping", data=77, timeout=2)
+            await link.close()
+            return states, pong, link
+
+        states, pong, link = asyncio.run(main())
+        assert pong["data"] == 77
+        assert link.stats.mcu_resets == 1
+        assert LinkState.RESYNCED in states
+        assert sim.call(lambda: sim.sim.firmware.safe_values[1]) == 1  # setup re-sent
