@@ -53,11 +53,18 @@ def register(devices: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reset-every", type=float, default=0.0, metavar="S", help="reset the MCU every S s"
     )
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="ask the OS for real-time scheduling (needs root or CAP_SYS_NICE), so scheduled "
+        "actions stay sub-millisecond on a loaded machine, as on a real MCU",
+    )
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from sim_hardware.mcu import SimMcu, SimMcuOptions
+    from sim_hardware.mcu.device import request_realtime
 
     for name in ("noise", "drop"):
         if not 0.0 <= getattr(args, name) < 1.0:
@@ -74,6 +81,11 @@ def _run(args: argparse.Namespace) -> int:
         counts_per_mm=args.counts_per_mm,
         drift_ppm=args.drift_ppm,
     )
+
+    if args.realtime and not request_realtime():
+        print(
+            "wolfpack sim mcu: real-time scheduling not permitted; running without", file=sys.stderr
+        )
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

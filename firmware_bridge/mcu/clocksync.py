@@ -36,6 +36,8 @@ class ClockSync:
 
     nominal_freq: float
     max_samples: int = 32
+    min_span_s: float = 2.0
+    max_drift_ppm: float = 1000.0
     samples: deque[ClockSample] = field(default_factory=deque)
     freq: float = 0.0
     t0: float = 0.0
@@ -70,14 +72,17 @@ class ClockSync:
         tm = sum(w * s.midpoint for w, s in zip(weights, samples, strict=True)) / wsum
         cm = sum(w * s.clock for w, s in zip(weights, samples, strict=True)) / wsum
         sxx = sum(w * (s.midpoint - tm) ** 2 for w, s in zip(weights, samples, strict=True))
-        if len(samples) >= 2 and sxx > 1e-6:
+        span = samples[-1].midpoint - samples[0].midpoint
+        if len(samples) >= 3 and span >= self.min_span_s and sxx > 0:
             sxy = sum(
                 w * (s.midpoint - tm) * (s.clock - cm)
                 for w, s in zip(weights, samples, strict=True)
             )
             freq = sxy / sxx
-            # A fit over a short span is noisy; do not let it wander far from nominal.
-            if abs(freq / self.nominal_freq - 1) < 0.01:
+            # Over a short span the slope is mostly jitter, and a slope error extrapolates
+            # into a time error (0.1% over 1 s = 1 ms): fit the frequency only from samples
+            # spread over min_span_s, and only within what a crystal can be off.
+            if abs(freq / self.nominal_freq - 1) < self.max_drift_ppm * 1e-6:
                 self.freq = freq
         self.t0, self.c0 = tm, cm
         if len(samples) >= 3:

@@ -23,6 +23,7 @@ import enum
 import errno
 import logging
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,7 +127,8 @@ class McuLink:
         self._wbuf = bytearray()
         self._writer_on = False
         self._flush_scheduled = False
-        self._next_req = 1
+        # Random first req: the SYN identify of each session differs from the last one's.
+        self._next_req = random.randint(1, 0xFFFF)
         self._pending: dict[int, tuple[str, asyncio.Future[m.Message]]] = {}
         self._clock_reqs: dict[int, float] = {}
         self._next_action = 1

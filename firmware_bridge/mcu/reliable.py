@@ -225,13 +225,14 @@ class ReliableEndpoint:
         if frame.is_control:
             return None, False
         if frame.syn:
-            nxt = (frame.seq + 1) & 0xFF
-            if self._last_syn == (frame.seq, frame.payload) and self.rx_expected == nxt:
+            if self._last_syn == (frame.seq, frame.payload) and self.rx_expected is not None:
+                # A resent copy of the SYN we accepted (a new session's SYN differs: the
+                # host starts its req ids at random, the MCU's 'started' carries its clock).
                 c.duplicates += 1
                 self._ack_owed = True
                 return None, False
             self._last_syn = (frame.seq, frame.payload)
-            self.rx_expected = nxt
+            self.rx_expected = (frame.seq + 1) & 0xFF
             self._ack_owed = True
             self._nak_sent_for = None
             return frame.payload, True

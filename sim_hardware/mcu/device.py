@@ -1,15 +1,21 @@
 """A simulated MCU on a pty: firmware + wire + encoder, with a Python API for tests and CLI.
 
 ``SimMcu`` runs inside an asyncio loop (the CLI's); ``SimMcuThread`` runs one in a
-background thread for tests, and marshals every control call onto the sim's loop.
+background thread for tests, and marshals every control call onto the sim's loop;
+``SimMcuProcess`` runs one in a child process, for timing tests (a thread shares the GIL with
+the host link, which delays the sim's timers by milliseconds now and then).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import multiprocessing
+import os
 import random
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -192,6 +198,117 @@ class SimMcuThread:
             self._thread.join(5)
 
     def __enter__(self) -> SimMcuThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _resolve(root: object, path: str) -> Any:
+    obj = root
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def request_realtime(priority: int = 10) -> bool:
+    """Ask the OS for FIFO real-time scheduling, as a real MCU has a CPU to itself.
+
+    Without it, on a loaded machine a Python process is woken (or preempted) milliseconds
+    late now and then, and the simulated MCU's scheduled actions with it. Needs root or
+    CAP_SYS_NICE; returns False (and changes nothing) where not permitted. The kernel's RT
+    throttling keeps a busy sim from starving the machine.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+def _process_main(options: SimMcuOptions, conn: Any, realtime: bool) -> None:
+    """Child process: run the sim and answer control requests from the pipe."""
+    if realtime:
+        request_realtime()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sim = SimMcu(options)
+        sim.start()
+        stop = asyncio.Event()
+
+        def on_request() -> None:
+            try:
+                kind, path, args = conn.recv()
+            except EOFError:
+                stop.set()
+                return
+            if kind == "stop":
+                stop.set()
+                conn.send(("ok", None))
+                return
+            try:
+                target = _resolve(sim, path)
+                value = target(*args) if kind == "call" else target
+                if isinstance(value, (list, tuple, deque)):
+                    value = list(value)
+                conn.send(("ok", value))
+            except Exception as exc:  # sent back to the caller, raised there
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+        loop.add_reader(conn.fileno(), on_request)
+        conn.send(("ok", "ready"))
+        await stop.wait()
+        loop.remove_reader(conn.fileno())
+        sim.stop()
+
+    asyncio.run(main())
+
+
+class SimMcuProcess:
+    """Runs a SimMcu in its own process, for tests whose timing must not share a GIL with
+    the host link. ``call("reset")``, ``call("firmware.set_input", 3, 1)``,
+    ``get("firmware.actions_log")``: every argument and result must be picklable."""
+
+    def __init__(self, options: SimMcuOptions, realtime: bool = True) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_process_main, args=(options, child, realtime), daemon=True)
+        self.options = options
+
+    def start(self) -> SimMcuProcess:
+        self._proc.start()
+        if not self._conn.poll(20):
+            self._proc.kill()
+            raise RuntimeError("simulated MCU process did not start")
+        self._conn.recv()
+        return self
+
+    def _ask(self, kind: str, path: str, args: tuple[Any, ...]) -> Any:
+        self._conn.send((kind, path, args))
+        if not self._conn.poll(10):
+            raise TimeoutError(f"simulated MCU process did not answer {kind} {path}")
+        status, value = self._conn.recv()
+        if status == "error":
+            raise RuntimeError(value)
+        return value
+
+    def call(self, path: str, *args: Any) -> Any:
+        return self._ask("call", path, args)
+
+    def get(self, path: str) -> Any:
+        return self._ask("get", path, ())
+
+    def stop(self) -> None:
+        if self._proc.is_alive():
+            with contextlib.suppress(Exception):
+                self._ask("stop", "", ())
+            self._proc.join(5)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(5)
+
+    def __enter__(self) -> SimMcuProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -29,7 +29,7 @@ FIRMWARE_NAME = "wolfpack-sim-mcu"
 FIRMWARE_VERSION = "1.0.0"
 RX_WINDOW = 8
 TX_WINDOW = 16
-SPIN_S = 0.002
+SPIN_S = 0.005  # wake this early and spin: the host OS may wake us late
 
 
 @dataclass(frozen=True)

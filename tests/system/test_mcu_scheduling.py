@@ -9,14 +9,14 @@ import pytest
 
 from firmware_bridge.mcu import McuCommandError, McuLink
 from firmware_bridge.mcu import messages as m
-from tests.firmware_bridge.mcu.harness import sim_mcu
+from tests.firmware_bridge.mcu.harness import sim_mcu, sim_mcu_process
 
 # 1 m/s belt, 1 count per mm: one count per millisecond.
 BELT = {"belt_speed_mm_s": 1000.0, "counts_per_mm": 1.0}
 
 
 def test_stroke_fires_at_its_encoder_count_within_one_count(tmp_path):
-    with sim_mcu(tmp_path, **BELT) as (sim, path):
+    with sim_mcu_process(tmp_path, **BELT) as (sim, path):
 
         async def main() -> list[m.Message]:
             done: list[m.Message] = []
@@ -31,7 +31,7 @@ def test_stroke_fires_at_its_encoder_count_within_one_count(tmp_path):
                 return done
 
         done = asyncio.run(main())
-        log = [r for r in sim.call(lambda: list(sim.sim.firmware.actions_log))]
+        log = sim.get("firmware.actions_log")
         fired = [r for r in log if r.target_kind == "count"]
         assert len(fired) == 3 and len(done) == 3
         for rec in fired:
@@ -59,7 +59,7 @@ def test_a_count_already_passed_is_refused_with_a_clear_error(tmp_path):
 
 
 def test_action_at_a_host_time_fires_there_through_the_clock_sync(tmp_path):
-    with sim_mcu(tmp_path, drift_ppm=120.0) as (sim, path):
+    with sim_mcu_process(tmp_path, drift_ppm=120.0) as (sim, path):
 
         async def main() -> tuple[float, float]:
             async with McuLink(path) as link:
@@ -72,7 +72,7 @@ def test_action_at_a_host_time_fires_there_through_the_clock_sync(tmp_path):
                 return target, link.clock.uncertainty_s
 
         target, uncertainty = asyncio.run(main())
-        (rec,) = sim.call(lambda: list(sim.sim.firmware.actions_log))
+        (rec,) = sim.get("firmware.actions_log")
         assert uncertainty < 0.002
         assert abs(rec.fired_at - target) <= uncertainty + 0.001
 

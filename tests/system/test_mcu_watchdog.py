@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from firmware_bridge.mcu import McuLink
-from tests.firmware_bridge.mcu.harness import sim_mcu
+from tests.firmware_bridge.mcu.harness import sim_mcu_process
 
 WATCHDOG_MS = 100
 
 
 def test_heartbeats_keep_the_watchdog_quiet_and_silence_trips_it_in_time(tmp_path):
-    with sim_mcu(tmp_path, watchdog_ms=2000) as (sim, path):
-        fw = sim.sim.firmware
+    with sim_mcu_process(tmp_path, watchdog_ms=2000) as (sim, path):
 
         async def main() -> list[str]:
             events: list[str] = []
@@ -24,8 +23,8 @@ def test_heartbeats_keep_the_watchdog_quiet_and_silence_trips_it_in_time(tmp_pat
             await link.set_output(0, 1)
             await link.set_output(1, 0)
             await asyncio.sleep(5 * WATCHDOG_MS / 1000)  # only heartbeats flow
-            assert sim.call(lambda: len(fw.watchdog_trips)) == 0
-            assert sim.call(lambda: fw.outputs[:2]) == [1, 0]
+            assert sim.get("firmware.watchdog_trips") == []
+            assert sim.get("firmware.outputs")[:2] == [1, 0]
             link.suspend_heartbeats = True  # the host hangs
             await asyncio.sleep(3 * WATCHDOG_MS / 1000)
             link.suspend_heartbeats = False
@@ -37,9 +36,9 @@ def test_heartbeats_keep_the_watchdog_quiet_and_silence_trips_it_in_time(tmp_pat
             return events
 
         events = asyncio.run(main())
-        trips, last_frame, changes = sim.call(
-            lambda: (list(fw.watchdog_trips), fw.last_host_frame, list(fw.output_log))
-        )
+        trips = sim.get("firmware.watchdog_trips")
+        last_frame = sim.get("firmware.last_host_frame")
+        changes = sim.get("firmware.output_log")
         assert len(trips) == 1
         # safe within the configured time (the sim checks every 1 ms)
         silent = trips[0] - last_frame
@@ -53,7 +52,7 @@ def test_heartbeats_keep_the_watchdog_quiet_and_silence_trips_it_in_time(tmp_pat
 
 
 def test_watchdog_cancels_pending_scheduled_actions(tmp_path):
-    with sim_mcu(tmp_path) as (sim, path):
+    with sim_mcu_process(tmp_path) as (sim, path):
 
         async def main() -> None:
             link = McuLink(path, watchdog_ms=50, heartbeat_ms=10)
@@ -68,10 +67,9 @@ def test_watchdog_cancels_pending_scheduled_actions(tmp_path):
             await link.close()
 
         asyncio.run(main())
-        fw = sim.sim.firmware
-        assert sim.call(lambda: len(fw.watchdog_trips)) == 1
-        assert sim.call(lambda: fw.actions_log) == []  # the stroke never fired
-        assert sim.call(lambda: fw.outputs[4]) == 0
+        assert len(sim.get("firmware.watchdog_trips")) == 1
+        assert sim.get("firmware.actions_log") == []  # the stroke never fired
+        assert sim.get("firmware.outputs")[4] == 0
 
 
 def _now() -> float:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sim_hardware.mcu import SimMcuOptions, SimMcuThread
+from sim_hardware.mcu import SimMcuOptions, SimMcuProcess, SimMcuThread
 
 
 @contextlib.contextmanager
@@ -31,3 +31,12 @@ def sim_mcu(tmp_path: Path, **options: Any) -> Iterator[tuple[SimMcuThread, str]
     finally:
         sim.stop()
         sys.setswitchinterval(interval)
+
+
+@contextlib.contextmanager
+def sim_mcu_process(tmp_path: Path, **options: Any) -> Iterator[tuple[SimMcuProcess, str]]:
+    """A simulated MCU in its own process (for timing assertions) and its pty path."""
+    link = str(tmp_path / "mcu")
+    options.setdefault("seed", 1)
+    with SimMcuProcess(SimMcuOptions(link=link, **options)) as sim:
+        yield sim, link
