@@ -71,12 +71,13 @@ def encode_targets(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     for cls, x1, y1, x2, y2, length, width, angle in rows:
         cx, cy = (x1 + x2) / 2 / STRIDE, (y1 + y2) / 2 / STRIDE
         bw, bh = max(1.0, x2 - x1), max(1.0, y2 - y1)
-        sx, sy = max(0.8, bw / STRIDE / 6), max(0.8, bh / STRIDE / 6)
-        g = np.exp(-((xs - cx) ** 2) / (2 * sx**2) - ((ys - cy) ** 2) / (2 * sy**2))
-        heat[int(cls)] = np.maximum(heat[int(cls)], g)
         ix, iy = int(cx), int(cy)
         if not (0 <= ix < ow and 0 <= iy < oh):
             continue
+        # the peak (exactly 1: the focal loss's positive) sits on the centre's cell
+        sx, sy = max(0.8, bw / STRIDE / 6), max(0.8, bh / STRIDE / 6)
+        g = np.exp(-((xs - ix) ** 2) / (2 * sx**2) - ((ys - iy) ** 2) / (2 * sy**2))
+        heat[int(cls)] = np.maximum(heat[int(cls)], g)
         a = math.radians(angle)
         geo[:, iy, ix] = [
             cx - ix,
@@ -235,6 +236,8 @@ def main() -> int:
     render_s = time.time() - t0
     print(f"rendered {len(images)} training images in {render_s:.0f} s", flush=True)
     targets = [encode_targets(r) for r in rows]
+    positives = sum(int((t[0] == 1.0).sum()) for t in targets)
+    print(f"{sum(len(r) for r in rows)} parcels, {positives} heatmap peaks", flush=True)
     heat = np.stack([t[0] for t in targets])
     geo = np.stack([t[1] for t in targets])
     weight = np.stack([t[2] for t in targets])
@@ -303,6 +306,7 @@ def main() -> int:
             )
     train_s = time.time() - t_train
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), "/tmp/parcels-last.pt")  # for inspection; not shipped
     export(model, args.out)
     log = {
         "command": "nice -n 10 .venv/bin/python training/train_parcel_model.py "

@@ -96,6 +96,12 @@ class TrackerConfig(_Strict):
     label_reads_per_frame: int = Field(
         2, ge=0, description="label read attempts per frame, spread over parcels still unread"
     )
+    label_attempts_per_parcel: int = Field(
+        6,
+        ge=1,
+        description="frames on which a parcel's label is tried before giving up "
+        "(parcels without a label would otherwise cost a read on every frame)",
+    )
 
 
 class VisionConfig(_Strict):

@@ -48,9 +48,9 @@ def dominant_angle(gray: np.ndarray) -> float:
     return math.degrees(math.atan2(s, c)) / 4
 
 
-def locate_code(gray: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The region (x, y, w, h) dense with strong edges: a barcode, where a parcel's own edges,
-    tape and wrinkles are thin lines that an opening removes. None when nothing stands out."""
+def locate_codes(gray: np.ndarray, limit: int = 2) -> list[tuple[int, int, int, int]]:
+    """Regions (x, y, w, h) dense with strong edges, largest first: barcodes, where a parcel's
+    own edges, tape and wrinkles are thin lines that an opening removes."""
     gx = cv2.Sobel(gray, cv2.CV_16S, 1, 0, ksize=3)
     gy = cv2.Sobel(gray, cv2.CV_16S, 0, 1, ksize=3)
     grad = cv2.addWeighted(cv2.convertScaleAbs(gx), 0.5, cv2.convertScaleAbs(gy), 0.5, 0)
@@ -58,17 +58,17 @@ def locate_code(gray: np.ndarray) -> tuple[int, int, int, int] | None:
     _, mask = cv2.threshold(dense, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((9, 9), np.uint8))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
-    if n <= 1:
-        return None
-    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, w, h, area = stats[best]
-    if area < 200:
-        return None
-    pad = 8
-    x0, y0 = max(0, x - pad), max(0, y - pad)
-    x1, y1 = min(gray.shape[1], x + w + pad), min(gray.shape[0], y + h + pad)
-    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+    _n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    regions = []
+    for i in 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA])[:limit]:
+        x, y, w, h, area = stats[i]
+        if area < 200:
+            break
+        pad = 8
+        x0, y0 = max(0, x - pad), max(0, y - pad)
+        x1, y1 = min(gray.shape[1], x + w + pad), min(gray.shape[0], y + h + pad)
+        regions.append((int(x0), int(y0), int(x1 - x0), int(y1 - y0)))
+    return regions
 
 
 def rotate(gray: np.ndarray, angle_deg: float) -> np.ndarray:
@@ -90,28 +90,36 @@ class LabelReader:
         self.margin = margin
         self.min_turn_deg = min_turn_deg
 
-    def crop(self, image: np.ndarray, det: Detection) -> np.ndarray:
+    def crop(self, image: np.ndarray, det: Detection) -> tuple[np.ndarray, np.ndarray]:
+        """The grey crop around the detection (with a margin) and its top-left corner."""
         x1, y1, x2, y2 = det.box
         mx, my = (x2 - x1) * self.margin, (y2 - y1) * self.margin
         h, w = image.shape[:2]
         xa, ya = max(0, int(x1 - mx)), max(0, int(y1 - my))
         xb, yb = min(w, int(x2 + mx + 1)), min(h, int(y2 + my + 1))
         crop = image[ya:yb, xa:xb]
-        return cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+        gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+        return gray, np.array([xa, ya], np.float32)
 
     def read(self, image: np.ndarray, det: Detection) -> LabelRead | None:
         """The label of ``det`` in ``image``, or None when none can be decoded."""
-        gray = self.crop(image, det)
+        gray, origin = self.crop(image, det)
         if gray.size == 0:
             return None
+        if det.oriented is not None:
+            # blank what lies outside the parcel: a neighbour's label is not this parcel's
+            corners = det.oriented.corners()
+            centre = corners.mean(axis=0)
+            poly = (centre + (corners - centre) * 1.04 - origin).round().astype(np.int32)
+            inside = np.zeros_like(gray)
+            cv2.fillPoly(inside, [poly], 255)
+            gray = np.where(inside > 0, gray, np.uint8(255))
         return self.read_crop(gray, None if det.oriented is None else det.oriented.angle_deg)
 
     def read_crop(
         self, gray: np.ndarray, parcel_angle_deg: float | None = None
     ) -> LabelRead | None:
-        region = locate_code(gray)
-        if region is not None:
-            x, y, w, h = region
+        for x, y, w, h in locate_codes(gray):
             found = self._attempts(gray[y : y + h, x : x + w], parcel_angle_deg)
             if found:
                 return found
@@ -137,12 +145,29 @@ class LabelReader:
                 return found
         # small modules blurred by the optics: zxing finds them once they are twice the size
         big = cv2.resize(gray, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-        return self._decode(rotate(big, edges), "edges x2")
+        found = self._decode(rotate(big, edges), "edges x2")
+        if found or gray.size > 160 * 160:  # the last try is for small code regions only
+            return found
+        return self._decode(big, "x2", zxingcpp.Binarizer.GlobalHistogram)
 
     @staticmethod
-    def _decode(gray: np.ndarray, attempt: str) -> LabelRead | None:
-        results = zxingcpp.read_barcodes(gray, formats=_WANTED, try_rotate=True, try_downscale=True)
-        for r in results:
-            if r.valid and r.format in FORMATS:
-                return LabelRead(FORMATS[r.format], r.text, attempt)
-        return None
+    def _decode(
+        gray: np.ndarray,
+        attempt: str,
+        binarizer: zxingcpp.Binarizer = zxingcpp.Binarizer.LocalAverage,
+    ) -> LabelRead | None:
+        """The decoded symbol nearest the middle of ``gray`` (the parcel's centre)."""
+        results = zxingcpp.read_barcodes(gray, formats=_WANTED, binarizer=binarizer)
+        found = [r for r in results if r.valid and r.format in FORMATS]
+        if not found:
+            return None
+        h, w = gray.shape[:2]
+
+        def off_centre(r: zxingcpp.Barcode) -> float:
+            p = r.position
+            xs = (p.top_left.x, p.top_right.x, p.bottom_right.x, p.bottom_left.x)
+            ys = (p.top_left.y, p.top_right.y, p.bottom_right.y, p.bottom_left.y)
+            return (sum(xs) / 4 - w / 2) ** 2 + (sum(ys) / 4 - h / 2) ** 2
+
+        best = min(found, key=off_centre)
+        return LabelRead(FORMATS[best.format], best.text, attempt)

@@ -50,5 +50,5 @@ def letterbox(image: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, 
 
 def to_tensor(image_bgr: np.ndarray) -> np.ndarray:
     """HWC BGR uint8 -> 1 x 3 x H x W RGB float32 in [0, 1], the layout YOLO exports expect."""
-    rgb = image_bgr[:, :, ::-1]
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) * (1.0 / 255.0)
+    # one C++ pass for channel swap, scaling and HWC -> CHW
+    return cv2.dnn.blobFromImage(image_bgr, scalefactor=1.0 / 255.0, swapRB=True)

@@ -52,12 +52,14 @@ class Pipeline:
         calibration: Calibration | None = None,
         tracker: Tracker | None = None,
         label_reads_per_frame: int = 2,
+        label_attempts_per_parcel: int = 6,
     ) -> None:
         self.detector = detector
         self.reader = reader or LabelReader()
         self.calibration = calibration
         self.tracker = tracker or Tracker(detector.names)
         self.label_reads_per_frame = label_reads_per_frame
+        self.label_attempts_per_parcel = label_attempts_per_parcel
 
     @classmethod
     def from_config(cls, cfg: VisionConfig) -> Pipeline:
@@ -76,7 +78,14 @@ class Pipeline:
             max_missed_frames=tr.max_missed_frames,
         )
         calibration = Calibration.from_config(cfg.calibration) if cfg.calibration else None
-        return cls(detector, LabelReader(), calibration, tracker, tr.label_reads_per_frame)
+        return cls(
+            detector,
+            LabelReader(),
+            calibration,
+            tracker,
+            tr.label_reads_per_frame,
+            tr.label_attempts_per_parcel,
+        )
 
     def reset(self) -> None:
         """Forget every track (the next frame is unrelated to the last)."""
@@ -108,7 +117,10 @@ class Pipeline:
         todo = [
             t
             for t in self.tracker.tracks
-            if t.current is not None and t.label is None and _inside(t.current, w, h)
+            if t.current is not None
+            and t.label is None
+            and t.label_attempts < self.label_attempts_per_parcel
+            and _inside(t.current, w, h)
         ]
         todo.sort(key=lambda t: t.label_attempts)
         spent = []

@@ -50,7 +50,7 @@ def summarize(results: Sequence[_Timed]) -> str:
     samples = stage_samples(results)
     rows = []
     for name, values in samples.items():
-        note = f"{len(values)} samples" if name.startswith("label") else ""
+        note = f"{len(values)} reads" if name == "label read (per parcel)" else ""
         rows.append((name, percentiles(values), note))
     total = percentiles(samples["whole pipeline"])
     fps = 1000.0 / total[2] if total[2] else 0.0

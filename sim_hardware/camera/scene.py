@@ -34,6 +34,7 @@ class ParcelTruth:
     label_text: str | None = None
     label_module_px: int | None = None
     label_legible: bool = False
+    label_angle_deg: float | None = None  # the label's text direction, clockwise from +x
     parcel_id: int = 0
 
 
@@ -213,7 +214,13 @@ def _truth(p: Placement, mask: np.ndarray, lmask: np.ndarray | None) -> ParcelTr
     if label is not None and lmask is not None:
         lh, lw = label.image.shape
         shown = np.count_nonzero(lmask > 127) / float(lh * lw)
-        legible = bool(label.symbol.module_px >= 2 and shown >= 0.98)
+        ys, xs = np.nonzero(lmask > 127)
+        fh, fw = lmask.shape
+        m = label.symbol.module_px
+        # its quiet zone must be in the picture too: a label cut by the frame edge is not legible
+        in_frame = len(xs) > 0 and xs.min() >= m and ys.min() >= m
+        in_frame = in_frame and xs.max() < fw - m and ys.max() < fh - m
+        legible = bool(m >= 2 and shown >= 0.98 and in_frame)
     return ParcelTruth(
         cls=p.sprite.cls,
         class_id=CLASSES.index(p.sprite.cls),
@@ -226,6 +233,7 @@ def _truth(p: Placement, mask: np.ndarray, lmask: np.ndarray | None) -> ParcelTr
         label_text=label.symbol.text if label else None,
         label_module_px=label.symbol.module_px if label else None,
         label_legible=legible,
+        label_angle_deg=None if label is None else float((-p.rotation_deg - label.angle_deg) % 360),
         parcel_id=p.parcel_id,
     )
 
