@@ -129,3 +129,29 @@ def test_ports_come_from_the_board_config(sim_link, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "50/50 completed, 0 lost" in out.stdout
     assert "50/50 pings" in out.stderr  # visible progress
+
+
+def test_cli_fault_flags_unplug_and_the_ping_rides_through(tmp_path):
+    link = tmp_path / "flaky"
+    sim = subprocess.Popen(
+        [*_wolfpack(), "sim", "mcu", "--link", str(link), "--baud", "115200",
+         "--unplug-every", "1.5", "--unplug-for", "0.2", "--stall-every", "0.35",
+         "--stall-for", "0.05"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            if link.is_symlink():
+                break
+            time.sleep(0.05)
+        out = subprocess.run(
+            [*_wolfpack(), "mcu", "ping", "--port", str(link), "--baud", "115200",
+             "--count", "600", "--json"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim.wait(10)
+    report = json.loads(out.stdout)
+    assert report["completed"] == 600 and report["lost"] == 0, out.stderr
+    assert report["host"]["reconnects"] >= 1
