@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 
 
 def register(devices: argparse._SubParsersAction) -> None:
@@ -97,10 +98,10 @@ def _run(args: argparse.Namespace) -> int:
         print(sim.describe(), flush=True)
         tasks = []
 
-        async def every(period: float, action: object) -> None:
+        async def every(period: float, action: Callable[[], object]) -> None:
             while True:
                 await asyncio.sleep(period)
-                action()  # type: ignore[operator]
+                action()
 
         if args.stall_every > 0:
             tasks.append(

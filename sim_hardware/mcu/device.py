@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ class SimMcu:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if isinstance(self.belt, BeltEncoder):
-            self.belt.reset(_mono())
+            self.belt.reset(time.monotonic())
         self.wire.plug(self._loop)
         self.firmware.start(self._loop)
 
@@ -114,7 +115,7 @@ class SimMcu:
     def set_belt_speed(self, speed_mm_s: float) -> None:
         if not isinstance(self.belt, BeltEncoder):
             raise TypeError("the encoder source is not a BeltEncoder")
-        self.belt.set_speed(speed_mm_s, _mono())
+        self.belt.set_speed(speed_mm_s, time.monotonic())
 
     def set_input(self, pin: int, value: int) -> None:
         self.firmware.set_input(pin, value)
@@ -128,12 +129,6 @@ class SimMcu:
             f"{o.belt_speed_mm_s:g} mm/s x {o.counts_per_mm:g} counts/mm; clock "
             f"{o.clock_freq} Hz ({o.drift_ppm:+g} ppm)"
         )
-
-
-def _mono() -> float:
-    import time
-
-    return time.monotonic()
 
 
 class SimMcuThread:
