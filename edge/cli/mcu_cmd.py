@@ -138,13 +138,16 @@ def _ping(args: argparse.Namespace) -> int:
         print("wolfpack mcu ping: --count and --inflight must be >= 1", file=sys.stderr)
         return 2
     kwargs = _link_kwargs(args)
-    show = not args.json and sys.stderr.isatty()
-    step = max(1, args.count // 20)
+    tty = sys.stderr.isatty()
+    step = max(1, args.count // (50 if tty else 4))
 
     def progress(done: int, total: int) -> None:
-        if not args.json and (done % step == 0 or done == total):
-            end = "\n" if done == total else ""
-            print(f"\r  {done}/{total} pings", end=end, file=sys.stderr, flush=True)
+        if done % step == 0 or done == total:
+            if tty:  # one line, rewritten in place
+                end = "\n" if done == total else ""
+                print(f"\r  {done}/{total} pings", end=end, file=sys.stderr, flush=True)
+            else:  # a log or a pipe: a few whole lines
+                print(f"  {done}/{total} pings", file=sys.stderr, flush=True)
 
     async def main() -> dict[str, Any]:
         link = McuLink(**kwargs)
@@ -152,7 +155,7 @@ def _ping(args: argparse.Namespace) -> int:
         try:
             report = await run_pings(
                 link, args.count, inflight=args.inflight, timeout=args.timeout,
-                progress=progress if (show or not args.json) else None,
+                progress=None if args.json else progress,
             )  # fmt: skip
             return {"port": link.port, **report.as_dict()}
         finally:
