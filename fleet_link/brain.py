@@ -138,9 +138,11 @@ class Brain:
         from_start: bool = False,
         gap_timeout_s: float = 30.0,
         replay_retry_s: float = 2.0,
+        request_replays: bool = True,
     ) -> None:
         """``from_start``: expect every channel to begin at seq 1 (a fresh node); otherwise
-        the first message seen on a channel sets where delivery starts."""
+        the first message seen on a channel sets where delivery starts. ``request_replays``
+        False: never send 'replay' commands (a read-only monitor), gaps just time out."""
         self.site = topics.check_level(site, "site")
         self.host, self.port, tls = parse_broker_url(broker)
         self.on_message = on_message
@@ -149,6 +151,7 @@ class Brain:
         self.from_start = from_start
         self.gap_timeout_s = gap_timeout_s
         self.replay_retry_s = replay_retry_s
+        self.request_replays = request_replays
         self.nodes: dict[str, NodeState] = {}
         self.duplicates = 0
         self.gaps: list[Gap] = []
@@ -357,7 +360,11 @@ class Brain:
                             ch.expected += 1
                         ch.gap_since = now if ch.held else 0.0
                         given_up.append((gap, ready))
-                    elif now - ch.asked_at > self.replay_retry_s and now - ch.gap_since > 0.5:
+                    elif (
+                        self.request_replays
+                        and now - ch.asked_at > self.replay_retry_s
+                        and now - ch.gap_since > 0.5
+                    ):
                         ch.asked_at = now
                         asks.append((node, chan, ch.expected, top))
             for node, chan, first, last in asks:

@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "edge.cli.mcu_cmd",
     "edge.cli.modbus_cmd",
     "edge.cli.vision_cmd",
+    "edge.cli.monitor_cmd",
+    "edge.cli.broker_cmd",
 )
 
 EXIT_OK = 0
