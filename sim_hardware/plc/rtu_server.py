@@ -43,6 +43,13 @@ class PlcRtuServer:
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.frames_seen = 0
+        # Bus discipline as a real slave would see it: a request that arrives while this
+        # PLC is still answering is a collision; ``gaps`` are the silences (s) between the
+        # end of an answer and the first byte of the next request.
+        self.collisions = 0
+        self.gaps: list[float] = []
+        self._answering = False
+        self._answered_at: float | None = None
 
     async def start(self) -> None:
         self._open_pty()
@@ -87,6 +94,12 @@ class PlcRtuServer:
             data = os.read(self._master, 4096)
         except OSError:
             return
+        if not self._buffer and self._queue.empty():  # first bytes of a new frame
+            if self._answering:
+                self.collisions += 1
+            elif self._answered_at is not None:
+                self.gaps.append(time.monotonic() - self._answered_at)
+                self._answered_at = None
         self._queue.put_nowait(data)
 
     async def _process(self) -> None:
@@ -108,9 +121,11 @@ class PlcRtuServer:
                 request_len = used
                 self._buffer = self._buffer[used:]
                 self.frames_seen += 1
+                self._answering = True
                 # The request's last character reaches the PLC request_len characters later.
                 response = await self.engine.answer(pdu, extra_delay_s=request_len * self.char_s)
                 if response is None:
+                    self._answering = False
                     continue
                 frame = framer.buildFrame(response)
                 # ... and the answer is complete on the wire after its own characters.
@@ -119,3 +134,5 @@ class PlcRtuServer:
                 if self._master >= 0:
                     with contextlib.suppress(OSError):
                         os.write(self._master, frame)
+                    self._answered_at = time.monotonic()
+                self._answering = False
