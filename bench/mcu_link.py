@@ -77,7 +77,7 @@ async def throughput(link: McuLink, seconds: float, inflight: int) -> tuple[floa
         elif outstanding == 0 and not finished.done():
             finished.set_result(None)
 
-    w0, r0 = link.stats.bytes_written, link.stats.bytes_read
+    w0, r0 = link.bytes_written, link.bytes_read
     start = time.monotonic()
     stop_at = start + seconds
     for _ in range(inflight):
@@ -86,8 +86,8 @@ async def throughput(link: McuLink, seconds: float, inflight: int) -> tuple[floa
     elapsed = time.monotonic() - start
     return (
         done / elapsed,
-        (link.stats.bytes_written - w0) / done,
-        (link.stats.bytes_read - r0) / done,
+        (link.bytes_written - w0) / done,
+        (link.bytes_read - r0) / done,
     )
 
 

@@ -20,16 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import errno
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import serial
 
 from firmware_bridge.mcu import messages as m
 from firmware_bridge.mcu.clocksync import ClockSync
@@ -41,11 +37,11 @@ from firmware_bridge.mcu.errors import (
     McuTimeout,
     PortError,
 )
-from firmware_bridge.mcu.framing import FrameDecoder
+from firmware_bridge.mcu.framing import Frame, FrameDecoder
 from firmware_bridge.mcu.identity import REQUIRED_COMMANDS, FirmwareIdentity, check_compatible
-from firmware_bridge.mcu.port import open_port
 from firmware_bridge.mcu.reliable import ReliableEndpoint
 from firmware_bridge.mcu.rtt import RttEstimator
+from firmware_bridge.mcu.transport import SerialTransport
 
 log = logging.getLogger("wolfpack.mcu")
 
@@ -76,8 +72,6 @@ class StateChange:
 
 @dataclass
 class LinkStats:
-    bytes_written: int = 0
-    bytes_read: int = 0
     reconnects: int = 0
     mcu_resets: int = 0
     failed_by_reset: int = 0
@@ -121,11 +115,8 @@ class McuLink:
         self.endpoint = ReliableEndpoint(
             window=1, rtt=RttEstimator(initial_rto=0.25, min_rto=0.04, max_rto=0.5)
         )
-        self._serial: serial.Serial | None = None
-        self._fd: int | None = None
+        self._transport = SerialTransport(port, baud, self._on_data, self._port_lost)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wbuf = bytearray()
-        self._writer_on = False
         self._flush_scheduled = False
         # Random first req: the SYN identify of each session differs from the last one's.
         self._next_req = random.randint(1, 0xFFFF)
@@ -136,6 +127,8 @@ class McuLink:
         self._state_cbs: list[StateCallback] = []
         self._setup: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
         self._handshaking = False
+        self._handshake_req = 0
+        self.endpoint.syn_filter = self._accept_syn
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None
@@ -143,6 +136,15 @@ class McuLink:
         self._closed = False
         # Diagnostics/tests: stop heartbeats (and pure ACKs) to prove the MCU watchdog trips.
         self.suspend_heartbeats = False
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes written to the port since the link was created (all frames, all sessions)."""
+        return self._transport.bytes_written
+
+    @property
+    def bytes_read(self) -> int:
+        return self._transport.bytes_read
 
     # ---- public API ----------------------------------------------------------------------
     async def __aenter__(self) -> McuLink:
@@ -190,10 +192,7 @@ class McuLink:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-        if self._fd is not None and self._wbuf:
-            with contextlib.suppress(OSError):
-                os.write(self._fd, self._wbuf)
-        self._close_port()
+        self._transport.close(drain=True)
         self._fail_pending(LinkClosedError(f"{self.port}: link closed"))
         self._set_state(LinkState.CLOSED, "closed by host")
 
@@ -343,83 +342,25 @@ class McuLink:
 
     # ---- internals: I/O --------------------------------------------------------------------
     def _open(self) -> None:
-        self._serial = open_port(self.port, self.baud)
-        self._fd = self._serial.fileno()
-        self._wbuf.clear()
         assert self._loop is not None
-        self._loop.add_reader(self._fd, self._on_readable)
+        self._transport.open(self._loop)
 
     def _close_port(self) -> None:
-        if self._fd is not None and self._loop is not None:
-            self._loop.remove_reader(self._fd)
-            if self._writer_on:
-                self._loop.remove_writer(self._fd)
-        self._writer_on = False
-        self._fd = None
-        if self._serial is not None:
-            with contextlib.suppress(Exception):
-                self._serial.close()
-        self._serial = None
+        self._transport.close()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._fd is None or self.suspend_heartbeats:
+        if not self._transport.is_open or self.suspend_heartbeats:
             return
         data = self.endpoint.take_output(time.monotonic())
         if data:
-            self._write(data)
+            self._transport.write(data)
 
     def _write(self, data: bytes) -> None:
-        if self._fd is None:
-            return
-        self.stats.bytes_written += len(data)
-        if self._wbuf:
-            self._wbuf += data
-            return
-        try:
-            n = os.write(self._fd, data)
-        except BlockingIOError:
-            n = 0
-        except OSError as exc:
-            self._port_lost(f"write failed: {exc}")
-            return
-        if n < len(data):
-            self._wbuf += data[n:]
-            if not self._writer_on and self._loop is not None:
-                self._writer_on = True
-                self._loop.add_writer(self._fd, self._on_writable)
+        self._transport.write(data)
 
-    def _on_writable(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            n = os.write(self._fd, self._wbuf)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._port_lost(f"write failed: {exc}")
-            return
-        del self._wbuf[:n]
-        if not self._wbuf and self._loop is not None:
-            self._loop.remove_writer(self._fd)
-            self._writer_on = False
-
-    def _on_readable(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            data = os.read(self._fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            reason = "unplugged (EIO)" if exc.errno == errno.EIO else f"read failed: {exc}"
-            self._port_lost(reason)
-            return
-        if not data:
-            self._port_lost("unplugged (end of file)")
-            return
+    def _on_data(self, data: bytes) -> None:
         now = time.monotonic()
-        self.stats.bytes_read += len(data)
         frames, bad = self.decoder.feed(data, now)
         ep = self.endpoint
         for frame in frames:
@@ -476,7 +417,7 @@ class McuLink:
         while True:
             await asyncio.sleep(0.005)
             now = time.monotonic()
-            if self._fd is None:
+            if not self._transport.is_open:
                 continue
             ep = self.endpoint
             if self.suspend_heartbeats:
@@ -513,12 +454,28 @@ class McuLink:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _accept_syn(self, frame: Frame) -> bool:
+        """While handshaking, only the MCU's answer to our SYN starts its session."""
+        if not self._handshaking:
+            return True  # a new MCU session while connected: the MCU reset
+        pos = 0
+        while pos < len(frame.payload):
+            try:
+                msg, pos = m.decode_one(frame.payload, pos)
+            except m.MessageError:
+                return False
+            if msg.name == "identify_response" and msg["req"] == self._handshake_req:
+                return True
+        return False
+
     async def _handshake(self) -> FirmwareIdentity:
         """SYN + identify with a window of 1, then open the window and send the setup."""
         self._handshaking = True
         try:
             self.endpoint.restart()
+            self.endpoint.rx_expected = None  # only the answer to our SYN starts the session
             self.endpoint.window = 1
+            self._handshake_req = self._next_req
             msg = await self.request("identify")
         finally:
             self._handshaking = False
@@ -570,16 +527,20 @@ class McuLink:
                 log.exception("state callback failed")
 
     def _port_lost(self, reason: str) -> None:
-        if self._fd is None or self._closed:
+        """Called by the transport after it closed itself on EIO/EOF/write error."""
+        if self._closed:
             return
-        self._close_port()
         self._set_state(LinkState.LOST, f"{self.port} {reason}")
         if not self.reconnect:
             self._fail_pending(McuError(f"{self.port}: {reason}"))
             return
-        if self._recovering is None or self._recovering.done():
-            assert self._loop is not None
-            self._recovering = self._loop.create_task(self._replug_loop())
+        current = asyncio.current_task()
+        if self._recovering is not None and not self._recovering.done():
+            if self._recovering is current:
+                return  # the replug loop itself noticed; it reopens the port
+            self._recovering.cancel()  # e.g. re-identifying after a reset: reopen first
+        assert self._loop is not None
+        self._recovering = self._loop.create_task(self._replug_loop())
 
     async def _replug_loop(self) -> None:
         backoff = 0.02
@@ -598,11 +559,15 @@ class McuLink:
             except McuResetError:
                 return  # the reset path took over
             except (McuError, TimeoutError) as exc:
-                log.warning("%s: reopened but no identify answer (%s); retrying", self.port, exc)
-                self._close_port()
+                if self._transport.is_open:
+                    # The port is back but nothing answers in the old session: the MCU most
+                    # likely restarted and its 'started' frame was already acknowledged.
+                    log.warning("%s: no identify answer after reopening (%s)", self.port, exc)
+                    self._mcu_reset_detected("the MCU did not answer in its old session")
+                    return
                 await asyncio.sleep(backoff)
                 continue
-            if self._fd is None:
+            if not self._transport.is_open:
                 continue  # lost again while identifying
             ident = FirmwareIdentity.from_message(msg)
             check_compatible(ident, self.required_commands, self.port)
@@ -613,18 +578,21 @@ class McuLink:
             self._set_state(LinkState.RESYNCED, "replugged; setup re-sent")
             return
 
-    def _mcu_reset_detected(self) -> None:
+    def _mcu_reset_detected(self, why: str = "the MCU restarted") -> None:
+        """Start a new session: the MCU's state is gone (or cannot be trusted)."""
         self.stats.mcu_resets += 1
         failed = self._fail_pending(
             McuResetError(
-                f"{self.port}: the MCU restarted while this command was in flight; it may or "
-                "may not have run before the reset and was not re-sent"
+                f"{self.port}: {why} while this command was in flight; it may or may not "
+                "have run before that and was not re-sent"
             )
         )
         self.stats.failed_by_reset += failed
-        self._set_state(LinkState.LOST, f"MCU reset ({failed} commands failed)")
+        self._set_state(LinkState.LOST, f"{why} ({failed} commands failed)")
+        current = asyncio.current_task()
         if self._recovering is not None and not self._recovering.done():
-            self._recovering.cancel()
+            if self._recovering is not current:
+                self._recovering.cancel()
         assert self._loop is not None
         self._recovering = self._loop.create_task(self._after_reset())
 

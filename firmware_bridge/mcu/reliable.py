@@ -13,6 +13,7 @@ the same state machine in C.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from firmware_bridge.mcu.framing import FLAG_NAK, FLAG_SYN, MAX_PAYLOAD, Frame, encode_frame
@@ -34,6 +35,7 @@ class LinkCounters:
     out_of_order: int = 0
     unsynced_dropped: int = 0
     bogus_acks: int = 0
+    rejected_syns: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -72,6 +74,11 @@ class ReliableEndpoint:
     _nak_owed: bool = False
     _nak_sent_for: int | None = None
     _last_syn: tuple[int, bytes] | None = None
+    # Decides whether a new SYN frame starts the peer's session (the host, while it waits for
+    # the answer to its own SYN, accepts only that answer: an older SYN still on the wire,
+    # such as a 'started' resent just before the MCU saw the host's SYN, must not be taken
+    # for the new session, or the two sessions' sequence numbers would be confused).
+    syn_filter: Callable[[Frame], bool] | None = None
 
     # ---- transmit side -------------------------------------------------------------------
     def queue(self, message: bytes) -> None:
@@ -230,6 +237,9 @@ class ReliableEndpoint:
                 # host starts its req ids at random, the MCU's 'started' carries its clock).
                 c.duplicates += 1
                 self._ack_owed = True
+                return None, False
+            if self.syn_filter is not None and not self.syn_filter(frame):
+                c.rejected_syns += 1
                 return None, False
             self._last_syn = (frame.seq, frame.payload)
             self.rx_expected = (frame.seq + 1) & 0xFF
