@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 ENVELOPE_KEYS = ("node", "session", "seq", "ts")
@@ -20,11 +20,19 @@ class EnvelopeError(ValueError):
     """A payload that is not a valid envelope; the message says which field and why."""
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def utc_stamp(epoch: float | None = None) -> str:
     """RFC 3339 UTC with milliseconds, e.g. 2026-11-23T11:22:26.123Z."""
+    global _second_cache
     epoch = time.time() if epoch is None else epoch
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    whole = int(epoch // 1)
+    cached_second, prefix = _second_cache
+    if whole != cached_second:  # formatting the date is most of the cost: once a second
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
+        _second_cache = (whole, prefix)
+    return f"{prefix}{int((epoch - whole) * 1000):03d}Z"
 
 
 def parse_stamp(text: str) -> float:

@@ -327,7 +327,8 @@ class EdgeLink:
         acks, self._acks = self._acks, []
         rows = [self._inflight.pop(mid) for mid in acks if mid in self._inflight]
         # Everything sent below the oldest row still in flight has been acknowledged.
-        mark = min(r.id for r in self._inflight.values()) - 1 if self._inflight else self._cursor
+        # (a dict keeps insertion order and rows are sent in id order: the first is the oldest)
+        mark = next(iter(self._inflight.values())).id - 1 if self._inflight else self._cursor
         self.outbox.acknowledged(len(rows), mark)
         with self._lock:
             for r in rows:

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from fleet_link.config import OutboxConfig
 
@@ -54,8 +55,7 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):  # a tuple: made once per message sent, so cheap to build
     id: int
     topic: str
     payload: bytes
@@ -74,7 +74,10 @@ class OutboxStats:
 
 
 class Outbox:
-    """Thread-safe; one SQLite connection guarded by a lock (writes serialise anyway)."""
+    """Thread-safe. Writers share one connection under ``_lock`` (SQLite serialises writes
+    anyway); the sender reads through a second connection, so it never waits for an append's
+    commit (WAL lets a reader see every committed row while a writer works); the counters
+    have their own small lock for the same reason. Lock order: ``_lock`` before ``_num``."""
 
     def __init__(self, cfg: OutboxConfig) -> None:
         self.cfg = cfg
@@ -102,6 +105,9 @@ class Outbox:
         self._kept = self._scalar("SELECT COUNT(*) FROM messages WHERE id <= ?", (self._watermark,))
         self._bytes = self._scalar("SELECT COALESCE(SUM(size), 0) FROM messages")
         self._sent_max = self._watermark  # rows above this were never handed to the sender
+        self._num = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._reader = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
 
     def _scalar(self, sql: str, args: tuple = ()) -> int:
         return int(self._db.execute(sql, args).fetchone()[0])
@@ -165,8 +171,9 @@ class Outbox:
                 (topic, payload, channel, seq, priority, size),
             )
             self._counters["seq:" + channel] = seq
-            self._pending += 1
-            self._bytes += size
+            with self._num:
+                self._pending += 1
+                self._bytes += size
             if self._bytes > self.cfg.max_bytes:
                 self._make_room()
             return seq
@@ -193,11 +200,13 @@ class Outbox:
                     ).fetchall()
                     if not sizes:
                         break
-                    self._bytes -= sum(s for (s,) in sizes)
-                    if counter is None:
-                        self._kept -= len(sizes)
-                    else:
-                        self._pending -= len(sizes)
+                    with self._num:
+                        self._bytes -= sum(s for (s,) in sizes)
+                        if counter is None:
+                            self._kept -= len(sizes)
+                        else:
+                            self._pending -= len(sizes)
+                    if counter is not None:
                         self._set_counter(counter, self.counter(counter) + len(sizes))
 
         self._write(work)
@@ -205,19 +214,20 @@ class Outbox:
     # sending --------------------------------------------------------------------------------
     def fetch(self, after_id: int, limit: int) -> list[Row]:
         """Unacknowledged messages with id > after_id, in order."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read_lock:
+            rows = self._reader.execute(
                 "SELECT id, topic, payload, channel, seq FROM messages "
                 "WHERE id > ? ORDER BY id LIMIT ?",
                 (max(after_id, self._watermark), limit),
             ).fetchall()
-            if rows:
+        if rows:
+            with self._num:
                 self._sent_max = max(self._sent_max, rows[-1][0])
-        return [Row(*r) for r in rows]
+        return [Row._make(r) for r in rows]
 
     def acknowledged(self, count: int, watermark: int) -> None:
         """``count`` more rows were acknowledged; everything up to ``watermark`` is."""
-        with self._lock:
+        with self._num:
             self._pending -= count
             self._kept += count
             self._watermark = max(self._watermark, watermark)
@@ -249,8 +259,9 @@ class Outbox:
                 )
 
             self._write(work)
-            self._kept -= len(found)
-            self._bytes -= sum(s for (s,) in found)
+            with self._num:
+                self._kept -= len(found)
+                self._bytes -= sum(s for (s,) in found)
             return len(found)
 
     def requeue(self, channel: str, from_seq: int, to_seq: int) -> int:
@@ -271,8 +282,9 @@ class Outbox:
                 )
 
             self._write(work)
-            self._pending += len(found)
-            self._bytes += sum(s for (s,) in found)
+            with self._num:
+                self._pending += len(found)
+                self._bytes += sum(s for (s,) in found)
             return len(found)
 
     def available(self, channel: str, from_seq: int, to_seq: int) -> int:
@@ -309,14 +321,14 @@ class Outbox:
 
     # status ---------------------------------------------------------------------------------
     def stats(self) -> OutboxStats:
-        with self._lock:
+        with self._num:
             return OutboxStats(
                 depth=self._pending,
                 kept=self._kept,
                 bytes=self._bytes,
                 max_bytes=self.cfg.max_bytes,
-                dropped_telemetry=self.counter("dropped_telemetry"),
-                dropped_events=self.counter("dropped_events"),
+                dropped_telemetry=int(self._counters.get("dropped_telemetry", 0)),
+                dropped_events=int(self._counters.get("dropped_events", 0)),
             )
 
     def close(self) -> None:
@@ -329,3 +341,5 @@ class Outbox:
 
             self._write(work)
             self._db.close()
+            with self._read_lock:
+                self._reader.close()
