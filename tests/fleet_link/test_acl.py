@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from fleet_link.brain import Brain
 from fleet_link.config import MqttConfig
 from fleet_link.link import EdgeLink
-from tests.fleet_link.certs import make_ca_and_broker_cert
+from tests.fleet_link.certs import make_ca_and_broker_cert, make_client_cert
 from tests.fleet_link.mosquitto import MOSQUITTO, REPO, free_port, port_open
 
 TEMPLATES = REPO / "configs" / "mosquitto"
@@ -26,8 +26,17 @@ SITE = "dc-test"
 PASSWORDS = {"cell-a": "pw-a", "cell-b": "pw-b", "brain": "pw-brain"}
 
 
+@pytest.fixture(params=[False], ids=["tls"])
+def secured_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    yield from _secured_broker(tmp_path, mutual=request.param)
+
+
 @pytest.fixture
-def secured_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+def mutual_tls_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    yield from _secured_broker(tmp_path, mutual=True)
+
+
+def _secured_broker(tmp_path: Path, mutual: bool) -> Iterator[tuple[int, Path]]:
     etc = tmp_path / "etc"
     etc.mkdir()
     ca, _, _ = make_ca_and_broker_cert(etc)
@@ -53,6 +62,9 @@ def secured_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         "persistence_location /var/lib/mosquitto/", f"persistence_location {tmp_path}/"
     )
     conf = conf.replace("log_dest syslog", "log_dest stdout")
+    if mutual:
+        assert "#require_certificate true" in conf
+        conf = conf.replace("#require_certificate true", "require_certificate true")
     # as root, mosquitto would switch to user 'mosquitto', who cannot read pytest's tmp_path
     conf = f"user {getpass.getuser()}\n" + conf
     assert (
@@ -176,3 +188,34 @@ def test_bad_credentials_are_refused_and_a_tls_edge_link_works(secured_broker, t
     finally:
         link.stop()
         brain.stop()
+
+
+def test_mutual_tls_needs_a_client_certificate_signed_by_the_ca(mutual_tls_broker, tmp_path: Path):
+    port, ca = mutual_tls_broker
+    crt, key = make_client_cert(ca.parent, "cell-a")
+    secret = tmp_path / "cell-a.password"
+    secret.write_text("pw-a\n")
+
+    def config(**tls: str) -> MqttConfig:
+        return MqttConfig.model_validate(
+            {
+                "broker": f"mqtts://127.0.0.1:{port}",
+                "username": "cell-a",
+                "password_file": str(secret),
+                "reconnect_min_s": 0.2,
+                "reconnect_max_s": 0.5,
+                "tls": {"ca_file": str(ca), **tls},
+                "outbox": {"path": str(tmp_path / f"o{len(tls)}.sqlite3")},
+            }
+        )
+
+    without = EdgeLink(config(), SITE, "cell-a").start()
+    try:
+        assert not without.connected.wait(2)  # the handshake fails without a certificate
+    finally:
+        without.stop()
+    with_cert = EdgeLink(config(cert_file=str(crt), key_file=str(key)), SITE, "cell-a").start()
+    try:
+        assert with_cert.connected.wait(10)
+    finally:
+        with_cert.stop()
