@@ -38,6 +38,12 @@ log = logging.getLogger("fleet_link.link")
 _FETCH_MAX = 1000
 
 
+def jittered(delay: float) -> float:
+    """A pause between half and all of ``delay``, so a fleet that lost its broker together
+    does not reconnect in step (the delay itself doubles per failure up to the cap)."""
+    return delay * random.uniform(0.5, 1.0)
+
+
 class _RateLimit:
     """Token bucket; rate 0 means unlimited."""
 
@@ -243,7 +249,7 @@ class EdgeLink:
                     delay = self.cfg.reconnect_min_s
             if self._stop.is_set():
                 break
-            pause = delay * random.uniform(0.5, 1.0)  # jitter: a fleet does not stampede
+            pause = jittered(delay)
             log.info("reconnecting in %.1f s", pause)
             self._stop.wait(pause)
             delay = min(delay * 2, self.cfg.reconnect_max_s)
