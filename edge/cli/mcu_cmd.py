@@ -28,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the cause when nothing answers or the firmware is incompatible.",
     )
     _port_args(info)
+    info.add_argument(
+        "--sync",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep sampling the clock for S seconds to measure its drift (needs >= 2)",
+    )
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(handler=_info)
 
@@ -99,12 +106,19 @@ def _info(args: argparse.Namespace) -> int:
         link = McuLink(reconnect=False, **kwargs)
         await link.connect()
         try:
+            if args.sync > 0:
+                end = asyncio.get_running_loop().time() + args.sync
+                while asyncio.get_running_loop().time() < end:
+                    await link.sync_clock(1)
+                    await asyncio.sleep(0.1)
             ident = link.identity
             assert ident is not None
             return {
                 "port": link.port,
                 **ident.as_dict(),
-                "clock_drift_ppm": round(link.clock.drift_ppm, 2),
+                "clock_drift_ppm": (
+                    round(link.clock.drift_ppm, 2) if link.clock.freq_measured else None
+                ),
                 "clock_uncertainty_us": round(link.clock.uncertainty_s * 1e6, 1),
                 "rtt_ms": round((link.endpoint.rtt.srtt or 0) * 1000, 3),
             }
@@ -120,7 +134,9 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(info))
         return 0
     print(f"{info['port']}: {info['firmware']} {info['version']} (protocol {info['protocol']})")
-    print(f"  clock      {info['clock_freq']} Hz, drift {info['clock_drift_ppm']:+.1f} ppm, "
+    drift = info["clock_drift_ppm"]
+    drift_text = f"drift {drift:+.1f} ppm" if drift is not None else "drift not measured (--sync 3)"
+    print(f"  clock      {info['clock_freq']} Hz, {drift_text}, "
           f"sync uncertainty {info['clock_uncertainty_us']} us")  # fmt: skip
     print(f"  rx window  {info['rx_window']} frames of up to {info['max_payload']} bytes")
     print(f"  I/O        {info['outputs']} outputs, {info['inputs']} inputs, "

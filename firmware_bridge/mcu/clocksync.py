@@ -46,16 +46,23 @@ class ClockSync:
 
     def __post_init__(self) -> None:
         self.freq = self.nominal_freq
+        self._freq_fitted = False
 
     @property
     def ready(self) -> bool:
         return len(self.samples) >= 2
+
+    @property
+    def freq_measured(self) -> bool:
+        """True once the frequency comes from the fit, not from the nominal value."""
+        return self._freq_fitted
 
     def reset(self, nominal_freq: float | None = None) -> None:
         if nominal_freq is not None:
             self.nominal_freq = nominal_freq
         self.samples.clear()
         self.freq = self.nominal_freq
+        self._freq_fitted = False
         self.uncertainty_s = math.inf
 
     def add(self, sent: float, received: float, clock: int) -> None:
@@ -84,6 +91,7 @@ class ClockSync:
             # spread over min_span_s, and only within what a crystal can be off.
             if abs(freq / self.nominal_freq - 1) < self.max_drift_ppm * 1e-6:
                 self.freq = freq
+                self._freq_fitted = True
         self.t0, self.c0 = tm, cm
         if len(samples) >= 3:
             resid = [(s.clock - self.clock_at(s.midpoint)) / self.freq for s in samples]
