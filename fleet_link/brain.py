@@ -174,6 +174,8 @@ class Brain:
         self._client.reconnect_delay_set(0.2, 5)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._sub_mid = -1
         self._client.on_message = self._on_mqtt_message
         self._ticker: threading.Thread | None = None
 
@@ -255,8 +257,11 @@ class Brain:
         if reason.is_failure:
             log.error("broker refused the brain: %s", reason)
             return
-        client.subscribe(topics.site_filter(self.site), qos=1)
-        self.connected.set()
+        _rc, self._sub_mid = client.subscribe(topics.site_filter(self.site), qos=1)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, mid: int, *_rest: object) -> None:
+        if mid == self._sub_mid:  # connected means: subscribed, nothing from now on is missed
+            self.connected.set()
 
     def _on_disconnect(self, *_args: object) -> None:
         self.connected.clear()
