@@ -93,6 +93,8 @@ class SimFirmware:
         self.executed: deque[tuple[str, dict[str, Any]]] = deque(maxlen=log_limit)
         self.actions_log: list[ActionRecord] = []
         self.output_log: list[OutputChange] = []
+        # Called on every output change (the simulated cell world moves its diverters).
+        self.output_listeners: list[Callable[[OutputChange], None]] = []
         self.events_sent: list[str] = []
         self.watchdog_trips: list[float] = []
         self.boots = 0
@@ -146,7 +148,10 @@ class SimFirmware:
         now = time.monotonic()
         for pin in range(self.n_outputs):
             if self.outputs[pin] != 0:
-                self.output_log.append(OutputChange(now, pin, 0, "reset"))
+                change = OutputChange(now, pin, 0, "reset")
+                self.output_log.append(change)
+                for listener in self.output_listeners:
+                    listener(change)
         self._boot(reason)
         self.flush()
 
@@ -426,7 +431,10 @@ class SimFirmware:
     def _set_output(self, pin: int, value: int, cause: str) -> None:
         value = 1 if value else 0
         self.outputs[pin] = value
-        self.output_log.append(OutputChange(time.monotonic(), pin, value, cause))
+        change = OutputChange(time.monotonic(), pin, value, cause)
+        self.output_log.append(change)
+        for listener in self.output_listeners:
+            listener(change)
 
     # ---- inputs, reports, watchdog ----------------------------------------------------------
     def set_input(self, pin: int, value: int) -> None:

@@ -1,0 +1,120 @@
+"""Belt kinematics: position and speed as exact functions of time between commands.
+
+The VFD ramps the belt toward its setpoint at the commanded ramp; an e-stop brakes it to rest
+at the brake's deceleration. Between two commands the motion is a ramp then a cruise, so the
+position at any later time (and the time a position is reached) is computed exactly, not
+integrated: the simulated MCU's encoder reads the same belt at any instant it wakes.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Motion:
+    """From (t0, p0, v0) the speed moves toward ``target`` at ``accel`` (>0), then holds."""
+
+    t0: float
+    p0: float  # mm
+    v0: float  # mm/s
+    target: float  # mm/s
+    accel: float  # mm/s^2
+
+    @property
+    def ramp_s(self) -> float:
+        return abs(self.target - self.v0) / self.accel
+
+    def speed_at(self, t: float) -> float:
+        dt = max(0.0, t - self.t0)
+        if dt >= self.ramp_s:
+            return self.target
+        return self.v0 + math.copysign(self.accel * dt, self.target - self.v0)
+
+    def position_at(self, t: float) -> float:
+        dt = max(0.0, t - self.t0)
+        ramp = self.ramp_s
+        a = math.copysign(self.accel, self.target - self.v0)
+        if dt <= ramp:
+            return self.p0 + self.v0 * dt + 0.5 * a * dt * dt
+        return self.p0 + self.v0 * ramp + 0.5 * a * ramp * ramp + self.target * (dt - ramp)
+
+    def time_of(self, position: float) -> float | None:
+        """Earliest time >= t0 the belt is at ``position``; None if it stops short of it."""
+        if position <= self.p0:
+            return self.t0
+        ramp = self.ramp_s
+        a = math.copysign(self.accel, self.target - self.v0)
+        end_ramp = self.position_at(self.t0 + ramp)
+        if position <= end_ramp:
+            d = position - self.p0
+            if abs(a) < 1e-12:
+                return self.t0 + d / self.v0 if self.v0 > 0 else None
+            disc = self.v0 * self.v0 + 2 * a * d
+            if disc < 0:
+                return None
+            return self.t0 + (-self.v0 + math.sqrt(disc)) / a
+        if self.target <= 0:
+            return None
+        return self.t0 + ramp + (position - end_ramp) / self.target
+
+
+class Belt:
+    """The belt's motion, changed by PLC commands and the e-stop at given times. Thread-safe:
+    the simulated MCU reads it from its own loop."""
+
+    def __init__(self, max_speed_mm_s: float, estop_decel_mm_s2: float, t0: float = 0.0) -> None:
+        self.max_speed = max_speed_mm_s
+        self.estop_decel = estop_decel_mm_s2
+        self._lock = threading.Lock()
+        self._motion = Motion(t0, 0.0, 0.0, 0.0, 1.0)
+        self._estop = False
+        self._run = False
+        self._setpoint = 0.0
+        self._ramp = 1000.0
+
+    @property
+    def motion(self) -> Motion:
+        with self._lock:
+            return self._motion
+
+    @property
+    def estopped(self) -> bool:
+        return self._estop
+
+    def position_at(self, t: float) -> float:
+        return self.motion.position_at(t)
+
+    def speed_at(self, t: float) -> float:
+        return self.motion.speed_at(t)
+
+    def time_of(self, position: float) -> float | None:
+        return self.motion.time_of(position)
+
+    def command(self, t: float, run: bool, setpoint_mm_s: float, ramp_mm_s2: float) -> None:
+        """What the PLC tells the VFD at time ``t``: run or stop, setpoint, ramp."""
+        with self._lock:
+            if (run, setpoint_mm_s, ramp_mm_s2) == (self._run, self._setpoint, self._ramp):
+                return
+            self._run, self._setpoint = run, setpoint_mm_s
+            self._ramp = max(ramp_mm_s2, 1.0)
+            self._replan(t)
+
+    def set_estop(self, t: float, pressed: bool) -> None:
+        with self._lock:
+            if pressed != self._estop:
+                self._estop = pressed
+                self._replan(t)
+
+    def _replan(self, t: float) -> None:
+        m = self._motion
+        t = max(t, m.t0)
+        p, v = m.position_at(t), m.speed_at(t)
+        if self._estop:
+            target, accel = 0.0, self.estop_decel
+        else:
+            target = min(max(self._setpoint, 0.0), self.max_speed) if self._run else 0.0
+            accel = self._ramp
+        self._motion = Motion(t, p, v, target, accel)

@@ -1,0 +1,41 @@
+"""The world as the simulated MCU's encoder and the receiver of its outputs.
+
+``WorldEncoder`` answers the firmware's ``count_at``/``eta`` from the belt's exact motion, so
+a stroke scheduled at a count fires when the world's belt is there. ``connect_outputs`` makes
+every change of a diverter pin (by a scheduled action, a direct command, the watchdog or a
+reset) drive that diverter in the world, at the time the firmware changed it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from sim_hardware.mcu.firmware import OutputChange, SimFirmware
+from sim_hardware.world.world import CellWorld
+
+
+class WorldEncoder:
+    def __init__(self, world: CellWorld) -> None:
+        self.world = world
+        self.counts_per_mm = world.config.belt.counts_per_mm
+
+    def count_at(self, t: float) -> int:
+        return math.floor(self.world.belt.position_at(t) * self.counts_per_mm)
+
+    def eta(self, count: int, now: float) -> float | None:
+        when = self.world.belt.time_of(count / self.counts_per_mm)
+        return None if when is None else max(when, now)
+
+
+def connect_outputs(
+    firmware: SimFirmware, world: CellWorld, pin_to_station: Mapping[int, int]
+) -> None:
+    """Drive ``world``'s diverters from ``firmware``'s output pins (pin -> station index)."""
+
+    def on_change(change: OutputChange) -> None:
+        station = pin_to_station.get(change.pin)
+        if station is not None:
+            world.set_diverter(station, bool(change.value), at=change.at, source="mcu")
+
+    firmware.output_listeners.append(on_change)
