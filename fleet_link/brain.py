@@ -119,6 +119,7 @@ class _Channel:
         self.held: dict[int, Message] = {}
         self.gap_since = 0.0
         self.asked_at = 0.0
+        self.progress_at = 0.0  # when this channel last delivered something
         self.duplicates = 0
 
 
@@ -313,6 +314,8 @@ class Brain:
             while ch.expected in ch.held:
                 ready.append(ch.held.pop(ch.expected))
                 ch.expected += 1
+            if ready:
+                ch.progress_at = time.monotonic()
             if ch.held:
                 ch.gap_since = ch.gap_since or time.monotonic()
             elif ready:
@@ -356,6 +359,8 @@ class Brain:
                     if top < ch.expected:
                         ch.gap_since = 0.0
                         continue
+                    if not ch.held and now - ch.progress_at < 1.0:
+                        continue  # behind the node's 'acked' but still receiving: just lagging
                     if now - ch.gap_since > self.gap_timeout_s and ch.held:
                         gap = Gap(node, chan, ch.expected, min(ch.held) - 1)
                         ch.expected = min(ch.held)

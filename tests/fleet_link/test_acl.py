@@ -88,18 +88,31 @@ def _secured_broker(tmp_path: Path, mutual: bool) -> Iterator[tuple[int, Path]]:
         log.close()
 
 
-def node_client(port: int, ca: Path, user: str, password: str) -> tuple[mqtt.Client, dict]:
-    acks: dict[int, object] = {}
+def node_client(port: int, ca: Path, user: str, password: str, tag: str) -> mqtt.Client:
+    """A plain paho client with a node's credentials (one connection per attempt: mosquitto
+    2.0.11 drops the connection of a client whose publish the ACL denied)."""
     connected = threading.Event()
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{user}", protocol=mqtt.MQTTv5)
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"raw-{user}-{tag}", protocol=mqtt.MQTTv311
+    )
     c.username_pw_set(user, password)
     c.tls_set(ca_certs=str(ca))
-    c.on_publish = lambda _c, _u, mid, reason, _p: acks.__setitem__(mid, reason)
     c.on_connect = lambda _c, _u, _f, reason, _p: (not reason.is_failure) and connected.set()
     c.connect("127.0.0.1", port)
     c.loop_start()
     assert connected.wait(10), f"{user} could not connect"
-    return c, acks
+    return c
+
+
+def publish_once(port: int, ca: Path, topic: str, tag: str) -> None:
+    c = node_client(port, ca, "cell-a", "pw-a", tag)
+    try:
+        c.publish(topic, b'{"from": "cell-a"}', qos=1).wait_for_publish(3)
+    except RuntimeError:
+        pass  # the broker hung up on a denied publish: also a refusal
+    finally:
+        c.loop_stop()
+        c.disconnect()
 
 
 def test_node_a_cannot_publish_under_node_b_prefix(secured_broker):
@@ -110,32 +123,24 @@ def test_node_a_cannot_publish_under_node_b_prefix(secured_broker):
     )
     brain._client.on_message = lambda _c, _u, m: received.append(m.topic)
     brain.start()
-    a, acks = node_client(port, ca, "cell-a", "pw-a")
+    own = f"wolfpack/v1/{SITE}/cell-a/events/parcel"
+    forged = [
+        f"wolfpack/v1/{SITE}/cell-b/events/parcel",
+        f"wolfpack/v1/{SITE}/cell-b/state",
+        f"wolfpack/v1/{SITE}/cell-b/cmd/set_belt_speed",
+        f"wolfpack/v1/{SITE}/cell-a/cmd/set_belt_speed",  # not even its own commands
+    ]
     try:
-        forged = [
-            f"wolfpack/v1/{SITE}/cell-b/events/parcel",
-            f"wolfpack/v1/{SITE}/cell-b/state",
-            f"wolfpack/v1/{SITE}/cell-b/cmd/set_belt_speed",
-            f"wolfpack/v1/{SITE}/cell-a/cmd/set_belt_speed",  # not even its own commands
-        ]
-        infos = [a.publish(t, b'{"forged": true}', qos=1) for t in forged]
-        own = a.publish(f"wolfpack/v1/{SITE}/cell-a/events/parcel", b'{"own": true}', qos=1)
-        for info in [*infos, own]:
-            info.wait_for_publish(5)
+        for i, topic in enumerate(forged):
+            publish_once(port, ca, topic, f"f{i}")
+        publish_once(port, ca, own, "own")  # the positive control, sent last
         deadline = time.monotonic() + 5
-        while (
-            time.monotonic() < deadline
-            and f"wolfpack/v1/{SITE}/cell-a/events/parcel" not in received
-        ):
+        while time.monotonic() < deadline and own not in received:
             time.sleep(0.05)
-        time.sleep(0.5)  # a forged message would have arrived by now
-        assert f"wolfpack/v1/{SITE}/cell-a/events/parcel" in received  # the positive control
+        time.sleep(0.3)
+        assert own in received
         assert not [t for t in received if t in forged], received
-        # MQTT 5: the broker says so in the PUBACK (0x87 not authorized)
-        assert all(acks[i.mid].is_failure for i in infos), {i.mid: str(acks[i.mid]) for i in infos}
     finally:
-        a.loop_stop()
-        a.disconnect()
         brain.stop()
 
 
