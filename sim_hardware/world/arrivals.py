@@ -17,8 +17,13 @@ from sim_hardware.world.parcels import Parcel
 def label_text(rng: np.random.Generator, fmt: str) -> str:
     """A payload like the camera renderer's: 6 digits for Code 128, 'WP' + 10 digits in 2D."""
     if fmt == "Code128":
-        return "".join(str(d) for d in rng.integers(0, 10, size=6))
-    return "WP" + "".join(str(d) for d in rng.integers(0, 10, size=10))
+        return f"{int(rng.integers(10**6)):06d}"
+    return f"WP{int(rng.integers(10**10)):010d}"
+
+
+def _pick(cdf: np.ndarray, u: float) -> int:
+    """The index whose cumulative share first exceeds ``u`` (a weighted choice)."""
+    return min(int(np.searchsorted(cdf, u, side="right")), len(cdf) - 1)
 
 
 class ArrivalProcess:
@@ -27,19 +32,19 @@ class ArrivalProcess:
         self.rng = np.random.default_rng(seed)
         self._classes = list(config.classes)
         w = np.array([config.classes[c].weight for c in self._classes], float)
-        self._class_p = w / w.sum()
+        self._class_cdf = np.cumsum(w / w.sum())
         self._formats = list(config.symbologies)
         f = np.array([config.symbologies[s] for s in self._formats], float)
-        self._format_p = f / f.sum()
+        self._format_cdf = np.cumsum(f / f.sum())
         self._mean_gap_s = 3600.0 / config.rate_pph
         self._next_id = 1
         self.next_arrival_s = start_s + float(self.rng.exponential(self._mean_gap_s))
 
     def _draw(self, arrival_s: float) -> Parcel:
         rng = self.rng
-        cls = self._classes[int(rng.choice(len(self._classes), p=self._class_p))]
+        cls = self._classes[_pick(self._class_cdf, rng.random())]
         spec = self.config.classes[cls]
-        fmt = self._formats[int(rng.choice(len(self._formats), p=self._format_p))]
+        fmt = self._formats[_pick(self._format_cdf, rng.random())]
         parcel = Parcel(
             id=self._next_id,
             cls=cls,
