@@ -1,0 +1,110 @@
+"""Parcel tracking in encoder coordinates.
+
+A parcel is identified by the encoder count at which its leading edge crossed the induction
+photo-eye (``lead_count``); its position at any later count follows from counts/mm alone, so
+tracking survives belt speed changes and stops. Camera and scanner sightings are attached to
+the parcel whose body covers the sighted point at the sighting's count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from edge.cell.divert import position_mm
+from edge.cell.record import DecisionSource, StoryEntry
+from edge.cell.routing import Size
+
+
+@dataclass
+class Parcel:
+    """A parcel on the belt, from first sighting to its final record (mutable while active)."""
+
+    id: int
+    lead_count: int
+    created_by: str
+    trail_count: int | None = None
+    label: str | None = None
+    label_source: str | None = None
+    conflict: str | None = None
+    class_name: str | None = None
+    size_mm: Size | None = None
+    phase: str = "tracking"  # tracking -> asking -> decided
+    ask_deadline: float | None = None
+    chute: str | None = None
+    reason: str = ""
+    decision_source: DecisionSource | None = None
+    stroke_count: int | None = None
+    stroke_output: int | None = None
+    stroke_chute: str | None = None
+    stroke_pending: bool = False
+    fired_count: int | None = None
+    milestones: dict[str, float] = field(default_factory=dict)
+    story: list[StoryEntry] = field(default_factory=list)
+
+    def note(self, t: float, count: int, stage: str, detail: str = "") -> None:
+        self.story.append(StoryEntry(t, count, stage, detail))
+
+    def mark(self, milestone: str, t: float) -> None:
+        self.milestones.setdefault(milestone, t)
+
+
+class Tracker:
+    """The parcels on the belt and the matching of edges and sightings to them."""
+
+    def __init__(self, eye_mm: float, counts_per_mm: float, tolerance_mm: float) -> None:
+        self.eye_mm = eye_mm
+        self.counts_per_mm = counts_per_mm
+        self.tolerance_mm = tolerance_mm
+        self.active: dict[int, Parcel] = {}
+        self._next_id = 1
+
+    def position(self, parcel: Parcel, count: int) -> float:
+        """Leading-edge position (mm) of ``parcel`` at ``count``."""
+        return position_mm(parcel.lead_count, self.eye_mm, count, self.counts_per_mm)
+
+    def new(self, lead_count: int, created_by: str) -> Parcel:
+        parcel = Parcel(self._next_id, lead_count, created_by)
+        self._next_id += 1
+        self.active[parcel.id] = parcel
+        return parcel
+
+    def lead_count_for(self, count: int, point_mm: float) -> int:
+        """The lead count of a parcel whose leading edge is at ``point_mm`` at ``count``."""
+        return count - round((point_mm - self.eye_mm) * self.counts_per_mm)
+
+    def match_leading_edge(self, count: int) -> Parcel | None:
+        """A tracked parcel (seen by the camera first) whose leading edge is at the eye now."""
+        tol = self.tolerance_mm * self.counts_per_mm
+        best = min(
+            (p for p in self.active.values() if abs(p.lead_count - count) <= tol),
+            key=lambda p: abs(p.lead_count - count),
+            default=None,
+        )
+        return best
+
+    def match_trailing_edge(self, count: int) -> Parcel | None:
+        """The most recent parcel that entered the eye and has not left it."""
+        waiting = [
+            p for p in self.active.values() if p.trail_count is None and p.lead_count < count
+        ]
+        return max(waiting, key=lambda p: p.lead_count, default=None)
+
+    def match_point(self, count: int, point_mm: float) -> Parcel | None:
+        """The parcel whose body (leading edge back to trailing edge, or back past the eye if
+        its trailing edge is not known yet) covers ``point_mm`` at ``count``, within tolerance;
+        the nearest leading edge wins among several."""
+        best: tuple[float, float, Parcel] | None = None
+        for p in self.active.values():
+            lead = self.position(p, count)
+            if p.trail_count is not None:
+                back = lead - (p.trail_count - p.lead_count) / self.counts_per_mm
+            else:
+                back = -math.inf
+            gap = max(0.0, back - point_mm, point_mm - lead)
+            if gap > self.tolerance_mm:
+                continue
+            key = (gap, abs(lead - point_mm), p)
+            if best is None or key[:2] < best[:2]:
+                best = key
+        return best[2] if best else None
