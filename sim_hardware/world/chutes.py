@@ -58,15 +58,23 @@ class Chute:
     index: int
     config: StationConfig
     received: list[int] = field(default_factory=list)  # parcel ids, in order
-    level: float = 0.0  # parcels in the chute now
+    level: int = 0  # parcels in the chute now
     overflows: int = 0  # parcels dropped into a full chute
     _sensor_until: float = -1.0
     _drained_at: float = 0.0
+    _credit: float = 0.0  # fraction of the next parcel the worker has taken out
 
     def drain(self, t: float) -> None:
-        rate = self.config.drain_per_min / 60.0
-        self.level = max(0.0, self.level - rate * max(0.0, t - self._drained_at))
-        self._drained_at = t
+        """A worker takes parcels out one at a time at ``drain_per_min`` while any are there."""
+        dt = max(0.0, t - self._drained_at)
+        self._drained_at = max(t, self._drained_at)
+        if self.level == 0:
+            self._credit = 0.0
+            return
+        self._credit += self.config.drain_per_min / 60.0 * dt
+        taken = min(self.level, int(self._credit))
+        self.level -= taken
+        self._credit = 0.0 if self.level == 0 else self._credit - taken
 
     def receive(self, parcel_id: int, t: float) -> None:
         self.drain(t)

@@ -1,0 +1,92 @@
+"""The world with the simulated MCU over a real pty: the encoder follows the world's belt, and
+a stroke scheduled through the host's McuLink at the computed count diverts the parcel."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from firmware_bridge.mcu import McuLink
+from sim_hardware.mcu import SimMcuOptions, SimMcuThread
+from sim_hardware.world import END, CellWorld, RealClock
+from sim_hardware.world.mcu_link import WorldEncoder, connect_outputs
+from sim_hardware.world.runner import RealTimeRunner
+from tests.sim_hardware.world.helpers import small_config
+
+SPEED = 2000.0  # mm/s; 1 count per mm: 2 counts per ms
+PIN_OF_STATION = {4: 0, 5: 1, 6: 2}
+
+
+@pytest.fixture
+def cell(tmp_path) -> Iterator[tuple[CellWorld, SimMcuThread, str]]:
+    clock = RealClock()
+    world = CellWorld(small_config(), start_s=clock.now(), arrivals=False)
+    world.command_belt(True, SPEED, 1e9)
+    link = str(tmp_path / "mcu")
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0001)  # the sim shares this process's GIL (see the MCU harness)
+    sim = SimMcuThread(SimMcuOptions(link=link, seed=1), encoder=WorldEncoder(world)).start()
+    try:
+        sim.call(lambda: connect_outputs(sim.sim.firmware, world, PIN_OF_STATION))
+        with RealTimeRunner(world, clock):
+            yield world, sim, link
+    finally:
+        sim.stop()
+        sys.setswitchinterval(interval)
+
+
+def _wait_done(world: CellWorld, *ids: int, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if all(world.score.records[i].done for i in ids):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"parcels {ids} still on the belt after {timeout} s")
+
+
+def test_the_mcu_encoder_reads_the_world_belt(cell):
+    world, _sim, link = cell
+
+    async def main() -> tuple[int, float]:
+        async with McuLink(link) as mcu:
+            count, _clock = await mcu.read_encoder()
+            return count, time.monotonic()
+
+    count, after = asyncio.run(main())
+    expected = world.belt.position_at(after)
+    assert expected - 2 * SPEED * 0.05 <= count <= expected  # read within the last 50 ms
+
+
+def test_a_stroke_at_the_computed_count_diverts_and_a_late_one_mis_sorts(cell):
+    world, sim, link = cell
+    on_time = world.add_parcel(label_text="000001")
+    late = world.add_parcel(label_text="000002")
+    diverter = world.diverters[1]
+    target = world.count_when_centre_at(on_time.id, diverter.position_mm)
+    end = time.monotonic() + 2
+    while late.id not in world.on_belt() and time.monotonic() < end:  # waits for its gap
+        time.sleep(0.005)
+    too_late = world.count_when_centre_at(late.id, diverter.position_mm + 3 * diverter.capture_mm)
+
+    async def main() -> None:
+        async with McuLink(link) as mcu:
+            await mcu.configure_output(5, safe_value=0)
+            await mcu.schedule_at_count(target, pin=5, duration_s=0.01)
+            await mcu.schedule_at_count(too_late, pin=5, duration_s=0.01)
+            while not (world.score.records[on_time.id].done and world.score.records[late.id].done):
+                await asyncio.sleep(0.02)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    _wait_done(world, on_time.id, late.id)
+    good, bad = world.score.records[on_time.id], world.score.records[late.id]
+    assert good.actual == 1 and world.chutes[1].received == [on_time.id]
+    # the MCU fired within a count or two; in this shared process the GIL may add a little
+    assert abs(good.divert_error_mm) <= 6.0, good.divert_error_mm
+    assert bad.actual == END and bad.divert_error_mm is None
+    fired = [r for r in sim.call(lambda: list(sim.sim.firmware.actions_log)) if r.value == 1]
+    assert [r.target for r in fired] == [target, too_late]
+    assert world.diverters[1].empty_strokes == 1
