@@ -93,6 +93,9 @@ class TrackerConfig(_Strict):
         None, gt=0, description="image px the belt moves per encoder count (None: learnt)"
     )
     max_missed_frames: int = Field(3, ge=0, description="frames a parcel may go unseen")
+    min_frames: int = Field(
+        3, ge=1, description="frames a parcel must be seen in to be reported (drops flickers)"
+    )
     label_reads_per_frame: int = Field(
         2, ge=0, description="label read attempts per frame, spread over parcels still unread"
     )

@@ -113,7 +113,8 @@ class LabelReader:
             poly = (centre + (corners - centre) * 1.04 - origin).round().astype(np.int32)
             inside = np.zeros_like(gray)
             cv2.fillPoly(inside, [poly], 255)
-            gray = np.where(inside > 0, gray, np.uint8(255))
+            fill = np.uint8(np.median(gray[inside > 0])) if inside.any() else np.uint8(255)
+            gray = np.where(inside > 0, gray, fill)
         return self.read_crop(gray, None if det.oriented is None else det.oriented.angle_deg)
 
     def read_crop(

@@ -76,6 +76,7 @@ class Pipeline:
             belt_direction=tr.belt_direction,
             px_per_count=tr.px_per_count,
             max_missed_frames=tr.max_missed_frames,
+            min_hits=tr.min_frames,
         )
         calibration = Calibration.from_config(cfg.calibration) if cfg.calibration else None
         return cls(

@@ -73,7 +73,7 @@ class Tracker:
         px_per_count: float | None = None,
         max_missed_frames: int = 3,
         min_iou: float = 0.2,
-        min_hits: int = 1,
+        min_hits: int = 3,
     ) -> None:
         d = np.asarray(belt_direction, np.float64)
         self.direction = d / np.linalg.norm(d)

@@ -214,13 +214,17 @@ def _truth(p: Placement, mask: np.ndarray, lmask: np.ndarray | None) -> ParcelTr
     if label is not None and lmask is not None:
         lh, lw = label.image.shape
         shown = np.count_nonzero(lmask > 127) / float(lh * lw)
-        ys, xs = np.nonzero(lmask > 127)
+        lys, lxs = np.nonzero(lmask > 127)
         fh, fw = lmask.shape
         m = label.symbol.module_px
         # its quiet zone must be in the picture too: a label cut by the frame edge is not legible
-        in_frame = len(xs) > 0 and xs.min() >= m and ys.min() >= m
-        in_frame = in_frame and xs.max() < fw - m and ys.max() < fh - m
-        legible = bool(m >= 2 and shown >= 0.98 and in_frame)
+        in_frame = len(lxs) > 0 and lxs.min() >= m and lys.min() >= m
+        in_frame = in_frame and lxs.max() < fw - m and lys.max() < fh - m
+        # a label hanging off an irregular item's outline lies outside the item's box, where
+        # no reader working on the item's crop looks for it
+        on_item = len(lxs) > 0 and lxs.min() >= xs.min() - 1 and lxs.max() <= xs.max() + 1
+        on_item = on_item and lys.min() >= ys.min() - 1 and lys.max() <= ys.max() + 1
+        legible = bool(m >= 2 and shown >= 0.98 and in_frame and on_item)
     return ParcelTruth(
         cls=p.sprite.cls,
         class_id=CLASSES.index(p.sprite.cls),

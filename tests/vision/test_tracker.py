@@ -41,7 +41,7 @@ def belt_frames(speed_px: float, gap: float, n_frames: int, drop: float, seed: i
 
 
 def run(frames, **kw):
-    tracker = Tracker(NAMES, max_missed_frames=3, **kw)
+    tracker = Tracker(NAMES, max_missed_frames=3, min_hits=1, **kw)
     reports, seen = [], set()
     for frame, dets, ids in frames:
         seen.update(ids)
@@ -58,7 +58,7 @@ def test_each_parcel_is_reported_once_with_encoder_counts():
 
 def test_fast_belt_needs_the_encoder_prediction_and_learns_its_scale():
     # 70 px per frame: boxes of consecutive frames barely overlap without the motion model
-    tracker = Tracker(NAMES)
+    tracker = Tracker(NAMES, min_hits=1)
     reports, seen = [], set()
     for frame, dets, ids in belt_frames(70.0, 80.0, 90, 0.0, 2):
         seen.update(ids)
@@ -74,7 +74,7 @@ def test_without_encoder_the_speed_is_learnt_from_time():
 
 
 def test_the_best_label_read_and_best_view_are_kept():
-    tracker = Tracker(NAMES)
+    tracker = Tracker(NAMES, min_hits=1)
     frames = list(belt_frames(20.0, 300.0, 20, 0.0, 4))
     labelled = False
     for frame, dets, _ in frames:
@@ -103,3 +103,13 @@ def test_parcels_are_never_merged_or_split(speed, gap, drop, seed):
     assert len(reports) >= len(seen)
     if drop == 0.0:
         assert len(reports) == len(seen)
+
+
+def test_flickers_seen_in_fewer_frames_than_min_hits_are_not_reported():
+    tracker = Tracker(NAMES, min_hits=3)
+    flicker = Detection(0, "box", 0.4, (300.0, 200.0, 360.0, 260.0))
+    assert tracker.update(Frame(BLANK, 0.0, 0, 0), [flicker]) == []
+    assert tracker.update(Frame(BLANK, 0.1, 1, 0), []) == []
+    for i in range(2, 7):
+        assert tracker.update(Frame(BLANK, 0.1 * i, i, 0), []) == []
+    assert tracker.tracks == []
