@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "edge.cli.sim_cmd",
     "edge.cli.mcu_cmd",
     "edge.cli.modbus_cmd",
+    "edge.cli.linedev_cmd",
     "edge.cli.vision_cmd",
     "edge.cli.monitor_cmd",
     "edge.cli.broker_cmd",

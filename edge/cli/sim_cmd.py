@@ -9,7 +9,7 @@ import argparse
 import importlib
 
 # Simulated devices, in the order `wolfpack sim --help` lists them.
-SIM_MODULES: tuple[str, ...] = ("edge.cli.sim_plc", "edge.cli.sim_mcu")
+SIM_MODULES: tuple[str, ...] = ("edge.cli.sim_plc", "edge.cli.sim_mcu", "edge.cli.sim_scanner")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge.cell.config import CellConfig
+from firmware_bridge.linedev.config import LineDevices
 from firmware_bridge.modbus.config import ModbusConfig
 from fleet_link.config import MqttConfig
 from vision.config import VisionConfig
@@ -120,6 +121,10 @@ class BoardConfig(StrictModel):
     )
     mqtt: MqttConfig | None = Field(
         None, description="fleet link: broker, TLS, credentials, outbox, telemetry, commands"
+    )
+    line_devices: LineDevices = Field(
+        default_factory=list,
+        description="barcode scanners, scales and other devices that report a line per reading",
     )
     cell: CellConfig | None = Field(
         None, description="sorting cell: belt, photo-eyes, chutes, routing, timing, safety"

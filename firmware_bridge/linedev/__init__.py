@@ -3,6 +3,7 @@ reading over serial or TCP. See docs/line-devices.md."""
 
 from firmware_bridge.linedev.config import (
     LineDeviceConfig,
+    LineDevices,
     ReconnectConfig,
     SerialLinkConfig,
     TcpLinkConfig,
@@ -19,6 +20,7 @@ __all__ = [
     "LineDecoder",
     "LineDevice",
     "LineDeviceConfig",
+    "LineDevices",
     "LineError",
     "LineEvent",
     "NoRead",

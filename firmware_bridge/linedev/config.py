@@ -5,8 +5,9 @@ device. Usable alone (``LineDeviceConfig.model_validate(dict)``); the board conf
 from __future__ import annotations
 
 import codecs
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from firmware_bridge.linedev.framing import Framing
 
@@ -131,3 +132,21 @@ class LineDeviceConfig(_Strict):
         link = self.serial if self.serial is not None else self.tcp
         assert link is not None
         return link.describe
+
+
+def _unique(devices: list[LineDeviceConfig]) -> list[LineDeviceConfig]:
+    for what, keys in (
+        ("line device name", [d.name for d in devices]),
+        ("line device serial port", [d.serial.port for d in devices if d.serial]),
+        ("line device TCP endpoint", [d.tcp.describe for d in devices if d.tcp]),
+    ):
+        seen: set[str] = set()
+        for key in keys:
+            if key in seen:
+                raise ValueError(f"{what} {key!r} appears more than once; each must be unique")
+            seen.add(key)
+    return devices
+
+
+# The board config's ``line_devices:`` list: names, ports and endpoints unique.
+LineDevices = Annotated[list[LineDeviceConfig], AfterValidator(_unique)]

@@ -56,8 +56,8 @@ class LineDevice:
         self.config = config
         self.name = config.name
         self.stats = LineStats()
-        self.state: LinkState = "disconnected"
-        self._reason = "not started"
+        self.state: LinkState = "stopped"
+        self.reason = "not started"  # why the line is in its state (the last failed attempt)
         self._decoder = LineDecoder(config.framing, config.max_line_length)
         self._queue: asyncio.Queue[LineEvent] = asyncio.Queue()
         self._queue_size = queue_size
@@ -242,9 +242,14 @@ class LineDevice:
         self._queue.put_nowait(ev)
 
     def _set_state(self, state: LinkState, reason: str) -> None:
-        if state == self.state and reason == self._reason:
+        """Emit a StateChange only when the state changes: while the line stays down, each failed
+        attempt updates ``reason`` and the log, not the event stream."""
+        if state == self.state:
+            if reason != self.reason:
+                log.debug("%s: still %s (%s)", self.name, state, reason)
+                self.reason = reason
             return
-        self.state, self._reason = state, reason
+        self.state, self.reason = state, reason
         if state == "connected":
             self._connected.set()
         log.info("%s: %s (%s)", self.name, state, reason)
