@@ -53,17 +53,17 @@ def _default_classes() -> dict[str, ParcelClass]:
         )
 
     return {
-        "box": c(0.45, (200, 600), (150, 400), (50, 400)),
-        "polybag": c(0.30, (200, 500), (150, 350), (20, 120)),
+        "box": c(0.45, (150, 450), (120, 400), (50, 400)),
+        "polybag": c(0.30, (150, 400), (120, 350), (20, 120)),
         "envelope": c(0.15, (150, 350), (100, 250), (2, 20)),
-        "irregular": c(0.10, (150, 500), (100, 350), (50, 300)),
+        "irregular": c(0.10, (150, 400), (100, 350), (50, 300)),
     }
 
 
 class ArrivalConfig(_Strict):
     rate_pph: float = Field(12_000.0, gt=0, description="mean arrivals, parcels per hour")
     min_gap_mm: float = Field(
-        100.0, ge=0, description="least gap the induction leaves between parcels"
+        50.0, ge=0, description="least gap the induction leaves between parcels"
     )
     classes: dict[str, ParcelClass] = Field(default_factory=_default_classes)
     symbologies: dict[str, float] = Field(
