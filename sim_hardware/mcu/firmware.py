@@ -437,12 +437,15 @@ class SimFirmware:
             listener(change)
 
     # ---- inputs, reports, watchdog ----------------------------------------------------------
-    def set_input(self, pin: int, value: int) -> None:
+    def set_input(self, pin: int, value: int, at: float | None = None) -> None:
+        """Change an input; an edge is reported with the clock and count at ``at`` (default
+        now), as an MCU's input capture latches the moment of the edge (the simulated cell
+        world finds an edge a few milliseconds after the fact and passes its time)."""
         bit = 1 << pin
         old = bool(self.inputs & bit)
         self.inputs = (self.inputs | bit) if value else (self.inputs & ~bit)
         if old != bool(value):
-            now = time.monotonic()
+            now = time.monotonic() if at is None else min(at, time.monotonic())
             self._event(
                 "input_edge",
                 pin=pin,

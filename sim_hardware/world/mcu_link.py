@@ -3,11 +3,13 @@
 ``WorldEncoder`` answers the firmware's ``count_at``/``eta`` from the belt's exact motion, so
 a stroke scheduled at a count fires when the world's belt is there. ``connect_outputs`` makes
 every change of a diverter pin (by a scheduled action, a direct command, the watchdog or a
-reset) drive that diverter in the world, at the time the firmware changed it.
+reset) drive that diverter in the world, at the time the firmware changed it;
+``connect_eyes`` reports the world's photo-eye edges as the MCU's input edges.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping
 
@@ -39,3 +41,21 @@ def connect_outputs(
             world.set_diverter(station, bool(change.value), at=change.at, source="mcu")
 
     firmware.output_listeners.append(on_change)
+
+
+def connect_eyes(
+    loop: asyncio.AbstractEventLoop,
+    firmware: SimFirmware,
+    world: CellWorld,
+    eye_to_pin: Mapping[int, int],
+) -> None:
+    """Wire ``world``'s photo-eyes to ``firmware``'s inputs (eye index -> input pin); each edge
+    is reported with the count at the moment the beam changed, not when the world found it.
+    ``loop`` is the simulated MCU's event loop (the firmware is not thread-safe)."""
+
+    def on_edge(eye: int, blocked: bool, t: float) -> None:
+        pin = eye_to_pin.get(eye)
+        if pin is not None:
+            loop.call_soon_threadsafe(firmware.set_input, pin, int(blocked), t)
+
+    world.eye_listeners.append(on_edge)

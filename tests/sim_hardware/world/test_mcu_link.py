@@ -13,7 +13,7 @@ import pytest
 from firmware_bridge.mcu import McuLink
 from sim_hardware.mcu import SimMcuOptions, SimMcuThread
 from sim_hardware.world import END, CellWorld, RealClock
-from sim_hardware.world.mcu_link import WorldEncoder, connect_outputs
+from sim_hardware.world.mcu_link import WorldEncoder, connect_eyes, connect_outputs
 from sim_hardware.world.runner import RealTimeRunner
 from tests.sim_hardware.world.helpers import small_config
 
@@ -90,3 +90,23 @@ def test_a_stroke_at_the_computed_count_diverts_and_a_late_one_mis_sorts(cell):
     fired = [r for r in sim.call(lambda: list(sim.sim.firmware.actions_log)) if r.value == 1]
     assert [r.target for r in fired] == [target, too_late]
     assert world.diverters[1].empty_strokes == 1
+
+
+def test_photo_eye_edges_reach_the_host_as_input_edges_at_the_worlds_counts(cell):
+    world, sim, link = cell
+    sim.call(lambda: connect_eyes(sim._loop, sim.sim.firmware, world, {0: 2}))
+    edges = []
+
+    async def main() -> None:
+        async with McuLink(link) as mcu:
+            mcu.on_event(lambda msg: edges.append(msg) if msg.name == "input_edge" else None)
+            parcel = world.add_parcel(length_mm=400.0)
+            while not world.score.records[parcel.id].done:
+                await asyncio.sleep(0.02)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    truth = [(e.data["blocked"], e.data["count"]) for e in world.events if e.kind == "eye"]
+    got = [(bool(m["value"]), m["count"]) for m in edges if m["pin"] == 2]
+    assert [b for b, _ in got] == [b for b, _ in truth] == [True, False]
+    for (_, want), (_, count) in zip(truth, got, strict=True):
+        assert abs(count - want) <= 1  # latched at the edge's time, not when it was found
