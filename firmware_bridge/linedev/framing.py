@@ -13,7 +13,7 @@ between STX/ETX frames is counted in ``ignored``, and the rest is ``pending``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 Framing = Literal["crlf", "cr", "lf", "stx-etx"]
 FRAMINGS: tuple[str, ...] = get_args(Framing)
@@ -25,9 +25,9 @@ LF = 0x0A
 _BETWEEN_FRAMES = b"\r\n\t \x00"  # what devices commonly send between STX/ETX frames
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One complete reading: ``payload`` without delimiters."""
+class Frame(NamedTuple):
+    """One complete reading: ``payload`` without delimiters. A named tuple: one is made per
+    reading, and a tuple is several times cheaper to build than a frozen dataclass."""
 
     payload: bytes
     offset: int  # stream offset of the frame's first byte (its STX, or the line's first byte)
@@ -139,12 +139,16 @@ class LineDecoder:
         return out
 
     # ---- shared -----------------------------------------------------------------------------
-    def _take(self, chunk: bytes | memoryview) -> None:
-        if len(chunk):
-            self._ends_cr = chunk[-1] == CR
-        self._len += len(chunk)
+    def _take(self, chunk: bytes) -> None:
+        k = len(chunk)
+        if not k:
+            return
+        self._len += k
+        self._ends_cr = chunk[-1] == CR
         room = self._keep - len(self._buf)
-        if room > 0:
+        if k <= room:
+            self._buf += chunk
+        elif room > 0:
             self._buf += chunk[:room]
 
     def _reset(self, start: int) -> None:
@@ -166,15 +170,21 @@ class LineDecoder:
 
     # ---- CR / LF / CR LF ----------------------------------------------------------------------
     def _feed_lines(self, data: bytes, out: list[Output]) -> None:
-        view = memoryview(data)
         base, i, n, term = self._pos, 0, len(data), self._term
         while i < n:
             j = data.find(term, i)
             if j < 0:
-                self._take(view[i:])
+                self._take(data[i:])
                 return
-            self._take(view[i:j])
             end = base + j + 1
+            if not self._len:  # fast path: the whole line is in this chunk
+                length = j - i - (1 if self._strip_cr and j > i and data[j - 1] == CR else 0)
+                if length <= self.max_len:
+                    out.append(Frame(data[i : i + length], self._start, end - self._start))
+                    self._start = end
+                    i = j + 1
+                    continue
+            self._take(data[i:j])
             length = self._len - (1 if self._strip_cr and self._ends_cr else 0)
             if length <= self.max_len:
                 out.append(Frame(bytes(self._buf[:length]), self._start, end - self._start))
@@ -185,13 +195,17 @@ class LineDecoder:
 
     # ---- STX ... ETX --------------------------------------------------------------------------
     def _feed_stx(self, data: bytes, out: list[Output]) -> None:
-        view = memoryview(data)
         base, i, n = self._pos, 0, len(data)
         while i < n:
             if not self._inside:
+                if not self._len and data[i] == STX:  # fast path: no gap before this frame
+                    self._start = base + i
+                    self._inside = True
+                    i += 1
+                    continue
                 j = data.find(STX, i)
-                gap = view[i:] if j < 0 else view[i:j]
-                if not self._junk and bytes(gap).strip(_BETWEEN_FRAMES):
+                gap = data[i:] if j < 0 else data[i:j]
+                if not self._junk and gap.strip(_BETWEEN_FRAMES):
                     self._junk = True
                 self._take(gap)
                 if j < 0:
@@ -201,12 +215,19 @@ class LineDecoder:
                 i = j + 1
                 continue
             e = data.find(ETX, i)
+            if not self._len and 0 <= e - i <= self.max_len and data.find(STX, i, e) < 0:
+                end = base + e + 1  # fast path: the whole frame is in this chunk
+                out.append(Frame(data[i:e], self._start, end - self._start))
+                self._start = end
+                self._inside = False
+                i = e + 1
+                continue
             s = data.find(STX, i)
             if e < 0 and s < 0:
-                self._take(view[i:])
+                self._take(data[i:])
                 return
             if e >= 0 and (s < 0 or e < s):
-                self._take(view[i:e])
+                self._take(data[i:e])
                 end = base + e + 1
                 if self._len <= self.max_len:
                     out.append(Frame(bytes(self._buf), self._start, end - self._start))
@@ -216,7 +237,7 @@ class LineDecoder:
                 self._inside = False
                 i = e + 1
             else:
-                self._take(view[i:s])
+                self._take(data[i:s])
                 at = base + s
                 out.append(
                     FrameError(
