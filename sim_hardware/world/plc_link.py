@@ -32,8 +32,10 @@ class PlcWorldAdapter:
                 if now != was and i < len(w.diverters):
                     w.set_diverter(i, now, source="plc")
             self._last = commands
-        target = w.t + dt if self.clock is None else max(w.t, self.clock.now() - self.lag_s)
-        w.advance_to(target)
+        if self.clock is None:
+            w.advance(dt)
+        else:
+            w.catch_up(self.clock.now() - self.lag_s)
         return self.status()
 
     def status(self) -> PlcStatus:

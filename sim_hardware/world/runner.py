@@ -33,9 +33,7 @@ class RealTimeRunner:
     def _run(self) -> None:
         try:
             while not self._stop.wait(self.step_s):
-                target = self.clock.now() - self.lag_s
-                if target > self.world.t:
-                    self.world.advance_to(target)
+                self.world.catch_up(self.clock.now() - self.lag_s)
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
 

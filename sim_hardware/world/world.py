@@ -202,6 +202,13 @@ class CellWorld:
                 if nxt >= t:
                     return
 
+    def catch_up(self, t: float) -> None:
+        """Move to ``t`` unless the world is there already: for several real-time drivers
+        (the runner, the PLC's ticker) that each move it to "now" from their own thread."""
+        with self._lock:
+            if t > self.t:
+                self.advance_to(t)
+
     def advance(self, dt: float) -> None:
         self.advance_to(self.t + dt)
 
