@@ -93,6 +93,7 @@ class SimScanner:
         self._replug: asyncio.TimerHandle | None = None
         self.tcp_port: int | None = None
         self.sent: list[str] = []  # every reading sent, label or token, in order
+        self.received = bytearray()  # what the host sent (triggers), last 4 KiB
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> SimScanner:
@@ -211,6 +212,9 @@ class SimScanner:
                 client.transport.write(data)
 
     def _on_receive(self, data: bytes) -> None:
+        self.received += data
+        if len(self.received) > 4096:
+            del self.received[: len(self.received) - 4096]
         if self._trigger is None:
             return
         self._rx += data

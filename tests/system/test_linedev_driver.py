@@ -103,7 +103,8 @@ def test_trigger_reads_the_label_in_view_or_times_out(where):
     async def main() -> None:
         opts = ScannerOptions(trigger_command="\x16T\r", decode_ms=20, **where)
         sim = await SimScanner(opts).start()
-        cfg = _config(sim, trigger={"command": "\x16T\r", "timeout_ms": 200})
+        trigger = {"command": "\x16T\r", "stop_command": "\x16U\r", "timeout_ms": 200}
+        cfg = _config(sim, trigger=trigger)
         try:
             async with LineDevice(cfg) as dev:
                 assert await dev.wait_connected(3)
@@ -120,6 +121,8 @@ def test_trigger_reads_the_label_in_view_or_times_out(where):
                 waited = asyncio.get_running_loop().time() - t0
                 assert isinstance(late, NoRead) and late.cause == "timeout"
                 assert 0.19 <= waited < 1.0
+                await asyncio.sleep(0.05)
+                assert bytes(sim.received) == b"\x16T\r" * 3 + b"\x16U\r"
                 assert sim.stats.triggers == 3 and dev.stats.triggers == 3
         finally:
             sim.stop()
