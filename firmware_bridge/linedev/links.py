@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Callable
 from typing import Protocol
 
@@ -85,11 +87,10 @@ async def open_tcp(
             f"{cfg.describe}: no answer within {cfg.connect_timeout_s:g} s"
         ) from None
     except OSError as exc:
-        raise LinkOpenError(f"{cfg.describe}: cannot connect: {exc.strerror or exc}") from exc
+        why = os.strerror(exc.errno) if exc.errno else str(exc)  # "Connection refused"
+        raise LinkOpenError(f"{cfg.describe}: cannot connect: {why}") from exc
     with contextlib.suppress(OSError):
         sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
         if sock is not None:
-            import socket
-
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return TcpLink(protocol)

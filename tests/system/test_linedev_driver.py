@@ -209,3 +209,24 @@ def test_nothing_listening_is_reported_once_and_retried_until_it_appears(tmp_pat
                 sim.stop()
 
     asyncio.run(main())
+
+
+def test_a_refused_tcp_connection_is_reported_with_its_cause():
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def main() -> None:
+        cfg = LineDeviceConfig.model_validate(
+            {"name": "gone", "tcp": {"host": "127.0.0.1", "port": port}}
+        )
+        async with LineDevice(cfg) as dev:
+            ev = await _next(dev, StateChange)
+            assert ev.state == "disconnected"
+            assert f"tcp://127.0.0.1:{port}" in ev.reason and "refused" in ev.reason.lower()
+            with pytest.raises(RuntimeError, match="no trigger configured"):
+                await dev.trigger()
+
+    asyncio.run(main())
