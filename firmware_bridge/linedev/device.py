@@ -83,6 +83,7 @@ class LineDevice:
                 await self._task
             self._task = None
         self._close_link()
+        self._emit_outputs(self._decoder.flush(), time.time(), time.monotonic())
         self._set_state("stopped", "stopped by the host")
 
     async def __aenter__(self) -> LineDevice:

@@ -230,3 +230,22 @@ def test_a_refused_tcp_connection_is_reported_with_its_cause():
                 await dev.trigger()
 
     asyncio.run(main())
+
+
+def test_a_partial_line_at_stop_is_reported_not_dropped(where):
+    async def main() -> None:
+        sim = await SimScanner(ScannerOptions(**where)).start()
+        try:
+            dev = await LineDevice(_config(sim)).start()
+            assert await dev.wait_connected(3)
+            await asyncio.sleep(0.05)
+            sim.send_raw(b"HALF-A-LAB")
+            await asyncio.sleep(0.1)
+            await dev.stop()
+            err = await _next(dev, LineError)
+            assert err.kind == "incomplete" and err.raw == b"HALF-A-LAB"
+            assert (await _next(dev, StateChange)).state == "stopped"
+        finally:
+            sim.stop()
+
+    asyncio.run(main())
