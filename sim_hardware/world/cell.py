@@ -89,3 +89,93 @@ class SimCell:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _resolve(root: object, path: str) -> Any:
+    obj = root
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _cell_main(config: WorldConfig, mcu_link: str, kwargs: dict[str, Any], conn: Any) -> None:
+    """Child process: run a SimCell and answer ``(kind, path, args)`` requests until 'stop'."""
+    from sim_hardware.mcu.device import request_realtime
+
+    request_realtime()  # as a real MCU has a CPU to itself; a no-op where not permitted
+    with SimCell(config, mcu_link, **kwargs) as cell:
+        conn.send(("ok", cell.plc_port))
+        while True:
+            try:
+                kind, path, args = conn.recv()
+            except EOFError:
+                return
+            if kind == "stop":
+                conn.send(("ok", None))
+                return
+            try:
+                target = _resolve(cell, path)
+                conn.send(("ok", target(*args) if kind == "call" else target))
+            except Exception as exc:  # sent back to the caller, raised there
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class SimCellProcess:
+    """A SimCell in its own process, so the node under test does not share its GIL (the
+    simulated MCU's timing then does not suffer from the node's load). Control and truth over
+    a pipe: ``call("world.set_estop", True)``, ``call("world.score.summary")``,
+    ``get("world.late_inputs")``; every argument and result must be picklable."""
+
+    def __init__(self, config: WorldConfig, mcu_link: str | Path, **kwargs: Any) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.mcu_link = str(mcu_link)
+        self._proc = ctx.Process(
+            target=_cell_main, args=(config, self.mcu_link, kwargs, child), daemon=True
+        )
+        self.plc_port = 0
+
+    def start(self, timeout: float = 30.0) -> SimCellProcess:
+        self._proc.start()
+        if not self._conn.poll(timeout):
+            self._proc.kill()
+            raise RuntimeError("the simulated cell process did not start")
+        status, value = self._conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"the simulated cell process failed to start: {value}")
+        self.plc_port = int(value)
+        return self
+
+    def _ask(self, kind: str, path: str, args: tuple[Any, ...]) -> Any:
+        self._conn.send((kind, path, args))
+        if not self._conn.poll(10):
+            raise TimeoutError(f"the simulated cell did not answer {kind} {path}")
+        status, value = self._conn.recv()
+        if status == "error":
+            raise RuntimeError(value)
+        return value
+
+    def call(self, path: str, *args: Any) -> Any:
+        return self._ask("call", path, args)
+
+    def get(self, path: str) -> Any:
+        return self._ask("get", path, ())
+
+    def stop(self) -> None:
+        if self._proc.is_alive():
+            try:
+                self._ask("stop", "", ())
+            except (OSError, TimeoutError, RuntimeError):
+                pass
+            self._proc.join(10)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(5)
+
+    def __enter__(self) -> SimCellProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
