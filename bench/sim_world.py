@@ -13,10 +13,11 @@ One command: ``.venv/bin/python bench/sim_world.py``. It measures:
    stepped over the same 60 s at the same 10 ms (the model the world replaces behind the PLC).
 2. Camera frames rendered from the world (``WorldCamera.frame``) against the renderer's own
    random scene (``render_scene``), ms per frame.
-3. The timing chain, in real time: the world beside the simulated MCU on a real pty (one
-   process, GIL shared, as the tests run it) and a host ``McuLink`` scheduling each parcel's
-   stroke at its computed encoder count, for ``--mcu-seconds`` at 12,000 parcels/hour and
-   2.5 m/s: parcels sorted right and the divert position error p50/p99/max.
+3. The timing chain, in real time: a host ``McuLink`` scheduling each parcel's stroke at its
+   computed encoder count on the simulated MCU (a real pty) that the world drives, for
+   ``--mcu-seconds`` at 12,000 parcels/hour and 2.5 m/s: parcels sorted right and the divert
+   position error p50/p99/max; once with the cell in the host's process (GIL shared), once
+   in its own (``SimCellProcess``, as a node meets it).
 
 Each figure is the median of ``--repeat`` runs (the machine is shared: CPU figures move).
 """
@@ -26,24 +27,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pymodbus.client import ModbusTcpClient  # noqa: E402
+
 from firmware_bridge.mcu import McuCommandError, McuLink  # noqa: E402
 from sim_hardware.camera.randomisation import TRAINING  # noqa: E402
 from sim_hardware.camera.scene import render_scene  # noqa: E402
-from sim_hardware.mcu import SimMcuOptions, SimMcuThread  # noqa: E402
+from sim_hardware.plc.register_map import (  # noqa: E402
+    COIL_RUN,
+    HR_RAMP,
+    HR_SPEED_SETPOINT,
+    IR_SPEED_MM_S,
+)
 from sim_hardware.plc.world import ConveyorWorld, PlcCommands  # noqa: E402
-from sim_hardware.world import CellWorld, RealClock, WorldConfig  # noqa: E402
+from sim_hardware.world import CellWorld, WorldConfig  # noqa: E402
 from sim_hardware.world.camera import WorldCamera  # noqa: E402
-from sim_hardware.world.mcu_link import WorldEncoder, connect_outputs  # noqa: E402
+from sim_hardware.world.cell import SimCell, SimCellProcess  # noqa: E402
 from sim_hardware.world.oracle import OracleController  # noqa: E402
-from sim_hardware.world.runner import RealTimeRunner  # noqa: E402
 
 SIM_S, STEP_S, SPEED = 60.0, 0.01, 2500.0
 
@@ -54,7 +63,7 @@ def world_run(rate: float) -> tuple[float, float, dict[str, object]]:
     oracle = OracleController(world)
     wall, cpu = time.perf_counter(), time.process_time()
     oracle.run(SIM_S, STEP_S)
-    world.arrivals = None
+    world.close_induction()
     oracle.run(SIM_S + 10, STEP_S)  # what is on the belt rides out
     return time.perf_counter() - wall, time.process_time() - cpu, world.score.summary()
 
@@ -86,53 +95,89 @@ def camera_ms(frames: int = 20) -> tuple[float, float]:
     return ours, (time.perf_counter() - t) / frames * 1000
 
 
-def mcu_chain(seconds: float) -> dict[str, object]:
-    """Real time: world + simulated MCU on a pty + host link scheduling at counts."""
-    clock = RealClock()
-    world = CellWorld(WorldConfig(seed=2, arrivals={"rate_pph": 12_000}), start_s=clock.now())
-    world.command_belt(True, SPEED, 1e9)
-    pins = {i: i for i in range(len(world.diverters))}
+def start_belt(port: int) -> None:
+    """Over Modbus TCP: setpoint, ramp, run; wait until the belt is at speed."""
+    plc = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+    if not plc.connect():
+        raise RuntimeError(f"no simulated PLC on port {port}")
+    try:
+        hi, lo = struct.unpack(">HH", struct.pack(">f", SPEED / 1000))
+        plc.write_registers(HR_SPEED_SETPOINT, [hi, lo], device_id=1)
+        plc.write_register(HR_RAMP, 20_000, device_id=1)
+        plc.write_coil(COIL_RUN, True, device_id=1)
+        end = time.monotonic() + 5
+        while plc.read_input_registers(IR_SPEED_MM_S, count=1, device_id=1).registers[0] < SPEED:
+            if time.monotonic() > end:
+                raise RuntimeError("the belt did not reach its speed")
+            time.sleep(0.01)
+    finally:
+        plc.close()
+
+
+def mcu_chain(seconds: float, own_process: bool) -> dict[str, object]:
+    """Real time: the cell (world + sim PLC + sim MCU on a pty) and a host link scheduling each
+    parcel's stroke at its computed count (from the truth: no vision here)."""
+    config = WorldConfig(seed=2, arrivals={"rate_pph": 12_000})
     with tempfile.TemporaryDirectory() as tmp:
         link = str(Path(tmp) / "mcu")
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(0.0001)
-        sim = SimMcuThread(SimMcuOptions(link=link, seed=1), encoder=WorldEncoder(world)).start()
-        late = 0
+        if own_process:
+            cell: Any = SimCellProcess(config, link).start()
+            ask, get = cell.call, cell.get
+        else:
+            cell = SimCell(config, link).start()
+
+            def ask(path: str, *args: Any) -> Any:
+                target = cell
+                for part in path.split("."):
+                    target = getattr(target, part)
+                return target(*args)
+
+            def get(path: str) -> Any:
+                target = cell
+                for part in path.split("."):
+                    target = getattr(target, part)
+                return target
+
         try:
-            sim.call(lambda: connect_outputs(sim.sim.firmware, world, pins))
-            with RealTimeRunner(world, clock):
+            start_belt(cell.plc_port)  # the PLC drives the belt, as the node would
 
-                async def host() -> int:
-                    refused = 0
-                    planned: set[int] = set()
-                    async with McuLink(link) as mcu:
-                        for pin in pins:
-                            await mcu.configure_output(pin, safe_value=0)
-                        end = time.monotonic() + seconds
-                        while time.monotonic() < end:
-                            for pid in world.on_belt():
-                                if pid in planned:
-                                    continue
-                                planned.add(pid)
-                                st = world.score.records[pid].intended
-                                x = world.diverters[st].position_mm
-                                count = world.count_when_centre_at(pid, x)
-                                try:
-                                    await mcu.schedule_at_count(count, pin=st, duration_s=0.03)
-                                except McuCommandError:
-                                    refused += 1
-                            await asyncio.sleep(0.005)
-                        world.arrivals = None
-                        await asyncio.sleep(8.0)  # the last parcels ride to their chutes
-                    return refused
+            async def host() -> int:
+                refused = 0
+                planned: set[int] = set()
+                async with McuLink(link) as mcu:
+                    for pin in range(len(config.stations)):
+                        await mcu.configure_output(pin, safe_value=0)
+                    start = time.monotonic()
+                    closed = False
+                    while time.monotonic() < start + seconds + 8.0:  # + 8 s: the belt empties
+                        if not closed and time.monotonic() > start + seconds:
+                            ask("world.close_induction")
+                            closed = True
+                        for pid in ask("world.on_belt"):
+                            if pid in planned:
+                                continue
+                            planned.add(pid)
+                            st = get("world.score.records")[pid].intended
+                            count = ask(
+                                "world.count_when_centre_at", pid, config.stations[st].position_mm
+                            )
+                            try:
+                                await mcu.schedule_at_count(count, pin=st, duration_s=0.03)
+                            except McuCommandError:
+                                refused += 1
+                        await asyncio.sleep(0.005)
+                return refused
 
-                late = asyncio.run(host())
+            refused = asyncio.run(host())
+            summary = ask("world.score.summary")
         finally:
-            sim.stop()
-            sys.setswitchinterval(interval)
-    summary = world.score.summary()
-    summary["refused"] = late
+            cell.stop()
+    summary["refused"] = refused
     return summary
+
+
+def _mm(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def main() -> int:
@@ -169,14 +214,16 @@ def main() -> int:
 
     if args.mcu_seconds > 0:
         print(f"\n3. timing chain in real time: {args.mcu_seconds:g} s at 12000 pph, "
-              f"{SPEED / 1000:g} m/s, world + sim MCU (pty) + McuLink in one process")  # fmt: skip
-        s = mcu_chain(args.mcu_seconds)
-        e = s["divert_error_mm"]
-        right = int(s["sorted_correct"]) + int(s["rejected_correct"])  # type: ignore[call-overload]
-        print(f"parcels {s['parcels_in']}, finished {s['finished']}, right {right}, "
-              f"mis-sorted {s['mis_sorted']}, lost {s['lost']}, refused (count passed) "
-              f"{s['refused']}")  # fmt: skip
-        print(f"divert error mm: p50 {e['p50']:.2f}  p99 {e['p99']:.2f}  max {e['max']:.2f}")  # type: ignore[index]
+              f"{SPEED / 1000:g} m/s: host McuLink + the cell (world, sim PLC, sim MCU on a "
+              f"pty)")  # fmt: skip
+        print(f"{'cell':<30}{'parcels':>8}{'right':>7}{'mis':>5}{'lost':>6}{'refused':>8}"
+              f"{'err p50':>9}{'err p99':>9}{'err max':>9}  (mm)")  # fmt: skip
+        for own, name in ((False, "SimCell, host's process"), (True, "SimCellProcess (own)")):
+            s = mcu_chain(args.mcu_seconds, own)
+            e = s["divert_error_mm"]
+            right = int(s["sorted_correct"]) + int(s["rejected_correct"])  # type: ignore[call-overload]
+            print(f"{name:<30}{s['finished']:>8}{right:>7}{s['mis_sorted']:>5}{s['lost']:>6}"
+                  f"{s['refused']:>8}{_mm(e['p50']):>9}{_mm(e['p99']):>9}{_mm(e['max']):>9}")  # type: ignore[index]  # fmt: skip
     return 0
 
 

@@ -145,6 +145,8 @@ class CellWorld:
                 base.update(fields)
                 parcel = Parcel(**base)
                 self._next_id += 1
+            if parcel.id in self.score.records:
+                raise WorldError(f"parcel id {parcel.id} is already in this world")
             self._arrive(parcel)
             self._sweep(self.t)
             return parcel
@@ -201,6 +203,11 @@ class CellWorld:
                 self._sweep(nxt)  # captures at a stroke's start, inductions at an arrival
                 if nxt >= t:
                     return
+
+    def close_induction(self) -> None:
+        """No more arrivals; what waits at the induction still enters the belt."""
+        with self._lock:
+            self.arrivals = None
 
     def catch_up(self, t: float) -> None:
         """Move to ``t`` unless the world is there already: for several real-time drivers

@@ -120,3 +120,10 @@ def test_an_unknown_station_is_refused_with_the_valid_range():
     world = running_world()
     with pytest.raises(ValueError, match=r"station 9 does not exist \(0..2\)"):
         world.set_diverter(9, True)
+
+
+def test_a_parcel_id_used_twice_is_refused():
+    world = running_world()
+    parcel = world.add_parcel()
+    with pytest.raises(ValueError, match=f"parcel id {parcel.id} is already in this world"):
+        world.add_parcel(parcel)
