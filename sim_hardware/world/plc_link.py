@@ -48,7 +48,6 @@ class PlcWorldAdapter:
             full.append(chute.full)
         speed = w.belt.speed_at(t) / 1000.0
         running = speed > 0 and not w.belt.estopped
-        passed = sum(1 for e in w.events if e.kind == "diverted" or e.kind == "end")
         return PlcStatus(
             running=running,
             estop=w.belt.estopped,
@@ -57,7 +56,7 @@ class PlcWorldAdapter:
             speed=speed,
             photo_eyes=tuple(eyes + [False] * (STATIONS - len(eyes))),
             chute_full=tuple(full + [False] * (STATIONS - len(full))),
-            parcel_count=passed,
+            parcel_count=w.left_belt,
             odometer_m=w.belt.position_at(t) / 1000.0,
             motor_current_a=0.5 + 2.0 * speed if running else 0.0,
             vfd_temperature_c=30.0 + 5.0 * speed,

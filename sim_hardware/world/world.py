@@ -77,6 +77,7 @@ class CellWorld:
         self.events: deque[WorldEvent] = deque(maxlen=event_log)
         self.eye_listeners: list[EyeListener] = []
         self.late_inputs = 0  # inputs that arrived after the world had passed their time
+        self.left_belt = 0  # parcels diverted or run off the end
         self._eye_count = [0] * len(self.eyes)
         self._on_belt: list[_OnBelt] = []
         self._waiting: deque[Parcel] = deque()
@@ -318,6 +319,7 @@ class CellWorld:
         for eye in sorted(ob.eyes):
             self._eye_clear(ob, eye, t, pos)
         self._on_belt.remove(ob)
+        self.left_belt += 1
         ob.record.actual, ob.record.ended_s = actual, t
         kind = "end" if actual == END else "diverted"
         self._log(t, kind, {"parcel": ob.parcel.id, "station": actual,

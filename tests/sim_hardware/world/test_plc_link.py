@@ -86,6 +86,11 @@ def test_with_a_sim_clock_the_adapter_steps_the_world_by_dt():
     go = PlcCommands(run=True, speed_setpoint=1.0, ramp_mm_s2=1000)
     status = adapter.step(0.5, go)
     assert world.t == 0.5 and status.speed == pytest.approx(0.5)
+    world.add_parcel()
+    status = adapter.step(20.0, go)
+    assert status.parcel_count == 1 and status.odometer_m == pytest.approx(
+        world.belt.position_at(20.5) / 1000
+    )
     clock = SimClock()
     stepped = PlcWorldAdapter(CellWorld(small_config(), arrivals=False), clock)
     clock.advance(2.0)
