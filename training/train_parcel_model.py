@@ -227,8 +227,8 @@ def export(model, path: Path) -> None:  # noqa: ANN001
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--images", type=int, default=6000, help="rendered training images")
-    ap.add_argument("--minutes", type=float, default=10.0, help="training time budget")
+    ap.add_argument("--images", type=int, default=2400, help="rendered training images")
+    ap.add_argument("--minutes", type=float, default=15.0, help="training time budget")
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
@@ -285,7 +285,7 @@ def main() -> int:
     model = build_model()
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {params} parameters", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     budget = args.minutes * 60
     rng = np.random.default_rng(args.seed)
     step, history = 0, []
@@ -303,9 +303,6 @@ def main() -> int:
                 img, t = img[:, ::-1], flip_targets[i][0]
             else:
                 img, t = img[::-1], flip_targets[i][1]
-            # lighting and colour casts beyond the renderer's: the held-out ranges are wider
-            gain = rng.uniform(0.75, 1.25) * rng.uniform(0.85, 1.15, 3)
-            img = np.clip(img * gain, 0, 255)
             xb.append(img[:, :, ::-1].transpose(2, 0, 1))
             hb.append(t[0])
             gb.append(t[1])
@@ -351,7 +348,7 @@ def main() -> int:
         "training_images": len(images),
         "training_seeds": [1_000_000 * args.seed, 1_000_000 * args.seed + args.images - 1],
         "randomisation": "sim_hardware.camera.randomisation.TRAINING",
-        "augmentation": "flips; brightness x0.75-1.25; channel gains x0.85-1.15",
+        "augmentation": "horizontal and vertical flips",
         "parameters": params,
         "input_hw": list(INPUT_HW),
         "steps": step,

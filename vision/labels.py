@@ -144,10 +144,12 @@ class LabelReader:
             found = self._decode(rotate(gray, angle), name)
             if found:
                 return found
+        if gray.size > 200 * 200:  # upscaling is for a located code region, not a whole parcel
+            return None
         # small modules blurred by the optics: zxing finds them once they are twice the size
         big = cv2.resize(gray, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
         found = self._decode(rotate(big, edges), "edges x2")
-        if found or gray.size > 160 * 160:  # the last try is for small code regions only
+        if found or gray.size > 160 * 160:  # the last try is for the smallest regions only
             return found
         return self._decode(big, "x2", zxingcpp.Binarizer.GlobalHistogram)
 
