@@ -120,10 +120,13 @@ class LabelReader:
     def read_crop(
         self, gray: np.ndarray, parcel_angle_deg: float | None = None
     ) -> LabelRead | None:
-        for x, y, w, h in locate_codes(gray):
+        regions = locate_codes(gray)
+        for x, y, w, h in regions:
             found = self._attempts(gray[y : y + h, x : x + w], parcel_angle_deg)
             if found:
                 return found
+        if not regions:  # nothing looks like a code: one cheap look at the whole crop
+            return self._decode(gray, "crop")
         return self._attempts(gray, parcel_angle_deg)
 
     def _attempts(self, gray: np.ndarray, parcel_angle_deg: float | None) -> LabelRead | None:
