@@ -1,0 +1,94 @@
+"""Between the cell core and a real ``McuLink``: strokes become ``schedule_at_count`` /
+``cancel_action`` commands, and the MCU's events (``action_done``, ``input_edge``,
+``encoder_report``) become the core's facts, stamped with the MCU's encoder counts."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from edge.cell.config import CellConfig
+from edge.cell.events import (
+    CancelStroke,
+    CellEvent,
+    ChuteSensor,
+    EyeEdge,
+    ScheduleStroke,
+    StrokeDone,
+    StrokeRefused,
+    Tick,
+)
+from firmware_bridge.mcu import McuCommandError, McuLink
+from firmware_bridge.mcu import messages as m
+
+log = logging.getLogger("wolfpack.cell.mcu")
+
+
+class McuDiverter:
+    """Owns the mapping parcel <-> MCU action id for one cell's MCU."""
+
+    def __init__(self, link: McuLink, cfg: CellConfig) -> None:
+        self.link = link
+        self.encoder = cfg.belt.encoder
+        self._eyes = {e.mcu_input: e.id for e in cfg.photo_eyes}
+        self._chutes = {c.confirm_input: c.id for c in cfg.chutes if c.confirm_input is not None}
+        if cfg.reject.confirm_input is not None:
+            self._chutes[cfg.reject.confirm_input] = cfg.reject.id
+        self._actions: dict[int, int] = {}  # MCU action id -> parcel id
+        self._by_parcel: dict[int, int] = {}  # parcel id -> MCU action id
+
+    async def configure(self, outputs: list[int]) -> None:
+        """Declare the diverter outputs (safe value 0: retracted)."""
+        for pin in outputs:
+            await self.link.configure_output(pin, safe_value=0)
+
+    async def schedule(self, action: ScheduleStroke) -> CellEvent | None:
+        """Schedule the stroke on the MCU; a refusal comes back as a ``StrokeRefused``."""
+        try:
+            action_id = await self.link.schedule_at_count(
+                action.count,
+                pin=action.output,
+                duration_s=action.duration_ms / 1000,
+                encoder=action.encoder,
+            )
+        except McuCommandError as exc:
+            return StrokeRefused(action.parcel_id, exc.reason, time.monotonic())
+        self._actions[action_id] = action.parcel_id
+        self._by_parcel[action.parcel_id] = action_id
+        return None
+
+    async def cancel(self, action: CancelStroke) -> None:
+        action_id = self._by_parcel.pop(action.parcel_id, None)
+        if action_id is None:
+            return
+        self._actions.pop(action_id, None)
+        try:
+            await self.link.cancel_action(action_id)
+        except McuCommandError as exc:
+            if exc.code != m.ERR_NOT_FOUND:  # already fired: action_done tells the core
+                raise
+
+    async def cancel_all(self) -> None:
+        """Cancel every pending action (e-stop), whatever the core believes."""
+        for parcel_id in list(self._by_parcel):
+            await self.cancel(CancelStroke(parcel_id, "", 0, 0))
+
+    def translate(self, msg: m.Message) -> CellEvent | None:
+        """An MCU event as a cell fact (None if it is not one)."""
+        now = time.monotonic()
+        if msg.name == "action_done":
+            parcel_id = self._actions.pop(msg["action"], None)
+            if parcel_id is None:
+                return None
+            self._by_parcel.pop(parcel_id, None)
+            return StrokeDone(parcel_id, msg["count"], now)
+        if msg.name == "input_edge":
+            pin = msg["pin"]
+            if pin in self._eyes:
+                return EyeEdge(self._eyes[pin], bool(msg["value"]), msg["count"], now)
+            if pin in self._chutes and msg["value"]:
+                return ChuteSensor(self._chutes[pin], msg["count"], now)
+            return None
+        if msg.name == "encoder_report" and msg["encoder"] == self.encoder:
+            return Tick(msg["count"], now)
+        return None
