@@ -26,6 +26,7 @@ from sim_hardware.mcu.encoder import BeltEncoder, EncoderSource
 from sim_hardware.mcu.faults import LineFaults
 from sim_hardware.mcu.firmware import SimFirmware
 from sim_hardware.mcu.wire import PtyWire
+from sim_hardware.pipe_rpc import PipeClient
 
 T = TypeVar("T")
 
@@ -260,10 +261,12 @@ def _process_main(options: SimMcuOptions, conn: Any, realtime: bool) -> None:
     asyncio.run(main())
 
 
-class SimMcuProcess:
+class SimMcuProcess(PipeClient):
     """Runs a SimMcu in its own process, for tests whose timing must not share a GIL with
     the host link. ``call("reset")``, ``call("firmware.set_input", 3, 1)``,
     ``get("firmware.actions_log")``: every argument and result must be picklable."""
+
+    rpc_name = "simulated MCU"
 
     def __init__(self, options: SimMcuOptions, realtime: bool = True) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -278,21 +281,6 @@ class SimMcuProcess:
             raise RuntimeError("simulated MCU process did not start")
         self._conn.recv()
         return self
-
-    def _ask(self, kind: str, path: str, args: tuple[Any, ...]) -> Any:
-        self._conn.send((kind, path, args))
-        if not self._conn.poll(10):
-            raise TimeoutError(f"simulated MCU process did not answer {kind} {path}")
-        status, value = self._conn.recv()
-        if status == "error":
-            raise RuntimeError(value)
-        return value
-
-    def call(self, path: str, *args: Any) -> Any:
-        return self._ask("call", path, args)
-
-    def get(self, path: str) -> Any:
-        return self._ask("get", path, ())
 
     def stop(self) -> None:
         if self._proc.is_alive():

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sim_hardware.mcu import SimMcuOptions, SimMcuThread
+from sim_hardware.pipe_rpc import PipeClient
 from sim_hardware.plc import PlcSimulator
 from sim_hardware.world.clock import RealClock
 from sim_hardware.world.config import WorldConfig
@@ -120,11 +121,13 @@ def _cell_main(config: WorldConfig, mcu_link: str, kwargs: dict[str, Any], conn:
                 conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
-class SimCellProcess:
+class SimCellProcess(PipeClient):
     """A SimCell in its own process, so the node under test does not share its GIL (the
     simulated MCU's timing then does not suffer from the node's load). Control and truth over
     a pipe: ``call("world.set_estop", True)``, ``call("world.score.summary")``,
     ``get("world.late_inputs")``; every argument and result must be picklable."""
+
+    rpc_name = "simulated cell"
 
     def __init__(self, config: WorldConfig, mcu_link: str | Path, **kwargs: Any) -> None:
         import multiprocessing
@@ -147,21 +150,6 @@ class SimCellProcess:
             raise RuntimeError(f"the simulated cell process failed to start: {value}")
         self.plc_port = int(value)
         return self
-
-    def _ask(self, kind: str, path: str, args: tuple[Any, ...]) -> Any:
-        self._conn.send((kind, path, args))
-        if not self._conn.poll(10):
-            raise TimeoutError(f"the simulated cell did not answer {kind} {path}")
-        status, value = self._conn.recv()
-        if status == "error":
-            raise RuntimeError(value)
-        return value
-
-    def call(self, path: str, *args: Any) -> Any:
-        return self._ask("call", path, args)
-
-    def get(self, path: str) -> Any:
-        return self._ask("get", path, ())
 
     def stop(self) -> None:
         if self._proc.is_alive():
