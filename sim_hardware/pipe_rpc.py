@@ -31,3 +31,11 @@ class PipeClient:
     def get(self, path: str) -> Any:
         """Read the attribute at ``path`` inside the child."""
         return self._ask("get", path, ())
+
+
+def resolve_path(root: object, path: str) -> Any:
+    """The child's side: the object at a dotted attribute path, e.g. ``world.score.summary``."""
+    obj = root
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj

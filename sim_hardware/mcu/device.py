@@ -26,7 +26,7 @@ from sim_hardware.mcu.encoder import BeltEncoder, EncoderSource
 from sim_hardware.mcu.faults import LineFaults
 from sim_hardware.mcu.firmware import SimFirmware
 from sim_hardware.mcu.wire import PtyWire
-from sim_hardware.pipe_rpc import PipeClient
+from sim_hardware.pipe_rpc import PipeClient, resolve_path
 
 T = TypeVar("T")
 
@@ -200,13 +200,6 @@ class SimMcuThread:
         self.stop()
 
 
-def _resolve(root: object, path: str) -> Any:
-    obj = root
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def request_realtime(priority: int = 10) -> bool:
     """Ask the OS for FIFO real-time scheduling, as a real MCU has a CPU to itself.
 
@@ -244,7 +237,7 @@ def _process_main(options: SimMcuOptions, conn: Any, realtime: bool) -> None:
                 conn.send(("ok", None))
                 return
             try:
-                target = _resolve(sim, path)
+                target = resolve_path(sim, path)
                 value = target(*args) if kind == "call" else target
                 if isinstance(value, (list, tuple, deque)):
                     value = list(value)

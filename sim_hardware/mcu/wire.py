@@ -128,19 +128,28 @@ class PtyWire:
         data = self.from_host_faults.apply(data)
         if not data:
             return
+        self._rx_free = self._pace(data, self._rx_free, self.on_receive, self._deliver)
+
+    def _pace(
+        self,
+        data: bytes,
+        line_free: float,
+        now_sink: Callable[[bytes], None],
+        later_sink: Callable[[bytes], None],
+    ) -> float:
+        """Hand ``data`` on at the modelled wire time; return when the line is free again."""
         now = time.monotonic()
-        start = max(now, self._rx_free, self._stall_until)
+        start = max(now, line_free, self._stall_until)
         if not self.byte_time and start <= now:
-            self._rx_free = now
-            self.on_receive(data)
-            return
+            now_sink(data)
+            return now
         assert self._loop is not None
         step = self._slice
         for i in range(0, len(data), step):
             piece = data[i : i + step]
             start += len(piece) * self.byte_time
-            self._loop.call_at(self._loop_time(start), self._deliver, piece)
-        self._rx_free = start
+            self._loop.call_at(self._loop_time(start), later_sink, piece)
+        return start
 
     def _deliver(self, piece: bytes) -> None:
         if self.plugged:
@@ -155,19 +164,7 @@ class PtyWire:
         if not self.plugged or not data:
             return
         data = self.to_host_faults.apply(data)
-        now = time.monotonic()
-        start = max(now, self._tx_free, self._stall_until)
-        if not self.byte_time and start <= now:
-            self._tx_free = now
-            self._write(data)
-            return
-        assert self._loop is not None
-        step = self._slice
-        for i in range(0, len(data), step):
-            piece = data[i : i + step]
-            start += len(piece) * self.byte_time
-            self._loop.call_at(self._loop_time(start), self._write, piece)
-        self._tx_free = start
+        self._tx_free = self._pace(data, self._tx_free, self._write, self._write)
 
     def _write(self, data: bytes) -> None:
         if not self.plugged or self._master is None:

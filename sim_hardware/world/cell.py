@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sim_hardware.mcu import SimMcuOptions, SimMcuThread
-from sim_hardware.pipe_rpc import PipeClient
+from sim_hardware.pipe_rpc import PipeClient, resolve_path
 from sim_hardware.plc import PlcSimulator
 from sim_hardware.world.clock import RealClock
 from sim_hardware.world.config import WorldConfig
@@ -92,13 +92,6 @@ class SimCell:
         self.stop()
 
 
-def _resolve(root: object, path: str) -> Any:
-    obj = root
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _cell_main(config: WorldConfig, mcu_link: str, kwargs: dict[str, Any], conn: Any) -> None:
     """Child process: run a SimCell and answer ``(kind, path, args)`` requests until 'stop'."""
     from sim_hardware.mcu.device import request_realtime
@@ -115,7 +108,7 @@ def _cell_main(config: WorldConfig, mcu_link: str, kwargs: dict[str, Any], conn:
                 conn.send(("ok", None))
                 return
             try:
-                target = _resolve(cell, path)
+                target = resolve_path(cell, path)
                 conn.send(("ok", target(*args) if kind == "call" else target))
             except Exception as exc:  # sent back to the caller, raised there
                 conn.send(("error", f"{type(exc).__name__}: {exc}"))
