@@ -9,7 +9,6 @@ the host link, which delays the sim's timers by milliseconds now and then).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import multiprocessing
 import os
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from firmware_bridge.mcu.identity import PROTOCOL_VERSION
+from sim_hardware.loop_call import call_on_loop
 from sim_hardware.mcu.encoder import BeltEncoder, EncoderSource
 from sim_hardware.mcu.faults import LineFaults
 from sim_hardware.mcu.firmware import SimFirmware
@@ -177,16 +177,7 @@ class SimMcuThread:
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the sim's loop and return its result."""
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                fut.set_result(fn(*args))
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        self._loop.call_soon_threadsafe(run)
-        return fut.result(5)
+        return call_on_loop(self._loop, fn, *args)
 
     def stop(self) -> None:
         if self._thread.is_alive():

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sim_hardware.loop_call import call_on_loop
 from sim_hardware.scanner.device import ScannerOptions, SimScanner
 
 T = TypeVar("T")
@@ -31,16 +31,7 @@ class SimScannerThread:
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the scanner's loop and return its result."""
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                fut.set_result(fn(*args))
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        self._loop.call_soon_threadsafe(run)
-        return fut.result(5)
+        return call_on_loop(self._loop, fn, *args)
 
     def scan(self, text: str) -> bool:
         return self.call(self.sim.scan, text)
