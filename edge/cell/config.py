@@ -9,10 +9,11 @@ located error instead of as a mis-sort at line speed.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from edge.cell.wiring import BrainBinding, CameraBinding, PlcBinding, ScannerBinding
 from edge.safety.config import SafetyConfig
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -72,9 +73,6 @@ class ChuteConfig(_Strict):
     confirm_input: int | None = Field(
         None, ge=0, le=255, description="MCU input of the chute-entry sensor (confirmation)"
     )
-    full_input: int | None = Field(
-        None, ge=0, description="PLC discrete input that reports the chute full"
-    )
 
 
 class RejectChuteConfig(_Strict):
@@ -86,7 +84,6 @@ class RejectChuteConfig(_Strict):
     output: int | None = Field(None, ge=0, le=255, description="diverter, if not a run-off")
     stroke_ms: float = Field(150.0, gt=0, le=5000)
     confirm_input: int | None = Field(None, ge=0, le=255)
-    full_input: int | None = Field(None, ge=0)
 
 
 class RoutingRule(_Strict):
@@ -125,7 +122,22 @@ class CellConfig(_Strict):
     confirm_window_mm: float = Field(
         400.0, gt=0, description="a chute sensor edge this far past the diverter confirms"
     )
+    aim: Literal["leading_edge", "centre"] = Field(
+        "leading_edge",
+        description="what a stroke aims at: the leading edge (+ fire_offset_mm), or the "
+        "parcel's centre once its length is known from the induction eye",
+    )
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    plc: PlcBinding | None = Field(None, description="the conveyor PLC: belt run, speed, e-stop")
+    scanners: list[ScannerBinding] = Field(
+        default_factory=list, description="fixed label scanners and where they read"
+    )
+    camera: CameraBinding | None = Field(
+        None, description="use the vision section's camera as a label and class source"
+    )
+    brain: BrainBinding = Field(
+        default_factory=BrainBinding, description="the brain's routing request and answer"
+    )
 
     @property
     def reject_position_mm(self) -> float:
@@ -181,6 +193,13 @@ class CellConfig(_Strict):
                     f"({reject_at} mm), so every parcel can still reach reject"
                 )
         known = {c.id for c in self.chutes} | {self.reject.id}
+        if self.plc is not None:
+            for chute_id in self.plc.chute_full:
+                if chute_id not in known_ids(self):
+                    raise ValueError(
+                        f"plc.chute_full: chute {chute_id!r} does not exist; chutes: "
+                        f"{', '.join(sorted(known_ids(self)))}"
+                    )
         for i, rule in enumerate(self.routing):
             if rule.chute not in known:
                 raise ValueError(
@@ -188,6 +207,10 @@ class CellConfig(_Strict):
                     f"{', '.join(sorted(known))}"
                 )
         return self
+
+
+def known_ids(cfg: CellConfig) -> set[str]:
+    return {c.id for c in cfg.chutes} | {cfg.reject.id}
 
 
 def _unique(what: str, names: list[str]) -> None:

@@ -100,6 +100,8 @@ class CellCore:
                 parcel.trail_count = ev.count
                 length = (ev.count - parcel.lead_count) / self.cpm
                 parcel.note(ev.t, ev.count, "trailing_edge", f"length {length:.0f} mm")
+                if parcel.awaiting_length:
+                    self._schedule(parcel, ev.t)
 
     def _on_Sighting(self, ev: Sighting) -> None:
         parcel = self.tracker.match_point(ev.count, ev.position_mm)
@@ -210,6 +212,9 @@ class CellCore:
 
     def _on_Resume(self, ev: Resume) -> None:
         self.halted = None
+        for p in sorted(self.active.values(), key=lambda p: p.id):
+            if p.phase == "decided" and not p.stroke_pending and p.fired_count is None:
+                self._schedule(p, ev.t)  # what halting left unscheduled (reject strokes)
 
     # ---- decisions and strokes -------------------------------------------------------------
     def _ask(self, parcel: Parcel, t: float) -> None:
@@ -256,8 +261,9 @@ class CellCore:
         parcel.chute, parcel.reason = self.reject, why
         self._schedule(parcel, t)
 
-    def _schedule(self, parcel: Parcel, t: float) -> None:
+    def _schedule(self, parcel: Parcel, t: float, length_unknown_ok: bool = False) -> None:
         assert parcel.chute is not None
+        parcel.awaiting_length = False
         if parcel.chute == self.reject:
             output, at, stroke_ms = (
                 self.cfg.reject.output,
@@ -276,6 +282,16 @@ class CellCore:
             )
         if self.halted is not None:
             return  # only a reject stroke can get here; nothing fires while halted
+        if self.cfg.aim == "centre":
+            length = parcel.length_mm(self.cpm)
+            if length is None and not length_unknown_ok:
+                parcel.awaiting_length = True
+                parcel.note(t, self._count(), "waiting_length", "stroke aims at the centre")
+                return
+            if length is None:
+                parcel.note(t, self._count(), "length_unknown", "aiming at the leading edge")
+            else:
+                at += length / 2
         now = self._count()
         plan = plan_stroke(
             parcel.lead_count, self.eye_mm, at, self.cpm, now, self.cfg.min_lead_counts
@@ -323,6 +339,8 @@ class CellCore:
                     self._decide(p, self.reject, "unreadable", "label unreadable", t)
                 else:
                     self._fallback(p, "decision point reached before the brain answered", t)
+            if p.awaiting_length and pos >= self.cfg.decision_point_mm:
+                self._schedule(p, t, length_unknown_ok=True)
             if p.phase == "decided":
                 self._expire(p, pos)
         if now is not None:

@@ -39,6 +39,7 @@ class Parcel:
     stroke_chute: str | None = None
     stroke_pending: bool = False
     fired_count: int | None = None
+    awaiting_length: bool = False  # aim "centre": the stroke waits for the trailing edge
     milestones: dict[str, float] = field(default_factory=dict)
     story: list[StoryEntry] = field(default_factory=list)
 
@@ -47,6 +48,11 @@ class Parcel:
 
     def mark(self, milestone: str, t: float) -> None:
         self.milestones.setdefault(milestone, t)
+
+    def length_mm(self, counts_per_mm: float) -> float | None:
+        if self.trail_count is None:
+            return None
+        return (self.trail_count - self.lead_count) / counts_per_mm
 
 
 class Tracker:

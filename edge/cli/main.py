@@ -16,6 +16,7 @@ from edge.logsetup import setup_logging
 
 # Command groups, in the order `wolfpack --help` lists them.
 COMMAND_MODULES = (
+    "edge.cli.run_cmd",
     "edge.cli.config_cmd",
     "edge.cli.sim_cmd",
     "edge.cli.mcu_cmd",

@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edge.cell.config import CellConfig
 from firmware_bridge.linedev.config import LineDevices
@@ -136,6 +144,62 @@ class BoardConfig(StrictModel):
         _require_unique("mcu", [m.name for m in mcus])
         _require_unique("mcu port", [m.port for m in mcus])
         return mcus
+
+    @field_validator("cell")
+    @classmethod
+    def _cell_references(cls, cell: CellConfig | None, info: ValidationInfo) -> CellConfig | None:
+        """The cell names devices of other sections: each name must resolve."""
+        if cell is None:
+            return cell
+        for problem in cell_reference_problems(cell, info.data):
+            raise ValueError(problem)
+        return cell
+
+
+def cell_reference_problems(cell: CellConfig, sections: dict[str, object]) -> list[str]:
+    """What in ``cell`` names a device the rest of the board config does not have."""
+    problems: list[str] = []
+    mcus = sections.get("mcus")
+    if isinstance(mcus, list):
+        names = [m.name for m in mcus]
+        if cell.belt.mcu not in names:
+            problems.append(
+                f"cell.belt.mcu: {cell.belt.mcu!r} is not an MCU of this board "
+                f"(mcus: {', '.join(names) or 'none'})"
+            )
+    modbus = sections.get("modbus")
+    if cell.plc is not None and isinstance(modbus, ModbusConfig):
+        devices = {d.name: d for d in modbus.devices}
+        dev = devices.get(cell.plc.device)
+        if dev is None:
+            problems.append(
+                f"cell.plc.device: {cell.plc.device!r} is not a Modbus device "
+                f"(modbus.devices: {', '.join(devices) or 'none'})"
+            )
+        else:
+            tags = {t.name for t in dev.tags}
+            wanted = [("run", cell.plc.run), ("estop", cell.plc.estop), ("speed", cell.plc.speed)]
+            if cell.plc.speed_setpoint is not None:
+                wanted.append(("speed_setpoint", cell.plc.speed_setpoint))
+            wanted += [(f"chute_full.{c}", tag) for c, tag in cell.plc.chute_full.items()]
+            for key, tag in wanted:
+                if tag not in tags:
+                    problems.append(
+                        f"cell.plc.{key}: device {dev.name!r} has no tag {tag!r} "
+                        f"(its tags: {', '.join(sorted(tags))})"
+                    )
+    devices_list = sections.get("line_devices")
+    if isinstance(devices_list, list):
+        line_names = [d.name for d in devices_list]
+        for i, scanner in enumerate(cell.scanners):
+            if scanner.device not in line_names:
+                problems.append(
+                    f"cell.scanners[{i}].device: {scanner.device!r} is not a line device "
+                    f"(line_devices: {', '.join(line_names) or 'none'})"
+                )
+    if cell.camera is not None and sections.get("vision") is None:
+        problems.append("cell.camera: the cell uses a camera but the board has no vision section")
+    return problems
 
 
 def _require_unique(what: str, names: list[str]) -> None:

@@ -1,0 +1,71 @@
+"""How the cell reaches its devices: which PLC tags run the belt, which line devices read
+labels and where they sit, where the camera looks, what the brain is asked.
+
+Names here refer to other sections of the board config (``modbus.devices``, ``line_devices``,
+``vision``); the board model checks that every name resolves, so a typo fails at load time
+with its location rather than as a silent "no e-stop input" at run time.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlcBinding(_Strict):
+    """The conveyor PLC (a ``modbus.devices`` entry) and the tags the cell uses on it."""
+
+    device: str = Field(description="name of the Modbus device (modbus.devices[].name)")
+    run: str = Field("run", description="read-write bool tag: 1 runs the belt")
+    speed_setpoint: str | None = Field(
+        "speed-setpoint", description="read-write tag of the belt speed setpoint (null: none)"
+    )
+    setpoint_units_per_mm_s: float = Field(
+        0.001, gt=0, description="setpoint tag units per mm/s (0.001 for a tag in m/s)"
+    )
+    estop: str = Field("estop", description="bool tag: 1 while the e-stop is pressed")
+    speed: str = Field("speed", description="tag of the measured belt speed")
+    speed_units_per_mm_s: float = Field(
+        0.001, gt=0, description="speed tag units per mm/s (0.001 for a tag in m/s)"
+    )
+    moving_below_mm_s: float = Field(
+        5.0, gt=0, description="the belt counts as stopped below this speed"
+    )
+    chute_full: dict[str, str] = Field(
+        default_factory=dict, description="chute id -> bool tag that reports it full"
+    )
+
+
+class ScannerBinding(_Strict):
+    """A fixed label scanner (a ``line_devices`` entry) and where it reads on the belt."""
+
+    device: str = Field(description="name of the line device (line_devices[].name)")
+    position_mm: float = Field(ge=0, description="the point on the belt the scanner reads")
+    name: str = Field("scanner", description="label source name shown in parcel records")
+
+
+class CameraBinding(_Strict):
+    """The camera over the belt (the ``vision`` section). Its calibration maps image pixels
+    to belt millimetres; ``offset_mm`` moves that frame onto the cell's belt coordinates."""
+
+    offset_mm: float = Field(
+        0.0, description="belt position of the calibration's x = 0 (mm from the infeed)"
+    )
+    max_fps: float = Field(30.0, gt=0, le=240, description="frames processed per second, at most")
+    name: str = Field("camera", description="label source name shown in parcel records")
+
+
+class BrainBinding(_Strict):
+    """The logistics brain's routing protocol on the fleet link (docs/cell.md)."""
+
+    request_event: str = Field("route_request", description="event kind a route request uses")
+    answer_command: str = Field("route", description="command name the brain answers with")
+    chute_prefix: str = Field(
+        "", description="the brain names chutes by number: answer 7 -> chute '<prefix>7'"
+    )
+    lost_after_misses: int = Field(
+        3, ge=1, description="this many deadlines missed in a row: the brain counts as lost"
+    )

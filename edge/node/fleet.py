@@ -1,0 +1,142 @@
+"""The node on the fleet link: parcel records, safety transitions and alarms out; the brain's
+route answers and the operators' commands (start, stop, reset, status) in.
+
+Commands arrive on the link's command thread; each is handed to the node's event loop, which
+owns the cell and safety state. Route answers are handed over without waiting (the brain
+gets "accepted"); operator commands wait for the node's verdict, so a refused reset answers
+with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from edge.cell.events import AskBrain
+from edge.cell.record import ParcelRecord
+from edge.cell.wiring import BrainBinding
+from fleet_link.commands import CommandError
+from fleet_link.config import MqttConfig
+from fleet_link.link import EdgeLink
+
+log = logging.getLogger("wolfpack.node.fleet")
+
+RouteCallback = Callable[[int, str | None, float], None]
+OperatorCallback = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+_ROUTE_SCHEMA = {
+    "type": "object",
+    "required": ["parcel", "chute"],
+    "properties": {
+        "parcel": {"type": "integer", "minimum": 1},
+        "chute": {"type": ["integer", "string", "null"]},
+        "reason": {"type": "string"},
+    },
+}
+_EMPTY = {"type": "object", "additionalProperties": False}
+
+
+class NodeLink(EdgeLink):
+    """An ``EdgeLink`` whose retained state also carries the node's own status."""
+
+    extra_state: Callable[[], dict[str, Any]] | None = None
+
+    def state(self, status: str = "online", reason: str = "") -> dict[str, Any]:
+        body = super().state(status, reason)
+        if self.extra_state is not None:
+            try:
+                body.update(self.extra_state())
+            except Exception:  # the state must go out even if a part of it fails
+                log.exception("node state could not be assembled")
+        return body
+
+
+class FleetBridge:
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        site: str,
+        node: str,
+        brain: BrainBinding,
+        loop: asyncio.AbstractEventLoop,
+        on_route: RouteCallback,
+        on_operator: OperatorCallback,
+        *,
+        firmware_version: str = "",
+        config_version: str = "",
+    ) -> None:
+        self.brain = brain
+        self.loop = loop
+        self.on_route = on_route
+        self.on_operator = on_operator
+        self.link = NodeLink(
+            cfg, site, node, firmware_version=firmware_version, config_version=config_version
+        )
+        reg = self.link.commands
+        reg.register(brain.answer_command, self._route, _ROUTE_SCHEMA, "the brain's destination")
+        for name, text in (
+            ("start", "start the belt and sorting (from ready)"),
+            ("stop", "stop the belt in an orderly way"),
+            ("reset", "leave e-stop or fault (refused while the cause persists)"),
+            ("status", "the cell's safety state, devices and counters"),
+        ):
+            reg.register(name, self._operator(name), _EMPTY, text)
+
+    @property
+    def connected(self) -> bool:
+        return self.link.connected.is_set()
+
+    def start(self) -> None:
+        self.link.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.link.stop(timeout)
+
+    # ---- out -------------------------------------------------------------------------------
+    def ask(self, ask: AskBrain, now: float) -> None:
+        data: dict[str, Any] = {
+            "parcel": ask.parcel_id,
+            "label": ask.label,
+            "deadline_ms": round(max(0.0, ask.deadline_t - now) * 1000, 1),
+        }
+        if ask.class_name is not None:
+            data["class"] = ask.class_name
+        if ask.size_mm is not None:
+            data["size_mm"] = list(ask.size_mm)
+        self.link.publish_event(self.brain.request_event, data)
+
+    def record(self, record: ParcelRecord) -> None:
+        self.link.publish_event("parcel", record.to_json())
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        self.link.publish_event(kind, data)
+
+    def fault(self, code: str, active: bool, **info: Any) -> None:
+        self.link.set_fault(code, active, **info)
+
+    # ---- in (command thread) ---------------------------------------------------------------
+    def _route(self, args: dict[str, Any]) -> dict[str, Any]:
+        chute = args.get("chute")
+        name = None if chute is None else f"{self.brain.chute_prefix}{chute}"
+        received = time.monotonic()
+        self.loop.call_soon_threadsafe(self.on_route, int(args["parcel"]), name, received)
+        return {"accepted": True}
+
+    def _operator(self, name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def handle(args: dict[str, Any]) -> dict[str, Any]:
+            async def run() -> dict[str, Any]:
+                return self.on_operator(name, args)
+
+            try:
+                future = asyncio.run_coroutine_threadsafe(run(), self.loop)
+                result = future.result(timeout=5.0)
+            except TimeoutError:
+                raise CommandError("timeout", f"the node did not act on {name!r} in 5 s") from None
+            if result.get("refused"):
+                raise CommandError("refused", str(result["refused"]))
+            return result
+
+        return handle
