@@ -40,7 +40,7 @@ class PlcEngine:
         """The response to send, or None for silence (unknown unit or injected fault)."""
         unit = request.dev_id
         fault = self.fault_for(unit)
-        if unit not in self.images or fault.no_answer:
+        if unit not in self.images or fault.drops():
             return None
         async with self._busy:  # one request at a time, like a PLC's comms task
             delay = self.turnaround_s + fault.delay_s + extra_delay_s
