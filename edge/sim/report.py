@@ -1,0 +1,201 @@
+"""The report of a `wolfpack sim` run: the world's truth joined with the node's records.
+
+The world knows where each parcel should have gone and where it went; the node's records
+(received by a brain-side consumer over MQTT, as the brain would) say what the node decided,
+who decided and how long each stage took. A node record is joined to its world parcel by the
+encoder count at which the parcel's leading edge reached the induction eye.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REPORT_KEYS = (
+    "parcels_in", "sorted_correct", "mis_sorted", "rejected", "lost", "decisions",
+    "latency_ms", "divert_error_mm", "node",
+)  # fmt: skip
+JOIN_TOLERANCE_COUNTS = 5
+
+
+def percentiles(values: Iterable[float]) -> dict[str, float | None]:
+    data = sorted(values)
+    if not data:
+        return {"p50": None, "p99": None, "max": None, "n": 0}
+
+    def q(p: float) -> float:
+        return round(data[min(len(data) - 1, math.ceil(p * len(data)) - 1)], 3)
+
+    return {"p50": q(0.5), "p99": q(0.99), "max": round(data[-1], 3), "n": len(data)}
+
+
+def join_records(
+    world: Mapping[int, Any], node: list[dict[str, Any]], eye_mm: float, counts_per_mm: float
+) -> dict[int, dict[str, Any]]:
+    """World parcel id -> the node's record of it (only those the node reported)."""
+    by_count = sorted(node, key=lambda r: r["lead_count"])
+    counts = [r["lead_count"] for r in by_count]
+    joined: dict[int, dict[str, Any]] = {}
+    used: set[int] = set()
+    import bisect
+
+    for pid, rec in world.items():
+        if rec.inducted_s is None:
+            continue
+        expect = math.floor((rec.induct_travel_mm + eye_mm) * counts_per_mm)
+        i = bisect.bisect_left(counts, expect - JOIN_TOLERANCE_COUNTS)
+        best = None
+        while i < len(counts) and counts[i] <= expect + JOIN_TOLERANCE_COUNTS:
+            if i not in used and (
+                best is None or abs(counts[i] - expect) < abs(counts[best] - expect)
+            ):
+                best = i
+            i += 1
+        if best is not None:
+            used.add(best)
+            joined[pid] = by_count[best]
+    return joined
+
+
+def build_report(
+    *,
+    world_records: Mapping[int, Any],
+    world_summary: Mapping[str, Any],
+    reject_station: int,
+    node_records: list[dict[str, Any]],
+    eye_mm: float,
+    counts_per_mm: float,
+    node_usage: Mapping[str, float],
+    settings: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    done = {pid: r for pid, r in world_records.items() if r.actual is not None}
+    joined = join_records(done, node_records, eye_mm, counts_per_mm)
+    legible = [r for r in done.values() if r.parcel.label_legible]
+    sorted_right = [r for r in legible if r.actual == r.intended and r.actual != reject_station]
+    mis = [
+        r
+        for r in done.values()
+        if r.actual not in (reject_station, "end") and r.actual != r.intended
+    ]
+    in_reject = [pid for pid, r in done.items() if r.actual == reject_station]
+    ran_off = [pid for pid, r in done.items() if r.actual == "end"]
+    no_record = [pid for pid in done if pid not in joined]
+    reasons: Counter[str] = Counter()
+    for pid in in_reject:
+        rec = joined.get(pid)
+        reasons[_reason_class(rec) if rec else "no node record"] += 1
+    decisions: Counter[str] = Counter(r.get("decision_source") or "none" for r in node_records)
+    sources: Counter[str] = Counter(r.get("label_source") or "none" for r in node_records)
+    stages: dict[str, list[float]] = {}
+    for r in node_records:
+        for stage, ms in (r.get("latency_ms") or {}).items():
+            stages.setdefault(stage, []).append(ms)
+    errors = [abs(r.divert_error_mm) for r in done.values() if r.divert_error_mm is not None]
+    unreadable = len(done) - len(legible)
+    lost_ids = sorted(set(ran_off) | set(no_record))
+    return {
+        "parcels_in": len(done),
+        "legible": len(legible),
+        "sorted_correct": len(sorted_right),
+        "sorted_correct_of_legible": round(len(sorted_right) / len(legible), 5)
+        if legible
+        else None,
+        "mis_sorted": len(mis),
+        "rejected": {
+            "total": len(in_reject),
+            "unreadable_label": sum(1 for p in in_reject if not done[p].parcel.label_legible),
+            "legible_label": sum(1 for p in in_reject if done[p].parcel.label_legible),
+            "by_reason": dict(reasons.most_common()),
+        },
+        "unreadable_parcels": unreadable,
+        "lost": len(lost_ids),
+        "lost_detail": {
+            "ran_off_belt": len(ran_off),
+            "no_node_record": len(no_record),
+            "examples": lost_ids[:10],
+        },
+        "still_on_belt": len(world_records) - len(done),
+        "decisions": dict(decisions.most_common()),
+        "label_source": dict(sources.most_common()),
+        "latency_ms": {s: percentiles(v) for s, v in sorted(stages.items())},
+        "divert_error_mm": percentiles(errors),
+        "node": dict(node_usage),
+        "node_records": len(node_records),
+        "world": dict(world_summary),
+        "settings": dict(settings),
+        **dict(extra or {}),
+    }
+
+
+def _reason_class(rec: Mapping[str, Any]) -> str:
+    """A short class of why the node sent a parcel to reject (the full reason is in the
+    record's story)."""
+    reason = str(rec.get("reason") or "")
+    source = rec.get("decision_source")
+    if source == "unreadable":
+        return "no label read"
+    if "labels disagree" in reason:
+        return "labels disagree"
+    if "halted" in reason:
+        return "cell halted (e-stop/stop/fault)"
+    if "full" in reason:
+        return "chute full"
+    if "too close" in reason or "already past" in reason:
+        return "decided too late to divert"
+    if "MCU refused" in reason:
+        return "MCU refused the stroke"
+    if source == "routing_table":
+        return "routing table (brain late or away)"
+    if source == "brain":
+        return "brain chose reject"
+    return reason.split(";")[0][:60] or "unknown"
+
+
+def render_text(report: Mapping[str, Any]) -> str:
+    """The report for a person: the headline figures, then the details."""
+    lines = []
+    n = report["parcels_in"]
+    legible = report["legible"]
+    ok = report["sorted_correct"]
+    pct = f"{100 * ok / legible:.2f} %" if legible else "n/a"
+    rej = report["rejected"]
+    lines.append(f"parcels in        {n}  ({legible} with legible labels)")
+    lines.append(f"sorted right      {ok}  ({pct} of legible)")
+    lines.append(f"mis-sorted        {report['mis_sorted']}")
+    lines.append(
+        f"rejected          {rej['total']}  ({rej['unreadable_label']} unreadable, "
+        f"{rej['legible_label']} legible)"
+    )
+    for why, count in rej["by_reason"].items():
+        lines.append(f"    {count:6d}  {why}")
+    ld = report["lost_detail"]
+    lines.append(
+        f"lost              {report['lost']}  (ran off the belt {ld['ran_off_belt']}, "
+        f"no node record {ld['no_node_record']})"
+    )
+    lines.append(
+        "decisions         " + ", ".join(f"{k} {v}" for k, v in report["decisions"].items())
+    )
+    lines.append(
+        "label source      " + ", ".join(f"{k} {v}" for k, v in report["label_source"].items())
+    )
+    lines.append("latency (ms)      stage                      p50      p99")
+    for stage, q in report["latency_ms"].items():
+        lines.append(f"                  {stage:24s} {_fmt(q['p50'])} {_fmt(q['p99'])}")
+    de = report["divert_error_mm"]
+    lines.append(
+        f"divert error (mm) p50 {_fmt(de['p50'])}  p99 {_fmt(de['p99'])}  max {_fmt(de['max'])}"
+    )
+    node = report["node"]
+    lines.append(
+        f"node              cpu {node.get('cpu_percent', 0):.1f} %"
+        f"  rss {node.get('rss_mb', 0):.1f} MB  (peak {node.get('rss_peak_mb', 0):.1f} MB)"
+    )
+    return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    return f"{v:8.2f}" if v is not None else "     n/a"
