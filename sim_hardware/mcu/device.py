@@ -44,6 +44,8 @@ class SimMcuOptions:
     clock_freq: int = 1_000_000
     drift_ppm: float = 40.0
     protocol: int = PROTOCOL_VERSION  # another value makes an incompatible firmware
+    outputs: int = 8
+    inputs: int = 8  # up to 32 (the simulated cell uses 16: photo-eyes and chute eyes)
 
 
 class SimMcu:
@@ -71,6 +73,8 @@ class SimMcu:
             encoder=self.belt,
             watchdog_ms=options.watchdog_ms,
             protocol=options.protocol,
+            outputs=options.outputs,
+            inputs=options.inputs,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replug: asyncio.TimerHandle | None = None

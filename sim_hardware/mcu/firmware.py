@@ -87,6 +87,8 @@ class SimFirmware:
         self.clock_freq = clock_freq
         self.drift_ppm = drift_ppm
         self.n_outputs = outputs
+        if not 0 < inputs <= 32:  # the `inputs` answer carries them in 32 bits
+            raise ValueError(f"{inputs} inputs: the protocol carries 1 to 32")
         self.n_inputs = inputs
         self.encoder: EncoderSource = encoder or BeltEncoder()
         self.default_watchdog_ms = watchdog_ms
@@ -441,6 +443,8 @@ class SimFirmware:
         """Change an input; an edge is reported with the clock and count at ``at`` (default
         now), as an MCU's input capture latches the moment of the edge (the simulated cell
         world finds an edge a few milliseconds after the fact and passes its time)."""
+        if not 0 <= pin < self.n_inputs:
+            raise ValueError(f"input pin {pin} does not exist (0..{self.n_inputs - 1})")
         bit = 1 << pin
         old = bool(self.inputs & bit)
         self.inputs = (self.inputs | bit) if value else (self.inputs & ~bit)

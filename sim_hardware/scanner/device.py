@@ -135,9 +135,10 @@ class SimScanner:
         )
 
     # ---- the world ------------------------------------------------------------------------------
-    def scan(self, text: str) -> bool:
-        """A label passes the scanner. Returns True if it was read (free-running) or put in view
-        (trigger mode); False if the scanner reported a no-read or is silent."""
+    def scan(self, text: str | None) -> bool:
+        """A label (None: unreadable) passes the scanner. Returns True if it was read
+        (free-running) or put in view (trigger mode); False if the scanner reported a no-read
+        or is silent."""
         self.stats.scans += 1
         if self._trigger is not None:
             self._view = text

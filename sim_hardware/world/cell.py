@@ -1,6 +1,7 @@
 """A whole simulated cell in one object: the world in real time, the simulated PLC (Modbus
-TCP) as its conveyor, and the simulated MCU (a pty) as its encoder, diverter outputs and
-photo-eye inputs. A node reaches it only through the TCP port and the pty, as on a real cell.
+TCP) as its conveyor, the simulated MCU (a pty) as its encoder, diverter outputs, photo-eye
+and chute-eye inputs, and optionally a fixed barcode scanner (TCP and/or pty). A node reaches
+it only through the TCP ports and the ptys, as on a real cell.
 
     with SimCell(WorldConfig(seed=1), mcu_link=tmp / "mcu") as cell:
         ...  # Modbus on 127.0.0.1:cell.plc_port, McuLink(cell.mcu_link); truth: cell.world
@@ -9,20 +10,89 @@ photo-eye inputs. A node reaches it only through the TCP port and the pty, as on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from sim_hardware.loop_call import call_on_loop
 from sim_hardware.mcu import SimMcuOptions, SimMcuThread
 from sim_hardware.pipe_rpc import PipeClient, resolve_path
 from sim_hardware.plc import PlcSimulator
+from sim_hardware.scanner import ScannerOptions, SimScanner
+from sim_hardware.scanner.device import ScannerStats
 from sim_hardware.world.clock import RealClock
 from sim_hardware.world.config import WorldConfig
-from sim_hardware.world.mcu_link import WorldEncoder, connect_eyes, connect_outputs
+from sim_hardware.world.mcu_link import (
+    WorldEncoder,
+    connect_chutes,
+    connect_eyes,
+    connect_outputs,
+)
 from sim_hardware.world.plc_link import PlcWorldAdapter
 from sim_hardware.world.runner import RealTimeRunner
 from sim_hardware.world.world import CellWorld
+
+T = TypeVar("T")
+
+
+class CellScanner:
+    """The cell's simulated scanner, safe to control from any thread (the pipe's): each call
+    runs on the simulated MCU's loop, where the scanner lives."""
+
+    def __init__(self, scanner: SimScanner, loop: asyncio.AbstractEventLoop) -> None:
+        self._scanner = scanner
+        self._loop = loop
+
+    @property
+    def port(self) -> int | None:
+        return self._scanner.tcp_port
+
+    @property
+    def link(self) -> str | None:
+        return self._scanner.options.link
+
+    def _on_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        return call_on_loop(self._loop, fn, *args)
+
+    def scan(self, text: str | None) -> bool:
+        """A label (None: unreadable) passes the scanner now; the world does this itself."""
+        return self._on_loop(self._scanner.scan, text)
+
+    def set_silent(self, silent: bool) -> None:
+        """The scanner hangs: it sends nothing and ignores triggers."""
+        self._on_loop(self._scanner.set_silent, silent)
+
+    def unplug(self, seconds: float) -> None:
+        """Pty gone and TCP clients dropped; back (same path, same port) after ``seconds``."""
+        self._on_loop(self._scanner.unplug, seconds)
+
+    def send_raw(self, data: bytes) -> None:
+        """Garbage on the line."""
+        self._on_loop(self._scanner.send_raw, data)
+
+    def set_no_read_rate(self, rate: float) -> None:
+        """Share of legible labels the scanner fails to read from now on."""
+
+        def apply() -> None:
+            s = self._scanner
+            s.options = dataclasses.replace(s.options, no_read_rate=rate)
+
+        self._on_loop(apply)
+
+    @property
+    def stats(self) -> ScannerStats:
+        return self._on_loop(lambda: dataclasses.replace(self._scanner.stats))
+
+    @property
+    def sent(self) -> list[str]:
+        """Every reading the scanner sent, label or no-read token, in order."""
+        return self._on_loop(lambda: list(self._scanner.sent))
+
+    @property
+    def connected_clients(self) -> int:
+        return self._on_loop(lambda: self._scanner.connected_clients)
 
 
 class SimCell:
@@ -34,22 +104,52 @@ class SimCell:
         plc_port: int = 0,
         diverter_pins: Mapping[int, int] | None = None,
         eye_pins: Mapping[int, int] | None = None,
+        chute_pins: Mapping[int, int] | None = None,
+        scanner_tcp_port: int | None = None,
+        scanner_link: str | Path | None = None,
+        scanner_options: Mapping[str, Any] | None = None,
         arrivals: bool = True,
         mcu_options: Mapping[str, Any] | None = None,
     ) -> None:
         """``diverter_pins``: MCU output pin -> station (default pin i drives station i);
-        ``eye_pins``: photo-eye -> MCU input pin (default eye i on input i)."""
+        ``eye_pins``: photo-eye -> MCU input pin (default eye i on input i);
+        ``chute_pins``: station -> MCU input pin of its chute eye (default station i on input
+        8 + i). ``scanner_tcp_port`` (0: any free port) and/or ``scanner_link`` (a pty
+        symlink) put a simulated scanner (``sim_hardware.scanner``: CRLF lines, "NoRead")
+        at ``config.scanners[0]``; ``scanner_options`` are further ``ScannerOptions`` fields
+        (``no_read_rate``, ``framing``, ``decode_ms``, ``seed``, ``trigger_command``...)."""
         self.clock = RealClock()
         self.world = CellWorld(config, start_s=self.clock.now(), arrivals=arrivals)
         self.mcu_link = str(mcu_link)
-        self.diverter_pins = dict(diverter_pins or {i: i for i in range(len(config.stations))})
+        n_stations = len(config.stations)
+        self.diverter_pins = dict(diverter_pins or {i: i for i in range(n_stations)})
         self.eye_pins = dict(eye_pins or {i: i for i in range(len(config.photo_eyes_mm))})
+        self.chute_pins = dict(
+            chute_pins if chute_pins is not None else {i: 8 + i for i in range(n_stations)}
+        )
+        shared = set(self.eye_pins.values()) & set(self.chute_pins.values())
+        if shared:
+            raise ValueError(f"MCU inputs {sorted(shared)} are both photo-eyes and chute eyes")
+        self.scanner_options: ScannerOptions | None = None
+        if scanner_tcp_port is not None or scanner_link is not None:
+            if not config.scanners:
+                raise ValueError("a scanner port or link needs a scanner in config.scanners")
+            self.scanner_options = ScannerOptions(
+                link=None if scanner_link is None else str(scanner_link),
+                tcp_port=scanner_tcp_port,
+                **dict(scanner_options or {}),
+            )
+        self.scanner: CellScanner | None = None
         world, clock = self.world, self.clock
         lag = self.runner_lag_s = 0.005
         self.plc = PlcSimulator(
             port=plc_port, world_factory=lambda: PlcWorldAdapter(world, clock, lag_s=lag)
         )
-        options = SimMcuOptions(link=self.mcu_link, **dict(mcu_options or {}))
+        mcu = dict(mcu_options or {})
+        inputs = [*self.eye_pins.values(), *self.chute_pins.values()]
+        mcu.setdefault("inputs", max([16, *(p + 1 for p in inputs)]))
+        mcu.setdefault("outputs", max([8, *(p + 1 for p in self.diverter_pins)]))
+        options = SimMcuOptions(link=self.mcu_link, **mcu)
         self.mcu = SimMcuThread(options, encoder=WorldEncoder(world))
         self.runner = RealTimeRunner(world, clock, lag_s=lag)
         self._switch_interval: float | None = None
@@ -57,6 +157,15 @@ class SimCell:
     @property
     def plc_port(self) -> int:
         return self.plc.port
+
+    @property
+    def scanner_port(self) -> int | None:
+        return None if self.scanner is None else self.scanner.port
+
+    @property
+    def ports(self) -> dict[str, int | None]:
+        """TCP ports on 127.0.0.1: ``plc`` (Modbus) and ``scanner`` (None without one)."""
+        return {"plc": self.plc_port, "scanner": self.scanner_port}
 
     def start(self) -> SimCell:
         # The MCU shares this process's GIL with the world and the PLC: switch threads often
@@ -66,21 +175,44 @@ class SimCell:
         self.mcu.start()
         sim = self.mcu
 
-        def wire() -> None:
+        def wire() -> asyncio.AbstractEventLoop:
             assert sim.sim is not None
-            connect_outputs(sim.sim.firmware, self.world, self.diverter_pins)
-            connect_eyes(asyncio.get_running_loop(), sim.sim.firmware, self.world, self.eye_pins)
+            loop, firmware = asyncio.get_running_loop(), sim.sim.firmware
+            connect_outputs(firmware, self.world, self.diverter_pins)
+            connect_eyes(loop, firmware, self.world, self.eye_pins)
+            connect_chutes(loop, firmware, self.world, self.chute_pins)
+            return loop
 
-        sim.call(wire)
+        loop = sim.call(wire)
+        if self.scanner_options is not None:
+            self._start_scanner(loop, self.scanner_options)
         self.plc.start()
         self.runner.start()
         return self
+
+    def _start_scanner(self, loop: asyncio.AbstractEventLoop, options: ScannerOptions) -> None:
+        """The scanner shares the MCU's loop: one reading per parcel costs the MCU's timers
+        less than another thread contending for the interpreter lock."""
+
+        async def start() -> SimScanner:
+            return await SimScanner(options).start()
+
+        scanner = asyncio.run_coroutine_threadsafe(start(), loop).result(5)
+        self.scanner = CellScanner(scanner, loop)
+
+        def on_scan(index: int, _parcel: int, text: str | None, _t: float) -> None:
+            if index == 0:
+                loop.call_soon_threadsafe(scanner.scan, text)
+
+        self.world.scan_listeners.append(on_scan)
 
     def stop(self) -> None:
         try:
             self.runner.stop()
         finally:
             self.plc.stop()
+            if self.scanner is not None:
+                self.scanner._on_loop(self.scanner._scanner.stop)
             self.mcu.stop()
             if self._switch_interval is not None:
                 sys.setswitchinterval(self._switch_interval)
@@ -98,7 +230,7 @@ def _cell_main(config: WorldConfig, mcu_link: str, kwargs: dict[str, Any], conn:
 
     request_realtime()  # as a real MCU has a CPU to itself; a no-op where not permitted
     with SimCell(config, mcu_link, **kwargs) as cell:
-        conn.send(("ok", cell.plc_port))
+        conn.send(("ok", cell.ports))
         while True:
             try:
                 kind, path, args = conn.recv()
@@ -118,7 +250,9 @@ class SimCellProcess(PipeClient):
     """A SimCell in its own process, so the node under test does not share its GIL (the
     simulated MCU's timing then does not suffer from the node's load). Control and truth over
     a pipe: ``call("world.set_estop", True)``, ``call("world.score.summary")``,
-    ``get("world.late_inputs")``; every argument and result must be picklable."""
+    ``get("world.late_inputs")``, ``call("scanner.set_silent", True)``; every argument and
+    result must be picklable. ``start()`` fills ``ports`` (``plc``, ``scanner``),
+    ``plc_port`` and ``scanner_port``."""
 
     rpc_name = "simulated cell"
 
@@ -131,7 +265,9 @@ class SimCellProcess(PipeClient):
         self._proc = ctx.Process(
             target=_cell_main, args=(config, self.mcu_link, kwargs, child), daemon=True
         )
+        self.ports: dict[str, int | None] = {}
         self.plc_port = 0
+        self.scanner_port: int | None = None
 
     def start(self, timeout: float = 30.0) -> SimCellProcess:
         self._proc.start()
@@ -141,7 +277,9 @@ class SimCellProcess(PipeClient):
         status, value = self._conn.recv()
         if status != "ok":
             raise RuntimeError(f"the simulated cell process failed to start: {value}")
-        self.plc_port = int(value)
+        self.ports = dict(value)
+        self.plc_port = int(value["plc"])
+        self.scanner_port = value["scanner"]
         return self
 
     def stop(self) -> None:

@@ -1,4 +1,5 @@
-"""The configuration of a simulated sorting cell: belt, arrivals, photo-eyes, stations.
+"""The configuration of a simulated sorting cell: belt, arrivals, photo-eyes, stations,
+scanners.
 
 Positions are millimetres along the belt from the induction point (where a parcel's leading
 edge enters); the belt moves toward +x. Every random choice is drawn from ``seed``.
@@ -97,6 +98,14 @@ class StationConfig(_Strict):
     sensor_ms: float = Field(150.0, gt=0, description="how long a parcel blocks the chute eye")
 
 
+class ScannerStation(_Strict):
+    """A fixed barcode scanner over the belt: it reads a parcel's label as the parcel's centre
+    passes ``position_mm`` (the world tells its scan listeners; ``SimCell`` puts the reading
+    on a simulated scanner's line)."""
+
+    position_mm: float = Field(gt=0, description="where the scanner reads, on the belt")
+
+
 def _default_stations() -> list[StationConfig]:
     return [StationConfig(position_mm=3_000.0 + 1_200.0 * i) for i in range(8)]
 
@@ -112,6 +121,9 @@ class WorldConfig(_Strict):
     stations: list[StationConfig] = Field(default_factory=_default_stations)
     reject_station: int = Field(
         -1, description="index of the reject chute in stations (negative counts from the end)"
+    )
+    scanners: list[ScannerStation] = Field(
+        default_factory=list, description="fixed barcode scanners over the belt (default none)"
     )
 
     @model_validator(mode="after")
@@ -129,6 +141,9 @@ class WorldConfig(_Strict):
         for a, b in self.photo_eyes_mm:
             if not 0 <= a <= b <= self.belt.length_mm:
                 raise ValueError(f"photo-eye [{a}, {b}] is not an interval on the belt")
+        for i, sc in enumerate(self.scanners):
+            if sc.position_mm >= self.belt.length_mm:
+                raise ValueError(f"scanner {i} at {sc.position_mm} mm is past the belt end")
         return self
 
     @property

@@ -4,7 +4,8 @@
 a stroke scheduled at a count fires when the world's belt is there. ``connect_outputs`` makes
 every change of a diverter pin (by a scheduled action, a direct command, the watchdog or a
 reset) drive that diverter in the world, at the time the firmware changed it;
-``connect_eyes`` reports the world's photo-eye edges as the MCU's input edges.
+``connect_eyes`` and ``connect_chutes`` report the world's photo-eye and chute-eye edges as
+the MCU's input edges.
 """
 
 from __future__ import annotations
@@ -59,3 +60,21 @@ def connect_eyes(
             loop.call_soon_threadsafe(firmware.set_input, pin, int(blocked), t)
 
     world.eye_listeners.append(on_edge)
+
+
+def connect_chutes(
+    loop: asyncio.AbstractEventLoop,
+    firmware: SimFirmware,
+    world: CellWorld,
+    station_to_pin: Mapping[int, int],
+) -> None:
+    """Wire ``world``'s chute eyes to ``firmware``'s inputs (station -> input pin): high when a
+    parcel drops, low ``sensor_ms`` after the last drop, each edge latched at its own time so
+    the node can confirm a divert by count."""
+
+    def on_edge(station: int, blocked: bool, t: float) -> None:
+        pin = station_to_pin.get(station)
+        if pin is not None:
+            loop.call_soon_threadsafe(firmware.set_input, pin, int(blocked), t)
+
+    world.chute_listeners.append(on_edge)

@@ -28,6 +28,8 @@ from sim_hardware.world.photo_eyes import PhotoEye
 from sim_hardware.world.truth import END, ParcelRecord, Scoreboard
 
 EyeListener = Callable[[int, bool, float], None]  # eye index, blocked, time
+ChuteListener = Callable[[int, bool, float], None]  # station, sensor blocked, time
+ScanListener = Callable[[int, int, "str | None", float], None]  # scanner, parcel, text, time
 
 
 @dataclass
@@ -36,6 +38,7 @@ class _OnBelt:
     record: ParcelRecord
     induct_mm: float  # belt position when the head crossed the induction point
     eyes: set[int] = field(default_factory=set)
+    scanned: set[int] = field(default_factory=set)  # scanners its centre has passed
 
     def centre_at(self, belt_mm: float) -> float:
         return belt_mm - self.induct_mm - self.parcel.length_mm / 2
@@ -44,7 +47,7 @@ class _OnBelt:
 @dataclass(frozen=True)
 class WorldEvent:
     t: float
-    kind: str  # inducted, eye, diverted, end, stroke, estop, command, late_input
+    kind: str  # inducted, eye, scan, diverted, chute, end, stroke, estop, late_input
     data: dict[str, Any]
 
 
@@ -76,9 +79,14 @@ class CellWorld:
         self.score = Scoreboard(reject=c.reject_index)
         self.events: deque[WorldEvent] = deque(maxlen=event_log)
         self.eye_listeners: list[EyeListener] = []
+        # Called with each chute eye edge: the drop (rising) and sensor_ms later (falling).
+        self.chute_listeners: list[ChuteListener] = []
+        # Called when a parcel's centre passes a scanner: its label text, None if unreadable.
+        self.scan_listeners: list[ScanListener] = []
         self.late_inputs = 0  # inputs that arrived after the world had passed their time
         self.left_belt = 0  # parcels diverted or run off the end
         self._eye_count = [0] * len(self.eyes)
+        self._chute_clear_at: list[float | None] = [None] * len(self.chutes)
         self._on_belt: list[_OnBelt] = []
         self._waiting: deque[Parcel] = deque()
         self._last: _OnBelt | None = None
@@ -265,6 +273,10 @@ class CellWorld:
                     offers.append(
                         (ob.induct_mm + eye.start_mm, _bind(self._eye_block, ob, eye.index))
                     )
+            for i, sc in enumerate(self.config.scanners):
+                if i not in ob.scanned:
+                    at = ob.induct_mm + sc.position_mm + size / 2
+                    offers.append((at, _bind(self._scan, ob, i)))
             for d in self.diverters:
                 lo, hi = d.window()
                 if d.active and ob.induct_mm + hi + size / 2 >= p_cur:
@@ -304,13 +316,44 @@ class CellWorld:
         for listener in self.eye_listeners:
             listener(eye, blocked, t)
 
+    def _scan(self, ob: _OnBelt, scanner: int, t: float, pos: float) -> None:
+        ob.scanned.add(scanner)
+        p = ob.parcel
+        text = p.label_text if p.label_legible else None
+        self._log(t, "scan", {"scanner": scanner, "parcel": p.id, "text": text,
+                              "count": self._count(pos)})  # fmt: skip
+        for listener in self.scan_listeners:
+            listener(scanner, p.id, text, t)
+
     def _divert(self, ob: _OnBelt, station: int, t: float, pos: float) -> None:
         d = self.diverters[station]
         d.took()
         assert d.rose_mm is not None
         ob.record.divert_error_mm = ob.centre_at(d.rose_mm) - d.position_mm
-        self.chutes[station].receive(ob.parcel.id, t)
+        chute = self.chutes[station]
+        chute.receive(ob.parcel.id, t)
+        # The chute eye clears sensor_ms after the last drop. The clearing is a timed input
+        # carrying its own time, so its edge is exact whatever the step (a coarse step may
+        # find a clearing only at the next drop: it is reported first, at its time).
+        pending = self._chute_clear_at[station]
+        if pending is not None and pending <= t:
+            self._chute_clear(station, pending)
+            pending = None
+        if pending is None:
+            self._chute_edge(station, True, t)
+        clear_at = self._chute_clear_at[station] = t + chute.config.sensor_ms / 1000.0
+        self._queue(clear_at, lambda _now: self._chute_clear(station, clear_at))
         self._finish(ob, station, t, pos)
+
+    def _chute_clear(self, station: int, at: float) -> None:
+        if self._chute_clear_at[station] == at:  # not moved on by a later drop
+            self._chute_clear_at[station] = None
+            self._chute_edge(station, False, at)
+
+    def _chute_edge(self, station: int, blocked: bool, t: float) -> None:
+        self._log(t, "chute", {"station": station, "blocked": blocked})
+        for listener in self.chute_listeners:
+            listener(station, blocked, t)
 
     def _ride_off(self, ob: _OnBelt, _none: None, t: float, pos: float) -> None:
         self._finish(ob, END, t, pos)
