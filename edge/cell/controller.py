@@ -27,6 +27,7 @@ from edge.cell.events import (
     Resume,
     ScheduleStroke,
     Sighting,
+    StrokeAccepted,
     StrokeDone,
     StrokeRefused,
     Tick,
@@ -50,6 +51,7 @@ class CellCore:
         self.full: set[str] = set()
         self.finished: set[int] = set()
         self._eye_blocked: dict[str, int] = {}
+        self._sensor_blocked: set[str] = set()  # chute sensors between a drop and clearing
         self._jam_raised: set[str] = set()
         self._eyes = {e.id: e for e in cfg.photo_eyes}
         self._chute_ids = {c.id for c in cfg.chutes} | {self.reject}
@@ -154,8 +156,14 @@ class CellCore:
             return
         parcel.stroke_pending = False
         parcel.fired_count = ev.count
+        parcel.sensor_busy = parcel.stroke_chute in self._sensor_blocked
         parcel.mark("fired", ev.t)
         parcel.note(ev.t, ev.count, "fired", f"chute {parcel.stroke_chute}")
+
+    def _on_StrokeAccepted(self, ev: StrokeAccepted) -> None:
+        parcel = self.active.get(ev.parcel_id)
+        if parcel is not None and parcel.stroke_pending:
+            parcel.mark("accepted", ev.t)
 
     def _on_StrokeRefused(self, ev: StrokeRefused) -> None:
         parcel = self.active.get(ev.parcel_id)
@@ -169,6 +177,10 @@ class CellCore:
     def _on_ChuteSensor(self, ev: ChuteSensor) -> None:
         if ev.chute not in self._chute_ids:
             raise ValueError(f"unknown chute {ev.chute!r}")
+        if not ev.blocked:
+            self._sensor_blocked.discard(ev.chute)
+            return
+        self._sensor_blocked.add(ev.chute)
         at = self._chute_mm(ev.chute)
         tol = self.cfg.match_tolerance_mm
         window = self.cfg.confirm_window_mm
@@ -359,7 +371,9 @@ class CellCore:
             limit = self._chute_mm(self.reject) + (self.cfg.confirm_window_mm if has_sensor else 0)
             if pos < limit:
                 return
-            if has_sensor:
+            if has_sensor and p.sensor_busy:
+                self._finish(p, "rejected", reason=_BUSY)
+            elif has_sensor:
                 self._finish(p, "lost", reason="the reject sensor never saw it")
             else:
                 self._finish(p, "rejected")
@@ -370,6 +384,8 @@ class CellCore:
             return
         if p.fired_count is None:
             self._finish(p, "lost", reason=f"stroke for {p.chute} never reported as fired")
+        elif chute.confirm_input is not None and p.sensor_busy:
+            self._finish(p, "sorted", reason=_BUSY)
         elif chute.confirm_input is not None:
             self._finish(p, "lost", reason=f"chute {p.chute} sensor never saw it")
         else:
@@ -381,7 +397,9 @@ class CellCore:
     ) -> None:
         self._cancel_pending(p, self.now_t)
         if reason:
-            p.note(self.now_t, self._count(), "lost", reason)
+            p.note(
+                self.now_t, self._count(), "lost" if outcome == "lost" else "unconfirmed", reason
+            )
         error = None
         if p.fired_count is not None and p.stroke_count is not None:
             error = round((p.fired_count - p.stroke_count) / self.cpm, 3)
@@ -420,6 +438,9 @@ class CellCore:
 
     def _count(self) -> int:
         return self.now_count if self.now_count is not None else 0
+
+
+_BUSY = "unconfirmed: the chute sensor was still blocked by the parcel before"
 
 
 def _describe(ev: Sighting) -> str:

@@ -70,6 +70,14 @@ class StrokeDone:
 
 
 @dataclass(frozen=True)
+class StrokeAccepted:
+    """The MCU accepted the stroke: it is scheduled where time is kept."""
+
+    parcel_id: int
+    t: float
+
+
+@dataclass(frozen=True)
 class StrokeRefused:
     """The MCU refused the stroke (e.g. the count had passed by the time it arrived)."""
 
@@ -80,11 +88,12 @@ class StrokeRefused:
 
 @dataclass(frozen=True)
 class ChuteSensor:
-    """A chute-entry sensor saw a parcel fall in."""
+    """A chute-entry sensor saw a parcel fall in (blocked=True), or cleared again (False)."""
 
     chute: str
     count: int
     t: float
+    blocked: bool = True
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,7 @@ CellEvent = (
     | BrainAnswer
     | BrainUnavailable
     | StrokeDone
+    | StrokeAccepted
     | StrokeRefused
     | ChuteSensor
     | ChuteFull

@@ -86,8 +86,8 @@ class McuDiverter:
             pin = msg["pin"]
             if pin in self._eyes:
                 return EyeEdge(self._eyes[pin], bool(msg["value"]), msg["count"], now)
-            if pin in self._chutes and msg["value"]:
-                return ChuteSensor(self._chutes[pin], msg["count"], now)
+            if pin in self._chutes:
+                return ChuteSensor(self._chutes[pin], msg["count"], now, bool(msg["value"]))
             return None
         if msg.name == "encoder_report" and msg["encoder"] == self.encoder:
             return Tick(msg["count"], now)

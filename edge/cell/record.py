@@ -16,6 +16,7 @@ STAGES = (
     ("seen_to_label", "seen", "label"),
     ("label_to_decision", "label", "decided"),
     ("decision_to_scheduled", "decided", "scheduled"),
+    ("scheduled_to_mcu_ack", "scheduled", "accepted"),
     ("scheduled_to_fired", "scheduled", "fired"),
     ("fired_to_confirmed", "fired", "confirmed"),
 )

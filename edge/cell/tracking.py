@@ -40,6 +40,7 @@ class Parcel:
     stroke_pending: bool = False
     fired_count: int | None = None
     awaiting_length: bool = False  # aim "centre": the stroke waits for the trailing edge
+    sensor_busy: bool = False  # its chute's sensor was still blocked when its stroke fired
     milestones: dict[str, float] = field(default_factory=dict)
     story: list[StoryEntry] = field(default_factory=list)
 

@@ -32,6 +32,7 @@ from edge.cell.events import (
     Resume,
     ScheduleStroke,
     Sighting,
+    StrokeAccepted,
     StrokeRefused,
     Tick,
 )
@@ -113,6 +114,7 @@ class CellNode:
         self._refusals: list[Refused] = []
         self._health: dict[str, Any] = {}
         self._started_belt = False
+        self._closing = False
         self._background: set[asyncio.Task[Any]] = set()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -174,6 +176,7 @@ class CellNode:
         """Belt stopped, strokes cancelled, offline published, outbox flushed."""
         self.notifier.stopping()
         now = time.monotonic()
+        self._closing = True  # from here, devices going away is the plan, not a fault
         self.apply_safety(self.safety.stop(now) if self.safety.state is State.RUNNING else [])
         self.feed(Halt("node shutting down", now))
         if self.diverter is not None and self.mcu is not None and self.mcu.state.up:
@@ -260,8 +263,9 @@ class CellNode:
             refused = await self.diverter.schedule(action)
         except McuError as exc:
             refused = StrokeRefused(action.parcel_id, str(exc), time.monotonic())
-        if refused is not None:
-            self.feed(refused)
+        self.feed(
+            refused if refused is not None else StrokeAccepted(action.parcel_id, time.monotonic())
+        )
 
     async def _cancel(self, action: CancelStroke) -> None:
         assert self.diverter is not None
@@ -306,7 +310,7 @@ class CellNode:
             self._set_brain(True, "broker connected")
 
     def _set_brain(self, up: bool, why: str) -> None:
-        if up == self._brain_up:
+        if up == self._brain_up or self._closing:
             return
         self._brain_up = up
         now = time.monotonic()
@@ -346,6 +350,7 @@ class CellNode:
     # ---- safety -------------------------------------------------------------------------------
     def apply_safety(self, actions: list[SafetyAction]) -> None:
         now = time.monotonic()
+
         for action in list(actions):
             if isinstance(action, Transition):
                 log.warning(
@@ -441,6 +446,8 @@ class CellNode:
         self.feed(fact)
 
     def _on_mcu_state(self, change: McuStateChange) -> None:
+        if self._closing:
+            return
         now = time.monotonic()
         if change.state.up:
             if "mcu" not in self.safety.up and self.diverter is not None:
@@ -449,6 +456,8 @@ class CellNode:
             self.apply_safety(self.safety.device_lost("mcu", change.reason, now))
 
     def _on_plc(self, st: PlcStatus) -> None:
+        if self._closing:
+            return
         now = time.monotonic()
         last = self._plc_last
         self._plc_last = st
@@ -485,6 +494,8 @@ class CellNode:
         return run
 
     def _scanner_state(self, name: str, up: bool, why: str) -> None:
+        if self._closing:
+            return
         self._scanner_up[name] = up
         now = time.monotonic()
         if all(self._scanner_up.values()):

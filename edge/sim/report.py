@@ -124,6 +124,7 @@ def build_report(
         "divert_error_mm": percentiles(errors),
         "node": dict(node_usage),
         "node_records": len(node_records),
+        "node_outcomes": dict(Counter(r.get("outcome") for r in node_records).most_common()),
         "world": dict(world_summary),
         "settings": dict(settings),
         **dict(extra or {}),

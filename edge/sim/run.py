@@ -119,7 +119,7 @@ class CellSimulation:
             world_cfg,
             self.workdir / "mcu",
             scanner_tcp_port=0,
-            scanner_no_read_rate=self.o.scanner_no_read,
+            scanner_options={"no_read_rate": self.o.scanner_no_read, "seed": self.o.seed},
             mcu_options={"baud": self.board.mcus[0].baud, "noise": noise},
         ).start()
         self._say(
@@ -329,6 +329,9 @@ class CellSimulation:
         summary = self.cell.call("world.score.summary")
         with self.got.lock:
             records = list(self.got.records)
+            with open(self.workdir / "records.jsonl", "w") as out:
+                for rec in records:
+                    out.write(json.dumps(rec) + "\n")
             extra = {
                 "safety_transitions": list(self.got.safety),
                 "alarms": len(self.got.alarms),
@@ -410,15 +413,15 @@ class CellSimulation:
             return {"cpu_percent": 0.0, "rss_mb": 0.0, "rss_peak_mb": 0.0}
         ticks = os.sysconf("SC_CLK_TCK")
         cpu_s = (int(stat[11]) + int(stat[12])) / ticks
-        fields = {
-            line.split(":")[0]: line.split()[1] for line in status.splitlines() if ":" in line
-        }
+        fields = dict(
+            line.split()[:2] for line in status.splitlines() if line.startswith(("VmRSS", "VmHWM"))
+        )
         now = time.monotonic()
         out = {
             "cpu_s": cpu_s,
             "wall_s": now,
-            "rss_mb": int(fields.get("VmRSS", 0)) / 1024,
-            "rss_peak_mb": int(fields.get("VmHWM", 0)) / 1024,
+            "rss_mb": int(fields.get("VmRSS:", 0)) / 1024,
+            "rss_peak_mb": int(fields.get("VmHWM:", 0)) / 1024,
         }
         if since is not None:
             out["cpu_percent"] = round(

@@ -49,3 +49,23 @@ def test_resume_schedules_what_a_halt_sent_to_reject() -> None:
     d(Resume(2.0))
     (stroke,) = d.strokes
     assert stroke.chute == "rej" and stroke.output == 7
+
+
+def test_a_drop_into_a_still_blocked_chute_sensor_is_sorted_unconfirmed_not_lost() -> None:
+    from edge.cell.events import ChuteSensor, StrokeDone
+
+    d = Driver()
+    for lead, label in ((1000, "A-1"), (1200, "A-2")):
+        d(EyeEdge("in", True, lead, lead / 1000))
+        d(Sighting("scanner", lead + 10, lead / 1000, 100.0, label=label))
+    d(BrainAnswer(1, "a", 1.3))
+    d(BrainAnswer(2, "a", 1.3))
+    d(StrokeDone(1, 1900, 1.9))
+    d(ChuteSensor("a", 1905, 1.905))  # parcel 1 drops: the sensor blocks
+    d(StrokeDone(2, 2100, 2.1))  # parcel 2 drops while it is still blocked: no new edge
+    d(ChuteSensor("a", 2150, 2.15, blocked=False))
+    d(Tick(1000 + 900 + 300 + 200 + 10, 2.5))  # both confirmation windows have passed
+    by_id = {r.parcel_id: r for r in d.records}
+    assert by_id[1].outcome == "sorted" and by_id[1].confirmed
+    assert by_id[2].outcome == "sorted" and not by_id[2].confirmed
+    assert "still blocked" in by_id[2].reason
