@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from sim_hardware.pipe_rpc import PipeClient, resolve_path
 from sim_hardware.plc import PlcSimulator
 from sim_hardware.scanner import ScannerOptions, SimScanner
 from sim_hardware.scanner.device import ScannerStats
+from sim_hardware.world.camera import CameraSnapshot, take_snapshot
 from sim_hardware.world.clock import RealClock
 from sim_hardware.world.config import WorldConfig
 from sim_hardware.world.mcu_link import (
@@ -167,6 +169,20 @@ class SimCell:
         """TCP ports on 127.0.0.1: ``plc`` (Modbus) and ``scanner`` (None without one)."""
         return {"plc": self.plc_port, "scanner": self.scanner_port}
 
+    def camera_snapshot(self, centre_mm: float = 1_000.0, fov_mm: float = 800.0) -> CameraSnapshot:
+        """What a camera over ``centre_mm`` sees now, without pixels (tens of microseconds):
+        render it in another process (``camera_feed.SimCameraProcess``)."""
+        return take_snapshot(self.world, centre_mm, fov_mm)
+
+    def camera_channel(self) -> Any:
+        """A pipe end that answers snapshot requests from this cell (a thread serves it);
+        pass it to ``SimCameraProcess``."""
+        import multiprocessing
+
+        ours, theirs = multiprocessing.get_context("spawn").Pipe()
+        serve_snapshots(ours, self)
+        return theirs
+
     def start(self) -> SimCell:
         # The MCU shares this process's GIL with the world and the PLC: switch threads often
         # so its timers are not held up for the default 5 ms.
@@ -206,6 +222,17 @@ class SimCell:
 
         self.world.scan_listeners.append(on_scan)
 
+    # ---- faults a run injects over the pipe ---------------------------------------------------
+    def set_plc_faults(self, drop_rate: float = 0.0, silent: bool = False) -> None:
+        """The PLC leaves ``drop_rate`` of its requests unanswered, or all while ``silent``."""
+        plan = self.plc.fault()
+        plan.drop_rate, plan.no_answer = drop_rate, silent
+
+    def set_mcu_noise(self, corrupt_rate: float) -> None:
+        """Corrupt this share of the bytes on the MCU's serial line, both directions."""
+        sim = self.mcu
+        sim.call(lambda: sim.sim.set_noise(corrupt_rate) if sim.sim is not None else None)
+
     def stop(self) -> None:
         try:
             self.runner.stop()
@@ -224,12 +251,34 @@ class SimCell:
         self.stop()
 
 
-def _cell_main(config: WorldConfig, mcu_link: str, kwargs: dict[str, Any], conn: Any) -> None:
-    """Child process: run a SimCell and answer ``(kind, path, args)`` requests until 'stop'."""
+def serve_snapshots(conn: Any, cell: SimCell) -> threading.Thread:
+    """Answer ``(centre_mm, fov_mm)`` requests on ``conn`` with ``cell.camera_snapshot`` in a
+    daemon thread until the other end closes. The thread waits in ``recv`` without the
+    interpreter lock, so a camera at 10-30 frames/s costs the cell almost nothing."""
+
+    def run() -> None:
+        while True:
+            try:
+                centre_mm, fov_mm = conn.recv()
+                conn.send(cell.camera_snapshot(centre_mm, fov_mm))
+            except (EOFError, OSError):
+                return
+
+    thread = threading.Thread(target=run, name="sim-camera-snapshots", daemon=True)
+    thread.start()
+    return thread
+
+
+def _cell_main(
+    config: WorldConfig, mcu_link: str, kwargs: dict[str, Any], conn: Any, snapshots: Any
+) -> None:
+    """Child process: run a SimCell, serve camera snapshots on ``snapshots`` and answer
+    ``(kind, path, args)`` requests on ``conn`` until 'stop'."""
     from sim_hardware.mcu.device import request_realtime
 
     request_realtime()  # as a real MCU has a CPU to itself; a no-op where not permitted
     with SimCell(config, mcu_link, **kwargs) as cell:
+        serve_snapshots(snapshots, cell)
         conn.send(("ok", cell.ports))
         while True:
             try:
@@ -261,9 +310,12 @@ class SimCellProcess(PipeClient):
 
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
+        self._snapshots, child_snapshots = ctx.Pipe()
         self.mcu_link = str(mcu_link)
         self._proc = ctx.Process(
-            target=_cell_main, args=(config, self.mcu_link, kwargs, child), daemon=True
+            target=_cell_main,
+            args=(config, self.mcu_link, kwargs, child, child_snapshots),
+            daemon=True,
         )
         self.ports: dict[str, int | None] = {}
         self.plc_port = 0
@@ -281,6 +333,11 @@ class SimCellProcess(PipeClient):
         self.plc_port = int(value["plc"])
         self.scanner_port = value["scanner"]
         return self
+
+    def camera_channel(self) -> Any:
+        """The pipe end on which the cell's process answers camera snapshot requests (one
+        camera per cell); pass it to ``SimCameraProcess``."""
+        return self._snapshots
 
     def stop(self) -> None:
         if self._proc.is_alive():
