@@ -8,6 +8,11 @@ and a label the world made unreadable is smeared. Frames come from the camera re
 public API (``make_sprite``, ``render_symbol``, ``compose``); each carries its capture time,
 the encoder count at that time and the truth of every visible parcel (``parcel_id`` is the
 world's id).
+
+Rendering costs ~100-200 ms a frame, so it is split from the world: ``take_snapshot`` is the
+cheap, picklable look at the belt (what the world's lock must cover) and ``CameraRenderer``
+turns snapshots into frames anywhere, e.g. in another process (``camera_feed``), away from the
+simulated MCU's interpreter lock.
 """
 
 from __future__ import annotations
@@ -34,24 +39,43 @@ class WorldFrame:
 
 
 @dataclass(frozen=True)
+class CameraSnapshot:
+    """What is under the camera at one instant: enough to render the frame elsewhere."""
+
+    time_s: float  # world time (time.monotonic() in a real-time cell)
+    encoder_count: int
+    centre_mm: float  # the camera's centre line on the belt
+    fov_mm: float
+    parcels: tuple[tuple[Parcel, float], ...]  # each parcel in reach and its centre, mm
+
+
+def take_snapshot(world: CellWorld, centre_mm: float, fov_mm: float) -> CameraSnapshot:
+    """The snapshot of ``world`` now (tens of microseconds: no pixels)."""
+    t, count, found = world.view(centre_mm - fov_mm / 2, centre_mm + fov_mm / 2)
+    return CameraSnapshot(t, count, centre_mm, fov_mm, tuple(found))
+
+
+@dataclass(frozen=True)
 class _Look:
     sprite: Sprite
     lateral_px: float  # across the belt, from the frame's top edge
     yaw_deg: float
 
 
-class WorldCamera:
+class CameraRenderer:
+    """Frames from snapshots. A parcel's look and pose are drawn from ``(seed, parcel id)``,
+    so two renderers with the same seed draw the same parcel the same way."""
+
     def __init__(
         self,
-        world: CellWorld,
         centre_mm: float = 1_000.0,
         fov_mm: float = 800.0,
         seed: int = 0,
         randomisation: Randomisation = TRAINING,
         max_yaw_deg: float = 25.0,
     ) -> None:
-        self.world = world
         self.centre_mm = centre_mm
+        self.fov_mm = fov_mm
         self.px_per_mm = FRAME_SIZE[0] / fov_mm
         self.seed = seed
         self.r = replace(randomisation, distractors=(0, 0), label_probability=0.0)
@@ -79,31 +103,49 @@ class WorldCamera:
         yaw = float(rng.uniform(-self.max_yaw_deg, self.max_yaw_deg))
         return _Look(sprite, lateral, yaw)
 
-    def frame(self) -> WorldFrame:
-        """The view at the world's current time."""
-        w = self.world
-        belt_mm = w.belt.position_at(w.t)
+    def render(self, snapshot: CameraSnapshot) -> WorldFrame:
+        """The frame of ``snapshot`` (taken at this renderer's centre and field of view)."""
         width_px = FRAME_SIZE[0]
         placements: list[Placement] = []
         legible: dict[int, bool] = {}
-        for pid in w.on_belt():
-            record = w.score.records[pid]
-            x_px = (w.centre_mm(pid) - self.centre_mm) * self.px_per_mm + width_px / 2
-            reach = (record.parcel.length_mm + record.parcel.width_mm) * self.px_per_mm
+        for parcel, centre in snapshot.parcels:
+            x_px = (centre - self.centre_mm) * self.px_per_mm + width_px / 2
+            reach = (parcel.length_mm + parcel.width_mm) * self.px_per_mm
             if -reach < x_px < width_px + reach:
-                look = self._look(record.parcel)
+                look = self._look(parcel)
                 placements.append(
-                    Placement(look.sprite, (x_px, look.lateral_px), look.yaw_deg, pid)
+                    Placement(look.sprite, (x_px, look.lateral_px), look.yaw_deg, parcel.id)
                 )
-                legible[pid] = record.parcel.label_legible
-        effects = np.random.default_rng([self.seed, round(w.t * 1e6)])
+                legible[parcel.id] = parcel.label_legible
+        # parcels only move on: a look not in view now is never needed again
+        self._looks = {pid: look for pid, look in self._looks.items() if pid in legible}
+        effects = np.random.default_rng([self.seed, round(snapshot.time_s * 1e6)])
         scene = compose(self.background, placements, effects, self.r)
         truths = tuple(
             replace(t, label_legible=t.label_legible and legible[t.parcel_id])
             for t in scene.parcels
         )
-        count = int(belt_mm * w.config.belt.counts_per_mm // 1)
-        return WorldFrame(scene.image, w.t, count, truths)
+        return WorldFrame(scene.image, snapshot.time_s, snapshot.encoder_count, truths)
+
+
+class WorldCamera(CameraRenderer):
+    """A renderer looking at one world in this process (tests, benchmarks)."""
+
+    def __init__(
+        self,
+        world: CellWorld,
+        centre_mm: float = 1_000.0,
+        fov_mm: float = 800.0,
+        seed: int = 0,
+        randomisation: Randomisation = TRAINING,
+        max_yaw_deg: float = 25.0,
+    ) -> None:
+        super().__init__(centre_mm, fov_mm, seed, randomisation, max_yaw_deg)
+        self.world = world
+
+    def frame(self) -> WorldFrame:
+        """The view at the world's current time."""
+        return self.render(take_snapshot(self.world, self.centre_mm, self.fov_mm))
 
 
 def _label(rng: np.random.Generator, parcel: Parcel, h: int, w: int) -> Label | None:

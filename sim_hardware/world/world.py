@@ -178,6 +178,21 @@ class CellWorld:
     def on_belt(self) -> list[int]:
         return [p.parcel.id for p in self._on_belt]
 
+    def view(self, lo_mm: float, hi_mm: float) -> tuple[float, int, list[tuple[Parcel, float]]]:
+        """One consistent look at the belt: time, encoder count, and each parcel that may reach
+        into ``(lo_mm, hi_mm)`` in any pose (centre within its length + width of it) with its
+        centre. Taken under the world's lock, so a runner moving the world from another thread
+        cannot tear it: what a camera snapshot needs."""
+        with self._lock:
+            belt_mm = self.belt.position_at(self.t)
+            found = []
+            for ob in self._on_belt:
+                centre = ob.centre_at(belt_mm)
+                reach = ob.parcel.length_mm + ob.parcel.width_mm
+                if lo_mm - reach < centre < hi_mm + reach:
+                    found.append((ob.parcel, centre))
+            return self.t, self._count(belt_mm), found
+
     @property
     def waiting(self) -> int:
         return len(self._waiting)
