@@ -34,6 +34,13 @@ class PlcBinding(_Strict):
     moving_below_mm_s: float = Field(
         5.0, gt=0, description="the belt counts as stopped below this speed"
     )
+    lost_after_ms: int = Field(
+        500,
+        ge=0,
+        le=60_000,
+        description="the PLC counts as lost after this long without a good read (0: at the "
+        "first failed poll); shorter outages keep the last status (the e-stop is hardwired)",
+    )
     chute_full: dict[str, str] = Field(
         default_factory=dict, description="chute id -> bool tag that reports it full"
     )

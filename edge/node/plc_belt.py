@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -45,6 +46,8 @@ class PlcBelt:
         self.poller = Poller(modbus, self._on_values)
         self.device = self.poller.devices[binding.device]
         self.last: PlcStatus | None = None
+        self._last_good = time.monotonic()
+        self._bad_since: float | None = None
 
     def start(self) -> None:
         self.poller.start()
@@ -56,6 +59,16 @@ class PlcBelt:
         if device != self.binding.device:
             return
         status = self.interpret(values)
+        now = time.monotonic()
+        if status.online:
+            self._last_good, self._bad_since = now, None
+        else:
+            if self._bad_since is None:
+                self._bad_since = now
+                log.warning("PLC read failed (%s); lost if it lasts %d ms", status.why,
+                            self.binding.lost_after_ms)  # fmt: skip
+            if now - self._last_good < self.binding.lost_after_ms / 1000:
+                return  # a short outage: the last good status stands
         self.loop.call_soon_threadsafe(self._deliver, status)
 
     def _deliver(self, status: PlcStatus) -> None:

@@ -177,6 +177,10 @@ def render_text(report: Mapping[str, Any]) -> str:
         f"lost              {report['lost']}  (ran off the belt {ld['ran_off_belt']}, "
         f"no node record {ld['no_node_record']})"
     )
+    if report["still_on_belt"]:
+        lines.append(
+            f"still on the belt {report['still_on_belt']}  (the run ended before they left)"
+        )
     lines.append(
         "decisions         " + ", ".join(f"{k} {v}" for k, v in report["decisions"].items())
     )

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -130,6 +131,7 @@ class CellSimulation:
             BrainConfig(
                 sort_chutes=world_cfg.sort_stations,
                 reject_chute=world_cfg.reject_index,
+                routes=world_cfg.routes,
                 latency_ms=self.o.brain_latency_ms,
                 seed=self.o.seed,
             )
@@ -156,11 +158,28 @@ class CellSimulation:
         assert cell is not None
         return WorldConfig(
             seed=self.o.seed,
+            routes=self._routes(),
             arrivals=ArrivalConfig(
                 rate_pph=self.o.rate_pph, unreadable_fraction=self.o.unreadable_fraction
             ),
             scanners=[ScannerStation(position_mm=s.position_mm) for s in cell.scanners],
         )
+
+    def _routes(self) -> dict[str, int]:
+        """The routing table's plain prefix rules ("1.*" -> chute-0) as the sort plan's routes,
+        so the world's truth, the brain and the node's fallback agree on those labels."""
+        cell = self.board.cell
+        assert cell is not None
+        prefix = cell.brain.chute_prefix
+        routes: dict[str, int] = {}
+        for rule in cell.routing:
+            others = (rule.classes, rule.min_length_mm, rule.max_length_mm, rule.max_width_mm,
+                      rule.max_height_mm)  # fmt: skip
+            match = re.fullmatch(r"([A-Za-z0-9-]+)\.\*", rule.label or "")
+            number = rule.chute.removeprefix(prefix)
+            if match and all(o is None for o in others) and number.isdigit():
+                routes.setdefault(match[1], int(number))
+        return routes
 
     def _write_node_config(self) -> Path:
         data = self.board.model_dump(mode="json", exclude_none=True)
@@ -208,6 +227,11 @@ class CellSimulation:
             time.sleep(0.1)
         raise SimError(f"the node did not reach 'running' in {timeout:g} s (health: {health}); "
                        f"{self._node_tail()}")  # fmt: skip
+
+    def _node_health(self) -> dict[str, Any]:
+        with contextlib.suppress(OSError, ValueError):
+            return dict(json.loads((self.workdir / "health.json").read_text()))
+        return {}
 
     def _node_tail(self, lines: int = 15) -> str:
         with contextlib.suppress(OSError):
@@ -263,8 +287,6 @@ class CellSimulation:
             self.cell.call("scanner.set_silent", begin)
         elif kind == "estop":
             self.cell.call("world.set_estop", begin)
-            if not begin:
-                threading.Thread(target=self._restart_after_estop, daemon=True).start()
         elif kind == "broker-restart":
             if self.o.broker is not None:
                 raise SimError("broker-restart needs the embedded broker (no --broker)")
@@ -272,15 +294,22 @@ class CellSimulation:
                 self.broker.stop()
             else:
                 self._start_embedded_broker(self.broker.port)
+        if not begin:
+            threading.Thread(target=self._recover, daemon=True).start()
 
-    def _restart_after_estop(self) -> None:
-        """What the operator does after an e-stop: wait for standstill, reset, start."""
+    def _recover(self) -> None:
+        """What the operator does when a fault has passed: if the cell stopped (e-stop, a
+        device lost), wait for standstill, then reset and start it."""
         assert self.consumer is not None
         time.sleep(1.0)
+        state = self._node_health().get("state")
+        if state not in ("estop", "fault"):
+            return
         for name in ("reset", "start"):
             try:
                 result = self.consumer.command(self.node_id, name, timeout=5.0)
-                self._say(f"operator: {name} -> {result.body}")
+                self._say(f"operator: {name} -> {result.result if result.ok else result.error}")
+                self.fault_log.append(f"operator {name}: {'ok' if result.ok else result.error}")
             except Exception as exc:  # reported, the run goes on
                 self._say(f"operator: {name} failed: {exc}")
 

@@ -122,6 +122,11 @@ class WorldConfig(_Strict):
     reject_station: int = Field(
         -1, description="index of the reject chute in stations (negative counts from the end)"
     )
+    routes: dict[str, int] = Field(
+        default_factory=dict,
+        description="label prefix -> station, before the sort plan's rule (the same routes "
+        "the reference brain is given, so truth and brain agree)",
+    )
     scanners: list[ScannerStation] = Field(
         default_factory=list, description="fixed barcode scanners over the belt (default none)"
     )

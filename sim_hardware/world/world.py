@@ -246,7 +246,7 @@ class CellWorld:
     def _arrive(self, parcel: Parcel) -> None:
         c = self.config
         if parcel.label_legible:
-            intended = chute_for_label(parcel.label_text, c.sort_stations)
+            intended = chute_for_label(parcel.label_text, c.sort_stations, c.routes)
         else:
             intended = c.reject_index
         self.score.records[parcel.id] = ParcelRecord(parcel, intended)
