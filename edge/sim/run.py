@@ -91,7 +91,7 @@ class CellSimulation:
     # ---- the run ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         try:
-            self._start_everything()
+            self.start()
             usage0 = self._usage()
             self._say(f"belt running; feeding parcels at {self.o.rate_pph:g} pph for "
                       f"{self.o.duration_s:g} s")  # fmt: skip
@@ -104,7 +104,8 @@ class CellSimulation:
         finally:
             self.close()
 
-    def _start_everything(self) -> None:
+    def start(self) -> None:
+        """Broker, cell, brain, consumer and node up, the belt running (tests drive from here)."""
         from sim_hardware.brain.config import BrainConfig
         from sim_hardware.brain.policy import ReferenceBrain
         from sim_hardware.brain.service import BrainService
