@@ -134,6 +134,7 @@ def _run_node(
             for pin in range(len(config.stations)):
                 await mcu.configure_output(pin, safe_value=0)
             queue = add_parcels()
+            n_parcels = len(queue)
             blocked_at = 0
             while queue:
                 value, count = await asyncio.wait_for(eye.get(), 5)
@@ -146,7 +147,12 @@ def _run_node(
                 await mcu.schedule_at_count(target, pin=station, duration_s=0.01)
             while not finished():
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)  # the last chute eye clears
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # until the last chute eye has cleared
+                values = Counter(v for pin, v, _, _ in edges if pin != 0)
+                if values[1] == values[0] == n_parcels:
+                    break
+                await asyncio.sleep(0.05)
         reading.cancel()
         writer.close()
         return lines, edges
@@ -171,6 +177,10 @@ def test_a_cell_in_its_own_process_reports_labels_on_its_scanner_and_drops_on_ch
         _start_belt(cell.plc_port)
 
         def add_parcels() -> list[int]:
+            deadline = time.monotonic() + 5
+            while cell.get("scanner.connected_clients") == 0:  # the scanner has accepted us
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
             for p in parcels:
                 cell.call("world.add_parcel", p)
             records = cell.get("world.score.records")
@@ -190,11 +200,13 @@ def test_a_cell_in_its_own_process_reports_labels_on_its_scanner_and_drops_on_ch
 
     expected = [p.label_text if p.label_legible else "NoRead" for p in parcels]
     assert lines == expected  # each label once, in order; the unreadable one as NoRead
-    assert stats.reads == n - 1 and stats.no_reads == 1
-    assert all(records[p.id].actual == records[p.id].intended for p in parcels)
+    assert (stats.reads, stats.no_reads) == (n - 1, 1), stats
+    outcomes = [(records[p.id].actual, records[p.id].intended) for p in parcels]
+    assert all(actual == intended for actual, intended in outcomes), outcomes
     per_pin = Counter((pin, value) for pin, value, _, _ in edges if pin != 0)
     dropped = Counter(records[p.id].actual for p in parcels)
-    assert per_pin == Counter({(chute_pins[s], v): k for s, k in dropped.items() for v in (0, 1)})
+    expected_edges = Counter({(chute_pins[s], v): k for s, k in dropped.items() for v in (0, 1)})
+    assert per_pin == expected_edges, edges
     for pin in chute_pins.values():  # each pulse lasts sensor_ms on the MCU's clock
         clocks = [(v, c) for p, v, c, _ in edges if p == pin]
         for (v1, c1), (v0, c0) in zip(clocks[::2], clocks[1::2], strict=True):
