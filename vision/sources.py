@@ -1,5 +1,6 @@
 """Frame sources: OpenCV captures (USB, CSI via GStreamer, RTSP, video files), image folders,
-and any iterable of images (the simulator's renderer, a test).
+any iterable of images (the simulator's renderer, a test), and the simulator's WPCF camera
+stream (``wpcf://HOST:PORT``, vision/wpcf.py).
 
 Every source stamps each frame with its capture time and, when an encoder callback is given,
 the encoder count read at that moment.
@@ -149,7 +150,12 @@ def open_source(
     fps: float | None = None,
     encoder: EncoderReader | None = None,
 ) -> FrameSource:
-    """Pick the source for ``uri``: a folder or image file, else an OpenCV capture."""
+    """Pick the source for ``uri``: ``wpcf://HOST:PORT`` (the simulator's camera stream, its
+    own capture times and encoder counts), a folder or image file, else an OpenCV capture."""
+    if uri.startswith("wpcf://"):
+        from vision.wpcf import WpcfSource
+
+        return WpcfSource(uri)
     path = Path(uri)
     if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
         return ImageFiles([path], encoder)
