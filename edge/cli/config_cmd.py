@@ -105,6 +105,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_target(flash)
     flash.add_argument("--author", default=DEFAULT_AUTHOR, help="recorded in the version stamp")
     flash.add_argument("--json", action="store_true", help="print the result as JSON")
+    flash.add_argument(
+        "--health-deadline",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="when a node runs from the directory (DIR/node.pid), tell it to load the new "
+        "config (SIGHUP) and wait up to S seconds for it to report healthy on it; otherwise "
+        "roll back to the last good config and fail (default 30)",
+    )
     flash.set_defaults(handler=_flash)
 
     show = cmds.add_parser(
@@ -289,14 +298,31 @@ def _flash(args: argparse.Namespace) -> int:
     except (StoreError, OSError) as exc:
         return _refused(args, "could not write the board's config directory", str(exc))
     stamp = result.stamp
-    if args.json:
-        print(json.dumps({"ok": True, "node": result.node, **stamp.__dict__}))
-    else:
+    if not args.json:
         signed = f"signed by {stamp.signed_by}" if stamp.signed_by else "unsigned (not required)"
         print(
             f"flashed {args.file} to {args.target}: version {stamp.version} "
-            f"(sha256 {stamp.sha256[:12]}, {signed}) is active for node {result.node}"
+            f"(sha256 {stamp.sha256[:12]}, {signed}) is active for node {result.node}",
+            flush=True,
         )
+    checked = _health_check(args, target, stamp.version)
+    ok = checked["outcome"] in ("applied", "not_running")
+    if args.json:
+        print(json.dumps({"ok": ok, "node": result.node, **stamp.__dict__, "health": checked}))
+        return 0 if ok else 1
+    if not ok:
+        print(
+            f"ROLLED BACK: version {stamp.version} of {args.file} did not become healthy on "
+            f"{args.target}: {checked['why']}\n"
+            f"  active again: version {checked.get('active_version', '?')}; "
+            f"node: {checked.get('node', '?')}",
+            file=sys.stderr,
+        )
+        return 1
+    if checked["outcome"] == "not_running":
+        print(f"note: {checked['why']}")
+    else:
+        print(f"the node is healthy on version {stamp.version}: {checked['why']}")
     return 0
 
 
@@ -319,6 +345,16 @@ def _flash_ssh(
             f"(sha256 {str(result['sha256'])[:12]}) is active for node {result['node']}"
         )
     return 0
+
+
+def _health_check(args: argparse.Namespace, target: Path, version: int) -> dict[str, object]:
+    from edge.node.config_apply import reload_and_check
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(text, flush=True)
+
+    return reload_and_check(target, version, args.health_deadline, say)
 
 
 def _refused(args: argparse.Namespace, why: str, detail: str) -> int:

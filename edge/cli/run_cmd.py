@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import logging
+import os
 import signal
+import sys
+import threading
 from pathlib import Path
 
 
@@ -21,10 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--start, once at boot when the cell is ready; after an e-stop or a fault it needs "
         "a 'reset' and a 'start'. Under systemd (Type=notify, WatchdogSec=) it reports "
         "READY and pings the watchdog.",
-        epilog="Example: wolfpack run /etc/wolfpack/config.yaml --health-file "
-        "/run/wolfpack/health.json",
+        epilog="Examples: wolfpack run /etc/wolfpack/config.yaml --health-file "
+        "/run/wolfpack/health.json;  wolfpack run --config-dir /etc/wolfpack",
     )
-    parser.add_argument("config", help="board config file (YAML)")
+    parser.add_argument("config", nargs="?", help="board config file (YAML)")
+    parser.add_argument(
+        "--config-dir",
+        metavar="DIR",
+        help="run the 'active' config of a board's config directory (what 'wolfpack config "
+        "flash --to DIR' writes); writes DIR/node.pid and DIR/health.json, and on SIGHUP "
+        "re-executes itself to load the new active config (docs/config-flashing.md)",
+    )
     parser.add_argument(
         "--start",
         action="store_true",
@@ -48,7 +59,30 @@ def _run(args: argparse.Namespace) -> int:
     from edge.logsetup import setup_logging
     from edge.node.cell_node import CellNode
 
-    path = Path(args.config)
+    if (args.config is None) == (args.config_dir is None):
+        print("give either a config FILE or --config-dir DIR (not both)")
+        return 2
+    if args.config_dir is not None:
+        from edge.config.store import ConfigStore, StoreError
+        from edge.node.config_apply import HEALTH_NAME
+
+        root = Path(args.config_dir)
+        try:
+            active = ConfigStore(root).active()
+        except StoreError as exc:
+            print(f"{root}: {exc}")
+            return 1
+        if active is None:
+            print(
+                f"{root}: no active config "
+                f"(flash one with 'wolfpack config flash FILE --to {root}')"
+            )
+            return 1
+        path = active.config_path
+        args.config_version = args.config_version or str(active.stamp.version)
+        args.health_file = args.health_file or str(root / HEALTH_NAME)
+    else:
+        path = Path(args.config)
     try:
         board = load_board_config(path)
     except ConfigError as exc:
@@ -66,10 +100,38 @@ def _run(args: argparse.Namespace) -> int:
     node = CellNode(
         board, config_version=version, health_file=args.health_file, start_when_ready=args.start
     )
-    return asyncio.run(_serve(node))
+    if args.config_dir is None:
+        return asyncio.run(_serve(node))
+    return _run_from_store(node, Path(args.config_dir), board, int(version), args.health_file)
 
 
-async def _serve(node: object) -> int:
+def _run_from_store(node: object, root: Path, board: object, version: int, health: str) -> int:
+    """Run the store's active config; on SIGHUP shut down gracefully and re-execute."""
+    from edge.node import config_apply
+
+    ctx = config_apply.NodeConfigContext(root, board, version)
+    config_apply.set_context(ctx)
+    pid_file = root / config_apply.PID_NAME
+    pid_file.write_text(f"{os.getpid()}\n")
+    reload = threading.Event()
+    ctx.reload = lambda: os.kill(os.getpid(), signal.SIGHUP)
+    node._write_health(force=True)  # type: ignore[attr-defined]  # 'boot' on this version
+    config_apply.start_pending_watch(ctx, Path(health))
+    code = asyncio.run(_serve(node, reload))
+    if reload.is_set():
+        logging.getLogger("wolfpack").warning("reloading: re-executing %s", " ".join(sys.orig_argv))
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, sys.orig_argv)
+    with contextlib.suppress(OSError, ValueError):
+        if int(pid_file.read_text().strip()) == os.getpid():
+            pid_file.unlink()
+    return code
+
+
+async def _serve(node: object, reload: threading.Event | None = None) -> int:
     from edge.node.cell_node import CellNode
 
     assert isinstance(node, CellNode)
@@ -77,6 +139,13 @@ async def _serve(node: object) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if reload is not None:
+
+        def on_hup() -> None:
+            reload.set()
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await node.run(stop)
     except Exception:

@@ -1,0 +1,494 @@
+"""Applying a config to a running node: reload, health check, automatic rollback, outcome.
+
+Used from both sides of a board's config directory (see docs/config-flashing.md):
+
+* ``wolfpack config flash FILE --to DIR`` installs a version, then :func:`reload_and_check`
+  sends SIGHUP to the node named by ``DIR/node.pid`` and watches ``DIR/health.json`` until the
+  node reports the new version healthy, or rolls back to ``last_good`` when the deadline
+  passes.
+* ``wolfpack run --config-dir DIR`` runs the store's ``active`` config; on SIGHUP it
+  re-executes itself. A remote push (the ``config_push`` command over MQTT) installs the
+  version and writes ``DIR/pending.json`` before the re-exec; the new process calls
+  :func:`start_pending_watch`, which decides "applied" or "rolled_back" and publishes the
+  outcome, retained, on ``wolfpack/v1/<site>/<node>/config/status``.
+
+The outcome is published by a short-lived paho client of its own (same broker, credentials and
+TLS as the node's link, client id ``<link id>-config``), because the fleet link keeps no
+retained channel besides its state and fleet_link/ is not this module's to change. The
+outcome also stays in ``DIR/config_status.json`` until it has been published, so a rollback
+that re-executes the node is reported by the process that comes back.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge.config.store import ConfigStore, StoreError
+
+log = logging.getLogger("wolfpack.node.config")
+
+PID_NAME = "node.pid"
+HEALTH_NAME = "health.json"
+PENDING_NAME = "pending.json"
+STATUS_NAME = "config_status.json"
+DEFAULT_DEADLINE_S = 30.0
+
+Say = Callable[[str], None]
+
+
+# ---- files of the config directory --------------------------------------------------------------
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(json.dumps(data) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def running_node(root: Path) -> int | None:
+    """The pid in ``root/node.pid`` when that process is alive, else None."""
+    try:
+        pid = int((Path(root) / PID_NAME).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (exited, not yet reaped by its parent) is not a running node
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def describe_health(health: dict[str, Any] | None) -> str:
+    if not health:
+        return "no health reported"
+    text = f"state {health.get('state')}"
+    if health.get("devices_missing"):
+        text += f", devices missing: {', '.join(map(str, health['devices_missing']))}"
+    if health.get("degraded"):
+        text += f", degraded: {', '.join(map(str, health['degraded']))}"
+    if health.get("why"):
+        text += f" ({health['why']})"
+    return text
+
+
+def wait_healthy(
+    root: Path,
+    version: str,
+    deadline_s: float,
+    pid: int | None,
+    say: Say = lambda text: None,
+    health_file: Path | None = None,
+) -> tuple[bool, str]:
+    """Wait until the health file shows ``version`` healthy; (ok, why-not) at the deadline."""
+    path = health_file or Path(root) / HEALTH_NAME
+    start = time.monotonic()
+    end = start + deadline_s
+    last_said = 0.0
+    seen: dict[str, Any] | None = None
+    while True:
+        health = _read_json(path)
+        on_version = health is not None and str(health.get("config_version")) == version
+        if on_version:
+            seen = health
+            if health.get("healthy"):
+                return True, describe_health(health)
+        now = time.monotonic()
+        if pid is not None and not _alive(pid):
+            return False, f"the node did not start: process {pid} exited"
+        if now >= end:
+            break
+        if now - last_said >= 1.0:
+            last_said = now
+            where = describe_health(seen) if seen else "waiting for the node to load it"
+            say(f"  {now - start:4.1f}/{deadline_s:g} s: version {version}: {where}")
+        time.sleep(0.1)
+    if seen is None:
+        return False, (
+            f"the node did not start: no health for version {version} within {deadline_s:g} s"
+        )
+    return False, f"not healthy within {deadline_s:g} s: {describe_health(seen)}"
+
+
+# ---- the technician's side: `config flash` -------------------------------------------------------
+def reload_and_check(
+    root: Path,
+    version: int,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    say: Say = lambda text: None,
+) -> dict[str, Any]:
+    """Tell the node in ``root`` to load the active version; roll back if it is not healthy.
+
+    Returns {outcome: applied | rolled_back | not_running | rollback_failed, version, why, ...}
+    and records it in history.jsonl.
+    """
+    store = ConfigStore(root)
+    pid = running_node(root)
+    if pid is None:
+        result = {
+            "outcome": "not_running",
+            "version": version,
+            "why": f"no running node ({root / PID_NAME} names no live process); "
+            "the config stays active and is loaded at the next start",
+        }
+        _record(store, result)
+        return result
+    say(f"telling the node (pid {pid}) to load version {version} (SIGHUP)")
+    os.kill(pid, signal.SIGHUP)
+    ok, why = wait_healthy(root, str(version), deadline_s, pid, say)
+    if ok:
+        result = {"outcome": "applied", "version": version, "why": why}
+        _record(store, result)
+        return result
+    say(f"version {version} is not healthy: {why}; rolling back to the last good version")
+    try:
+        back = store.rollback(reason=f"health check failed for version {version}: {why}")
+    except StoreError as exc:
+        result = {"outcome": "rollback_failed", "version": version, "why": f"{why}; {exc}"}
+        _record(store, result)
+        return result
+    result = {
+        "outcome": "rolled_back",
+        "version": version,
+        "why": why,
+        "active_version": back.version,
+    }
+    pid = running_node(root)
+    if pid is None:
+        result["node"] = "not running; it loads the last good version at its next start"
+    else:
+        say(f"telling the node (pid {pid}) to load version {back.version} again (SIGHUP)")
+        os.kill(pid, signal.SIGHUP)
+        back_ok, back_why = wait_healthy(root, str(back.version), deadline_s, pid, say)
+        result["node"] = (
+            f"healthy again on version {back.version}"
+            if back_ok
+            else f"version {back.version} not healthy either: {back_why}"
+        )
+    _record(store, result)
+    return result
+
+
+def _record(store: ConfigStore, result: dict[str, Any]) -> None:
+    entry = {"event": "health_check", **result, "time": _utc()}
+    with contextlib.suppress(OSError):
+        store._append_history(entry)
+
+
+def _utc() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ---- the node's side: `wolfpack run --config-dir`, config_push -----------------------------------
+class NodeConfigContext:
+    """What the running node knows about its config directory (set by `wolfpack run`)."""
+
+    def __init__(self, root: Path, board: Any, version: int) -> None:
+        self.root = Path(root)
+        self.board = board
+        self.version = version
+        self.reload: Callable[[], None] = lambda: os.kill(os.getpid(), signal.SIGHUP)
+
+
+_context: NodeConfigContext | None = None
+
+
+def set_context(ctx: NodeConfigContext | None) -> None:
+    global _context
+    _context = ctx
+
+
+_PUSH_SCHEMA = {
+    "type": "object",
+    "required": ["config"],
+    "properties": {
+        "config": {"type": "string", "minLength": 1},
+        "signature": {"type": "string"},
+        "deadline_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+        "author": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+}
+
+
+def register_commands(registry: Any) -> None:
+    """Register ``config_push`` on the fleet link's command registry (called by FleetBridge)."""
+    registry.register(
+        "config_push",
+        config_push,
+        _PUSH_SCHEMA,
+        "install a signed config (validate, signature policy, write, reload, health check, "
+        "automatic rollback); the outcome goes retained to config/status",
+    )
+
+
+def config_push(args: dict[str, Any]) -> dict[str, Any]:
+    """The ``config_push`` command (runs on the link's command thread)."""
+    from edge.config import ConfigError
+    from edge.config.board import BoardConfig
+    from edge.config.loader import parse_config_text
+    from edge.config.signing import SignatureError
+    from fleet_link.commands import CommandError
+
+    ctx = _context
+    if ctx is None:
+        raise CommandError(
+            "unsupported", "this node was not started with --config-dir; it cannot take configs"
+        )
+    if (ctx.root / PENDING_NAME).exists():
+        raise CommandError("busy", "a pushed config is still being checked; try again later")
+    text = str(args["config"])
+    content = text.encode("utf-8")
+    try:
+        parse_config_text(text, "pushed config", BoardConfig)
+    except ConfigError as exc:
+        raise CommandError("invalid", exc.render()) from None
+    store = ConfigStore(ctx.root)
+    try:
+        signature_text, signed_by = _check_push_signature(
+            store, content, args.get("signature"), "pushed config"
+        )
+    except SignatureError as exc:
+        raise CommandError("signature", str(exc)) from None
+    deadline_s = float(args.get("deadline_s") or DEFAULT_DEADLINE_S)
+    request_id = str(args.get("request_id") or uuid.uuid4().hex)
+    try:
+        stamp = store.install(
+            content, signature_text, str(args.get("author") or "mqtt"), "mqtt", signed_by
+        )
+    except (StoreError, OSError) as exc:
+        raise CommandError("store", str(exc)) from None
+    _write_json(
+        ctx.root / PENDING_NAME,
+        {
+            "version": stamp.version,
+            "previous": ctx.version,
+            "deadline_s": deadline_s,
+            "deadline": time.time() + deadline_s,
+            "request_id": request_id,
+        },
+    )
+    log.warning("config version %d pushed; reloading the node", stamp.version)
+    # let the command's reply leave before the node shuts down for the re-exec
+    threading.Timer(0.3, ctx.reload).start()
+    return {
+        "accepted": True,
+        "version": stamp.version,
+        "previous": ctx.version,
+        "deadline_s": deadline_s,
+        "request_id": request_id,
+        "status_topic": "config/status",
+    }
+
+
+def _check_push_signature(
+    store: ConfigStore, content: bytes, signature: str | None, name: str
+) -> tuple[str | None, str | None]:
+    """(signature text to store, signer key id); raise SignatureError on refusal."""
+    import hashlib
+
+    from edge.config.signing import Signature, SignatureError, load_trusted_keys, verify
+
+    trusted = load_trusted_keys(store.trusted_keys_dir)
+    if not signature:
+        if trusted:
+            verify(content, None, trusted, name)
+        return None, None
+    if signature.lstrip().startswith("{"):  # a whole .sig file
+        sig = Signature.from_json(signature, f"{name}'s signature")
+    else:  # base64 of the raw ed25519 signature: try each trusted key
+        try:
+            raw = base64.b64decode(signature, validate=True)
+        except ValueError:
+            raise SignatureError(f"{name}: the signature is not base64") from None
+        sha = hashlib.sha256(content).hexdigest()
+        candidates = [Signature(kid, "", sha, raw) for kid in trusted] or [
+            Signature("unknown", "", sha, raw)
+        ]
+        for candidate in candidates:
+            with contextlib.suppress(SignatureError):
+                verify(content, candidate, trusted, name)
+                sig = candidate
+                break
+        else:
+            if not trusted:
+                return None, None  # no policy: a signature nobody can check is not stored
+            raise SignatureError(
+                f"{name}: tampered or foreign: the signature matches none of this board's "
+                f"{len(trusted)} trusted key(s) ({', '.join(sorted(trusted))})"
+            )
+        return sig.to_json(), sig.key_id
+    if trusted:
+        verify(content, sig, trusted, name)
+        return sig.to_json(), sig.key_id
+    return sig.to_json(), None
+
+
+def start_pending_watch(
+    ctx: NodeConfigContext, health_file: Path, reload: Callable[[], None] | None = None
+) -> threading.Thread | None:
+    """At node start: publish an unpublished outcome; watch a pending push to its verdict."""
+    threading.Thread(target=_publish_stored_status, args=(ctx,), daemon=True).start()
+    pending = _read_json(ctx.root / PENDING_NAME)
+    if pending is None:
+        return None
+    if int(pending.get("version", -1)) != ctx.version:
+        # the node came back on another version (e.g. restarted after a rollback): not ours
+        _finish(ctx, pending, "rolled_back", "the node restarted on another version", None)
+        return None
+    thread = threading.Thread(
+        target=_watch, args=(ctx, pending, health_file, reload or ctx.reload), daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _watch(
+    ctx: NodeConfigContext,
+    pending: dict[str, Any],
+    health_file: Path,
+    reload: Callable[[], None],
+) -> None:
+    remaining = max(0.0, float(pending.get("deadline", 0)) - time.time())
+    ok, why = wait_healthy(ctx.root, str(ctx.version), remaining, None, health_file=health_file)
+    if ok:
+        _finish(ctx, pending, "applied", why, None)
+        return
+    store = ConfigStore(ctx.root)
+    try:
+        back = store.rollback(reason=f"health check failed for version {ctx.version}: {why}")
+    except StoreError as exc:
+        _finish(ctx, pending, "rollback_failed", f"{why}; {exc}", None)
+        return
+    _finish(ctx, pending, "rolled_back", why, back.version, publish=False)
+    log.error("config version %d rolled back to %d: %s", ctx.version, back.version, why)
+    reload()
+
+
+def _finish(
+    ctx: NodeConfigContext,
+    pending: dict[str, Any],
+    outcome: str,
+    why: str,
+    active: int | None,
+    publish: bool = True,
+) -> None:
+    status = {
+        "version": pending.get("version"),
+        "outcome": outcome,
+        "why": why,
+        "ts": _utc(),
+        "previous": pending.get("previous"),
+        "request_id": pending.get("request_id"),
+        "active_version": active if active is not None else ctx.version,
+        "published": False,
+    }
+    _write_json(ctx.root / STATUS_NAME, status)
+    _record(ConfigStore(ctx.root), {k: v for k, v in status.items() if k != "published"})
+    with contextlib.suppress(FileNotFoundError):
+        (ctx.root / PENDING_NAME).unlink()
+    if publish:
+        _publish_stored_status(ctx)
+
+
+_publish_lock = threading.Lock()
+
+
+def _publish_stored_status(ctx: NodeConfigContext) -> None:
+    with _publish_lock:
+        status = _read_json(ctx.root / STATUS_NAME)
+        if status is None or status.get("published"):
+            return
+        body = {k: v for k, v in status.items() if k != "published"}
+        if ctx.board.mqtt is None:
+            return
+        if publish_retained_status(ctx.board, body):
+            status["published"] = True
+            _write_json(ctx.root / STATUS_NAME, status)
+
+
+def status_topic(site: str, node: str) -> str:
+    from fleet_link import topics
+
+    return f"{topics.node_prefix(site, node)}/config/status"
+
+
+def publish_retained_status(board: Any, body: dict[str, Any], timeout: float = 10.0) -> bool:
+    """Publish ``body`` retained on the node's config/status topic with a client of its own."""
+    from urllib.parse import urlsplit
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    cfg = board.mqtt
+    url = urlsplit(cfg.broker)
+    client_id = (cfg.client_id or f"wolfpack-{board.node.site}-{board.node.id}") + "-config"
+    v5 = cfg.protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+    )
+    if cfg.username:
+        password = None
+        if cfg.password_file:
+            password = Path(cfg.password_file).read_text(encoding="utf-8").strip()
+        client.username_pw_set(cfg.username, password)
+    if cfg.tls is not None:
+        import ssl
+
+        client.tls_set(
+            ca_certs=cfg.tls.ca_file,
+            certfile=cfg.tls.cert_file,
+            keyfile=cfg.tls.key_file,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+        client.tls_insecure_set(cfg.tls.insecure_skip_hostname_check)
+    topic = status_topic(board.node.site, board.node.id)
+    default_port = 8883 if url.scheme == "mqtts" else 1883
+    try:
+        client.connect(url.hostname or "127.0.0.1", url.port or default_port, keepalive=30)
+        client.loop_start()
+        info = client.publish(topic, json.dumps(body), qos=1, retain=True)
+        info.wait_for_publish(timeout)
+        ok = info.is_published()
+    except Exception as exc:  # the outcome stays in config_status.json for the next start
+        log.warning("config status not published on %s: %s", topic, exc)
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            client.disconnect()
+            client.loop_stop()
+    if ok:
+        log.info("config status published on %s: %s", topic, body.get("outcome"))
+    return ok
