@@ -68,6 +68,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the node config, its log and outbox here (default: a "
         "temporary directory, kept and named at the end)",
     )
+    parser.add_argument(
+        "--camera",
+        action="store_true",
+        help="also run the simulated camera and the node's vision pipeline as a second label "
+        "source (the config's vision: section; heavy on a 2-core machine)",
+    )
+    parser.add_argument(
+        "--camera-fps",
+        type=float,
+        default=5.0,
+        metavar="N",
+        help="frames/s the simulated camera renders and the node processes (default 5)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no live progress")
 
 
@@ -105,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         brain_latency_ms=args.brain_latency,
         workdir=Path(args.workdir) if args.workdir else None,
         progress=None if args.quiet else progress,
+        camera=args.camera,
+        camera_fps=args.camera_fps,
     )
     try:
         sim = CellSimulation(options)

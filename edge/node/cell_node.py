@@ -91,6 +91,8 @@ class CellNode:
             devices.add("plc")
         if self.cell.scanners:
             devices.add("scanner")
+        if self.cell.camera is not None:
+            devices.add("camera")
         if board.mqtt is not None:
             devices.add("brain")
         self.safety = SafetyMachine(self.cell.safety, devices)
@@ -105,6 +107,7 @@ class CellNode:
         self.plc: PlcBelt | None = None
         self.fleet: FleetBridge | None = None
         self.scanners: list[LineDevice] = []
+        self.camera: Any = None  # edge.node.camera_feed.CameraFeed when cell.camera is set
         self._mcu_ops: dict[int, asyncio.Task[None]] = {}
         self._asks: dict[int, float] = {}  # parcel -> deadline (monotonic), brain liveness
         self._brain_misses = 0
@@ -164,6 +167,10 @@ class CellNode:
             self.scanners.append(dev)
             self._scanner_up[dev.name] = False
             self.supervisor.start(f"scanner {dev.name}", self._scanner_task(dev, binding))
+        if cell.camera is not None:
+            from edge.node.camera_feed import start_camera
+
+            self.camera = start_camera(self)
         self.supervisor.start("mcu", self._mcu_task)
         self.supervisor.start("timer", self._timer_task)
         log.info(

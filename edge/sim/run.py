@@ -57,6 +57,8 @@ class SimOptions:
     keep_workdir: bool = False
     progress: Callable[[str], None] | None = None
     progress_every_s: float = 2.0
+    camera: bool = False  # the simulated camera as a second label source (vision: section)
+    camera_fps: float = 5.0
 
 
 @dataclass
@@ -80,6 +82,7 @@ class CellSimulation:
         self.broker: Any = None
         self.broker_url = ""
         self.cell: Any = None
+        self.camera: Any = None
         self.brain: Any = None
         self.consumer: Brain | None = None
         self.node: subprocess.Popen[bytes] | None = None
@@ -128,6 +131,11 @@ class CellSimulation:
             f"simulated cell: PLC 127.0.0.1:{self.cell.plc_port}, MCU {self.workdir / 'mcu'}, "
             f"scanner 127.0.0.1:{self.cell.scanner_port}"
         )
+        if self.o.camera:
+            from sim_hardware.world.camera_feed import SimCameraProcess
+
+            self.camera = SimCameraProcess(self.cell, fps=self.o.camera_fps).start()
+            self._say(f"simulated camera: 127.0.0.1:{self.camera.port}, {self.o.camera_fps:g} fps")
         policy = ReferenceBrain(
             BrainConfig(
                 sort_chutes=world_cfg.sort_stations,
@@ -194,6 +202,13 @@ class CellSimulation:
                 dev["tcp"]["port"] = self.cell.scanner_port
         data["mqtt"]["broker"] = self.broker_url
         data["mqtt"]["outbox"]["path"] = str(self.workdir / "outbox.sqlite")
+        if self.camera is not None:
+            if "vision" not in data:
+                raise SimError(f"{self.o.config}: --camera needs a 'vision:' section")
+            data["vision"].setdefault("source", {})["uri"] = f"wpcf://127.0.0.1:{self.camera.port}"
+            data["cell"].setdefault("camera", {"max_fps": self.o.camera_fps})
+        else:
+            data["cell"].pop("camera", None)
         path = self.workdir / "node.yaml"
         path.write_text(
             "# written by `wolfpack sim` from "
@@ -390,6 +405,7 @@ class CellSimulation:
                 "broker": self.broker_url,
                 "config": str(self.o.config),
                 "faults": [str(f) for f in self.o.faults],
+                "camera_fps": self.o.camera_fps if self.o.camera else None,
             },
             extra=extra,
         )
@@ -402,7 +418,7 @@ class CellSimulation:
             except subprocess.TimeoutExpired:
                 self.node.kill()
                 self.node.wait(5)
-        for part in (self.consumer, self.brain, self.cell):
+        for part in (self.consumer, self.brain, self.camera, self.cell):
             if part is not None:
                 with contextlib.suppress(Exception):
                     part.stop()

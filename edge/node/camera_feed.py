@@ -1,0 +1,245 @@
+"""The camera over the belt as a label and class source of the cell node.
+
+A worker thread reads frames (``vision.sources.open_source`` on ``vision.source.uri``: a USB
+or CSI camera on a board, ``wpcf://HOST:PORT`` in the simulator), runs the vision pipeline
+(detect, track, read labels) and hands each parcel to the node's loop as a ``Sighting``:
+
+* as soon as a track's label is decoded (a zxing decode is a legible read, never a guess):
+  the label, the class seen so far, at the frame's encoder count and capture time, with the
+  parcel's leading edge on the belt. Early, so the brain has time before the decision point;
+* when a track ends without a label: its class only (the parcel keeps waiting for the
+  scanner, or goes to reject at the decision point).
+
+The leading edge is the parcel's box corner furthest along the belt, mapped to belt mm by the
+vision calibration (a homography), then moved onto cell coordinates by ``camera.offset_mm``.
+Sizes are not passed on: the cell's size is (length, width, height) and a camera looking down
+does not measure height (a made-up height would satisfy a ``max_height_mm`` rule).
+
+The camera is the safety device ``camera`` (policy ``degrade`` by default): up while frames
+flow, lost when the stream drops or stays silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge.cell.events import Sighting
+from edge.cell.wiring import CameraBinding
+from vision.config import VisionConfig
+from vision.detections import Detection
+from vision.measure import Calibration
+
+if TYPE_CHECKING:
+    from vision.frames import Frame
+    from vision.pipeline import FrameResult
+
+log = logging.getLogger("wolfpack.node.camera")
+
+Post = Callable[..., Any]
+
+
+class CameraConfigError(ValueError):
+    """The camera cannot place parcels on the belt with this config."""
+
+
+class BeltPlacer:
+    """Image pixels -> cell belt mm (leading edge of a detection)."""
+
+    def __init__(self, calibration: Calibration, offset_mm: float) -> None:
+        self.calibration = calibration
+        self.offset_mm = offset_mm
+
+    def leading_edge_mm(self, det: Detection) -> float:
+        corners = self.calibration.to_mm(np.asarray(det.corners(), np.float64))
+        return float(corners[:, 0].max()) + self.offset_mm
+
+
+class CameraFeed:
+    """Runs in a supervised task; the pipeline in a daemon thread. ``feed`` and ``state`` are
+    called on the node's loop (through ``call_soon_threadsafe``)."""
+
+    def __init__(
+        self,
+        binding: CameraBinding,
+        vision: VisionConfig,
+        feed: Callable[[Sighting], None],
+        state: Callable[[bool, str], None],
+    ) -> None:
+        if vision.source is None:
+            raise CameraConfigError("cell.camera: the vision section has no source.uri")
+        if vision.calibration is None:
+            raise CameraConfigError(
+                "cell.camera: vision.calibration is missing; without it a parcel cannot be "
+                "placed on the belt (give >= 4 reference points, pixel -> belt mm)"
+            )
+        self.binding = binding
+        self.vision = vision
+        self.feed = feed
+        self.state = state
+        self.placer = BeltPlacer(Calibration.from_config(vision.calibration), binding.offset_mm)
+        self.stats: dict[str, float] = dict.fromkeys(
+            ("frames", "processed", "skipped", "labels", "unlabelled", "process_ms_mean"), 0.0
+        )
+        self._labelled: set[int] = set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        stop = threading.Event()
+        holder: dict[str, Any] = {}
+
+        def post(fn: Callable[..., Any], *args: Any) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(fn, *args)
+
+        def finish(exc: BaseException | None) -> None:
+            if done.done():
+                return
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+
+        def work() -> None:
+            try:
+                self._work(post, stop, holder)
+                post(finish, None)
+            except BaseException as exc:  # reported to the supervisor on the loop
+                post(finish, exc)
+
+        thread = threading.Thread(target=work, name="camera", daemon=True)
+        thread.start()
+        try:
+            await done
+        finally:
+            stop.set()
+            source = holder.get("source")
+            if source is not None:
+                source.close()
+            self.state(False, "camera task stopped")
+
+    # ---- the worker thread -----------------------------------------------------------------------
+    def _work(self, post: Post, stop: threading.Event, holder: dict[str, Any]) -> None:
+        from vision.pipeline import Pipeline
+        from vision.sources import open_source
+        from vision.wpcf import WpcfSource
+
+        pipeline = Pipeline.from_config(self.vision)
+        src_cfg = self.vision.source
+        assert src_cfg is not None
+        source = open_source(src_cfg.uri, src_cfg.width, src_cfg.height, src_cfg.fps)
+        holder["source"] = source
+        if isinstance(source, WpcfSource):
+
+            def on_state(up: bool, why: str) -> None:
+                if not up:
+                    pipeline.reset()  # the next frame is unrelated to the last
+                post(self.state, up, why)
+
+            source.on_state = on_state
+        else:
+            post(self.state, True, f"{source.name}: opened")
+        min_gap = 1.0 / self.binding.max_fps
+        last_t: float | None = None
+        log.info("camera %s: reading %s (at most %g frames/s)", self.binding.name, source.name,
+                 self.binding.max_fps)  # fmt: skip
+        try:
+            for frame in source:
+                if stop.is_set():
+                    break
+                self.stats["frames"] += 1
+                if last_t is not None and frame.captured_at - last_t < min_gap * 0.9:
+                    self.stats["skipped"] += 1
+                    continue
+                last_t = frame.captured_at
+                if frame.encoder_count is None:
+                    self.stats["skipped"] += 1
+                    continue  # no belt position: a sighting could not be placed
+                start = time.perf_counter()
+                result = pipeline.process(frame)
+                ms = (time.perf_counter() - start) * 1e3
+                n = self.stats["processed"] = self.stats["processed"] + 1
+                self.stats["process_ms_mean"] += (ms - self.stats["process_ms_mean"]) / n
+                for sighting in self.sightings(result):
+                    post(self.feed, sighting)
+        finally:
+            source.close()
+        if not stop.is_set():
+            raise ConnectionError(f"camera {source.name}: the frame source ended")
+
+    def sightings(self, result: FrameResult) -> list[Sighting]:
+        """The sightings one processed frame gives: new labels now, unlabelled tracks at
+        their end."""
+        frame: Frame = result.frame
+        assert frame.encoder_count is not None
+        out = []
+        for seen in result.parcels:
+            if seen.label is None or seen.track_id in self._labelled:
+                continue
+            self._labelled.add(seen.track_id)
+            self.stats["labels"] += 1
+            out.append(
+                Sighting(
+                    self.binding.name,
+                    frame.encoder_count,
+                    frame.captured_at,
+                    self.placer.leading_edge_mm(seen.detection),
+                    label=seen.label.text,
+                    class_name=seen.detection.class_name,
+                )
+            )
+        for rep in result.finished:
+            if rep.track_id in self._labelled:
+                self._labelled.discard(rep.track_id)
+                continue
+            if rep.encoder_count is None or not _inside(rep.detection, frame.size[0]):
+                continue  # a box cut by the frame's edge does not show the leading edge
+            self.stats["unlabelled"] += 1
+            out.append(
+                Sighting(
+                    self.binding.name,
+                    rep.encoder_count,
+                    rep.last_seen,
+                    self.placer.leading_edge_mm(rep.detection),
+                    class_name=rep.class_name,
+                )
+            )
+        return out
+
+
+def _inside(det: Detection, width: int, margin: float = 2.0) -> bool:
+    x1, _, x2, _ = det.box
+    return x1 > margin and x2 < width - margin
+
+
+def start_camera(node: Any) -> CameraFeed:
+    """Start the camera task of a ``CellNode`` whose cell has a camera (``cell.camera``)."""
+    binding, vision = node.cell.camera, node.board.vision
+    if vision is None:
+        raise CameraConfigError("cell.camera: the board has no vision section")
+
+    def feed(sighting: Sighting) -> None:
+        node.counters["camera_sightings"] += 1
+        if sighting.label is not None:
+            node.counters["camera_labels"] += 1
+        node.feed(sighting)
+
+    def state(up: bool, why: str) -> None:
+        if node._closing:
+            return
+        now = time.monotonic()
+        if up and "camera" not in node.safety.up:
+            node.apply_safety(node.safety.device_up("camera", now))
+        elif not up and "camera" in node.safety.up:
+            node.apply_safety(node.safety.device_lost("camera", why, now))
+
+    camera = CameraFeed(binding, vision, feed, state)
+    node.supervisor.start("camera", camera.run)
+    return camera
