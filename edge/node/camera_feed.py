@@ -171,6 +171,8 @@ class CameraFeed:
                     post(self.feed, sighting)
         finally:
             source.close()
+            log.info("camera %s: %s", self.binding.name,
+                     ", ".join(f"{k} {v:.1f}" for k, v in self.stats.items()))  # fmt: skip
         if not stop.is_set():
             raise ConnectionError(f"camera {source.name}: the frame source ended")
 

@@ -389,6 +389,15 @@ class CellSimulation:
             "gaps": [str(g) for g in self.consumer.gaps],
         }
         extra["faults"] = list(self.fault_log)
+        if self.camera is not None:
+            with contextlib.suppress(Exception):
+                st = self.camera.stats
+                extra["camera"] = {
+                    "frames_rendered": st.frames,
+                    "frames_per_s": round(st.frames / max(st.wall_s, 1e-9), 2),
+                    "skipped_by_node": st.skipped,
+                    "render_ms_mean": round(st.render_ms_mean, 1),
+                }
         world_cfg = self._world_config()
         return build_report(
             world_records=world_records,
