@@ -18,6 +18,7 @@ from typing import Any
 from edge.cell.events import AskBrain
 from edge.cell.record import ParcelRecord
 from edge.cell.wiring import BrainBinding
+from edge.node.config_apply import register_commands as register_config_commands
 from fleet_link.commands import CommandError
 from fleet_link.config import MqttConfig
 from fleet_link.link import EdgeLink
@@ -84,6 +85,7 @@ class FleetBridge:
             ("status", "the cell's safety state, devices and counters"),
         ):
             reg.register(name, self._operator(name), _EMPTY, text)
+        register_config_commands(reg)  # config_push (edge/node/config_apply.py)
 
     @property
     def connected(self) -> bool:

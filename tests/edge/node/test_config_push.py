@@ -1,0 +1,157 @@
+"""Remote push: `config_push` over MQTT through validate, signature, store, reload, health
+check and rollback; the outcome retained on wolfpack/v1/<site>/<node>/config/status.
+
+Real processes: the embedded broker (in this process), the simulated MCU and the node.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.config.signing import generate_keypair, load_private_key
+from edge.config.store import ConfigStore
+from fleet_link.brain import Brain
+from fleet_link.embedded import EmbeddedBroker
+from tests.edge.node.test_config_procs import (
+    cell_config,
+    history,
+    mqtt_section,
+    start_node,
+    start_sim_mcu,
+    stop,
+    wait_health,
+    wolfpack,
+)
+
+TOPIC = "wolfpack/v1/s1/n1/config/status"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class StatusWatch:
+    """Everything published on the config/status topic (retained included)."""
+
+    def __init__(self, port: int) -> None:
+        self.got: list[dict[str, Any]] = []
+        self.cond = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="status-watch")
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        with self.cond:
+            self.got.append({"retain": msg.retain, **json.loads(msg.payload)})
+            self.cond.notify_all()
+
+    def wait(self, version: int, timeout: float) -> dict[str, Any]:
+        with self.cond:
+            ok = self.cond.wait_for(lambda: any(s["version"] == version for s in self.got), timeout)
+            assert ok, f"no config status for version {version} in {timeout} s: {self.got}"
+            return next(s for s in self.got if s["version"] == version)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def rig(tmp_path: Path):
+    port = _free_port()
+    broker = EmbeddedBroker(port=port).start()
+    link = tmp_path / "mcu"
+    mcu = start_sim_mcu(link)
+    board = tmp_path / "board"
+    mq = mqtt_section(broker.url, tmp_path / "outbox.sqlite")
+    first = tmp_path / "first.yaml"
+    first.write_text(cell_config(link, mqtt=mq))
+    key = tmp_path / "keys" / "tech"
+    public, _kid = generate_keypair(key, "tech")
+    assert wolfpack("config", "trust", str(public), "--to", str(board)).returncode == 0
+    assert wolfpack("config", "sign", str(first), "--key", str(key)).returncode == 0
+    assert wolfpack("config", "flash", str(first), "--to", str(board)).returncode == 0
+    node = start_node(board, tmp_path / "node.log")
+    brain = Brain(broker.url, "s1").start()
+    watch = StatusWatch(port)
+    try:
+        wait_health(board, "1", timeout=20)
+        yield {"board": board, "brain": brain, "watch": watch, "link": link, "mq": mq,
+               "key": key, "node": node, "port": port}  # fmt: skip
+    finally:
+        watch.close()
+        brain.stop()
+        stop(node)
+        stop(mcu)
+        broker.stop()
+
+
+def _push(rig: dict[str, Any], text: str, deadline_s: float, sign: bool = True) -> Any:
+    args: dict[str, Any] = {"config": text, "deadline_s": deadline_s}
+    if sign:
+        private = load_private_key(rig["key"])
+        args["signature"] = base64.b64encode(private.sign(text.encode())).decode()
+    return rig["brain"].command("n1", "config_push", args, timeout=10)
+
+
+def test_pushed_config_is_applied_then_a_bad_one_rolled_back(rig, tmp_path):
+    board, watch = rig["board"], rig["watch"]
+    good = cell_config(rig["link"], description="pushed", mqtt=rig["mq"])
+    answer = _push(rig, good, 10)
+    assert answer.ok, answer.error
+    assert answer.result["version"] == 2 and answer.result["previous"] == 1
+    status = watch.wait(2, 20)
+    assert status["outcome"] == "applied" and status["why"].startswith("state ready")
+    assert wait_health(board, "2")["pid"] == rig["node"].pid
+    assert not (board / "pending.json").exists()
+
+    bad = cell_config(tmp_path / "no-such-port", description="broken", mqtt=rig["mq"])
+    t0 = time.monotonic()
+    answer = _push(rig, bad, 4)
+    assert answer.ok, answer.error
+    status = watch.wait(3, 25)
+    assert time.monotonic() - t0 < 4 + 15
+    assert status["outcome"] == "rolled_back"
+    assert "devices missing: mcu" in status["why"]
+    assert status["active_version"] == 2
+    assert ConfigStore(board).active().stamp.version == 2
+    wait_health(board, "2")
+    outcomes = [h.get("outcome") for h in history(board) if h["event"] == "health_check"]
+    assert outcomes[-2:] == ["applied", "rolled_back"]
+
+    # the outcome is retained: a late subscriber sees the last one
+    late = StatusWatch(rig["port"])
+    try:
+        seen = late.wait(3, 10)
+        assert seen["retain"] is True and seen["outcome"] == "rolled_back"
+    finally:
+        late.close()
+
+
+def test_unsigned_or_tampered_push_is_refused_before_anything_is_written(rig):
+    text = cell_config(rig["link"], description="unsigned", mqtt=rig["mq"])
+    answer = _push(rig, text, 5, sign=False)
+    assert not answer.ok and "unsigned" in answer.error["message"]
+    private = load_private_key(rig["key"])
+    signature = base64.b64encode(private.sign(b"something else")).decode()
+    answer = rig["brain"].command(
+        "n1", "config_push", {"config": text, "signature": signature}, timeout=10
+    )
+    assert not answer.ok and "tampered" in answer.error["message"]
+    answer = _push(rig, "node: {id: n1, site: s1, colour: red}\n", 5)
+    assert not answer.ok and "colour" in answer.error["message"]
+    assert ConfigStore(rig["board"]).active().stamp.version == 1
