@@ -333,17 +333,34 @@ def _flash_ssh(
     load_board_config(args.file)
     sig = signature_path(args.file)
     progress(2, 3, f"copying to {target.display} and flashing there (its signature policy)")
-    result = target.flash(args.file, sig if sig.exists() else None, args.author)
-    if not result.get("ok"):
+    result = target.flash(
+        args.file, sig if sig.exists() else None, args.author, args.health_deadline
+    )
+    health = result.get("health")
+    if not result.get("ok") and not isinstance(health, dict):
         return _refused(args, f"by the board: {result.get('refused')}", str(result.get("error")))
-    progress(3, 3, f"version {result['version']} is active on {target.display}")
     if args.json:
         print(json.dumps(result))
-    else:
+        return 0 if result.get("ok") else 1
+    if isinstance(health, dict) and not result.get("ok"):
         print(
-            f"flashed {args.file} to {target.display}: version {result['version']} "
-            f"(sha256 {str(result['sha256'])[:12]}) is active for node {result['node']}"
+            f"ROLLED BACK: version {result['version']} of {args.file} did not become healthy on "
+            f"{target.display}: {health.get('why')}\n"
+            f"  active again: version {health.get('active_version', '?')}; "
+            f"node: {health.get('node', '?')}",
+            file=sys.stderr,
         )
+        return 1
+    progress(3, 3, f"version {result['version']} is active on {target.display}")
+    print(
+        f"flashed {args.file} to {target.display}: version {result['version']} "
+        f"(sha256 {str(result['sha256'])[:12]}) is active for node {result['node']}"
+    )
+    if isinstance(health, dict):
+        if health.get("outcome") == "applied":
+            print(f"the node is healthy on version {result['version']}: {health.get('why')}")
+        else:
+            print(f"note: {health.get('why')}")
     return 0
 
 

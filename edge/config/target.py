@@ -77,7 +77,13 @@ class SshTarget:
             )
         return code, out, err
 
-    def flash(self, config: Path, signature: Path | None, author: str) -> dict[str, object]:
+    def flash(
+        self,
+        config: Path,
+        signature: Path | None,
+        author: str,
+        health_deadline_s: float | None = None,
+    ) -> dict[str, object]:
         """Stage the files on the board, run its flash, clean up; return its JSON result."""
         code, out, err = self.ssh(["mktemp", "-d", "/tmp/wolfpack-flash.XXXXXX"])
         if code != 0:
@@ -88,9 +94,10 @@ class SshTarget:
             self._upload(config.read_bytes(), staged)
             if signature is not None:
                 self._upload(signature.read_bytes(), staged + ".sig")
-            code, out, err = self.wolfpack(
-                ["config", "flash", staged, "--to", self.path, "--author", author, "--json"]
-            )
+            cmd = ["config", "flash", staged, "--to", self.path, "--author", author, "--json"]
+            if health_deadline_s is not None:
+                cmd += ["--health-deadline", f"{health_deadline_s:g}"]
+            code, out, err = self.wolfpack(cmd)
         finally:
             self.ssh(["rm", "-rf", staging])
         try:

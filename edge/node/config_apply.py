@@ -161,8 +161,7 @@ def reload_and_check(
             "why": f"no running node ({root / PID_NAME} names no live process); "
             "the config stays active and is loaded at the next start",
         }
-        _record(store, result)
-        return result
+        return result  # nothing happened beyond the flash itself: no history line
     say(f"telling the node (pid {pid}) to load version {version} (SIGHUP)")
     os.kill(pid, signal.SIGHUP)
     ok, why = wait_healthy(root, str(version), deadline_s, pid, say)

@@ -6,6 +6,7 @@ Real processes throughout: the simulated MCU (`wolfpack sim mcu`), the node
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_flash_without_a_running_node_keeps_the_config_for_the_next_start(tmp_pa
     assert done.returncode == 0, done.stderr
     assert "no running node" in done.stdout
     assert ConfigStore(board).active().stamp.version == 1
-    assert history(board)[-1]["outcome"] == "not_running"
+    assert [h["event"] for h in history(board)] == ["flash"]
 
 
 def test_good_config_is_applied_and_a_bad_one_rolled_back_with_the_reason(tmp_path, mcu):
@@ -70,7 +71,7 @@ def test_good_config_is_applied_and_a_bad_one_rolled_back_with_the_reason(tmp_pa
         assert "ROLLED BACK: version 3" in refused.stderr
         assert "state boot, devices missing: mcu" in refused.stderr
         assert "healthy again on version 2" in refused.stderr
-        assert "  1.0/4 s: version 3: state boot" in refused.stdout  # visible progress
+        assert re.search(r"\d\.\d/4 s: version 3: state boot", refused.stdout)  # progress
         assert took < 4 + 10
         assert ConfigStore(board).active().stamp.version == 2
         assert wait_health(board, "2")["pid"] == pid  # same process, re-executed
