@@ -130,3 +130,37 @@ def test_unreachable_board_says_so(tmp_path: Path, capsys):
     assert main(["config", "flash", str(cfg), "--to", url]) == 1
     err = capsys.readouterr().err
     assert "target unreachable, nothing written" in err and "ssh failed" in err
+
+
+def test_health_check_and_rollback_over_ssh(sshd, tmp_path: Path, capsys):
+    from tests.edge.node.test_config_procs import (
+        cell_config,
+        start_node,
+        start_sim_mcu,
+        stop,
+        wait_health,
+    )
+
+    board = tmp_path / "board"
+    url = f"ssh://{sshd['user']}@127.0.0.1:{sshd['port']}{board}"
+    first, bad = tmp_path / "first.yaml", tmp_path / "bad.yaml"
+    mcu = start_sim_mcu(tmp_path / "mcu")
+    node = None
+    try:
+        first.write_text(cell_config(tmp_path / "mcu"))
+        bad.write_text(cell_config(tmp_path / "no-such-port", description="broken"))
+        assert main(["config", "flash", str(first), "--to", url, *sshd["args"]]) == 0
+        node = start_node(board, tmp_path / "node.log")
+        wait_health(board, "1")
+        capsys.readouterr()
+        code = main(
+            ["config", "flash", str(bad), "--to", url, "--health-deadline", "4", *sshd["args"]]
+        )
+        err = capsys.readouterr().err
+        assert code == 1
+        assert "ROLLED BACK: version 2" in err and "devices missing: mcu" in err
+        assert "healthy again on version 1" in err
+        assert ConfigStore(board).active().stamp.version == 1
+    finally:
+        stop(node)
+        stop(mcu)
