@@ -67,6 +67,10 @@ def _run(args: argparse.Namespace) -> int:
         from edge.node.config_apply import HEALTH_NAME
 
         root = Path(args.config_dir)
+        # a SIGHUP that comes while starting up means "reload" too, never "die"
+        signal.signal(signal.SIGHUP, lambda *_: _RELOAD.set())
+        if args.config_version:
+            print("note: --config-version is ignored with --config-dir (the store's version)")
         try:
             active = ConfigStore(root).active()
         except StoreError as exc:
@@ -79,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
             )
             return 1
         path = active.config_path
-        args.config_version = args.config_version or str(active.stamp.version)
+        args.config_version = str(active.stamp.version)
         args.health_file = args.health_file or str(root / HEALTH_NAME)
     else:
         path = Path(args.config)
@@ -87,15 +91,15 @@ def _run(args: argparse.Namespace) -> int:
         board = load_board_config(path)
     except ConfigError as exc:
         print(exc.render())
-        return 1
+        return _failed_start(args, f"invalid config: {exc.render()}")
     except OSError as exc:
         print(f"{path}: cannot read the config: {exc.strerror or exc}")
-        return 1
+        return _failed_start(args, f"cannot read the config: {exc.strerror or exc}")
     if args.node_id is None:
         setup_logging(node=board.node.id, json_lines=args.log_json, level=args.log_level)
     if board.cell is None:
         print(f"{path}: no 'cell:' section; 'wolfpack run' runs a sorting cell")
-        return 1
+        return _failed_start(args, "the config has no 'cell:' section")
     version = args.config_version or hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     node = CellNode(
         board, config_version=version, health_file=args.health_file, start_when_ready=args.start
@@ -113,22 +117,47 @@ def _run_from_store(node: object, root: Path, board: object, version: int, healt
     config_apply.set_context(ctx)
     pid_file = root / config_apply.PID_NAME
     pid_file.write_text(f"{os.getpid()}\n")
-    reload = threading.Event()
     ctx.reload = lambda: os.kill(os.getpid(), signal.SIGHUP)
     node._write_health(force=True)  # type: ignore[attr-defined]  # 'boot' on this version
     config_apply.start_pending_watch(ctx, Path(health))
-    code = asyncio.run(_serve(node, reload))
-    if reload.is_set():
-        logging.getLogger("wolfpack").warning("reloading: re-executing %s", " ".join(sys.orig_argv))
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execv(sys.executable, sys.orig_argv)
+    code = asyncio.run(_serve(node, _RELOAD))
+    signal.signal(signal.SIGHUP, lambda *_: _RELOAD.set())  # asyncio put back the default
+    if not _RELOAD.is_set() and code != 0:
+        # the node failed while a pushed config was on trial: roll back and come back
+        if config_apply.fail_pending(root, version, "the node failed (see its log)"):
+            _RELOAD.set()
+    if _RELOAD.is_set():
+        _reexec()
     with contextlib.suppress(OSError, ValueError):
         if int(pid_file.read_text().strip()) == os.getpid():
             pid_file.unlink()
     return code
+
+
+_RELOAD = threading.Event()
+
+
+def _reexec() -> None:
+    logging.getLogger("wolfpack").warning("reloading: re-executing %s", " ".join(sys.orig_argv))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)
+
+
+def _failed_start(args: argparse.Namespace, why: str) -> int:
+    """A --config-dir node whose pushed config cannot even start rolls back and re-executes."""
+    if args.config_dir is None:
+        return 1
+    from edge.config.store import ConfigStore
+    from edge.node import config_apply
+
+    root = Path(args.config_dir)
+    active = ConfigStore(root).active()
+    if active is not None and config_apply.fail_pending(root, active.stamp.version, why):
+        _reexec()
+    return 1
 
 
 async def _serve(node: object, reload: threading.Event | None = None) -> int:
@@ -140,6 +169,8 @@ async def _serve(node: object, reload: threading.Event | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if reload is not None:
+        if reload.is_set():  # asked to reload while starting up
+            stop.set()
 
         def on_hup() -> None:
             reload.set()

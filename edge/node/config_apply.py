@@ -372,6 +372,26 @@ def start_pending_watch(
     return thread
 
 
+def fail_pending(root: Path, version: int, why: str) -> bool:
+    """The node could not run ``version``: if it is a pushed config on trial, roll it back.
+
+    Returns True when the caller should re-execute (the rollback was made)."""
+    pending = _read_json(Path(root) / PENDING_NAME)
+    if pending is None or int(pending.get("version", -1)) != version:
+        return False
+    store = ConfigStore(root)
+    why = f"the node did not start: {why}"
+    try:
+        back = store.rollback(reason=f"health check failed for version {version}: {why}")
+    except StoreError as exc:
+        ctx = NodeConfigContext(root, None, version)
+        _finish(ctx, pending, "rollback_failed", f"{why}; {exc}", None, publish=False)
+        return False
+    ctx = NodeConfigContext(root, None, version)
+    _finish(ctx, pending, "rolled_back", why, back.version, publish=False)
+    return True
+
+
 def _watch(
     ctx: NodeConfigContext,
     pending: dict[str, Any],

@@ -133,10 +133,18 @@ def test_pushed_config_is_applied_then_a_bad_one_rolled_back(rig, tmp_path):
     outcomes = [h.get("outcome") for h in history(board) if h["event"] == "health_check"]
     assert outcomes[-2:] == ["applied", "rolled_back"]
 
+    # a config the node cannot even start with (valid, but no cell): rolled back at start
+    answer = _push(rig, "node: {id: n1, site: s1}\n" + rig["mq"], 10)
+    assert answer.ok, answer.error
+    status = watch.wait(4, 25)
+    assert status["outcome"] == "rolled_back" and status["active_version"] == 2
+    assert "the node did not start: the config has no 'cell:' section" in status["why"]
+    assert wait_health(board, "2")["pid"] == rig["node"].pid
+
     # the outcome is retained: a late subscriber sees the last one
     late = StatusWatch(rig["port"])
     try:
-        seen = late.wait(3, 10)
+        seen = late.wait(4, 10)
         assert seen["retain"] is True and seen["outcome"] == "rolled_back"
     finally:
         late.close()
