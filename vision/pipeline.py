@@ -127,7 +127,10 @@ class Pipeline:
         spent = []
         for t in todo[:budget]:
             start = time.perf_counter()
-            t.label = self.reader.read(frame.image, t.current)  # type: ignore[arg-type]
+            # the reader's views are spread over the parcel's attempts: cheap ones first, the
+            # dearer ones on the next frame, so no frame pays for all of them
+            stage = t.label_attempts % self.reader.stages
+            t.label = self.reader.read(frame.image, t.current, stage)  # type: ignore[arg-type]
             t.label_attempts += 1
             spent.append((time.perf_counter() - start) * 1e3)
         return spent

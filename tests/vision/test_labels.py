@@ -106,3 +106,24 @@ def test_dominant_angle_recovers_the_turn_of_a_bar_pattern(angle: float):
     got = dominant_angle(turned)
     diff = (got + angle + 45) % 90 - 45  # the turn that undoes +angle is -angle (mod 90)
     assert abs(diff) < 3.0  # zxing reads 1D codes within about 15 degrees of upright
+
+
+@pytest.mark.parametrize("fmt", sorted(TEXTS))
+@pytest.mark.parametrize("angle", [7, 52, 128, 233])
+def test_one_of_the_stages_alone_reads_what_all_stages_read(fmt: str, angle: int):
+    """The pipeline runs one stage per attempt: together they must cover a full read."""
+    image = parcel_with_label(fmt, 2, angle)
+    det = _detection(image, float(angle) % 180)
+    reader = LabelReader()
+    full = reader.read(image, det)
+    assert full is not None and full.text == TEXTS[fmt]
+    staged = [reader.read(image, det, stage=k) for k in range(reader.stages)]
+    assert any(r is not None and r.text == TEXTS[fmt] for r in staged)
+
+
+def test_a_low_contrast_pattern_is_not_taken_for_a_code():
+    """Wrinkles and print without dark-on-light contrast are skipped before zxing sees them."""
+    rng = np.random.default_rng(5)
+    image = np.full((300, 300, 3), 150, np.uint8)
+    image[100:180, 80:220] = np.where(rng.random((80, 140, 1)) < 0.5, 130, 170).astype(np.uint8)
+    assert LabelReader().read(image, _detection(image, 0.0)) is None
