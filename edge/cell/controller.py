@@ -106,7 +106,19 @@ class CellCore:
                     self._schedule(parcel, ev.t)
 
     def _on_Sighting(self, ev: Sighting) -> None:
-        parcel = self.tracker.match_point(ev.count, ev.position_mm)
+        parcel = None
+        if ev.in_order_mm > 0:
+            parcel = self.tracker.match_in_order(
+                ev.count, ev.position_mm, ev.source, ev.in_order_mm
+            )
+            if parcel is not None:
+                parcel.read_by.add(ev.source)
+        if ev.no_read:
+            if parcel is not None:
+                parcel.note(ev.t, ev.count, "no_read", ev.source)
+            return  # a no-read never creates a parcel
+        if parcel is None:
+            parcel = self.tracker.match_point(ev.count, ev.position_mm)
         if parcel is None:
             lead = self.tracker.lead_count_for(ev.count, ev.position_mm)
             parcel = self.tracker.new(lead, ev.source)

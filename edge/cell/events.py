@@ -42,6 +42,8 @@ class Sighting:
     label: str | None = None
     class_name: str | None = None
     size_mm: Size | None = None
+    in_order_mm: float = 0.0  # > 0: a fixed reader's report, matched in passing order
+    no_read: bool = False  # the reader saw the parcel and could not read it
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ class Parcel:
     fired_count: int | None = None
     awaiting_length: bool = False  # aim "centre": the stroke waits for the trailing edge
     sensor_busy: bool = False  # its chute's sensor was still blocked when its stroke fired
+    read_by: set[str] = field(default_factory=set)  # fixed readers that reported it (FIFO)
     milestones: dict[str, float] = field(default_factory=dict)
     story: list[StoryEntry] = field(default_factory=list)
 
@@ -96,6 +97,29 @@ class Tracker:
             p for p in self.active.values() if p.trail_count is None and p.lead_count < count
         ]
         return max(waiting, key=lambda p: p.lead_count, default=None)
+
+    def match_in_order(
+        self, count: int, point_mm: float, source: str, window_mm: float
+    ) -> Parcel | None:
+        """A fixed reader reports parcels in the order they pass it, each once (a label or a
+        no-read), after a delay the host cannot see (decoding, the line, a busy host). So its
+        report belongs to the oldest parcel whose middle has reached ``point_mm`` and that the
+        reader has not reported yet, if that parcel passed the point at most ``window_mm``
+        ago. Matching by position alone would give a late report to the parcel behind."""
+        candidates = []
+        for p in self.active.values():
+            if source in p.read_by:
+                continue
+            lead = self.position(p, count)
+            length = (
+                (p.trail_count - p.lead_count) / self.counts_per_mm
+                if p.trail_count is not None
+                else 0.0
+            )
+            middle = lead - length / 2
+            if point_mm - self.tolerance_mm <= middle <= point_mm + window_mm + length / 2:
+                candidates.append(p)
+        return min(candidates, key=lambda p: p.lead_count, default=None)
 
     def match_point(self, count: int, point_mm: float) -> Parcel | None:
         """The parcel whose body (leading edge back to trailing edge, or back past the eye if

@@ -51,6 +51,12 @@ class ScannerBinding(_Strict):
 
     device: str = Field(description="name of the line device (line_devices[].name)")
     position_mm: float = Field(ge=0, description="the point on the belt the scanner reads")
+    read_window_mm: float = Field(
+        600.0,
+        ge=0,
+        description="its reports come in passing order, each at most this much belt travel "
+        "after the parcel's middle passed it (0: match by position only)",
+    )
     name: str = Field("scanner", description="label source name shown in parcel records")
 
 

@@ -57,7 +57,7 @@ from edge.safety.machine import (
     Transition,
 )
 from firmware_bridge.linedev.device import LineDevice
-from firmware_bridge.linedev.events import NoRead, Read, StateChange
+from firmware_bridge.linedev.events import LineError, NoRead, Read, StateChange
 from firmware_bridge.mcu import McuError, McuLink
 from firmware_bridge.mcu import messages as m
 from firmware_bridge.mcu.link import StateChange as McuStateChange
@@ -486,15 +486,21 @@ class CellNode:
         async def run() -> None:
             await dev.start()
             async for ev in dev.events():
-                if isinstance(ev, Read):
+                if isinstance(ev, LineError):
+                    self.counters["scanner_line_errors"] += 1  # not a parcel: no slot
+                elif isinstance(ev, Read | NoRead):
                     count = self.encoder.count_at(ev.mono_time)
                     if count is None:
                         continue  # no encoder yet: the belt cannot be carrying parcels
-                    self.counters["scanner_reads"] += 1
-                    self.feed(Sighting(binding.name, count, ev.mono_time, binding.position_mm,
-                                       label=ev.text))  # fmt: skip
-                elif isinstance(ev, NoRead):
-                    self.counters["scanner_no_reads"] += 1
+                    read = isinstance(ev, Read)
+                    self.counters["scanner_reads" if read else "scanner_no_reads"] += 1
+                    self.feed(
+                        Sighting(
+                            binding.name, count, ev.mono_time, binding.position_mm,
+                            label=ev.text if isinstance(ev, Read) else None,
+                            in_order_mm=binding.read_window_mm, no_read=not read,
+                        )
+                    )  # fmt: skip
                 elif isinstance(ev, StateChange):
                     self._scanner_state(dev.name, ev.state == "connected", ev.reason)
 
@@ -552,8 +558,8 @@ class CellNode:
 
     def _write_health(self, force: bool = False, status: str | None = None) -> None:
         health = self.health()
-        if status is not None:
-            health = {**health, "healthy": False, "state": status}
+        if status is not None:  # the last word: what the node counted over its whole run
+            health = {**health, "healthy": False, "state": status, "counters": dict(self.counters)}
         if not force and health == self._health:
             return
         self._health = health

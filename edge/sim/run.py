@@ -244,6 +244,14 @@ class CellSimulation:
         raise SimError(f"the node did not reach 'running' in {timeout:g} s (health: {health}); "
                        f"{self._node_tail()}")  # fmt: skip
 
+    def _final_counters(self) -> dict[str, Any]:
+        """The node's own counters, written to its health file when it stops."""
+        if self.node is not None and self.node.poll() is None:
+            self.node.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.node.wait(15)
+        return dict(self._node_health().get("counters", {}))
+
     def _node_health(self) -> dict[str, Any]:
         with contextlib.suppress(OSError, ValueError):
             return dict(json.loads((self.workdir / "health.json").read_text()))
@@ -370,6 +378,11 @@ class CellSimulation:
     def _report(self, usage: dict[str, float]) -> dict[str, Any]:
         cell = self.board.cell
         assert cell is not None
+        scanner_stats = None
+        with contextlib.suppress(Exception):
+            stats = self.cell.get("scanner.stats")
+            scanner_stats = {"scans": stats.scans, "reads": stats.reads,
+                             "no_reads": stats.no_reads}  # fmt: skip
         world_records = self.cell.get("world.score.records")
         summary = self.cell.call("world.score.summary")
         with self.got.lock:
@@ -389,6 +402,8 @@ class CellSimulation:
             "gaps": [str(g) for g in self.consumer.gaps],
         }
         extra["faults"] = list(self.fault_log)
+        extra["scanner"] = scanner_stats
+        extra["node_counters"] = self._final_counters()
         if self.camera is not None:
             with contextlib.suppress(Exception):
                 st = self.camera.stats
