@@ -3,7 +3,10 @@
     .venv/bin/python bench/mqtt.py [--messages 20000] [--replay 100000] [--backlog 1000000]
 
 Prints a table: messages/s through the outbox (append -> broker PUBACK) and for a raw paho
-QoS 1 publish loop without it (publish -> all PUBACKs), their ratio; the replay rate of a
+QoS 1 publish loop without it (publish -> all PUBACKs), their ratio. Both send the same bytes
+on the same topic: the raw loop publishes the very envelopes the outbox sends, encoded before
+its clock starts, so the outbox alone pays for JSON encoding and the SQLite commit. Then the
+append rate with concurrent writers (group commit: messages per transaction); the replay rate of a
 100,000-message backlog (stored while offline, then sent unthrottled); the RSS growth of the
 process holding a 1,000,000-message backlog and replaying from it. Goals (issue 4): ratio >=
 0.7, replay >= 5,000 msg/s, RSS growth <= 20 MB. The same outbox run against the embedded
@@ -27,6 +30,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from fleet_link.config import MqttConfig  # noqa: E402
+from fleet_link.envelope import encode  # noqa: E402
 from fleet_link.link import EdgeLink  # noqa: E402
 from tests.fleet_link.mosquitto import Mosquitto, free_port  # noqa: E402
 
@@ -59,7 +63,20 @@ def config(url: str, path: Path, protocol: str = "5", **outbox: object) -> MqttC
     )
 
 
-def raw_paho(url_port: int, n: int, payload: bytes) -> float:
+TOPIC = "wolfpack/v1/bench/edge/events/parcel"  # what through_outbox publishes on
+
+
+def parcel(i: int) -> dict[str, object]:
+    return {**PARCEL, "parcel_id": f"P-{i:09d}"}
+
+
+def envelopes(n: int) -> list[bytes]:
+    """The payloads through_outbox sends (node 'edge', its first session, seq 1..n)."""
+    return [encode("edge", 1, i + 1, {"kind": "parcel", "data": parcel(i)}) for i in range(n)]
+
+
+def raw_paho(url_port: int, payloads: list[bytes]) -> float:
+    n = len(payloads)
     done = threading.Event()
     acked = 0
 
@@ -77,8 +94,8 @@ def raw_paho(url_port: int, n: int, payload: bytes) -> float:
     c.loop_start()
     time.sleep(0.3)
     t0 = time.perf_counter()
-    for _ in range(n):
-        c.publish("wolfpack/v1/bench/raw/events/parcel", payload, qos=1)
+    for payload in payloads:
+        c.publish(TOPIC, payload, qos=1)
     done.wait(120)
     rate = n / (time.perf_counter() - t0)
     c.disconnect()
@@ -91,7 +108,7 @@ def through_outbox(url: str, path: Path, n: int, protocol: str = "5") -> float:
     link.connected.wait(10)
     t0 = time.perf_counter()
     for i in range(n):
-        link.publish_event("parcel", {**PARCEL, "parcel_id": f"P-{i:09d}"})
+        link.publish_event("parcel", parcel(i))
     if not link.wait_drained(120):
         raise RuntimeError("outbox did not drain")
     rate = n / (time.perf_counter() - t0)
@@ -102,8 +119,32 @@ def through_outbox(url: str, path: Path, n: int, protocol: str = "5") -> float:
 def fill(link: EdgeLink, n: int) -> float:
     t0 = time.perf_counter()
     for i in range(n):
-        link.publish_event("parcel", {**PARCEL, "parcel_id": f"P-{i:09d}"})
+        link.publish_event("parcel", parcel(i))
     return n / (time.perf_counter() - t0)
+
+
+def concurrent_appends(url: str, path: Path, n: int, writers: int) -> tuple[float, float]:
+    """Offline appends from ``writers`` threads at once: msg/s and messages per commit."""
+    link = EdgeLink(config(url, path), "bench", "writers")  # not started: offline
+    each = n // writers
+    start = threading.Barrier(writers + 1)
+
+    def write(w: int) -> None:
+        start.wait()
+        for i in range(each):
+            link.publish_event("parcel", parcel(w * each + i))
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    rate = each * writers / (time.perf_counter() - t0)
+    per_commit = each * writers / max(1, link.outbox.commits)
+    link.stop()
+    return rate, per_commit
 
 
 def replay(url: str, path: Path, n: int) -> tuple[float, float]:
@@ -153,19 +194,19 @@ def main() -> int:
     ap.add_argument("--backlog", type=int, default=1000000)
     ap.add_argument("--backlog-replay-s", type=float, default=10.0)
     args = ap.parse_args()
-    payload_len = len(str(PARCEL)) + 60
     work = Path(tempfile.mkdtemp(prefix="wolfpack-bench-"))
     broker = Mosquitto(work).start()
     rows: list[tuple[str, str, str]] = []
     try:
         n = args.messages
+        payloads = envelopes(n)
         raw: list[float] = []
         box: list[float] = []
         cpu_raw: list[float] = []
         cpu_box: list[float] = []
         for i in range(args.runs):  # interleaved, so a busy neighbour disturbs both alike
             c0 = time.process_time()
-            raw.append(raw_paho(broker.port, n, b"x" * payload_len))
+            raw.append(raw_paho(broker.port, payloads))
             c1 = time.process_time()
             box.append(through_outbox(broker.url, work / f"tp{i}.sqlite3", n))
             c2 = time.process_time()
@@ -200,7 +241,15 @@ def main() -> int:
             (
                 f"append only (offline), {args.replay} msgs",
                 f"{append_rate:,.0f} msg/s",
-                "durable commit per message",
+                "one writer: a durable commit per message",
+            )
+        )
+        rate4, per_commit = concurrent_appends(broker.url, work / "writers.sqlite3", 20000, 4)
+        rows.append(
+            (
+                "append only (offline), 4 writers, 20000 msgs",
+                f"{rate4:,.0f} msg/s",
+                f"group commit: {per_commit:.1f} messages per transaction",
             )
         )
         rows.append(

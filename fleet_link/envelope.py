@@ -58,13 +58,35 @@ class Envelope:
         }
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # made once: json.dumps
+# with arguments builds a new encoder per call
+
+
 def encode(node: str, session: int, seq: int, body: dict[str, Any], ts: str | None = None) -> bytes:
-    """Compact JSON bytes of the envelope; body keys must not shadow envelope keys."""
-    clash = [k for k in ENVELOPE_KEYS if k in body]
-    if clash:
+    """Compact JSON bytes of the envelope; body keys must not shadow envelope keys.
+
+    The same bytes as ``json.dumps({"node", "session", "seq", "ts", **body})``, written as the
+    envelope's head followed by the body's members (the body is the larger part)."""
+    if type(body) is not dict:
+        body = dict(body)
+    if "node" in body or "session" in body or "seq" in body or "ts" in body:
+        clash = [k for k in ENVELOPE_KEYS if k in body]
         raise EnvelopeError(f"body may not carry envelope keys {clash}")
-    payload = {"node": node, "session": session, "seq": seq, "ts": ts or utc_stamp(), **body}
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    head = _head(node, session, seq, ts or utc_stamp())
+    rest = _JSON.encode(body)  # "{...}": raises TypeError/ValueError like json.dumps
+    if len(rest) == 2:
+        return (head + "}").encode()
+    return (head + "," + rest[1:]).encode()
+
+
+def _head(node: str, session: int, seq: int, ts: str) -> str:
+    if type(session) is not int or type(seq) is not int or type(node) is not str:
+        # anything unusual (a bool, a float, None): exactly as json.dumps writes it
+        return _JSON.encode({"node": node, "session": session, "seq": seq, "ts": ts})[:-1]
+    return f'{{"node":{_json_str(node)},"session":{session},"seq":{seq},"ts":{_json_str(ts)}'
+
+
+_json_str = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str
 
 
 def decode(payload: bytes) -> Envelope:

@@ -16,6 +16,8 @@ import json
 import logging
 import queue
 import random
+import select
+import socket
 import ssl
 import threading
 import time
@@ -36,12 +38,61 @@ from fleet_link.telemetry import Deadband
 log = logging.getLogger("fleet_link.link")
 
 _FETCH_MAX = 1000
+_BATCH = 32  # rows per turn below which the sender pauses to let more gather
+_GATHER_S = 0.001
+_CHANNELS_REMEMBERED = 4096  # (kind, name) -> (channel, topic), checked once each
 
 
 def jittered(delay: float) -> float:
     """A pause between half and all of ``delay``, so a fleet that lost its broker together
     does not reconnect in step (the delay itself doubles per failure up to the cap)."""
     return delay * random.uniform(0.5, 1.0)
+
+
+def _turn(client: mqtt.Client, timeout: float) -> MQTTErrorCode:
+    """One turn of the network loop: wait up to ``timeout`` for the socket, read what came,
+    write what is queued, keepalive. paho's external-loop calls (``loop_read``,
+    ``loop_write``, ``loop_misc``) rather than ``loop()``: no wake-up socket pair, so a publish
+    from this thread costs no extra system call to wake a loop that is already running."""
+    sock = client.socket()
+    if sock is None:
+        return MQTTErrorCode.MQTT_ERR_NO_CONN
+    pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted, do not wait
+    if pending is not None and pending() > 0:
+        readable = True
+    else:
+        try:
+            wlist = [sock] if client.want_write() else []
+            ready = select.select([sock], wlist, [], timeout)
+        except (OSError, ValueError, TypeError):  # closed under us
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        readable = bool(ready[0])
+    if readable:
+        rc = client.loop_read()
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return rc
+    if client.want_write():
+        rc = client.loop_write()
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return rc
+    return client.loop_misc()
+
+
+_TCP_CORK = getattr(socket, "TCP_CORK", None)  # Linux
+
+
+def _cork(client: mqtt.Client, on: bool) -> bool:
+    """Hold (or release) small TCP segments while a batch of publishes is written, so the
+    batch leaves as few full segments instead of one per message (the broker then reads and
+    acknowledges it in bulk). Released right after the batch: no latency is added."""
+    sock = client.socket()
+    if _TCP_CORK is None or sock is None:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1 if on else 0)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
 
 
 class _RateLimit:
@@ -101,6 +152,7 @@ class EdgeLink:
         self._started_mono = time.monotonic()
         self.session = self.outbox.counter("session")
         self._acked_seq: dict[str, int] = {}
+        self._channels: dict[tuple[str, str] | str, tuple[str, str]] = {}
         self._progress_due = 0.0
         self._closed = False
         self._state_due = 0.0
@@ -134,14 +186,12 @@ class EdgeLink:
 
     def publish_event(self, kind: str, data: dict[str, Any]) -> int:
         """Store an event durably for sending; returns its sequence number on its channel."""
-        chan = topics.channel("events", kind)
-        return self._append(chan, PRIORITY_EVENT, {"kind": kind, "data": data})
+        return self._append(("events", kind), PRIORITY_EVENT, {"kind": kind, "data": data})
 
     def publish_telemetry(self, group: str, values: dict[str, Any], reason: str = "forced") -> int:
         """Store a telemetry message regardless of deadbands."""
-        chan = topics.channel("telemetry", group)
         body = {"group": group, "reason": reason, "values": values}
-        return self._append(chan, PRIORITY_TELEMETRY, body)
+        return self._append(("telemetry", group), PRIORITY_TELEMETRY, body)
 
     def report_telemetry(
         self, group: str, values: dict[str, Any], now: float | None = None
@@ -190,11 +240,20 @@ class EdgeLink:
         return body
 
     # internals: storing ---------------------------------------------------------------------
-    def _append(self, chan: str, priority: int, body: dict[str, Any]) -> int:
-        topic = f"{self.prefix}/{chan}"
-        session = self.session
+    def _append(self, where: tuple[str, str] | str, priority: int, body: dict[str, Any]) -> int:
+        """Commit a message on channel ``where``, (kind, name) or a channel already checked;
+        returns its sequence number."""
+        try:
+            chan, topic = self._channels[where]
+        except KeyError:
+            # checked once per channel, then remembered
+            chan = where if isinstance(where, str) else topics.channel(*where)
+            topic = f"{self.prefix}/{chan}"
+            if len(self._channels) < _CHANNELS_REMEMBERED:
+                self._channels[where] = (chan, topic)
+        node, session = self.node, self.session
         return self.outbox.append(
-            chan, topic, priority, lambda seq: encode(self.node, session, seq, body)
+            chan, topic, priority, lambda seq: encode(node, session, seq, body)
         )
 
     # internals: the network thread ----------------------------------------------------------
@@ -208,7 +267,9 @@ class EdgeLink:
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else True,
         )
-        client.max_inflight_messages_set(cfg.outbox.max_inflight)
+        # The sender keeps at most max_inflight outbox rows in flight itself (_pump); a limit in
+        # paho too would only add its scan of every message in flight on each PUBACK.
+        client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         if cfg.username:
             password = None
@@ -265,7 +326,7 @@ class EdgeLink:
         established = False
         busy = False
         while not self._stop.is_set():
-            rc = client.loop(timeout=0.002 if busy else 0.02)
+            rc = _turn(client, 0.002 if busy else 0.02)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("connection to %s lost: %s", self.cfg.broker, mqtt.error_string(rc))
                 break
@@ -279,8 +340,14 @@ class EdgeLink:
                 continue
             established = True
             self._settle_acks()
-            busy = self._pump(client, limiter)
+            sent = self._pump(client, limiter)
+            busy = sent > 0 or bool(self._inflight)
             self._housekeeping(client)
+            if busy and sent < _BATCH:
+                # Few rows were ready: let messages and PUBACKs gather for a moment, so each
+                # turn of the loop (and each system call) serves many. Costs at most this
+                # pause of latency; an idle link instead waits on the socket (up to 20 ms).
+                time.sleep(_GATHER_S)
         if self._stop.is_set() and self.connected.is_set():
             self._goodbye(client)
         self.connected.clear()
@@ -341,22 +408,31 @@ class EdgeLink:
                 if r.seq > self._acked_seq.get(r.channel, 0):
                     self._acked_seq[r.channel] = r.seq
 
-    def _pump(self, client: mqtt.Client, limiter: _RateLimit) -> bool:
-        """Send the next rows; True while there is more to do right away."""
+    def _pump(self, client: mqtt.Client, limiter: _RateLimit) -> int:
+        """Send the next rows (as many as the window and the rate allow); how many."""
         room = self.cfg.outbox.max_inflight - len(self._inflight)
         allowance = limiter.allowance()
         want = min(room, allowance, _FETCH_MAX)
         if want <= 0:
-            return bool(self._inflight)
+            return 0
         rows = self.outbox.fetch(self._cursor, want)
-        for row in rows:
-            info = client.publish(row.topic, row.payload, qos=1)
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                break
-            self._inflight[info.mid] = row
-            self._cursor = row.id
+        if not rows:
+            return 0
+        inflight = self._inflight
+        publish = client.publish
+        corked = len(rows) > 1 and _cork(client, True)
+        try:
+            for row in rows:
+                info = publish(row.topic, row.payload, qos=1)
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+                inflight[info.mid] = row
+                self._cursor = row.id
+        finally:
+            if corked:
+                _cork(client, False)
         limiter.spend(len(rows))
-        return bool(rows) or bool(self._inflight)
+        return len(rows)
 
     def _housekeeping(self, client: mqtt.Client) -> None:
         now = time.monotonic()
@@ -441,4 +517,4 @@ class EdgeLink:
                     time.time(),
                     self.cfg.commands.remember_results,
                 )
-        self._append(topics.channel("cmd_result", name), PRIORITY_EVENT, body)
+        self._append(("cmd_result", name), PRIORITY_EVENT, body)

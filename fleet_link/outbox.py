@@ -16,6 +16,18 @@ The session number, sequence counters and watermark live in the same database. A
 its own sequence number, so a channel's counter is written only when rows are deleted (in the
 same transaction), and on open it is the larger of the stored counter and the highest stored
 row: a kill -9 can neither lose a committed message nor reuse a sequence number.
+
+Appends from concurrent callers are committed in groups: each numbers its message and queues
+it, then takes the writing connection's lock, and whoever holds that lock commits everything
+queued so far in one transaction; a caller that waited for the lock often finds its message
+already committed (each caller still returns only once its message is committed; a lone
+caller commits its own message at once, as before). Row ids are given out in Python in the
+order of the sequence numbers, and batches commit in id order, so the sender never sees a row
+before a lower one. A committed row is also handed to the sender in memory (a bounded queue),
+so it does not read back from SQLite what was just written; it falls back to SQLite whenever
+that queue is not the contiguous continuation of what it sent (after a reconnect, a backlog
+larger than the queue, a replay request).
+
 The Greengrass / Kura failures this avoids: an in-memory cap that drops the oldest messages
 silently, and a store that corrupts on power loss (SQLite's WAL is atomic and checksummed).
 """
@@ -24,6 +36,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +47,15 @@ from fleet_link.config import OutboxConfig
 PRIORITY_TELEMETRY = 0
 PRIORITY_EVENT = 1
 _ROW_OVERHEAD = 64  # bytes counted per row beside topic and payload (ids, b-tree cells)
+_FRESH_MAX = 4096  # committed rows handed to the sender in memory (about 2 MB at most)
+_INSERT = (
+    "INSERT INTO messages(id, topic, payload, channel, seq, priority, size) "
+    "VALUES(?, ?, ?, ?, ?, ?, ?)"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     channel TEXT NOT NULL,
@@ -55,12 +73,14 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
-class Row(NamedTuple):  # a tuple: made once per message sent, so cheap to build
+class Row(NamedTuple):  # a tuple: made once per message, and the INSERT's parameters as is
     id: int
     topic: str
     payload: bytes
     channel: str
     seq: int
+    priority: int = PRIORITY_EVENT
+    size: int = 0  # bytes counted against max_bytes
 
 
 @dataclass(frozen=True)
@@ -74,10 +94,13 @@ class OutboxStats:
 
 
 class Outbox:
-    """Thread-safe. Writers share one connection under ``_lock`` (SQLite serialises writes
-    anyway); the sender reads through a second connection, so it never waits for an append's
-    commit (WAL lets a reader see every committed row while a writer works); the counters
-    have their own small lock for the same reason. Lock order: ``_lock`` before ``_num``."""
+    """Thread-safe. Appends take ``_gate`` (a lock) just long enough to number their message
+    and queue it; then whoever holds ``_lock``, which guards the writing connection (and the
+    counters' persisted values), commits the whole queue. The sender reads
+    through a second connection or from the in-memory queue of fresh rows, so it never waits
+    for a commit; the in-memory counters have their own small lock ``_num``.
+    Lock order: ``_lock`` before ``_gate`` and ``_num``; nothing is taken while ``_gate`` or
+    ``_num`` is held (``make_payload`` runs under ``_gate``: it must not touch the outbox)."""
 
     def __init__(self, cfg: OutboxConfig) -> None:
         self.cfg = cfg
@@ -97,8 +120,27 @@ class Outbox:
         ):
             key = "seq:" + chan
             self._counters[key] = max(int(self._counters.get(key, 0)), int(top))
+        # Sequence numbers of committed rows (what _persist_seqs may write; the counters above
+        # also count messages numbered but still waiting for their commit).
+        self._durable = {k: v for k, v in self._counters.items() if k.startswith("seq:")}
         self._watermark = int(self._counters.get("acked_id", 0))
         self._saved_watermark = self._watermark
+        # Row ids are given out here, never reused: above every stored row, the saved
+        # watermark, the last id saved when rows were deleted, and (stores made before ids
+        # were given out here) SQLite's AUTOINCREMENT high mark.
+        last_id = max(
+            self._scalar("SELECT COALESCE(MAX(id), 0) FROM messages"),
+            self._watermark,
+            int(self._counters.get("last_id", 0)),
+        )
+        if self._scalar("SELECT COUNT(*) FROM sqlite_master WHERE name='sqlite_sequence'"):
+            last_id = max(
+                last_id,
+                self._scalar(
+                    "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name='messages'"
+                ),
+            )
+        self._next_id = last_id + 1
         self._pending = self._scalar(
             "SELECT COUNT(*) FROM messages WHERE id > ?", (self._watermark,)
         )
@@ -108,6 +150,14 @@ class Outbox:
         self._num = threading.Lock()
         self._read_lock = threading.Lock()
         self._reader = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        # group commit: messages numbered and waiting for a holder of _lock to commit them
+        self._gate = threading.Lock()
+        self._queue: list[Row] = []
+        self._done_id = last_id  # every id up to this one is committed (or failed)
+        self._failed: dict[int, BaseException] = {}  # id -> why its commit failed
+        self.commits = 0  # transactions that stored messages (a group counts once)
+        # committed rows not yet taken by the sender, in id order (see fetch)
+        self._fresh: deque[Row] = deque()
 
     def _scalar(self, sql: str, args: tuple = ()) -> int:
         return int(self._db.execute(sql, args).fetchone()[0])
@@ -136,10 +186,19 @@ class Outbox:
         )
 
     def _persist_seqs(self) -> None:
-        """Write the sequence counters (inside a transaction that is about to delete rows)."""
-        for name, value in list(self._counters.items()):
-            if name.startswith("seq:"):
-                self._set_counter(name, int(value))
+        """Write the sequence counters of committed rows and the last row id given out
+        (inside a transaction that is about to delete rows)."""
+        for name, value in list(self._durable.items()):
+            self._write_counter(name, int(value))
+        self._write_counter("last_id", self._next_id - 1)
+
+    def _write_counter(self, name: str, value: int) -> None:
+        # like _set_counter, without touching the in-memory counters (owned by _gate)
+        self._db.execute(
+            "INSERT INTO counters(name, value) VALUES(?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+            (name, value),
+        )
 
     def bump(self, name: str) -> int:
         """Increase a persisted counter by one and return the new value (committed)."""
@@ -158,72 +217,171 @@ class Outbox:
         """Commit one message; ``make_payload(seq)`` builds it with its sequence number.
 
         Returns the sequence number; when this returns the message is in the database.
-        (Committing in groups was measured too: no faster once acks stopped writing rows.)
+        Concurrent callers share commits (see the module's docstring).
         """
-        with self._lock:
-            seq = int(self._counters.get("seq:" + channel, 0)) + 1
-            payload = make_payload(seq)
-            size = len(payload) + len(topic) + _ROW_OVERHEAD
-            # One statement in autocommit mode is one transaction.
-            self._db.execute(
-                "INSERT INTO messages(topic, payload, channel, seq, priority, size) "
-                "VALUES(?, ?, ?, ?, ?, ?)",
-                (topic, payload, channel, seq, priority, size),
+        key = "seq:" + channel
+        with self._gate:
+            seq = self._counters.get(key, 0) + 1
+            payload = make_payload(seq)  # may raise: then nothing was numbered
+            self._counters[key] = seq
+            rid = self._next_id
+            self._next_id = rid + 1
+            self._queue.append(
+                Row(
+                    rid,
+                    topic,
+                    payload,
+                    channel,
+                    seq,
+                    priority,
+                    len(payload) + len(topic) + _ROW_OVERHEAD,
+                )
             )
-            self._counters["seq:" + channel] = seq
-            with self._num:
-                self._pending += 1
-                self._bytes += size
-            if self._bytes > self.cfg.max_bytes:
-                self._make_room()
-            return seq
+        self._commit_through(rid)
+        if self._failed:
+            with self._gate:
+                self._raise_failure(rid, rid)
+        return seq
+
+    def _commit_through(self, rid: int) -> None:
+        """Return once ``rid`` is committed (or failed). Whoever holds ``_lock`` commits the
+        whole queue, in order, so callers that waited for the lock often find their message
+        already committed by the one before them: that is the group commit."""
+        with self._lock:
+            if self._done_id < rid:  # still queued: only a holder of _lock empties the queue
+                with self._gate:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+
+    def _raise_failure(self, first: int, last: int) -> None:
+        """(holding ``_gate``) Raise why the commit of ids first..last failed, if it did."""
+        failure = None
+        for rid in range(first, last + 1):
+            failure = self._failed.pop(rid, None) or failure
+        if failure is not None:
+            raise failure
+
+    def _commit(self, batch: list[Row]) -> None:
+        """(holding ``_lock``) Store a batch in one transaction; a failure is recorded for
+        its callers (see _fail), not raised here."""
+        db = self._db
+        try:
+            if len(batch) == 1:
+                db.execute(_INSERT, batch[0])  # one statement in autocommit: one transaction
+            else:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.executemany(_INSERT, batch)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        self._done_id = batch[-1].id
+        self.commits += 1
+        durable = self._durable
+        added = 0
+        for row in batch:
+            added += row.size
+            key = "seq:" + row.channel
+            if row.seq > durable.get(key, 0):  # a replayed copy carries an old seq
+                durable[key] = row.seq
+        with self._num:
+            self._pending += len(batch)
+            self._bytes += added
+            fresh = self._fresh
+            room = _FRESH_MAX - len(fresh)
+            if room > 0:  # else the sender reads them back from SQLite
+                fresh.extend(batch if room >= len(batch) else batch[:room])
+            over = self._bytes > self.cfg.max_bytes
+        if over:
+            self._make_room()
+
+    def _fail(self, batch: list[Row], exc: BaseException) -> None:
+        """A commit failed (disk full, I/O error): nothing of the batch is stored. It and every
+        message queued behind it fail with ``exc``, and their sequence numbers are given back,
+        so a channel's numbers stay without gaps. Their row ids are not: an id is never given
+        out twice (the sender takes a gap in ids as a reason to read from SQLite)."""
+        with self._gate:
+            failed = batch + self._queue
+            self._queue = []
+            for row in reversed(failed):
+                key = "seq:" + row.channel
+                if row.seq > self._durable.get(key, 0):  # numbered anew, not a replayed copy
+                    self._counters[key] = row.seq - 1
+                self._failed[row.id] = exc
+            self._done_id = max(self._done_id, failed[-1].id)
 
     def _make_room(self) -> None:
         """Bring the store under 95% of max_bytes: kept rows, then telemetry, then events.
 
         Rows already handed to the sender (in flight) are not dropped: their PUBACK is near.
         """
-        target = int(self.cfg.max_bytes * 0.95)
-        steps = (
-            (f"id <= {self._watermark}", None),
-            (f"id > {self._sent_max} AND priority={PRIORITY_TELEMETRY}", "dropped_telemetry"),
-            (f"id > {self._sent_max} AND priority={PRIORITY_EVENT}", "dropped_events"),
-        )
+        with self._lock:
+            target = int(self.cfg.max_bytes * 0.95)
+            with self._num:
+                if self._bytes <= self.cfg.max_bytes:
+                    return
+                sent_max = self._sent_max
+                self._fresh.clear()  # rows may go: the sender reads what is left from SQLite
+            steps = (
+                (f"id <= {self._watermark}", None),
+                (f"id > {sent_max} AND priority={PRIORITY_TELEMETRY}", "dropped_telemetry"),
+                (f"id > {sent_max} AND priority={PRIORITY_EVENT}", "dropped_events"),
+            )
 
-        def work() -> None:
-            self._persist_seqs()
-            for where, counter in steps:
-                while self._bytes > target:
-                    sizes = self._db.execute(
-                        f"DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE {where} "
-                        "ORDER BY id LIMIT 256) RETURNING size"
-                    ).fetchall()
-                    if not sizes:
-                        break
-                    with self._num:
-                        self._bytes -= sum(s for (s,) in sizes)
-                        if counter is None:
-                            self._kept -= len(sizes)
-                        else:
-                            self._pending -= len(sizes)
-                    if counter is not None:
-                        self._set_counter(counter, self.counter(counter) + len(sizes))
+            def work() -> None:
+                self._persist_seqs()
+                for where, counter in steps:
+                    while self._bytes > target:
+                        sizes = self._db.execute(
+                            "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
+                            f"WHERE {where} ORDER BY id LIMIT 256) RETURNING size"
+                        ).fetchall()
+                        if not sizes:
+                            break
+                        with self._num:
+                            self._bytes -= sum(s for (s,) in sizes)
+                            if counter is None:
+                                self._kept -= len(sizes)
+                            else:
+                                self._pending -= len(sizes)
+                        if counter is not None:
+                            self._set_counter(counter, self.counter(counter) + len(sizes))
 
-        self._write(work)
+            self._write(work)
 
     # sending --------------------------------------------------------------------------------
     def fetch(self, after_id: int, limit: int) -> list[Row]:
-        """Unacknowledged messages with id > after_id, in order."""
+        """Unacknowledged messages with id > after_id, in order (one reader at a time: the
+        sender). Served from the fresh rows in memory when they continue ``after_id`` without
+        a gap, else read from SQLite."""
+        with self._num:
+            after = max(after_id, self._watermark)
+            fresh = self._fresh
+            while fresh and fresh[0].id <= after:
+                fresh.popleft()
+            if fresh and fresh[0].id == after + 1:
+                rows = []
+                take = rows.append
+                nxt = after + 1
+                while fresh and len(rows) < limit and fresh[0].id == nxt:
+                    take(fresh.popleft())
+                    nxt += 1
+                self._sent_max = max(self._sent_max, nxt - 1)
+                return rows
         with self._read_lock:
-            rows = self._reader.execute(
-                "SELECT id, topic, payload, channel, seq FROM messages "
+            found = self._reader.execute(
+                "SELECT id, topic, payload, channel, seq, priority, size FROM messages "
                 "WHERE id > ? ORDER BY id LIMIT ?",
-                (max(after_id, self._watermark), limit),
+                (after, limit),
             ).fetchall()
-        if rows:
+        if found:
             with self._num:
-                self._sent_max = max(self._sent_max, rows[-1][0])
-        return [Row._make(r) for r in rows]
+                self._sent_max = max(self._sent_max, found[-1][0])
+        return [Row._make(r) for r in found]
 
     def acknowledged(self, count: int, watermark: int) -> None:
         """``count`` more rows were acknowledged; everything up to ``watermark`` is."""
@@ -268,24 +426,23 @@ class Outbox:
         """Send kept messages of a channel again (a brain's replay request): copies are
         appended, with their original envelope, behind what is queued. Returns how many."""
         with self._lock:
-            found: list[tuple[int]] = []
-
-            def work() -> None:
-                found.extend(
-                    self._db.execute(
-                        "INSERT INTO messages(topic, payload, channel, seq, priority, size) "
-                        "SELECT topic, payload, channel, seq, priority, size FROM messages "
-                        "WHERE id <= ? AND channel=? AND seq BETWEEN ? AND ? ORDER BY id "
-                        "RETURNING size",
-                        (self._watermark, channel, from_seq, to_seq),
-                    ).fetchall()
-                )
-
-            self._write(work)
-            with self._num:
-                self._pending += len(found)
-                self._bytes += sum(s for (s,) in found)
-            return len(found)
+            kept = self._db.execute(
+                "SELECT topic, payload, channel, seq, priority, size FROM messages "
+                "WHERE id <= ? AND channel=? AND seq BETWEEN ? AND ? ORDER BY id",
+                (self._watermark, channel, from_seq, to_seq),
+            ).fetchall()
+        if not kept:
+            return 0
+        with self._gate:
+            first = self._next_id
+            last = first + len(kept) - 1
+            self._next_id = last + 1
+            self._queue.extend(Row(first + i, *r) for i, r in enumerate(kept))
+        self._commit_through(last)
+        if self._failed:
+            with self._gate:
+                self._raise_failure(first, last)
+        return len(kept)
 
     def available(self, channel: str, from_seq: int, to_seq: int) -> int:
         """How many distinct messages of a channel in a sequence range are still stored."""
