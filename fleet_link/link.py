@@ -368,7 +368,7 @@ class EdgeLink:
             if busy and sent < _BATCH:
                 # Few rows were ready: let messages and PUBACKs gather for a moment, so each
                 # turn of the loop (and each system call) serves many. Costs at most this
-                # pause of latency; an idle link instead waits on the socket (up to 20 ms).
+                # pause of latency; an idle link waits on the socket and the append nudge.
                 time.sleep(_GATHER_S)
         if self._stop.is_set() and self.connected.is_set():
             self._goodbye(client)
