@@ -204,7 +204,7 @@ class LabelReader:
         return None
 
     def _enlarged(self, gray: np.ndarray) -> LabelRead | None:
-        if gray.size > 200 * 200:  # upscaling is for a code region, not a whole parcel
+        if gray.size > 330 * 330:  # upscaling is for a code region, not a whole parcel
             return None
         edges = dominant_angle(gray)
         # small modules blurred by the optics: zxing finds them once they are twice the size
