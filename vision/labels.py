@@ -204,9 +204,15 @@ class LabelReader:
         return None
 
     def _enlarged(self, gray: np.ndarray) -> LabelRead | None:
-        if gray.size > 330 * 330:  # upscaling is for a code region, not a whole parcel
-            return None
         edges = dominant_angle(gray)
+        if gray.size > 200 * 200:
+            # a large region holds large modules: no need to enlarge it (that costs ~10 ms),
+            # but tall 1D and stacked codes (PDF417) need the angle within a degree or two
+            for turn in (-2.5, 2.5):
+                found = self._decode(rotate(gray, edges + turn), "edges fine", _LINEAR)
+                if found:
+                    return found
+            return None
         # small modules blurred by the optics: zxing finds them once they are twice the size
         found = self._decode(rotate(gray, edges, 2.0, cv2.INTER_CUBIC), "edges x2")
         if found or gray.size > 160 * 160:  # the last try is for the smallest regions only

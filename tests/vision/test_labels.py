@@ -127,3 +127,12 @@ def test_a_low_contrast_pattern_is_not_taken_for_a_code():
     image = np.full((300, 300, 3), 150, np.uint8)
     image[100:180, 80:220] = np.where(rng.random((80, 140, 1)) < 0.5, 130, 170).astype(np.uint8)
     assert LabelReader().read(image, _detection(image, 0.0)) is None
+
+
+@pytest.mark.parametrize("angle", [150.0, 157.5])
+def test_a_large_skewed_pdf417_region_is_read_without_enlarging_it(angle: float):
+    """3 px modules make a PDF417 region larger than the enlarged views are for; a finer
+    turn around the edge angle reads it instead."""
+    image = parcel_with_label("PDF417", 3, angle)
+    read = LabelReader().read(image, _detection(image, None))
+    assert read is not None and read.text == TEXTS["PDF417"]
