@@ -35,7 +35,7 @@ def held_out():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="NOT MET: the shipped model reaches mAP@0.5 0.74 on the held-out set (0.96 "
+    reason="NOT MET: the shipped model reaches mAP@0.5 0.78 on the held-out set (0.96 "
     "class-agnostic): polybags and envelopes are confused at its 160x128 input; see "
     "vision/models/parcels.md",
 )
@@ -44,7 +44,7 @@ def test_map50_on_held_out_scenes_meets_the_bar(held_out):
 
 
 def test_map50_on_held_out_scenes_stays_at_least_where_it_is(held_out):
-    assert held_out["map50"] >= 0.65, held_out["ap50_per_class"]  # regression guard
+    assert held_out["map50"] >= 0.68, held_out["ap50_per_class"]  # regression guard
 
 
 def test_label_reader_reads_legible_labels_at_every_rotation(held_out):
