@@ -49,6 +49,23 @@ def jittered(delay: float) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
+def apply_credentials(client: mqtt.Client, cfg: MqttConfig) -> None:
+    """Username/password and TLS of ``cfg`` on a paho client (every client of a node)."""
+    if cfg.username:
+        password = None
+        if cfg.password_file:
+            password = Path(cfg.password_file).read_text(encoding="utf-8").strip()
+        client.username_pw_set(cfg.username, password)
+    if cfg.tls is not None:
+        client.tls_set(
+            ca_certs=cfg.tls.ca_file,
+            certfile=cfg.tls.cert_file,
+            keyfile=cfg.tls.key_file,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+        client.tls_insecure_set(cfg.tls.insecure_skip_hostname_check)
+
+
 def _turn(client: mqtt.Client, timeout: float, wake: socket.socket | None = None) -> MQTTErrorCode:
     """One turn of the network loop: wait up to ``timeout`` for the socket, read what came,
     write what is queued, keepalive. paho's external-loop calls (``loop_read``,
@@ -291,19 +308,7 @@ class EdgeLink:
         # paho too would only add its scan of every message in flight on each PUBACK.
         client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
-        if cfg.username:
-            password = None
-            if cfg.password_file:
-                password = Path(cfg.password_file).read_text(encoding="utf-8").strip()
-            client.username_pw_set(cfg.username, password)
-        if cfg.tls is not None:
-            client.tls_set(
-                ca_certs=cfg.tls.ca_file,
-                certfile=cfg.tls.cert_file,
-                keyfile=cfg.tls.key_file,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-            client.tls_insecure_set(cfg.tls.insecure_skip_hostname_check)
+        apply_credentials(client, cfg)
         will_seq = self.outbox.bump("seq:state")
         will = encode(
             self.node, self.session + 1, will_seq, self.state("offline", "connection lost")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.config.store import ConfigStore, StoreError
+from fleet_link.link import apply_credentials
 
 log = logging.getLogger("wolfpack.node.config")
 
@@ -478,21 +479,7 @@ def publish_retained_status(board: Any, body: dict[str, Any], timeout: float = 1
         client_id=client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
     )
-    if cfg.username:
-        password = None
-        if cfg.password_file:
-            password = Path(cfg.password_file).read_text(encoding="utf-8").strip()
-        client.username_pw_set(cfg.username, password)
-    if cfg.tls is not None:
-        import ssl
-
-        client.tls_set(
-            ca_certs=cfg.tls.ca_file,
-            certfile=cfg.tls.cert_file,
-            keyfile=cfg.tls.key_file,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
-        client.tls_insecure_set(cfg.tls.insecure_skip_hostname_check)
+    apply_credentials(client, cfg)
     topic = status_topic(board.node.site, board.node.id)
     default_port = 8883 if url.scheme == "mqtts" else 1883
     try:

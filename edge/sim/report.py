@@ -8,6 +8,7 @@ encoder count at which the parcel's leading edge reached the induction eye.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -39,8 +40,6 @@ def join_records(
     counts = [r["lead_count"] for r in by_count]
     joined: dict[int, dict[str, Any]] = {}
     used: set[int] = set()
-    import bisect
-
     for pid, rec in world.items():
         if rec.inducted_s is None:
             continue
