@@ -53,8 +53,13 @@ def evaluate(
     images: int = 300,
     first_seed: int = HELD_OUT_FIRST_SEED,
     confidence: float = 0.3,
+    classifier: str | Path | None = "auto",
 ) -> dict[str, Any]:
-    detector = Detector(model, settings=DetectorSettings(confidence=0.01, max_detections=100))
+    detector = Detector(
+        model,
+        settings=DetectorSettings(confidence=0.01, max_detections=100),
+        classifier=classifier,
+    )
     reader = LabelReader()
     w, h = 640, 480
     corners_px = [(0, 0), (w, 0), (w, h), (0, h)]
@@ -65,7 +70,8 @@ def evaluate(
     read_ms: list[float] = []
     size_err: list[float] = []
     size_rel: list[float] = []
-    times = {"preprocess": [], "inference": [], "nms": []}
+    times: dict[str, list[float]] = {"preprocess": [], "inference": [], "nms": [], "classify": []}
+    confusion = np.zeros((len(CLASSES), len(CLASSES) + 1), np.int64)  # last column: missed
     for seed in range(first_seed, first_seed + images):
         scene = render_scene(seed, HELD_OUT)
         st = StageTimes()
@@ -73,6 +79,7 @@ def evaluate(
         times["preprocess"].append(st.preprocess)
         times["inference"].append(st.inference)
         times["nms"].append(st.nms)
+        times["classify"].append(st.extra.get("classify", 0.0))
         gt = np.array([p.box for p in scene.parcels], np.float32).reshape(-1, 4)
         evals.append(
             ImageEval(
@@ -83,11 +90,14 @@ def evaluate(
                 np.array([d.confidence for d in dets], np.float32),
             )
         )
-        kept = [d for d in dets if d.confidence >= confidence]
+        # what the pipeline keeps: the threshold is on the detector's score, before the
+        # classifier scales it by the class probability
+        kept = [d for d in dets if (d.detector_confidence or d.confidence) >= confidence]
         ious = iou_matrix(gt, np.array([d.box for d in kept], np.float32).reshape(-1, 4))
         for gi, p in enumerate(scene.parcels):
             match = int(np.argmax(ious[gi])) if ious.shape[1] else -1
             det = kept[match] if match >= 0 and ious[gi, match] >= 0.5 else None
+            confusion[p.class_id, det.class_id if det is not None else len(CLASSES)] += 1
             if det is not None and det.oriented is not None and p.cls in ("box", "envelope"):
                 if p.visible_fraction > 0.98:
                     size = calib.measure(det)
@@ -112,6 +122,12 @@ def evaluate(
             via = reader.read(scene.image, det) if det is not None else None
             pipeline_ok.setdefault(bucket, []).append(via is not None and via.text == p.label_text)
     m, per_class = mean_average_precision(evals, len(CLASSES), 0.5)
+    agnostic = [
+        ImageEval(e.gt_boxes, np.zeros_like(e.gt_classes), e.boxes,
+                  np.zeros_like(e.classes), e.scores)
+        for e in evals
+    ]  # fmt: skip
+    ap_any, _ = mean_average_precision(agnostic, 1, 0.5)
 
     def rate(d: dict[str, list[bool]]) -> dict[str, Any]:
         allv = [v for vs in d.values() for v in vs]
@@ -129,6 +145,13 @@ def evaluate(
         "parcels": int(sum(len(e.gt_boxes) for e in evals)),
         "map50": m,
         "ap50_per_class": {CLASSES[c]: v for c, v in per_class.items()},
+        "ap50_class_agnostic": ap_any,
+        "classifier": detector.classifier.path.name if detector.classifier else None,
+        "confusion_at_confidence": confidence,
+        "confusion": {
+            CLASSES[t]: dict(zip([*CLASSES, "missed"], map(int, row), strict=True))
+            for t, row in enumerate(confusion)
+        },
         "label_read_reader": rate(reader_ok),
         "label_read_pipeline": rate(pipeline_ok),
         "label_read_ms": {
@@ -150,8 +173,14 @@ def report(r: dict[str, Any]) -> str:
         f"held-out set: {r['images']} images, {r['parcels']} parcels, seeds "
         f"{r['seeds'][0]}..{r['seeds'][1]}, ranges {r['randomisation']}",
         f"mAP@0.5: {r['map50']:.3f}   "
-        + "  ".join(f"{k} {v:.3f}" for k, v in r["ap50_per_class"].items()),
+        + "  ".join(f"{k} {v:.3f}" for k, v in r["ap50_per_class"].items())
+        + f"   (class-agnostic AP@0.5 {r['ap50_class_agnostic']:.3f}; classifier: "
+        f"{r['classifier'] or 'none'})",
+        f"confusion at confidence {r['confusion_at_confidence']} (rows: truth):",
+        "  " + " ".join(f"{k:>9s}" for k in ["", *CLASSES, "missed"]),
     ]
+    for truth, row in r["confusion"].items():
+        lines.append("  " + f"{truth:>9s} " + " ".join(f"{v:9d}" for v in row.values()))
     for key, name in (("label_read_reader", "reader on true box"), ("label_read_pipeline",
                       "reader on detected box")):  # fmt: skip
         lr = r[key]
@@ -170,7 +199,7 @@ def report(r: dict[str, Any]) -> str:
     d = r["detector_ms_p50"]
     lines.append(
         f"detector p50: preprocess {d['preprocess']:.2f} ms, inference {d['inference']:.2f} ms, "
-        f"nms {d['nms']:.2f} ms"
+        f"nms {d['nms']:.2f} ms, classify {d['classify']:.2f} ms"
     )
     return "\n".join(lines)
 
@@ -181,8 +210,13 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--first-seed", type=int, default=HELD_OUT_FIRST_SEED)
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    ap.add_argument(
+        "--classifier", default="auto",
+        help="'auto' (the one the model names), 'none' (the detector's classes), or a file",
+    )  # fmt: skip
     args = ap.parse_args()
-    r = evaluate(args.model, args.images, args.first_seed)
+    choice = None if args.classifier == "none" else args.classifier
+    r = evaluate(args.model, args.images, args.first_seed, classifier=choice)
     print(report(r))
     if args.json:
         args.json.write_text(json.dumps(r, indent=1) + "\n")

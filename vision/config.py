@@ -114,6 +114,12 @@ class VisionConfig(_Strict):
     model: Path | None = Field(
         None, description="ONNX detector file; default: the shipped parcel model (parcels.onnx)"
     )
+    classifier: Path | Literal["auto", "none"] = Field(
+        "auto",
+        description="parcel classifier run on each detection's full-resolution crop: 'auto' "
+        "(the one the model's metadata names, e.g. the shipped parcels-classifier.onnx; "
+        "none for YOLO exports), 'none' (the detector's own classes), or an ONNX file",
+    )
     providers: list[ProviderConfig] = Field(
         default_factory=lambda: [ProviderConfig(name="cpu")],
         min_length=1,
@@ -137,6 +143,11 @@ class VisionConfig(_Strict):
     @property
     def model_path(self) -> Path:
         return self.model if self.model is not None else DEFAULT_MODEL
+
+    @property
+    def classifier_choice(self) -> str | Path | None:
+        """What ``Detector(classifier=...)`` takes."""
+        return None if self.classifier == "none" else self.classifier
 
     def provider_list(self) -> list[tuple[str, dict[str, Any]]]:
         return [(p.ort_name, {k: str(v) for k, v in p.options.items()}) for p in self.providers]

@@ -34,6 +34,9 @@ class Detection:
     confidence: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2, axis-aligned, frame px
     oriented: OrientedBox | None = None  # when the model predicts orientation
+    # with a classifier stage: the detector's own score, which the confidence threshold
+    # applies to (``confidence`` is then that score times the class probability)
+    detector_confidence: float | None = None
 
     def corners(self) -> np.ndarray:
         """The 4 corners: of the oriented box if known, else of the axis-aligned box."""

@@ -11,15 +11,17 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from vision.classifier import ClassifierError, ParcelClassifier
+from vision.crops import halve
 from vision.decoders import CenterNetDecoder, Decoder, choose_decoder
 from vision.detections import Detection, OrientedBox
-from vision.letterbox import letterbox, to_tensor
+from vision.letterbox import Letterbox, letterbox, to_tensor
 from vision.nms import nms
 
 log = logging.getLogger("wolfpack.vision")
@@ -79,7 +81,10 @@ class Detector:
         threads: int | None = None,
         settings: DetectorSettings | None = None,
         warmup_runs: int = 3,
+        classifier: str | Path | None = "auto",
     ) -> None:
+        """``classifier``: "auto" loads the one the model's metadata names (a file beside
+        the model), a path loads that one, None runs the detector's own classes."""
         self.path = Path(model)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
@@ -114,15 +119,54 @@ class Detector:
         self.providers = self.session.get_providers()
         for _ in range(warmup_runs):
             self.session.run(self.output_names, {self.input_name: self.blank_input()})
+        self.classifier = self._load_classifier(classifier, opts, chosen)
         log.info(
-            "detector %s: layout %s, input %sx%s, %d threads, providers %s",
+            "detector %s: layout %s, input %sx%s, %d threads, providers %s, classifier %s",
             self.path.name,
             self.layout,
             self.input_hw[1],
             self.input_hw[0],
             self.threads,
             self.providers,
+            self.classifier.path.name if self.classifier else "none",
         )
+
+    def _load_classifier(
+        self,
+        wanted: str | Path | None,
+        opts: ort.SessionOptions,
+        providers: list[tuple[str, dict[str, str]]],
+    ) -> ParcelClassifier | None:
+        if wanted is None:
+            return None
+        if str(wanted) == "auto":
+            named = self.metadata.get("wolfpack_classifier")
+            if not named:
+                return None
+            path = self.path.parent / named
+            if not path.is_file():
+                raise ModelError(
+                    f"{self.path}: its metadata names the classifier {named!r}, expected at "
+                    f"{path}, which is missing; copy it beside the model, or run without it "
+                    "(vision.classifier: none in the config)"
+                )
+        else:
+            path = Path(wanted)
+        try:
+            classifier = ParcelClassifier(path, opts, providers)
+        except ClassifierError as exc:
+            raise ModelError(str(exc)) from exc
+        if classifier.names != self.names:
+            raise ModelError(
+                f"{classifier.path}: its classes {classifier.names} differ from the "
+                f"detector's {self.names} ({self.path})"
+            )
+        if self.decoder.layout != CenterNetDecoder.layout:
+            raise ModelError(
+                f"{classifier.path}: a classifier needs oriented boxes, which the "
+                f"{self.layout} layout of {self.path.name} does not give"
+            )
+        return classifier
 
     @staticmethod
     def _providers(wanted: list[tuple[str, dict[str, str]]]) -> list[tuple[str, dict[str, str]]]:
@@ -159,16 +203,29 @@ class Detector:
     def blank_input(self) -> np.ndarray:
         return np.zeros((1, 3, *self.input_hw), dtype=np.float32)
 
-    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, object]:
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """The model's input tensor for ``image`` and how the frame was placed in it."""
+        tensor, lb, _half = self._prepare(image)
+        return tensor, lb
+
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox, np.ndarray | None]:
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an H x W x 3 BGR image, got shape {image.shape}")
+        h, w = image.shape[:2]
+        th, tw = self.input_hw
+        if self.classifier is not None and min(th / h, tw / w) <= 0.5 and h % 2 == w % 2 == 0:
+            # the classifier crops large parcels from the frame halved; so does the letterbox
+            # on its way down (the same pixels as from the full frame), so halve once
+            half = halve(image)
+            boxed, lb = letterbox(half, self.input_hw)
+            return to_tensor(boxed), Letterbox(lb.scale / 2, lb.pad_x, lb.pad_y), half
         boxed, lb = letterbox(image, self.input_hw)
-        return to_tensor(boxed), lb
+        return to_tensor(boxed), lb, None
 
     def detect(self, image: np.ndarray, times: StageTimes | None = None) -> list[Detection]:
         """Detections in ``image`` (BGR), best first; stage timings go into ``times``."""
         t0 = time.perf_counter()
-        tensor, lb = self.prepare(image)
+        tensor, lb, half = self._prepare(image)
         t1 = time.perf_counter()
         outputs = self.session.run(self.output_names, {self.input_name: tensor})
         t2 = time.perf_counter()
@@ -198,8 +255,36 @@ class Detector:
                 )
             )
         t3 = time.perf_counter()
+        if self.classifier is not None and dets:
+            dets = self._classify(image, dets, half)
+        t4 = time.perf_counter()
         if times is not None:
             times.preprocess = (t1 - t0) * 1e3
             times.inference = (t2 - t1) * 1e3
             times.nms = (t3 - t2) * 1e3
+            if self.classifier is not None:
+                times.extra["classify"] = (t4 - t3) * 1e3
         return dets
+
+    def _classify(
+        self, image: np.ndarray, dets: list[Detection], half: np.ndarray | None
+    ) -> list[Detection]:
+        """The classifier's class for each detection; its score is the detector's times the
+        classifier's probability, so an unsure class ranks below a sure one."""
+        assert self.classifier is not None
+        boxes = [d.oriented for d in dets]
+        probs = self.classifier.classify(image, boxes, half)  # type: ignore[arg-type]
+        out = []
+        for d, p in zip(dets, probs, strict=True):
+            cid = int(np.argmax(p))
+            out.append(
+                replace(
+                    d,
+                    class_id=cid,
+                    class_name=self.names.get(cid, f"class{cid}"),
+                    confidence=d.confidence * float(p[cid]),
+                    detector_confidence=d.confidence,
+                )
+            )
+        out.sort(key=lambda d: -d.confidence)
+        return out

@@ -69,6 +69,7 @@ class Pipeline:
             providers=cfg.provider_list(),
             threads=cfg.threads,
             settings=DetectorSettings(th.confidence, th.iou, th.top_k, th.max_detections),
+            classifier=cfg.classifier_choice,
         )
         tr = cfg.tracker
         tracker = Tracker(

@@ -69,6 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="ONNX model (default: from --config, else shipped)")
+    p.add_argument(
+        "--classifier",
+        metavar="auto|none|FILE",
+        help="parcel classifier on each detection's full-resolution crop: 'auto' (the one the "
+        "model names: the shipped model's second stage), 'none' (the detector's own "
+        "classes), or an ONNX file (default: from --config, else auto)",
+    )
     p.add_argument("--config", type=Path, help="board config whose 'vision:' section to use")
     p.add_argument("--conf", type=float, help="minimum confidence (overrides the config)")
     p.add_argument("--threads", type=int, help="inference threads (default: physical cores)")
@@ -87,6 +94,10 @@ def _vision_config(args: argparse.Namespace) -> Any:
     changes: dict[str, Any] = {}
     if args.model is not None:
         changes["model"] = args.model
+    if args.classifier is not None:
+        changes["classifier"] = (
+            args.classifier if args.classifier in ("auto", "none") else Path(args.classifier)
+        )
     if args.threads is not None:
         changes["threads"] = args.threads
     if args.conf is not None:
@@ -181,6 +192,9 @@ def _frame_json(result: Any, out_path: Path | None) -> dict[str, Any]:
             {
                 "class": d.class_name,
                 "confidence": round(d.confidence, 4),
+                "detector_confidence": None
+                if d.detector_confidence is None
+                else round(d.detector_confidence, 4),
                 "box": [[round(float(x), 1), round(float(y), 1)] for x, y in d.corners()],
                 "label": None
                 if s.label is None
@@ -236,10 +250,11 @@ def _bench(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     source = _sim_source("sim:7", args.frames)
     results = [pipeline.process(frame) for frame in source]
+    d = pipeline.detector
     print(
-        f"model {pipeline.detector.path.name} ({pipeline.detector.layout}, input "
-        f"{pipeline.detector.input_hw[1]}x{pipeline.detector.input_hw[0]}, "
-        f"{pipeline.detector.threads} threads), {len(results)} frames of 640x480"
+        f"model {d.path.name} ({d.layout}, input {d.input_hw[1]}x{d.input_hw[0]}, "
+        f"{d.threads} threads), classifier {d.classifier.path.name if d.classifier else 'none'}, "
+        f"{len(results)} frames of 640x480"
     )
     print(summarize(results))
     return EXIT_OK

@@ -86,3 +86,61 @@ def end2end_output(boxes_xyxy: np.ndarray, classes: np.ndarray, scores: np.ndarr
     for i, (b, c, s) in enumerate(zip(boxes_xyxy, classes, scores, strict=True)):
         out[i] = [*b, s, c]
     return out[None]
+
+
+def centernet_outputs(
+    parcels: list[tuple[int, float, float, float, float, float, float]],
+    c: int,
+    input_hw: tuple[int, int] = (128, 160),
+    stride: int = 4,
+) -> dict[str, np.ndarray]:
+    """``peaks`` and ``geometry`` of the shipped layout for parcels given as (class, cx, cy,
+    length, width, angle_deg, score) in model-input pixels."""
+    oh, ow = input_hw[0] // stride, input_hw[1] // stride
+    peaks = np.zeros((1, c, oh, ow), np.float32)
+    geo = np.zeros((1, 8, oh, ow), np.float32)
+    for cls, cx, cy, length, width, angle, score in parcels:
+        ix, iy = int(cx / stride), int(cy / stride)
+        a = np.deg2rad(angle)
+        bw = abs(length * np.cos(a)) + abs(width * np.sin(a))
+        bh = abs(length * np.sin(a)) + abs(width * np.cos(a))
+        peaks[0, cls, iy, ix] = score
+        geo[0, :, iy, ix] = [
+            cx / stride - ix, cy / stride - iy, np.log(bw), np.log(bh),
+            np.log(length), np.log(width), np.cos(2 * a), np.sin(2 * a),
+        ]  # fmt: skip
+    return {"peaks": peaks, "geometry": geo}
+
+
+def colour_classifier(
+    path: Path, names: list[str], weights: np.ndarray, crop_wh: tuple[int, int] = (128, 96),
+    metadata: dict[str, str] | None = None,
+) -> Path:  # fmt: skip
+    """A real parcel classifier: softmax(mean RGB of the crop @ weights), weights 3 x C.
+    It tells parcels apart by colour, so a test knows which class each crop must get."""
+    w, h = crop_wh
+    nodes = [
+        helper.make_node("ReduceMean", ["crops"], ["rgb"], axes=[2, 3], keepdims=0),
+        helper.make_node(
+            "Constant", [], ["w"], value=numpy_helper.from_array(weights.astype(np.float32))
+        ),
+        helper.make_node("MatMul", ["rgb", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    crops = helper.make_tensor_value_info("crops", TensorProto.FLOAT, ["n", 3, h, w])
+    probs = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", len(names)])
+    graph = helper.make_graph(nodes, "colour-classifier", [crops], [probs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = {
+        "wolfpack_format": "parcel-classifier-v1",
+        "names": names_literal(names),
+        "crop_wh": f"[{w}, {h}]",
+        "margin": "1.15",
+    }
+    meta.update(metadata or {})
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -106,3 +106,19 @@ def test_bench_prints_stage_timings(capsys):
     out = capsys.readouterr().out
     for stage in ("preprocess", "inference", "nms", "tracking", "label read", "whole pipeline"):
         assert stage in out
+
+
+def test_classifier_none_and_a_missing_classifier_file(tmp_path, capsys):
+    png, _ = _scene_png(tmp_path, 9_200_007)
+    assert main(["vision", "detect", str(png), "--json", "--no-save", "--classifier", "none"]) == 0
+    (line,) = _json_lines(capsys.readouterr().out)
+    assert "classify" not in line["timings_ms"]  # the detector's own classes
+    assert all(p["detector_confidence"] is None for p in line["parcels"])
+    assert main(["vision", "detect", str(png), "--json", "--no-save"]) == 0
+    (line,) = _json_lines(capsys.readouterr().out)
+    assert line["timings_ms"]["classify"] > 0  # the shipped model's second stage ran
+    assert line["parcels"]
+    assert all(p["confidence"] <= p["detector_confidence"] for p in line["parcels"])
+    missing = tmp_path / "gone.onnx"
+    assert main(["vision", "detect", str(png), "--no-save", "--classifier", str(missing)]) == 1
+    assert f"{missing}: classifier file not found" in capsys.readouterr().err
