@@ -280,6 +280,8 @@ def export(model, path: Path) -> None:  # noqa: ANN001
         "stride": str(STRIDE),
         "geometry": "dx,dy,log_w,log_h,log_length,log_width,cos2a,sin2a",
         "description": "wolfpack-edge parcel detector (box, polybag, envelope, irregular)",
+        # the second stage, a file beside this one (training/train_parcel_classifier.py)
+        "wolfpack_classifier": "parcels-classifier.onnx",
     }
     for k, v in meta.items():
         m.metadata_props.add(key=k, value=v)
