@@ -49,6 +49,22 @@ def physical_cores() -> int:
     return os.cpu_count() or 1
 
 
+SPIN_DEFAULT = False
+
+
+def session_options(threads: int, spin: bool) -> ort.SessionOptions:
+    """``spin``: onnxruntime's pool threads busy-wait after a run for the next one (lower
+    latency, but a core burnt between frames that the rest of the node could use)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return opts
+
+
 class ModelError(RuntimeError):
     """The model file cannot be loaded or run; the message says which file and why."""
 
@@ -82,6 +98,7 @@ class Detector:
         settings: DetectorSettings | None = None,
         warmup_runs: int = 3,
         classifier: str | Path | None = "auto",
+        spin: bool = SPIN_DEFAULT,
     ) -> None:
         """``classifier``: "auto" loads the one the model's metadata names (a file beside
         the model), a path loads that one, None runs the detector's own classes."""
@@ -90,12 +107,7 @@ class Detector:
             raise ModelError(f"{self.path}: model file not found")
         self.settings = settings or DetectorSettings()
         self.threads = threads or physical_cores()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
+        opts = session_options(self.threads, spin=spin)
         chosen = self._providers(providers or [CPU])
         try:
             self.session = ort.InferenceSession(
@@ -119,7 +131,9 @@ class Detector:
         self.providers = self.session.get_providers()
         for _ in range(warmup_runs):
             self.session.run(self.output_names, {self.input_name: self.blank_input()})
-        self.classifier = self._load_classifier(classifier, opts, chosen)
+        # one thread, no spinning: its batch (a frame's few crops) is too small to split, and
+        # a second spinning pool beside the detector's would fight it for the cores
+        self.classifier = self._load_classifier(classifier, session_options(1, spin=False), chosen)
         log.info(
             "detector %s: layout %s, input %sx%s, %d threads, providers %s, classifier %s",
             self.path.name,
