@@ -10,7 +10,6 @@ pair travels and loads as one model; a user's YOLO export has none and runs alon
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import cv2
@@ -20,8 +19,7 @@ import onnxruntime as ort
 from vision.crops import CROP_WH, MARGIN, upright_crops
 from vision.decoders import parse_names
 from vision.detections import OrientedBox
-
-log = logging.getLogger("wolfpack.vision")
+from vision.sessions import open_session
 
 FORMAT = "parcel-classifier-v1"
 
@@ -42,15 +40,7 @@ class ParcelClassifier:
         self.path = Path(path)
         if not self.path.is_file():
             raise ClassifierError(f"{self.path}: classifier file not found")
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path),
-                sess_options=session_options,
-                providers=[p for p, _ in providers],
-                provider_options=[o for _, o in providers],
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ClassifierError(f"{self.path}: onnxruntime cannot load it: {exc}") from exc
+        self.session = open_session(self.path, session_options, providers, ClassifierError)
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         found = meta.get("wolfpack_format")
         if found != FORMAT:

@@ -23,6 +23,7 @@ from vision.decoders import CenterNetDecoder, Decoder, choose_decoder
 from vision.detections import Detection, OrientedBox
 from vision.letterbox import Letterbox, letterbox, to_tensor
 from vision.nms import nms
+from vision.sessions import open_session, session_options
 
 log = logging.getLogger("wolfpack.vision")
 
@@ -50,19 +51,6 @@ def physical_cores() -> int:
 
 
 SPIN_DEFAULT = False
-
-
-def session_options(threads: int, spin: bool) -> ort.SessionOptions:
-    """``spin``: onnxruntime's pool threads busy-wait after a run for the next one (lower
-    latency, but a core burnt between frames that the rest of the node could use)."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return opts
 
 
 class ModelError(RuntimeError):
@@ -109,15 +97,7 @@ class Detector:
         self.threads = threads or physical_cores()
         opts = session_options(self.threads, spin=spin)
         chosen = self._providers(providers or [CPU])
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path),
-                sess_options=opts,
-                providers=[p for p, _ in chosen],
-                provider_options=[o for _, o in chosen],
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"{self.path}: onnxruntime cannot load it: {exc}") from exc
+        self.session = open_session(self.path, opts, chosen, ModelError)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         meta = self.session.get_modelmeta().custom_metadata_map
