@@ -62,8 +62,19 @@ class ParcelClassifier:
         self.output_name = self.session.get_outputs()[0].name
         self.providers = self.session.get_providers()
         blank = np.zeros((1, 3, self.crop_wh[1], self.crop_wh[0]), np.float32)
-        for _ in range(3):  # warm-up, as the detector does
-            self.session.run([self.output_name], {self.input_name: blank})
+        try:
+            for _ in range(3):  # warm-up, as the detector does
+                out = self.session.run([self.output_name], {self.input_name: blank})[0]
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ClassifierError(
+                f"{self.path}: cannot run on {self.crop_wh[0]}x{self.crop_wh[1]} crops (its "
+                f"crop_wh metadata): {exc}"
+            ) from exc
+        if out.shape != (1, len(names)):
+            raise ClassifierError(
+                f"{self.path}: gives {list(out.shape)} per crop, expected [1, {len(names)}] "
+                "(one probability per class name)"
+            )
 
     def crops(
         self, image: np.ndarray, boxes: list[OrientedBox], half: np.ndarray | None = None

@@ -156,3 +156,13 @@ def test_with_a_classifier_the_detector_input_is_the_same_from_the_halved_frame(
     # the boxes come back in frame pixels either way
     da, db = with_clf.detect(_frame()), alone.detect(_frame())
     np.testing.assert_allclose(sorted(d.box for d in da), sorted(d.box for d in db), atol=1e-4)
+
+
+def test_a_classifier_that_cannot_run_on_its_crops_or_lacks_classes_is_refused(tmp_path):
+    # metadata that says 64x48 on a model whose input is 128x96
+    colour_classifier(tmp_path / "colours.onnx", NAMES, WEIGHTS, metadata={"crop_wh": "[64, 48]"})
+    with pytest.raises(ModelError, match="cannot run on 64x48 crops"):
+        Detector(_detector_file(tmp_path))
+    colour_classifier(tmp_path / "colours.onnx", NAMES, WEIGHTS[:, :3].copy(), metadata={})
+    with pytest.raises(ModelError, match=r"gives \[1, 3\] per crop, expected \[1, 4\]"):
+        Detector(_detector_file(tmp_path))
