@@ -38,7 +38,12 @@ sys.path.insert(0, str(REPO))
 
 from sim_hardware.camera.randomisation import CLASSES, TRAINING  # noqa: E402
 from sim_hardware.camera.scene import render_scene  # noqa: E402
-from training.train_parcel_model import FIRST_SEED, WIDE  # noqa: E402
+from training.train_parcel_model import (  # noqa: E402
+    FIRST_SEED,
+    WIDE,
+    set_learning_rate,
+    update_ema,
+)
 from vision.crops import CROP_WH, MARGIN, upright_crops  # noqa: E402
 from vision.detections import OrientedBox  # noqa: E402
 
@@ -332,22 +337,13 @@ def main() -> int:
         idx = rng.choice(len(crops), args.batch, replace=False)
         x = augment(rng, to_tensor(crops[idx]))
         y = torch.from_numpy(classes[idx])
-        frac = (time.time() - t_train) / budget
-        warm = min(1.0, (step + 1) / 200)
-        for group in opt.param_groups:  # warm-up, then cosine decay over the time budget
-            group["lr"] = args.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+        set_learning_rate(opt, args.lr, step, 200, (time.time() - t_train) / budget)
         loss = loss_fn(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         step += 1
-        with torch.no_grad():  # what ships is an exponential moving average of the weights
-            decay = min(0.998, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
-                if pe.dtype.is_floating_point:
-                    pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
-                else:
-                    pe.copy_(pm)
+        update_ema(ema, model, step, 0.998)
         if step % 50 == 0:
             entry = {"step": step, "s": round(time.time() - t_train), "loss": loss.item()}
             if step % 500 == 0:

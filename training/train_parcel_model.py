@@ -244,6 +244,29 @@ def geometry_loss(pred, geo, weight):  # noqa: ANN001, ANN201 - torch tensors
     return (l1 * scale).sum() / n
 
 
+def set_learning_rate(opt, lr: float, step: int, warmup_steps: int, frac: float) -> None:  # noqa: ANN001
+    """Linear warm-up over ``warmup_steps``, then cosine decay to 2% over the wall-clock
+    budget (``frac``: the share of it spent)."""
+    warm = min(1.0, (step + 1) / warmup_steps)
+    cos = 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+    for group in opt.param_groups:
+        group["lr"] = lr * warm * cos
+
+
+def update_ema(ema, model, step: int, cap: float) -> None:  # noqa: ANN001 - torch modules
+    """What ships is an exponential moving average of the weights (decay ramps up to ``cap``);
+    integer buffers (BatchNorm's counter) are copied."""
+    import torch
+
+    with torch.no_grad():
+        decay = min(cap, (1 + step) / (10 + step))
+        for pe, pm in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
+            if pe.dtype.is_floating_point:
+                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+            else:
+                pe.copy_(pm)
+
+
 def export(model, path: Path) -> None:  # noqa: ANN001
     import onnx
     import torch
@@ -412,11 +435,7 @@ def main() -> int:
         h_t = torch.from_numpy(np.stack(hb))
         g_t = torch.from_numpy(np.stack(gb))
         w_t = torch.from_numpy(np.stack(wb))
-        frac = (time.time() - t_train) / budget
-        warm = min(1.0, (step + 1) / 300)
-        for group in opt.param_groups:  # warm-up, then cosine decay over the time budget
-            cos = 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-            group["lr"] = args.lr * warm * cos
+        set_learning_rate(opt, args.lr, step, 300, (time.time() - t_train) / budget)
         ph, pg = model(x)
         lh = focal_loss(ph, h_t)
         lg = geometry_loss(pg, g_t, w_t)
@@ -425,13 +444,7 @@ def main() -> int:
         loss.backward()
         opt.step()
         step += 1
-        with torch.no_grad():  # an exponential moving average of the weights is what ships
-            decay = min(0.999, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
-                if pe.dtype.is_floating_point:
-                    pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
-                else:
-                    pe.copy_(pm)
+        update_ema(ema, model, step, 0.999)
         if step % 25 == 0:
             history.append(
                 {
