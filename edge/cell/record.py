@@ -1,10 +1,17 @@
 """One parcel's final record: what happened to it, who decided, and how long each stage took.
 
 Every tracked parcel ends as exactly one record; the core's tests hold it to that.
+
+A record is published as one MQTT message, so it has a size bound whatever happened to the
+parcel: the story keeps its first ``STORY_HEAD`` and last ``STORY_TAIL`` entries with one
+``elided`` entry between them saying how many were left out, and every text is clipped to a
+bounded JSON length (issue 13: late brain answers grew one story to 1.2 MB, over the broker's
+packet limit, and that message wedged the outbox). ``MAX_RECORD_JSON_BYTES`` is the bound.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +27,36 @@ STAGES = (
     ("scheduled_to_fired", "scheduled", "fired"),
     ("fired_to_confirmed", "fired", "confirmed"),
 )
+
+
+STORY_HEAD = 12  # first entries kept: how the parcel was seen, read and decided
+STORY_TAIL = 12  # last entries kept: how it ended
+DETAIL_MAX = 160  # JSON-encoded bytes of one entry's detail (escapes counted)
+STAGE_MAX = 40
+TEXT_MAX = 256  # JSON-encoded bytes of reason, label, chute and the other texts
+# The bound of json.dumps(record.to_json()): 25 story entries of at most ~330 bytes each, the
+# clipped texts, numbers and keys (tests/edge/cell/test_record_bound.py checks it).
+MAX_RECORD_JSON_BYTES = 12 * 1024
+_ELIDED = "elided"
+
+
+def clip_text(text: str, limit: int) -> str:
+    """``text`` shortened so that its JSON encoding (quotes and escapes counted) is at most
+    ``limit`` bytes; a shortened text ends with "...". Cheap for the short texts of a story."""
+    if len(text) * 12 + 2 <= limit or len(json.dumps(text)) <= limit:  # 12: a surrogate pair
+        return text
+    lo, hi = 0, min(len(text), limit)
+    while lo < hi:  # the longest prefix that fits with the marker
+        mid = (lo + hi + 1) // 2
+        if len(json.dumps(text[:mid] + "...")) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] + "..."
+
+
+def _clip_opt(text: str | None) -> str | None:
+    return None if text is None else clip_text(text, TEXT_MAX)
 
 
 @dataclass(frozen=True)
@@ -50,6 +87,13 @@ class ParcelRecord:
     latency_ms: dict[str, float] = field(default_factory=dict)
     story: tuple[StoryEntry, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Bounded at birth, so the record held in memory and the event published are small.
+        object.__setattr__(self, "story", cap_story(self.story))
+        object.__setattr__(self, "reason", clip_text(self.reason, TEXT_MAX))
+        for name in ("chute", "actual_chute", "label", "label_source", "class_name"):
+            object.__setattr__(self, name, _clip_opt(getattr(self, name)))
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the event payload published for the parcel)."""
         return {
@@ -74,6 +118,27 @@ class ParcelRecord:
                 for s in self.story
             ],
         }
+
+
+def cap_story(story: tuple[StoryEntry, ...] | list[StoryEntry]) -> tuple[StoryEntry, ...]:
+    """The first STORY_HEAD and last STORY_TAIL entries, with one ``elided`` entry between
+    them (its detail says how many were left out), each entry's texts clipped."""
+    entries = tuple(story)
+    if len(entries) > STORY_HEAD + STORY_TAIL + 1:
+        head, tail = entries[:STORY_HEAD], entries[-STORY_TAIL:]
+        left_out = len(entries) - STORY_HEAD - STORY_TAIL
+        gap = StoryEntry(
+            tail[0].t, tail[0].count, _ELIDED, f"{left_out} entries left out of the record"
+        )
+        entries = (*head, gap, *tail)
+    return tuple(_clip_entry(e) for e in entries)
+
+
+def _clip_entry(e: StoryEntry) -> StoryEntry:
+    stage, detail = clip_text(e.stage, STAGE_MAX), clip_text(e.detail, DETAIL_MAX)
+    if stage is e.stage and detail is e.detail:
+        return e
+    return StoryEntry(e.t, e.count, stage, detail)
 
 
 def stage_latencies(milestones: dict[str, float]) -> dict[str, float]:
