@@ -44,6 +44,23 @@ class PlcBinding(_Strict):
     chute_full: dict[str, str] = Field(
         default_factory=dict, description="chute id -> bool tag that reports it full"
     )
+    heartbeat: str | None = Field(
+        None,
+        description="read-write integer tag the node writes a changing value to every "
+        "heartbeat_ms; configure the PLC's communication watchdog on it, so the PLC stops "
+        "the belt when the node dies or hangs (null: no heartbeat; the belt then runs on "
+        "while the node is dead)",
+    )
+    heartbeat_ms: int = Field(
+        100, ge=10, le=10_000, description="period of the heartbeat write (ms)"
+    )
+    stop_retry_ms: int = Field(
+        100,
+        ge=10,
+        le=5_000,
+        description="a belt stop the PLC did not take is written again after this long "
+        "(doubling up to 1 s) until the PLC confirms it",
+    )
 
 
 class ScannerBinding(_Strict):

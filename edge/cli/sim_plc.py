@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--turnaround-ms", type=float, default=1.0, help="PLC processing time per request"
     )
+    parser.add_argument(
+        "--comm-watchdog-ms", type=int, default=0, metavar="MS",
+        help="stop the belt (quick stop) when the master's heartbeat register (holding "
+        "register 10) has not changed for this long, as a PLC configured for communication "
+        "loss does; 0 = off (default)",
+    )  # fmt: skip
     faults = parser.add_argument_group("faults")
     faults.add_argument("--no-answer", action="store_true", help="never answer (a dead PLC)")
     faults.add_argument(
@@ -63,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from sim_hardware.plc import PlcSimulator
 
+    if not 0 <= args.comm_watchdog_ms <= 65535:
+        print("wolfpack sim plc: --comm-watchdog-ms must be 0..65535", file=sys.stderr)
+        return 2
     if args.no_tcp and not args.rtu:
         print("wolfpack sim plc: --no-tcp needs --rtu PATH", file=sys.stderr)
         return 2
@@ -74,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         parity=args.parity,
         units=args.units,
         turnaround_s=args.turnaround_ms / 1000,
+        comm_watchdog_ms=args.comm_watchdog_ms,
     )
     plan = sim.fault()
     plan.no_answer = args.no_answer

@@ -41,6 +41,7 @@ from edge.config.board import BoardConfig
 from edge.node.encoder import EncoderClock
 from edge.node.fleet import FleetBridge
 from edge.node.plc_belt import PlcBelt, PlcStatus
+from edge.node.reporter import Reporter
 from edge.node.supervisor import Supervisor
 from edge.node.systemd import Notifier
 from edge.safety.machine import (
@@ -119,6 +120,12 @@ class CellNode:
         self._started_belt = False
         self._closing = False
         self._background: set[asyncio.Task[Any]] = set()
+        self.reporter = Reporter("node-report")
+        self._last_report_error = ""
+        self._heartbeat_due = 0.0
+        # Nothing is diverted before an operator's start (or --start): a restarted node may
+        # find parcels and a moving belt, and must not act on them until told to.
+        self.core.handle(Halt("waiting for an operator's start", time.monotonic()))
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -155,6 +162,8 @@ class CellNode:
                 self._on_route,
                 self._on_operator,
                 config_version=self.config_version,
+                reporter=self.reporter,
+                on_ask_failed=self._ask_failed,
             )
             self.fleet.link.extra_state = self._state_extra
             self.fleet.start()
@@ -203,12 +212,14 @@ class CellNode:
             await asyncio.to_thread(self.plc.stop)
         if self.mcu is not None:
             await self.mcu.close()
+        await asyncio.to_thread(self.reporter.flush, 3.0)
         if self.fleet is not None:
             drained = await asyncio.to_thread(self.fleet.link.wait_drained, 3.0)
             if not drained:
                 log.warning("outbox not drained at shutdown; it is kept on disk and sent later")
             await asyncio.to_thread(self.fleet.stop)
         self._write_health(force=True, status="stopped")
+        await asyncio.to_thread(self.reporter.close, 3.0)
         log.info("cell node stopped")
 
     # ---- the cell core ------------------------------------------------------------------------
@@ -239,11 +250,11 @@ class CellNode:
             log.debug("parcel %d %s -> %s", rec.parcel_id, rec.outcome, rec.chute)
         elif isinstance(action, Alarm):
             self.counters[f"alarm_{action.kind}"] += 1
+            if action.fault:  # the stop first; the report after it
+                self.apply_safety(self.safety.fault(f"{action.kind}: {action.detail}", now))
             log.warning("alarm %s: %s", action.kind, action.detail)
             if self.fleet is not None:
                 self.fleet.event("alarm", {"kind": action.kind, "detail": action.detail})
-            if action.fault:
-                self.apply_safety(self.safety.fault(f"{action.kind}: {action.detail}", now))
 
     def _mcu_op(self, parcel_id: int, op: Any) -> None:
         """MCU work for one parcel runs in order: a cancel waits for its schedule's answer."""
@@ -290,10 +301,12 @@ class CellNode:
             self.feed(BrainUnavailable(ask.parcel_id, "broker unreachable", now))
             return
         self._asks[ask.parcel_id] = ask.deadline_t
-        try:
-            self.fleet.ask(ask, now)
-        except Exception as exc:  # the outbox is full or its disk failed: decide locally
-            self.feed(BrainUnavailable(ask.parcel_id, f"request not stored: {exc}", now))
+        self.fleet.ask(ask, now)
+
+    def _ask_failed(self, parcel_id: int, why: str) -> None:
+        """The outbox could not store a route request: decide locally, now."""
+        if self._asks.pop(parcel_id, None) is not None:
+            self.feed(BrainUnavailable(parcel_id, why, time.monotonic()))
 
     def _on_route(self, parcel_id: int, chute: str | None, t: float) -> None:
         if self._asks.pop(parcel_id, None) is not None:
@@ -356,47 +369,61 @@ class CellNode:
 
     # ---- safety -------------------------------------------------------------------------------
     def apply_safety(self, actions: list[SafetyAction]) -> None:
+        """Act on the devices first, then report. Device commands are handed to their
+        threads and tasks before any report is made; reports go to the reporting thread
+        and cannot raise here, so no failure there can delay or skip a stop."""
         now = time.monotonic()
-
-        for action in list(actions):
-            if isinstance(action, Transition):
-                log.warning(
-                    "safety %s -> %s: %s",
-                    action.from_state.value, action.to_state.value, action.cause,
-                )  # fmt: skip
-                if self.fleet is not None:
-                    self.fleet.event(
-                        "safety",
-                        {"from": action.from_state.value, "to": action.to_state.value,
-                         "cause": action.cause},
-                    )  # fmt: skip
-                    self.fleet.link.request_state()
-                self.notifier.status(f"cell {action.to_state.value}: {action.cause}")
-                if action.to_state is State.READY and self.start_when_ready:
-                    self._maybe_autostart()
-            elif isinstance(action, StopBelt):
-                self._spawn(self._belt(False, action.cause))
-            elif isinstance(action, StartBelt):
-                self._spawn(self._belt(True, action.cause))
+        for action in actions:
+            if isinstance(action, StopBelt):
+                self._drive_belt(False, action.cause)
             elif isinstance(action, CancelAllStrokes):
                 self.feed(Halt(action.cause, now))
                 if self.diverter is not None:
                     self._spawn(self._cancel_all())
+            elif isinstance(action, StartBelt):
+                self._drive_belt(True, action.cause)
             elif isinstance(action, AllowDiverting):
                 self.feed(Resume(now))
-            elif isinstance(action, DegradedChanged):
-                if self.fleet is not None:
-                    self.fleet.event(
-                        "degraded", {"devices": sorted(action.devices), "cause": action.cause}
-                    )
-            elif isinstance(action, Refused):
-                self._refusals.append(action)
-                log.warning("%s refused: %s", action.command, action.why)
-            elif isinstance(action, SafetyAlarm):
-                log.error("safety alarm: %s", action.detail)
-                if self.fleet is not None:
-                    self.fleet.fault("safety", True, detail=action.detail)
+        for action in actions:
+            try:
+                self._report_safety(action)
+            except Exception as exc:  # reporting is never allowed to break the safety path
+                self.counters["report_errors"] += 1
+                self._last_report_error = f"{type(exc).__name__}: {exc}"
         self._write_health()
+
+    def _report_safety(self, action: SafetyAction) -> None:
+        if isinstance(action, Transition):
+            log.warning(
+                "safety %s -> %s: %s",
+                action.from_state.value, action.to_state.value, action.cause,
+            )  # fmt: skip
+            if self.fleet is not None:
+                self.fleet.event(
+                    "safety",
+                    {"from": action.from_state.value, "to": action.to_state.value,
+                     "cause": action.cause},
+                )  # fmt: skip
+                self.fleet.request_state()
+            self.notifier.status(f"cell {action.to_state.value}: {action.cause}")
+            if action.to_state is State.READY and self.start_when_ready:
+                self._maybe_autostart()
+        elif isinstance(action, StopBelt | StartBelt):
+            log.info("belt %s: %s", "start" if isinstance(action, StartBelt) else "stop",
+                     action.cause)  # fmt: skip
+        elif isinstance(action, DegradedChanged):
+            if self.fleet is not None:
+                self.fleet.event(
+                    "degraded", {"devices": sorted(action.devices), "cause": action.cause}
+                )
+        elif isinstance(action, Refused):
+            self._refusals.append(action)
+            del self._refusals[:-100]
+            log.warning("%s refused: %s", action.command, action.why)
+        elif isinstance(action, SafetyAlarm):
+            log.error("safety alarm: %s", action.detail)
+            if self.fleet is not None:
+                self.fleet.fault("safety", True, detail=action.detail)
 
     def _maybe_autostart(self) -> None:
         if self._started_belt:
@@ -405,15 +432,25 @@ class CellNode:
         assert self.loop is not None
         self.loop.call_soon(lambda: self.apply_safety(self.safety.start(time.monotonic())))
 
-    async def _belt(self, run: bool, cause: str) -> None:
+    def _drive_belt(self, run: bool, cause: str) -> None:
+        """Command the belt now (the write leaves before this returns); a stop is retried
+        until the PLC confirms it."""
         if self.plc is None:
             return
-        try:
-            await self.plc.command(run, self.cell.belt.nominal_speed_mm_s)
-        except Exception as exc:  # a PLC that refuses the belt command is a fault
-            log.error("belt %s (%s) failed: %s", "start" if run else "stop", cause, exc)
-            self.apply_safety(self.safety.fault(f"PLC did not take the belt command: {exc}",
-                                                time.monotonic()))  # fmt: skip
+        speed = self.cell.belt.nominal_speed_mm_s if run else None
+        task = self.plc.drive(run, speed, self._belt_failed)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _belt_failed(self, run: bool, exc: BaseException) -> None:
+        what = "start" if run else "stop"
+        self.counters[f"belt_{what}_failures"] += 1
+        log.error("belt %s failed: %s", what, exc)
+        if self._closing:
+            return
+        # a PLC that refuses a belt command is a fault (a failed stop keeps being retried)
+        self.apply_safety(self.safety.fault(f"PLC did not take the belt {what}: {exc}",
+                                            time.monotonic()))  # fmt: skip
 
     async def _cancel_all(self) -> None:
         assert self.diverter is not None
@@ -521,6 +558,9 @@ class CellNode:
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
+            if self.plc is not None and now >= self._heartbeat_due:
+                self._heartbeat_due = now + self.cell.plc.heartbeat_ms / 1000  # type: ignore[union-attr]
+                self.plc.heartbeat()  # from this loop: a hung loop stops it, and the PLC the belt
             self._check_brain(now)
             self.apply_safety(self.safety.tick(now))
             count = self.encoder.count
@@ -551,6 +591,7 @@ class CellNode:
             "degraded": sorted(self.safety.degraded),
             "why": self.safety.history[-1].cause if self.safety.history else "starting",
             "pid": os.getpid(),
+            "report_errors": self.reporter.errors + self.counters["report_errors"],
         }
 
     def _state_extra(self) -> dict[str, Any]:
@@ -565,6 +606,11 @@ class CellNode:
         self._health = health
         if self.health_file is None:
             return
-        tmp = self.health_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**health, "t": time.time()}) + "\n")
-        os.replace(tmp, self.health_file)
+        # written by the reporting thread: a full or slow disk never holds up the loop
+        self.reporter.submit(_write_json, self.health_file, {**health, "t": time.time()})
+
+
+def _write_json(path: Path, body: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body) + "\n")
+    os.replace(tmp, path)

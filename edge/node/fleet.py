@@ -19,6 +19,7 @@ from edge.cell.events import AskBrain
 from edge.cell.record import ParcelRecord
 from edge.cell.wiring import BrainBinding
 from edge.node.config_apply import register_commands as register_config_commands
+from edge.node.reporter import Reporter
 from fleet_link.commands import CommandError
 from fleet_link.config import MqttConfig
 from fleet_link.link import EdgeLink
@@ -68,8 +69,14 @@ class FleetBridge:
         *,
         firmware_version: str = "",
         config_version: str = "",
+        reporter: Reporter | None = None,
+        on_ask_failed: Callable[[int, str], None] | None = None,
     ) -> None:
         self.brain = brain
+        # Everything this bridge sends goes through the reporter's thread: the node's loop
+        # never waits for the outbox's disk, and a failure there never reaches the loop.
+        self.reporter = reporter or Reporter("fleet-report")
+        self.on_ask_failed = on_ask_failed
         self.loop = loop
         self.on_route = on_route
         self.on_operator = on_operator
@@ -97,7 +104,7 @@ class FleetBridge:
     def stop(self, timeout: float = 5.0) -> None:
         self.link.stop(timeout)
 
-    # ---- out -------------------------------------------------------------------------------
+    # ---- out (returns at once; stored by the reporter thread) -----------------------------
     def ask(self, ask: AskBrain, now: float) -> None:
         data: dict[str, Any] = {
             "parcel": ask.parcel_id,
@@ -108,16 +115,29 @@ class FleetBridge:
             data["class"] = ask.class_name
         if ask.size_mm is not None:
             data["size_mm"] = list(ask.size_mm)
-        self.link.publish_event(self.brain.request_event, data)
+        self.reporter.submit(self._ask, ask.parcel_id, data)
+
+    def _ask(self, parcel_id: int, data: dict[str, Any]) -> None:
+        try:
+            self.link.publish_event(self.brain.request_event, data)
+        except Exception as exc:  # not stored: the cell decides locally, at once
+            if self.on_ask_failed is not None:
+                self.loop.call_soon_threadsafe(
+                    self.on_ask_failed, parcel_id, f"request not stored: {exc}"
+                )
+            raise
 
     def record(self, record: ParcelRecord) -> None:
-        self.link.publish_event("parcel", record.to_json())
+        self.reporter.submit(lambda: self.link.publish_event("parcel", record.to_json()))
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
-        self.link.publish_event(kind, data)
+        self.reporter.submit(self.link.publish_event, kind, data)
 
     def fault(self, code: str, active: bool, **info: Any) -> None:
-        self.link.set_fault(code, active, **info)
+        self.reporter.submit(self.link.set_fault, code, active, **info)
+
+    def request_state(self) -> None:
+        self.reporter.submit(self.link.request_state)
 
     # ---- in (command thread) ---------------------------------------------------------------
     def _route(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from edge.cell.wiring import PlcBinding
@@ -48,12 +49,26 @@ class PlcBelt:
         self.last: PlcStatus | None = None
         self._last_good = time.monotonic()
         self._bad_since: float | None = None
+        # Belt commands and heartbeats each have their own writer thread: a stop never
+        # queues behind a heartbeat that is timing out, and neither waits for the loop.
+        self._belt_writer = ThreadPoolExecutor(1, thread_name_prefix="plc-belt")
+        self._beat_writer = ThreadPoolExecutor(1, thread_name_prefix="plc-heartbeat")
+        self._intent = 0  # generation of the newest belt command; older ones stop retrying
+        self.wanted_run: bool | None = None
+        self.confirmed_run: bool | None = None  # what the PLC last took and read back
+        self.write_failures = 0
+        self._beat_value = 0
+        self._beat_busy = False
+        self.heartbeats = 0
+        self.heartbeat_failures = 0
 
     def start(self) -> None:
         self.poller.start()
 
     def stop(self) -> None:
         self.poller.stop()
+        self._belt_writer.shutdown(wait=False, cancel_futures=True)
+        self._beat_writer.shutdown(wait=False, cancel_futures=True)
 
     def _on_values(self, device: str, values: dict[str, TagValue]) -> None:
         if device != self.binding.device:
@@ -99,12 +114,96 @@ class PlcBelt:
         )
 
     async def command(self, run: bool, speed_mm_s: float | None = None) -> None:
-        """Write the speed setpoint (if given and configured), then the run coil. Raises the
-        Modbus error when the PLC does not take it; the caller decides what that means."""
+        """Write the speed setpoint (if given and configured), then the run coil, read back.
+        Raises the Modbus error when the PLC does not take it; the caller decides."""
+        await asyncio.get_running_loop().run_in_executor(
+            self._belt_writer, self._write_belt, run, speed_mm_s
+        )
+
+    def _write_belt(self, run: bool, speed_mm_s: float | None) -> None:
         b = self.binding
         if run and speed_mm_s is not None and b.speed_setpoint is not None:
             setpoint = speed_mm_s * b.setpoint_units_per_mm_s
-            await asyncio.to_thread(self.device.write, b.speed_setpoint, setpoint)
-        await asyncio.to_thread(self.device.write, b.run, run)
+            self.device.write(b.speed_setpoint, setpoint)
+        self.device.write(b.run, run, verify=True)  # confirmed: the coil reads back as written
         at = f" at {speed_mm_s:.0f} mm/s" if run and speed_mm_s else ""
-        log.info("belt %s%s", "run" if run else "stop", at)
+        log.info("belt %s%s (confirmed by the PLC)", "run" if run else "stop", at)
+
+    def drive(
+        self,
+        run: bool,
+        speed_mm_s: float | None,
+        on_failure: Callable[[bool, BaseException], None],
+    ) -> asyncio.Task[bool]:
+        """Command the belt now: the write is handed to its thread before this returns (so
+        before the caller reports anything). A stop is written again, with a doubling pause,
+        until the PLC confirms it or a newer command replaces it; a start is tried once.
+        ``on_failure(run, exc)`` is called on the loop after the first failed attempt."""
+        self._intent += 1
+        intent = self._intent
+        self.wanted_run = run
+        first = self.loop.run_in_executor(self._belt_writer, self._write_belt, run, speed_mm_s)
+        return self.loop.create_task(self._until_confirmed(intent, run, speed_mm_s, first,
+                                                           on_failure))  # fmt: skip
+
+    async def _until_confirmed(
+        self,
+        intent: int,
+        run: bool,
+        speed_mm_s: float | None,
+        attempt: asyncio.Future[None],
+        on_failure: Callable[[bool, BaseException], None],
+    ) -> bool:
+        pause = self.binding.stop_retry_ms / 1000
+        started = time.monotonic()
+        tries = 1
+        while True:
+            try:
+                await attempt
+            except Exception as exc:
+                self.write_failures += 1
+                if tries == 1:
+                    on_failure(run, exc)
+                if run or intent != self._intent:
+                    return False  # a failed start is a fault, not retried; a newer command won
+                log.error("belt stop not confirmed (try %d): %s; again in %.0f ms",
+                          tries, exc, pause * 1000)  # fmt: skip
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+                if intent != self._intent:
+                    return False
+                tries += 1
+                attempt = self.loop.run_in_executor(
+                    self._belt_writer, self._write_belt, run, speed_mm_s
+                )
+                continue
+            if intent == self._intent:
+                self.confirmed_run = run
+            if tries > 1:
+                log.warning("belt stop confirmed after %d tries (%.0f ms)", tries,
+                            (time.monotonic() - started) * 1000)  # fmt: skip
+            return True
+
+    def heartbeat(self) -> None:
+        """Write the next heartbeat value (from the node's loop, so a hung loop stops the
+        heartbeat and the PLC's communication watchdog stops the belt). Skipped while the
+        previous write is still on its way."""
+        tag = self.binding.heartbeat
+        if tag is None or self._beat_busy:
+            return
+        self._beat_busy = True
+        self._beat_value = (self._beat_value + 1) & 0xFFFF
+        try:
+            future = self._beat_writer.submit(self.device.write, tag, self._beat_value)
+        except RuntimeError:  # shut down
+            self._beat_busy = False
+            return
+        future.add_done_callback(self._beat_done)
+
+    def _beat_done(self, future: object) -> None:
+        self._beat_busy = False
+        exc = future.exception()  # type: ignore[attr-defined]
+        if exc is None:
+            self.heartbeats += 1
+        else:
+            self.heartbeat_failures += 1

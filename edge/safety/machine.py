@@ -6,9 +6,11 @@ cause and time. The rules, in order of precedence:
 
 1. E-stop wins over everything: from any state, a pressed e-stop stops the belt and cancels
    every scheduled stroke. The belt must be still within ``estop_stop_ms``, else an alarm.
-2. Leaving e-stop or fault needs an explicit reset, refused (with the reason) while the
+2. The belt runs only in ``running`` (and coasts down in ``stopping``): a belt found moving
+   in any other state (a restarted node, a start from the PLC's panel) is stopped.
+3. Leaving e-stop or fault needs an explicit reset, refused (with the reason) while the
    e-stop is pressed, the belt still moves or a device whose policy is 'stop' is lost.
-3. Losing a device follows its policy: 'stop' faults the cell (belt stopped, strokes
+4. Losing a device follows its policy: 'stop' faults the cell (belt stopped, strokes
    cancelled), 'degrade' keeps it running and reports the degraded set.
 """
 
@@ -140,9 +142,13 @@ class SafetyMachine:
         return self._out
 
     def belt(self, moving: bool, t: float) -> list[SafetyAction]:
-        """The PLC's belt status (running / at standstill)."""
+        """The PLC's belt status (running / at standstill). A belt found moving while the
+        cell is not running (a node restarted under a running belt, someone at the PLC's
+        panel) is stopped: only an operator's start runs it."""
         self._begin()
-        self.belt_moving = moving
+        was_moving, self.belt_moving = self.belt_moving, moving
+        if moving and not was_moving and self.state not in (State.RUNNING, State.STOPPING):
+            self._out.append(StopBelt(False, f"belt moving while the cell is {self.state.value}"))
         if not moving and self.state is State.STOPPING:
             self._go(State.READY, "belt at standstill", t)
         self._check_estop_deadline(t)

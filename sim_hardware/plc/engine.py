@@ -25,8 +25,10 @@ _TABLE_OF_FUNCTION = {
 
 
 class PlcEngine:
-    def __init__(self, units: Sequence[int], turnaround_s: float = 0.0) -> None:
-        self.images = {unit: RegisterImage() for unit in units}
+    def __init__(
+        self, units: Sequence[int], turnaround_s: float = 0.0, comm_watchdog_ms: int = 0
+    ) -> None:
+        self.images = {unit: RegisterImage(comm_watchdog_ms) for unit in units}
         self.turnaround_s = turnaround_s
         self.faults = FaultPlan()  # applies to every unit
         self.unit_faults: dict[int, FaultPlan] = {}

@@ -20,11 +20,13 @@ COIL_DIVERTER_1 = 8  # .. 15: diverter 1..8
 DI_RUNNING = 0
 DI_ESTOP = 1  # 1 = e-stop pressed
 DI_VFD_FAULT = 2
+DI_COMM_LOST = 3  # 1 after the communication watchdog stopped the belt (until a heartbeat)
 DI_PHOTO_EYE_1 = 8  # .. 15: 1 = beam blocked
 DI_CHUTE_FULL_1 = 16  # .. 23
 # Holding registers (read-write)
 HR_SPEED_SETPOINT = 0  # 0-1: float32 ABCD, m/s
 HR_RAMP = 2  # uint16, mm/s^2
+HR_HEARTBEAT = 10  # uint16: the master writes a changing value; see COMM WATCHDOG below
 HR_DATA = 100  # 100..1099: general data memory (uint16, starts holding its own address)
 HR_DATA_END = 1100
 # Input registers (read-only)
@@ -36,13 +38,20 @@ IR_ODOMETER = 6  # 6-9: float64 ABCD, metres
 IR_MOTOR_CURRENT = 10  # int16, 0.01 A
 IR_VFD_TEMPERATURE = 11  # int16, 0.1 degC
 IR_MODEL = 12  # 12-19: string, 8 registers, ABCD
-IR_END = 20
+IR_COMM_WATCHDOG_MS = 20  # uint16: the communication watchdog's timeout (0 = off)
+IR_END = 21
+
+# COMM WATCHDOG (the communication-loss stop real PLCs and drives are configured for): when
+# the PLC is configured with a timeout and HR_HEARTBEAT does not change for that long, it
+# clears the run coil, stops the belt on the quick-stop ramp and sets DI_COMM_LOST. A changed
+# heartbeat clears DI_COMM_LOST; the belt stays stopped until the master writes run again.
+QUICK_STOP_MM_S2 = 5000
 
 # Defined address ranges of each table: (start, end) pairs, end exclusive.
 DEFINED = {
     "coil": ((0, 2), (COIL_DIVERTER_1, COIL_DIVERTER_1 + STATIONS)),
-    "discrete_input": ((0, 3), (DI_PHOTO_EYE_1, DI_CHUTE_FULL_1 + STATIONS)),
-    "holding_register": ((0, 3), (HR_DATA, HR_DATA_END)),
+    "discrete_input": ((0, 4), (DI_PHOTO_EYE_1, DI_CHUTE_FULL_1 + STATIONS)),
+    "holding_register": ((0, 3), (HR_HEARTBEAT, HR_HEARTBEAT + 1), (HR_DATA, HR_DATA_END)),
     "input_register": ((0, IR_END),),
 }
 
@@ -59,7 +68,13 @@ def _float64(value: float) -> list[int]:
 class RegisterImage:
     """The four tables of one unit id, and the translation to and from the world."""
 
-    def __init__(self) -> None:
+    def __init__(self, comm_watchdog_ms: int = 0) -> None:
+        self.comm_watchdog_ms = comm_watchdog_ms
+        self.comm_lost = False
+        self._quick_stop = False
+        self._heartbeat_changed = False
+        self._silent_s = 0.0
+        self.comm_trips = 0
         self.tables: dict[str, dict[int, int]] = {
             table: {a: 0 for start, end in ranges for a in range(start, end)}
             for table, ranges in DEFINED.items()
@@ -71,6 +86,7 @@ class RegisterImage:
         model = MODEL_NAME.encode().ljust(16, b"\x00")
         for i in range(8):
             self.tables["input_register"][IR_MODEL + i] = int.from_bytes(model[2 * i : 2 * i + 2])
+        self.tables["input_register"][IR_COMM_WATCHDOG_MS] = comm_watchdog_ms & 0xFFFF
 
     def defined(self, table: str, address: int, count: int) -> bool:
         cells = self.tables[table]
@@ -83,7 +99,33 @@ class RegisterImage:
     def set(self, table: str, address: int, values: list[int]) -> None:
         cells = self.tables[table]
         for i, value in enumerate(values):
-            cells[address + i] = int(value)
+            a = address + i
+            if table == "holding_register" and a == HR_HEARTBEAT and int(value) != cells[a]:
+                self._heartbeat_changed = True
+            if table == "coil" and a == COIL_RUN and value:
+                self._quick_stop = False  # a fresh run command ends the comm-loss stop
+            cells[a] = int(value)
+
+    def comm_tick(self, dt: float) -> bool:
+        """Advance the communication watchdog by ``dt`` s; True when it trips now."""
+        if self._heartbeat_changed:
+            self._heartbeat_changed = False
+            self._silent_s = 0.0
+            self.comm_lost = False
+            self.tables["discrete_input"][DI_COMM_LOST] = 0
+            return False
+        if self.comm_watchdog_ms <= 0 or self.comm_lost:
+            return False
+        self._silent_s += dt
+        if self._silent_s * 1000 < self.comm_watchdog_ms:
+            return False
+        self.comm_lost = True
+        self.comm_trips += 1
+        self.tables["discrete_input"][DI_COMM_LOST] = 1
+        if self.tables["coil"][COIL_RUN]:
+            self.tables["coil"][COIL_RUN] = 0
+            self._quick_stop = True
+        return True
 
     def commands(self) -> PlcCommands:
         coils = self.tables["coil"]
@@ -95,7 +137,8 @@ class RegisterImage:
             run=bool(coils[COIL_RUN]),
             fault_reset=bool(coils[COIL_FAULT_RESET]),
             speed_setpoint=setpoint if setpoint == setpoint else 0.0,  # NaN -> 0
-            ramp_mm_s2=hr[HR_RAMP],
+            ramp_mm_s2=max(hr[HR_RAMP], QUICK_STOP_MM_S2) if self._quick_stop else hr[HR_RAMP],
+            quick_stop=self._quick_stop,
             diverters=tuple(bool(coils[COIL_DIVERTER_1 + i]) for i in range(STATIONS)),
         )
 

@@ -8,6 +8,7 @@ register image and world.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -21,6 +22,7 @@ from sim_hardware.plc.tcp_server import PlcTcpServer
 from sim_hardware.plc.world import ConveyorWorld, PlcWorld
 
 T = TypeVar("T")
+log = logging.getLogger("sim_hardware.plc")
 TICK_S = 0.01
 
 
@@ -36,8 +38,11 @@ class PlcSimulator:
         units: Sequence[int] = (1,),
         turnaround_s: float = 0.001,
         world_factory: Callable[[], PlcWorld] = ConveyorWorld,
+        comm_watchdog_ms: int = 0,
     ) -> None:
-        self.engine = PlcEngine(units, turnaround_s)
+        """``comm_watchdog_ms``: stop the belt when the master's heartbeat register has not
+        changed for this long (0: off), as a PLC configured for communication loss does."""
+        self.engine = PlcEngine(units, turnaround_s, comm_watchdog_ms)
         self.worlds: dict[int, PlcWorld] = {unit: world_factory() for unit in units}
         self.tcp = PlcTcpServer(self.engine, host, port) if port is not None else None
         self.rtu = PlcRtuServer(self.engine, rtu_link, baud, parity) if rtu_link else None
@@ -77,6 +82,9 @@ class PlcSimulator:
         """Advance every unit's world by ``dt`` seconds and publish its status."""
         for unit, world in self.worlds.items():
             image = self.engine.images[unit]
+            if image.comm_tick(dt):
+                log.warning("unit %d: no heartbeat for %d ms: belt stopped (communication loss)",
+                            unit, image.comm_watchdog_ms)  # fmt: skip
             image.publish(world.step(dt, image.commands()))
 
     async def run_forever(self, ready: Callable[[PlcSimulator], None] | None = None) -> None:

@@ -19,6 +19,7 @@ class PlcCommands:
     fault_reset: bool = False
     speed_setpoint: float = 0.0  # m/s
     ramp_mm_s2: int = 1000  # belt acceleration while ramping
+    quick_stop: bool = False  # the communication watchdog's stop (ramp_mm_s2 is its ramp)
     diverters: tuple[bool, ...] = (False,) * STATIONS
 
 

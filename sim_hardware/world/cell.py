@@ -112,6 +112,7 @@ class SimCell:
         scanner_options: Mapping[str, Any] | None = None,
         arrivals: bool = True,
         mcu_options: Mapping[str, Any] | None = None,
+        plc_comm_watchdog_ms: int = 0,
     ) -> None:
         """``diverter_pins``: MCU output pin -> station (default pin i drives station i);
         ``eye_pins``: photo-eye -> MCU input pin (default eye i on input i);
@@ -145,7 +146,9 @@ class SimCell:
         world, clock = self.world, self.clock
         lag = self.runner_lag_s = 0.005
         self.plc = PlcSimulator(
-            port=plc_port, world_factory=lambda: PlcWorldAdapter(world, clock, lag_s=lag)
+            port=plc_port,
+            world_factory=lambda: PlcWorldAdapter(world, clock, lag_s=lag),
+            comm_watchdog_ms=plc_comm_watchdog_ms,  # the node's heartbeat (docs/modbus.md)
         )
         mcu = dict(mcu_options or {})
         inputs = [*self.eye_pins.values(), *self.chute_pins.values()]
