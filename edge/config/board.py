@@ -181,6 +181,8 @@ def cell_reference_problems(cell: CellConfig, sections: dict[str, object]) -> li
             wanted = [("run", cell.plc.run), ("estop", cell.plc.estop), ("speed", cell.plc.speed)]
             if cell.plc.speed_setpoint is not None:
                 wanted.append(("speed_setpoint", cell.plc.speed_setpoint))
+            if cell.plc.heartbeat is not None:
+                wanted.append(("heartbeat", cell.plc.heartbeat))
             wanted += [(f"chute_full.{c}", tag) for c, tag in cell.plc.chute_full.items()]
             for key, tag in wanted:
                 if tag not in tags:
