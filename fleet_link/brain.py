@@ -7,6 +7,12 @@ acknowledged) is filled by asking the node to ``replay`` the missing range from 
 it keeps; a gap the node can no longer fill is reported as a :class:`Gap` after
 ``gap_timeout_s``. The retained state's ``acked`` map reveals messages lost at the tail.
 
+Anyone with a credential of the site can publish on it, and a retained message reaches every
+brain started later, so each message passes the bounded decoder (size, depth, integer digits:
+:mod:`fleet_link.safe_json`) and its channel's schema (:mod:`fleet_link.inbound`) before use.
+A refused one is counted by reason in ``rejected`` (see ``stats()``) and skipped; nothing a
+message holds, and nothing a callback raises, stops the brain.
+
     brain = Brain("mqtt://broker:1883", site="dc-berlin", on_message=print).start()
     result = brain.command("cell-07", "ping", {}, timeout=5)
 """
@@ -26,7 +32,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from fleet_link import topics
+from fleet_link import inbound, safe_json, topics
 from fleet_link.config import parse_broker_url
 from fleet_link.envelope import EnvelopeError, decode, utc_stamp
 
@@ -140,10 +146,12 @@ class Brain:
         gap_timeout_s: float = 30.0,
         replay_retry_s: float = 2.0,
         request_replays: bool = True,
+        limits: safe_json.Limits = safe_json.DEFAULT,
     ) -> None:
         """``from_start``: expect every channel to begin at seq 1 (a fresh node); otherwise
         the first message seen on a channel sets where delivery starts. ``request_replays``
-        False: never send 'replay' commands (a read-only monitor), gaps just time out."""
+        False: never send 'replay' commands (a read-only monitor), gaps just time out.
+        ``limits``: what the decoder accepts of a message (bytes, nesting, integer digits)."""
         self.site = topics.check_level(site, "site")
         self.host, self.port, tls = parse_broker_url(broker)
         self.on_message = on_message
@@ -153,6 +161,8 @@ class Brain:
         self.gap_timeout_s = gap_timeout_s
         self.replay_retry_s = replay_retry_s
         self.request_replays = request_replays
+        self.limits = limits
+        self.rejected = safe_json.Rejections(log, "brain: message")
         self.nodes: dict[str, NodeState] = {}
         self.duplicates = 0
         self.gaps: list[Gap] = []
@@ -251,6 +261,16 @@ class Brain:
             self._pending[request_id] = future
         return future
 
+    def stats(self) -> dict[str, Any]:
+        """Counters for a health page: rejected messages by reason, duplicates, gaps."""
+        rejected = self.rejected.snapshot()
+        return {
+            "rejected": sum(rejected.values()),
+            "rejected_by_reason": rejected,
+            "duplicates": self.duplicates,
+            "gaps": len(self.gaps),
+        }
+
     # receiving ------------------------------------------------------------------------------
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object
@@ -268,14 +288,30 @@ class Brain:
         self.connected.clear()
 
     def _on_mqtt_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        """paho's callback: nothing may escape it (paho would stop the loop for good)."""
         try:
-            parsed = topics.parse(msg.topic)
-            env = decode(msg.payload)
-        except (topics.TopicError, EnvelopeError) as exc:
-            if "/cmd/" not in msg.topic:
-                log.warning("ignored %s: %s", msg.topic, exc)
+            self._receive(msg.topic, msg.payload)
+        except Exception as exc:  # a bug of ours or of a callback: count it, keep listening
+            log.exception("message on %s could not be handled", msg.topic)
+            self.rejected.count("internal_error", msg.topic, f"{type(exc).__name__}: {exc}")
+
+    def _receive(self, topic: str, payload: bytes) -> None:
+        """Decode, check and dispatch one message (also the entry of the property tests)."""
+        try:
+            parsed = topics.parse(topic)
+        except topics.TopicError as exc:
+            self.rejected.count("bad_topic", topic, str(exc))
             return
-        if parsed.kind == "cmd":
+        if parsed.kind == "cmd":  # commands to nodes (ours among them): not for the brain
+            return
+        try:
+            env = decode(payload, self.limits)
+        except EnvelopeError as exc:
+            self.rejected.count(exc.reason, topic, str(exc))
+            return
+        found = inbound.problems(parsed.kind, env.to_dict())
+        if found:
+            self.rejected.count(safe_json.INVALID_SCHEMA, topic, "; ".join(found[:3]))
             return
         if parsed.kind == "state":
             self._take_state(parsed.node, env.session, env.ts, env.body)
@@ -297,7 +333,10 @@ class Brain:
                 if ch is not None and ch.expected is not None and acked >= ch.expected:
                     ch.gap_since = ch.gap_since or time.monotonic()
         if self.on_state:
-            self.on_state(state)
+            try:
+                self.on_state(state)
+            except Exception:
+                log.exception("on_state callback failed")
 
     def _order(self, m: Message) -> list[Message]:
         with self._lock:
@@ -348,52 +387,61 @@ class Brain:
     # gaps -----------------------------------------------------------------------------------
     def _tick(self) -> None:
         while not self._stop.wait(0.25):
-            now = time.monotonic()
-            asks: list[tuple[str, str, int, int]] = []
-            given_up: list[tuple[Gap, list[Message]]] = []
-            with self._lock:
-                for (node, chan), ch in self._channels.items():
-                    if not ch.gap_since or ch.expected is None:
-                        continue
-                    top = max(ch.held) - 1 if ch.held else self._acked(node, chan)
-                    if top < ch.expected:
-                        ch.gap_since = 0.0
-                        continue
-                    if not ch.held and now - ch.progress_at < 1.0:
-                        continue  # behind the node's 'acked' but still receiving: just lagging
-                    if now - ch.gap_since > self.gap_timeout_s and ch.held:
-                        gap = Gap(node, chan, ch.expected, min(ch.held) - 1)
-                        ch.expected = min(ch.held)
-                        ready = []
-                        while ch.expected in ch.held:
-                            ready.append(ch.held.pop(ch.expected))
-                            ch.expected += 1
-                        ch.gap_since = now if ch.held else 0.0
-                        given_up.append((gap, ready))
-                    elif (
-                        self.request_replays
-                        and now - ch.asked_at > self.replay_retry_s
-                        and now - ch.gap_since > 0.5
-                    ):
-                        ch.asked_at = now
-                        asks.append((node, chan, ch.expected, top))
-            for node, chan, first, last in asks:
-                log.info("asking %s to replay %s %d..%d", node, chan, first, last)
-                args = {"channel": chan, "from_seq": first, "to_seq": last}
-                self.send_command(node, "replay", args)
-            for gap, ready in given_up:
-                self.gaps.append(gap)
-                log.warning(
-                    "gap %s %s %d..%d not recovered",
-                    gap.node,
-                    gap.channel,
-                    gap.from_seq,
-                    gap.to_seq,
-                )
-                if self.on_gap:
+            try:
+                self._tick_once()
+            except Exception:  # the gap watch must outlive any one bad turn
+                log.exception("gap watch turn failed")
+
+    def _tick_once(self) -> None:
+        now = time.monotonic()
+        asks: list[tuple[str, str, int, int]] = []
+        given_up: list[tuple[Gap, list[Message]]] = []
+        with self._lock:
+            for (node, chan), ch in self._channels.items():
+                if not ch.gap_since or ch.expected is None:
+                    continue
+                top = max(ch.held) - 1 if ch.held else self._acked(node, chan)
+                if top < ch.expected:
+                    ch.gap_since = 0.0
+                    continue
+                if not ch.held and now - ch.progress_at < 1.0:
+                    continue  # behind the node's 'acked' but still receiving: just lagging
+                if now - ch.gap_since > self.gap_timeout_s and ch.held:
+                    gap = Gap(node, chan, ch.expected, min(ch.held) - 1)
+                    ch.expected = min(ch.held)
+                    ready = []
+                    while ch.expected in ch.held:
+                        ready.append(ch.held.pop(ch.expected))
+                        ch.expected += 1
+                    ch.gap_since = now if ch.held else 0.0
+                    given_up.append((gap, ready))
+                elif (
+                    self.request_replays
+                    and now - ch.asked_at > self.replay_retry_s
+                    and now - ch.gap_since > 0.5
+                ):
+                    ch.asked_at = now
+                    asks.append((node, chan, ch.expected, top))
+        for node, chan, first, last in asks:
+            log.info("asking %s to replay %s %d..%d", node, chan, first, last)
+            args = {"channel": chan, "from_seq": first, "to_seq": last}
+            self.send_command(node, "replay", args)
+        for gap, ready in given_up:
+            self.gaps.append(gap)
+            log.warning(
+                "gap %s %s %d..%d not recovered",
+                gap.node,
+                gap.channel,
+                gap.from_seq,
+                gap.to_seq,
+            )
+            if self.on_gap:
+                try:
                     self.on_gap(gap)
-                for m in ready:
-                    self._deliver(m)
+                except Exception:
+                    log.exception("on_gap callback failed")
+            for m in ready:
+                self._deliver(m)
 
     def _acked(self, node: str, chan: str) -> int:
         state = self.nodes.get(node)

@@ -8,16 +8,28 @@ persisted across restarts), and a UTC timestamp in RFC 3339 with milliseconds.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fleet_link import safe_json
+
 ENVELOPE_KEYS = ("node", "session", "seq", "ts")
 
 
+_BAD_ENVELOPE = "invalid_envelope"
+
+
 class EnvelopeError(ValueError):
-    """A payload that is not a valid envelope; the message says which field and why."""
+    """A payload that is not a valid envelope; the message says which field and why, and
+    ``reason`` is a code to count by (those of :mod:`fleet_link.safe_json`, or
+    'invalid_envelope')."""
+
+    def __init__(self, message: str, reason: str = _BAD_ENVELOPE) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 _second_cache: tuple[int, str] = (-1, "")
@@ -89,27 +101,37 @@ def _head(node: str, session: int, seq: int, ts: str) -> str:
 _json_str = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str
 
 
-def decode(payload: bytes) -> Envelope:
-    """Parse and check an envelope; raise EnvelopeError saying what is wrong."""
+MAX_INT64 = 2**63 - 1  # session and seq are SQLite integers on the node
+_NODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def decode(payload: bytes, limits: safe_json.Limits = safe_json.DEFAULT) -> Envelope:
+    """Parse and check an envelope within ``limits``; raise EnvelopeError saying what is wrong
+    (its ``reason`` a code to count by). Nothing else escapes, whatever the bytes."""
     try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EnvelopeError(f"not JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise EnvelopeError(f"expected a JSON object, got {type(obj).__name__}")
+        obj = safe_json.loads_object(payload, limits)
+    except safe_json.DecodeError as exc:
+        raise EnvelopeError(exc.message, exc.reason) from None
     node = obj.get("node")
-    if not isinstance(node, str) or not node:
-        raise EnvelopeError("'node' must be a non-empty string")
+    if not isinstance(node, str) or not _NODE.match(node):
+        raise EnvelopeError("'node' must be a node id (a topic level)", _BAD_ENVELOPE)
     for key in ("session", "seq"):
         value = obj.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise EnvelopeError(f"{key!r} must be a non-negative integer, got {value!r}")
+        if type(value) is not int or not 0 <= value <= MAX_INT64:
+            raise EnvelopeError(
+                f"{key!r} must be an integer in 0..2^63-1, got {_short(value)}", _BAD_ENVELOPE
+            )
     ts = obj.get("ts")
-    if not isinstance(ts, str):
-        raise EnvelopeError("'ts' must be an RFC 3339 UTC timestamp string")
+    if not isinstance(ts, str) or len(ts) > 64:
+        raise EnvelopeError("'ts' must be an RFC 3339 UTC timestamp string", _BAD_ENVELOPE)
     try:
         parse_stamp(ts)
     except ValueError:
-        raise EnvelopeError(f"'ts' is not an RFC 3339 timestamp: {ts!r}") from None
+        raise EnvelopeError(f"'ts' is not an RFC 3339 timestamp: {ts!r}", _BAD_ENVELOPE) from None
     body = {k: v for k, v in obj.items() if k not in ENVELOPE_KEYS}
     return Envelope(node, obj["session"], obj["seq"], ts, body)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

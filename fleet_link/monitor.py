@@ -1,14 +1,24 @@
-"""The fleet as operators see it: one row per node, built from what the brain SDK receives."""
+"""The fleet as operators see it: one row per node, built from what the brain SDK receives.
+
+The brain SDK has already refused what is not a conforming message (its ``rejected``); the
+view checks the event data it reads (faults) against their schema and counts what it
+refuses, and writes only printable text to the terminal (a fault code is the node's text).
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from fleet_link import inbound, safe_json
 from fleet_link.brain import Message, NodeState
+
+log = logging.getLogger("fleet_link.monitor")
 
 PARCEL_WINDOW_S = 60.0
 
@@ -36,6 +46,7 @@ class FleetView:
         self._parcels: dict[str, deque[float]] = {}
         self._faults: dict[str, set[str]] = {}
         self._first_seen = clock()
+        self.rejected = safe_json.Rejections(log, "monitor: event")
 
     def on_state(self, state: NodeState) -> None:
         with self._lock:
@@ -50,7 +61,11 @@ class FleetView:
             if m.channel == "events/parcel":
                 self._parcels.setdefault(m.node, deque()).append(now)
             elif m.channel == "events/fault":
-                code = str(m.data.get("code", "?"))
+                found = inbound.event_data_problems("fault", m.data)
+                if found:
+                    self.rejected.count(safe_json.INVALID_SCHEMA, m.channel, "; ".join(found[:3]))
+                    return
+                code = m.data["code"]
                 faults = self._faults.setdefault(m.node, set())
                 if m.data.get("active"):
                     faults.add(code)
@@ -87,10 +102,24 @@ class FleetView:
 HEADER = ("NODE", "STATUS", "SESSION", "LAST SEEN", "PARCELS/MIN", "OUTBOX", "DROPPED", "FAULTS")
 
 
-def render(rows: list[NodeRow], site: str) -> str:
-    """A plain-text table (no colour codes: it also goes to logs and pipes)."""
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]")
+
+
+def printable(text: str, limit: int = 64) -> str:
+    """Text from the wire made safe for a terminal: no control or escape sequences, no lone
+    surrogates (print would raise), at most ``limit`` characters."""
+    clean = _UNPRINTABLE.sub("?", text)
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
+
+def render(rows: list[NodeRow], site: str, rejected: Mapping[str, int] | None = None) -> str:
+    """A plain-text table (no colour codes: it also goes to logs and pipes); with a line of
+    refused messages by reason when there were any."""
+    tail = ""
+    if rejected and sum(rejected.values()):
+        tail = f"\nrejected messages: {safe_json.describe(rejected)}"
     if not rows:
-        return f"site {site}: no nodes seen yet (right broker and site? nodes publish state)"
+        return f"site {site}: no nodes seen yet (right broker and site? nodes publish state)" + tail
     cells = [HEADER]
     for r in rows:
         status = "unknown" if r.online is None else ("online" if r.online else "OFFLINE")
@@ -103,7 +132,7 @@ def render(rows: list[NodeRow], site: str) -> str:
                 f"{r.parcels_per_min:.0f}",
                 "-" if r.outbox_depth is None else str(r.outbox_depth),
                 str(r.dropped),
-                ",".join(r.faults) or "-",
+                printable(",".join(r.faults), 200) or "-",
             )
         )
     widths = [max(len(row[i]) for row in cells) for i in range(len(HEADER))]
@@ -111,4 +140,4 @@ def render(rows: list[NodeRow], site: str) -> str:
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
     ]
     online = sum(1 for r in rows if r.online)
-    return f"site {site}: {online}/{len(rows)} nodes online\n" + "\n".join(lines)
+    return f"site {site}: {online}/{len(rows)} nodes online\n" + "\n".join(lines) + tail

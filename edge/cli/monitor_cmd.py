@@ -51,35 +51,52 @@ def _monitor(args: argparse.Namespace) -> int:
     from fleet_link.monitor import FleetView, render
 
     view = FleetView()
-    password = args.password_file.read_text().strip() if args.password_file else None
-    brain = Brain(
-        args.broker,
-        args.site,
-        on_message=view.on_message,
-        on_state=view.on_state,
-        username=args.username,
-        password=password,
-        ca_file=args.ca_file,
-        request_replays=False,
-    )
+    try:
+        password = (
+            args.password_file.read_text(encoding="utf-8").strip() if args.password_file else None
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"wolfpack monitor: --password-file {args.password_file}: {reason}", file=sys.stderr)
+        return 2
+    try:
+        brain = Brain(
+            args.broker,
+            args.site,
+            on_message=view.on_message,
+            on_state=view.on_state,
+            username=args.username,
+            password=password,
+            ca_file=args.ca_file,
+            request_replays=False,
+        )
+    except ValueError as exc:  # a site that is no topic level, a broker URL that is no URL
+        print(f"wolfpack monitor: {exc}", file=sys.stderr)
+        return 2
+
+    def table() -> str:
+        rejected = brain.rejected.snapshot()
+        for reason, n in view.rejected.snapshot().items():
+            rejected[reason] = rejected.get(reason, 0) + n
+        return render(view.rows(), args.site, rejected)
+
     try:
         brain.start(wait_s=10)
-    except (ConnectionError, OSError) as exc:
+    except (ConnectionError, OSError, ValueError) as exc:
         print(f"wolfpack monitor: cannot connect to {args.broker}: {exc}", file=sys.stderr)
         return 1
     live = sys.stdout.isatty() and not args.once
     try:
         if args.once:
             time.sleep(args.settle)
-            print(render(view.rows(), args.site))
+            print(table())
             return 0
         end = time.monotonic() + args.duration if args.duration else None
         while end is None or time.monotonic() < end:
-            table = render(view.rows(), args.site)
             stamp = time.strftime("%H:%M:%S")
             if live:
                 sys.stdout.write("\x1b[H\x1b[2J")
-            print(f"{stamp}  {table}\n", flush=True)
+            print(f"{stamp}  {table()}\n", flush=True)
             time.sleep(
                 args.interval
                 if end is None
