@@ -38,6 +38,14 @@ def register(devices: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-read-token", default="NoRead", help="sent for a no-read (NoRead)")
     p.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="share of readings that come with a garbage line in [0, 1]: printable junk, "
+        "NUL-only, control bytes, over-long (default 0)",
+    )
+    p.add_argument(
         "--trigger",
         default=None,
         metavar="CMD",
@@ -62,6 +70,9 @@ def _run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.no_read_rate <= 1.0:
         print("wolfpack sim scanner: --no-read-rate must be in [0, 1]", file=sys.stderr)
         return 2
+    if not 0.0 <= args.noise <= 1.0:
+        print("wolfpack sim scanner: --noise must be in [0, 1]", file=sys.stderr)
+        return 2
     if args.every <= 0:
         print("wolfpack sim scanner: --every must be positive", file=sys.stderr)
         return 2
@@ -76,6 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         decode_ms=args.decode_ms,
         baud=args.baud,
         seed=args.seed,
+        noise_rate=args.noise,
     )
 
     async def main() -> None:
@@ -108,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
             s = sim.stats
             print(
                 f"simulated scanner stopped: {s.scans} labels, {s.reads} reads, "
-                f"{s.no_reads} no-reads, {s.triggers} triggers",
+                f"{s.no_reads} no-reads, {s.triggers} triggers, {s.noise} garbage lines",
                 flush=True,
             )
 

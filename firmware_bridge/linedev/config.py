@@ -5,6 +5,8 @@ device. Usable alone (``LineDeviceConfig.model_validate(dict)``); the board conf
 from __future__ import annotations
 
 import codecs
+import re
+from functools import cached_property
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -101,6 +103,12 @@ class LineDeviceConfig(_Strict):
         True, description="an empty line is a no-read (cause 'empty') rather than an error"
     )
     trigger: TriggerConfig | None = Field(None, description="trigger mode; absent: free-running")
+    label_pattern: str | None = Field(
+        None,
+        description="regular expression a reading must match whole (e.g. '[0-9]{6}|WP[0-9]{10}'"
+        "); anything else is refused as an 'invalid-reading' error, like readings with control "
+        "characters or only spaces. null: any printable reading is accepted",
+    )
     max_line_length: int = Field(
         256, ge=1, le=65536, description="longer readings are refused whole as errors"
     )
@@ -120,6 +128,24 @@ class LineDeviceConfig(_Strict):
         except LookupError:
             raise ValueError(f"unknown text encoding {encoding!r}, e.g. ascii, latin-1") from None
         return encoding
+
+    @field_validator("label_pattern")
+    @classmethod
+    def _valid_pattern(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
+        if not pattern:
+            raise ValueError("an empty pattern would refuse every reading; use null for none")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return pattern
+
+    @cached_property
+    def compiled_pattern(self) -> re.Pattern[str] | None:
+        """``label_pattern`` compiled once (a full match is required)."""
+        return None if self.label_pattern is None else re.compile(self.label_pattern)
 
     @model_validator(mode="after")
     def _one_link(self) -> LineDeviceConfig:

@@ -2,8 +2,9 @@
 
 ``LineDevice`` runs one task that opens the serial port or TCP connection, feeds what arrives
 to the framing decoder, and turns frames into typed events on a queue: ``Read``, ``NoRead``,
-``LineError``, and ``StateChange`` whenever the line goes up or down (with the reason). A lost
-line (unplug, EOF, peer closed, silence past ``idle_timeout_s``) is reopened with backoff.
+``LineError`` (a reading that is not a valid label is one too, see ``reading.py``), and
+``StateChange`` whenever the line goes up or down (with the reason). A lost line (unplug, EOF,
+peer closed, silence past ``idle_timeout_s``) is reopened with backoff.
 In trigger mode ``trigger()`` sends the command and returns the reading, or a ``NoRead`` with
 cause 'timeout' when none arrives within the read window.
 """
@@ -31,6 +32,7 @@ from firmware_bridge.linedev.events import (
 )
 from firmware_bridge.linedev.framing import Frame, FrameError, LineDecoder
 from firmware_bridge.linedev.links import Link, LinkOpenError, open_serial, open_tcp
+from firmware_bridge.linedev.reading import INVALID, classify
 
 log = logging.getLogger("wolfpack.linedev")
 
@@ -40,6 +42,7 @@ class LineStats:
     reads: int = 0
     no_reads: int = 0
     errors: int = 0
+    refused: int = 0  # of the errors: readings refused as invalid (control bytes, pattern)
     connects: int = 0
     losses: int = 0
     bytes_in: int = 0
@@ -201,26 +204,7 @@ class LineDevice:
             if isinstance(out, FrameError):
                 self._emit(LineError(self.name, out.kind, out.detail, out.raw, wall, mono))
             else:
-                self._emit(self._classify(out.payload, wall, mono))
-
-    def _classify(self, raw: bytes, wall: float, mono: float) -> LineEvent:
-        try:
-            text = raw.decode(self.config.encoding)
-        except UnicodeDecodeError as exc:
-            return LineError(
-                self.name,
-                "undecodable",
-                f"byte 0x{raw[exc.start]:02x} at {exc.start} is not {self.config.encoding}",
-                raw,
-                wall,
-                mono,
-            )
-        token = self.config.no_read_token
-        if token is not None and text.strip() == token:
-            return NoRead(self.name, "token", raw, wall, mono)
-        if not text and self.config.empty_is_no_read:
-            return NoRead(self.name, "empty", raw, wall, mono)
-        return Read(self.name, text, raw, wall, mono)
+                self._emit(classify(self.config, out.payload, wall, mono))
 
     def _no_read(self, cause: NoReadCause, raw: bytes) -> NoRead:
         ev = NoRead(self.name, cause, raw, time.time(), time.monotonic())
@@ -234,6 +218,8 @@ class LineDevice:
             self.stats.no_reads += 1
         elif isinstance(ev, LineError):
             self.stats.errors += 1
+            if ev.kind == INVALID:
+                self.stats.refused += 1
             log.warning("%s: %s: %s", self.name, ev.kind, ev.detail)
         if isinstance(ev, (Read, NoRead)) and self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(ev)

@@ -6,17 +6,21 @@ mode ``scan`` only puts the label in view; the host's trigger command reads what
 (the label, the no-read token at the rate, or the token when nothing is there). The line is a
 real pty behind a stable symlink (the simulated MCU's wire, reused) and/or a TCP server that
 sends every reading to every connected client. Faults: ``set_silent`` (the scanner stops
-answering), ``unplug`` (pty gone and TCP clients dropped for a while), ``send_raw`` (garbage).
+answering), ``unplug`` (pty gone and TCP clients dropped for a while), ``send_raw`` (garbage),
+and line noise: ``set_noise(rate)`` adds a garbage line to each reading at that rate (and
+``send_noise()`` sends one now), a mix of printable junk (``1NOISExx``), NUL-only lines,
+control bytes and over-long lines, as a loose connector or EMI on a serial run makes them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 from dataclasses import dataclass
 
-from firmware_bridge.linedev.framing import Framing, encode
+from firmware_bridge.linedev.framing import Framing, encode, forbidden_bytes
 from sim_hardware.mcu.wire import PtyWire
 
 
@@ -33,12 +37,41 @@ class ScannerOptions:
     decode_ms: float = 0.0  # time from a label in view (or a trigger) to the reading on the line
     baud: int | None = None  # model the pty's wire time at this baud rate
     seed: int | None = None
+    noise_rate: float = 0.0  # share of readings that come with a garbage line (set_noise)
 
     def __post_init__(self) -> None:
         if self.link is None and self.tcp_port is None:
             raise ValueError("the scanner needs a pty link path, a TCP port, or both")
         if not 0.0 <= self.no_read_rate <= 1.0:
             raise ValueError(f"no_read_rate {self.no_read_rate} must be within [0, 1]")
+        check_noise_rate(self.noise_rate)
+
+
+NOISE_KINDS = ("junk", "nul", "control", "oversize")
+OVERSIZE = 300  # bytes: longer than a line device's default max_line_length (256)
+
+
+def check_noise_rate(rate: float) -> float:
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"noise rate {rate} must be within [0, 1]")
+    return rate
+
+
+def noise_payload(rng: random.Random, framing: Framing) -> tuple[str, bytes]:
+    """One garbage line's payload and its kind (never a delimiter of ``framing``, so each
+    garbage line is one frame of its own and the readings around it stay intact)."""
+    kind = rng.choice(NOISE_KINDS)
+    if kind == "junk":  # printable: only a label pattern tells it from a label
+        data = b"1NOISE" + bytes(rng.choice(b"0123456789abcdefxyz") for _ in range(2))
+    elif kind == "nul":
+        data = b"\x00" * rng.randint(1, 8)
+    elif kind == "control":
+        data = bytes(rng.choice(b"\x00\x01\x07\x08\x0b\x0c\x1b\x7fAB01") for _ in range(5))
+        data = bytes([rng.choice(b"\x01\x1b\x7f")]) + data  # at least one control byte
+    else:
+        data = bytes(rng.choice(b"ABCDEFGH0123456789") for _ in range(OVERSIZE))
+    bad = forbidden_bytes(framing)
+    return kind, bytes(b for b in data if b not in bad) or b"\x00"
 
 
 @dataclass
@@ -49,6 +82,7 @@ class ScannerStats:
     triggers: int = 0
     clients: int = 0
     unplugs: int = 0
+    noise: int = 0  # garbage lines sent (set_noise, send_noise)
 
 
 class _Client(asyncio.Protocol):
@@ -76,6 +110,9 @@ class SimScanner:
         self.options = options
         self.stats = ScannerStats()
         self._rng = random.Random(options.seed)
+        # noise draws of their own: turning noise on leaves the no-read draws as they were
+        self._noise_rng = random.Random(None if options.seed is None else options.seed + 1)
+        self.noise_kinds: dict[str, int] = dict.fromkeys(NOISE_KINDS, 0)
         self._wire = (
             PtyWire(options.link, options.baud, on_receive=self._on_receive)
             if options.link is not None
@@ -132,6 +169,7 @@ class SimScanner:
         return (
             f"simulated scanner on {' and '.join(where)}: {o.framing}, {mode}, "
             f"no-read rate {o.no_read_rate:g} (token {o.no_read_token!r})"
+            + (f", noise rate {o.noise_rate:g}" if o.noise_rate else "")
         )
 
     # ---- the world ------------------------------------------------------------------------------
@@ -175,6 +213,21 @@ class SimScanner:
         if self.tcp_port is not None:
             self._loop.create_task(self._listen(self.tcp_port))
 
+    def set_noise(self, rate: float) -> None:
+        """From now on each reading comes with a garbage line at ``rate`` (0 stops it), just
+        before or just after the reading (drawn at random)."""
+        self.options = dataclasses.replace(self.options, noise_rate=check_noise_rate(rate))
+
+    def send_noise(self, lines: int = 1) -> None:
+        """Put ``lines`` garbage lines on the line now."""
+        self._send(b"".join(self._noise_line() for _ in range(lines)))
+
+    def _noise_line(self) -> bytes:
+        kind, payload = noise_payload(self._noise_rng, self.options.framing)
+        self.stats.noise += 1
+        self.noise_kinds[kind] += 1
+        return encode(payload, self.options.framing)
+
     def send_raw(self, data: bytes) -> None:
         """Put raw bytes on the line (noise, a misconfigured device, an oversize line)."""
         self._send(data)
@@ -199,6 +252,9 @@ class SimScanner:
             self.stats.no_reads += 1
         self.sent.append(text)
         data = encode(text.encode(self.options.encoding), self.options.framing)
+        if self.options.noise_rate > 0 and self._noise_rng.random() < self.options.noise_rate:
+            noise = self._noise_line()
+            data = noise + data if self._noise_rng.random() < 0.5 else data + noise
         if self.options.decode_ms > 0 and self._loop is not None:
             self._loop.call_later(self.options.decode_ms / 1000.0, self._send, data)
         else:

@@ -80,3 +80,49 @@ def test_options_refuse_a_scanner_with_no_line_or_a_bad_rate():
         ScannerOptions()
     with pytest.raises(ValueError, match="within"):
         ScannerOptions(tcp_port=0, no_read_rate=1.5)
+
+
+def test_noise_at_a_rate_is_reproducible_and_leaves_the_readings_intact():
+    from sim_hardware.scanner.device import NOISE_KINDS
+
+    def run(rate: float) -> tuple[bytes, list[str], int]:
+        opts = ScannerOptions(tcp_port=0, no_read_rate=0.1, seed=5)
+        with SimScannerThread(opts) as t:
+            port = t.sim.tcp_port
+            assert port
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                deadline = time.monotonic() + 5
+                while t.call(lambda: t.sim.connected_clients) < 1:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+                t.call(t.sim.set_noise, rate)
+                for n in range(400):
+                    t.scan(f"L{n:04d}")
+                t.call(t.sim.set_noise, 0.0)
+                t.scan("LAST")
+                noise = t.call(lambda: t.sim.stats.noise)
+                data = _read_until(s, 401 + noise)
+            return data, list(t.sim.sent), noise
+
+    _, sent_quiet, none = run(0.0)
+    data, sent, noise = run(0.25)
+    assert none == 0 and sent == sent_quiet  # the no-read draws do not move with noise
+    assert 70 < noise < 130, noise
+    lines = data.split(b"\r\n")[:-1]
+    assert len(lines) == 401 + noise
+    known = set(sent)
+    assert [ln.decode() for ln in lines if ln.decode("latin-1") in known] == sent
+    garbage = [ln for ln in lines if ln.decode("latin-1") not in known]
+    assert len(garbage) == noise
+    kinds = {
+        "nul": any(set(g) == {0} for g in garbage),
+        "junk": any(g.startswith(b"1NOISE") for g in garbage),
+        "oversize": any(len(g) > 256 for g in garbage),
+        "control": any(g[:1] in (b"\x01", b"\x1b", b"\x7f") for g in garbage),
+    }
+    assert set(kinds) == set(NOISE_KINDS) and all(kinds.values()), kinds
+
+
+def test_a_bad_noise_rate_is_refused():
+    with pytest.raises(ValueError, match="noise rate 2"):
+        ScannerOptions(tcp_port=0, noise_rate=2)
