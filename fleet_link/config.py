@@ -57,6 +57,18 @@ class OutboxConfig(_Strict):
     max_inflight: int = Field(
         200, ge=1, le=65535, description="QoS 1 messages sent but not yet acknowledged"
     )
+    on_store_error: Literal["spill", "raise"] = Field(
+        "spill",
+        description="when the disk refuses a write (full, I/O error): 'spill' keeps the message "
+        "in memory (spill_max_bytes), counts the error, reports it in the state and stores it "
+        "once the disk takes writes again; 'raise' raises OutboxUnavailable to the publisher",
+    )
+    spill_max_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="memory held by messages the disk refused; beyond it unsent telemetry is "
+        "dropped oldest-first, then unsent events oldest-first (counted like max_bytes drops)",
+    )
     durability: Literal["normal", "full"] = Field(
         "normal",
         description="SQLite synchronous mode. 'normal': survives kill -9 with nothing lost and "
@@ -102,6 +114,13 @@ class LimitConfig(_Strict):
         return self
 
 
+class RateLimitConfig(_Strict):
+    """A token bucket: ``burst`` commands at once, refilled at ``per_s`` a second."""
+
+    per_s: float = Field(gt=0, description="sustained commands per second")
+    burst: int = Field(ge=1, description="commands accepted at once before the rate applies")
+
+
 class CommandsConfig(_Strict):
     """Inbound commands from the brain."""
 
@@ -114,6 +133,30 @@ class CommandsConfig(_Strict):
         10000, ge=1, description="request ids whose first result is kept for idempotent replays"
     )
     max_payload_bytes: int = Field(65536, ge=256, description="larger commands are refused")
+    max_depth: int = Field(32, ge=2, le=512, description="deeper nested commands are refused")
+    rate_limits: dict[str, RateLimitConfig] = Field(
+        default_factory=lambda: {
+            "route": RateLimitConfig(per_s=500, burst=1000),
+            "replay": RateLimitConfig(per_s=50, burst=100),
+            "config_push": RateLimitConfig(per_s=1, burst=3),
+        },
+        description="command name -> token bucket; a command over it is answered with a "
+        "'rate_limited' error (not remembered: send it again later)",
+    )
+    default_rate_limit: RateLimitConfig = Field(
+        default_factory=lambda: RateLimitConfig(per_s=20, burst=50),
+        description="the bucket of each command not named in rate_limits",
+    )
+    priority: list[str] = Field(
+        default_factory=lambda: ["route"],
+        description="commands answered on their own lane, never queued behind the others "
+        "(the brain's latency-critical answers)",
+    )
+    max_queued: int = Field(
+        10000,
+        ge=10,
+        description="commands waiting per lane; beyond, a command is refused 'rate_limited'",
+    )
 
 
 class MqttConfig(_Strict):
@@ -135,6 +178,16 @@ class MqttConfig(_Strict):
     reconnect_max_s: float = Field(30.0, gt=0, description="reconnect delay cap (with jitter)")
     state_interval_s: float = Field(
         10.0, gt=0, description="how often the retained state is refreshed"
+    )
+    max_message_bytes: int = Field(
+        16 * 1024,
+        ge=4096,
+        le=256 * 1024 * 1024,
+        description="largest message sent (topic + payload bytes); a larger one is replaced, "
+        "under its own seq, by a placeholder marked truncated, its original kept as a dead "
+        "letter and a fault raised. Below the broker's limit: the embedded broker refuses "
+        "packets over 20,480 bytes (topic + payload over 20,476), mosquitto's "
+        "message_size_limit / max_packet_size as configured",
     )
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     telemetry: dict[str, TelemetryGroupConfig] = Field(

@@ -7,14 +7,15 @@ A fresh paho client is made for every connection, so nothing paho kept in memory
 connection is sent again behind the outbox's back: after a reconnect the outbox itself is
 the only source, replayed from its oldest unacknowledged row.
 
-A second thread runs commands, so a slow handler never stalls the network loop.
+Commands are admitted on the network thread (rate limit per name, see
+:class:`fleet_link.commands.CommandInbox`) and run by two more threads, one per lane, so a slow
+handler never stalls the network loop and a flood of commands never delays a ``route``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import random
 import select
 import socket
@@ -28,8 +29,16 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from fleet_link import topics
-from fleet_link.commands import CommandError, CommandRegistry
+from fleet_link import safe_json, topics
+from fleet_link.commands import (
+    BULK,
+    PRIORITY,
+    CommandError,
+    CommandInbox,
+    CommandRegistry,
+    Inbound,
+    Prepared,
+)
 from fleet_link.config import MqttConfig
 from fleet_link.envelope import encode, utc_stamp
 from fleet_link.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Row
@@ -161,7 +170,7 @@ class EdgeLink:
         self.config_version = config_version
         self.outbox = Outbox(cfg.outbox)
         self.commands = registry or CommandRegistry(
-            cfg.commands.limits, cfg.commands.max_payload_bytes
+            cfg.commands.limits, cfg.commands.max_payload_bytes, cfg.commands.max_depth
         )
         self._register_builtins()
         self._deadband = Deadband(cfg.telemetry)
@@ -169,7 +178,7 @@ class EdgeLink:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.connected = threading.Event()
-        self._cmd_queue: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.inbox = CommandInbox(self.commands, cfg.commands)
         self._threads: list[threading.Thread] = []
         self._started = utc_stamp()
         self._started_mono = time.monotonic()
@@ -190,8 +199,12 @@ class EdgeLink:
 
     # public API -----------------------------------------------------------------------------
     def start(self) -> EdgeLink:
-        for name, target in (("fleet-link", self._run), ("fleet-commands", self._run_commands)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        for name, target, args in (
+            ("fleet-link", self._run, ()),
+            ("fleet-commands", self._run_commands, (BULK,)),
+            ("fleet-commands-priority", self._run_commands, (PRIORITY,)),
+        ):
+            thread = threading.Thread(target=target, args=args, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
@@ -419,7 +432,10 @@ class EdgeLink:
         if (parsed.site, parsed.node, parsed.kind) != (self.site, self.node, "cmd"):
             log.warning("ignored message on %r: not this node's command topic", msg.topic)
             return
-        self._cmd_queue.put((parsed.name, bytes(msg.payload)))
+        try:
+            self.inbox.offer(parsed.name, bytes(msg.payload))
+        except Exception:  # nothing may escape a paho callback: it would end the connection
+            log.exception("command on %r could not be admitted", msg.topic)
 
     def _settle_acks(self) -> None:
         if not self._acks:
@@ -517,31 +533,58 @@ class EdgeLink:
         stored = self.outbox.available(chan, first, last)
         return {"requeued": count, "stored": stored, "missing": last - first + 1 - stored}
 
-    def _run_commands(self) -> None:
+    def _run_commands(self, lane: str) -> None:
+        """One lane's thread: answer its commands in order; no command can stop it."""
         while not self._stop.is_set():
-            try:
-                name, payload = self._cmd_queue.get(timeout=0.2)
-            except queue.Empty:
+            item = self.inbox.take(lane, 0.2)
+            if item is None:
                 continue
             try:
-                self._handle_command(name, payload)
+                self._handle_command(item)
             except Exception:  # a command must never take the node down
-                log.exception("command %s could not be answered", name)
+                log.exception("command %s could not be answered", item.name)
 
-    def _handle_command(self, name: str, payload: bytes) -> None:
-        rid = self.commands.parse_request_id(payload)
-        stored = self.outbox.stored_result(rid) if rid else None
-        if stored is not None:
-            body = {**json.loads(stored), "replayed": True}
+    def _handle_command(self, item: Inbound) -> None:
+        """Answer one command: a refusal from admission, the stored first result of the same
+        (command, request id), or a new run. Request ids are scoped by command name: an id
+        reused for another command runs that command."""
+        name = item.name
+        if item.refusal is not None:
+            outcome = item.refusal
         else:
-            outcome = self.commands.execute(name, payload)
-            body = {"request_id": outcome.request_id, **outcome.body}
-            if outcome.request_id is not None:
-                self.outbox.store_result(
-                    outcome.request_id,
-                    name,
-                    json.dumps(body),
-                    time.time(),
-                    self.cfg.commands.remember_results,
-                )
+            prepared: Prepared = self.commands.prepare(name, item.payload)
+            rid = prepared.request_id
+            stored = self._stored_result(name, rid) if rid is not None else None
+            if stored is not None:
+                self._append(("cmd_result", name), PRIORITY_EVENT, {**stored, "replayed": True})
+                return
+            outcome = self.commands.run(name, prepared)
+        body = {"request_id": outcome.request_id, **outcome.body}
+        if outcome.remember and outcome.request_id is not None:
+            self.outbox.store_result(
+                _result_key(name, outcome.request_id),
+                name,
+                json.dumps(body),
+                time.time(),
+                self.cfg.commands.remember_results,
+            )
         self._append(("cmd_result", name), PRIORITY_EVENT, body)
+
+    def _stored_result(self, name: str, rid: str) -> dict[str, Any] | None:
+        """The remembered result of (command, request id); also finds one stored under the
+        bare id before ids were scoped by name, if it answered the same command."""
+        for key in (_result_key(name, rid), rid):
+            text = self.outbox.stored_result(key)
+            if text is None:
+                continue
+            try:
+                body = safe_json.loads_object(text)
+            except safe_json.DecodeError:
+                continue
+            if body.get("command") == name and body.get("request_id") == rid:
+                return body
+        return None
+
+
+def _result_key(name: str, rid: str) -> str:
+    return f"{name}/{rid}"
