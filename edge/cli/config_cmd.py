@@ -1,4 +1,10 @@
-"""`wolfpack config ...`: validate a board config and export its JSON Schema."""
+"""`wolfpack config ...`: validate, sign, trust, flash, show, diff and roll back board configs.
+
+Every failure is one line (or, for an invalid config, its list of located errors) with the
+cause, never a traceback: a store with a symlink loop, an unreadable trust directory or a
+file that is not a config all end in ``error: WHERE: WHY`` and exit status 2 unless a
+command documents another.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +12,60 @@ import argparse
 import difflib
 import getpass
 import json
-import shutil
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import wraps
 from pathlib import Path
 
 from edge.config import ConfigError, load_board_config
-from edge.config.flash import flash_local, signature_path
+from edge.config.flash import (
+    flash_local,
+    read_signature_file,
+    signature_path,
+)
+from edge.config.limits import LimitError, read_limited
 from edge.config.schema import SCHEMA_PATH, board_schema_text
 from edge.config.signing import (
+    MAX_SIGNED_VERSION,
+    Signature,
     SignatureError,
     generate_keypair,
     key_id,
     load_private_key,
     load_public_key,
+    make_private_dir,
     sign,
+    write_file_mode,
 )
-from edge.config.store import ConfigStore, StoreError
+from edge.config.store import ConfigStore, StoreError, VersionRefused
 from edge.config.target import SshTarget, TargetError, parse_target
 
 DEFAULT_AUTHOR = f"{getpass.getuser()}@{socket.gethostname()}"
+EXIT_ERROR = 2  # the command could not run: a store, a key or a target that cannot be used
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _one_line_errors(handler: Handler) -> Handler:
+    """Turn any error a command can meet in the field into one line and exit status 2."""
+
+    @wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (StoreError, SignatureError, TargetError, LimitError) as exc:
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        except ConfigError as exc:
+            print(exc.render(), file=sys.stderr)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+    return run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("files", nargs="+", metavar="FILE", help="YAML config file")
     validate.add_argument("--json", action="store_true", help="print results as JSON lines")
-    validate.set_defaults(handler=_validate)
+    validate.set_defaults(handler=_one_line_errors(_validate))
 
     schema = cmds.add_parser(
         "schema",
@@ -59,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     schema.add_argument(
         "--out", type=Path, default=SCHEMA_PATH, help="where to write it ('-' for stdout)"
     )
-    schema.set_defaults(handler=_schema)
+    schema.set_defaults(handler=_one_line_errors(_schema))
 
     keygen = cmds.add_parser(
         "keygen",
@@ -69,18 +107,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     keygen.add_argument("--out", type=Path, required=True, help="private key file to create")
     keygen.add_argument("--signer", default=DEFAULT_AUTHOR, help="who owns this key")
-    keygen.set_defaults(handler=_keygen)
+    keygen.set_defaults(handler=_one_line_errors(_keygen))
 
     sign_cmd = cmds.add_parser(
         "sign",
-        help="sign a config (writes FILE.sig beside it)",
-        description="Sign the exact bytes of a config with an ed25519 key; the detached "
-        "signature goes to FILE.sig. Any later edit of FILE invalidates it.",
+        help="sign a config for one node as one version (writes FILE.sig beside it)",
+        description="Sign the exact bytes of a config with an ed25519 key, for one node and "
+        "as one version; the detached signature goes to FILE.sig. Any later edit of FILE "
+        "invalidates it; a board refuses it if it is another node, or if it already "
+        "accepted this version or a newer one (replay, downgrade).",
     )
     sign_cmd.add_argument("file", type=Path, metavar="FILE")
     sign_cmd.add_argument("--key", type=Path, required=True, help="private key from keygen")
     sign_cmd.add_argument("--signer", default=DEFAULT_AUTHOR, help="name recorded in FILE.sig")
-    sign_cmd.set_defaults(handler=_sign)
+    sign_cmd.add_argument(
+        "--node",
+        default=None,
+        metavar="ID",
+        help="the node it is for (default: the file's node.id; the file must name the same)",
+    )
+    sign_cmd.add_argument(
+        "--version",
+        type=int,
+        default=None,
+        metavar="N",
+        help="its version, higher than any the board has accepted (default: the current "
+        "UNIX time in seconds, or one more than FILE.sig's version if that is higher)",
+    )
+    sign_cmd.set_defaults(handler=_one_line_errors(_sign))
 
     trust = cmds.add_parser(
         "trust",
@@ -91,7 +145,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     trust.add_argument("public_key", type=Path, metavar="KEY.pub")
     _add_target(trust, ssh=False)
-    trust.set_defaults(handler=_trust)
+    trust.set_defaults(handler=_one_line_errors(_trust))
 
     flash = cmds.add_parser(
         "flash",
@@ -114,7 +168,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "config (SIGHUP) and wait up to S seconds for it to report healthy on it; otherwise "
         "roll back to the last good config and fail (default 30)",
     )
-    flash.set_defaults(handler=_flash)
+    flash.set_defaults(handler=_one_line_errors(_flash))
 
     show = cmds.add_parser(
         "show",
@@ -123,7 +177,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_target(show)
     show.add_argument("--json", action="store_true", help="print as JSON")
-    show.set_defaults(handler=_show)
+    show.set_defaults(handler=_one_line_errors(_show))
 
     diff = cmds.add_parser(
         "diff",
@@ -133,7 +187,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     diff.add_argument("file", type=Path, metavar="FILE")
     _add_target(diff)
-    diff.set_defaults(handler=_diff)
+    diff.set_defaults(handler=_one_line_errors(_diff))
 
     rollback = cmds.add_parser(
         "rollback",
@@ -144,7 +198,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_target(rollback)
     rollback.add_argument("--version", type=int, default=None, help="a kept version number")
     rollback.add_argument("--reason", default="manual rollback", help="recorded in history")
-    rollback.set_defaults(handler=_rollback)
+    rollback.set_defaults(handler=_one_line_errors(_rollback))
 
 
 def _add_target(parser: argparse.ArgumentParser, ssh: bool = True) -> None:
@@ -248,33 +302,67 @@ def _keygen(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     try:
         private = load_private_key(args.key)
-        content = args.file.read_bytes()
-    except SignatureError as exc:
+        content = read_limited(args.file)
+    except (SignatureError, LimitError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"error: {args.file}: cannot read ({exc.strerror})", file=sys.stderr)
         return 1
-    signature = sign(content, private, args.signer)
+    config = load_board_config(args.file)  # never sign what no board would accept
+    node = args.node or config.node.id
+    if node != config.node.id:
+        print(
+            f"error: {args.file}: its node.id is {config.node.id}, not {node}; a board "
+            "refuses a config signed for one node that names another",
+            file=sys.stderr,
+        )
+        return 1
     out = signature_path(args.file)
-    out.write_text(signature.to_json() + "\n", encoding="utf-8")
-    print(f"wrote {out} (key {signature.key_id}, sha256 {signature.sha256[:16]}...)")
+    version = args.version if args.version is not None else _default_version(out)
+    try:
+        signature = sign(content, private, args.signer, node, version)
+    except ValueError as exc:
+        print(f"error: --version {version}: {exc}", file=sys.stderr)
+        return 1
+    write_file_mode(out, (signature.to_json() + "\n").encode("utf-8"), 0o644)
+    print(
+        f"wrote {out} (key {signature.key_id}, node {node}, version {version}, "
+        f"sha256 {signature.sha256[:16]}...)"
+    )
     return 0
+
+
+def _default_version(sig_path: Path) -> int:
+    """The current UNIX time, or one more than an existing FILE.sig's version if higher."""
+    version = int(time.time())
+    try:
+        text = read_signature_file(sig_path)
+        if text is not None:
+            version = max(version, Signature.from_json(text, str(sig_path)).manifest.version + 1)
+    except SignatureError:
+        pass  # an old or damaged .sig is replaced
+    return min(version, MAX_SIGNED_VERSION)
 
 
 def _trust(args: argparse.Namespace) -> int:
     try:
         public = load_public_key(args.public_key)
-    except (SignatureError, OSError) as exc:
+    except SignatureError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.target.startswith("ssh://"):
         print("error: run 'wolfpack config trust' on the board itself", file=sys.stderr)
         return 2
     store = ConfigStore(Path(args.target))
-    store.trusted_keys_dir.mkdir(parents=True, exist_ok=True)
-    kid = key_id(public)
-    shutil.copyfile(args.public_key, store.trusted_keys_dir / f"{kid}.pub")
+    keys_dir = store.trusted_keys_dir
+    with store.lock():
+        if keys_dir.is_symlink() or (keys_dir.exists() and not keys_dir.is_dir()):
+            raise StoreError(f"{keys_dir}: exists but is not a directory; fix it by hand first")
+        make_private_dir(keys_dir)
+        kid = key_id(public)
+        data = read_limited(args.public_key, 64 * 1024, "public key")
+        write_file_mode(keys_dir / f"{kid}.pub", data, 0o644)
     print(f"{args.target} now trusts key {kid}; it accepts only configs signed by trusted keys")
     return 0
 
@@ -293,7 +381,7 @@ def _flash(args: argparse.Namespace) -> int:
         return _refused(args, "target unreachable, nothing written", str(exc))
     except ConfigError as exc:
         return _refused(args, "invalid config, nothing written", exc.render())
-    except SignatureError as exc:
+    except (SignatureError, VersionRefused) as exc:
         return _refused(args, "signature policy, nothing written", str(exc))
     except (StoreError, OSError) as exc:
         return _refused(args, "could not write the board's config directory", str(exc))
@@ -403,7 +491,7 @@ def _show(args: argparse.Namespace) -> int:
         state = _board_state(_target(args))
     except (StoreError, TargetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     if args.json:
         print(json.dumps(state))
         return 0
@@ -431,7 +519,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     try:
-        new = args.file.read_text(encoding="utf-8")
+        new = read_limited(args.file).decode("utf-8", "replace")
         target = _target(args)
         if isinstance(target, SshTarget):
             state = _board_state(target)
@@ -443,10 +531,13 @@ def _diff(args: argparse.Namespace) -> int:
                     raise TargetError(f"{target.display}: cannot read its active config: {err}")
         else:
             active = ConfigStore(target).active()
-            old = active.content.decode("utf-8") if active else ""
+            old = active.content.decode("utf-8", "replace") if active else ""
             version = active.stamp.version if active else None
-    except (StoreError, TargetError, OSError) as exc:
+    except (StoreError, TargetError, LimitError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.filename or args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     label = f"{args.target} (version {version})" if version else f"{args.target} (empty)"
     lines = list(
@@ -473,6 +564,6 @@ def _rollback(args: argparse.Namespace) -> int:
         stamp = ConfigStore(target).rollback(args.version, args.reason)
     except (StoreError, TargetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     print(f"{args.target}: version {stamp.version} ({stamp.sha256[:12]}) is active again")
     return 0

@@ -12,6 +12,11 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge.config.board import BoardConfig
+    from edge.config.store import StoredConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             active = ConfigStore(root).active()
         except StoreError as exc:
-            print(f"{root}: {exc}")
+            print(f"error: {exc}")
             return 1
         if active is None:
             print(
@@ -85,28 +90,63 @@ def _run(args: argparse.Namespace) -> int:
         path = active.config_path
         args.config_version = str(active.stamp.version)
         args.health_file = args.health_file or str(root / HEALTH_NAME)
+        refused = _admit_active(root, active)
+        if isinstance(refused, str):
+            print(f"error: {refused}")
+            return _failed_start(args, refused)
+        board = refused
     else:
         path = Path(args.config)
-    try:
-        board = load_board_config(path)
-    except ConfigError as exc:
-        print(exc.render())
-        return _failed_start(args, f"invalid config: {exc.render()}")
-    except OSError as exc:
-        print(f"{path}: cannot read the config: {exc.strerror or exc}")
-        return _failed_start(args, f"cannot read the config: {exc.strerror or exc}")
+        try:
+            board = load_board_config(path)
+        except ConfigError as exc:
+            print(exc.render())
+            return _failed_start(args, f"invalid config: {exc.render()}")
     if args.node_id is None:
         setup_logging(node=board.node.id, json_lines=args.log_json, level=args.log_level)
     if board.cell is None:
         print(f"{path}: no 'cell:' section; 'wolfpack run' runs a sorting cell")
         return _failed_start(args, "the config has no 'cell:' section")
-    version = args.config_version or hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    version = args.config_version or hashlib.sha256(_read(path)).hexdigest()[:12]
     node = CellNode(
         board, config_version=version, health_file=args.health_file, start_when_ready=args.start
     )
     if args.config_dir is None:
         return asyncio.run(_serve(node))
     return _run_from_store(node, Path(args.config_dir), board, int(version), args.health_file)
+
+
+def _read(path: Path) -> bytes:
+    from edge.config.limits import read_limited
+
+    try:
+        return read_limited(path)
+    except Exception:  # it was read a moment ago; a vanished file only loses the hash
+        return str(path).encode()
+
+
+def _admit_active(root: Path, active: StoredConfig) -> BoardConfig | str:
+    """The store's active config checked as a flash checks it (size, signature, then parse).
+
+    The version is not checked against the highest accepted one: the store's own rollback
+    may have made an older version active. Returns the BoardConfig, or the refusal as text.
+    """
+    from edge.config import ConfigError
+    from edge.config.flash import admit, read_signature_file
+    from edge.config.signing import SignatureError
+    from edge.config.store import SIGNATURE_NAME, ConfigStore, StoreError
+
+    name = str(active.config_path)
+    try:
+        signature = read_signature_file(active.path / SIGNATURE_NAME)
+        admitted = admit(
+            active.content, signature, ConfigStore(root), name, this_node=None, check_version=False
+        )
+    except ConfigError as exc:
+        return f"invalid config: {' '.join(exc.render().split())}"
+    except (SignatureError, StoreError) as exc:
+        return f"refused by the signature policy: {exc}"
+    return admitted.config
 
 
 def _run_from_store(node: object, root: Path, board: object, version: int, health: str) -> int:
@@ -116,7 +156,11 @@ def _run_from_store(node: object, root: Path, board: object, version: int, healt
     ctx = config_apply.NodeConfigContext(root, board, version)
     config_apply.set_context(ctx)
     pid_file = root / config_apply.PID_NAME
-    pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        pid_file.write_text(f"{os.getpid()}\n")
+    except OSError as exc:
+        print(f"error: {pid_file}: cannot write the pid file: {exc.strerror or exc}")
+        return 1
     ctx.reload = lambda: os.kill(os.getpid(), signal.SIGHUP)
     node._write_health(force=True)  # type: ignore[attr-defined]  # 'boot' on this version
     config_apply.start_pending_watch(ctx, Path(health))
@@ -150,13 +194,16 @@ def _failed_start(args: argparse.Namespace, why: str) -> int:
     """A --config-dir node whose pushed config cannot even start rolls back and re-executes."""
     if args.config_dir is None:
         return 1
-    from edge.config.store import ConfigStore
+    from edge.config.store import ConfigStore, StoreError
     from edge.node import config_apply
 
     root = Path(args.config_dir)
-    active = ConfigStore(root).active()
-    if active is not None and config_apply.fail_pending(root, active.stamp.version, why):
-        _reexec()
+    try:
+        active = ConfigStore(root).active()
+        if active is not None and config_apply.fail_pending(root, active.stamp.version, why):
+            _reexec()
+    except (StoreError, OSError) as exc:
+        print(f"error: {root}: cannot roll back a pushed config: {exc}")
     return 1
 
 

@@ -32,6 +32,11 @@ class ConfigError(Exception):
         self.issues = issues
         super().__init__(self.render())
 
+    @classmethod
+    def single(cls, file: str, message: str) -> ConfigError:
+        """One unlocated problem with the whole file (too big, not UTF-8, unreadable)."""
+        return cls([ConfigIssue(file, None, None, "", message)])
+
     def render(self) -> str:
         count = len(self.issues)
         head = f"config has {count} error{'s' if count != 1 else ''}:"

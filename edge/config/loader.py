@@ -3,6 +3,11 @@
 The YAML is parsed with ruamel.yaml's round-trip loader because it keeps the position of every
 key and value; pydantic then validates plain data, and each pydantic error location is walked
 back through the ruamel tree to find where the technician must look.
+
+Every entry point bounds its input first (edge/config/limits.py): size before decoding, strict
+UTF-8, then a parse that refuses aliases and stops at a maximum depth and node count, so no
+file, however hostile, costs more than a bounded time and memory. The only error any of them
+raises for bad content is ConfigError.
 """
 
 from __future__ import annotations
@@ -16,10 +21,21 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer, ComposerError, MaxDepthExceededError
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import AliasEvent
 
 from edge.config.board import BoardConfig
 from edge.config.errors import ConfigError, ConfigIssue, format_path
+from edge.config.limits import (
+    MAX_CONFIG_BYTES,
+    MAX_DEPTH,
+    MAX_NODES,
+    LimitError,
+    check_size,
+    decode_utf8,
+    read_limited,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,16 +44,47 @@ def load_board_config(path: str | Path) -> BoardConfig:
     """Load and validate one board config file; raise ConfigError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        content = read_limited(path)
     except FileNotFoundError:
         raise ConfigError([ConfigIssue(str(path), None, None, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigIssue(str(path), None, None, "", f"cannot read: {exc}")]) from exc
-    return parse_config_text(text, str(path), BoardConfig)
+    except LimitError as exc:
+        raise ConfigError([ConfigIssue(str(path), None, None, "", _after_name(exc))]) from None
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise ConfigError([ConfigIssue(str(path), None, None, "", f"cannot read: {why}")]) from None
+    return parse_config_bytes(content, str(path), BoardConfig)
+
+
+def parse_config_bytes(content: bytes, filename: str, model: type[M]) -> M:
+    """Validate raw bytes: size limit, strict UTF-8, then :func:`parse_config_text`."""
+    try:
+        check_size(len(content), filename)
+        text = decode_utf8(content, filename)
+    except LimitError as exc:
+        raise ConfigError([ConfigIssue(filename, None, None, "", _after_name(exc))]) from None
+    return parse_config_text(text, filename, model)
+
+
+def _after_name(exc: LimitError) -> str:
+    """The limit's message without its leading 'NAME: ' (the issue prints the file itself)."""
+    return str(exc).split(": ", 1)[-1]
 
 
 def parse_config_text(text: str, filename: str, model: type[M]) -> M:
     """Validate YAML text against ``model``; ``filename`` is only used in messages."""
+    if len(text) > MAX_CONFIG_BYTES:  # characters: at least as many bytes
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    filename,
+                    None,
+                    None,
+                    "",
+                    f"{len(text)} characters is over the limit of {MAX_CONFIG_BYTES} bytes for "
+                    "a config; refused before parsing",
+                )
+            ]
+        )
     tree = _parse_yaml(text, filename)
     if tree is None:
         raise ConfigError(
@@ -73,9 +120,47 @@ def _drop_missing_explained_by_typos(issues: list[ConfigIssue]) -> list[ConfigIs
     return [i for i in issues if not (i.message == "missing required key" and i.path in suggested)]
 
 
+class _LimitRefusal(ComposerError):
+    """A document refused by a limit of :class:`_BoundedComposer` (not a syntax error)."""
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer, refusing aliases and counting nodes as the document is built.
+
+    Aliases are refused rather than bounded: no board config needs them, and a handful of
+    them expand a 1 KB file into a billion nodes (the "billion laughs"). Depth is bounded by
+    ruamel's own ``max_depth``; nodes are counted here because a flat file of tiny scalars
+    can be just as costly to validate.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.parser.check_event(AliasEvent):
+            event = self.parser.peek_event()
+            raise _LimitRefusal(
+                None,
+                None,
+                f"YAML aliases (*{event.anchor}) are not allowed in a board config (they let a "
+                "small file expand without bound); write the value out",
+                event.start_mark,
+            )
+        count = getattr(self, "_wp_nodes", 0) + 1
+        self._wp_nodes = count
+        if count > MAX_NODES:
+            event = self.parser.peek_event()
+            raise _LimitRefusal(
+                None,
+                None,
+                f"more than {MAX_NODES} YAML nodes; a board config has a few hundred",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
 def _parse_yaml(text: str, filename: str) -> Any:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
+    yaml.Composer = _BoundedComposer
+    yaml.max_depth = MAX_DEPTH
     try:
         return yaml.load(text)
     except MarkedYAMLError as exc:
@@ -87,9 +172,22 @@ def _parse_yaml(text: str, filename: str) -> Any:
         message = f"YAML syntax error: {problem}{context}"
         if "found duplicate key" in str(exc):
             message = "YAML error: " + " ".join(str(exc.problem).split())
+        elif isinstance(exc, MaxDepthExceededError):
+            message = (
+                f"refused: YAML nested deeper than {MAX_DEPTH} levels (a board config nests "
+                "about 6)"
+            )
+        elif isinstance(exc, _LimitRefusal):
+            message = f"refused: {problem}"
         raise ConfigError([ConfigIssue(filename, line, column, "", message)]) from None
-    except Exception as exc:  # ruamel raises a few unmarked errors (e.g. bad tags)
-        raise ConfigError([ConfigIssue(filename, None, None, "", f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise ConfigError(
+            [ConfigIssue(filename, None, None, "", f"YAML nested deeper than {MAX_DEPTH} levels")]
+        ) from None
+    except Exception as exc:  # ruamel raises a few unmarked errors (e.g. bad tags, huge ints)
+        detail = " ".join(str(exc).split())[:200]
+        issue = ConfigIssue(filename, None, None, "", f"YAML error: {detail}")
+        raise ConfigError([issue]) from None
 
 
 def _plain(node: Any) -> Any:

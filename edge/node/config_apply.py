@@ -21,7 +21,6 @@ that re-executes the node is reported by the process that comes back.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -34,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge.config.limits import MAX_CONFIG_BYTES, MAX_SIGNATURE_BYTES
 from edge.config.store import ConfigStore, StoreError
 from fleet_link.link import apply_credentials
 
@@ -232,8 +232,8 @@ _PUSH_SCHEMA = {
     "type": "object",
     "required": ["config"],
     "properties": {
-        "config": {"type": "string", "minLength": 1},
-        "signature": {"type": "string"},
+        "config": {"type": "string", "minLength": 1, "maxLength": MAX_CONFIG_BYTES},
+        "signature": {"type": "string", "maxLength": MAX_SIGNATURE_BYTES},
         "deadline_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
         "author": {"type": "string"},
         "request_id": {"type": "string"},
@@ -253,11 +253,16 @@ def register_commands(registry: Any) -> None:
 
 
 def config_push(args: dict[str, Any]) -> dict[str, Any]:
-    """The ``config_push`` command (runs on the link's command thread)."""
+    """The ``config_push`` command (runs on the link's command thread).
+
+    Checked in the safe order of :func:`edge.config.flash.admit`: size, then the signature
+    (trusted key, signed for this node, a version newer than any accepted), and only then the
+    YAML, parsed with limits. So an unsigned or foreign push costs a hash, never a parse.
+    """
     from edge.config import ConfigError
-    from edge.config.board import BoardConfig
-    from edge.config.loader import parse_config_text
+    from edge.config.flash import admit
     from edge.config.signing import SignatureError
+    from edge.config.store import VersionRefused
     from fleet_link.commands import CommandError
 
     ctx = _context
@@ -267,25 +272,33 @@ def config_push(args: dict[str, Any]) -> dict[str, Any]:
         )
     if (ctx.root / PENDING_NAME).exists():
         raise CommandError("busy", "a pushed config is still being checked; try again later")
-    text = str(args["config"])
-    content = text.encode("utf-8")
+    content = str(args["config"]).encode("utf-8")
+    store = ConfigStore(ctx.root)
+    name = "pushed config"
     try:
-        parse_config_text(text, "pushed config", BoardConfig)
+        signature_text = _push_signature_text(store, args.get("signature"), name)
+        admitted = admit(content, signature_text, store, name, this_node=ctx.board.node.id)
     except ConfigError as exc:
         raise CommandError("invalid", exc.render()) from None
-    store = ConfigStore(ctx.root)
-    try:
-        signature_text, signed_by = _check_push_signature(
-            store, content, args.get("signature"), "pushed config"
-        )
-    except SignatureError as exc:
+    except (SignatureError, VersionRefused) as exc:
         raise CommandError("signature", str(exc)) from None
+    except StoreError as exc:
+        raise CommandError("store", str(exc)) from None
     deadline_s = float(args.get("deadline_s") or DEFAULT_DEADLINE_S)
     request_id = str(args.get("request_id") or uuid.uuid4().hex)
+    manifest = admitted.manifest
     try:
         stamp = store.install(
-            content, signature_text, str(args.get("author") or "mqtt"), "mqtt", signed_by
+            content,
+            admitted.signature_text,
+            str(args.get("author") or "mqtt"),
+            "mqtt",
+            admitted.signed_by,
+            node=admitted.config.node.id,
+            signed_version=manifest.version if manifest is not None else None,
         )
+    except VersionRefused as exc:
+        raise CommandError("signature", str(exc)) from None
     except (StoreError, OSError) as exc:
         raise CommandError("store", str(exc)) from None
     _write_json(
@@ -311,47 +324,25 @@ def config_push(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_push_signature(
-    store: ConfigStore, content: bytes, signature: str | None, name: str
-) -> tuple[str | None, str | None]:
-    """(signature text to store, signer key id); raise SignatureError on refusal."""
-    import hashlib
+def _push_signature_text(store: ConfigStore, signature: Any, name: str) -> str | None:
+    """The pushed ``signature`` as a .sig text; a bare one is refused where a policy exists.
 
-    from edge.config.signing import Signature, SignatureError, load_trusted_keys, verify
+    A bare base64 ed25519 signature (the format before node and version were bound) says
+    nothing about which node or version it is for, so a board with trusted keys refuses it.
+    """
+    from edge.config.signing import SignatureError, load_trusted_keys
 
-    trusted = load_trusted_keys(store.trusted_keys_dir)
     if not signature:
-        if trusted:
-            verify(content, None, trusted, name)
-        return None, None
-    if signature.lstrip().startswith("{"):  # a whole .sig file
-        sig = Signature.from_json(signature, f"{name}'s signature")
-    else:  # base64 of the raw ed25519 signature: try each trusted key
-        try:
-            raw = base64.b64decode(signature, validate=True)
-        except ValueError:
-            raise SignatureError(f"{name}: the signature is not base64") from None
-        sha = hashlib.sha256(content).hexdigest()
-        candidates = [Signature(kid, "", sha, raw) for kid in trusted] or [
-            Signature("unknown", "", sha, raw)
-        ]
-        for candidate in candidates:
-            with contextlib.suppress(SignatureError):
-                verify(content, candidate, trusted, name)
-                sig = candidate
-                break
-        else:
-            if not trusted:
-                return None, None  # no policy: a signature nobody can check is not stored
-            raise SignatureError(
-                f"{name}: tampered or foreign: the signature matches none of this board's "
-                f"{len(trusted)} trusted key(s) ({', '.join(sorted(trusted))})"
-            )
-        return sig.to_json(), sig.key_id
-    if trusted:
-        verify(content, sig, trusted, name)
-        return sig.to_json(), sig.key_id
-    return sig.to_json(), None
+        return None
+    text = str(signature)
+    if text.lstrip().startswith("{"):
+        return text
+    if load_trusted_keys(store.trusted_keys_dir):
+        raise SignatureError(
+            f"{name}: a bare signature binds neither a node nor a version and is no longer "
+            "accepted; send the whole FILE.sig that 'wolfpack config sign FILE --key K' writes"
+        )
+    return None  # no policy: a signature nobody can check is not stored
 
 
 def start_pending_watch(

@@ -6,7 +6,6 @@ Real processes: the embedded broker (in this process), the simulated MCU and the
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import threading
@@ -18,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.config.signing import generate_keypair, load_private_key
+from edge.config.signing import generate_keypair, load_private_key, sign
 from edge.config.store import ConfigStore
 from fleet_link.brain import Brain
 from fleet_link.embedded import EmbeddedBroker
@@ -83,7 +82,8 @@ def rig(tmp_path: Path):
     key = tmp_path / "keys" / "tech"
     public, _kid = generate_keypair(key, "tech")
     assert wolfpack("config", "trust", str(public), "--to", str(board)).returncode == 0
-    assert wolfpack("config", "sign", str(first), "--key", str(key)).returncode == 0
+    signed = wolfpack("config", "sign", str(first), "--key", str(key), "--version", "1")
+    assert signed.returncode == 0, signed.stderr
     assert wolfpack("config", "flash", str(first), "--to", str(board)).returncode == 0
     node = start_node(board, tmp_path / "node.log")
     brain = Brain(broker.url, "s1").start()
@@ -100,11 +100,22 @@ def rig(tmp_path: Path):
         broker.stop()
 
 
-def _push(rig: dict[str, Any], text: str, deadline_s: float, sign: bool = True) -> Any:
+_versions = iter(range(2, 1000))
+
+
+def _sig(rig: dict[str, Any], text: str, node: str = "n1", version: int | None = None) -> str:
+    """The .sig text `wolfpack config sign` would write, for ``node`` as ``version``."""
+    private = load_private_key(rig["key"])
+    number = next(_versions) if version is None else version
+    return sign(text.encode(), private, "tech", node, number).to_json()
+
+
+def _push(
+    rig: dict[str, Any], text: str, deadline_s: float, signed: bool = True, **sig: Any
+) -> Any:
     args: dict[str, Any] = {"config": text, "deadline_s": deadline_s}
-    if sign:
-        private = load_private_key(rig["key"])
-        args["signature"] = base64.b64encode(private.sign(text.encode())).decode()
+    if signed:
+        args["signature"] = _sig(rig, text, **sig)
     return rig["brain"].command("n1", "config_push", args, timeout=10)
 
 
@@ -152,10 +163,9 @@ def test_pushed_config_is_applied_then_a_bad_one_rolled_back(rig, tmp_path):
 
 def test_unsigned_or_tampered_push_is_refused_before_anything_is_written(rig):
     text = cell_config(rig["link"], description="unsigned", mqtt=rig["mq"])
-    answer = _push(rig, text, 5, sign=False)
+    answer = _push(rig, text, 5, signed=False)
     assert not answer.ok and "unsigned" in answer.error["message"]
-    private = load_private_key(rig["key"])
-    signature = base64.b64encode(private.sign(b"something else")).decode()
+    signature = _sig(rig, "something else")
     answer = rig["brain"].command(
         "n1", "config_push", {"config": text, "signature": signature}, timeout=10
     )
