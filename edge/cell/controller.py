@@ -56,6 +56,8 @@ class CellCore:
         self._eyes = {e.id: e for e in cfg.photo_eyes}
         self._chute_ids = {c.id for c in cfg.chutes} | {self.reject}
         self._out: list[CellAction] = []
+        self._readers = {s.name for s in cfg.scanners}  # fixed readers: reports, not sightings
+        self.unmatched_reads = 0  # reports (labels and no-reads) that matched no parcel
 
     # ---- entry point ---------------------------------------------------------------------
     def handle(self, event: CellEvent) -> list[CellAction]:
@@ -106,20 +108,13 @@ class CellCore:
                     self._schedule(parcel, ev.t)
 
     def _on_Sighting(self, ev: Sighting) -> None:
-        parcel = None
-        if ev.in_order_mm > 0:
-            parcel = self.tracker.match_in_order(
-                ev.count, ev.position_mm, ev.source, ev.in_order_mm
-            )
-            if parcel is not None:
-                parcel.read_by.add(ev.source)
+        if ev.in_order_mm > 0 or ev.source in self._readers:
+            self._on_read(ev)
+            return
         if ev.no_read:
-            if parcel is not None:
-                parcel.note(ev.t, ev.count, "no_read", ev.source)
             return  # a no-read never creates a parcel
-        if parcel is None:
-            parcel = self.tracker.match_point(ev.count, ev.position_mm)
-        if parcel is None:
+        parcel = self.tracker.match_point(ev.count, ev.position_mm)
+        if parcel is None:  # the camera may see a parcel before the induction eye does
             lead = self.tracker.lead_count_for(ev.count, ev.position_mm)
             parcel = self.tracker.new(lead, ev.source)
             parcel.mark("seen", ev.t)
@@ -128,6 +123,52 @@ class CellCore:
             parcel.class_name = ev.class_name
         if ev.size_mm is not None and parcel.size_mm is None:
             parcel.size_mm = ev.size_mm
+        self._label(parcel, ev)
+
+    def _on_read(self, ev: Sighting) -> None:
+        """A fixed reader's report (a label or a no-read). It reports each parcel once, so:
+        the oldest parcel still awaiting its report within the read window takes it (or the
+        parcel under the reader, for a report that comes early). A report with no parcel
+        there is dropped and counted (``unmatched_read``): a read never creates a parcel, so
+        line noise or a stray label cannot make a phantom. A further report for a parcel the
+        reader already reported is a second opinion: the same label changes nothing, another
+        label is a conflict (to reject); it never replaces the first."""
+        parcel = None
+        if ev.in_order_mm > 0:
+            parcel = self.tracker.match_in_order(
+                ev.count, ev.position_mm, ev.source, ev.in_order_mm
+            )
+        if parcel is None:
+            parcel = self.tracker.match_point(ev.count, ev.position_mm)
+            if parcel is not None and ev.source in parcel.read_by:
+                self._read_again(parcel, ev)
+                return
+        if parcel is None:
+            self.unmatched_reads += 1
+            if not ev.no_read:
+                self._alarm(
+                    "unmatched_read",
+                    f"{ev.source} read {_shown(ev.label)} at count {ev.count} with no parcel "
+                    "awaiting it; dropped",
+                )
+            return
+        parcel.read_by.add(ev.source)
+        if ev.no_read:
+            parcel.note(ev.t, ev.count, "no_read", ev.source)
+            return
+        parcel.note(ev.t, ev.count, "sighting", _describe(ev))
+        self._label(parcel, ev)
+
+    def _read_again(self, parcel: Parcel, ev: Sighting) -> None:
+        if ev.no_read or ev.label == parcel.label:
+            parcel.note(ev.t, ev.count, "read_again", _describe(ev) + (" no-read" * ev.no_read))
+            return
+        if parcel.label is None:  # it reported a no-read first: a late label is not trusted
+            parcel.note(ev.t, ev.count, "read_again", f"{_describe(ev)} after its no-read; ignored")
+            return
+        self._label(parcel, ev)  # a different label: a conflict
+
+    def _label(self, parcel: Parcel, ev: Sighting) -> None:
         if ev.label is None:
             return
         if parcel.label is None:
@@ -453,6 +494,10 @@ class CellCore:
 
 
 _BUSY = "unconfirmed: the chute sensor was still blocked by the parcel before"
+
+
+def _shown(label: str | None) -> str:
+    return "a no-read" if label is None else repr(label[:40]) + ("..." if len(label) > 40 else "")
 
 
 def _describe(ev: Sighting) -> str:

@@ -170,7 +170,9 @@ class PublishRecord:
     record: ParcelRecord
 
 
-AlarmKind = Literal["jam", "chute_full", "chute_free", "mis_sort", "unmatched_chute_event"]
+AlarmKind = Literal[
+    "jam", "chute_full", "chute_free", "mis_sort", "unmatched_chute_event", "unmatched_read"
+]
 
 
 @dataclass(frozen=True)

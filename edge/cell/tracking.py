@@ -2,8 +2,9 @@
 
 A parcel is identified by the encoder count at which its leading edge crossed the induction
 photo-eye (``lead_count``); its position at any later count follows from counts/mm alone, so
-tracking survives belt speed changes and stops. Camera and scanner sightings are attached to
-the parcel whose body covers the sighted point at the sighting's count.
+tracking survives belt speed changes and stops. Camera sightings are attached to the parcel
+whose body covers the sighted point at the sighting's count (or start one the eye has not
+seen yet); a fixed reader's reports are matched in passing order and never start a parcel.
 """
 
 from __future__ import annotations
