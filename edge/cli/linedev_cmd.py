@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import codecs
 import json
 import sys
 import time
@@ -67,6 +66,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
 
 
+_SIMPLE_ESCAPES = {"r": "\r", "n": "\n", "t": "\t", "0": "\0", "\\": "\\", "e": "\x1b"}
+
+
+def parse_escapes(text: str) -> str:
+    """``\\x16T\\r`` -> the characters it names; ValueError saying where when it is bad.
+
+    Knows ``\\xHH``, ``\\r``, ``\\n``, ``\\t``, ``\\0``, ``\\e`` and ``\\\\``; anything
+    else after a backslash is refused rather than guessed.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "\\":
+            out.append(char)
+            i += 1
+            continue
+        if i + 1 >= len(text):
+            raise ValueError(
+                f"a lone backslash at the end (position {i}); write \\\\ for a backslash"
+            )
+        code = text[i + 1]
+        if code in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[code])
+            i += 2
+        elif code == "x":
+            digits = text[i + 2 : i + 4]
+            if len(digits) != 2 or any(d not in "0123456789abcdefABCDEF" for d in digits):
+                raise ValueError(f"\\x at position {i} needs two hex digits, e.g. \\x16")
+            out.append(chr(int(digits, 16)))
+            i += 4
+        else:
+            raise ValueError(
+                f"unknown escape \\{code} at position {i} (known: \\xHH \\r \\n \\t \\0 \\e \\\\)"
+            )
+    return "".join(out)
+
+
 def _device_config(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
@@ -111,7 +148,11 @@ def _device_config(args: argparse.Namespace) -> Any:
         if value is not None:
             base[key] = value
     if args.trigger is not None:
-        command = codecs.decode(args.trigger, "unicode_escape")
+        try:
+            command = parse_escapes(args.trigger)
+        except ValueError as exc:
+            print(f"wolfpack linedev: --trigger {args.trigger!r}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         base["trigger"] = {**(base.get("trigger") or {}), "command": command}
     if args.trigger_timeout_ms is not None:
         if not base.get("trigger"):
