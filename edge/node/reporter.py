@@ -70,7 +70,10 @@ class Reporter:
     def flush(self, timeout: float) -> bool:
         """Wait (from a thread other than the loop, or at shutdown) for the queue to empty."""
         done = threading.Event()
-        self.submit(done.set)
+        if self._closed:
+            return True
+        self._queue.put((done.set, (), {}))  # past the bound: a flush is never dropped
+        self._ensure_thread()
         return done.wait(timeout)
 
     def close(self, timeout: float = 3.0) -> None:

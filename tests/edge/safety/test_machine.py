@@ -178,3 +178,27 @@ def test_every_state_change_is_one_transition_event(steps):
             assert tr.from_state is prev and tr.t == t and tr.cause
         state = m.state
     assert [h.to_state for h in m.history][-1:] in ([], [m.state])
+
+
+@pytest.mark.parametrize("state", ["boot", "ready", "estop", "fault"])
+def test_a_belt_found_moving_outside_running_is_stopped(state: str):
+    """A restarted node meets a belt that runs on, or someone starts it from the panel."""
+    m = SafetyMachine(SafetyConfig(), DEVICES)
+    if state != "boot":
+        for d in ("mcu", "plc"):
+            m.device_up(d, 0.0)
+    if state == "estop":
+        m.estop(True, 0.1)
+        m.belt(False, 0.2)
+    elif state == "fault":
+        m.fault("jam", 0.1)
+        m.belt(False, 0.2)
+    assert m.state.value == state
+    out = m.belt(True, 1.0)
+    assert [a for a in out if isinstance(a, StopBelt)], out
+    assert m.belt(True, 1.1) == []  # once per edge: the node retries the write itself
+
+
+def test_a_moving_belt_while_running_or_stopping_is_left_alone():
+    m = running()
+    assert not [a for a in m.belt(True, 1.0) if isinstance(a, StopBelt)]

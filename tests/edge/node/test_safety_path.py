@@ -1,0 +1,271 @@
+"""The safety path against the simulated cell's real interfaces (MCU on a pty, PLC on Modbus
+TCP, scanner on TCP): a stop reaches the devices whatever the reporting path does, the PLC's
+communication watchdog stops the belt while the node is dead, a restarted node stops a
+moving belt and waits for a start, and a belt stop the PLC did not take is retried until it
+is confirmed (issue 13, findings 1 and 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymodbus.client import ModbusTcpClient
+
+from edge.config.board import BoardConfig
+from edge.config.loader import load_board_config
+from edge.node.cell_node import CellNode
+from edge.safety.machine import State
+from sim_hardware.plc.register_map import COIL_RUN, DI_COMM_LOST
+from sim_hardware.world.cell import SimCell
+from sim_hardware.world.config import ArrivalConfig, ScannerStation, WorldConfig
+
+REPO = Path(__file__).resolve().parents[3]
+WATCHDOG_MS = 300
+
+
+def _world() -> WorldConfig:
+    return WorldConfig(
+        seed=3,
+        routes={"1": 0, "WP1": 1},
+        arrivals=ArrivalConfig(rate_pph=6000),
+        scanners=[ScannerStation(position_mm=1200)],
+    )
+
+
+def _board(cell: SimCell, tmp: Path, *, mqtt_port: int | None) -> BoardConfig:
+    board = load_board_config(REPO / "configs" / "sim-cell.yaml")
+    data = board.model_dump(mode="json", exclude_none=True)
+    data["mcus"][0]["port"] = cell.mcu_link
+    data["modbus"]["devices"][0]["tcp"]["port"] = cell.plc_port
+    data["line_devices"][0]["tcp"]["port"] = cell.scanner_port
+    data["cell"].pop("camera", None)
+    if mqtt_port is None:
+        data.pop("mqtt")
+        data["cell"]["safety"]["device_loss"].pop("brain", None)
+    else:  # a broker that is not there: every report goes to the outbox only
+        data["mqtt"]["broker"] = f"mqtt://127.0.0.1:{mqtt_port}"
+        data["mqtt"]["outbox"]["path"] = str(tmp / "outbox.sqlite")
+    return BoardConfig.model_validate(data)
+
+
+@pytest.fixture
+def cell(tmp_path: Path) -> Iterator[SimCell]:
+    sim = SimCell(
+        _world(), tmp_path / "mcu", scanner_tcp_port=0, plc_comm_watchdog_ms=WATCHDOG_MS
+    ).start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _speed(cell: SimCell) -> float:
+    return cell.world.belt.speed_at(cell.clock.now())
+
+
+def _run_coil(cell: SimCell) -> int:
+    return cell.plc.engine.images[1].tables["coil"][COIL_RUN]
+
+
+async def _until(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+        await asyncio.sleep(0.02)
+
+
+def _run_node(node: CellNode, body: Callable[[CellNode], Any]) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(node.run(stop))
+        try:
+            await body(node)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+
+    asyncio.run(main())
+
+
+def test_estop_stops_belt_and_strokes_when_every_report_fails(cell: SimCell, tmp_path: Path):
+    """Finding 1: with the outbox's disk full, the e-stop raised from the safety event's
+    publish before the belt stop and the stroke cancel ran."""
+    board = _board(cell, tmp_path, mqtt_port=_closed_port())
+    bad_dir = tmp_path / "no-such-dir"
+    node = CellNode(board, health_file=bad_dir / "health.json")
+
+    def disk_full(*_a: Any, **_k: Any) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async def body(node: CellNode) -> None:
+        await _until("fleet link up", lambda: node.fleet is not None, 10)
+        assert node.fleet is not None
+        link = node.fleet.link
+        link.publish_event = disk_full  # type: ignore[method-assign]
+        link.set_fault = disk_full  # type: ignore[method-assign]
+        link.request_state = disk_full  # type: ignore[method-assign]
+        await _until("ready", lambda: node.safety.state is State.READY, 20)
+        assert node.command("start")["state"] == "running"
+        await _until("belt at speed", lambda: _speed(cell) > 2000, 10)
+        await _until("parcels tracked", lambda: len(node.core.active) >= 2, 15)
+        pressed = cell.clock.now()
+        cell.world.set_estop(True)
+        await _until("estop state", lambda: node.safety.state is State.ESTOP, 2)
+        await _until("run coil off", lambda: _run_coil(cell) == 0, 2)
+        await _until("belt still", lambda: _speed(cell) == 0, 2)
+        cell.world.set_estop(False)
+        await asyncio.sleep(1.0)
+        assert _speed(cell) == 0, "the belt restarted by itself after the e-stop's release"
+        assert _run_coil(cell) == 0
+        assert node.safety.state is State.ESTOP  # a reset is still needed
+        late = [s for s in cell.world.stroke_starts if s[0] > pressed + 0.1]
+        assert late == [], f"strokes fired after the e-stop: {late}"
+        assert node.reporter.errors > 0, "the failing reports were not counted"
+        assert node.reporter._thread is not None and node.reporter._thread.is_alive()
+
+    _run_node(node, body)
+
+
+def test_a_belt_stop_the_plc_did_not_take_is_retried_until_confirmed(tmp_path: Path):
+    """Finding 2: the belt-stop write failed once and was never retried; the belt ran on in
+    fault. Here the PLC has no communication watchdog, so only the retry can stop it."""
+    sim = SimCell(_world(), tmp_path / "mcu", scanner_tcp_port=0).start()
+    try:
+        node = CellNode(_board(sim, tmp_path, mqtt_port=None))
+
+        async def body(node: CellNode) -> None:
+            await _until("ready", lambda: node.safety.state is State.READY, 20)
+            node.command("start")
+            await _until("belt at speed", lambda: _speed(sim) > 2000, 10)
+            sim.set_plc_faults(silent=True)  # the PLC answers nothing, for 2.5 s
+            await _until("fault", lambda: node.safety.state is State.FAULT, 5)
+            await asyncio.sleep(1.0)
+            assert _run_coil(sim) == 1, "the stop reached a silent PLC?"
+            assert node.plc is not None and node.plc.write_failures >= 1
+            sim.set_plc_faults(silent=False)
+            await _until("run coil off", lambda: _run_coil(sim) == 0, 5)
+            await _until("belt still", lambda: _speed(sim) == 0, 5)
+            assert node.plc.confirmed_run is False
+
+        _run_node(node, body)
+    finally:
+        sim.stop()
+
+
+def _plc(port: int) -> ModbusTcpClient:
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=2)
+    assert client.connect()
+    return client
+
+
+def _node_process(config: Path, health: Path, *extra: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "edge.cli.main", "run", str(config), "--health-file",
+           str(health), *extra]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _health(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+        time.sleep(0.02)
+
+
+def test_node_killed_the_plc_stops_the_belt_and_a_restart_waits_for_start(
+    cell: SimCell, tmp_path: Path
+):
+    """Finding 2: kill -9 of the node left the belt running; a node restarted as systemd does
+    went ready with the belt moving and fired strokes before any start."""
+    board = _board(cell, tmp_path, mqtt_port=None)
+    config = tmp_path / "node.yaml"
+    config.write_text(json.dumps(board.model_dump(mode="json", exclude_none=True)))
+    health = tmp_path / "health.json"
+    node = _node_process(config, health, "--start")
+    try:
+        _wait("running", lambda: _health(health).get("state") == "running", 30)
+        _wait("belt at speed", lambda: _speed(cell) > 2000, 10)
+        time.sleep(1.0)
+        killed = cell.clock.now()
+        os.kill(node.pid, signal.SIGKILL)
+        node.wait(5)
+        _wait("belt still", lambda: _speed(cell) == 0, 3)
+        still = cell.world.standstill_after(killed)
+        assert still is not None
+        stop_s = still - killed
+        # heartbeat period + watchdog + the quick-stop ramp from 2.5 m/s, with a poll's margin
+        assert stop_s < (100 + WATCHDOG_MS + 250 + 300) / 1000, f"stopped after {stop_s:.2f} s"
+        assert cell.plc.engine.images[1].tables["discrete_input"][DI_COMM_LOST] == 1
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait(5)
+
+    # someone runs the belt from a panel while the node is away (feeding the watchdog);
+    # then systemd restarts the node
+    panel_on = threading.Event()
+    panel_on.set()
+
+    def panel() -> None:
+        plc = _plc(cell.plc_port)
+        try:
+            beat = 0
+            while panel_on.is_set():
+                beat += 1
+                plc.write_register(10, beat % 60000, device_id=1)
+                if beat == 1:
+                    plc.write_coil(COIL_RUN, True, device_id=1)
+                time.sleep(0.05)
+        finally:
+            plc.close()
+
+    feeder = threading.Thread(target=panel, daemon=True)
+    feeder.start()
+    _wait("belt moving again", lambda: _speed(cell) > 300, 5)
+    restarted = cell.clock.now()
+    health.unlink(missing_ok=True)
+    node = _node_process(config, health)  # as systemd does: no --start
+    try:
+        _wait("ready", lambda: _health(health).get("state") == "ready", 30)
+        panel_on.clear()
+        feeder.join(5)
+        _wait("belt stopped by the restarted node", lambda: _speed(cell) == 0, 6)
+        time.sleep(1.5)
+        assert _health(health).get("state") == "ready", "the node left ready by itself"
+        assert _speed(cell) == 0 and _run_coil(cell) == 0
+        fired = [s for s in cell.world.stroke_starts if s[0] > restarted]
+        assert fired == [], f"strokes before any start: {fired}"
+    finally:
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(15)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait(5)
