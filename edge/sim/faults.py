@@ -9,13 +9,29 @@
     broker-restart@40+8      ... down for 8 s
     scanner-silent@15+5      the scanner sends nothing for 5 s
     estop@30+3               the e-stop is pressed for 3 s (a reset is needed after)
+    outbox-full@10+20        the node's outbox storage refuses to grow ("database or disk is
+                             full") from 10 s for 20 s
+    node-kill@35             kill -9 of the node at 35 s; restarted 1 s later as systemd does
+                             (same command, without --start); the operator then starts it
+    node-kill@35+4           ... restarted after 4 s
+    scanner-noise=0.05       garbage on the scanner's line: 5 % of its readings come with a
+                             garbage line (printable junk, NUL-only lines, control bytes,
+                             over-long lines), the whole run
+    command-flood@20+3       an operator tool gone wrong floods the node with `status`
+                             commands (1000/s by default) from 20 s for 3 s
+    command-flood=4000@20+1  ... 4000 commands/s
+    random=7                 a random schedule of every kind above, drawn from seed 7, over
+                             the whole run (``random:7`` works too); ``random=7@60+600``
+                             confines it to that window
 
 Items are separated by commas. Without ``@`` a fault starts at 0; without ``+`` it lasts the
-whole run (or, for broker-restart, the default down time).
+whole run (broker-restart and node-kill: their default down time).
 """
 
 from __future__ import annotations
 
+import math
+import random
 import re
 from dataclasses import dataclass
 
@@ -29,11 +45,25 @@ KINDS: dict[str, tuple[bool, str, tuple[float, float]]] = {
     "broker-restart": (False, "", (0, 0)),
     "scanner-silent": (False, "", (0, 0)),
     "estop": (False, "", (0, 0)),
+    "outbox-full": (False, "", (0, 0)),
+    "node-kill": (False, "", (0, 0)),
+    "scanner-noise": (True, "share of readings that come with a garbage line", (0, 1)),
+    "command-flood": (True, "commands per second", (1, 20_000)),
+    "random": (True, "seed of the random schedule", (0, 2**32 - 1)),
 }
+# kinds whose value may be left out, and what it then is
+DEFAULT_VALUES: dict[str, float] = {"command-flood": 1000.0}
 BROKER_DOWN_S = 5.0
+NODE_RESTART_S = 1.0  # systemd's RestartSec in configs/wolfpack-node.service's spirit
+DEFAULT_DURATIONS: dict[str, float] = {
+    "broker-restart": BROKER_DOWN_S,
+    "node-kill": NODE_RESTART_S,
+}
+# kinds whose value is a whole number (printed without a decimal point)
+INTEGER_VALUES = frozenset({"random"})
 
 _ITEM = re.compile(
-    r"^(?P<name>[a-z-]+)(?:=(?P<value>[^@+]+))?(?:@(?P<start>[^+]+))?(?:\+(?P<duration>.+))?$"
+    r"^(?P<name>[a-z-]+)(?:[=:](?P<value>[^@+]+))?(?:@(?P<start>[^+]+))?(?:\+(?P<duration>.+))?$"
 )
 
 
@@ -51,11 +81,15 @@ class Fault:
     def __str__(self) -> str:
         text = self.kind
         if self.value is not None:
-            text += f"={self.value:g}"
+            text += f"={self.value:g}" if self.kind not in INTEGER_VALUES else f"={self.value:.0f}"
         text += f"@{self.start_s:g}"
         if self.duration_s is not None:
             text += f"+{self.duration_s:g}"
         return text
+
+    @property
+    def end_s(self) -> float | None:
+        return None if self.duration_s is None else self.start_s + self.duration_s
 
 
 def _number(text: str, what: str, item: str) -> float:
@@ -69,7 +103,9 @@ def _number(text: str, what: str, item: str) -> float:
 
 
 def parse_faults(spec: str) -> list[Fault]:
-    """``"brain-absent@10+20,serial-noise=0.001"`` -> faults, sorted by start time."""
+    """``"brain-absent@10+20,serial-noise=0.001"`` -> faults, sorted by start time. A
+    ``random=SEED`` item stays as it is: ``expand_random`` turns it into a schedule once the
+    run's length is known."""
     faults: list[Fault] = []
     for raw in spec.split(","):
         item = raw.strip()
@@ -85,10 +121,15 @@ def parse_faults(spec: str) -> list[Fault]:
         value = None
         if takes_value:
             if match["value"] is None:
-                raise FaultSpecError(f"{item!r}: {name} needs a value ({meaning}): {name}=V")
-            value = _number(match["value"], meaning, item)
+                if name not in DEFAULT_VALUES:
+                    raise FaultSpecError(f"{item!r}: {name} needs a value ({meaning}): {name}=V")
+                value = DEFAULT_VALUES[name]
+            else:
+                value = _number(match["value"], meaning, item)
             if not lo <= value <= hi:
                 raise FaultSpecError(f"{item!r}: {meaning} must be within [{lo:g}, {hi:g}]")
+            if name in INTEGER_VALUES and value != int(value):
+                raise FaultSpecError(f"{item!r}: {meaning} must be a whole number")
         elif match["value"] is not None:
             raise FaultSpecError(f"{item!r}: {name} takes no value")
         start = _number(match["start"], "start", item) if match["start"] is not None else 0.0
@@ -97,7 +138,80 @@ def parse_faults(spec: str) -> list[Fault]:
             duration = _number(match["duration"], "duration", item)
             if duration == 0:
                 raise FaultSpecError(f"{item!r}: a duration must be > 0")
-        if name == "broker-restart" and duration is None:
-            duration = BROKER_DOWN_S
+        if duration is None:
+            duration = DEFAULT_DURATIONS.get(name)
         faults.append(Fault(name, start, duration, value))
     return sorted(faults, key=lambda f: f.start_s)
+
+
+# ---- the random schedule ----------------------------------------------------------------------
+# Per kind: (duration range s, value range or None). Each is a fault a correct node survives
+# without losing or mis-sorting a parcel (it may reject some, or stop the cell safely).
+RANDOM_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float] | None]] = {
+    "brain-absent": ((3, 10), None),
+    "brain-slow": ((3, 10), (100, 1000)),
+    "plc-timeouts": ((3, 8), (0.05, 0.3)),
+    "plc-silent": ((0.5, 3), None),
+    "serial-noise": ((5, 15), (1e-4, 2e-3)),
+    "broker-restart": ((2, 8), None),
+    "scanner-silent": ((2, 6), None),
+    "estop": ((1, 5), None),
+    "outbox-full": ((5, 20), None),
+    "node-kill": ((0.5, 3), None),
+    "scanner-noise": ((5, 20), (0.01, 0.1)),
+    "command-flood": ((1, 4), (200, 2000)),
+}
+RANDOM_SLOT_S = 25.0  # one fault per slot: its window, then time for the cell to recover
+RANDOM_MIN_SLOT_S = 10.0
+
+
+def random_schedule(seed: int, start_s: float, end_s: float) -> list[Fault]:
+    """One fault per slot of ~25 s between ``start_s`` and ``end_s`` (at least 10 s each, so
+    that every kind fits in 120 s), kinds in shuffled rounds so each appears before any
+    repeats; each starts in the first fifth of its slot and lasts at most half of it, leaving
+    the rest for recovery (the operator's reset and start, a restarted node). A span too
+    short for one slot per kind gets the first kinds of the shuffle only."""
+    rng = random.Random(seed)
+    kinds = sorted(RANDOM_RANGES)
+    span = max(0.0, end_s - start_s)
+    n_slots = max(int(span // RANDOM_SLOT_S), min(len(kinds), int(span // RANDOM_MIN_SLOT_S)))
+    if n_slots == 0:
+        return []
+    slot = span / n_slots
+    order: list[str] = []
+    while len(order) < n_slots:
+        rnd = kinds[:]
+        rng.shuffle(rnd)
+        order += rnd
+    faults = []
+    for i, kind in enumerate(order[:n_slots]):
+        (d_lo, d_hi), values = RANDOM_RANGES[kind]
+        at = start_s + i * slot + rng.uniform(0, 0.2 * slot)
+        duration = min(rng.uniform(d_lo, d_hi), 0.5 * slot)
+        value = None
+        if values is not None:
+            lo, hi = values
+            value = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        faults.append(Fault(kind, round(at, 1), round(max(duration, 0.1), 1), _round_value(value)))
+    return faults
+
+
+def _round_value(value: float | None) -> float | None:
+    """Three significant digits: the schedule prints and reads back the same."""
+    if value is None:
+        return None
+    return float(f"{value:.3g}")
+
+
+def expand_random(faults: list[Fault], duration_s: float) -> list[Fault]:
+    """Replace each ``random=SEED`` item by its schedule within its window (default: the
+    whole run of ``duration_s``); other faults are kept. Sorted by start time."""
+    out: list[Fault] = []
+    for f in faults:
+        if f.kind != "random":
+            out.append(f)
+            continue
+        assert f.value is not None
+        end = f.end_s if f.end_s is not None else duration_s
+        out += random_schedule(int(f.value), f.start_s, min(end, duration_s))
+    return sorted(out, key=lambda f: f.start_s)

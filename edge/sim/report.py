@@ -16,8 +16,11 @@ from typing import Any
 
 REPORT_KEYS = (
     "parcels_in", "sorted_correct", "mis_sorted", "rejected", "lost", "decisions",
-    "latency_ms", "divert_error_mm", "node",
+    "latency_ms", "divert_error_mm", "node", "ran_off_belt",
 )  # fmt: skip
+# Added by a full run (edge.sim.run, from edge.sim.safety_truth): the safety figures.
+SAFETY_KEYS = ("strokes_while_not_running", "belt_stop_ms", "safety", "fault_counters",
+               "node_rss")  # fmt: skip
 JOIN_TOLERANCE_COUNTS = 5
 
 
@@ -111,6 +114,8 @@ def build_report(
         },
         "unreadable_parcels": unreadable,
         "lost": len(lost_ids),
+        # off the belt's end undiverted (the reject chute is a station: not counted here)
+        "ran_off_belt": len(ran_off),
         "lost_detail": {
             "ran_off_belt": len(ran_off),
             "no_node_record": len(no_record),
@@ -198,7 +203,53 @@ def render_text(report: Mapping[str, Any]) -> str:
         f"node              cpu {node.get('cpu_percent', 0):.1f} %"
         f"  rss {node.get('rss_mb', 0):.1f} MB  (peak {node.get('rss_peak_mb', 0):.1f} MB)"
     )
+    lines += _safety_lines(report)
     return "\n".join(lines)
+
+
+def _safety_lines(report: Mapping[str, Any]) -> list[str]:
+    """The safety figures of a full run (absent from a bare ``build_report``)."""
+    if "strokes_while_not_running" not in report:
+        return []
+    lines = []
+    safety = report.get("safety", {})
+    strokes = safety.get("strokes", {})
+    by_state = strokes.get("while_not_running_by_state") or {}
+    lines.append(
+        f"strokes while not running {report['strokes_while_not_running']}"
+        + (f"  ({', '.join(f'{k} {v}' for k, v in by_state.items())})" if by_state else "")
+        + f"  of {strokes.get('strokes', 0)} strokes"
+        + (f"; {strokes['while_node_dead_before_watchdog']} by the MCU before its watchdog "
+           "after a kill" if strokes.get("while_node_dead_before_watchdog") else "")
+    )  # fmt: skip
+    stops = safety.get("belt_stops", {})
+    by_cause = stops.get("by_cause") or {}
+    lines.append(
+        f"belt stop (ms)    max {report['belt_stop_ms']}  (limit {stops.get('limit_ms')}; "
+        + (", ".join(f"{k} {v}" for k, v in by_cause.items()) or "no stops")
+        + f"; {stops.get('over_limit', 0)} over the limit)"
+    )
+    lines.append(f"ran off the belt  {report['ran_off_belt']}")
+    fc = report.get("fault_counters") or {}
+    if fc.get("node_kills"):
+        lines.append(f"node kills        {fc['node_kills']}, restarts {fc['node_restarts']}")
+    if fc.get("outbox_full_windows"):
+        lines.append(
+            f"outbox full       {fc['outbox_full_windows']} windows, {fc['outbox_full_s']} s"
+        )
+    flood = fc.get("command_flood")
+    if flood:
+        lines.append(
+            f"command flood     sent {flood['sent']}, answered {flood['answered']}, refused "
+            f"{flood['refused']}, no answer {flood['no_answer']}"
+        )
+    rss = report.get("node_rss") or {}
+    if rss.get("samples"):
+        lines.append(
+            f"node rss          peak {rss.get('peak_mb')} MB, growth {rss.get('max_growth_mb')} MB"
+            f" ({len(rss['samples'])} samples)"
+        )
+    return lines
 
 
 def _fmt(v: float | None) -> str:

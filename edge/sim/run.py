@@ -6,6 +6,10 @@ Processes: this one (orchestrator, broker, brain, the report's MQTT consumer), t
 cell (world + PLC + MCU + scanner, so its timing does not share a GIL with anything), and the
 node. The node sees only what a board sees: a pty, a Modbus TCP port, a scanner TCP port and
 the broker.
+
+This process also plays the operator (after a fault that stopped the cell, and after a node
+restart, it resets and starts the cell) and keeps the safety time line the report judges
+strokes against (``edge.sim.safety_truth``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,8 +32,9 @@ from typing import Any
 
 from edge.config import load_board_config
 from edge.config.board import BoardConfig
-from edge.sim.faults import Fault
+from edge.sim.faults import Fault, expand_random
 from edge.sim.report import build_report
+from edge.sim.safety_truth import DEAD, StateTimeline, belt_stops, judge_strokes, rss_growth
 from fleet_link.brain import Brain, Message
 
 log = logging.getLogger("wolfpack.sim")
@@ -59,6 +65,19 @@ class SimOptions:
     progress_every_s: float = 2.0
     camera: bool = False  # the simulated camera as a second label source (vision: section)
     camera_fps: float = 5.0
+    rss_every_s: float = 2.0  # node RSS sampling period (the report's node_rss.samples)
+    health_poll_s: float = 0.01  # how often the node's health file (its state) is read
+    operator_settle_s: float = 1.0  # how long the operator waits before resetting/starting
+    # The simulated PLC's communication watchdog (with a cell.plc.heartbeat in the config):
+    # a quick stop when the node's heartbeat (every 100 ms) has not changed for this long.
+    # 250 ms + the 0.5 s quick stop from 2.5 m/s keeps a node's death within the 800 ms the
+    # e-stop is allowed.
+    plc_watchdog_ms: int = 250
+
+
+# Faults during whose window the operator does not restart the cell (it would stop again).
+_BLOCKING = frozenset({"estop", "plc-silent", "plc-timeouts", "node-kill"})
+OUTBOX_FULL_ENV = "WOLFPACK_FAULT_OUTBOX_FULL"
 
 
 @dataclass
@@ -87,9 +106,30 @@ class CellSimulation:
         self.consumer: Brain | None = None
         self.node: subprocess.Popen[bytes] | None = None
         self.workdir = Path(options.workdir or tempfile.mkdtemp(prefix="wolfpack-sim-"))
+        self.faults = expand_random(options.faults, options.duration_s)
         self.t0 = 0.0
         self.fault_log: list[str] = []
         self._stop = threading.Event()
+        # the safety time line: the node's state (health file, events/safety, kills)
+        self.timeline = StateTimeline()
+        self._wall_offset = time.time() - time.monotonic()
+        self._node_cmd: list[str] = []
+        self._node_dead = False
+        self._open_windows: dict[Fault, float] = {}  # blocking faults now open -> since
+        self._last_blocking_end = 0.0
+        self.kills: list[float] = []
+        self.restarts: list[dict[str, Any]] = []
+        self.operator_log: list[str] = []
+        self.rss_samples: list[dict[str, Any]] = []
+        self.counters: dict[str, Any] = {
+            "outbox_full_windows": 0,
+            "outbox_full_s": 0.0,
+            "node_kills": 0,
+            "node_restarts": 0,
+            "scanner_noise_windows": 0,
+        }
+        self._flood: _Flood | None = None
+        self._threads: list[threading.Thread] = []
 
     # ---- the run ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -118,7 +158,7 @@ class CellSimulation:
         self.broker_url = self.o.broker or self._start_embedded_broker()
         self._say(f"broker {self.broker_url}")
         world_cfg = self._world_config()
-        noise = max((f.value or 0.0 for f in self.o.faults if f.kind == "serial-noise"
+        noise = max((f.value or 0.0 for f in self.faults if f.kind == "serial-noise"
                      and f.start_s == 0 and f.duration_s is None), default=0.0)  # fmt: skip
         self.cell = SimCellProcess(
             world_cfg,
@@ -126,6 +166,7 @@ class CellSimulation:
             scanner_tcp_port=0,
             scanner_options={"no_read_rate": self.o.scanner_no_read, "seed": self.o.seed},
             mcu_options={"baud": self.board.mcus[0].baud, "noise": noise},
+            plc_comm_watchdog_ms=self.o.plc_watchdog_ms if self._heartbeat else 0,
         ).start()
         self._say(
             f"simulated cell: PLC 127.0.0.1:{self.cell.plc_port}, MCU {self.workdir / 'mcu'}, "
@@ -156,9 +197,17 @@ class CellSimulation:
         ).start()
         self.consumer = Brain(self.broker_url, self.site, on_message=self._on_message).start()
         config_path = self._write_node_config()
-        self._start_node(config_path)
+        self._start_node(config_path, start=True)
+        self._watch(self._poll_health, "sim-health")
         self._wait_node_running()
         self.t0 = time.monotonic()
+        self._watch(self._operator, "sim-operator")
+
+    @property
+    def _heartbeat(self) -> bool:
+        """The node writes a PLC heartbeat (cell.plc.heartbeat), so the PLC may watch it."""
+        cell = self.board.cell
+        return bool(cell and cell.plc and getattr(cell.plc, "heartbeat", None))
 
     def _world_config(self) -> Any:
         from sim_hardware.world.config import ArrivalConfig, ScannerStation, WorldConfig
@@ -219,15 +268,29 @@ class CellSimulation:
         BoardConfig.model_validate(data)
         return path
 
-    def _start_node(self, config: Path) -> None:
-        log_file = open(self.workdir / "node.log", "wb")
-        self._node_log = log_file
-        cmd = [sys.executable, "-m", "edge.cli.main", "run", str(config), "--start",
+    def _start_node(self, config: Path, start: bool) -> None:
+        """``start``: with ``--start`` (the first start); a restart is without it, as systemd
+        restarts the unit: the node must then wait for the operator's ``start``."""
+        if getattr(self, "_node_log", None) is None:
+            self._node_log = open(self.workdir / "node.log", "ab")
+        cmd = [sys.executable, "-m", "edge.cli.main", "run", str(config),
                "--health-file", str(self.workdir / "health.json")]  # fmt: skip
-        self.node = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO)
+        if start:
+            cmd.insert(5, "--start")
+        env = dict(os.environ)
+        env[OUTBOX_FULL_ENV] = str(self._outbox_full_flag)
+        self._node_cmd = cmd
+        self.node = subprocess.Popen(
+            cmd, stdout=self._node_log, stderr=subprocess.STDOUT, cwd=REPO, env=env
+        )
         self._say(
             f"node pid {self.node.pid}: {' '.join(cmd[2:])}  (log {self.workdir / 'node.log'})"
         )
+
+    @property
+    def _outbox_full_flag(self) -> Path:
+        """While this file exists the node's outbox refuses to grow (the outbox-full fault)."""
+        return self.workdir / "outbox-full"
 
     def _wait_node_running(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -266,20 +329,24 @@ class CellSimulation:
     # ---- faults and progress ---------------------------------------------------------------------
     def _run_schedule(self) -> None:
         todo: list[tuple[float, str, Fault]] = []
-        for f in self.o.faults:
+        for f in self.faults:
             if f.kind == "serial-noise" and f.start_s == 0 and f.duration_s is None:
                 self.fault_log.append(f"{f}: on the MCU line for the whole run")
                 continue
             todo.append((f.start_s, "begin", f))
-            if f.duration_s is not None:
-                todo.append((f.start_s + f.duration_s, "end", f))
-        todo.sort(key=lambda x: x[0])
-        next_progress = 0.0
+            # a fault without a duration lasts while parcels arrive: it ends before the drain
+            end = f.end_s if f.end_s is not None else self.o.duration_s
+            todo.append((max(end, f.start_s), "end", f))
+        todo.sort(key=lambda x: (x[0], x[1] == "begin"))
+        next_progress = next_rss = 0.0
         while True:
             now = time.monotonic() - self.t0
             while todo and todo[0][0] <= now:
                 _, phase, fault = todo.pop(0)
                 self._apply(fault, phase == "begin")
+            if now >= next_rss:
+                next_rss = now + self.o.rss_every_s
+                self._sample_rss(now)
             if now >= next_progress:
                 next_progress = now + self.o.progress_every_s
                 self._say(self._progress_line(now))
@@ -288,15 +355,27 @@ class CellSimulation:
                     if phase == "end":
                         self._apply(fault, False)
                 return
-            assert self.node is not None
-            if self.node.poll() is not None:
-                raise SimError(f"the node exited with {self.node.returncode}: {self._node_tail()}")
+            self._check_node()
             time.sleep(0.05)
+
+    def _check_node(self) -> None:
+        """A node that exits by itself (not killed by a fault) ends the run with its log."""
+        node = self.node
+        if node is not None and not self._node_dead and node.poll() is not None:
+            raise SimError(f"the node exited with {node.returncode}: {self._node_tail()}")
 
     def _apply(self, fault: Fault, begin: bool) -> None:
         kind, what = fault.kind, "begins" if begin else "ends"
+        if kind == "node-kill":
+            what = "(kill -9)" if begin else "(restart)"
         self.fault_log.append(f"t={time.monotonic() - self.t0:6.1f}s {fault} {what}")
         self._say(f"fault {fault} {what}")
+        if kind in _BLOCKING:
+            if begin:
+                self._open_windows[fault] = time.monotonic()
+            else:
+                self._open_windows.pop(fault, None)
+                self._last_blocking_end = time.monotonic()
         if kind == "brain-absent":
             self.brain.policy.set_absent(begin)
         elif kind == "brain-slow":
@@ -309,6 +388,9 @@ class CellSimulation:
             self.cell.call("set_mcu_noise", fault.value if begin else 0.0)
         elif kind == "scanner-silent":
             self.cell.call("scanner.set_silent", begin)
+        elif kind == "scanner-noise":
+            self.cell.call("scanner.set_noise", fault.value if begin else 0.0)
+            self.counters["scanner_noise_windows"] += int(begin)
         elif kind == "estop":
             self.cell.call("world.set_estop", begin)
         elif kind == "broker-restart":
@@ -318,24 +400,136 @@ class CellSimulation:
                 self.broker.stop()
             else:
                 self._start_embedded_broker(self.broker.port)
-        if not begin:
-            threading.Thread(target=self._recover, daemon=True).start()
+        elif kind == "outbox-full":
+            self._outbox_full(begin)
+        elif kind == "node-kill":
+            self._kill_node() if begin else self._restart_node()
+        elif kind == "command-flood":
+            self._command_flood(begin, fault.value or 0.0)
 
-    def _recover(self) -> None:
-        """What the operator does when a fault has passed: if the cell stopped (e-stop, a
-        device lost), wait for standstill, then reset and start it."""
-        assert self.consumer is not None
-        time.sleep(1.0)
-        state = self._node_health().get("state")
-        if state not in ("estop", "fault"):
+    def _outbox_full(self, begin: bool) -> None:
+        flag = self._outbox_full_flag
+        if begin:
+            flag.touch()
+            self._outbox_full_since = time.monotonic()
+            self.counters["outbox_full_windows"] += 1
+        elif flag.exists():
+            flag.unlink()
+            self.counters["outbox_full_s"] = round(
+                self.counters["outbox_full_s"] + time.monotonic() - self._outbox_full_since, 1
+            )
+
+    def _kill_node(self) -> None:
+        """kill -9 of the node process (the one this run started), as a crash or a power cut
+        of its board would; the field side (PLC watchdog, MCU watchdog) must stop the cell."""
+        node = self.node
+        if node is None or self._node_dead or node.poll() is not None:
+            self._say("node-kill: no node running to kill")
             return
-        for name in ("reset", "start"):
+        self._node_dead = True
+        t = time.monotonic()
+        os.kill(node.pid, signal.SIGKILL)
+        node.wait(10)
+        self.kills.append(t)
+        self.timeline.add(t, DEAD, "sim")
+        self.counters["node_kills"] += 1
+
+    def _restart_node(self) -> None:
+        """Start the node again as systemd would (same command, without ``--start``)."""
+        if not self._node_dead:
+            return
+        t = time.monotonic()
+        self._start_node(Path(self._node_cmd[4]), start=False)
+        self.timeline.add(t, "boot", "sim")
+        self._node_dead = False
+        self.counters["node_restarts"] += 1
+        assert self.node is not None
+        self.restarts.append({"pid": self.node.pid, "at_s": round(t - self.t0, 2),
+                              "down_s": round(t - self.kills[-1], 2)})  # fmt: skip
+
+    def _command_flood(self, begin: bool, rate: float) -> None:
+        if begin:
+            if self._flood is None:
+                self._flood = _Flood(self.broker_url, self.site, self.node_id)
+            self._flood.begin(rate)
+        elif self._flood is not None:
+            self._flood.end()
+
+    # ---- the node's state, the operator, RSS -----------------------------------------------
+    def _watch(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _poll_health(self) -> None:
+        """The node's state from its health file (rewritten on every change, with its pid and
+        the time of writing), onto the safety time line."""
+        seen: tuple[int, str, float] | None = None
+        path = self.workdir / "health.json"
+        while not self._stop.wait(self.o.health_poll_s):
+            node = self.node
             try:
-                result = self.consumer.command(self.node_id, name, timeout=5.0)
-                self._say(f"operator: {name} -> {result.result if result.ok else result.error}")
-                self.fault_log.append(f"operator {name}: {'ok' if result.ok else result.error}")
-            except Exception as exc:  # reported, the run goes on
-                self._say(f"operator: {name} failed: {exc}")
+                health = json.loads(path.read_text())
+                key = (int(health["pid"]), str(health["state"]), float(health["t"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if node is None or key[0] != node.pid or self._node_dead or key == seen:
+                continue
+            if seen is None or key[1] != seen[1] or key[0] != seen[0]:
+                self.timeline.add(key[2] - self._wall_offset, key[1], "health")
+            seen = key
+
+    def _state_now(self) -> tuple[str | None, float]:
+        """The current node's state and for how long (from the health file, this pid's)."""
+        health = self._node_health()
+        node = self.node
+        if node is None or self._node_dead or health.get("pid") != node.pid:
+            return None, 0.0
+        state, since = self.timeline.state_at(time.monotonic())
+        if state != health.get("state") or since is None:
+            return health.get("state"), 0.0
+        return state, time.monotonic() - since
+
+    def _operator(self) -> None:
+        """What the operator does: when no fault that stops the cell is on (e-stop pressed,
+        PLC silent or flaky, node down) and the cell has stood still for a second (e-stop
+        released, a fault passed, a node restarted), reset it if it needs it and start it."""
+        settle = self.o.operator_settle_s
+        next_try = 0.0
+        while not self._stop.wait(0.1):
+            now = time.monotonic()
+            if self._open_windows or now - self._last_blocking_end < settle or now < next_try:
+                continue
+            state, for_s = self._state_now()
+            if state not in ("estop", "fault", "ready") or for_s < settle:
+                continue
+            next_try = now + 2.0
+            names = ("reset", "start") if state in ("estop", "fault") else ("start",)
+            for name in names:
+                if not self._operator_command(name):
+                    break
+
+    def _operator_command(self, name: str) -> bool:
+        assert self.consumer is not None
+        t = time.monotonic() - self.t0
+        try:
+            result = self.consumer.command(self.node_id, name, timeout=5.0)
+            said = "ok" if result.ok else str((result.error or {}).get("message", result.error))
+        except Exception as exc:  # reported, the run goes on
+            result, said = None, f"no answer: {exc}"
+        self._say(f"operator: {name} -> {said}")
+        self.operator_log.append(f"t={t:6.1f}s {name}: {said}")
+        return result is not None and result.ok
+
+    def _sample_rss(self, now: float) -> None:
+        node = self.node
+        if node is None or self._node_dead:
+            return
+        usage = self._usage()
+        if usage.get("rss_mb"):
+            self.rss_samples.append(
+                {"t_s": round(now, 1), "pid": node.pid, "rss_mb": round(usage["rss_mb"], 1)}
+            )
 
     def _progress_line(self, now: float) -> str:
         with self.got.lock:
@@ -361,10 +555,16 @@ class CellSimulation:
     # ---- the end ---------------------------------------------------------------------------------
     def _drain(self) -> None:
         deadline = time.monotonic() + self.o.drain_timeout_s
+        next_rss = 0.0
         while time.monotonic() < deadline:
             world = self.cell.call("world.score.summary")
             if world["on_belt_or_waiting"] == 0:
                 break
+            now = time.monotonic() - self.t0
+            if now >= next_rss:
+                next_rss = now + self.o.rss_every_s
+                self._sample_rss(now)
+            self._check_node()
             time.sleep(0.2)
         # the node's records follow the parcels: wait until each finished parcel has one
         deadline = time.monotonic() + self.o.drain_timeout_s
@@ -375,6 +575,39 @@ class CellSimulation:
                     break
             time.sleep(0.2)
 
+    def _safety(self) -> dict[str, Any]:
+        """Strokes against the node's state, the belt's stop after each e-stop press, fault
+        and node death (edge.sim.safety_truth), with the run's fault counters and RSS."""
+        cell = self.board.cell
+        assert cell is not None
+        log_ = self.cell.call("world.safety_log", self.t0 - 5.0)
+        watchdog_s = self.board.mcus[0].watchdog_ms / 1000.0 if self.board.mcus else 0.5
+        strokes = judge_strokes(log_["strokes"], self.timeline, self.kills, watchdog_s)
+        causes = [("estop", t) for t, pressed in log_["estop_edges"] if pressed]
+        causes += [("node-kill", t) for t in self.kills]
+        causes += [("fault", t) for t in self.timeline.entries_into("fault") if t >= self.t0]
+        causes.sort(key=lambda c: c[1])
+        rests = self.cell.call("world.standstills_after", [t for _, t in causes])
+        stops = belt_stops(causes, rests, cell.safety.estop_stop_ms, self.t0)
+        counters: dict[str, Any] = dict(self.counters)
+        counters["restarts"] = list(self.restarts)
+        with contextlib.suppress(Exception):
+            counters["plc_comm_watchdog_trips"] = self.cell.call("plc_comm_trips")
+        if self._flood is not None:
+            counters["command_flood"] = self._flood.tally()
+        return {
+            "strokes_while_not_running": strokes["while_not_running"],
+            "belt_stop_ms": stops["belt_stop_ms"],
+            "safety": {
+                "strokes": strokes,
+                "belt_stops": stops,
+                "node_states": [(round(t - self.t0, 3), s) for t, s in self.timeline.transitions()],
+            },
+            "fault_counters": counters,
+            "operator": list(self.operator_log),
+            "node_rss": {**rss_growth(self.rss_samples), "samples": list(self.rss_samples)},
+        }
+
     def _report(self, usage: dict[str, float]) -> dict[str, Any]:
         cell = self.board.cell
         assert cell is not None
@@ -383,6 +616,8 @@ class CellSimulation:
             stats = self.cell.get("scanner.stats")
             scanner_stats = {"scans": stats.scans, "reads": stats.reads,
                              "no_reads": stats.no_reads}  # fmt: skip
+            scanner_stats["noise_lines"] = stats.noise  # the scanner-noise fault's lines
+            scanner_stats["noise_kinds"] = self.cell.get("scanner.noise_kinds")
         world_records = self.cell.get("world.score.records")
         summary = self.cell.call("world.score.summary")
         with self.got.lock:
@@ -404,6 +639,10 @@ class CellSimulation:
         extra["faults"] = list(self.fault_log)
         extra["scanner"] = scanner_stats
         extra["node_counters"] = self._final_counters()
+        self._stop.set()  # the health poller and the operator
+        for thread in self._threads:
+            thread.join(5)
+        extra.update(self._safety())
         if self.camera is not None:
             with contextlib.suppress(Exception):
                 st = self.camera.stats
@@ -429,12 +668,18 @@ class CellSimulation:
                 "broker": self.broker_url,
                 "config": str(self.o.config),
                 "faults": [str(f) for f in self.o.faults],
+                "fault_schedule": [str(f) for f in self.faults],
                 "camera_fps": self.o.camera_fps if self.o.camera else None,
             },
             extra=extra,
         )
 
     def close(self) -> None:
+        self._stop.set()
+        if self._flood is not None:
+            self._flood.stop()
+        with contextlib.suppress(OSError):
+            self._outbox_full_flag.unlink()
         if self.node is not None and self.node.poll() is None:
             self.node.terminate()
             try:
@@ -468,6 +713,8 @@ class CellSimulation:
                 self.got.records.append(msg.data)
             elif msg.name == "safety":
                 self.got.safety.append(msg.data)
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    self.timeline.add(_epoch(msg.ts) - self._wall_offset, msg.data["to"], "event")
             elif msg.name == "alarm":
                 self.got.alarms.append(msg.data)
             elif msg.name == "task_crashed":
@@ -503,6 +750,78 @@ class CellSimulation:
     def _say(self, text: str) -> None:
         if self.o.progress is not None:
             self.o.progress(text)
+
+
+class _Flood:
+    """An operator tool gone wrong: ``status`` commands at ``rate`` per second through the
+    broker, from a client of its own; each one's answer (ok, refused, none) is tallied."""
+
+    def __init__(self, broker_url: str, site: str, node: str) -> None:
+        self.client = Brain(broker_url, site, request_replays=False,
+                            client_id=f"wolfpack-flood-{os.getpid()}").start()  # fmt: skip
+        self.node = node
+        self.futures: list[Any] = []
+        self._on = threading.Event()
+        self._rate = 0.0
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    def begin(self, rate: float) -> None:
+        self._rate = rate
+        self._on.set()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sim-flood", daemon=True)
+            self._thread.start()
+
+    def end(self) -> None:
+        self._on.clear()
+
+    def _run(self) -> None:
+        sent_at = time.monotonic()
+        owed = 0.0
+        while not self._closed.is_set():
+            if not self._on.wait(0.1):
+                sent_at = time.monotonic()
+                continue
+            now = time.monotonic()
+            owed += (now - sent_at) * self._rate
+            sent_at = now
+            for _ in range(int(owed)):
+                self.futures.append(self.client.send_command(self.node, "status"))
+            owed -= int(owed)
+            time.sleep(0.005)
+
+    def tally(self) -> dict[str, Any]:
+        answered = refused = 0
+        why: dict[str, int] = {}
+        for f in list(self.futures):
+            if not f.done():
+                continue
+            result = f.result()
+            if result.ok:
+                answered += 1
+            else:
+                refused += 1
+                code = str((result.error or {}).get("code", result.error))
+                why[code] = why.get(code, 0) + 1
+        sent = len(self.futures)
+        return {"sent": sent, "answered": answered, "refused": refused,
+                "refused_by_code": why, "no_answer": sent - answered - refused}  # fmt: skip
+
+    def stop(self) -> None:
+        self._closed.set()
+        self._on.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        with contextlib.suppress(Exception):
+            self.client.stop()
+
+
+def _epoch(stamp: str) -> float:
+    """RFC 3339 (an envelope's ts) -> seconds since the epoch."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _free_port() -> int:

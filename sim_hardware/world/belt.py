@@ -8,8 +8,10 @@ integrated: the simulated MCU's encoder reads the same belt at any instant it wa
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -65,11 +67,21 @@ class Belt:
     """The belt's motion, changed by PLC commands and the e-stop at given times. Thread-safe:
     the simulated MCU reads it from its own loop."""
 
-    def __init__(self, max_speed_mm_s: float, estop_decel_mm_s2: float, t0: float = 0.0) -> None:
+    def __init__(
+        self,
+        max_speed_mm_s: float,
+        estop_decel_mm_s2: float,
+        t0: float = 0.0,
+        *,
+        history: int = 100_000,
+    ) -> None:
+        """``history``: how many past motions are kept for ``standstill_after`` (a motion
+        begins at each command that changes the belt, so a long run keeps them all)."""
         self.max_speed = max_speed_mm_s
         self.estop_decel = estop_decel_mm_s2
         self._lock = threading.Lock()
         self._motion = Motion(t0, 0.0, 0.0, 0.0, 1.0)
+        self._history: deque[Motion] = deque([self._motion], maxlen=history)
         self._estop = False
         self._run = False
         self._setpoint = 0.0
@@ -84,6 +96,11 @@ class Belt:
     def estopped(self) -> bool:
         return self._estop
 
+    @property
+    def run_commanded(self) -> bool:
+        """The VFD's run command (what the PLC last said), e-stop aside."""
+        return self._run
+
     def position_at(self, t: float) -> float:
         return self.motion.position_at(t)
 
@@ -92,6 +109,28 @@ class Belt:
 
     def time_of(self, position: float) -> float | None:
         return self.motion.time_of(position)
+
+    def standstill_after(self, t: float) -> float | None:
+        """The first time >= ``t`` at which the belt is at rest (``t`` itself if it is at rest
+        then); None if it has not come to rest since (by the motions planned so far). The
+        safety report's measure: from an e-stop, a fault or a node's death to standstill."""
+        with self._lock:
+            motions = list(self._history)
+        starts = [m.t0 for m in motions]
+        i = max(0, bisect.bisect_right(starts, t) - 1)
+        for j in range(i, len(motions)):
+            m = motions[j]
+            end = motions[j + 1].t0 if j + 1 < len(motions) else math.inf
+            at = max(t, m.t0)
+            if at >= end:
+                continue
+            if m.speed_at(at) <= 0.0:
+                return at
+            if m.target <= 0.0:
+                rest = m.t0 + m.ramp_s
+                if rest < end:
+                    return max(rest, at)
+        return None
 
     def command(self, t: float, run: bool, setpoint_mm_s: float, ramp_mm_s2: float) -> None:
         """What the PLC tells the VFD at time ``t``: run or stop, setpoint, ramp."""
@@ -118,3 +157,4 @@ class Belt:
             target = min(max(self._setpoint, 0.0), self.max_speed) if self._run else 0.0
             accel = self._ramp
         self._motion = Motion(t, p, v, target, accel)
+        self._history.append(self._motion)

@@ -74,6 +74,15 @@ class CellScanner:
         """Garbage on the line."""
         self._on_loop(self._scanner.send_raw, data)
 
+    def set_noise(self, rate: float) -> None:
+        """Line noise: each reading comes with a garbage line at ``rate`` (0 stops it)."""
+        self._on_loop(self._scanner.set_noise, rate)
+
+    @property
+    def noise_kinds(self) -> dict[str, int]:
+        """Garbage lines sent so far, by kind (printable junk, NUL-only, control, long)."""
+        return self._on_loop(lambda: dict(self._scanner.noise_kinds))
+
     def set_no_read_rate(self, rate: float) -> None:
         """Share of legible labels the scanner fails to read from now on."""
 
@@ -230,6 +239,11 @@ class SimCell:
         """The PLC leaves ``drop_rate`` of its requests unanswered, or all while ``silent``."""
         plan = self.plc.fault()
         plan.drop_rate, plan.no_answer = drop_rate, silent
+
+    def plc_comm_trips(self) -> int:
+        """How often the PLC's communication watchdog stopped the belt (the node's heartbeat
+        stopped changing for ``plc_comm_watchdog_ms``)."""
+        return sum(image.comm_trips for image in self.plc.engine.images.values())
 
     def set_mcu_noise(self, corrupt_rate: float) -> None:
         """Corrupt this share of the bytes on the MCU's serial line, both directions."""

@@ -85,6 +85,11 @@ class CellWorld:
         self.scan_listeners: list[ScanListener] = []
         self.late_inputs = 0  # inputs that arrived after the world had passed their time
         self.left_belt = 0  # parcels diverted or run off the end
+        # The safety truth, kept whole (the event log above is bounded): each stroke's start
+        # (time, station, driver) and each e-stop edge (time, pressed). A long run's report
+        # checks every stroke against the node's state and every e-stop against standstill.
+        self.stroke_starts: list[tuple[float, int, str]] = []
+        self.estop_edges: list[tuple[float, bool]] = []
         self._eye_count = [0] * len(self.eyes)
         self._chute_clear_at: list[float | None] = [None] * len(self.chutes)
         self._on_belt: list[_OnBelt] = []
@@ -117,6 +122,8 @@ class CellWorld:
 
     def set_estop(self, pressed: bool, at: float | None = None) -> None:
         def apply(t: float) -> None:
+            if pressed != self.belt.estopped:
+                self.estop_edges.append((t, pressed))
             self.belt.set_estop(t, pressed)
             self._log(t, "estop", {"pressed": pressed, "speed_mm_s": self.belt.speed_at(t)})
 
@@ -135,6 +142,8 @@ class CellWorld:
             d.set(source, on, t, self.belt.position_at(t))
             if d.active != was:
                 self._log(t, "stroke", {"station": station, "on": d.active, "source": source})
+                if d.active:
+                    self.stroke_starts.append((t, station, source))
 
         self._queue(at, apply)
 
@@ -192,6 +201,23 @@ class CellWorld:
                 if lo_mm - reach < centre < hi_mm + reach:
                     found.append((ob.parcel, centre))
             return self.t, self._count(belt_mm), found
+
+    def safety_log(self, since_s: float = float("-inf")) -> dict[str, Any]:
+        """Strokes begun and e-stop edges at or after ``since_s`` (picklable: the sim's report
+        fetches it over the cell process's pipe)."""
+        with self._lock:
+            return {
+                "strokes": [s for s in self.stroke_starts if s[0] >= since_s],
+                "estop_edges": [e for e in self.estop_edges if e[0] >= since_s],
+            }
+
+    def standstill_after(self, t: float) -> float | None:
+        """When the belt came to rest at or after ``t`` (None: not yet)."""
+        return self.belt.standstill_after(t)
+
+    def standstills_after(self, times: list[float]) -> list[float | None]:
+        """``standstill_after`` for each of ``times``: one call over a pipe."""
+        return [self.belt.standstill_after(t) for t in times]
 
     @property
     def waiting(self) -> int:
