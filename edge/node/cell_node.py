@@ -515,6 +515,12 @@ class CellNode:
             self.apply_safety(self.safety.estop(st.estop, now))
         if last is None or not last.online or st.moving != last.moving:
             self.apply_safety(self.safety.belt(st.moving, now))
+        if self.safety.state is State.RUNNING and self.plc is not None and (
+            self.plc.stopped_by_plc(st)
+        ):
+            self.apply_safety(self.safety.fault(
+                "the PLC stopped the belt by itself (run command cleared: its communication "
+                "watchdog, or a stop at its panel)", now))  # fmt: skip
         for chute, full in st.full.items():
             if last is None or last.full.get(chute, False) != full:
                 self.feed(ChuteFull(chute, full, now))

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edge.cell.wiring import PlcBinding
 from firmware_bridge.modbus.config import ModbusConfig
@@ -31,6 +31,8 @@ class PlcStatus:
     speed_mm_s: float = 0.0
     moving: bool = False
     full: dict[str, bool] = field(default_factory=dict)
+    run_coil: bool | None = None  # the run command as the PLC holds it (None: not read)
+    received: float = 0.0  # monotonic time this status reached the node
 
 
 class PlcBelt:
@@ -56,6 +58,7 @@ class PlcBelt:
         self._intent = 0  # generation of the newest belt command; older ones stop retrying
         self.wanted_run: bool | None = None
         self.confirmed_run: bool | None = None  # what the PLC last took and read back
+        self.confirmed_at = 0.0  # monotonic time of that confirmation
         self.write_failures = 0
         self._beat_value = 0
         self._beat_busy = False
@@ -73,8 +76,8 @@ class PlcBelt:
     def _on_values(self, device: str, values: dict[str, TagValue]) -> None:
         if device != self.binding.device:
             return
-        status = self.interpret(values)
         now = time.monotonic()
+        status = replace(self.interpret(values), received=now)
         if status.online:
             self._last_good, self._bad_since = now, None
         else:
@@ -100,6 +103,10 @@ class PlcBelt:
                 return PlcStatus(online=False, why=f"{b.device}: {why}")
         estop = bool(values[b.estop].value)
         speed = float(values[b.speed].value) / b.speed_units_per_mm_s  # type: ignore[arg-type]
+        run = values.get(b.run)
+        run_coil = None
+        if run is not None and run.quality is not Quality.BAD and run.value is not None:
+            run_coil = bool(run.value)
         full = {}
         for chute, tag in b.chute_full.items():
             v = values.get(tag)
@@ -111,6 +118,7 @@ class PlcBelt:
             speed_mm_s=speed,
             moving=abs(speed) >= b.moving_below_mm_s,
             full=full,
+            run_coil=run_coil,
         )
 
     async def command(self, run: bool, speed_mm_s: float | None = None) -> None:
@@ -178,11 +186,23 @@ class PlcBelt:
                 )
                 continue
             if intent == self._intent:
-                self.confirmed_run = run
+                self.confirmed_run, self.confirmed_at = run, time.monotonic()
             if tries > 1:
                 log.warning("belt stop confirmed after %d tries (%.0f ms)", tries,
                             (time.monotonic() - started) * 1000)  # fmt: skip
             return True
+
+    def stopped_by_plc(self, status: PlcStatus) -> bool:
+        """The PLC shows the run command cleared though we ran the belt and never stopped
+        it: its communication watchdog (or its panel) stopped it. Reads older than the
+        confirmation, plus a margin for a poll still in flight then, do not count."""
+        margin = 0.5 + self.device.timeout * 3
+        return (
+            status.run_coil is False
+            and self.wanted_run is True
+            and self.confirmed_run is True
+            and status.received > self.confirmed_at + margin
+        )
 
     def heartbeat(self) -> None:
         """Write the next heartbeat value (from the node's loop, so a hung loop stops the

@@ -269,3 +269,25 @@ def test_node_killed_the_plc_stops_the_belt_and_a_restart_waits_for_start(
         except subprocess.TimeoutExpired:
             node.kill()
             node.wait(5)
+
+
+def test_a_belt_the_plc_stopped_by_itself_faults_the_cell(cell: SimCell, tmp_path: Path):
+    """The PLC cleared the run command (its watchdog after a hung loop, or its panel): the
+    node must not go on diverting as if the belt ran; it faults and waits for a reset."""
+    node = CellNode(_board(cell, tmp_path, mqtt_port=None))
+
+    async def body(node: CellNode) -> None:
+        await _until("ready", lambda: node.safety.state is State.READY, 20)
+        node.command("start")
+        await _until("belt at speed", lambda: _speed(cell) > 2000, 10)
+        await asyncio.sleep(1.0)
+        plc = _plc(cell.plc_port)
+        try:
+            plc.write_coil(COIL_RUN, False, device_id=1)  # the panel's stop button
+        finally:
+            plc.close()
+        await _until("fault", lambda: node.safety.state is State.FAULT, 3)
+        assert "PLC stopped the belt" in node.safety.history[-1].cause
+        assert node.core.halted is not None
+
+    _run_node(node, body)
