@@ -1,9 +1,12 @@
 """The production mosquitto templates in configs/mosquitto (TLS, a password per node, the ACL),
-run for real: node A's credentials cannot publish under node B's prefix."""
+run for real: node A's credentials cannot publish under node B's prefix nor take node B's
+client id; a node publishes its config/status; an operator sends start/stop/reset and nothing
+else (issue 13, finding 6)."""
 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import subprocess
 import threading
@@ -23,7 +26,13 @@ from tests.fleet_link.mosquitto import MOSQUITTO, REPO, free_port, port_open
 
 TEMPLATES = REPO / "configs" / "mosquitto"
 SITE = "dc-test"
-PASSWORDS = {"cell-a": "pw-a", "cell-b": "pw-b", "brain": "pw-brain"}
+PASSWORDS = {
+    "cell-a": "pw-a",
+    "cell-b": "pw-b",
+    "brain": "pw-brain",
+    "monitor": "pw-monitor",
+    "operator-alice": "pw-alice",
+}
 
 
 @pytest.fixture(params=[False], ids=["tls"])
@@ -36,7 +45,15 @@ def mutual_tls_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     yield from _secured_broker(tmp_path, mutual=True)
 
 
-def _secured_broker(tmp_path: Path, mutual: bool) -> Iterator[tuple[int, Path]]:
+@pytest.fixture
+def unbound_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """The template as it was before issue 13: client ids not bound to usernames."""
+    yield from _secured_broker(tmp_path, mutual=False, bind_clientid=False)
+
+
+def _secured_broker(
+    tmp_path: Path, mutual: bool, bind_clientid: bool = True
+) -> Iterator[tuple[int, Path]]:
     etc = tmp_path / "etc"
     etc.mkdir()
     ca, _, _ = make_ca_and_broker_cert(etc)
@@ -62,6 +79,9 @@ def _secured_broker(tmp_path: Path, mutual: bool) -> Iterator[tuple[int, Path]]:
         "persistence_location /var/lib/mosquitto/", f"persistence_location {tmp_path}/"
     )
     conf = conf.replace("log_dest syslog", "log_dest stdout")
+    assert "\nuse_username_as_clientid true\n" in conf
+    if not bind_clientid:
+        conf = conf.replace("\nuse_username_as_clientid true\n", "\n")
     if mutual:
         assert "#require_certificate true" in conf
         conf = conf.replace("#require_certificate true", "require_certificate true")
@@ -88,12 +108,16 @@ def _secured_broker(tmp_path: Path, mutual: bool) -> Iterator[tuple[int, Path]]:
         log.close()
 
 
-def node_client(port: int, ca: Path, user: str, password: str, tag: str) -> mqtt.Client:
+def node_client(
+    port: int, ca: Path, user: str, password: str, tag: str, client_id: str | None = None
+) -> mqtt.Client:
     """A plain paho client with a node's credentials (one connection per attempt: mosquitto
     2.0.11 drops the connection of a client whose publish the ACL denied)."""
     connected = threading.Event()
     c = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"raw-{user}-{tag}", protocol=mqtt.MQTTv311
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id or f"raw-{user}-{tag}",
+        protocol=mqtt.MQTTv311,
     )
     c.username_pw_set(user, password)
     c.tls_set(ca_certs=str(ca))
@@ -104,10 +128,12 @@ def node_client(port: int, ca: Path, user: str, password: str, tag: str) -> mqtt
     return c
 
 
-def publish_once(port: int, ca: Path, topic: str, tag: str) -> None:
-    c = node_client(port, ca, "cell-a", "pw-a", tag)
+def publish_once(
+    port: int, ca: Path, topic: str, tag: str, user: str = "cell-a", retain: bool = False
+) -> None:
+    c = node_client(port, ca, user, PASSWORDS[user], tag)
     try:
-        c.publish(topic, b'{"from": "cell-a"}', qos=1).wait_for_publish(3)
+        c.publish(topic, f'{{"from": "{user}"}}'.encode(), qos=1, retain=retain).wait_for_publish(3)
     except RuntimeError:
         pass  # the broker hung up on a denied publish: also a refusal
     finally:
@@ -128,7 +154,9 @@ def test_node_a_cannot_publish_under_node_b_prefix(secured_broker):
         f"wolfpack/v1/{SITE}/cell-b/events/parcel",
         f"wolfpack/v1/{SITE}/cell-b/state",
         f"wolfpack/v1/{SITE}/cell-b/cmd/set_belt_speed",
+        f"wolfpack/v1/{SITE}/cell-b/config/status",
         f"wolfpack/v1/{SITE}/cell-a/cmd/set_belt_speed",  # not even its own commands
+        f"wolfpack/v1/{SITE}/cell-a/cmd/start",
     ]
     try:
         for i, topic in enumerate(forged):
@@ -224,3 +252,141 @@ def test_mutual_tls_needs_a_client_certificate_signed_by_the_ca(mutual_tls_broke
         assert with_cert.connected.wait(10)
     finally:
         with_cert.stop()
+
+
+# ---- identity and roles (issue 13, finding 6) -------------------------------------------------
+
+
+def watch(port: int, ca: Path) -> tuple[mqtt.Client, list[tuple[str, bytes]]]:
+    """A raw subscriber with the monitor's credential: every message of the site, in order."""
+    got: list[tuple[str, bytes]] = []
+    c = node_client(port, ca, "monitor", PASSWORDS["monitor"], "watch")
+    c.on_message = lambda _c, _u, m: got.append((m.topic, bytes(m.payload)))
+    c.subscribe(f"wolfpack/v1/{SITE}/#", qos=1)
+    time.sleep(0.3)
+    return c, got
+
+
+def _link(port: int, ca: Path, tmp_path: Path, node: str) -> EdgeLink:
+    secret = tmp_path / f"{node}.password"
+    secret.write_text(PASSWORDS[node] + "\n")
+    os.chmod(secret, 0o600)
+    cfg = MqttConfig.model_validate(
+        {
+            "broker": f"mqtts://127.0.0.1:{port}",
+            "username": node,
+            "password_file": str(secret),
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 0.5,
+            "tls": {"ca_file": str(ca)},
+            "outbox": {"path": str(tmp_path / f"{node}.sqlite3")},
+        }
+    )
+    return EdgeLink(cfg, SITE, node).start()
+
+
+def _offline(got: list[tuple[str, bytes]], node: str) -> list[bytes]:
+    topic = f"wolfpack/v1/{SITE}/{node}/state"
+    return [p for t, p in got if t == topic and json.loads(p)["status"] == "offline"]
+
+
+def _try_takeover(port: int, ca: Path, tmp_path: Path, client_id: str) -> tuple[EdgeLink, int]:
+    """Node B online; node A's credential connects with ``client_id`` and stays a second."""
+    b = _link(port, ca, tmp_path, "cell-b")
+    assert b.connected.wait(10)
+    session = b.session
+    intruder = node_client(port, ca, "cell-a", PASSWORDS["cell-a"], "x", client_id=client_id)
+    time.sleep(1.0)
+    intruder.loop_stop()
+    intruder.disconnect()
+    time.sleep(0.3)
+    return b, session
+
+
+@pytest.mark.parametrize("client_id", [f"wolfpack-{SITE}-cell-b", "cell-b"])
+def test_a_node_cannot_take_another_nodes_client_id(secured_broker, tmp_path: Path, client_id):
+    port, ca = secured_broker
+    watcher, got = watch(port, ca)
+    b, session = _try_takeover(port, ca, tmp_path, client_id)
+    try:
+        assert b.connected.is_set() and b.session == session, "node B was kicked off"
+        assert _offline(got, "cell-b") == [], "node B's will was published"
+    finally:
+        b.stop()
+        watcher.loop_stop()
+
+
+def test_without_the_binding_the_takeover_kicks_the_node_off(unbound_broker, tmp_path: Path):
+    """Finding 6 reproduced on the template as it was: the same attempt succeeds."""
+    port, ca = unbound_broker
+    watcher, got = watch(port, ca)
+    b, session = _try_takeover(port, ca, tmp_path, f"wolfpack-{SITE}-cell-b")
+    try:
+        assert _offline(got, "cell-b"), "the takeover did not publish node B's will"
+        assert b.session > session  # node B had to reconnect (and kicked the intruder back)
+    finally:
+        b.stop()
+        watcher.loop_stop()
+
+
+def test_a_node_publishes_its_own_config_status_retained(secured_broker):
+    port, ca = secured_broker
+    own = f"wolfpack/v1/{SITE}/cell-a/config/status"
+    publish_once(port, ca, own, "status", retain=True)
+    publish_once(port, ca, f"wolfpack/v1/{SITE}/cell-b/config/status", "forged", retain=True)
+    watcher, got = watch(port, ca)  # subscribes afterwards: only retained messages arrive
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not got:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert got == [(own, b'{"from": "cell-a"}')]
+    finally:
+        watcher.loop_stop()
+
+
+def test_an_operator_sends_start_stop_reset_and_nothing_else(secured_broker, tmp_path: Path):
+    port, ca = secured_broker
+    node = _link(port, ca, tmp_path, "cell-a")
+    ran: list[str] = []
+    for name in ("start", "stop", "reset", "set_belt_speed", "config_push"):
+        node.commands.register(name, lambda _a, name=name: ran.append(name) or {"ran": name})
+    operator = Brain(
+        f"mqtts://127.0.0.1:{port}",
+        SITE,
+        username="operator-alice",
+        password=PASSWORDS["operator-alice"],
+        ca_file=str(ca),
+        request_replays=False,
+    )
+    watcher, got = watch(port, ca)
+    try:
+        assert node.connected.wait(10)
+        operator.start()
+        time.sleep(0.3)
+        for name in ("start", "stop", "reset"):
+            result = operator.command("cell-a", name, {}, timeout=5)
+            assert result.ok, result
+        assert ran == ["start", "stop", "reset"]
+    finally:
+        operator.stop()
+    forged = [
+        ("operator-alice", f"wolfpack/v1/{SITE}/cell-a/cmd/set_belt_speed"),
+        ("operator-alice", f"wolfpack/v1/{SITE}/cell-a/cmd/config_push"),
+        ("operator-alice", f"wolfpack/v1/{SITE}/cell-a/state"),
+        ("operator-alice", f"wolfpack/v1/{SITE}/cell-a/events/parcel"),
+        # the node patterns apply to every user: no one else may pose as a node of its name
+        ("operator-alice", f"wolfpack/v1/{SITE}/operator-alice/state"),
+        ("brain", f"wolfpack/v1/{SITE}/brain/state"),
+        ("monitor", f"wolfpack/v1/{SITE}/monitor/events/parcel"),
+    ]
+    try:
+        for i, (user, topic) in enumerate(forged):
+            publish_once(port, ca, topic, f"o{i}", user=user)
+        time.sleep(0.5)
+        assert ran == ["start", "stop", "reset"]  # no command beyond the three ran
+        topics = {t for _, t in forged}
+        assert not [t for t, p in got if t in topics and b'"from"' in p], got
+    finally:
+        node.stop()
+        watcher.loop_stop()
