@@ -40,7 +40,7 @@ from fleet_link.commands import (
     Prepared,
 )
 from fleet_link.config import MqttConfig
-from fleet_link.envelope import encode, utc_stamp
+from fleet_link.envelope import ENVELOPE_KEYS, encode, utc_stamp
 from fleet_link.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Row
 from fleet_link.telemetry import Deadband
 
@@ -50,6 +50,14 @@ _FETCH_MAX = 1000
 _BATCH = 32  # rows per turn below which the sender pauses to let more gather
 _GATHER_S = 0.001
 _CHANNELS_REMEMBERED = 4096  # (kind, name) -> (channel, topic), checked once each
+DEAD_LETTER_FAULT = "outbox_dead_letter"
+_DEAD_LETTER_FAULT_S = 300.0  # the fault clears this long after the last dead letter
+_DROPS_TO_DEAD_LETTER = 3  # sessions in a row lost with the same row first in flight
+_PACKET_OVERHEAD = 16  # PUBLISH bytes beside topic and payload (header, lengths, id, props)
+_KEEP_MEMBER = 256  # a placeholder keeps members up to this many JSON bytes...
+_KEEP_TOTAL = 2048  # ...and this many in all
+_HEAD_BYTES = 128  # first bytes of a dead letter shown in its fault event
+_NAMES = ("kind", "group", "command", "request_id", "ok")  # kept by the smallest placeholder
 
 
 def jittered(delay: float) -> float:
@@ -196,6 +204,11 @@ class EdgeLink:
         self._state_due = 0.0
         self.rejected = 0
         self.connects = 0
+        self.loop_errors = 0  # exceptions the network thread survived (logged)
+        self._server_max = 0  # MQTT 5 CONNACK Maximum Packet Size (0: not announced)
+        self._suspect = (0, 0)  # (row id first in flight when sessions dropped, how many)
+        self._replaced: set[int] = set()  # rows already replaced by a placeholder
+        self._dead_letter_at = 0.0  # monotonic time of the last dead letter (0: none active)
 
     # public API -----------------------------------------------------------------------------
     def start(self) -> EdgeLink:
@@ -229,7 +242,13 @@ class EdgeLink:
         self.stop()
 
     def publish_event(self, kind: str, data: dict[str, Any]) -> int:
-        """Store an event durably for sending; returns its sequence number on its channel."""
+        """Store an event durably for sending; returns its sequence number on its channel.
+
+        A full or failing disk does not raise (``outbox.on_store_error: spill``): the event
+        keeps its number, waits in memory, is sent from there and stored when the disk takes
+        writes again (``outbox.storage``, ``store_errors``, ``spilled`` in the state). A body
+        over ``max_message_bytes`` goes out as a placeholder marked ``truncated`` under its
+        number (see docs/mqtt.md, "When storage or the network refuses a message")."""
         return self._append(("events", kind), PRIORITY_EVENT, {"kind": kind, "data": data})
 
     def publish_telemetry(self, group: str, values: dict[str, Any], reason: str = "forced") -> int:
@@ -295,10 +314,21 @@ class EdgeLink:
             topic = f"{self.prefix}/{chan}"
             if len(self._channels) < _CHANNELS_REMEMBERED:
                 self._channels[where] = (chan, topic)
-        node, session = self.node, self.session
-        seq = self.outbox.append(
-            chan, topic, priority, lambda seq: encode(node, session, seq, body)
-        )
+        node, session, limit = self.node, self.session, self.cfg.max_message_bytes
+        room = limit - len(topic)
+        oversize: list[bytes] = []
+
+        def make(seq: int) -> bytes:
+            payload = encode(node, session, seq, body)
+            if len(payload) > room:  # replaced under the same seq: no gap, no wedge
+                oversize.append(payload)
+                payload = _placeholder(node, session, seq, None, body, len(payload), limit)
+            return payload
+
+        seq = self.outbox.append(chan, topic, priority, make)
+        if oversize:
+            row = Row(0, topic, oversize[0], chan, seq, priority)
+            self._dead_lettered(row, oversize[0], f"over mqtt.max_message_bytes {limit}")
         if self._idle:
             try:
                 self._wake_w.send(b"\0")
@@ -333,19 +363,18 @@ class EdgeLink:
         return client
 
     def _run(self) -> None:
+        """The network thread: connect, serve, reconnect with backoff. It survives every
+        exception (a full disk, a paho or callback error): logged, counted in
+        ``loop_errors``, the connection dropped and made again after the backoff."""
         delay = self.cfg.reconnect_min_s
         while not self._stop.is_set():
-            client = self._new_client()
             try:
-                kwargs: dict[str, Any] = {"keepalive": self.cfg.keepalive_s}
-                if self.cfg.protocol == "5":
-                    kwargs["clean_start"] = True
-                client.connect(self.cfg.host, self.cfg.port, **kwargs)
-            except (OSError, ssl.SSLError) as exc:
-                log.warning("cannot reach broker %s: %s", self.cfg.broker, exc)
-            else:
-                if self._serve(client):
+                if self._connect_and_serve():
                     delay = self.cfg.reconnect_min_s
+            except Exception:
+                self.loop_errors += 1
+                self.connected.clear()
+                log.exception("fleet link network thread: error (recovering)")
             if self._stop.is_set():
                 break
             pause = jittered(delay)
@@ -353,8 +382,26 @@ class EdgeLink:
             self._stop.wait(pause)
             delay = min(delay * 2, self.cfg.reconnect_max_s)
 
+    def _connect_and_serve(self) -> bool:
+        """One connection, from connect to drop; True if it was established."""
+        client = self._new_client()
+        try:
+            kwargs: dict[str, Any] = {"keepalive": self.cfg.keepalive_s}
+            if self.cfg.protocol == "5":
+                kwargs["clean_start"] = True
+            client.connect(self.cfg.host, self.cfg.port, **kwargs)
+        except (OSError, ssl.SSLError) as exc:
+            log.warning("cannot reach broker %s: %s", self.cfg.broker, exc)
+            _close_socket(client)
+            return False
+        try:
+            return self._serve(client)
+        finally:
+            _close_socket(client)
+
     def _serve(self, client: mqtt.Client) -> bool:
         """Run one connection until it drops or we stop; True if it was established."""
+        self._server_max = 0
         self._inflight: dict[int, Row] = {}
         self._acks: list[int] = []
         self._cursor = 0
@@ -390,16 +437,12 @@ class EdgeLink:
                 time.sleep(_GATHER_S)
         if self._stop.is_set() and self.connected.is_set():
             self._goodbye(client)
+        elif established:
+            self._note_drop()
         self.connected.clear()
         if self._stop.is_set():
             client.disconnect()
         self.outbox.save_progress()
-        sock = client.socket()
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
         return established
 
     def _on_connect(
@@ -410,6 +453,7 @@ class EdgeLink:
             return
         self.session = self.outbox.bump("session")
         self.connects += 1
+        self._server_max = int(getattr(_props, "MaximumPacketSize", 0) or 0)
         client.subscribe(f"{self.prefix}/cmd/+", qos=1)
         self._publish_state(client, "online")
         self.connected.set()
@@ -464,8 +508,11 @@ class EdgeLink:
         inflight = self._inflight
         publish = client.publish
         corked = len(rows) > 1 and _cork(client, True)
+        limit = self._send_limit()
         try:
             for row in rows:
+                if len(row.payload) + len(row.topic) > limit:
+                    row = self._replace_row(row, f"over the send limit {limit}")
                 info = publish(row.topic, row.payload, qos=1)
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
@@ -481,11 +528,85 @@ class EdgeLink:
         now = time.monotonic()
         if now >= self._progress_due:
             self._progress_due = now + 0.2
+            self.outbox.retry()  # what the disk refused, stored once it takes writes again
             self.outbox.save_progress()
+            if self._dead_letter_at and now - self._dead_letter_at > _DEAD_LETTER_FAULT_S:
+                self._dead_letter_at = 0.0
+                self.set_fault(DEAD_LETTER_FAULT, False)
         if now >= self._state_due:
             self._state_due = now + self.cfg.state_interval_s
             self._publish_state(client, "online")
             self.outbox.prune_kept()
+
+    # internals: messages the network will not take ----------------------------------------
+    def _send_limit(self) -> int:
+        """Largest topic + payload sent: the config's, and the broker's (MQTT 5 CONNACK)."""
+        limit = self.cfg.max_message_bytes
+        if self._server_max:
+            limit = min(limit, self._server_max - _PACKET_OVERHEAD)
+        return limit
+
+    def _note_drop(self) -> None:
+        """An established session was lost. If the same row was first in flight when the
+        last _DROPS_TO_DEAD_LETTER sessions were lost, the broker is refusing it (too large
+        for a limit it did not announce, say): it is replaced so the rest can flow."""
+        first = next(iter(self._inflight.values()), None)
+        if first is None:
+            self._suspect = (0, 0)
+            return
+        count = self._suspect[1] + 1 if self._suspect[0] == first.id else 1
+        self._suspect = (first.id, count)
+        if count >= _DROPS_TO_DEAD_LETTER:
+            self._suspect = (0, 0)
+            log.error(
+                "%s #%d was first in flight when %d sessions in a row were lost: replacing it",
+                first.channel,
+                first.seq,
+                count,
+            )
+            self._replace_row(first, f"{count} sessions lost with it first in flight")
+
+    def _replace_row(self, row: Row, reason: str) -> Row:
+        """Replace a stored row by its placeholder (same channel and seq), keep the original
+        as a dead letter and raise the fault. A row already replaced gets the smallest
+        placeholder: an empty body marked truncated."""
+        minimal = row.id in self._replaced
+        self._replaced.add(row.id)
+        if len(self._replaced) > 1024:
+            self._replaced = {row.id}
+        payload = _placeholder_from(row.payload, len(row.payload), self._send_limit(), minimal)
+        new = self.outbox.replace_row(row, payload)
+        self._dead_lettered(row, row.payload, reason)
+        return new
+
+    def _dead_lettered(self, row: Row, original: bytes, reason: str) -> None:
+        """Keep the original and raise the fault (its event names channel, seq, size and the
+        first bytes). Never raises: this runs on the publisher's and the network's paths."""
+        try:
+            self.outbox.dead_letter(row, original, reason)
+            self._dead_letter_at = time.monotonic()
+            log.error(
+                "dead letter: %s #%d, %d bytes (%s); a placeholder marked truncated went in "
+                "its place",
+                row.channel,
+                row.seq,
+                len(original),
+                reason,
+            )
+            self.set_fault(
+                DEAD_LETTER_FAULT,
+                True,
+                severity="warning",
+                message=f"{row.channel} #{row.seq} ({len(original)} bytes) replaced by a "
+                f"placeholder: {reason}",
+                channel=row.channel,
+                seq=row.seq,
+                bytes=len(original),
+                limit=self._send_limit(),
+                head=original[:_HEAD_BYTES].decode("utf-8", "replace"),
+            )
+        except Exception:
+            log.exception("dead letter %s #%d could not be reported", row.channel, row.seq)
 
     def _publish_state(self, client: mqtt.Client, status: str, reason: str = "") -> Any:
         seq = self.outbox.bump("seq:state")
@@ -588,3 +709,84 @@ class EdgeLink:
 
 def _result_key(name: str, rid: str) -> str:
     return f"{name}/{rid}"
+
+
+def _close_socket(client: mqtt.Client) -> None:
+    sock = client.socket()
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+def _json_len(value: Any) -> int:
+    try:
+        return len(json.dumps(value, separators=(",", ":")))
+    except (TypeError, ValueError):
+        return 1 << 30
+
+
+def _placeholder_body(body: dict[str, Any], size: int, limit: int) -> dict[str, Any]:
+    """What a message too large to send becomes: its small members (and the small members of
+    its objects: a parcel record keeps its id and outcome, loses its story), ``truncated``
+    and what was left out. A few KB at most, whatever the body."""
+    out: dict[str, Any] = {}
+    dropped: list[str] = []
+    budget = _KEEP_TOTAL
+
+    def keep(key: str, value: Any, into: dict[str, Any], name: str) -> None:
+        nonlocal budget
+        cost = _json_len(value) + len(key) + 4
+        if cost <= _KEEP_MEMBER and cost <= budget:
+            into[key] = value
+            budget -= cost
+        else:
+            dropped.append(name)
+
+    for key, value in body.items():
+        if key in ENVELOPE_KEYS or key in ("truncated", "original_bytes", "dropped"):
+            continue
+        if isinstance(value, dict) and len(key) <= 64:
+            inner: dict[str, Any] = {}
+            for k2, v2 in value.items():
+                keep(str(k2), v2, inner, f"{key}.{k2}")
+            out[key] = inner
+        else:
+            keep(key, value, out, key)
+    out["truncated"] = True
+    out["original_bytes"] = size
+    out["limit"] = limit
+    out["dropped"] = [d[:64] for d in dropped[:16]] + (
+        [f"... {len(dropped) - 16} more"] if len(dropped) > 16 else []
+    )
+    return out
+
+
+def _placeholder(
+    node: str,
+    session: int,
+    seq: int,
+    ts: str | None,
+    body: dict[str, Any],
+    size: int,
+    limit: int,
+    minimal: bool = False,
+) -> bytes:
+    if minimal:  # the names that say what it was, and the marker
+        out = {k: body[k] for k in _NAMES if k in body and _json_len(body[k]) <= 80}
+        out.update(truncated=True, original_bytes=size, limit=limit)
+    else:
+        out = _placeholder_body(body, size, limit)
+    return encode(node, session, seq, out, ts)
+
+
+def _placeholder_from(payload: bytes, size: int, limit: int, minimal: bool) -> bytes:
+    """The placeholder of a stored message: same node, session, seq and ts, from its JSON."""
+    try:
+        obj = json.loads(payload)
+        node, session, seq, ts = obj["node"], obj["session"], obj["seq"], obj["ts"]
+        body = {k: v for k, v in obj.items() if k not in ENVELOPE_KEYS}
+        return _placeholder(node, session, seq, ts, body, size, limit, minimal)
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return json.dumps({"truncated": True, "original_bytes": size}).encode()

@@ -28,14 +28,35 @@ so it does not read back from SQLite what was just written; it falls back to SQL
 that queue is not the contiguous continuation of what it sent (after a reconnect, a backlog
 larger than the queue, a replay request).
 
+When the disk refuses a write (full, I/O error; ``on_store_error: spill``, the default) the
+outbox degrades instead of failing its callers: the error is counted (``store_errors``), the
+message keeps its sequence number and waits in memory (the *spill*, bounded by
+``spill_max_bytes``: unsent telemetry goes first, then unsent events, counted as drops), the
+sender sends it from there, and every later message queues behind it, so the order holds.
+Writes are retried at most every ``_RETRY_S``, on the next append or the sender's
+housekeeping; once one succeeds the spill is stored in one transaction and all is as before.
+Counters that could not be written (session, state seq, drops) are written then too.
+Fault injection for the simulator: when the environment variable
+``WOLFPACK_FAULT_OUTBOX_FULL`` names a file and that file exists, the writing connection's
+``max_page_count`` is set to the file's current page count (SQLite refuses to grow it, as on a
+full disk), and restored when the file is gone; checked at most every 100 ms.
+
+Messages too large for the network (``mqtt.max_message_bytes``, the broker's limit) are
+replaced by the link with a placeholder under the same sequence number; their original is kept
+in the ``dead_letters`` table (the newest ``_DEAD_LETTERS_KEPT``, each cut to 64 KiB).
+
 The Greengrass / Kura failures this avoids: an in-memory cap that drops the oldest messages
 silently, and a store that corrupts on power loss (SQLite's WAL is atomic and checksummed).
 """
 
 from __future__ import annotations
 
+import bisect
+import logging
+import os
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,10 +65,17 @@ from typing import NamedTuple
 
 from fleet_link.config import OutboxConfig
 
+log = logging.getLogger("fleet_link.outbox")
+
+FAULT_OUTBOX_FULL_ENV = "WOLFPACK_FAULT_OUTBOX_FULL"  # test hook: see the module docstring
 PRIORITY_TELEMETRY = 0
 PRIORITY_EVENT = 1
 _ROW_OVERHEAD = 64  # bytes counted per row beside topic and payload (ids, b-tree cells)
 _FRESH_MAX = 4096  # committed rows handed to the sender in memory (about 2 MB at most)
+_RETRY_S = 0.1  # while the disk refuses writes: at most one attempt per this
+_FAULT_CHECK_S = 0.1  # how often the fault-injection file is looked for
+_DEAD_LETTERS_KEPT = 100
+_DEAD_LETTER_HEAD = 64 * 1024  # bytes of a dead letter's payload kept
 _INSERT = (
     "INSERT INTO messages(id, topic, payload, channel, seq, priority, size) "
     "VALUES(?, ?, ?, ?, ?, ?, ?)"
@@ -64,6 +92,16 @@ CREATE TABLE IF NOT EXISTS messages (
     size INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created REAL NOT NULL,
+    head BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS results (
     request_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -91,6 +129,21 @@ class OutboxStats:
     max_bytes: int
     dropped_telemetry: int
     dropped_events: int
+    storage: str  # "ok", or "failing" while the disk refuses writes
+    store_errors: int  # writes the disk refused since the outbox was opened
+    spilled: int  # messages waiting in memory for the disk (sent from there meanwhile)
+    dead_lettered: int  # messages replaced by a placeholder (too large to send), ever
+
+
+class OutboxUnavailable(RuntimeError):
+    """The disk refused the message and ``on_store_error`` is 'raise'; the cause is chained."""
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """A failure of the storage (full, I/O, locked, read-only, corrupt), not of the message."""
+    return (
+        isinstance(exc, (sqlite3.OperationalError, OSError)) or type(exc) is sqlite3.DatabaseError
+    )
 
 
 class Outbox:
@@ -158,6 +211,18 @@ class Outbox:
         self.commits = 0  # transactions that stored messages (a group counts once)
         # committed rows not yet taken by the sender, in id order (see fetch)
         self._fresh: deque[Row] = deque()
+        # degraded storage (see the module's docstring); the spill is in id order, and every
+        # id in it is above every stored row's: all later rows queue behind it
+        self._spill: list[Row] = []
+        self._spill_bytes = 0
+        self._storage_ok = True
+        self._retry_at = 0.0
+        self.store_errors = 0
+        self._unsaved: set[str] = set()  # counters changed in memory, not yet written
+        self._max_pages = self._scalar("PRAGMA max_page_count")
+        self._fault_path = os.environ.get(FAULT_OUTBOX_FULL_ENV) or None
+        self._fault_due = 0.0
+        self._fault_on = False
 
     def _scalar(self, sql: str, args: tuple = ()) -> int:
         return int(self._db.execute(sql, args).fetchone()[0])
@@ -201,11 +266,32 @@ class Outbox:
         )
 
     def bump(self, name: str) -> int:
-        """Increase a persisted counter by one and return the new value (committed)."""
+        """Increase a persisted counter by one and return the new value (committed, or, while
+        the disk refuses writes, held in memory and written with the next write that works)."""
         with self._lock:
             value = self.counter(name) + 1
-            self._write(lambda: self._set_counter(name, value))
+            if name in self._durable:  # a seq: counter (state): _persist_seqs writes this one
+                self._durable[name] = value
+            try:
+                self._write(lambda: self._set_counter(name, value))
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                self._counters[name] = value
+                self._unsaved.add(name)
+                self._storage_failed(exc, f"counter {name}")
             return value
+
+    def _add_count(self, name: str, n: int) -> None:
+        """(holding ``_lock``) Add to a persisted counter in memory; written with the next
+        write (drops counted while the disk refuses writes)."""
+        self._counters[name] = int(self._counters.get(name, 0)) + n
+        self._unsaved.add(name)
+
+    def _write_unsaved(self) -> None:
+        """(inside a transaction) Write the counters changed only in memory."""
+        for name in sorted(self._unsaved):
+            self._write_counter(name, int(self._counters.get(name, 0)))
 
     def last_seq(self, channel: str) -> int:
         return self.counter("seq:" + channel)
@@ -263,7 +349,13 @@ class Outbox:
 
     def _commit(self, batch: list[Row]) -> None:
         """(holding ``_lock``) Store a batch in one transaction; a failure is recorded for
-        its callers (see _fail), not raised here."""
+        its callers (see _fail) or, for a storage failure, the batch joins the spill; nothing
+        is raised here. While the spill holds rows, the batch queues behind them."""
+        self._check_fault_hook()
+        if (self._spill or not self._storage_ok) and self.cfg.on_store_error == "spill":
+            if time.monotonic() < self._retry_at or not self._flush_spill():
+                self._to_spill(batch)
+                return
         db = self._db
         try:
             if len(batch) == 1:
@@ -277,8 +369,18 @@ class Outbox:
                     db.execute("ROLLBACK")
                     raise
         except Exception as exc:
-            self._fail(batch, exc)
+            if is_storage_error(exc) and self.cfg.on_store_error == "spill":
+                self._storage_failed(exc, f"{len(batch)} message(s)")
+                self._to_spill(batch)
+            else:
+                if is_storage_error(exc):
+                    self._storage_failed(exc, f"{len(batch)} message(s)")
+                    wrapped = OutboxUnavailable(f"outbox {self.cfg.path}: {exc}")
+                    wrapped.__cause__ = exc
+                    exc = wrapped
+                self._fail(batch, exc)
             return
+        self._storage_ok = True
         self._done_id = batch[-1].id
         self.commits += 1
         durable = self._durable
@@ -298,6 +400,139 @@ class Outbox:
             over = self._bytes > self.cfg.max_bytes
         if over:
             self._make_room()
+
+    # degraded storage ------------------------------------------------------------------------
+    def _storage_failed(self, exc: BaseException, what: str) -> None:
+        """(holding ``_lock``) Count a refused write; log the first of a failing spell."""
+        self.store_errors += 1
+        self._retry_at = time.monotonic() + _RETRY_S
+        if self._storage_ok:
+            log.error(
+                "outbox %s refused a write (%s): %s; keeping messages in memory and retrying",
+                self.cfg.path,
+                what,
+                exc,
+            )
+        self._storage_ok = False
+
+    def _to_spill(self, batch: list[Row]) -> None:
+        """(holding ``_lock``) Keep a batch the disk refused in memory, numbered for good:
+        its callers return, the sender sends it from here, and it is stored later."""
+        durable = self._durable
+        for row in batch:
+            key = "seq:" + row.channel
+            if row.seq > durable.get(key, 0):
+                durable[key] = row.seq
+        with self._num:
+            self._spill.extend(batch)
+            self._spill_bytes += sum(r.size for r in batch)
+            self._pending += len(batch)
+            over = self._spill_bytes > self.cfg.spill_max_bytes
+        self._done_id = batch[-1].id
+        if over:
+            self._shed_spill()
+
+    def _shed_spill(self) -> None:
+        """(holding ``_lock``) Bring the spill under 95% of spill_max_bytes: rows the broker
+        already acknowledged, then unsent telemetry, then unsent events, oldest first."""
+        target = int(self.cfg.spill_max_bytes * 0.95)
+        with self._num:
+            rows, size, sent_max = self._spill, self._spill_bytes, self._sent_max
+            rules = (
+                (lambda r: r.id <= self._watermark, None),
+                (lambda r: r.id > sent_max and r.priority == PRIORITY_TELEMETRY, "telemetry"),
+                (lambda r: r.id > sent_max and r.priority == PRIORITY_EVENT, "events"),
+            )
+            for rule, counter in rules:
+                if size <= target:
+                    break
+                keep: list[Row] = []
+                gone = 0
+                for row in rows:
+                    if size > target and rule(row):
+                        size -= row.size
+                        gone += 1
+                    else:
+                        keep.append(row)
+                rows = keep
+                if counter is None:
+                    self._kept -= gone
+                else:
+                    self._pending -= gone
+                    self._add_count("dropped_" + counter, gone)
+            self._spill, self._spill_bytes = rows, size
+
+    def _flush_spill(self) -> bool:
+        """(holding ``_lock``) Store the spill (and counters held in memory) in one
+        transaction; True when nothing is left in memory."""
+        spill = self._spill
+        if not spill and not self._unsaved:
+            self._storage_ok = True
+            return True
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if spill:
+                    self._db.executemany(_INSERT, spill)
+                self._persist_seqs()  # also those of spilled rows that were shed
+                self._write_unsaved()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except Exception as exc:
+            self._storage_failed(exc, f"{len(spill)} message(s) held in memory")
+            return False
+        with self._num:
+            self._spill = []
+            self._spill_bytes = 0
+            self._bytes += sum(r.size for r in spill)
+            self._fresh.clear()  # the sender reads on from SQLite, where the spill now is
+            over = self._bytes > self.cfg.max_bytes
+        self._unsaved.clear()
+        if not self._storage_ok:
+            log.warning(
+                "outbox %s takes writes again: %d message(s) stored", self.cfg.path, len(spill)
+            )
+        self._storage_ok = True
+        if over:
+            self._make_room()
+        return True
+
+    def retry(self) -> None:
+        """Store what waits in memory if the disk takes writes again (the sender calls this
+        a few times a second; appends retry too). Never raises for storage errors."""
+        if self._storage_ok and not self._unsaved and not self._fault_path:
+            return
+        with self._lock:
+            self._check_fault_hook()
+            if (self._spill or self._unsaved) and time.monotonic() >= self._retry_at:
+                self._flush_spill()
+
+    def _check_fault_hook(self) -> None:
+        """(holding ``_lock``) The simulator's outbox-full fault: see the module docstring."""
+        if self._fault_path is None:
+            return
+        now = time.monotonic()
+        if now < self._fault_due:
+            return
+        self._fault_due = now + _FAULT_CHECK_S
+        on = os.path.exists(self._fault_path)
+        if on == self._fault_on:
+            return
+        try:
+            if on:
+                pages = self._scalar("PRAGMA page_count")
+                self._db.execute(f"PRAGMA max_page_count={pages}")
+                log.warning(
+                    "fault injection: outbox %s may not grow (%d pages)", self.cfg.path, pages
+                )
+            else:
+                self._db.execute(f"PRAGMA max_page_count={self._max_pages}")
+                log.warning("fault injection over: outbox %s may grow again", self.cfg.path)
+            self._fault_on = on
+        except sqlite3.Error as exc:
+            log.error("fault injection on outbox %s: %s", self.cfg.path, exc)
 
     def _fail(self, batch: list[Row], exc: BaseException) -> None:
         """A commit failed (disk full, I/O error): nothing of the batch is stored. It and every
@@ -351,7 +586,35 @@ class Outbox:
                         if counter is not None:
                             self._set_counter(counter, self.counter(counter) + len(sizes))
 
-            self._write(work)
+            try:
+                self._write(work)
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                self._storage_failed(exc, "making room")
+                self._recount()
+
+    def _recount(self) -> None:
+        """(holding ``_lock``) Counts from the database after a transaction that changed them
+        in memory was rolled back."""
+        stored = dict(
+            self._db.execute(
+                "SELECT name, value FROM counters WHERE name IN "
+                "('dropped_telemetry', 'dropped_events')"
+            ).fetchall()
+        )
+        for name in ("dropped_telemetry", "dropped_events"):
+            if name not in self._unsaved:
+                self._counters[name] = int(stored.get(name, 0))
+        mark = self._watermark
+        size = self._scalar("SELECT COALESCE(SUM(size), 0) FROM messages")
+        kept = self._scalar("SELECT COUNT(*) FROM messages WHERE id <= ?", (mark,))
+        pending = self._scalar("SELECT COUNT(*) FROM messages WHERE id > ?", (mark,))
+        with self._num:
+            acked = sum(1 for r in self._spill if r.id <= self._watermark)
+            self._bytes = size
+            self._kept = kept + acked
+            self._pending = pending + len(self._spill) - acked
 
     # sending --------------------------------------------------------------------------------
     def fetch(self, after_id: int, limit: int) -> list[Row]:
@@ -378,10 +641,19 @@ class Outbox:
                 "WHERE id > ? ORDER BY id LIMIT ?",
                 (after, limit),
             ).fetchall()
-        if found:
+        rows = [Row._make(r) for r in found]
+        if len(rows) < limit and self._spill:
+            # rows the disk refused wait in memory; their ids are above every stored row's
             with self._num:
-                self._sent_max = max(self._sent_max, found[-1][0])
-        return [Row._make(r) for r in found]
+                spill = self._spill
+                start = bisect.bisect_right(
+                    spill, rows[-1].id if rows else after, key=lambda r: r.id
+                )
+                rows.extend(spill[start : start + limit - len(rows)])
+        if rows:
+            with self._num:
+                self._sent_max = max(self._sent_max, rows[-1].id)
+        return rows
 
     def acknowledged(self, count: int, watermark: int) -> None:
         """``count`` more rows were acknowledged; everything up to ``watermark`` is."""
@@ -395,7 +667,13 @@ class Outbox:
         with self._lock:
             if self._watermark != self._saved_watermark:
                 mark = self._watermark
-                self._write(lambda: self._set_counter("acked_id", mark))
+                try:
+                    self._write(lambda: self._set_counter("acked_id", mark))
+                except Exception as exc:
+                    if not is_storage_error(exc):
+                        raise
+                    self._storage_failed(exc, "acknowledged watermark")
+                    return
                 self._saved_watermark = mark
 
     def prune_kept(self) -> int:
@@ -416,7 +694,13 @@ class Outbox:
                     ).fetchall()
                 )
 
-            self._write(work)
+            try:
+                self._write(work)
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                self._storage_failed(exc, "pruning kept messages")
+                return 0
             with self._num:
                 self._kept -= len(found)
                 self._bytes -= sum(s for (s,) in found)
@@ -474,7 +758,86 @@ class Outbox:
             )
 
         with self._lock:
-            self._write(work)
+            try:
+                self._write(work)
+            except Exception as exc:  # the answer still goes out; only its replay is lost
+                if not is_storage_error(exc):
+                    raise
+                self._storage_failed(exc, f"result of {request_id}")
+
+    # dead letters ---------------------------------------------------------------------------
+    def dead_letter(self, row: Row, payload: bytes, reason: str) -> None:
+        """Keep the original of a message replaced by a placeholder (the newest
+        _DEAD_LETTERS_KEPT, each cut to 64 KiB) and count it. Never raises for storage."""
+
+        def work() -> None:
+            self._db.execute(
+                "INSERT INTO dead_letters(channel, seq, topic, size, reason, created, head) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.channel,
+                    row.seq,
+                    row.topic,
+                    len(payload),
+                    reason,
+                    time.time(),
+                    payload[:_DEAD_LETTER_HEAD],
+                ),
+            )
+            self._db.execute(
+                "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters "
+                "ORDER BY id DESC LIMIT -1 OFFSET ?)",
+                (_DEAD_LETTERS_KEPT,),
+            )
+            self._write_unsaved()
+
+        with self._lock:
+            self._add_count("dead_lettered", 1)
+            try:
+                self._write(work)
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                self._storage_failed(exc, f"dead letter {row.channel} #{row.seq}")
+            else:
+                self._unsaved.clear()
+
+    def dead_letters(self) -> list[dict[str, object]]:
+        """The dead letters kept, oldest first (for a technician and the tests)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT channel, seq, topic, size, reason, created, head FROM dead_letters "
+                "ORDER BY id"
+            ).fetchall()
+        keys = ("channel", "seq", "topic", "size", "reason", "created", "head")
+        return [dict(zip(keys, r, strict=True)) for r in found]
+
+    def replace_row(self, row: Row, payload: bytes) -> Row:
+        """Put ``payload`` in place of a row not yet acknowledged (same id, channel and seq):
+        a placeholder for a message the network would not take. Returns the new row."""
+        new = row._replace(payload=payload, size=len(payload) + len(row.topic) + _ROW_OVERHEAD)
+        with self._lock:
+            with self._num:
+                for i, r in enumerate(self._spill):
+                    if r.id == row.id:
+                        self._spill[i] = new
+                        self._spill_bytes += new.size - r.size
+                        return new
+                self._fresh.clear()  # the sender reads the new payload back from SQLite
+            try:
+                found = self._db.execute(
+                    "UPDATE messages SET payload=?, size=? WHERE id=? RETURNING 1",
+                    (new.payload, new.size, row.id),
+                ).fetchall()
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                self._storage_failed(exc, f"placeholder for {row.channel} #{row.seq}")
+                return new  # sent as the placeholder this time; the original stays stored
+            if found:
+                with self._num:
+                    self._bytes += new.size - row.size
+        return new
 
     # status ---------------------------------------------------------------------------------
     def stats(self) -> OutboxStats:
@@ -486,6 +849,10 @@ class Outbox:
                 max_bytes=self.cfg.max_bytes,
                 dropped_telemetry=int(self._counters.get("dropped_telemetry", 0)),
                 dropped_events=int(self._counters.get("dropped_events", 0)),
+                storage="ok" if self._storage_ok else "failing",
+                store_errors=self.store_errors,
+                spilled=len(self._spill),
+                dead_lettered=int(self._counters.get("dead_lettered", 0)),
             )
 
     def close(self) -> None:
@@ -496,7 +863,20 @@ class Outbox:
                 self._persist_seqs()
                 self._set_counter("acked_id", mark)
 
-            self._write(work)
+            try:
+                if self._spill or self._unsaved:
+                    self._flush_spill()
+                self._write(work)
+            except Exception as exc:  # closing must not fail: what is stored stays stored
+                if not is_storage_error(exc):
+                    raise
+                log.error(
+                    "outbox %s: could not save progress on close (%s); %d message(s) held in "
+                    "memory are lost, the rest is stored",
+                    self.cfg.path,
+                    exc,
+                    len(self._spill),
+                )
             self._db.close()
             with self._read_lock:
                 self._reader.close()
