@@ -146,8 +146,10 @@ def flash_local(
         content = read_limited(config_path)
     except LimitError as exc:
         raise ConfigError.single(str(config_path), str(exc).split(": ", 1)[-1]) from None
+    except FileNotFoundError:
+        raise ConfigError.single(str(config_path), "file not found") from None
     except OSError as exc:
-        raise SignatureError(f"{config_path}: cannot read ({exc.strerror or exc})") from None
+        raise ConfigError.single(str(config_path), f"cannot read: {exc.strerror or exc}") from None
     store = ConfigStore(target)
     progress(2, total, "checking the signature policy, then validating")
     admitted = admit(

@@ -13,6 +13,7 @@ a trust directory that cannot be read (then every config is refused: fail closed
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import os
@@ -144,7 +145,12 @@ def make_private_dir(path: Path) -> None:
         if parent.exists():
             break
         missing.append(parent)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file, or a symlink that leads nowhere or in a loop
+        raise NotADirectoryError(
+            errno.ENOTDIR, "exists but is not a directory", str(path)
+        ) from None
     for created in missing:
         os.chmod(created, 0o700)
 
