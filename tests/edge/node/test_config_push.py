@@ -173,3 +173,54 @@ def test_unsigned_or_tampered_push_is_refused_before_anything_is_written(rig):
     answer = _push(rig, "node: {id: n1, site: s1, colour: red}\n", 5)
     assert not answer.ok and "colour" in answer.error["message"]
     assert ConfigStore(rig["board"]).active().stamp.version == 1
+
+
+BILLION_LAUGHS = "node: {id: n1, site: s1}\n" + "".join(
+    f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9) if n else ', '.join(['lol'] * 9)}]\n"
+    for n in range(10)
+)
+
+
+def test_hostile_pushes_are_refused_before_parsing_and_write_nothing(rig):
+    """Issue 13, finding 5: an unsigned billion laughs was parsed first (44 s, 1.2 GB); a
+    config signed for another node was applied; an older signed one was accepted."""
+    board = rig["board"]
+
+    def refused(send: Any, why: str) -> float:
+        """Send (again while the node's rate limit of config_push says so); the seconds."""
+        for _ in range(10):
+            t0 = time.monotonic()
+            answer = send()
+            if answer.ok or answer.error["code"] != "rate_limited":
+                break
+            time.sleep(1.0)
+        assert not answer.ok, answer.result
+        assert why in answer.error["message"], answer.error
+        return time.monotonic() - t0
+
+    # a round trip and a hash, never a parse
+    assert refused(lambda: _push(rig, BILLION_LAUGHS, 5, signed=False), "unsigned") < 3
+    # even signed by a trusted key the parse is bounded
+    laughs = refused(lambda: _push(rig, BILLION_LAUGHS, 5), "YAML aliases (*l0) are not allowed")
+    assert laughs < 3
+    foreign = cell_config(rig["link"], description="foreign", mqtt=rig["mq"])
+    foreign = foreign.replace("id: n1", "id: n2")
+    refused(lambda: _push(rig, foreign, 5, node="n2"), "signed for node n2, this node is n1")
+    good = cell_config(rig["link"], description="replayed", mqtt=rig["mq"])
+    refused(lambda: _push(rig, good, 5, version=1), "signed version 1 is not newer than version 1")
+    bare = {"config": good, "signature": "c2lnbmF0dXJl"}
+    refused(
+        lambda: rig["brain"].command("n1", "config_push", bare, timeout=10),
+        "a bare signature binds",
+    )
+    # fail closed: a trust directory that cannot be read refuses even a well-signed push
+    keys = board / "trusted_keys"
+    keys.rename(board / "keys.moved")
+    keys.symlink_to(board / "nowhere")
+    refused(lambda: _push(rig, good, 5), "trust policy cannot be read")
+    refused(lambda: _push(rig, good, 5, signed=False), "trust policy cannot be read")
+    keys.unlink()
+    (board / "keys.moved").rename(keys)
+    store = ConfigStore(board)
+    assert store.active().stamp.version == 1 and len(list(store.versions.iterdir())) == 1
+    assert not (board / "pending.json").exists()
