@@ -46,8 +46,8 @@ def _telemetry(obj: dict[str, Any]) -> bool:
     return (
         type(group) is str
         and bool(_LEVEL.match(group))
-        and obj.get("reason") in _REASONS
         and type(obj.get("reason")) is str
+        and obj["reason"] in _REASONS
         and type(values) is dict
         and all(_scalar(v) for v in values.values())
     )

@@ -8,7 +8,6 @@ refuses, and writes only printable text to the terminal (a fault code is the nod
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -102,14 +101,11 @@ class FleetView:
 HEADER = ("NODE", "STATUS", "SESSION", "LAST SEEN", "PARCELS/MIN", "OUTBOX", "DROPPED", "FAULTS")
 
 
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]")
-
-
 def printable(text: str, limit: int = 64) -> str:
-    """Text from the wire made safe for a terminal: no control or escape sequences, no lone
-    surrogates (print would raise), at most ``limit`` characters."""
-    clean = _UNPRINTABLE.sub("?", text)
-    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+    """Text from the wire made safe for a terminal: no control or escape sequences, no line
+    separators, no lone surrogates (print would raise), at most ``limit`` characters."""
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def render(rows: list[NodeRow], site: str, rejected: Mapping[str, int] | None = None) -> str:
