@@ -40,6 +40,7 @@ from edge.cell.mcu_adapter import McuDiverter
 from edge.config.board import BoardConfig
 from edge.node.encoder import EncoderClock
 from edge.node.fleet import FleetBridge
+from edge.node.parcel_journal import ParcelJournal
 from edge.node.plc_belt import PlcBelt, PlcStatus
 from edge.node.reporter import Reporter
 from edge.node.supervisor import Supervisor
@@ -78,6 +79,7 @@ class CellNode:
         config_version: str = "",
         health_file: str | Path | None = None,
         start_when_ready: bool = False,
+        journal_file: str | Path | None = None,
     ) -> None:
         if board.cell is None:
             raise ValueError("this board config has no cell section; a cell node needs one")
@@ -126,6 +128,10 @@ class CellNode:
         # Nothing is diverted before an operator's start (or --start): a restarted node may
         # find parcels and a moving belt, and must not act on them until told to.
         self.core.handle(Halt("waiting for an operator's start", time.monotonic()))
+        journal = _journal_path(board, self.health_file, journal_file)
+        self.journal = ParcelJournal(journal, self.reporter) if journal is not None else None
+        if self.journal is not None:
+            self.journal.load(self.core)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -219,6 +225,8 @@ class CellNode:
                 log.warning("outbox not drained at shutdown; it is kept on disk and sent later")
             await asyncio.to_thread(self.fleet.stop)
         self._write_health(force=True, status="stopped")
+        if self.journal is not None:
+            self.journal.close(self.core, self.encoder.count)
         await asyncio.to_thread(self.reporter.close, 3.0)
         log.info("cell node stopped")
 
@@ -229,6 +237,8 @@ class CellNode:
         except ValueError as exc:  # a fact the core refuses (unknown eye...): log, keep going
             log.error("cell refused %s: %s", type(event).__name__, exc)
             return
+        if self.journal is not None and (actions or not isinstance(event, Tick)):
+            self.journal.dirty = True
         for action in actions:
             self._act(action)
 
@@ -487,7 +497,17 @@ class CellNode:
             return
         if isinstance(fact, Tick):
             self.encoder.update(fact.count, fact.t)
+            if self.journal is not None and not self.journal.restored:
+                self._restore(fact.count, fact.t)
         self.feed(fact)
+
+    def _restore(self, count: int, t: float) -> None:
+        """The parcels the previous run left on the belt, back under tracking."""
+        assert self.journal is not None
+        if self.journal.restore(self.core, count, t):
+            self.counters["parcels_restored"] += len(self.core.active)
+            if self.core.halted is None:  # already started: schedule what they need
+                self.feed(Resume(t))
 
     def _on_mcu_state(self, change: McuStateChange) -> None:
         if self._closing:
@@ -572,6 +592,8 @@ class CellNode:
             count = self.encoder.count
             if count is not None:
                 self.feed(Tick(count, now))
+            if self.journal is not None:
+                self.journal.tick(self.core, count, now)
             if self.notifier.watchdog_s is not None and now >= watchdog_due:
                 watchdog_due = now + self.notifier.watchdog_s
                 self.notifier.watchdog()  # the loop is alive; safety is reported apart
@@ -614,6 +636,20 @@ class CellNode:
             return
         # written by the reporting thread: a full or slow disk never holds up the loop
         self.reporter.submit(_write_json, self.health_file, {**health, "t": time.time()})
+
+
+def _journal_path(
+    board: BoardConfig, health_file: Path | None, journal_file: str | Path | None
+) -> Path | None:
+    """Where the parcels in flight are kept: as given, else beside the health file (tmpfs
+    under systemd), else beside the outbox; None without any of them."""
+    if journal_file is not None:
+        return Path(journal_file)
+    if health_file is not None:
+        return health_file.with_name(f"{board.node.id}.parcels.json")
+    if board.mqtt is not None:
+        return Path(board.mqtt.outbox.path).with_name(f"{board.node.id}.parcels.json")
+    return None
 
 
 def _write_json(path: Path, body: dict[str, Any]) -> None:

@@ -214,7 +214,9 @@ class PlcBelt:
         self._beat_busy = True
         self._beat_value = (self._beat_value + 1) & 0xFFFF
         try:
-            future = self._beat_writer.submit(self.device.write, tag, self._beat_value)
+            future = self._beat_writer.submit(
+                self.device.write, tag, self._beat_value, False, 0
+            )  # no retries: the next beat is the retry
         except RuntimeError:  # shut down
             self._beat_busy = False
             return

@@ -69,10 +69,10 @@ class SimOptions:
     health_poll_s: float = 0.01  # how often the node's health file (its state) is read
     operator_settle_s: float = 1.0  # how long the operator waits before resetting/starting
     # The simulated PLC's communication watchdog (with a cell.plc.heartbeat in the config):
-    # a quick stop when the node's heartbeat (every 100 ms) has not changed for this long.
-    # 250 ms + the 0.5 s quick stop from 2.5 m/s keeps a node's death within the 800 ms the
-    # e-stop is allowed.
-    plc_watchdog_ms: int = 250
+    # a quick stop when the node's heartbeat (every 50 ms) has not changed for this long.
+    # 400 ms + the 0.25 s quick stop from 2.5 m/s keeps a node's death within the 800 ms the
+    # e-stop is allowed, and rides out 7 lost heartbeats (a flaky PLC link, a busy host).
+    plc_watchdog_ms: int = 400
 
 
 # Faults during whose window the operator does not restart the cell (it would stop again).
@@ -554,16 +554,26 @@ class CellSimulation:
 
     # ---- the end ---------------------------------------------------------------------------------
     def _drain(self) -> None:
+        """Wait until the belt is empty (parcels queued at a saturated induction still enter
+        it), giving up after ``drain_timeout_s`` without a parcel leaving the belt; then
+        until each parcel that left has its record, or ``drain_timeout_s`` more."""
         deadline = time.monotonic() + self.o.drain_timeout_s
-        next_rss = 0.0
+        next_rss = next_progress = 0.0
+        finished = -1
         while time.monotonic() < deadline:
             world = self.cell.call("world.score.summary")
             if world["on_belt_or_waiting"] == 0:
                 break
+            if world["finished"] > finished:
+                finished = world["finished"]
+                deadline = time.monotonic() + self.o.drain_timeout_s
             now = time.monotonic() - self.t0
             if now >= next_rss:
                 next_rss = now + self.o.rss_every_s
                 self._sample_rss(now)
+            if now >= next_progress:
+                next_progress = now + max(self.o.progress_every_s, 10.0)
+                self._say(self._progress_line(now))
             self._check_node()
             time.sleep(0.2)
         # the node's records follow the parcels: wait until each finished parcel has one

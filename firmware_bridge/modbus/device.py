@@ -202,11 +202,14 @@ class ModbusDevice:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write(self, name: str, value: Value, verify: bool | None = None) -> list[int]:
+    def write(
+        self, name: str, value: Value, verify: bool | None = None, retries: int | None = None
+    ) -> list[int]:
         """Write one read-write tag after checking it against the config; return registers.
 
         With ``verify`` (default: the tag's ``verify_write``) the tag is read back and must
-        hold exactly what was written.
+        hold exactly what was written. ``retries`` overrides the device's (a heartbeat is
+        better sent again fresh than retried late).
         """
         tag = self.cfg.tag(name)
         regs = check_write(self.cfg.name, tag, value)
@@ -217,7 +220,7 @@ class ModbusDevice:
         else:
             request = WriteMultipleRegistersRequest(address=tag.address, registers=regs)
         pdu = bytes([request.function_code]) + request.encode()
-        echo = _ANSWERS.decode(self.transact(pdu))
+        echo = _ANSWERS.decode(self.transact(pdu, retries))
         if echo is None or echo.address != tag.address:
             raise ModbusProtocolError(f"device {self.cfg.name}: bad answer to write of {name}")
         if verify if verify is not None else tag.verify_write:

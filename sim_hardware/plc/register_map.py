@@ -45,7 +45,7 @@ IR_END = 21
 # the PLC is configured with a timeout and HR_HEARTBEAT does not change for that long, it
 # clears the run coil, stops the belt on the quick-stop ramp and sets DI_COMM_LOST. A changed
 # heartbeat clears DI_COMM_LOST; the belt stays stopped until the master writes run again.
-QUICK_STOP_MM_S2 = 5000
+QUICK_STOP_MM_S2 = 10000  # 2.5 m/s to rest in 0.25 s
 
 # Defined address ranges of each table: (start, end) pairs, end exclusive.
 DEFINED = {

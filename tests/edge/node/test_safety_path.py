@@ -291,3 +291,39 @@ def test_a_belt_the_plc_stopped_by_itself_faults_the_cell(cell: SimCell, tmp_pat
         assert node.core.halted is not None
 
     _run_node(node, body)
+
+
+def test_a_restarted_node_takes_back_the_parcels_on_the_belt(cell: SimCell, tmp_path: Path):
+    """Finding 2: 19-22 parcels per crash ran off the end with no record. The journal gives
+    the restarted node the parcels in flight; after a start none rides off the belt."""
+    board = _board(cell, tmp_path, mqtt_port=None)
+    config = tmp_path / "node.yaml"
+    config.write_text(json.dumps(board.model_dump(mode="json", exclude_none=True)))
+    health = tmp_path / "health.json"
+    node = _node_process(config, health, "--start")
+    try:
+        _wait("running", lambda: _health(health).get("state") == "running", 30)
+        time.sleep(4.0)  # the belt full of parcels
+        on_belt = set(cell.world.on_belt())
+        assert len(on_belt) >= 4
+        os.kill(node.pid, signal.SIGKILL)
+        node.wait(5)
+        killed = cell.clock.now()
+        _wait("belt still", lambda: _speed(cell) == 0, 3)
+        journal = json.loads((tmp_path / f"{board.node.id}.parcels.json").read_text())
+        assert journal["parcels"], "nothing journaled"
+        node = _node_process(config, health, "--start")
+        _wait("running again", lambda: _health(health).get("state") == "running", 30)
+        _wait("the parcels of the crash off the belt",
+              lambda: not (on_belt & set(cell.world.on_belt())), 15)  # fmt: skip
+    finally:
+        if node.poll() is None:
+            node.send_signal(signal.SIGTERM)
+            node.wait(15)
+    records = cell.world.score.records
+    after = [records[p] for p in sorted(on_belt)]
+    ran_off = [r.parcel.id for r in after if r.actual == "end"]
+    assert ran_off == [], f"parcels on the belt at the crash ran off its end: {ran_off}"
+    final = json.loads(health.read_text())
+    assert final["counters"].get("parcels_restored", 0) >= 1, final
+    assert killed > 0
