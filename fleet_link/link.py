@@ -57,6 +57,7 @@ _PACKET_OVERHEAD = 16  # PUBLISH bytes beside topic and payload (header, lengths
 _KEEP_MEMBER = 256  # a placeholder keeps members up to this many JSON bytes...
 _KEEP_TOTAL = 2048  # ...and this many in all
 _HEAD_BYTES = 128  # first bytes of a dead letter shown in its fault event
+_SMALL_ROW = 4096  # a broker refusing a row this small does so for another reason than size
 _NAMES = ("kind", "group", "command", "request_id", "ok")  # kept by the smallest placeholder
 
 
@@ -206,7 +207,8 @@ class EdgeLink:
         self.connects = 0
         self.loop_errors = 0  # exceptions the network thread survived (logged)
         self._server_max = 0  # MQTT 5 CONNACK Maximum Packet Size (0: not announced)
-        self._suspect = (0, 0)  # (row id first in flight when sessions dropped, how many)
+        self._suspect = (0, 0)  # (row alone in flight when sessions were lost, how many)
+        self._probe_until = 0  # after a lost session: rows up to this id go one at a time
         self._replaced: set[int] = set()  # rows already replaced by a placeholder
         self._dead_letter_at = 0.0  # monotonic time of the last dead letter (0: none active)
 
@@ -498,6 +500,11 @@ class EdgeLink:
     def _pump(self, client: mqtt.Client, limiter: _RateLimit) -> int:
         """Send the next rows (as many as the window and the rate allow); how many."""
         room = self.cfg.outbox.max_inflight - len(self._inflight)
+        if self._probe_until:  # one at a time, so a row the broker drops us over is known
+            if self._cursor >= self._probe_until and not self._inflight:
+                self._probe_until = 0
+            elif self._cursor < self._probe_until:
+                room = min(room, 1 - len(self._inflight))
         allowance = limiter.allowance()
         want = min(room, allowance, _FETCH_MAX)
         if want <= 0:
@@ -547,24 +554,40 @@ class EdgeLink:
         return limit
 
     def _note_drop(self) -> None:
-        """An established session was lost. If the same row was first in flight when the
-        last _DROPS_TO_DEAD_LETTER sessions were lost, the broker is refusing it (too large
+        """An established session was lost with rows in flight. Which row the broker may have
+        refused is unknown while several were in flight, so the rows that were in flight
+        are sent again one at a time (the probe). A row alone in flight when
+        _DROPS_TO_DEAD_LETTER sessions in a row were lost is refused by the broker (too large
         for a limit it did not announce, say): it is replaced so the rest can flow."""
-        first = next(iter(self._inflight.values()), None)
-        if first is None:
-            self._suspect = (0, 0)
+        if not self._inflight:
             return
-        count = self._suspect[1] + 1 if self._suspect[0] == first.id else 1
-        self._suspect = (first.id, count)
-        if count >= _DROPS_TO_DEAD_LETTER:
-            self._suspect = (0, 0)
+        rows = list(self._inflight.values())
+        self._probe_until = max(self._probe_until, rows[-1].id)
+        if len(rows) > 1:
+            return
+        row = rows[0]
+        count = self._suspect[1] + 1 if self._suspect[0] == row.id else 1
+        self._suspect = (row.id, count)
+        if count >= _DROPS_TO_DEAD_LETTER and len(row.payload) <= _SMALL_ROW:
+            # not a size limit (a denied topic, say): replacing would not help, and throwing
+            # rows away would turn a misconfiguration into data loss; it stays first, loudly
             log.error(
-                "%s #%d was first in flight when %d sessions in a row were lost: replacing it",
-                first.channel,
-                first.seq,
+                "%s #%d (%d bytes) was alone in flight when %d sessions in a row were lost: "
+                "the broker refuses it (ACL?); it is kept and sent again",
+                row.channel,
+                row.seq,
+                len(row.payload),
                 count,
             )
-            self._replace_row(first, f"{count} sessions lost with it first in flight")
+        elif count >= _DROPS_TO_DEAD_LETTER:
+            self._suspect = (0, 0)
+            log.error(
+                "%s #%d was alone in flight when %d sessions in a row were lost: replacing it",
+                row.channel,
+                row.seq,
+                count,
+            )
+            self._replace_row(row, f"{count} sessions lost with it alone in flight")
 
     def _replace_row(self, row: Row, reason: str) -> Row:
         """Replace a stored row by its placeholder (same channel and seq), keep the original
