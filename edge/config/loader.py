@@ -24,6 +24,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.composer import Composer, ComposerError, MaxDepthExceededError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.scanner import RoundTripScanner, ScannerError
 
 from edge.config.board import BoardConfig
 from edge.config.errors import ConfigError, ConfigIssue, format_path
@@ -124,6 +125,28 @@ class _LimitRefusal(ComposerError):
     """A document refused by a limit of :class:`_BoundedComposer` (not a syntax error)."""
 
 
+class _ScanLimitRefusal(ScannerError):
+    """Flow nesting refused by :class:`_BoundedScanner` (not a syntax error)."""
+
+
+class _BoundedScanner(RoundTripScanner):
+    """ruamel's scanner, refusing ``[[[[...`` beyond the depth limit as it meets it.
+
+    Without this the scanner reads a whole run of open brackets ahead (each may start a
+    simple key) before the composer sees the depth: seconds for a 1 MiB run.
+    """
+
+    def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:
+        if self.flow_level >= MAX_DEPTH:
+            raise _ScanLimitRefusal(
+                None,
+                None,
+                f"YAML nested deeper than {MAX_DEPTH} levels (a board config nests about 6)",
+                self.reader.get_mark(),
+            )
+        super().fetch_flow_collection_start(TokenClass, to_push)
+
+
 class _BoundedComposer(Composer):
     """ruamel's composer, refusing aliases and counting nodes as the document is built.
 
@@ -160,6 +183,7 @@ def _parse_yaml(text: str, filename: str) -> Any:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     yaml.Composer = _BoundedComposer
+    yaml.Scanner = _BoundedScanner
     yaml.max_depth = MAX_DEPTH
     try:
         return yaml.load(text)
@@ -177,7 +201,7 @@ def _parse_yaml(text: str, filename: str) -> Any:
                 f"refused: YAML nested deeper than {MAX_DEPTH} levels (a board config nests "
                 "about 6)"
             )
-        elif isinstance(exc, _LimitRefusal):
+        elif isinstance(exc, _LimitRefusal | _ScanLimitRefusal):
             message = f"refused: {problem}"
         raise ConfigError([ConfigIssue(filename, line, column, "", message)]) from None
     except RecursionError:
