@@ -107,7 +107,8 @@ class RegisterImage:
             cells[a] = int(value)
 
     def comm_tick(self, dt: float) -> bool:
-        """Advance the communication watchdog by ``dt`` s; True when it trips now."""
+        """Advance the communication watchdog by ``dt`` s; True when it trips now and stops
+        a belt that was commanded to run."""
         if self._heartbeat_changed:
             self._heartbeat_changed = False
             self._silent_s = 0.0
@@ -122,9 +123,10 @@ class RegisterImage:
         self.comm_lost = True
         self.comm_trips += 1
         self.tables["discrete_input"][DI_COMM_LOST] = 1
-        if self.tables["coil"][COIL_RUN]:
-            self.tables["coil"][COIL_RUN] = 0
-            self._quick_stop = True
+        if not self.tables["coil"][COIL_RUN]:
+            return False
+        self.tables["coil"][COIL_RUN] = 0
+        self._quick_stop = True
         return True
 
     def commands(self) -> PlcCommands:
