@@ -161,7 +161,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     flash.add_argument("--json", action="store_true", help="print the result as JSON")
     flash.add_argument(
         "--health-deadline",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="S",
         help="when a node runs from the directory (DIR/node.pid), tell it to load the new "
@@ -199,6 +199,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     rollback.add_argument("--version", type=int, default=None, help="a kept version number")
     rollback.add_argument("--reason", default="manual rollback", help="recorded in history")
     rollback.set_defaults(handler=_one_line_errors(_rollback))
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse type: a bad one is a usage error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds in (0, 3600]")
+    return value
 
 
 def _add_target(parser: argparse.ArgumentParser, ssh: bool = True) -> None:
@@ -476,7 +487,13 @@ def _board_state(target: Path | SshTarget) -> dict[str, object]:
         code, out, err = target.wolfpack(["config", "show", "--to", target.path, "--json"])
         if code != 0:
             raise TargetError(f"{target.display}: {err.strip() or out.strip()}")
-        return json.loads(out.strip().splitlines()[-1])
+        try:
+            state = json.loads(out.strip().splitlines()[-1])
+        except (IndexError, ValueError, RecursionError):
+            state = None
+        if not isinstance(state, dict) or not {"active", "last_good", "history"} <= set(state):
+            raise TargetError(f"{target.display}: unexpected answer: {out.strip()[:200]!r}")
+        return state
     store = ConfigStore(target)
     active, last_good = store.active(), store.last_good()
     return {

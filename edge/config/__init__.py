@@ -2,7 +2,7 @@
 
 from edge.config.board import BoardConfig, McuConfig, NodeConfig, StrictModel
 from edge.config.errors import ConfigError, ConfigIssue
-from edge.config.loader import load_board_config, parse_config_text
+from edge.config.loader import load_board_config, parse_config_bytes, parse_config_text
 
 __all__ = [
     "BoardConfig",
@@ -12,5 +12,6 @@ __all__ = [
     "NodeConfig",
     "StrictModel",
     "load_board_config",
+    "parse_config_bytes",
     "parse_config_text",
 ]

@@ -394,6 +394,19 @@ def test_symlink_loops_in_a_store_give_one_line_errors(tmp_path: Path, where: st
     assert len([line for line in output.splitlines() if line.startswith("error:")]) == 1, output
 
 
+def test_a_bad_trigger_escape_is_one_line_and_exit_2(capsys):
+    """Was: `linedev listen --trigger 'abc\\'` ended in a UnicodeDecodeError traceback."""
+    for bad, why in (("abc\\", "a lone backslash at the end"), ("\\xZ1", "two hex digits")):
+        with pytest.raises(SystemExit) as exited:
+            main(["linedev", "listen", "--port", "/nonexistent", "--trigger", bad])
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert why in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(SystemExit) as exited:  # argparse: a usage error, one line
+        main(["config", "flash", "x.yaml", "--to", "/tmp/b", "--health-deadline", "nan"])
+    assert exited.value.code == 2
+
+
 def test_keys_and_store_ignore_a_permissive_umask(tmp_path: Path):
     keydir = tmp_path / "new" / "keys"
     assert _wolfpack("config", "keygen", "--out", str(keydir / "a.key"), umask=0).returncode == 0
