@@ -371,11 +371,15 @@ class ConfigStore:
             os.fsync(out.fileno())
 
     def _remove_torn_writes(self) -> None:
+        """Leftovers of writers killed mid-write. Called under the lock, so only the files
+        that lock-holding writers make are swept (a running node's own temporary files, e.g.
+        of its health file, are not this store's to remove)."""
         for path in self.versions.glob(".tmp-*"):
             shutil.rmtree(path, ignore_errors=True)
-        for path in self.root.glob(".*.tmp-*"):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        for name in ("active", "last_good", HIGH_WATER_NAME):
+            for path in self.root.glob(f".{name}.tmp-*"):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     def _prune(self) -> None:
         keep = {self._pointer_target("active"), self._pointer_target("last_good")}
