@@ -98,6 +98,12 @@ def build_report(
     errors = [abs(r.divert_error_mm) for r in done.values() if r.divert_error_mm is not None]
     unreadable = len(done) - len(legible)
     lost_ids = sorted(set(ran_off) | set(no_record))
+    # records no world parcel took (a second record of one parcel, a phantom), and records
+    # whose outcome says lost of a parcel the world saw land in a chute
+    taken = {id(r) for r in joined.values()}
+    unmatched = [r for r in node_records if id(r) not in taken]
+    wrong_lost = [pid for pid, r in joined.items()
+                  if r.get("outcome") == "lost" and done[pid].actual != "end"]  # fmt: skip
     return {
         "parcels_in": len(done),
         "legible": len(legible),
@@ -128,11 +134,24 @@ def build_report(
         "divert_error_mm": percentiles(errors),
         "node": dict(node_usage),
         "node_records": len(node_records),
+        "records_unmatched": {
+            "count": len(unmatched),
+            "examples": [_brief(r) for r in unmatched[:5]],
+        },
+        "records_lost_but_delivered": {
+            "count": len(wrong_lost),
+            "examples": [_brief(joined[p]) for p in wrong_lost[:5]],
+        },
         "node_outcomes": dict(Counter(r.get("outcome") for r in node_records).most_common()),
         "world": dict(world_summary),
         "settings": dict(settings),
         **dict(extra or {}),
     }
+
+
+def _brief(rec: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("parcel_id", "lead_count", "outcome", "chute", "reason")
+    return {k: rec.get(k) for k in keys}
 
 
 def _reason_class(rec: Mapping[str, Any]) -> str:
@@ -181,6 +200,13 @@ def render_text(report: Mapping[str, Any]) -> str:
         f"lost              {report['lost']}  (ran off the belt {ld['ran_off_belt']}, "
         f"no node record {ld['no_node_record']})"
     )
+    unmatched = report.get("records_unmatched", {}).get("count", 0)
+    wrong = report.get("records_lost_but_delivered", {}).get("count", 0)
+    if unmatched or wrong:
+        lines.append(
+            f"records           {unmatched} matching no parcel (a second record, a phantom), "
+            f"{wrong} saying lost of a parcel that landed in a chute"
+        )
     if report["still_on_belt"]:
         lines.append(
             f"still on the belt {report['still_on_belt']}  (the run ended before they left)"

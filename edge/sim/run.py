@@ -134,6 +134,14 @@ class CellSimulation:
     # ---- the run ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         try:
+            return self._run()
+        except RuntimeError as exc:  # from the simulated cell's process, over its pipe
+            if isinstance(exc, SimError):
+                raise
+            raise SimError(f"the simulated cell failed: {exc}") from exc
+
+    def _run(self) -> dict[str, Any]:
+        try:
             self.start()
             usage0 = self._usage()
             self._say(f"belt running; feeding parcels at {self.o.rate_pph:g} pph for "
@@ -630,6 +638,15 @@ class CellSimulation:
             scanner_stats["noise_kinds"] = self.cell.get("scanner.noise_kinds")
         world_records = self.cell.get("world.score.records")
         summary = self.cell.call("world.score.summary")
+        with open(self.workdir / "world.jsonl", "w") as out:  # the truth, beside the records
+            for pid, rec in world_records.items():
+                out.write(json.dumps({
+                    "id": pid, "label": rec.parcel.label_text, "legible": rec.parcel.label_legible,
+                    "length_mm": round(rec.parcel.length_mm, 1), "intended": rec.intended,
+                    "actual": rec.actual, "inducted_s": _rel(rec.inducted_s, self.t0),
+                    "ended_s": _rel(rec.ended_s, self.t0),
+                    "divert_error_mm": rec.divert_error_mm,
+                }) + "\n")  # fmt: skip
         with self.got.lock:
             records = list(self.got.records)
             with open(self.workdir / "records.jsonl", "w") as out:
@@ -825,6 +842,10 @@ class _Flood:
             self._thread.join(2)
         with contextlib.suppress(Exception):
             self.client.stop()
+
+
+def _rel(t: float | None, t0: float) -> float | None:
+    return None if t is None else round(t - t0, 3)
 
 
 def _epoch(stamp: str) -> float:

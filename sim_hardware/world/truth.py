@@ -33,7 +33,10 @@ class Scoreboard:
     records: dict[int, ParcelRecord] = field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:
-        done = [r for r in self.records.values() if r.done]
+        """Safe beside a thread that adds parcels (the real-time runner): it works on a
+        snapshot of the records (one C-level copy, which the GIL keeps whole)."""
+        records = list(self.records.values())
+        done = [r for r in records if r.done]
         outcome: Counter[str] = Counter()
         for r in done:
             if r.actual == END:
@@ -46,10 +49,10 @@ class Scoreboard:
                 outcome["mis_sorted"] += 1
         errors = sorted(abs(r.divert_error_mm) for r in done if r.divert_error_mm is not None)
         return {
-            "parcels_in": len(self.records),
-            "inducted": sum(1 for r in self.records.values() if r.inducted_s is not None),
+            "parcels_in": len(records),
+            "inducted": sum(1 for r in records if r.inducted_s is not None),
             "finished": len(done),
-            "on_belt_or_waiting": len(self.records) - len(done),
+            "on_belt_or_waiting": len(records) - len(done),
             "sorted_correct": outcome["sorted_correct"],
             "rejected_correct": outcome["rejected_correct"],
             "rejected_wrongly": outcome["rejected_wrongly"],

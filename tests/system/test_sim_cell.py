@@ -40,7 +40,14 @@ def test_wolfpack_sim_12000_pph_sorts_legible_parcels_and_loses_none(tmp_path: P
     assert r["sorted_correct"] + r["rejected"]["legible_label"] == r["legible"]
     assert r["rejected"]["unreadable_label"] == r["unreadable_parcels"]
     assert r["mis_sorted"] == 0 and r["lost"] == 0 and r["still_on_belt"] == 0
-    assert r["node_records"] == r["parcels_in"]
+    assert r["node_records"] == r["parcels_in"] and r["records_unmatched"]["count"] == 0
+    assert r["ran_off_belt"] == 0
+    # the safety figures: every stroke while running, nothing stopped the belt
+    assert r["strokes_while_not_running"] == 0
+    assert r["safety"]["strokes"]["strokes"] >= r["parcels_in"]  # one stroke per parcel
+    assert r["belt_stop_ms"] is None and r["safety"]["belt_stops"]["stops"] == []
+    assert "strokes while not running 0" in proc.stdout
+    assert len(r["node_rss"]["samples"]) >= 25  # every 2 s over 60 s
     assert r["decisions"].get("brain", 0) >= 0.99 * r["legible"]
     for stage in ("label_to_decision", "scheduled_to_mcu_ack", "scheduled_to_fired"):
         assert r["latency_ms"][stage]["p99"] is not None
