@@ -252,6 +252,15 @@ class CellCore:
             outcome: Outcome = "rejected" if ev.chute == self.reject else "sorted"
             self._finish(parcel, outcome, actual=ev.chute)
             return
+        if ev.chute in parcel.cancelled_chutes and ev.chute != self.reject:
+            # its stroke fired before the cancel (a halt, a reroute) reached the MCU: it went
+            # where it was first decided to go, which is a sort, not a mis-sort
+            parcel.note(ev.t, ev.count, "fired_before_cancel", f"chute {ev.chute}")
+            self._cancel_pending(parcel, ev.t)
+            parcel.chute = ev.chute
+            parcel.reason = f"its stroke fired before the cancel reached the MCU ({parcel.reason})"
+            self._finish(parcel, "sorted", actual=ev.chute)
+            return
         self._cancel_pending(parcel, ev.t)
         self._alarm("mis_sort", f"parcel {parcel.id} meant for {parcel.chute} fell into {ev.chute}")
         self._finish(parcel, "mis_sorted", actual=ev.chute)
@@ -383,6 +392,7 @@ class CellCore:
         assert parcel.stroke_chute is not None and parcel.stroke_output is not None
         assert parcel.stroke_count is not None
         parcel.stroke_pending = False
+        parcel.cancelled_chutes.add(parcel.stroke_chute)
         parcel.note(t, self._count(), "cancelled", f"stroke at count {parcel.stroke_count}")
         self._out.append(
             CancelStroke(parcel.id, parcel.stroke_chute, parcel.stroke_output, parcel.stroke_count)

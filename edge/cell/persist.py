@@ -53,6 +53,7 @@ def _parcel(p: Parcel) -> dict[str, Any]:
         "pending": p.stroke_pending,
         "fired": p.fired_count,
         "read_by": sorted(p.read_by),
+        "cancelled": sorted(p.cancelled_chutes),
         "milestones": p.milestones,
     }
 
@@ -127,6 +128,7 @@ def _from(raw: Any) -> Parcel:
         p.stroke_count, p.stroke_chute = raw["stroke"], raw["stroke_chute"]
         p.stroke_pending, p.fired_count = bool(raw["pending"]), raw["fired"]
         p.read_by = set(raw["read_by"])
+        p.cancelled_chutes = {str(c) for c in raw.get("cancelled", [])}
         p.milestones = {str(k): float(v) for k, v in raw["milestones"].items()}
         p.story = [StoryEntry(0.0, p.lead_count, "journal", "parcel restored from the journal")]
     except (KeyError, TypeError, ValueError, IndexError) as exc:

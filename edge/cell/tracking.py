@@ -43,6 +43,7 @@ class Parcel:
     awaiting_length: bool = False  # aim "centre": the stroke waits for the trailing edge
     sensor_busy: bool = False  # its chute's sensor was still blocked when its stroke fired
     read_by: set[str] = field(default_factory=set)  # fixed readers that reported it (FIFO)
+    cancelled_chutes: set[str] = field(default_factory=set)  # strokes cancelled (may have fired)
     milestones: dict[str, float] = field(default_factory=dict)
     story: list[StoryEntry] = field(default_factory=list)
 

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edge.cell.events import (
@@ -59,6 +59,10 @@ parcel = st.builds(
 
 
 @settings(max_examples=150)
+@example(  # found by hypothesis: a halt at 1891 and a stroke that fires at 1900 anyway
+    plans=[Plan(0, 100, None, "A-1", "b", 0), Plan(0, 100, None, None, "a", 0)],
+    halt_at=1891, resume_after=14, steps=[14], rnd=random.Random(0),
+)
 @given(
     plans=st.lists(parcel, min_size=1, max_size=5),
     halt_at=st.one_of(st.none(), st.integers(0, 3000)),
