@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import random
 import select
 import socket
@@ -203,6 +204,12 @@ class EdgeLink:
         self._wake_w.setblocking(False)
         self._idle = False
         self._state_due = 0.0
+        # retained publishes of plain JSON outside the outbox (a node's config/status), sent
+        # by the network thread on this connection: (topic, payload, done, result)
+        self._retained: queue.SimpleQueue[tuple[str, bytes, threading.Event, list[bool]]] = (
+            queue.SimpleQueue()
+        )
+        self._retained_mids: dict[int, tuple[threading.Event, list[bool]]] = {}
         self.rejected = 0
         self.connects = 0
         self.loop_errors = 0  # exceptions the network thread survived (logged)
@@ -428,6 +435,7 @@ class EdgeLink:
                     break
                 continue
             established = True
+            self._send_retained(client)
             self._settle_acks()
             sent = self._pump(client, limiter)
             busy = sent > 0 or bool(self._inflight)
@@ -467,6 +475,11 @@ class EdgeLink:
         if getattr(reason, "is_failure", False):
             self.rejected += 1
             log.error("broker refused message %d: %s", mid, reason)
+        waiter = self._retained_mids.pop(mid, None)
+        if waiter is not None:
+            waiter[1][0] = not getattr(reason, "is_failure", False)
+            waiter[0].set()
+            return
         self._acks.append(mid)
 
     def _on_message(self, _c: mqtt.Client, _ud: object, msg: mqtt.MQTTMessage) -> None:
@@ -647,6 +660,35 @@ class EdgeLink:
     def request_state(self) -> None:
         """Publish the state at the next turn of the loop (after a fault, a config change)."""
         self._state_due = 0.0
+
+    def publish_retained(self, subtopic: str, body: dict[str, Any], timeout: float = 10.0) -> bool:
+        """Publish ``body`` (plain JSON) retained at ``<prefix>/<subtopic>`` on this link's
+        own connection; True once the broker acknowledged it within ``timeout``. For the
+        node's config/status: a second connection with the node's credential would replace
+        this one where the broker binds the client id to the user (configs/mosquitto)."""
+        done, result = threading.Event(), [False]
+        payload = json.dumps(body).encode()
+        self._retained.put((f"{self.prefix}/{subtopic}", payload, done, result))
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+        done.wait(timeout)
+        return result[0]
+
+    def _send_retained(self, client: mqtt.Client) -> None:
+        while True:
+            try:
+                topic, payload, done, result = self._retained.get_nowait()
+            except queue.Empty:
+                return
+            if done.is_set():
+                continue  # its caller gave up waiting
+            info = client.publish(topic, payload, qos=1, retain=True)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                done.set()
+                continue
+            self._retained_mids[info.mid] = (done, result)
 
     # internals: commands --------------------------------------------------------------------
     def _register_builtins(self) -> None:

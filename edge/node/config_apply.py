@@ -454,8 +454,28 @@ def status_topic(site: str, node: str) -> str:
     return f"{topics.node_prefix(site, node)}/config/status"
 
 
+_status_link: Any = None  # the running node's EdgeLink, when there is one
+
+
+def set_status_link(link: Any) -> None:
+    """The running node's fleet link: config/status then goes out on its connection."""
+    global _status_link
+    _status_link = link
+
+
 def publish_retained_status(board: Any, body: dict[str, Any], timeout: float = 10.0) -> bool:
-    """Publish ``body`` retained on the node's config/status topic with a client of its own."""
+    """Publish ``body`` retained on the node's config/status topic: on the running node's
+    own connection when there is one (a second connection with the node's credential would
+    knock the node off a broker that binds client id to user), else with a client of its
+    own (no node runs: `config flash` on the board)."""
+    link = _status_link
+    if link is not None and link.node == board.node.id:
+        ok = bool(link.publish_retained("config/status", body, timeout))
+        if ok:
+            log.info("config status published on the node's link: %s", body.get("outcome"))
+        else:
+            log.warning("config status not published within %.0f s; kept for later", timeout)
+        return ok
     from urllib.parse import urlsplit
 
     import paho.mqtt.client as mqtt

@@ -19,6 +19,7 @@ from edge.cell.events import AskBrain
 from edge.cell.record import ParcelRecord
 from edge.cell.wiring import BrainBinding
 from edge.node.config_apply import register_commands as register_config_commands
+from edge.node.config_apply import set_status_link
 from edge.node.reporter import Reporter
 from fleet_link.commands import CommandError
 from fleet_link.config import MqttConfig
@@ -100,8 +101,10 @@ class FleetBridge:
 
     def start(self) -> None:
         self.link.start()
+        set_status_link(self.link)
 
     def stop(self, timeout: float = 5.0) -> None:
+        set_status_link(None)
         self.link.stop(timeout)
 
     # ---- out (returns at once; stored by the reporter thread) -----------------------------

@@ -390,3 +390,32 @@ def test_an_operator_sends_start_stop_reset_and_nothing_else(secured_broker, tmp
     finally:
         node.stop()
         watcher.loop_stop()
+
+
+def test_config_status_goes_out_on_the_nodes_own_connection(secured_broker, tmp_path: Path):
+    """With client id bound to user, a second connection with the node's credential (as the
+    config-status publisher used to open) replaced the node's session and published its
+    'offline' will. The running link publishes it itself now."""
+    from edge.node import config_apply
+
+    port, ca = secured_broker
+    node = _link(port, ca, tmp_path, "cell-a")
+    try:
+        assert node.connected.wait(10)
+        session = node.session
+        watcher, got = watch(port, ca)
+        board = type("Board", (), {"node": type("N", (), {"id": "cell-a", "site": SITE})()})()
+        config_apply.set_status_link(node)
+        try:
+            body = {"version": 3, "outcome": "applied"}
+            assert config_apply.publish_retained_status(board, body, timeout=5)
+        finally:
+            config_apply.set_status_link(None)
+        time.sleep(0.5)
+        topic = f"wolfpack/v1/{SITE}/cell-a/config/status"
+        assert [json.loads(p) for t, p in got if t == topic] == [body]
+        assert node.session == session and node.connects == 1, "the node was knocked off"
+        assert _offline(got, "cell-a") == []
+        watcher.loop_stop()
+    finally:
+        node.stop()
