@@ -483,7 +483,7 @@ class CellCore:
             fired_count=p.fired_count,
             divert_error_mm=error,
             latency_ms=stage_latencies(p.milestones),
-            story=tuple(p.story),
+            story=p.full_story(),
         )
         del self.active[p.id]
         self.finished.add(p.id)

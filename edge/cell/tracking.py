@@ -13,8 +13,10 @@ import math
 from dataclasses import dataclass, field
 
 from edge.cell.divert import position_mm
-from edge.cell.record import DecisionSource, StoryEntry
+from edge.cell.record import STORY_HEAD, STORY_TAIL, DecisionSource, StoryEntry
 from edge.cell.routing import Size
+
+_STORY_IN_MEMORY = 3 * (STORY_HEAD + STORY_TAIL)
 
 
 @dataclass
@@ -46,9 +48,25 @@ class Parcel:
     cancelled_chutes: set[str] = field(default_factory=set)  # strokes cancelled (may have fired)
     milestones: dict[str, float] = field(default_factory=dict)
     story: list[StoryEntry] = field(default_factory=list)
+    story_elided: int = 0  # entries dropped from the middle while it was on the belt
 
     def note(self, t: float, count: int, stage: str, detail: str = "") -> None:
+        """Add to its story; the middle is dropped (and counted) past a bound, so a parcel
+        that collects late answers for minutes stays small in memory too."""
         self.story.append(StoryEntry(t, count, stage, detail))
+        if len(self.story) > _STORY_IN_MEMORY:
+            self.story_elided += len(self.story) - STORY_HEAD - STORY_TAIL
+            del self.story[STORY_HEAD:-STORY_TAIL]
+
+    def full_story(self) -> tuple[StoryEntry, ...]:
+        """The story for its record: with one entry saying how many were left out."""
+        if not self.story_elided:
+            return tuple(self.story)  # the record caps it the same way if it is long
+        head, tail = self.story[:STORY_HEAD], self.story[STORY_HEAD:][-STORY_TAIL:]
+        left_out = self.story_elided + len(self.story) - len(head) - len(tail)
+        gap = StoryEntry(tail[0].t, tail[0].count, "elided",
+                         f"{left_out} entries left out of the record")  # fmt: skip
+        return (*head, gap, *tail)
 
     def mark(self, milestone: str, t: float) -> None:
         self.milestones.setdefault(milestone, t)

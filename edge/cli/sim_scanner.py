@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import codecs
 import contextlib
 import signal
 import sys
@@ -76,6 +75,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.every <= 0:
         print("wolfpack sim scanner: --every must be positive", file=sys.stderr)
         return 2
+    trigger = None
+    if args.trigger:
+        from edge.cli.linedev_cmd import parse_escapes
+
+        try:
+            trigger = parse_escapes(args.trigger)
+        except ValueError as exc:
+            print(f"wolfpack sim scanner: --trigger {args.trigger!r}: {exc}", file=sys.stderr)
+            return 2
     opts = ScannerOptions(
         link=args.link,
         tcp_port=args.tcp_port,
@@ -83,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         framing=args.framing,
         no_read_rate=args.no_read_rate,
         no_read_token=args.no_read_token,
-        trigger_command=codecs.decode(args.trigger, "unicode_escape") if args.trigger else None,
+        trigger_command=trigger,
         decode_ms=args.decode_ms,
         baud=args.baud,
         seed=args.seed,

@@ -119,3 +119,15 @@ def test_bad_arguments_are_refused_with_a_reason():
         timeout=30,
     )
     assert out.returncode == 2 and "--no-read-rate" in out.stderr
+
+
+def test_sim_scanner_bad_trigger_escape_is_one_line_not_a_traceback():
+    out = subprocess.run(
+        [*_wolfpack(), "sim", "scanner", "--tcp-port", "0", "--trigger", "abc\\"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert "lone backslash" in out.stderr

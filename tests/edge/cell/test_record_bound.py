@@ -90,3 +90,16 @@ def test_clip_text_fits_its_limit_and_keeps_a_prefix(text: str, limit: int):
     assert len(json.dumps(out)) <= limit or out == text == ""
     if out != text:
         assert out.endswith("...") and text.startswith(out[:-3])
+
+
+def test_a_parcel_that_collects_late_answers_stays_small_in_memory_and_says_how_many_went():
+    from edge.cell.tracking import Parcel
+
+    p = Parcel(1, 0, "eye")
+    for i in range(10_000):
+        p.note(float(i), i, "brain_late", "answer 'chute-3' ignored")
+    assert len(p.story) <= 3 * 24
+    story = p.full_story()
+    gaps = [e for e in story if e.stage == "elided"]
+    assert len(gaps) == 1 and gaps[0].detail.startswith(f"{10_000 - 24} entries")
+    assert story[0].count == 0 and story[-1].count == 9_999
