@@ -601,3 +601,16 @@ def test_decoding_is_not_quadratic():
             safe_json.loads(payload)
         assert time.perf_counter() - t0 < 1.0
     assert math.isfinite(safe_json.loads(b"1.7976931348623157e308"))
+
+
+def test_monitor_refuses_an_unreadable_password_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from edge.cli.main import build_parser
+
+    for path in (tmp_path / "missing", tmp_path):
+        argv = ["monitor", "--broker", "mqtt://127.0.0.1:1", "--site", "sim", "--once"]
+        args = build_parser().parse_args([*argv, "--password-file", str(path)])
+        assert args.handler(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--password-file {path}: " in err[0], err
