@@ -85,7 +85,8 @@ class FleetBridge:
             cfg, site, node, firmware_version=firmware_version, config_version=config_version
         )
         reg = self.link.commands
-        reg.register(brain.answer_command, self._route, _ROUTE_SCHEMA, "the brain's destination")
+        reg.register(brain.answer_command, self._route, _ROUTE_SCHEMA,
+                     "the brain's destination", priority=True)  # never behind a flood
         for name, text in (
             ("start", "start the belt and sorting (from ready)"),
             ("stop", "stop the belt in an orderly way"),
