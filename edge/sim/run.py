@@ -146,6 +146,7 @@ class CellSimulation:
             usage0 = self._usage()
             self._say(f"belt running; feeding parcels at {self.o.rate_pph:g} pph for "
                       f"{self.o.duration_s:g} s")  # fmt: skip
+            self._watch(self._operator, "sim-operator")  # not in start(): tests drive by hand
             self._run_schedule()
             self.cell.call("world.close_induction")
             self._say("induction closed; waiting for the belt to clear and the records")
@@ -209,7 +210,6 @@ class CellSimulation:
         self._watch(self._poll_health, "sim-health")
         self._wait_node_running()
         self.t0 = time.monotonic()
-        self._watch(self._operator, "sim-operator")
 
     @property
     def _heartbeat(self) -> bool:
