@@ -785,6 +785,9 @@ def _close_socket(client: mqtt.Client) -> None:
             pass
 
 
+_PLACEHOLDER_MAX = 4096
+
+
 def _json_len(value: Any) -> int:
     try:
         return len(json.dumps(value, separators=(",", ":")))
@@ -802,7 +805,7 @@ def _placeholder_body(body: dict[str, Any], size: int, limit: int) -> dict[str, 
 
     def keep(key: str, value: Any, into: dict[str, Any], name: str) -> None:
         nonlocal budget
-        cost = _json_len(value) + len(key) + 4
+        cost = _json_len(value) + _json_len(key) + 2  # as encoded: escapes count
         if cost <= _KEEP_MEMBER and cost <= budget:
             into[key] = value
             budget -= cost
@@ -812,7 +815,8 @@ def _placeholder_body(body: dict[str, Any], size: int, limit: int) -> dict[str, 
     for key, value in body.items():
         if key in ENVELOPE_KEYS or key in ("truncated", "original_bytes", "dropped"):
             continue
-        if isinstance(value, dict) and len(key) <= 64:
+        if isinstance(value, dict) and _json_len(key) <= 66:
+            budget -= _json_len(key) + 4  # the member's name and braces
             inner: dict[str, Any] = {}
             for k2, v2 in value.items():
                 keep(str(k2), v2, inner, f"{key}.{k2}")
@@ -843,7 +847,10 @@ def _placeholder(
         out.update(truncated=True, original_bytes=size, limit=limit)
     else:
         out = _placeholder_body(body, size, limit)
-    return encode(node, session, seq, out, ts)
+    encoded = encode(node, session, seq, out, ts)
+    if len(encoded) > _PLACEHOLDER_MAX and not minimal:  # escapes made it bigger than planned
+        return _placeholder(node, session, seq, ts, body, size, limit, minimal=True)
+    return encoded
 
 
 def _placeholder_from(payload: bytes, size: int, limit: int, minimal: bool) -> bytes:

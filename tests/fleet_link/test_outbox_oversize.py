@@ -204,3 +204,11 @@ def test_a_small_message_the_broker_refuses_is_kept_not_thrown_away(tmp_path: Pa
         link.stop()
     finally:
         broker.stop()
+
+
+def test_a_placeholder_of_names_that_grow_when_escaped_stays_under_its_bound():
+    """Found by hypothesis: astral-plane names take 12 bytes each once JSON-escaped."""
+    name = "\U00065fda" * 5
+    body = {f"{name}{i}": {f"{name}{j}": None for j in range(8)} for i in range(30)}
+    payload = _placeholder("edge-1", 1, 42, None, body, 10**9, 16384)
+    assert len(payload) <= 4096 and json.loads(payload)["truncated"] is True
