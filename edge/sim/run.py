@@ -107,6 +107,9 @@ class CellSimulation:
         self.node: subprocess.Popen[bytes] | None = None
         self.workdir = Path(options.workdir or tempfile.mkdtemp(prefix="wolfpack-sim-"))
         self.faults = expand_random(options.faults, options.duration_s)
+        if options.broker and any(f.kind == "broker-restart" for f in self.faults):
+            raise SimError("broker-restart (also drawn by random=SEED) needs the embedded "
+                           "broker: drop --broker")  # fmt: skip
         self.t0 = 0.0
         self.fault_log: list[str] = []
         self._stop = threading.Event()
@@ -135,10 +138,12 @@ class CellSimulation:
     def run(self) -> dict[str, Any]:
         try:
             return self._run()
+        except SimError:
+            raise
         except RuntimeError as exc:  # from the simulated cell's process, over its pipe
-            if isinstance(exc, SimError):
-                raise
             raise SimError(f"the simulated cell failed: {exc}") from exc
+        except OSError as exc:  # a broker that cannot be reached, a port, a pty
+            raise SimError(str(exc)) from exc
 
     def _run(self) -> dict[str, Any]:
         try:
