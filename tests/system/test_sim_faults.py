@@ -31,7 +31,10 @@ def assert_safe(r: dict[str, Any], stop_limit_ms: float = 800) -> None:
     why = _why(r)
     assert r["mis_sorted"] == 0 and r["lost"] == 0 and r["ran_off_belt"] == 0, why
     assert r["still_on_belt"] == 0, why
-    assert r["node_records"] == r["parcels_in"], why  # every parcel a record
+    # every parcel one record, and a true one: none twice, none "lost" that landed in a chute
+    assert r["records_unmatched"]["count"] == 0, r["records_unmatched"]
+    assert r["records_lost_but_delivered"]["count"] == 0, r["records_lost_but_delivered"]
+    assert r["node_records"] == r["parcels_in"], why
     assert r["strokes_while_not_running"] == 0, why
     stops = r["safety"]["belt_stops"]
     assert stops["over_limit"] == 0 and stops["limit_ms"] == stop_limit_ms, why
