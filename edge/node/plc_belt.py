@@ -16,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from edge.cell.wiring import PlcBinding
-from firmware_bridge.modbus.config import ModbusConfig
+from firmware_bridge.modbus.config import ModbusConfig, TcpLinkConfig
+from firmware_bridge.modbus.device import ModbusDevice
+from firmware_bridge.modbus.link import open_link
 from firmware_bridge.modbus.poller import Poller
 from firmware_bridge.modbus.quality import Quality, TagValue
 
@@ -48,6 +50,7 @@ class PlcBelt:
         self.on_status = on_status
         self.poller = Poller(modbus, self._on_values)
         self.device = self.poller.devices[binding.device]
+        self.beat_device = self._heartbeat_device()
         self.last: PlcStatus | None = None
         self._last_good = time.monotonic()
         self._bad_since: float | None = None
@@ -65,11 +68,25 @@ class PlcBelt:
         self.heartbeats = 0
         self.heartbeat_failures = 0
 
+    def _heartbeat_device(self) -> ModbusDevice:
+        """On Modbus TCP the heartbeat has a connection of its own, with a timeout of one
+        period: it never waits behind polls or a belt write that is timing out, so a lossy
+        link loses single beats, not the PLC's patience. An RS-485 line carries one frame at
+        a time: there it shares the poller's device."""
+        dev = self.device
+        if self.binding.heartbeat is None or not isinstance(dev.cfg.link, TcpLinkConfig):
+            return dev
+        timeout = min(dev.cfg.timeout_ms, max(self.binding.heartbeat_ms, 10))
+        cfg = dev.cfg.model_copy(update={"timeout_ms": timeout, "retries": 0})
+        return ModbusDevice(cfg, open_link(cfg.link))
+
     def start(self) -> None:
         self.poller.start()
 
     def stop(self) -> None:
         self.poller.stop()
+        if self.beat_device is not self.device:
+            self.beat_device.link.close()
         self._belt_writer.shutdown(wait=False, cancel_futures=True)
         self._beat_writer.shutdown(wait=False, cancel_futures=True)
 
@@ -215,7 +232,7 @@ class PlcBelt:
         self._beat_value = (self._beat_value + 1) & 0xFFFF
         try:
             future = self._beat_writer.submit(
-                self.device.write, tag, self._beat_value, False, 0
+                self.beat_device.write, tag, self._beat_value, False, 0
             )  # no retries: the next beat is the retry
         except RuntimeError:  # shut down
             self._beat_busy = False
