@@ -73,6 +73,19 @@ class McuDiverter:
         for parcel_id in list(self._by_parcel):
             await self.cancel(CancelStroke(parcel_id, "", 0, 0))
 
+    def pending(self) -> dict[int, int]:
+        """Parcel id -> MCU action id of every stroke the MCU holds for this node."""
+        return dict(self._by_parcel)
+
+    def adopt(self, actions: dict[int, int]) -> None:
+        """Strokes a previous node scheduled (from its journal): their ``action_done`` is
+        recognised, and this link's own action ids start past them."""
+        for parcel_id, action_id in actions.items():
+            self._actions[action_id] = parcel_id
+            self._by_parcel[parcel_id] = action_id
+        if actions:
+            self.link.skip_actions_through(max(actions.values()))
+
     def translate(self, msg: m.Message) -> CellEvent | None:
         """An MCU event as a cell fact (None if it is not one)."""
         now = time.monotonic()

@@ -18,18 +18,40 @@ from edge.cell.record import StoryEntry
 from edge.cell.tracking import Parcel
 
 FORMAT = "wolfpack-parcels-v1"
+RESTART_SLACK_MM = 500.0  # an encoder this far behind the snapshot: the MCU restarted
 _PHASES = ("tracking", "asking", "decided")
 
 
-def snapshot(core: CellCore, count: int | None, t: float) -> dict[str, Any]:
-    """The active parcels and the next parcel id, JSON-ready."""
+def snapshot(
+    core: CellCore, count: int | None, t: float, actions: dict[int, int] | None = None
+) -> dict[str, Any]:
+    """The active parcels and the next parcel id, JSON-ready. ``actions``: parcel id -> the
+    MCU action id of its pending stroke (so a stroke that fires while the node is away is
+    recognised when the MCU reports it to the next node)."""
+    actions = actions or {}
+    parcels = []
+    for p in core.active.values():
+        entry = _parcel(p)
+        if p.id in actions:
+            entry["action"] = actions[p.id]
+        parcels.append(entry)
     return {
         "format": FORMAT,
         "count": count,
         "t": t,
         "next_id": core.tracker._next_id,
-        "parcels": [_parcel(p) for p in core.active.values()],
+        "parcels": parcels,
     }
+
+
+def pending_actions(data: dict[str, Any]) -> dict[int, int]:
+    """Parcel id -> MCU action id of the strokes pending in a snapshot."""
+    out: dict[int, int] = {}
+    for raw in data.get("parcels", []):
+        if isinstance(raw, dict) and isinstance(raw.get("action"), int):
+            if isinstance(raw.get("id"), int):
+                out[raw["id"]] = raw["action"]
+    return out
 
 
 def _parcel(p: Parcel) -> dict[str, Any]:
@@ -79,7 +101,8 @@ def restore(core: CellCore, data: dict[str, Any], count: int, t: float) -> list[
     core.now_count = count if core.now_count is None else max(core.now_count, count)
     core.now_t = max(core.now_t, t)
     lost_why = None
-    if isinstance(saved_count, int) and count < saved_count:
+    slack = round(RESTART_SLACK_MM * core.cpm)  # events of the dead node's last moments
+    if isinstance(saved_count, int) and count < saved_count - slack:
         lost_why = (
             f"the encoder went back from {saved_count} to {count} while the node was down "
             "(the MCU restarted): positions unknown"

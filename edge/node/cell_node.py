@@ -226,7 +226,7 @@ class CellNode:
             await asyncio.to_thread(self.fleet.stop)
         self._write_health(force=True, status="stopped")
         if self.journal is not None:
-            self.journal.close(self.core, self.encoder.count)
+            self.journal.close(self.core, self.encoder.count, self._pending_actions())
         await asyncio.to_thread(self.reporter.close, 3.0)
         log.info("cell node stopped")
 
@@ -257,6 +257,8 @@ class CellNode:
             self._asks.pop(rec.parcel_id, None)
             if self.fleet is not None:
                 self.fleet.record(rec)
+            if self.journal is not None:  # recorded: a restart must not take it back
+                self.journal.save_now(self.core, self.encoder.count, now, self._pending_actions())
             log.debug("parcel %d %s -> %s", rec.parcel_id, rec.outcome, rec.chute)
         elif isinstance(action, Alarm):
             self.counters[f"alarm_{action.kind}"] += 1
@@ -497,17 +499,26 @@ class CellNode:
             return
         if isinstance(fact, Tick):
             self.encoder.update(fact.count, fact.t)
-            if self.journal is not None and not self.journal.restored:
-                self._restore(fact.count, fact.t)
+        count = getattr(fact, "count", None)
+        if self.journal is not None and not self.journal.restored and isinstance(count, int):
+            self._restore(count, fact.t)  # before the first fact that has a position
         self.feed(fact)
 
     def _restore(self, count: int, t: float) -> None:
-        """The parcels the previous run left on the belt, back under tracking."""
-        assert self.journal is not None
-        if self.journal.restore(self.core, count, t):
-            self.counters["parcels_restored"] += len(self.core.active)
-            if self.core.halted is None:  # already started: schedule what they need
-                self.feed(Resume(t))
+        """The parcels the previous run left on the belt, back under tracking; the strokes
+        they had pending recognised if the MCU reports them done (it fired them, or its
+        watchdog dropped them, while no node was there)."""
+        assert self.journal is not None and self.diverter is not None
+        actions = self.journal.restore(self.core, count, t)
+        if actions is None:
+            return
+        self.counters["parcels_restored"] += len(self.core.active)
+        self.diverter.adopt(actions)
+        if self.core.halted is None:  # already started: schedule what they need
+            self.feed(Resume(t))
+
+    def _pending_actions(self) -> dict[int, int]:
+        return self.diverter.pending() if self.diverter is not None else {}
 
     def _on_mcu_state(self, change: McuStateChange) -> None:
         if self._closing:
@@ -593,7 +604,7 @@ class CellNode:
             if count is not None:
                 self.feed(Tick(count, now))
             if self.journal is not None:
-                self.journal.tick(self.core, count, now)
+                self.journal.tick(self.core, count, now, self._pending_actions())
             if self.notifier.watchdog_s is not None and now >= watchdog_due:
                 watchdog_due = now + self.notifier.watchdog_s
                 self.notifier.watchdog()  # the loop is alive; safety is reported apart

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cell.controller import CellCore
-from edge.cell.persist import RestoreError, next_id, restore, snapshot
+from edge.cell.persist import RestoreError, next_id, pending_actions, restore, snapshot
 from edge.node.reporter import Reporter
 
 log = logging.getLogger("wolfpack.node.journal")
@@ -57,31 +57,45 @@ class ParcelJournal:
         log.info("parcel journal: %d parcels from the previous run, restored at the first "
                  "encoder count", len(data["parcels"]))  # fmt: skip
 
-    def restore(self, core: CellCore, count: int, t: float) -> bool:
-        """Put the saved parcels back (once, at the first encoder count after start)."""
+    def restore(self, core: CellCore, count: int, t: float) -> dict[int, int] | None:
+        """Put the saved parcels back (once, at the first encoder count after start);
+        returns parcel id -> MCU action id of the strokes they had pending (None: nothing
+        restored)."""
         if self.restored:
-            return False
+            return None
         self.restored = True
         data, self.saved = self.saved, None
         if data is None:
-            return False
+            return None
         try:
             notes = restore(core, data, count, t)
         except RestoreError as exc:
             log.error("parcel journal %s not restored: %s", self.path, exc)
-            return False
+            return None
         for note in notes:
             log.warning("parcel journal: %s", note)
         self.dirty = True
-        return True
+        return {pid: aid for pid, aid in pending_actions(data).items() if pid in core.active}
 
-    def tick(self, core: CellCore, count: int | None, now: float) -> None:
+    def tick(
+        self, core: CellCore, count: int | None, now: float, actions: dict[int, int]
+    ) -> None:
         """Save a snapshot if the core changed and the last save is old enough."""
         if not self.dirty or now < self._due or not self.restored:
             return
+        self.save_now(core, count, now, actions)
+
+    def save_now(
+        self, core: CellCore, count: int | None, now: float, actions: dict[int, int]
+    ) -> None:
+        """Save at once: right after a parcel's record is handed to the reporting thread, so
+        a node killed then does not restore (and record again) a parcel already recorded."""
+        if not self.restored:
+            self.dirty = True
+            return
         self.dirty = False
         self._due = now + self.min_interval_s
-        self.reporter.submit(self._write, snapshot(core, count, now))
+        self.reporter.submit(self._write, snapshot(core, count, now, actions))
 
     def _write(self, body: dict[str, Any]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -89,7 +103,7 @@ class ParcelJournal:
         os.replace(tmp, self.path)
         self.writes += 1
 
-    def close(self, core: CellCore, count: int | None) -> None:
+    def close(self, core: CellCore, count: int | None, actions: dict[int, int]) -> None:
         """At an orderly stop: the last snapshot (parcels still on a stopped belt)."""
         if self.restored:
-            self.reporter.submit(self._write, snapshot(core, count, time.monotonic()))
+            self.reporter.submit(self._write, snapshot(core, count, time.monotonic(), actions))

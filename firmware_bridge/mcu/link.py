@@ -308,6 +308,11 @@ class McuLink:
         freq = self.identity.clock_freq if self.identity else 1
         return max(0, round(seconds * freq))
 
+    def skip_actions_through(self, action: int) -> None:
+        """Give out action ids after ``action`` (ids a previous host used on this MCU)."""
+        if 1 <= action < 0xFFFF:
+            self._next_action = max(self._next_action, action + 1)
+
     def _new_action(self) -> int:
         action = self._next_action
         self._next_action = (self._next_action % 0xFFFF) + 1

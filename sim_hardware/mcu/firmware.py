@@ -30,6 +30,10 @@ FIRMWARE_VERSION = "1.0.0"
 RX_WINDOW = 8
 TX_WINDOW = 16
 SPIN_S = 0.005  # wake this early and spin: the host OS may wake us late
+# Events a host that went away never acknowledged, kept for the next host (docs/mcu-protocol.md
+# section 8.6): what happened to the machine while no host was listening.
+HELD_EVENTS = ("input_edge", "action_done")
+MAX_HELD_EVENTS = 256
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,9 @@ class SimFirmware:
         self.events_sent: list[str] = []
         self.watchdog_trips: list[float] = []
         self.boots = 0
+        self._held: list[tuple[str, dict[str, Any]]] = []  # for the next host (see receive)
+        self.held_sent = 0
+        self.held_dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wd_task: asyncio.Task[None] | None = None
         self._report_tasks: dict[int, asyncio.Task[None]] = {}
@@ -180,13 +187,36 @@ class SimFirmware:
             self.watchdog_armed = True
             payload, new_syn = ep.on_frame(frame, now)
             if new_syn:
-                # A host (re)started its sequence space: old replies are for nobody.
+                # A host (re)started its sequence space: old replies are for nobody, but the
+                # events the last host never acknowledged (edges, strokes done while it was
+                # dead) are what the new one needs: kept, sent after its identify.
+                self._held = self._unacknowledged_events()
                 ep.restart()
             if payload:
                 self._execute(payload)
         if bad:
             ep.request_nak()
         self.flush()
+
+    def _unacknowledged_events(self) -> list[tuple[str, dict[str, Any]]]:
+        """The input edges and finished actions queued or in flight, never acknowledged."""
+        ep = self.endpoint
+        payloads = [sent.payload for sent in ep._unacked]
+        payloads += list(ep._urgent) + list(ep._pending)
+        kept: list[tuple[str, dict[str, Any]]] = []
+        for payload in payloads:
+            pos = 0
+            while pos < len(payload):
+                try:
+                    msg, pos = m.decode_one(payload, pos)
+                except m.MessageError:
+                    break
+                if msg.name in HELD_EVENTS:
+                    kept.append((msg.name, dict(msg.fields)))
+        if len(kept) > MAX_HELD_EVENTS:
+            self.held_dropped += len(kept) - MAX_HELD_EVENTS
+            kept = kept[-MAX_HELD_EVENTS:]
+        return kept
 
     def flush(self) -> None:
         data = self.endpoint.take_output(time.monotonic())
@@ -237,6 +267,13 @@ class SimFirmware:
             version=FIRMWARE_VERSION,
             commands=commands,
         )
+        self._send_held()
+
+    def _send_held(self) -> None:
+        held, self._held = self._held, []
+        for name, fields in held:
+            self._event(name, **fields)
+        self.held_sent += len(held)
 
     def _cmd_ping(self, msg: m.Message) -> None:
         self._send("pong", req=msg["req"], data=msg["data"])
