@@ -31,7 +31,7 @@ RX_WINDOW = 8
 TX_WINDOW = 16
 SPIN_S = 0.005  # wake this early and spin: the host OS may wake us late
 # Events a host that went away never acknowledged, kept for the next host (docs/mcu-protocol.md
-# section 8.6): what happened to the machine while no host was listening.
+# section 3.3): what happened to the machine while no host was listening.
 HELD_EVENTS = ("input_edge", "action_done")
 MAX_HELD_EVENTS = 256
 
