@@ -36,6 +36,8 @@ from edge.cell.record import DecisionSource, Outcome, ParcelRecord, stage_latenc
 from edge.cell.routing import RoutingTable
 from edge.cell.tracking import Parcel, Tracker
 
+LAG_SAMPLES = 2  # reports matched in order before a reader's lag is trusted
+
 
 class CellCore:
     def __init__(self, cfg: CellConfig) -> None:
@@ -57,6 +59,9 @@ class CellCore:
         self._chute_ids = {c.id for c in cfg.chutes} | {self.reject}
         self._out: list[CellAction] = []
         self._readers = {s.name for s in cfg.scanners}  # fixed readers: reports, not sightings
+        self._last_report: dict[str, float] = {}  # reader -> time of its last report
+        self._lags: dict[str, list[float]] = {}  # reader -> recent report lags (mm)
+        self.reader_resyncs = 0  # reports matched by their lag after a silence
         self.unmatched_reads = 0  # reports (labels and no-reads) that matched no parcel
 
     # ---- entry point ---------------------------------------------------------------------
@@ -134,6 +139,10 @@ class CellCore:
         reader already reported is a second opinion: the same label changes nothing, another
         label is a conflict (to reject); it never replaces the first."""
         parcel = None
+        gap = ev.t - self._last_report.get(ev.source, float("-inf"))
+        self._last_report[ev.source] = ev.t
+        if ev.in_order_mm > 0 and len(self._lags.get(ev.source, ())) >= LAG_SAMPLES:
+            self._resync_reader(ev, gap)
         if ev.in_order_mm > 0:
             parcel = self.tracker.match_in_order(
                 ev.count, ev.position_mm, ev.source, ev.in_order_mm
@@ -153,11 +162,44 @@ class CellCore:
                 )
             return
         parcel.read_by.add(ev.source)
+        if ev.in_order_mm > 0:
+            self._learn_lag(parcel, ev)
         if ev.no_read:
             parcel.note(ev.t, ev.count, "no_read", ev.source)
             return
         parcel.note(ev.t, ev.count, "sighting", _describe(ev))
         self._label(parcel, ev)
+
+    def _resync_reader(self, ev: Sighting, gap: float) -> None:
+        """A report when some parcels may never be reported (the reader fell silent, a line
+        was lost): passing order alone would give it to the oldest parcel awaiting a report,
+        and every report after it to the parcel before its own (a mis-sort per parcel until
+        the queue drains). The reader's reports trail its parcels by a steady lag (decode
+        time, the line, the host), so the awaiting parcel whose middle is nearest that lag
+        past the reader is the one it read, and the older ones are marked as never reported
+        (they go to reject). A report late by more than half a parcel gap then goes to the
+        parcel behind; that parcel's own report, which comes next, disagrees with it: a
+        label conflict, to reject, never a mis-sort."""
+        waiting = self.tracker.awaiting(ev.count, ev.position_mm, ev.source, ev.in_order_mm)
+        if len(waiting) <= 1:
+            return
+        lags = self._lags.get(ev.source)
+        lag = sorted(lags)[len(lags) // 2] if lags else 0.0
+        best = min(
+            waiting,
+            key=lambda p: abs(self.tracker.middle(p, ev.count) - ev.position_mm - lag),
+        )
+        skipped = [p for p in waiting if p.lead_count < best.lead_count]
+        for p in skipped:
+            p.read_by.add(ev.source)
+            p.note(ev.t, ev.count, "no_report",
+                   f"{ev.source} never reported it (last report {gap:.2f} s before)")  # fmt: skip
+        self.reader_resyncs += 1
+
+    def _learn_lag(self, parcel: Parcel, ev: Sighting) -> None:
+        lags = self._lags.setdefault(ev.source, [])
+        lags.append(self.tracker.middle(parcel, ev.count) - ev.position_mm)
+        del lags[:-16]
 
     def _read_again(self, parcel: Parcel, ev: Sighting) -> None:
         if ev.no_read or ev.label == parcel.label:

@@ -123,6 +123,12 @@ def restore(core: CellCore, data: dict[str, Any], count: int, t: float) -> list[
         pos = core.tracker.position(p, count)
         if pos > core.cfg.belt.length_mm:
             core._finish(p, "lost", reason=f"left the belt while the node was down ({pos:.0f} mm)")
+            continue
+        passed = core.tracker.middle(p, count) - core.tracker.tolerance_mm
+        for reader in core.cfg.scanners:  # its report went to a node that was not there
+            if reader.name not in p.read_by and passed > reader.position_mm:
+                p.read_by.add(reader.name)
+                p.note(t, count, "no_report", f"passed {reader.name} while the node was down")
     notes.append(f"{len(core.active)} parcels restored at count {count}")
     return notes
 

@@ -141,6 +141,31 @@ class Tracker:
                 candidates.append(p)
         return min(candidates, key=lambda p: p.lead_count, default=None)
 
+    def middle(self, parcel: Parcel, count: int) -> float:
+        """Position (mm) of ``parcel``'s middle at ``count`` (its leading edge while its
+        length is not known yet)."""
+        lead = self.position(parcel, count)
+        if parcel.trail_count is None:
+            return lead
+        return lead - (parcel.trail_count - parcel.lead_count) / self.counts_per_mm / 2
+
+    def awaiting(self, count: int, point_mm: float, source: str, window_mm: float) -> list[Parcel]:
+        """Every parcel ``match_in_order`` could give a report to now, oldest first."""
+        found = []
+        for p in self.active.values():
+            if source in p.read_by:
+                continue
+            lead = self.position(p, count)
+            length = (
+                (p.trail_count - p.lead_count) / self.counts_per_mm
+                if p.trail_count is not None
+                else 0.0
+            )
+            middle = lead - length / 2
+            if point_mm - self.tolerance_mm <= middle <= point_mm + window_mm + length / 2:
+                found.append(p)
+        return sorted(found, key=lambda p: p.lead_count)
+
     def match_point(self, count: int, point_mm: float) -> Parcel | None:
         """The parcel whose body (leading edge back to trailing edge, or back past the eye if
         its trailing edge is not known yet) covers ``point_mm`` at ``count``, within tolerance;
