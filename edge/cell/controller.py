@@ -37,6 +37,7 @@ from edge.cell.routing import RoutingTable
 from edge.cell.tracking import Parcel, Tracker
 
 LAG_SAMPLES = 2  # reports matched in order before a reader's lag is trusted
+JITTER_FLOOR = 0.25  # a report this share of the read window late is still taken in order
 
 
 class CellCore:
@@ -175,16 +176,20 @@ class CellCore:
         was lost): passing order alone would give it to the oldest parcel awaiting a report,
         and every report after it to the parcel before its own (a mis-sort per parcel until
         the queue drains). The reader's reports trail its parcels by a steady lag (decode
-        time, the line, the host), so the awaiting parcel whose middle is nearest that lag
-        past the reader is the one it read, and the older ones are marked as never reported
-        (they go to reject). A report late by more than half a parcel gap then goes to the
-        parcel behind; that parcel's own report, which comes next, disagrees with it: a
-        label conflict, to reject, never a mis-sort."""
+        time, the line, the host) that varies within a learned spread. When the oldest parcel
+        awaiting a report has passed the reader by more than that lag and spread, its report
+        is not coming: the awaiting parcel whose middle is nearest the lag is the one read,
+        and the older ones are marked as never reported (they go to reject). Within the
+        spread, passing order decides, which rides out a busy host's late reports."""
         waiting = self.tracker.awaiting(ev.count, ev.position_mm, ev.source, ev.in_order_mm)
         if len(waiting) <= 1:
             return
-        lags = self._lags.get(ev.source)
-        lag = sorted(lags)[len(lags) // 2] if lags else 0.0
+        lags = self._lags.get(ev.source) or [0.0]
+        lag = sorted(lags)[len(lags) // 2]
+        spread = max(abs(x - lag) for x in lags) + self.tracker.tolerance_mm
+        allowance = max(spread, ev.in_order_mm * JITTER_FLOOR)
+        if self.tracker.middle(waiting[0], ev.count) - ev.position_mm <= lag + allowance:
+            return  # the oldest is within the reader's usual lag and its jitter: in order
         best = min(
             waiting,
             key=lambda p: abs(self.tracker.middle(p, ev.count) - ev.position_mm - lag),

@@ -41,6 +41,7 @@ def snapshot(
         "t": t,
         "next_id": core.tracker._next_id,
         "parcels": parcels,
+        "reader_lags": {k: list(v) for k, v in core._lags.items()},
     }
 
 
@@ -98,6 +99,12 @@ def restore(core: CellCore, data: dict[str, Any], count: int, t: float) -> list[
     saved_count = data.get("count")
     notes: list[str] = []
     core.tracker._next_id = max(core.tracker._next_id, int(data["next_id"]))
+    lags = data.get("reader_lags")
+    if isinstance(lags, dict):  # the readers' lags: the first reports after the restart
+        for reader, values in lags.items():  # are matched by them, not by passing order
+            if isinstance(values, list) and reader not in core._lags:
+                core._lags[str(reader)] = [float(v) for v in values[-16:]
+                                           if isinstance(v, int | float)]  # fmt: skip
     core.now_count = count if core.now_count is None else max(core.now_count, count)
     core.now_t = max(core.now_t, t)
     lost_why = None

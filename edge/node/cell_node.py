@@ -27,12 +27,14 @@ from edge.cell.events import (
     CellAction,
     CellEvent,
     ChuteFull,
+    EyeEdge,
     Halt,
     PublishRecord,
     Resume,
     ScheduleStroke,
     Sighting,
     StrokeAccepted,
+    StrokeDone,
     StrokeRefused,
     Tick,
 )
@@ -237,8 +239,13 @@ class CellNode:
         except ValueError as exc:  # a fact the core refuses (unknown eye...): log, keep going
             log.error("cell refused %s: %s", type(event).__name__, exc)
             return
-        if self.journal is not None and (actions or not isinstance(event, Tick)):
-            self.journal.dirty = True
+        if self.journal is not None:
+            if isinstance(event, EyeEdge | StrokeDone):
+                # the MCU resends nothing it delivered: these go to disk at once
+                self.journal.save_now(self.core, self.encoder.count, event.t,
+                                      self._pending_actions())  # fmt: skip
+            elif actions or not isinstance(event, Tick):
+                self.journal.dirty = True
         for action in actions:
             self._act(action)
 
