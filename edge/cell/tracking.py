@@ -126,20 +126,8 @@ class Tracker:
         report belongs to the oldest parcel whose middle has reached ``point_mm`` and that the
         reader has not reported yet, if that parcel passed the point at most ``window_mm``
         ago. Matching by position alone would give a late report to the parcel behind."""
-        candidates = []
-        for p in self.active.values():
-            if source in p.read_by:
-                continue
-            lead = self.position(p, count)
-            length = (
-                (p.trail_count - p.lead_count) / self.counts_per_mm
-                if p.trail_count is not None
-                else 0.0
-            )
-            middle = lead - length / 2
-            if point_mm - self.tolerance_mm <= middle <= point_mm + window_mm + length / 2:
-                candidates.append(p)
-        return min(candidates, key=lambda p: p.lead_count, default=None)
+        waiting = self.awaiting(count, point_mm, source, window_mm)
+        return waiting[0] if waiting else None
 
     def middle(self, parcel: Parcel, count: int) -> float:
         """Position (mm) of ``parcel``'s middle at ``count`` (its leading edge while its

@@ -199,11 +199,10 @@ def _wait(what: str, check: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.02)
 
 
-def test_node_killed_the_plc_stops_the_belt_and_a_restart_waits_for_start(
+def _started_node_process(
     cell: SimCell, tmp_path: Path
-):
-    """Finding 2: kill -9 of the node left the belt running; a node restarted as systemd does
-    went ready with the belt moving and fired strokes before any start."""
+) -> tuple[BoardConfig, Path, Path, subprocess.Popen[bytes]]:
+    """`wolfpack run CONFIG --start` against the cell, waited for until it runs."""
     board = _board(cell, tmp_path, mqtt_port=None)
     config = tmp_path / "node.yaml"
     config.write_text(json.dumps(board.model_dump(mode="json", exclude_none=True)))
@@ -211,6 +210,20 @@ def test_node_killed_the_plc_stops_the_belt_and_a_restart_waits_for_start(
     node = _node_process(config, health, "--start")
     try:
         _wait("running", lambda: _health(health).get("state") == "running", 30)
+    except BaseException:
+        node.kill()
+        node.wait(5)
+        raise
+    return board, config, health, node
+
+
+def test_node_killed_the_plc_stops_the_belt_and_a_restart_waits_for_start(
+    cell: SimCell, tmp_path: Path
+):
+    """Finding 2: kill -9 of the node left the belt running; a node restarted as systemd does
+    went ready with the belt moving and fired strokes before any start."""
+    _board_cfg, config, health, node = _started_node_process(cell, tmp_path)
+    try:
         _wait("belt at speed", lambda: _speed(cell) > 2000, 10)
         time.sleep(1.0)
         killed = cell.clock.now()
@@ -296,13 +309,8 @@ def test_a_belt_the_plc_stopped_by_itself_faults_the_cell(cell: SimCell, tmp_pat
 def test_a_restarted_node_takes_back_the_parcels_on_the_belt(cell: SimCell, tmp_path: Path):
     """Finding 2: 19-22 parcels per crash ran off the end with no record. The journal gives
     the restarted node the parcels in flight; after a start none rides off the belt."""
-    board = _board(cell, tmp_path, mqtt_port=None)
-    config = tmp_path / "node.yaml"
-    config.write_text(json.dumps(board.model_dump(mode="json", exclude_none=True)))
-    health = tmp_path / "health.json"
-    node = _node_process(config, health, "--start")
+    board, config, health, node = _started_node_process(cell, tmp_path)
     try:
-        _wait("running", lambda: _health(health).get("state") == "running", 30)
         time.sleep(4.0)  # the belt full of parcels
         on_belt = set(cell.world.on_belt())
         assert len(on_belt) >= 4
