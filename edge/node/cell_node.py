@@ -125,7 +125,6 @@ class CellNode:
         self._closing = False
         self._background: set[asyncio.Task[Any]] = set()
         self.reporter = Reporter("node-report")
-        self._last_report_error = ""
         self._heartbeat_due = 0.0
         # Nothing is diverted before an operator's start (or --start): a restarted node may
         # find parcels and a moving belt, and must not act on them until told to.
@@ -384,6 +383,10 @@ class CellNode:
             "decisions": dict(self.decisions),
             "active_parcels": len(self.core.active),
             "tasks": {n: s.restarts for n, s in self.supervisor.status.items()},
+            "reporting": {
+                **self.reporter.stats(),
+                "safety_report_errors": self.counters["report_errors"],
+            },
         }
 
     # ---- safety -------------------------------------------------------------------------------
@@ -406,9 +409,8 @@ class CellNode:
         for action in actions:
             try:
                 self._report_safety(action)
-            except Exception as exc:  # reporting is never allowed to break the safety path
+            except Exception:  # reporting is never allowed to break the safety path
                 self.counters["report_errors"] += 1
-                self._last_report_error = f"{type(exc).__name__}: {exc}"
         self._write_health()
 
     def _report_safety(self, action: SafetyAction) -> None:
