@@ -239,8 +239,9 @@ class CellNode:
             log.error("cell refused %s: %s", type(event).__name__, exc)
             return
         if self.journal is not None:
-            if isinstance(event, EyeEdge | StrokeDone):
-                # the MCU resends nothing it delivered: these go to disk at once
+            if isinstance(event, EyeEdge | StrokeDone | StrokeAccepted):
+                # the MCU resends nothing it delivered, and an accepted stroke's action id is
+                # how the next node knows it fired: these go to disk at once
                 self.journal.save_now(self.core, self.encoder.count, event.t,
                                       self._pending_actions())  # fmt: skip
             elif actions or not isinstance(event, Tick):
@@ -503,14 +504,16 @@ class CellNode:
 
     def _on_mcu_event(self, msg: m.Message) -> None:
         assert self.diverter is not None
+        count = msg.fields.get("count")
+        if self.journal is not None and not self.journal.restored and isinstance(count, int):
+            # before the first MCU fact with a position, and before it is translated: a
+            # held action_done must find the action ids the journal gives the diverter
+            self._restore(count, time.monotonic())
         fact = self.diverter.translate(msg)
         if fact is None:
             return
         if isinstance(fact, Tick):
             self.encoder.update(fact.count, fact.t)
-        count = getattr(fact, "count", None)
-        if self.journal is not None and not self.journal.restored and isinstance(count, int):
-            self._restore(count, fact.t)  # before the first fact that has a position
         self.feed(fact)
 
     def _restore(self, count: int, t: float) -> None:

@@ -69,9 +69,9 @@ class SimOptions:
     health_poll_s: float = 0.01  # how often the node's health file (its state) is read
     operator_settle_s: float = 1.0  # how long the operator waits before resetting/starting
     # The simulated PLC's communication watchdog (with a cell.plc.heartbeat in the config):
-    # a quick stop when the node's heartbeat (every 50 ms) has not changed for this long.
+    # a quick stop when the node's heartbeat (every 100 ms) has not changed for this long.
     # 400 ms + the 0.25 s quick stop from 2.5 m/s keeps a node's death within the 800 ms the
-    # e-stop is allowed, and rides out 7 lost heartbeats (a flaky PLC link, a busy host).
+    # e-stop is allowed, and rides out 3 lost heartbeats (a flaky PLC link, a busy host).
     plc_watchdog_ms: int = 400
 
 
