@@ -188,7 +188,10 @@ class PlcBelt:
             except Exception as exc:
                 self.write_failures += 1
                 if tries == 1:
-                    on_failure(run, exc)
+                    try:
+                        on_failure(run, exc)
+                    except Exception:  # its report failing must not end the retries
+                        log.exception("belt %s failure handler failed", "start" if run else "stop")
                 if run or intent != self._intent:
                     return False  # a failed start is a fault, not retried; a newer command won
                 log.error("belt stop not confirmed (try %d): %s; again in %.0f ms",

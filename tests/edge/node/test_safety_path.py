@@ -146,12 +146,24 @@ def test_estop_stops_belt_and_strokes_when_every_report_fails(cell: SimCell, tmp
     _run_node(node, body)
 
 
-def test_a_belt_stop_the_plc_did_not_take_is_retried_until_confirmed(tmp_path: Path):
+@pytest.mark.parametrize("report_fails", [False, True], ids=["reported", "report_raises"])
+def test_a_belt_stop_the_plc_did_not_take_is_retried_until_confirmed(
+    tmp_path: Path, report_fails: bool
+):
     """Finding 2: the belt-stop write failed once and was never retried; the belt ran on in
-    fault. Here the PLC has no communication watchdog, so only the retry can stop it."""
+    fault. Here the PLC has no communication watchdog, so only the retry can stop it, even
+    when reporting the failed write raises."""
     sim = SimCell(_world(), tmp_path / "mcu", scanner_tcp_port=0).start()
     try:
         node = CellNode(_board(sim, tmp_path, mqtt_port=None))
+        if report_fails:
+            real = node._belt_failed
+
+            def failing(run: bool, exc: BaseException) -> None:
+                real(run, exc)  # the fault still goes in; then its report blows up
+                raise sqlite3.OperationalError("database or disk is full")
+
+            node._belt_failed = failing  # type: ignore[method-assign]
 
         async def body(node: CellNode) -> None:
             await _until("ready", lambda: node.safety.state is State.READY, 20)
