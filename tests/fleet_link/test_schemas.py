@@ -111,3 +111,13 @@ def test_every_published_payload_validates(tmp_path: Path, mosquitto: Mosquitto)
         "telemetry/belt",
         "cmd_result/ping",
     } <= checked
+
+
+def test_the_state_schema_describes_every_outbox_figure_the_node_sends():
+    from dataclasses import fields
+
+    from fleet_link.outbox import OutboxStats
+
+    schema = json.loads((REPO / "fleet_link" / "schemas" / "state.json").read_text())
+    described = set(schema["properties"]["outbox"]["properties"])
+    assert {f.name for f in fields(OutboxStats)} <= described
