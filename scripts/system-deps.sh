@@ -5,10 +5,23 @@ set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
+# mosquitto_pub/_sub: the operators' commands of docs/operators.md, run as written (issue 17).
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 # libmodbus (C), the peer bench/modbus.py measures our Modbus master against (via ctypes).
 ldconfig -p 2>/dev/null | grep -q "libmodbus\.so\.5" || need+=(libmodbus5)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+# The C firmware (firmware/, issue 19): host build with gcc, the ATmega2560 build with gcc-avr
+# and avr-libc, the simavr runner (libsimavr + its uart_pty part, libelf), avrdude to flash.
+command -v avr-gcc >/dev/null 2>&1 || need+=(gcc-avr)
+[ -f /usr/lib/avr/include/avr/io.h ] || need+=(avr-libc)
+command -v simavr >/dev/null 2>&1 || need+=(simavr)
+[ -f /usr/include/simavr/sim_avr.h ] || need+=(libsimavr-dev)
+ldconfig -p 2>/dev/null | grep -q "libsimavrparts\.so" || need+=(libsimavrparts1)
+[ -f /usr/include/libelf.h ] || need+=(libelf-dev)
+command -v avrdude >/dev/null 2>&1 || need+=(avrdude)
+# A real Prometheus server that scrapes a simulated node's /metrics (issue 17, docs/metrics.md).
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -22,3 +35,9 @@ $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The packaged broker must not run as a system service: tests start their own on free ports.
 if command -v systemctl >/dev/null 2>&1; then $sudo systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+# Nor Prometheus (and the node exporter it may pull in): the tests start their own.
+if command -v systemctl >/dev/null 2>&1; then
+  $sudo systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+elif [ -x /etc/init.d/prometheus ]; then
+  $sudo /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+fi
