@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -61,17 +62,52 @@ class McuDiverter:
         action_id = self._by_parcel.pop(action.parcel_id, None)
         if action_id is None:
             return
-        self._actions.pop(action_id, None)
         try:
             await self.link.cancel_action(action_id)
         except McuCommandError as exc:
-            if exc.code != m.ERR_NOT_FOUND:  # already fired: action_done tells the core
+            self._forget(action_id)
+            if exc.code != m.ERR_NOT_FOUND:  # not_found: it fired, its action_done came first
                 raise
+        else:
+            self._forget(action_id)
+
+    def cancel_all_now(self) -> list[tuple[int, asyncio.Future[m.Message]]]:
+        """Cancel every pending action (e-stop), whatever the core believes: the cancels are
+        on the wire when this returns. (action id, answer) for each; ``settle`` them."""
+        ids = list(self._by_parcel.values())
+        self._by_parcel.clear()
+        if not ids:
+            return []
+        return list(zip(ids, self.link.cancel_actions_now(ids), strict=True))
+
+    def settle(self, action_id: int, answer: asyncio.Future[m.Message]) -> None:
+        """A cancel's answer is in: forget the action (a stroke that fired before the cancel
+        arrived sent its ``action_done`` first, so the core has already heard of it)."""
+        self._forget(action_id)
+        exc = answer.exception() if not answer.cancelled() else None
+        if exc is not None and not (
+            isinstance(exc, McuCommandError) and exc.code == m.ERR_NOT_FOUND
+        ):
+            raise exc
+
+    def _forget(self, action_id: int) -> None:
+        # Kept until the MCU answered: its action_done for a stroke that fired just before the
+        # cancel arrived comes first on the link and must still reach the core as fired.
+        self._actions.pop(action_id, None)
 
     async def cancel_all(self) -> None:
-        """Cancel every pending action (e-stop), whatever the core believes."""
-        for parcel_id in list(self._by_parcel):
-            await self.cancel(CancelStroke(parcel_id, "", 0, 0))
+        """Cancel every pending action and await the answers; the first failure is raised
+        after all are settled."""
+        sent = self.cancel_all_now()
+        await asyncio.gather(*(answer for _, answer in sent), return_exceptions=True)
+        failures: list[BaseException] = []
+        for action_id, answer in sent:
+            try:
+                self.settle(action_id, answer)
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
     def pending(self) -> dict[int, int]:
         """Parcel id -> MCU action id of every stroke the MCU holds for this node."""

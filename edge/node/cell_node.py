@@ -400,6 +400,7 @@ class CellNode:
             if isinstance(action, StopBelt):
                 self._drive_belt(False, action.cause)
             elif isinstance(action, CancelAllStrokes):
+                self._cancel_all_now()  # on the wire before the core or anyone hears of it
                 self.feed(Halt(action.cause, now))
                 if self.diverter is not None:
                     self._spawn(self._cancel_all())
@@ -474,7 +475,32 @@ class CellNode:
         self.apply_safety(self.safety.fault(f"PLC did not take the belt {what}: {exc}",
                                             time.monotonic()))  # fmt: skip
 
+    def _cancel_all_now(self) -> None:
+        """Every stroke the MCU holds for this node cancelled at once, the frames written
+        before this returns (a stroke due a few ms after an e-stop must not wait for a loop
+        turn or a round trip per stroke); the answers are settled by a task."""
+        if self.diverter is None:
+            return
+        try:
+            sent = self.diverter.cancel_all_now()
+        except McuError as exc:  # link closed: the MCU watchdog is the backstop
+            log.error("cancelling all strokes failed: %s", exc)
+            return
+        if sent:
+            self._spawn(self._settle_cancels(sent))
+
+    async def _settle_cancels(self, sent: list[tuple[int, asyncio.Future[Any]]]) -> None:
+        assert self.diverter is not None
+        await asyncio.gather(*(answer for _, answer in sent), return_exceptions=True)
+        for action_id, answer in sent:
+            try:
+                self.diverter.settle(action_id, answer)
+            except McuError as exc:
+                log.error("cancelling stroke action %d failed: %s", action_id, exc)
+
     async def _cancel_all(self) -> None:
+        """The strokes whose schedule was still in flight at the stop: cancelled once the
+        MCU has accepted them."""
         assert self.diverter is not None
         pending = list(self._mcu_ops.values())
         if pending:

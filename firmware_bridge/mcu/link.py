@@ -297,6 +297,16 @@ class McuLink:
     async def cancel_action(self, action: int) -> None:
         await self.request("cancel_action", action=action)
 
+    def cancel_actions_now(self, actions: list[int]) -> list[asyncio.Future[m.Message]]:
+        """Cancel many actions at once (an e-stop): every cancel is queued ahead of other
+        commands and written to the port before this returns, not one round trip after
+        another. The futures answer each (McuCommandError not_found: it already fired)."""
+        futs = [self._request_future("cancel_action", {"action": a}, urgent=True)
+                for a in actions]  # fmt: skip
+        if futs and self._loop is not None:
+            self._flush()
+        return futs
+
     async def sync_clock(self, samples: int = 8) -> ClockSync:
         """Take ``samples`` clock samples now (more are taken every clock_interval_s)."""
         for _ in range(samples):

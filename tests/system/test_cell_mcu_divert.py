@@ -97,3 +97,55 @@ def test_cancel_all_leaves_nothing_to_fire(tmp_path):
 
         asyncio.run(main())
         assert [r for r in sim.get("firmware.actions_log") if r.target_kind == "count"] == []
+
+
+def test_cancel_all_now_puts_every_cancel_on_the_wire_before_it_returns(tmp_path):
+    """An e-stop's cancels must not wait for a loop turn or a round trip per stroke: with the
+    host's loop blocked right after the call, the MCU has already dropped every stroke."""
+    with sim_mcu_process(tmp_path, belt_speed_mm_s=1000.0, counts_per_mm=1.0) as (sim, path):
+
+        async def main() -> tuple[int, int, int]:
+            async with McuLink(path) as link:
+                mcu = McuDiverter(link, CFG)
+                await mcu.configure([1, 2])
+                count, _ = await link.read_encoder()
+                for i in range(12):
+                    await mcu.schedule(ScheduleStroke(i + 1, "a", 1, count + 800 + i, 20.0, 0))
+                before = sim.call("firmware._scheduled.__len__")
+                sent = mcu.cancel_all_now()
+                time.sleep(0.2)  # the loop is blocked: nothing more can be written
+                during = sim.call("firmware._scheduled.__len__")
+                await asyncio.gather(*(a for _, a in sent))
+                for action_id, answer in sent:
+                    mcu.settle(action_id, answer)
+                return before, during, len(sent)
+
+        before, during, sent = asyncio.run(main())
+        assert (before, sent) == (12, 12)
+        assert during == 0
+        assert [r for r in sim.get("firmware.actions_log") if r.target_kind == "count"] == []
+
+
+def test_a_stroke_that_fired_just_before_its_cancel_reaches_the_core_as_fired(tmp_path):
+    """The MCU fired it and sent action_done before the cancel arrived (answered not_found):
+    the core must hear it fired, or the parcel in that chute is unexplained."""
+    with sim_mcu_process(tmp_path, belt_speed_mm_s=1000.0, counts_per_mm=1.0) as (sim, path):
+
+        async def main() -> list[object]:
+            facts: list[object] = []
+            async with McuLink(path) as link:
+                mcu = McuDiverter(link, CFG)
+                link.on_event(lambda msg: facts.append(mcu.translate(msg)))
+                await mcu.configure([1, 2])
+                count, _ = await link.read_encoder()
+                await mcu.schedule(ScheduleStroke(7, "a", 1, count + 15, 20.0, 0))
+                time.sleep(0.1)  # it fires while the host is busy
+                await mcu.cancel_all()
+                await asyncio.sleep(0.1)
+            return facts
+
+        facts = asyncio.run(main())
+        fired = [r for r in sim.get("firmware.actions_log") if r.target_kind == "count"]
+        assert len(fired) == 1
+        done = [f for f in facts if isinstance(f, StrokeDone)]
+        assert [(d.parcel_id, d.count) for d in done] == [(7, fired[0].fired_count)]
