@@ -80,6 +80,7 @@ uint64_t wp_poll_deadline(void);
 /* Current output levels as a bit mask, and the input bits as last reported. */
 uint32_t wp_outputs(void);
 uint32_t wp_inputs(void);
+uint32_t wp_safe_values(void); /* the safe value of each output, from config_output */
 /* Counters: rx_frames, rx_bad, naks_sent, retransmits, duplicates, rx_garbage. */
 void wp_stats(uint32_t out[6]);
 

@@ -1139,6 +1139,7 @@ uint64_t wp_poll_deadline(void)
 
 uint32_t wp_outputs(void) { return outputs_bits; }
 uint32_t wp_inputs(void) { return inputs_bits; }
+uint32_t wp_safe_values(void) { return safe_bits; }
 
 void wp_stats(uint32_t out[6])
 {

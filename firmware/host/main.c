@@ -419,10 +419,11 @@ static void control_line(char *line)
             fflush(trace);
         printf("stats {\"unplugs\": %lu, \"stalls\": %lu, \"dropped_from_host\": %lu, "
                "\"dropped_to_host\": %lu, \"corrupted_from_host\": %lu, "
-               "\"corrupted_to_host\": %lu, \"outputs\": %u, \"inputs\": %u, \"rx_frames\": %u, "
+               "\"corrupted_to_host\": %lu, \"outputs\": %u, \"inputs\": %u, \"safe\": %u, "
+               "\"rx_frames\": %u, "
                "\"rx_bad\": %u, \"clock\": %llu, \"count\": %lld, \"now\": %.6f}\n",
                unplugs, stalls, f_from_host.dropped, f_to_host.dropped, f_from_host.corrupted,
-               f_to_host.corrupted, wp_outputs(), wp_inputs(), s[0], s[1],
+               f_to_host.corrupted, wp_outputs(), wp_inputs(), wp_safe_values(), s[0], s[1],
                (unsigned long long)hal_clock(), (long long)count_at(now), now);
         printf("%s\n", line);
         fflush(stdout);
