@@ -24,6 +24,7 @@ from edge.cell.config import CellConfig
 from firmware_bridge.linedev.config import LineDevices
 from firmware_bridge.modbus.config import ModbusConfig
 from fleet_link.config import MqttConfig
+from fleet_link.sparkplug.config import SparkplugConfig
 from vision.config import VisionConfig
 
 _IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -137,6 +138,9 @@ class BoardConfig(StrictModel):
     cell: CellConfig | None = Field(
         None, description="sorting cell: belt, photo-eyes, chutes, routing, timing, safety"
     )
+    sparkplug: SparkplugConfig | None = Field(
+        None, description="Sparkplug B edge node for SCADA (docs/sparkplug.md); off if absent"
+    )
 
     @field_validator("mcus")
     @classmethod
@@ -144,6 +148,15 @@ class BoardConfig(StrictModel):
         _require_unique("mcu", [m.name for m in mcus])
         _require_unique("mcu port", [m.port for m in mcus])
         return mcus
+
+    @field_validator("sparkplug")
+    @classmethod
+    def _sparkplug_needs_mqtt(
+        cls, spb: SparkplugConfig | None, info: ValidationInfo
+    ) -> SparkplugConfig | None:
+        if spb is not None and spb.enabled and info.data.get("mqtt") is None:
+            raise ValueError("sparkplug needs the mqtt section (its broker and credentials)")
+        return spb
 
     @field_validator("cell")
     @classmethod

@@ -125,6 +125,7 @@ class CellNode:
         self._closing = False
         self._background: set[asyncio.Task[Any]] = set()
         self.reporter = Reporter("node-report")
+        self.sparkplug: Any = None  # edge.node.sparkplug_bridge.SparkplugBridge when enabled
         self._heartbeat_due = 0.0
         # Nothing is diverted before an operator's start (or --start): a restarted node may
         # find parcels and a moving belt, and must not act on them until told to.
@@ -187,6 +188,9 @@ class CellNode:
             from edge.node.camera_feed import start_camera
 
             self.camera = start_camera(self)
+        from edge.node.sparkplug_bridge import start_sparkplug
+
+        self.sparkplug = start_sparkplug(self)  # Sparkplug B edge node, with a sparkplug: section
         self.supervisor.start("mcu", self._mcu_task)
         self.supervisor.start("timer", self._timer_task)
         log.info(
@@ -220,6 +224,8 @@ class CellNode:
         if self.mcu is not None:
             await self.mcu.close()
         await asyncio.to_thread(self.reporter.flush, 3.0)
+        if self.sparkplug is not None:  # last values, NDEATH, disconnect
+            await asyncio.to_thread(self.sparkplug.stop)
         if self.fleet is not None:
             drained = await asyncio.to_thread(self.fleet.link.wait_drained, 3.0)
             if not drained:
