@@ -38,7 +38,7 @@ typedef struct {
     uint8_t inputs;      /* <= 32 */
     uint8_t encoders;    /* <= WP_MAX_ENCODERS */
     uint16_t protocol;   /* WP_PROTOCOL; another value only to test the host's refusal */
-    uint16_t watchdog_ms; /* until the host sets its own */
+    uint32_t baud;       /* nominal line rate: sets the RTO bounds (0: none, 40/500 ms) */
     const char *firmware;
     const char *version;
 } wp_board;

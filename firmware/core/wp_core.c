@@ -19,8 +19,11 @@ enum {
     M_IDENTIFY_RESPONSE = 0x41, M_PONG, M_CLOCK, M_OK, M_ERROR, M_INPUTS, M_ENCODER_STATE, M_STATS,
     M_STARTED = 0x80, M_WATCHDOG_TRIPPED, M_INPUT_EDGE, M_ENCODER_REPORT, M_ACTION_DONE, M_FAULT,
 };
-enum { ERR_UNKNOWN = 1, ERR_BAD_ARGUMENT = 2, ERR_IN_PAST = 3, ERR_BUSY = 4, ERR_NOT_FOUND = 5 };
-enum { FAULT_BAD_PAYLOAD = 1, FAULT_LATE_ACTION = 2, FAULT_INPUT = 3 };
+enum {
+    ERR_UNKNOWN = 1, ERR_BAD_ARGUMENT = 2, ERR_IN_PAST = 3, ERR_BUSY = 4, ERR_NOT_FOUND = 5,
+    ERR_NOT_CONFIGURED = 6,
+};
+enum { FAULT_BAD_PAYLOAD = 1, FAULT_LATE_ACTION = 2, FAULT_INPUT = 3, FAULT_QUEUE = 4 };
 enum { A_FREE = 0, A_CLOCK = 1, A_COUNT = 2, A_REVERT = 3 };
 
 static const char COMMANDS[] =
@@ -68,6 +71,13 @@ static bool send_syn, nak_base_valid;
 static uint8_t nak_base;
 static uint32_t srtt, rttvar, rto, rto_min, rto_max, rto_init;
 static bool srtt_valid;
+/* unsynchronised NAK (section 3.2): sent at most once per unak_every, answered by resending
+ * our SYN frame alone */
+static uint32_t unak_every;
+static uint64_t last_unak;
+static bool unak_sent, unak_owed, resend_syn_now;
+/* messages dropped by the send queue's policy (section 3.4), reported by fault code 4 */
+static uint32_t drop_reports, drop_edges, drop_done, drop_faults;
 
 /* messages not yet framed: a byte ring of [len][message] records */
 static uint8_t txq[WP_TXQ_BYTES];
@@ -93,9 +103,10 @@ typedef struct {
 static fired_t fired[FIRED_N];
 static volatile uint16_t fired_head, fired_count;
 
-static uint32_t outputs_bits, safe_bits, inputs_bits;
+static uint32_t outputs_bits, safe_bits, configured_bits, inputs_bits;
 static uint16_t watchdog_ms;
-static bool wd_armed;
+enum { WD_OFF, WD_ARMED, WD_TRIPPED };
+static uint8_t wd_state; /* armed by set_watchdog only (section 8.1) */
 static uint64_t last_host_frame;
 static uint64_t report_at[WP_MAX_ENCODERS], report_every[WP_MAX_ENCODERS];
 static bool reset_pending;
@@ -194,15 +205,94 @@ static void q_pop_into(uint8_t *out)
 
 static void send_msg(const msg_t *m) { (void)q_push(m->b, m->n); }
 
-/* Events must not starve answers: an event that finds less than the answers' reserve free is
- * dropped and counted (the queue is bounded when no host listens; section 3.1). */
+static void count_drop(uint8_t id)
+{
+    if (id == M_ENCODER_REPORT)
+        drop_reports++;
+    else if (id == M_INPUT_EDGE)
+        drop_edges++;
+    else if (id == M_ACTION_DONE)
+        drop_done++;
+    else
+        drop_faults++;
+}
+
+/* Remove the oldest queued message of a droppable kind (reports first, then edges, finished
+ * actions and faults); false if none is queued. */
+static bool q_drop_one(bool reports)
+{
+    uint16_t off = 0, at, i, from, to;
+    uint8_t len, id;
+    while (off < q_used) {
+        len = q_peek_len(off);
+        id = txq[(q_head + off + 1) % WP_TXQ_BYTES];
+        if (reports ? id == M_ENCODER_REPORT
+                    : (id == M_INPUT_EDGE || id == M_ACTION_DONE || id == M_FAULT))
+            break;
+        off = (uint16_t)(off + len + 1);
+    }
+    if (off >= q_used)
+        return false;
+    count_drop(id);
+    /* close the gap: move the records after it forward */
+    at = off;
+    from = (uint16_t)(off + len + 1);
+    to = at;
+    for (i = from; i < q_used; i++, to++)
+        txq[(q_head + to) % WP_TXQ_BYTES] = txq[(q_head + i) % WP_TXQ_BYTES];
+    q_used = (uint16_t)(q_used - len - 1);
+    return true;
+}
+
+/* Section 3.4: an event that does not fit makes room by dropping older droppable messages;
+ * responses, started and watchdog_tripped are never dropped. */
 static bool send_event(const msg_t *m)
 {
-    if (q_free() < (uint16_t)(m->n + 1 + resp_reserve)) {
-        events_dropped++;
-        return false;
+    bool droppable = m->b[0] != M_STARTED && m->b[0] != M_WATCHDOG_TRIPPED;
+    while (q_free() < (uint16_t)(m->n + 1)) {
+        if (!q_drop_one(true) && !q_drop_one(false)) {
+            if (droppable) {
+                count_drop(m->b[0]);
+                return false;
+            }
+            events_dropped++; /* no room even for a never-dropped event: cannot happen */
+            return false;
+        }
     }
     return q_push(m->b, m->n);
+}
+
+/* fault code 4 once the queue has room again, naming what was dropped */
+static void report_drops(void)
+{
+    static const char *const names[4] = {"encoder_report", "input_edge", "action_done", "fault"};
+    uint32_t *counts[4] = {&drop_reports, &drop_edges, &drop_done, &drop_faults};
+    text_t t;
+    msg_t m;
+    uint8_t i;
+    bool first = true;
+    if (!(drop_reports | drop_edges | drop_done | drop_faults))
+        return;
+    t.n = 0;
+    t_str(&t, "send queue full: dropped ");
+    for (i = 0; i < 4; i++) {
+        if (!*counts[i])
+            continue;
+        if (!first)
+            t_str(&t, ", ");
+        first = false;
+        t_u64(&t, *counts[i]);
+        t_str(&t, " ");
+        t_str(&t, names[i]);
+    }
+    m.n = 0;
+    put8(&m, M_FAULT);
+    put8(&m, FAULT_QUEUE);
+    putstr(&m, t.s, WP_ERRMSG_MAX);
+    if (q_free() < (uint16_t)(m.n + 1 + resp_reserve))
+        return; /* later */
+    q_push(m.b, m.n);
+    drop_reports = drop_edges = drop_done = drop_faults = 0;
 }
 
 static void reply_error(uint16_t req, uint8_t code, const text_t *t)
@@ -328,6 +418,14 @@ static void on_ack(uint8_t ack, uint64_t now)
 static void flush(uint64_t now)
 {
     bool sent_any = false;
+    if (resend_syn_now) { /* answer to an unsynchronised NAK: our SYN frame alone */
+        resend_syn_now = false;
+        if (tx_count && (txw[tx_head].flags & WP_FLAG_SYN) && send_frame(&txw[tx_head], now)) {
+            txw[tx_head].sends = 2;
+            st_retx++;
+            sent_any = true;
+        }
+    }
     /* go-back-N: retransmit on timeout */
     if (tx_count && resend_idx >= tx_count && now - txw[tx_head].sent_at >= rto) {
         rto = rto * 2 > rto_max ? rto_max : rto * 2;
@@ -370,6 +468,17 @@ static void flush(uint64_t now)
         send_frame(f, now);
         sent_any = true;
     }
+    if (unak_owed && !rx_synced) {
+        uint8_t buf[7];
+        if (hal_tx_space() >= 7) {
+            hal_tx(buf, wp_frame_encode(buf, 0, 0, WP_FLAG_SYN | WP_FLAG_NAK, 0, 0));
+            st_naks++;
+            unak_owed = false;
+            unak_sent = true;
+            last_unak = now;
+        }
+    }
+    unak_owed = false;
     if (nak_owed) {
         if (send_control(WP_FLAG_NAK)) {
             st_naks++;
@@ -381,9 +490,14 @@ static void flush(uint64_t now)
     }
 }
 
-static void request_nak(void)
+static void request_nak(uint64_t now)
 {
-    if (!rx_synced || (nak_sent_valid && nak_sent_for == rx_expected))
+    if (!rx_synced) { /* section 3.2: NAK while unsynchronised */
+        if (!unak_sent || now - last_unak >= unak_every)
+            unak_owed = true;
+        return;
+    }
+    if (nak_sent_valid && nak_sent_for == rx_expected)
         return;
     nak_sent_for = rx_expected;
     nak_sent_valid = true;
@@ -495,9 +609,20 @@ static void drain_fired(void)
             put8(&m, f.value);
             put64(&m, f.clock);
             put64(&m, (uint64_t)f.count);
-            if (q_free() < m.n + 1)
+            if (q_free() < m.n + 1 + 40)
                 return; /* kept in the ring until there is room */
             q_push(m.b, m.n);
+            if (f.kind == A_CLOCK && f.clock > f.target &&
+                f.clock - f.target > (uint64_t)ticks_per_ms) { /* late fault (7) */
+                text_t t;
+                t.n = 0;
+                t_str(&t, "action ");
+                t_u64(&t, f.id);
+                t_str(&t, " fired ");
+                t_u64(&t, (f.clock - f.target) * 1000000u / B->clock_freq);
+                t_str(&t, " us late");
+                fault(FAULT_LATE_ACTION, &t);
+            }
         }
 #if WP_TRACE
         hal_trace_action(f.id, f.pin, f.value, f.kind, f.target, f.clock, f.count);
@@ -629,6 +754,19 @@ static bool check_pin(uint16_t req, uint8_t pin)
     return false;
 }
 
+static bool check_configured(uint16_t req, uint8_t pin)
+{
+    text_t t;
+    if ((configured_bits >> pin) & 1)
+        return true;
+    t.n = 0;
+    t_str(&t, "output ");
+    t_u64(&t, pin);
+    t_str(&t, " not configured");
+    reply_error(req, ERR_NOT_CONFIGURED, &t);
+    return false;
+}
+
 static bool check_encoder(uint16_t req, uint8_t enc)
 {
     text_t t;
@@ -673,7 +811,7 @@ static void schedule(const uint8_t *p, bool at_count, uint64_t now)
         duration = get32(p + 15);
     }
     t.n = 0;
-    if (!check_pin(req, pin))
+    if (!check_pin(req, pin) || !check_configured(req, pin))
         return;
     if (find_action(id) >= 0) {
         t_str(&t, "action ");
@@ -759,6 +897,7 @@ static void cmd_identify(uint16_t req)
     putstr(&m, COMMANDS, 200);
     send_msg(&m);
     send_held();
+    report_drops();
 }
 
 static void execute(const uint8_t *p, uint8_t n, uint64_t now)
@@ -798,19 +937,28 @@ static void execute(const uint8_t *p, uint8_t n, uint64_t now)
             break;
         }
         watchdog_ms = get16(p + 3);
+        wd_state = WD_ARMED; /* armed by set_watchdog only (8.1) */
+        last_host_frame = now;
         reply_ok(req);
         break;
     case M_CONFIG_OUTPUT:
         if (!check_pin(req, p[3]))
             break;
-        if (p[4])
-            safe_bits |= (uint32_t)1 << p[3];
-        else
-            safe_bits &= ~((uint32_t)1 << p[3]);
+        {
+            uint32_t bit = (uint32_t)1 << p[3];
+            bool safe = p[4] != 0, was = (safe_bits & bit) != 0;
+            if (!(configured_bits & bit) || was != safe) /* drive it safe at once (4) */
+                set_output(p[3], safe, WP_CAUSE_CONFIG, now);
+            configured_bits |= bit;
+            if (safe)
+                safe_bits |= bit;
+            else
+                safe_bits &= ~bit;
+        }
         reply_ok(req);
         break;
     case M_SET_OUTPUT:
-        if (!check_pin(req, p[3]))
+        if (!check_pin(req, p[3]) || !check_configured(req, p[3]))
             break;
         set_output(p[3], p[4], WP_CAUSE_COMMAND, now);
         reply_ok(req);
@@ -875,6 +1023,7 @@ static void execute(const uint8_t *p, uint8_t n, uint64_t now)
     case M_RESET:
         reset_pending = true;
         reset_at = now + 10 * (uint64_t)ticks_per_ms;
+        pend_pos = pend_len; /* reset ends its payload (4) */
         break;
     }
 }
@@ -885,21 +1034,30 @@ static void run_pending(uint64_t now)
     while (pend_active && pend_pos < pend_len) {
         uint8_t id = pend[pend_pos];
         uint8_t size = id >= 1 && id <= 15 ? CMD_SIZE[id] : 0;
+        if (q_free() < resp_reserve)
+            return; /* wait for room: the frame stays pending */
         if (!size || pend_pos + size > pend_len) {
             text_t t;
             t.n = 0;
-            t_str(&t, size ? "truncated message id " : "unknown message id ");
+            if (!size && pend_pos + 3 <= pend_len) { /* req comes first (4): answer it */
+                t_str(&t, "unknown command id ");
+                t_u64(&t, id);
+                reply_error(get16(pend + pend_pos + 1), ERR_UNKNOWN, &t);
+                t.n = 0;
+            }
+            t_str(&t, size ? "truncated command id " : "unknown command id ");
             t_u64(&t, id);
             t_str(&t, " at offset ");
             t_u64(&t, pend_pos);
-            t_str(&t, "; rest of payload skipped");
+            t_str(&t, ": ");
+            t_u64(&t, (uint64_t)(pend_len - pend_pos));
+            t_str(&t, " bytes skipped");
             fault(FAULT_BAD_PAYLOAD, &t);
             break;
         }
-        if (q_free() < resp_reserve)
-            return; /* wait for room: the frame stays pending, reading pauses */
         execute(pend + pend_pos, size, now);
-        pend_pos = (uint8_t)(pend_pos + size);
+        if (pend_pos < pend_len)
+            pend_pos = (uint8_t)(pend_pos + size);
     }
     pend_active = false;
 }
@@ -915,29 +1073,50 @@ static void deliver(const uint8_t *payload, uint8_t len, uint64_t now)
     run_pending(now);
 }
 
+static void synced_nak(void)
+{
+    if (tx_count && (!nak_base_valid || nak_base != txw[tx_head].seq)) {
+        nak_base = txw[tx_head].seq;
+        nak_base_valid = true;
+        resend_idx = 0;
+    }
+}
+
 static void on_frame(const uint8_t *f, uint64_t now)
 {
     uint8_t len = f[1], seq = f[2], ack = f[3], flags = f[4], d;
     uint16_t crc = (uint16_t)((f[5 + len] << 8) | f[6 + len]);
-    last_host_frame = now;
-    wd_armed = true;
-    on_ack(ack, now);
-    if (flags & WP_FLAG_NAK) {
-        if (tx_count && (!nak_base_valid || nak_base != txw[tx_head].seq)) {
-            nak_base = txw[tx_head].seq;
-            nak_base_valid = true;
-            resend_idx = 0;
-        }
-    }
-    if (!len)
+    bool syn = flags & WP_FLAG_SYN, nak = flags & WP_FLAG_NAK;
+    last_host_frame = now; /* every valid host frame feeds the watchdog (8.1) */
+    if (wd_state == WD_TRIPPED)
+        wd_state = WD_ARMED;
+    if (!len && nak && (syn || !rx_synced)) {
+        /* an unsynchronised NAK (3.1): its ACK means nothing; resend our SYN frame alone */
+        if (tx_count && (txw[tx_head].flags & WP_FLAG_SYN) &&
+            now - txw[tx_head].sent_at >= rto_min)
+            resend_syn_now = true;
         return;
-    if (flags & WP_FLAG_SYN) {
+    }
+    if (!len) {
+        if (rx_synced) {
+            on_ack(ack, now);
+            if (nak)
+                synced_nak();
+        }
+        return;
+    }
+    if (syn) {
         if (rx_synced && last_syn_valid && last_syn_seq == seq && last_syn_len == len &&
             last_syn_crc == crc) {
+            on_ack(ack, now); /* a resent copy, not a new SYN: its ACK counts */
             st_dups++;
             ack_owed = true;
             return;
         }
+        /* a new SYN's ACK counts only if our oldest frame is a SYN too (3.2): a new host
+         * knows nothing of our old sequence space */
+        if (!rx_synced || !tx_count || (txw[tx_head].flags & WP_FLAG_SYN))
+            on_ack(ack, now);
         last_syn_valid = true;
         last_syn_seq = seq;
         last_syn_len = len;
@@ -945,16 +1124,28 @@ static void on_frame(const uint8_t *f, uint64_t now)
         rx_synced = true;
         rx_expected = (uint8_t)(seq + 1);
         ack_owed = true;
+        nak_owed = unak_owed = false;
         nak_sent_valid = false;
-        /* a new host: its answers start a new sequence space; keep what the machine did */
+        /* a new host session (3.3): a new sequence space, encoder reports off; the machine's
+         * state stays and what it did while no host listened is held for the new host */
         collect_held();
         tx_restart();
+        {
+            uint8_t e;
+            for (e = 0; e < WP_MAX_ENCODERS; e++)
+                report_every[e] = 0;
+        }
         pend_active = false;
         deliver(f + 5, len, now);
         return;
     }
-    if (!rx_synced)
+    if (!rx_synced) {
+        request_nak(now); /* the peer's frames after a SYN we never saw */
         return;
+    }
+    on_ack(ack, now);
+    if (nak)
+        synced_nak();
     d = (uint8_t)(seq - rx_expected);
     if (d == 0) {
         if (pend_active)
@@ -964,7 +1155,7 @@ static void on_frame(const uint8_t *f, uint64_t now)
         nak_sent_valid = false;
         deliver(f + 5, len, now);
     } else if (d < HALF_SEQ) {
-        request_nak();
+        request_nak(now);
     } else {
         st_dups++;
         ack_owed = true;
@@ -1035,7 +1226,7 @@ uint16_t wp_rx(const uint8_t *data, uint16_t len, uint64_t now)
     }
     d_last = now;
     if (d_bad)
-        request_nak();
+        request_nak(now);
     flush(now);
     return len;
 }
@@ -1067,13 +1258,16 @@ static void trip_watchdog(uint64_t now)
     uint8_t pin;
     msg_t m;
     uint64_t silent = now - last_host_frame;
-    wd_armed = false;
+    wd_state = WD_TRIPPED;
     cancel_all_actions();
 #if WP_TRACE
     hal_trace_watchdog(now, last_host_frame);
 #endif
-    for (pin = 0; pin < B->outputs; pin++)
-        set_output(pin, (uint8_t)((safe_bits >> pin) & 1), WP_CAUSE_WATCHDOG, now);
+    for (pin = 0; pin < B->outputs; pin++) /* configured outputs only (8.1) */
+        if ((configured_bits >> pin) & 1)
+            set_output(pin, (uint8_t)((safe_bits >> pin) & 1), WP_CAUSE_WATCHDOG, now);
+    for (pin = 0; pin < WP_MAX_ENCODERS; pin++)
+        report_every[pin] = 0;
     m.n = 0;
     put8(&m, M_WATCHDOG_TRIPPED);
     put64(&m, now);
@@ -1090,8 +1284,9 @@ void wp_poll(uint64_t now)
         run_pending(now);
     if (!pend_active && dlen)
         scan(now);
-    if (wd_armed && now - last_host_frame >= (uint64_t)watchdog_ms * ticks_per_ms)
+    if (wd_state == WD_ARMED && now - last_host_frame >= (uint64_t)watchdog_ms * ticks_per_ms)
         trip_watchdog(now);
+    report_drops();
     for (e = 0; e < B->encoders && e < WP_MAX_ENCODERS; e++) {
         if (report_every[e] && now >= report_at[e]) {
             msg_t m;
@@ -1122,7 +1317,7 @@ uint64_t wp_poll_deadline(void)
         if (t < d)
             d = t;
     }
-    if (wd_armed) {
+    if (wd_state == WD_ARMED) {
         t = last_host_frame + (uint64_t)watchdog_ms * ticks_per_ms;
         if (t < d)
             d = t;
@@ -1157,9 +1352,16 @@ void wp_init(const wp_board *board, uint8_t reason)
     msg_t m;
     B = board;
     ticks_per_ms = board->clock_freq / 1000;
-    rto_init = 100 * ticks_per_ms;
-    rto_min = 40 * ticks_per_ms;
-    rto_max = 500 * ticks_per_ms;
+    { /* RTO bounds from the baud rate (3.1): three maximum frames plus 20 ms */
+        uint32_t t_frame = board->baud ? (uint32_t)((uint64_t)2550 * board->clock_freq /
+                                                    board->baud) : 0;
+        rto_min = 3 * t_frame + 20 * ticks_per_ms;
+        if (rto_min < 40 * ticks_per_ms)
+            rto_min = 40 * ticks_per_ms;
+        rto_max = 4 * rto_min > 500 * ticks_per_ms ? 4 * rto_min : 500 * ticks_per_ms;
+        rto_init = rto_min > 100 * ticks_per_ms ? rto_min : 100 * ticks_per_ms;
+        unak_every = t_frame + 10 * ticks_per_ms;
+    }
     dlen = 0;
     st_frames = st_bad = st_naks = st_retx = st_dups = st_garbage = 0;
     rx_synced = ack_owed = nak_owed = nak_sent_valid = last_syn_valid = false;
@@ -1172,8 +1374,11 @@ void wp_init(const wp_board *board, uint8_t reason)
     outputs_bits = safe_bits = inputs_bits = 0;
     for (pin = 0; pin < board->outputs; pin++)
         hal_output(pin, 0);
-    watchdog_ms = board->watchdog_ms;
-    wd_armed = false;
+    watchdog_ms = 0;
+    wd_state = WD_OFF;
+    configured_bits = 0;
+    unak_sent = unak_owed = resend_syn_now = false;
+    drop_reports = drop_edges = drop_done = drop_faults = 0;
     memset(report_every, 0, sizeof report_every);
     reset_pending = false;
     held_head = held_count = held_dropped = 0;

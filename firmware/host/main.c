@@ -39,7 +39,8 @@ static double stall_every, stall_for = 0.2, unplug_every, unplug_for = 0.5, rese
 static unsigned long long seed;
 static int control, realtime;
 static FILE *trace;
-static wp_board board = {1000000, 8, 8, 1, WP_PROTOCOL, 500, "wolfpack-mcu", WP_VERSION};
+static wp_board board = {1000000, 8, 8, 1, WP_PROTOCOL, 0, "wolfpack-mcu", WP_VERSION};
+static long watchdog_ms_opt = 500; /* accepted like the Python sim's; set_watchdog arms it */
 
 /* ---- time and clock ----------------------------------------------------------------------- */
 static double mono(void)
@@ -521,7 +522,7 @@ static int parse_args(int argc, char **argv)
         else if (!strcmp(o, "--seed"))
             seed = (unsigned long long)d;
         else if (!strcmp(o, "--watchdog-ms"))
-            board.watchdog_ms = (uint16_t)d;
+            watchdog_ms_opt = (long)d;
         else if (!strcmp(o, "--belt-speed"))
             belt_speed = d;
         else if (!strcmp(o, "--counts-per-mm"))
@@ -584,6 +585,7 @@ int main(int argc, char **argv)
     rng_state = seed ? seed * 0x9E3779B97F4A7C15ULL : (unsigned long long)(mono() * 1e9) | 1;
     faults_set(&f_to_host, noise, drop_rate);
     faults_set(&f_from_host, noise, drop_rate);
+    board.baud = (uint32_t)baud;
     tick_rate = board.clock_freq * (1.0 + drift_ppm * 1e-6);
     boot_t = mono();
     enc_t = boot_t;
@@ -592,9 +594,9 @@ int main(int argc, char **argv)
     plug();
     wp_init(&board, WP_START_POWER_ON);
     printf("simulated MCU (C firmware %s %s) on %s -> %s: %s; noise %g, drop %g per byte; "
-           "watchdog %u ms; belt %g mm/s x %g counts/mm; clock %u Hz (%+g ppm)\n",
+           "watchdog %ld ms (armed by set_watchdog); belt %g mm/s x %g counts/mm; clock %u Hz (%+g ppm)\n",
            board.firmware, board.version, link_path, slave_name,
-           baud ? "baud modelled" : "no wire-time model", noise, drop_rate, board.watchdog_ms,
+           baud ? "baud modelled" : "no wire-time model", noise, drop_rate, watchdog_ms_opt,
            belt_speed, counts_per_mm, board.clock_freq, drift_ppm);
     fflush(stdout);
     next_stall = stall_every > 0 ? mono() + stall_every : INFINITY;
