@@ -14,6 +14,14 @@ reload config)::
 name) into two lanes, each served by its own thread: ``priority`` (the brain's ``route``
 answers, latency critical) and ``bulk`` (everything else), so a flood of other commands never
 queues in front of a route. Every command gets an answer: its result or a refusal.
+
+Commands that arrive late or twice are never acted on by surprise: a **retained** command
+(the broker stored it and hands it to the node at every subscribe) is refused ``retained``; a
+command whose ``ts`` is older than ``mqtt.commands.max_age_s`` when its turn comes is refused
+``stale`` (a ``start`` an offline client queued must not start a belt minutes later). Neither
+refusal is remembered under the request id: sent again properly, the command runs. A
+repeated request id of the same command is answered with the first result, marked
+``"replayed": true`` (fleet_link/link.py keeps the results).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -66,8 +75,9 @@ class Outcome:
     @property
     def remember(self) -> bool:
         """Kept for idempotent replays: everything but a refusal that may pass later."""
-        return self.request_id is not None and self.body.get("error", {}).get("code") not in (
-            RATE_LIMITED,
+        return (
+            self.request_id is not None
+            and self.body.get("error", {}).get("code") not in NOT_REMEMBERED
         )
 
 
@@ -81,6 +91,11 @@ class Prepared:
 
 
 RATE_LIMITED = "rate_limited"
+RETAINED = "retained"  # the broker delivered a stored (retained) command: never run
+STALE = "stale"  # its ts is older than mqtt.commands.max_age_s (or as far in the future)
+EMPTY = "empty"  # a zero-byte payload: the MQTT way to clear a retained message, not a command
+# refusals about the delivery, not the request: sent again properly, the command may run
+NOT_REMEMBERED = frozenset((RATE_LIMITED, RETAINED, STALE))
 # decoder reasons -> the error codes of command-result.json
 _DECODE_CODE = {
     safe_json.NOT_UTF8: "malformed_json",
@@ -104,7 +119,13 @@ class CommandRegistry:
         limits: dict[str, dict[str, LimitConfig]] | None = None,
         max_payload_bytes: int = 65536,
         max_depth: int = 32,
+        max_age_s: float = 30.0,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """``max_age_s``: a command whose ``ts`` is further than this from ``wall_clock()``
+        when it runs is refused ``stale`` (0: no check)."""
+        self.max_age_s = max_age_s
+        self._wall = wall_clock
         self._specs: dict[str, _Spec] = {}
         self._priority: set[str] = set()
         self.limits = dict(limits or {})
@@ -168,6 +189,10 @@ class CommandRegistry:
         if prepared.refusal is not None:
             return prepared.refusal
         rid, obj = prepared.request_id, prepared.command or {}
+        stale = self._stale(obj.get("ts"))
+        if stale:
+            code, message = stale
+            return Outcome(rid, error_body(name, code, message, "ts"))
         spec = self._specs.get(name)
         if spec is None:
             known = ", ".join(self.names()) or "none"
@@ -192,6 +217,44 @@ class CommandRegistry:
             log.exception("command %s failed", name)
             return Outcome(rid, error_body(name, "handler_failed", f"{type(exc).__name__}: {exc}"))
         return Outcome(rid, {"command": name, "ok": True, "result": result})
+
+    def _stale(self, ts: object) -> tuple[str, str] | None:
+        """(code, message) when the command's ``ts`` is unreadable or outside ``max_age_s``
+        of now; None when it is fresh or absent (a command without ``ts`` is not checked)."""
+        if ts is None or self.max_age_s <= 0:
+            return None
+        when = stamp_epoch(ts)
+        if when is None:
+            return "invalid_schema", f"ts: {str(ts)[:40]!r} is not an RFC 3339 time with a zone"
+        age = self._wall() - when
+        if age > self.max_age_s:
+            return STALE, (
+                f"sent {age:.1f} s ago (ts {ts}), older than mqtt.commands.max_age_s "
+                f"{self.max_age_s:g}: not run; send it again with a fresh ts"
+            )
+        if age < -self.max_age_s:
+            return STALE, (
+                f"ts {ts} is {-age:.1f} s in the future (more than mqtt.commands.max_age_s "
+                f"{self.max_age_s:g}): the sender's clock or the node's is wrong; not run"
+            )
+        return None
+
+
+def stamp_epoch(ts: object) -> float | None:
+    """Epoch seconds of an RFC 3339 time with a zone (``Z`` or an offset); None if ``ts`` is
+    not one. Never raises."""
+    if not isinstance(ts, str) or not 10 <= len(ts) <= 64:
+        return None
+    try:
+        when = datetime.fromisoformat(ts.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None or when.utcoffset() is None:
+        return None
+    try:
+        return when.timestamp()
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def _outside(arg: str, value: Any, limit: LimitConfig) -> str:
@@ -273,13 +336,32 @@ class CommandInbox:
             return PRIORITY
         return BULK
 
-    def offer(self, name: str, payload: bytes) -> str:
-        """Admit one command (network thread); returns the lane it went to."""
+    def offer(self, name: str, payload: bytes, retained: bool = False) -> str:
+        """Admit one command (network thread); returns the lane it went to. ``retained``: the
+        broker delivered it from its store (MQTT retain flag): answered ``retained``, not run.
+        A zero-byte payload (a retained message being cleared) is counted and not answered."""
         lane = self.lane_of(name)
         self.received[lane] += 1
         now = self._clock()
         refusal: Outcome | None = None
-        if not self._bucket(name).take():
+        if not payload:
+            self.refused[EMPTY] += 1
+            return lane
+        if retained:
+            self.refused[RETAINED] += 1
+            log.warning("retained command %s refused (the broker stores it: clear it)", name)
+            rid = safe_json.recover_request_id(payload, self.cfg.max_payload_bytes)
+            refusal = Outcome(
+                rid,
+                error_body(
+                    name,
+                    RETAINED,
+                    "a retained command is never run (the broker would deliver it again at "
+                    "every reconnect); clear it (mosquitto_pub -r -n -t <its topic>) and send "
+                    "it without the retain flag",
+                ),
+            )
+        elif not self._bucket(name).take():
             refusal = self._refuse(name, payload, f"over the rate limit of {name!r}")
         elif self._held[lane] >= self.cfg.max_queued:
             refusal = self._refuse(

@@ -157,6 +157,14 @@ class CommandsConfig(_Strict):
         ge=10,
         description="commands waiting per lane; beyond, a command is refused 'rate_limited'",
     )
+    max_age_s: float = Field(
+        30.0,
+        ge=0,
+        description="a command whose 'ts' is older than this (or this far in the future) when "
+        "its turn comes is refused 'stale', not run: a 'start' a client queued while offline "
+        "must not start a belt minutes later. Needs the clocks in sync (NTP); a command "
+        "without 'ts' is not checked; 0: no check",
+    )
 
 
 class MqttConfig(_Strict):

@@ -52,6 +52,7 @@ _BATCH = 32  # rows per turn below which the sender pauses to let more gather
 _GATHER_S = 0.001
 _CHANNELS_REMEMBERED = 4096  # (kind, name) -> (channel, topic), checked once each
 DEAD_LETTER_FAULT = "outbox_dead_letter"
+WILL_REASON = "connection lost"  # the reason of the last will (and of nothing else)
 _DEAD_LETTER_FAULT_S = 300.0  # the fault clears this long after the last dead letter
 _DROPS_TO_DEAD_LETTER = 3  # sessions in a row lost with the same row first in flight
 _PACKET_OVERHEAD = 16  # PUBLISH bytes beside topic and payload (header, lengths, id, props)
@@ -180,7 +181,10 @@ class EdgeLink:
         self.config_version = config_version
         self.outbox = Outbox(cfg.outbox)
         self.commands = registry or CommandRegistry(
-            cfg.commands.limits, cfg.commands.max_payload_bytes, cfg.commands.max_depth
+            cfg.commands.limits,
+            cfg.commands.max_payload_bytes,
+            cfg.commands.max_depth,
+            cfg.commands.max_age_s,
         )
         self._register_builtins()
         self._deadband = Deadband(cfg.telemetry)
@@ -361,11 +365,7 @@ class EdgeLink:
         client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         apply_credentials(client, cfg)
-        will_seq = self.outbox.bump("seq:state")
-        will = encode(
-            self.node, self.session + 1, will_seq, self.state("offline", "connection lost")
-        )
-        client.will_set(f"{self.prefix}/state", will, qos=1, retain=True)
+        client.will_set(f"{self.prefix}/state", self.will_payload(), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -492,7 +492,7 @@ class EdgeLink:
             log.warning("ignored message on %r: not this node's command topic", msg.topic)
             return
         try:
-            self.inbox.offer(parsed.name, bytes(msg.payload))
+            self.inbox.offer(parsed.name, bytes(msg.payload), retained=bool(msg.retain))
         except Exception:  # nothing may escape a paho callback: it would end the connection
             log.exception("command on %r could not be admitted", msg.topic)
 
@@ -648,6 +648,17 @@ class EdgeLink:
         seq = self.outbox.bump("seq:state")
         payload = encode(self.node, self.session, seq, self.state(status, reason))
         return client.publish(f"{self.prefix}/state", payload, qos=1, retain=True)
+
+    def will_payload(self) -> bytes:
+        """The last will, registered at connect and published by the broker when the
+        connection dies: only what is true then. Status offline, reason 'connection lost', the
+        session that died (the next connect's number); no snapshot of the node at connect (its
+        state, devices, outbox and faults were true at connect, not at death). ``seq`` 0: no
+        numbered state (a consumer takes a will as the newest state when it arrives, whatever
+        its seq); ``ts`` is when the will was registered (the connect), not the death: the
+        time of death is its arrival (docs/mqtt.md, "state")."""
+        body = {"status": "offline", "reason": WILL_REASON}
+        return encode(self.node, self.session + 1, 0, body)
 
     def _goodbye(self, client: mqtt.Client) -> None:
         info = self._publish_state(client, "offline", "shutdown")

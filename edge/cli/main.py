@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "edge.cli.linedev_cmd",
     "edge.cli.vision_cmd",
     "edge.cli.monitor_cmd",
+    "edge.cli.cmd_cmd",
     "edge.cli.broker_cmd",
 )
 
