@@ -80,6 +80,7 @@ class OutboxConfig(_Strict):
 class TelemetryGroupConfig(_Strict):
     """One telemetry group: sent periodically and, between periods, when a value moves enough."""
 
+    enabled: bool = Field(True, description="false: this group is not published")
     interval_s: float = Field(
         10.0, gt=0, description="publish at least this often, changed or not (a heartbeat)"
     )

@@ -41,6 +41,7 @@ from edge.cell.events import (
 from edge.cell.mcu_adapter import McuDiverter
 from edge.config.board import BoardConfig
 from edge.node.encoder import EncoderClock
+from edge.node.faults import FaultTracker
 from edge.node.fleet import FleetBridge
 from edge.node.parcel_journal import ParcelJournal
 from edge.node.plc_belt import PlcBelt, PlcStatus
@@ -125,6 +126,8 @@ class CellNode:
         self._closing = False
         self._background: set[asyncio.Task[Any]] = set()
         self.reporter = Reporter("node-report")
+        self.faults = FaultTracker(self)  # the state's faults list, synced after each safety pass
+        self.telemetry: Any = None  # edge.node.telemetry.NodeTelemetry once a fleet link is up
         self.sparkplug: Any = None  # edge.node.sparkplug_bridge.SparkplugBridge when enabled
         self._heartbeat_due = 0.0
         # Nothing is diverted before an operator's start (or --start): a restarted node may
@@ -191,6 +194,9 @@ class CellNode:
         from edge.node.sparkplug_bridge import start_sparkplug
 
         self.sparkplug = start_sparkplug(self)  # Sparkplug B edge node, with a sparkplug: section
+        from edge.node.telemetry import start_telemetry
+
+        self.telemetry = start_telemetry(self)
         self.supervisor.start("mcu", self._mcu_task)
         self.supervisor.start("timer", self._timer_task)
         log.info(
@@ -451,8 +457,7 @@ class CellNode:
             log.warning("%s refused: %s", action.command, action.why)
         elif isinstance(action, SafetyAlarm):
             log.error("safety alarm: %s", action.detail)
-            if self.fleet is not None:
-                self.fleet.fault("safety", True, detail=action.detail)
+            self.faults.raise_alarm(action.detail)  # reported (and cleared at reset) by sync
 
     def _maybe_autostart(self) -> None:
         if self._started_belt:
@@ -681,6 +686,7 @@ class CellNode:
         return {"cell": {**self.health(), "parcels": dict(self.counters)}}
 
     def _write_health(self, force: bool = False, status: str | None = None) -> None:
+        self.faults.sync()  # the report pass of every apply_safety ends here
         health = self.health()
         if status is not None:  # the last word: what the node counted over its whole run
             health = {**health, "healthy": False, "state": status, "counters": dict(self.counters)}

@@ -78,6 +78,7 @@ class FleetBridge:
         # never waits for the outbox's disk, and a failure there never reaches the loop.
         self.reporter = reporter or Reporter("fleet-report")
         self.on_ask_failed = on_ask_failed
+        self.on_record: Callable[[ParcelRecord], None] | None = None
         self.loop = loop
         self.on_route = on_route
         self.on_operator = on_operator
@@ -133,6 +134,15 @@ class FleetBridge:
 
     def record(self, record: ParcelRecord) -> None:
         self.reporter.submit(lambda: self.link.publish_event("parcel", record.to_json()))
+        if self.on_record is not None:  # telemetry's per-chute counts (edge/node/telemetry.py)
+            try:
+                self.on_record(record)
+            except Exception:  # counting must never break the cell's loop
+                log.exception("on_record failed")
+
+    def telemetry(self, group: str, values: dict[str, Any], reason: str) -> None:
+        """A telemetry message the node's deadbands let through (edge/node/telemetry.py)."""
+        self.reporter.submit(self.link.publish_telemetry, group, values, reason)
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         self.reporter.submit(self.link.publish_event, kind, data)

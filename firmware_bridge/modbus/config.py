@@ -79,6 +79,11 @@ class ModbusTag(_Strict):
     min: float | None = Field(None, description="lowest value a write may set")
     max: float | None = Field(None, description="highest value a write may set")
     verify_write: bool = Field(False, description="read the tag back after a write")
+    telemetry: bool = Field(
+        False,
+        description="publish this tag's value in the node's 'plc' telemetry group "
+        "(as <device>.<tag>; see docs/mqtt.md)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ModbusTag:
