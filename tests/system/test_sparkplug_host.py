@@ -117,7 +117,7 @@ def _config(cell: SimCell, tmp: Path, broker_url: str) -> Path:
     data["cell"]["safety"]["device_loss"].pop("brain", None)
     data["mqtt"]["broker"] = broker_url
     data["mqtt"]["outbox"]["path"] = str(tmp / "outbox.sqlite")
-    data["sparkplug"] = {"primary_host_id": HOST_ID, "sample_interval_s": 0.2}
+    data["sparkplug"] = {"primary_host_id": HOST_ID, "sample_interval_s": 0.2, "commands": True}
     config = tmp / "node.yaml"
     config.write_text(
         json.dumps(BoardConfig.model_validate(data).model_dump(mode="json", exclude_none=True))
@@ -192,6 +192,13 @@ def test_an_independent_host_sees_births_data_rebirth_and_death(
         bdseq2 = int(_values(reborn)["bdSeq"])
         assert bdseq2 == (bdseq + 1) % 256 and reborn["seq"] == 0
         host.wait("DBIRTH of the new session", _msg("DBIRTH", "cell"), 5)
+
+        # a DCMD through the operator path: the cell stops as for cmd/stop
+        host.send(cmd="dcmd", edge=EDGE, device="cell", name="Command/Stop", type="Boolean",
+                  value=True)  # fmt: skip
+        host.wait("DDATA: the cell stopped by a DCMD",
+                  lambda m: _msg("DDATA", "cell")(m)
+                  and _values(m).get("State") in ("stopping", "ready"), 10)  # fmt: skip
 
         os.kill(node.pid, signal.SIGKILL)
         node.wait(5)
