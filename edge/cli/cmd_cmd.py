@@ -152,13 +152,9 @@ def _send(args: argparse.Namespace, prog: str, url: str, password: str | None) -
 
     brain._client.on_disconnect = _dropped
     try:
-        brain.start(wait_s=min(args.timeout, 10.0))
+        start_brain(brain, min(args.timeout, 10.0))
     except (ConnectionError, OSError, ValueError) as exc:
-        print(
-            f"{prog}: cannot connect to {url}: {exc} (unreachable, or the broker refused the "
-            "credential)",
-            file=sys.stderr,
-        )
+        print(f"{prog}: cannot connect to {url}: {exc}", file=sys.stderr)
         return EXIT_BROKER
     try:
         dropped.clear()
@@ -198,6 +194,28 @@ def _send(args: argparse.Namespace, prog: str, url: str, password: str | None) -
     else:
         print(render_result(body))
     return EXIT_OK if result.ok else EXIT_REFUSED
+
+
+def start_brain(brain: Any, wait_s: float) -> None:
+    """Start a Brain and wait until it is subscribed; raise ConnectionError saying why not,
+    at once when the broker refuses the credential (rather than after ``wait_s``)."""
+    refused: list[str] = []
+    on_connect = brain._client.on_connect
+
+    def _on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            refused.append(str(reason))
+        on_connect(client, userdata, flags, reason, props)
+
+    brain._client.on_connect = _on_connect
+    brain.start(wait_s=0)
+    deadline = time.monotonic() + wait_s
+    while not brain.connected.wait(0.05):
+        if refused or time.monotonic() > deadline:
+            brain.stop()
+            if refused:
+                raise ConnectionError(f"the broker refused the credential: {refused[0]}")
+            raise ConnectionError(f"no connection within {wait_s:g} s (unreachable?)")
 
 
 def _no_answer(brain: Any, args: argparse.Namespace) -> str:

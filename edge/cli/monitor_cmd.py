@@ -9,7 +9,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from edge.cli.cmd_cmd import UsageError, add_broker_options, broker_url, read_password
+from edge.cli.cmd_cmd import (
+    UsageError,
+    add_broker_options,
+    broker_url,
+    read_password,
+    start_brain,
+)
 
 if TYPE_CHECKING:
     from fleet_link.monitor import FleetView
@@ -120,7 +126,7 @@ def _monitor(args: argparse.Namespace) -> int:
         return counts
 
     try:
-        brain.start(wait_s=10)
+        start_brain(brain, 10.0)
     except (ConnectionError, OSError, ValueError) as exc:
         print(f"wolfpack monitor: cannot connect to {args.broker}: {exc}", file=sys.stderr)
         return 1

@@ -5,7 +5,9 @@ else (issue 13, finding 6)."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import io
 import json
 import os
 import subprocess
@@ -349,7 +351,7 @@ def test_an_operator_sends_start_stop_reset_and_nothing_else(secured_broker, tmp
     port, ca = secured_broker
     node = _link(port, ca, tmp_path, "cell-a")
     ran: list[str] = []
-    for name in ("start", "stop", "reset", "set_belt_speed", "config_push"):
+    for name in ("start", "stop", "reset", "status", "set_belt_speed", "config_push", "route"):
         node.commands.register(name, lambda _a, name=name: ran.append(name) or {"ran": name})
     operator = Brain(
         f"mqtts://127.0.0.1:{port}",
@@ -364,15 +366,18 @@ def test_an_operator_sends_start_stop_reset_and_nothing_else(secured_broker, tmp
         assert node.connected.wait(10)
         operator.start()
         time.sleep(0.3)
-        for name in ("start", "stop", "reset"):
+        for name in ("start", "stop", "reset", "status", "ping"):
             result = operator.command("cell-a", name, {}, timeout=5)
             assert result.ok, result
-        assert ran == ["start", "stop", "reset"]
+        assert ran == ["start", "stop", "reset", "status"]  # and the built-in ping
     finally:
         operator.stop()
     forged = [
         ("operator-alice", f"wolfpack/v1/{SITE}/cell-a/cmd/set_belt_speed"),
         ("operator-alice", f"wolfpack/v1/{SITE}/cell-a/cmd/config_push"),
+        ("operator-alice", f"wolfpack/v1/{SITE}/cell-a/cmd/route"),  # the brain's answers
+        ("operator-alice", f"wolfpack/v1/{SITE}/cell-a/cmd/replay"),
+        ("monitor", f"wolfpack/v1/{SITE}/cell-a/cmd/stop"),  # monitors only read
         ("operator-alice", f"wolfpack/v1/{SITE}/cell-a/state"),
         ("operator-alice", f"wolfpack/v1/{SITE}/cell-a/events/parcel"),
         # the node patterns apply to every user: no one else may pose as a node of its name
@@ -384,7 +389,7 @@ def test_an_operator_sends_start_stop_reset_and_nothing_else(secured_broker, tmp
         for i, (user, topic) in enumerate(forged):
             publish_once(port, ca, topic, f"o{i}", user=user)
         time.sleep(0.5)
-        assert ran == ["start", "stop", "reset"]  # no command beyond the three ran
+        assert ran == ["start", "stop", "reset", "status"]  # nothing forged ran
         topics = {t for _, t in forged}
         assert not [t for t, p in got if t in topics and b'"from"' in p], got
     finally:
@@ -417,5 +422,108 @@ def test_config_status_goes_out_on_the_nodes_own_connection(secured_broker, tmp_
         assert node.session == session and node.connects == 1, "the node was knocked off"
         assert _offline(got, "cell-a") == []
         watcher.loop_stop()
+    finally:
+        node.stop()
+
+
+# ---- wolfpack cmd with the shipped templates (issue 17, item 5) ---------------------------------
+
+
+def wolfpack(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI's handler in this process (a second of Python start-up saved per call); its
+    exit code, stdout and stderr as a finished process would give them."""
+    from edge.cli.main import build_parser
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = build_parser().parse_args(list(argv))
+            code = args.handler(args)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
+
+
+def test_wolfpack_cmd_with_the_operator_credential(secured_broker, tmp_path: Path):
+    """Each outcome and its exit code: done 0, refused 3, no answer 4, broker 5; one line."""
+    from edge.cli.cmd_cmd import EXIT_BROKER, EXIT_OK, EXIT_REFUSED, EXIT_TIMEOUT
+
+    port, ca = secured_broker
+    node = _link(port, ca, tmp_path, "cell-a")
+    ran: list[str] = []
+    node.commands.register("stop", lambda _a: ran.append("stop") or {"state": "ready"})
+    node.commands.register(
+        "status",
+        lambda _a: {"state": "ready", "devices_up": ["mcu", "plc"], "parcels": {"sorted": 3}},
+    )
+
+    def reset(_a: dict) -> dict:
+        from fleet_link.commands import CommandError
+
+        raise CommandError("refused", "e-stop still pressed")
+
+    node.commands.register("reset", reset)
+    secret = tmp_path / "alice.password"
+    secret.write_text(PASSWORDS["operator-alice"] + "\n")
+    common = ["--site", SITE, "--broker", f"mqtts://127.0.0.1:{port}", "--ca-file", str(ca)]
+    alice = [*common, "--username", "operator-alice", "--password-file", str(secret)]
+    try:
+        assert node.connected.wait(10)
+        time.sleep(0.3)
+        done = wolfpack("cmd", "stop", "--node", "cell-a", *alice, "--request-id", "alice-1")
+        assert done.returncode == EXIT_OK, done.stderr
+        assert done.stdout.strip() == "cell-a: stop done, state ready" and ran == ["stop"]
+        again = wolfpack("cmd", "stop", "--node", "cell-a", *alice, "--request-id", "alice-1")
+        assert again.returncode == EXIT_OK and ran == ["stop"]  # not acted on twice
+        assert "answered before" in again.stdout and "did not act again" in again.stdout
+
+        status = wolfpack("cmd", "status", "--node", "cell-a", *alice)
+        assert status.returncode == EXIT_OK, status.stderr
+        lines = status.stdout.splitlines()
+        assert lines[0] == "cell-a: status done, state ready"
+        assert [line.split() for line in lines[1:]] == [
+            ["devices_up", "mcu,", "plc"], ["parcels.sorted", "3"], ["state", "ready"]
+        ]  # fmt: skip
+
+        refused = wolfpack("cmd", "reset", "--node", "cell-a", *alice, "--json")
+        assert refused.returncode == EXIT_REFUSED
+        body = json.loads(refused.stdout)
+        assert body["error"] == {"code": "refused", "message": "e-stop still pressed"}
+
+        # the password from the environment, as the docs show
+        env = {"WOLFPACK_MQTT_PASSWORD": PASSWORDS["operator-alice"]}
+        by_env = wolfpack(
+            "cmd", "ping", "--node", "cell-a", *common, "--username", "operator-alice", env=env
+        )
+        assert by_env.returncode == EXIT_OK and by_env.stdout.startswith("cell-a: ping done")
+
+        absent = wolfpack("cmd", "stop", "--node", "cell-zz", *alice, "--timeout", "1.5")
+        assert absent.returncode == EXIT_TIMEOUT
+        assert "no answer from cell-zz within 1.5 s" in absent.stderr
+        assert "holds no state of cell-zz" in absent.stderr
+
+        # the monitor's credential only reads: the broker hangs up on its command
+        watcher = tmp_path / "monitor.password"
+        watcher.write_text(PASSWORDS["monitor"])
+        denied = wolfpack(
+            "cmd", "stop", "--node", "cell-a", *common, "--username", "monitor",
+            "--password-file", str(watcher),
+        )  # fmt: skip
+        assert denied.returncode == EXIT_BROKER and ran == ["stop"]
+        assert "the ACL does not let monitor publish cmd/stop" in denied.stderr
+
+        env = {"WOLFPACK_MQTT_PASSWORD": "wrong"}
+        bad = wolfpack("cmd", "stop", "--node", "cell-a", *common, "--username", "x", env=env)
+        assert bad.returncode == EXIT_BROKER and "cannot connect" in bad.stderr
+
+        for done in (absent, denied, bad):
+            assert "Traceback" not in done.stderr
+            assert len([ln for ln in done.stderr.splitlines() if "wolfpack cmd" in ln]) == 1
     finally:
         node.stop()
