@@ -229,13 +229,13 @@ class CFirmwareProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        if self._reader is not None:
+            self._reader.join(2)  # it ends at the process's EOF
         if proc is not None:
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 with contextlib.suppress(Exception):
                     if stream is not None:
                         stream.close()
-        if self._reader is not None:
-            self._reader.join(2)
         self._trace_dir.cleanup()
 
     def __enter__(self) -> CFirmwareProcess:

@@ -1,4 +1,5 @@
-"""The technician's commands, run as subprocesses against `wolfpack sim mcu` on a real pty."""
+"""The technician's commands, run as subprocesses against `wolfpack sim mcu` on a real pty, and
+against the C firmware's host build (firmware/build/host/wolfpack-mcu-host, same options)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,21 @@ def _wolfpack() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "edge.cli.main"]
 
 
+def _simulated_mcu(kind: str, link: Path, *options: str) -> list[str]:
+    """The command line of a simulated MCU of ``kind`` (the two take the same options)."""
+    if kind == "c":
+        from sim_hardware.mcu.c_firmware import host_binary
+
+        return [str(host_binary()), "--link", str(link), *options]
+    return [*_wolfpack(), "sim", "mcu", "--link", str(link), *options]
+
+
 @pytest.fixture
-def sim_link(tmp_path):
-    """`wolfpack sim mcu --link PATH --noise 0.001` running in the background."""
+def sim_link(tmp_path, mcu_kind):
+    """`wolfpack sim mcu --link PATH --noise 0.001` (or the C firmware) in the background."""
     link = tmp_path / "wp-mcu"
     proc = subprocess.Popen(
-        [*_wolfpack(), "sim", "mcu", "--link", str(link), "--noise", "0.001", "--seed", "5"],
+        _simulated_mcu(mcu_kind, link, "--noise", "0.001", "--seed", "5"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -72,21 +82,22 @@ def test_sim_stops_on_sigterm_and_removes_its_link(sim_link):
     assert not os.path.lexists(link)
 
 
-def test_info_prints_what_the_firmware_identified_as(sim_link):
+def test_info_prints_what_the_firmware_identified_as(sim_link, mcu_kind):
     link, _ = sim_link
+    firmware = {"python": "wolfpack-sim-mcu", "c": "wolfpack-mcu"}[mcu_kind]
     out = subprocess.run(
         [*_wolfpack(), "mcu", "info", "--port", str(link)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "wolfpack-sim-mcu 1.0.0 (protocol 1)" in out.stdout
+    assert f"{firmware} 1.0.0 (protocol 1)" in out.stdout
     assert "rx window  8 frames" in out.stdout and "schedule_at_count" in out.stdout
     js = subprocess.run(
         [*_wolfpack(), "mcu", "info", "--port", str(link), "--json"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     info = json.loads(js.stdout)
-    assert info["firmware"] == "wolfpack-sim-mcu" and info["clock_freq"] == 1_000_000
+    assert info["firmware"] == firmware and info["clock_freq"] == 1_000_000
 
 
 def test_info_on_a_missing_port_names_the_port_and_cause(tmp_path):
@@ -131,12 +142,11 @@ def test_ports_come_from_the_board_config(sim_link, tmp_path):
     assert "50/50 pings" in out.stderr  # visible progress
 
 
-def test_cli_fault_flags_unplug_and_the_ping_rides_through(tmp_path):
+def test_cli_fault_flags_unplug_and_the_ping_rides_through(tmp_path, mcu_kind):
     link = tmp_path / "flaky"
     sim = subprocess.Popen(
-        [*_wolfpack(), "sim", "mcu", "--link", str(link), "--baud", "115200",
-         "--unplug-every", "1.5", "--unplug-for", "0.2", "--stall-every", "0.35",
-         "--stall-for", "0.05"],
+        _simulated_mcu(mcu_kind, link, "--baud", "115200", "--unplug-every", "1.5",
+                       "--unplug-for", "0.2", "--stall-every", "0.35", "--stall-for", "0.05"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -1,11 +1,11 @@
-"""Over real ptys: commands on a noisy line arrive in order, exactly once."""
+"""Over real ptys: commands on a noisy line arrive in order, exactly once (Python and C
+firmware)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from firmware_bridge.mcu import McuLink
-from tests.firmware_bridge.mcu.harness import sim_mcu
 
 
 async def _pipelined_pings(link: McuLink, n: int) -> list[int]:
@@ -13,41 +13,42 @@ async def _pipelined_pings(link: McuLink, n: int) -> list[int]:
     return [msg["data"] for msg in await asyncio.gather(*futs)]
 
 
-def _executed_pings(sim) -> list[int]:
-    executed = sim.call(lambda: list(sim.sim.firmware.executed))
-    return [fields["data"] for name, fields in executed if name == "ping"]
+def _executed_pings(mcu) -> list[int]:
+    return [fields["data"] for fields in mcu.executed("ping")]
 
 
-def test_10000_commands_at_1e3_byte_errors_arrive_in_order_exactly_once(tmp_path):
+def test_10000_commands_at_1e3_byte_errors_arrive_in_order_exactly_once(start_mcu):
     n = 10_000
-    with sim_mcu(tmp_path, noise=1e-3, seed=7) as (sim, path):
+    dev = start_mcu(noise=1e-3, seed=7)
+    path = dev.path
 
-        async def main() -> tuple[list[int], dict, dict]:
-            async with McuLink(path) as link:
-                answers = await _pipelined_pings(link, n)
-                counters = link.endpoint.counters.as_dict()
-                counters["bad"] = link.decoder.stats.bad_frames
-                return answers, counters, await link.mcu_stats()
+    async def main() -> tuple[list[int], dict, dict]:
+        async with McuLink(path) as link:
+            answers = await _pipelined_pings(link, n)
+            counters = link.endpoint.counters.as_dict()
+            counters["bad"] = link.decoder.stats.bad_frames
+            return answers, counters, await link.mcu_stats()
 
-        answers, host, mcu = asyncio.run(main())
-        assert answers == list(range(n))  # every response, matched to its request
-        assert _executed_pings(sim) == list(range(n))  # executed once each, in order
-        # the noise was really met and recovered from, in both directions
-        assert host["bad"] > 0 and mcu["rx_bad"] > 0
-        assert host["retransmits"] > 0 and mcu["retransmits"] > 0
+    answers, host, mcu = asyncio.run(main())
+    assert answers == list(range(n))  # every response, matched to its request
+    assert _executed_pings(dev) == list(range(n))  # executed once each, in order
+    # the noise was really met and recovered from, in both directions
+    assert host["bad"] > 0 and mcu["rx_bad"] > 0
+    assert host["retransmits"] > 0 and mcu["retransmits"] > 0
 
 
-def test_dropped_bytes_and_a_stall_lose_nothing(tmp_path):
+def test_dropped_bytes_and_a_stall_lose_nothing(start_mcu):
     n = 3000
-    with sim_mcu(tmp_path, drop=1e-3, baud=1_000_000, seed=3) as (sim, path):
+    mcu = start_mcu(drop=1e-3, baud=1_000_000, seed=3)
+    path = mcu.path
 
-        async def main() -> list[int]:
-            async with McuLink(path, baud=1_000_000) as link:
-                task = asyncio.ensure_future(_pipelined_pings(link, n))
-                await asyncio.sleep(0.05)
-                sim.call(sim.sim.stall, 0.3)
-                return await task
+    async def main() -> list[int]:
+        async with McuLink(path, baud=1_000_000) as link:
+            task = asyncio.ensure_future(_pipelined_pings(link, n))
+            await asyncio.sleep(0.05)
+            mcu.stall(0.3)
+            return await task
 
-        assert asyncio.run(main()) == list(range(n))
-        assert _executed_pings(sim) == list(range(n))
-        assert sim.call(lambda: sim.sim.wire.from_host_faults.dropped) > 0
+    assert asyncio.run(main()) == list(range(n))
+    assert _executed_pings(mcu) == list(range(n))
+    assert mcu.dropped_from_host() > 0
