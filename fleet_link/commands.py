@@ -189,10 +189,11 @@ class CommandRegistry:
         if prepared.refusal is not None:
             return prepared.refusal
         rid, obj = prepared.request_id, prepared.command or {}
-        stale = self._stale(obj.get("ts"))
+        unreadable, stale = self._stale(obj.get("ts"))
+        if unreadable:
+            return Outcome(rid, error_body(name, "invalid_schema", unreadable, "ts"))
         if stale:
-            code, message = stale
-            return Outcome(rid, error_body(name, code, message, "ts"))
+            return Outcome(rid, error_body(name, "stale", stale, "ts"))
         spec = self._specs.get(name)
         if spec is None:
             known = ", ".join(self.names()) or "none"
@@ -218,26 +219,26 @@ class CommandRegistry:
             return Outcome(rid, error_body(name, "handler_failed", f"{type(exc).__name__}: {exc}"))
         return Outcome(rid, {"command": name, "ok": True, "result": result})
 
-    def _stale(self, ts: object) -> tuple[str, str] | None:
-        """(code, message) when the command's ``ts`` is unreadable or outside ``max_age_s``
-        of now; None when it is fresh or absent (a command without ``ts`` is not checked)."""
+    def _stale(self, ts: object) -> tuple[str, str]:
+        """(why ``ts`` is unreadable, why it is stale): empty texts when the command is fresh
+        or has no ``ts`` (a command without one is not checked) or the check is off."""
         if ts is None or self.max_age_s <= 0:
-            return None
+            return "", ""
         when = stamp_epoch(ts)
         if when is None:
-            return "invalid_schema", f"ts: {str(ts)[:40]!r} is not an RFC 3339 time with a zone"
+            return f"ts: {str(ts)[:40]!r} is not an RFC 3339 time with a zone", ""
         age = self._wall() - when
         if age > self.max_age_s:
-            return STALE, (
+            return "", (
                 f"sent {age:.1f} s ago (ts {ts}), older than mqtt.commands.max_age_s "
                 f"{self.max_age_s:g}: not run; send it again with a fresh ts"
             )
         if age < -self.max_age_s:
-            return STALE, (
+            return "", (
                 f"ts {ts} is {-age:.1f} s in the future (more than mqtt.commands.max_age_s "
                 f"{self.max_age_s:g}): the sender's clock or the node's is wrong; not run"
             )
-        return None
+        return "", ""
 
 
 def stamp_epoch(ts: object) -> float | None:
@@ -355,7 +356,7 @@ class CommandInbox:
                 rid,
                 error_body(
                     name,
-                    RETAINED,
+                    "retained",
                     "a retained command is never run (the broker would deliver it again at "
                     "every reconnect); clear it (mosquitto_pub -r -n -t <its topic>) and send "
                     "it without the retain flag",
