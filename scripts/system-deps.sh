@@ -22,6 +22,8 @@ ldconfig -p 2>/dev/null | grep -q "libsimavrparts\.so" || need+=(libsimavrparts1
 command -v avrdude >/dev/null 2>&1 || need+=(avrdude)
 # A real Prometheus server that scrapes a simulated node's /metrics (issue 17, docs/metrics.md).
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# npm (with node): scripts/asyncapi-tools.sh installs the AsyncAPI validator with it (issue 17).
+command -v npm >/dev/null 2>&1 || need+=(npm)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then

@@ -25,6 +25,11 @@ def _registry() -> Registry:
     return Registry().with_resources(resources)
 
 
+def registry() -> Registry:
+    """Every shipped schema by its ``$id`` (to resolve a ``$ref`` the way the validators do)."""
+    return _registry()
+
+
 @cache
 def load(name: str) -> dict[str, Any]:
     return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))

@@ -67,18 +67,28 @@ def test_every_published_payload_validates(tmp_path: Path, mosquitto: Mosquitto)
         time.sleep(0.3)
         link.publish_event(
             "parcel",
-            {
-                "parcel_id": "P1",
-                "label": "JJD1",
-                "class": "box",
-                "destination": "chute-3",
-                "decided_by": "brain",
+            {  # as edge/cell/record.py ParcelRecord.to_json builds it
+                "parcel_id": 1,
                 "outcome": "sorted",
-                "latency_ms": {"decide": 3.1},
+                "chute": "chute-3",
+                "actual_chute": "chute-3",
+                "confirmed": True,
+                "reason": "brain",
+                "decision_source": "brain",
+                "label": "JJD1",
+                "label_source": "scanner",
+                "class": None,
+                "size_mm": None,
+                "lead_count": 1200,
+                "scheduled_count": 3400,
+                "fired_count": 3401,
+                "divert_error_mm": 0.4,
+                "latency_ms": {"label_to_decision": 3.1},
+                "story": [],
             },
         )
         link.set_fault("estop", True, severity="critical", message="e-stop pressed")
-        link.publish_event("safety", {"from": "running", "to": "stopped", "cause": "estop"})
+        link.publish_event("safety", {"from": "running", "to": "estop", "cause": "e-stop pressed"})
         link.report_telemetry("belt", {"speed_mps": 1.2, "running": True})
         brain.command("edge-1", "ping", {}, timeout=5)
         brain.command("edge-1", "ping", {"x": 1}, timeout=5)  # an error result
@@ -118,6 +128,6 @@ def test_the_state_schema_describes_every_outbox_figure_the_node_sends():
 
     from fleet_link.outbox import OutboxStats
 
-    schema = json.loads((REPO / "fleet_link" / "schemas" / "state.json").read_text())
-    described = set(schema["properties"]["outbox"]["properties"])
+    assert schemas.load("state.json")["properties"]["outbox"] == {"$ref": "outbox-stats.json"}
+    described = set(schemas.load("outbox-stats.json")["properties"])
     assert {f.name for f in fields(OutboxStats)} <= described
