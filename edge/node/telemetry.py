@@ -60,8 +60,8 @@ DEFAULTS: dict[str, TelemetryGroupConfig] = {
     ),
     "chutes": TelemetryGroupConfig(interval_s=5.0, min_interval_s=1.0),
     "vision": TelemetryGroupConfig(
-        interval_s=5.0, min_interval_s=1.0,
-        deadbands={"fps": 1.0, "frames_per_s": 1.0, "process_ms": 5.0},
+        interval_s=5.0, min_interval_s=2.0,
+        deadbands={"fps": 1.0, "frames_per_s": 1.0, "process_ms": 20.0},
     ),
     "system": TelemetryGroupConfig(
         interval_s=10.0, min_interval_s=5.0,
@@ -495,7 +495,11 @@ def start_telemetry(node: Any) -> NodeTelemetry | None:
     groups = effective_groups(configured)
     if not groups:
         return None
-    telemetry = NodeTelemetry(node, groups, fleet.telemetry)
+    try:
+        telemetry = NodeTelemetry(node, groups, fleet.telemetry)
+    except Exception:  # telemetry is never a reason for the cell not to run
+        log.exception("telemetry could not be set up; the node runs without it")
+        return None
     fleet.on_record = telemetry.chute_counts.record
     node.supervisor.start("telemetry", telemetry.run)
     log.info("telemetry: %s", ", ".join(f"{n} every {g.interval_s:g} s"
