@@ -54,13 +54,17 @@ def unbound_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 
 
 def _secured_broker(
-    tmp_path: Path, mutual: bool, bind_clientid: bool = True
+    tmp_path: Path,
+    mutual: bool,
+    bind_clientid: bool = True,
+    site: str = SITE,
+    passwords: dict[str, str] = PASSWORDS,
 ) -> Iterator[tuple[int, Path]]:
     etc = tmp_path / "etc"
     etc.mkdir()
     ca, _, _ = make_ca_and_broker_cert(etc)
     passwd = etc / "passwd"
-    for user, password in PASSWORDS.items():
+    for user, password in passwords.items():
         subprocess.run(
             [
                 "mosquitto_passwd",
@@ -72,7 +76,7 @@ def _secured_broker(
             ],
             check=True,
         )
-    (etc / "acl").write_text((TEMPLATES / "acl").read_text().replace("@SITE@", SITE))
+    (etc / "acl").write_text((TEMPLATES / "acl").read_text().replace("@SITE@", site))
     port = free_port()
     conf = (TEMPLATES / "mosquitto.conf").read_text()
     conf = conf.replace("/etc/mosquitto/wolfpack/", f"{etc}/")
