@@ -9,8 +9,6 @@ command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 # tmux: the terminal wolfpack monitor's live table is captured from (issue 17).
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
-# mosquitto_pub/_sub: the operators' commands of docs/operators.md, run as written (issue 17).
-command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 # libmodbus (C), the peer bench/modbus.py measures our Modbus master against (via ctypes).
 ldconfig -p 2>/dev/null | grep -q "libmodbus\.so\.5" || need+=(libmodbus5)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
