@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from edge.cell.config import CellConfig
+from edge.config.metrics import MetricsConfig
 from firmware_bridge.linedev.config import LineDevices
 from firmware_bridge.modbus.config import ModbusConfig
 from fleet_link.config import MqttConfig
@@ -137,6 +138,9 @@ class BoardConfig(StrictModel):
     )
     cell: CellConfig | None = Field(
         None, description="sorting cell: belt, photo-eyes, chutes, routing, timing, safety"
+    )
+    metrics: MetricsConfig | None = Field(
+        None, description="the node's Prometheus /metrics endpoint (docs/metrics.md); off if absent"
     )
     sparkplug: SparkplugConfig | None = Field(
         None, description="Sparkplug B edge node for SCADA (docs/sparkplug.md); off if absent"

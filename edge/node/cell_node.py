@@ -126,6 +126,11 @@ class CellNode:
         self._closing = False
         self._background: set[asyncio.Task[Any]] = set()
         self.reporter = Reporter("node-report")
+        self.metrics: Any = None  # edge.node.metrics.NodeMetrics with a metrics: section
+        if board.metrics is not None:
+            from edge.node.metrics import NodeMetrics
+
+            self.metrics = NodeMetrics(self, board.metrics)
         self.faults = FaultTracker(self)  # the state's faults list, synced after each safety pass
         self.telemetry: Any = None  # edge.node.telemetry.NodeTelemetry once a fleet link is up
         self.sparkplug: Any = None  # edge.node.sparkplug_bridge.SparkplugBridge when enabled
@@ -199,6 +204,8 @@ class CellNode:
         self.telemetry = start_telemetry(self)
         self.supervisor.start("mcu", self._mcu_task)
         self.supervisor.start("timer", self._timer_task)
+        if self.metrics is not None:
+            self.metrics.start()  # its own thread; a scrape never waits for this loop
         log.info(
             "cell node %s/%s started: devices %s; safety %s",
             board.node.site, board.node.id, ", ".join(sorted(self.safety.devices)),
@@ -241,6 +248,8 @@ class CellNode:
         if self.journal is not None:
             self.journal.close(self.core, self.encoder.count, self._pending_actions())
         await asyncio.to_thread(self.reporter.close, 3.0)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
         log.info("cell node stopped")
 
     # ---- the cell core ------------------------------------------------------------------------
@@ -273,6 +282,8 @@ class CellNode:
             rec = action.record
             self.counters[rec.outcome] += 1
             self.decisions[rec.decision_source or "none"] += 1
+            if self.metrics is not None:
+                self.metrics.record(rec)  # stage latency histograms
             self._asks.pop(rec.parcel_id, None)
             if self.fleet is not None:
                 self.fleet.record(rec)

@@ -117,6 +117,7 @@ class CellSimulation:
         self.timeline = StateTimeline()
         self._wall_offset = time.time() - time.monotonic()
         self._node_cmd: list[str] = []
+        self.metrics_url = ""  # the node's Prometheus endpoint (docs/metrics.md)
         self._node_dead = False
         self._open_windows: dict[Fault, float] = {}  # blocking faults now open -> since
         self._last_blocking_end = 0.0
@@ -211,6 +212,7 @@ class CellSimulation:
         ).start()
         self.consumer = Brain(self.broker_url, self.site, on_message=self._on_message).start()
         config_path = self._write_node_config()
+        self._say(f"node metrics {self.metrics_url}")
         self._start_node(config_path, start=True)
         self._watch(self._poll_health, "sim-health")
         self._wait_node_running()
@@ -271,6 +273,9 @@ class CellSimulation:
             data["cell"].setdefault("camera", {"max_fps": self.o.camera_fps})
         else:
             data["cell"].pop("camera", None)
+        if "metrics" not in data:  # /metrics on a free loopback port, unless the config says
+            data["metrics"] = {"listen": f"127.0.0.1:{_free_port()}"}
+        self.metrics_url = f"http://{data['metrics']['listen']}/metrics"
         path = self.workdir / "node.yaml"
         path.write_text(
             "# written by `wolfpack sim` from "
