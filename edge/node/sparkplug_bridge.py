@@ -101,11 +101,8 @@ class SparkplugBridge:
         self.node.supervisor.start("sparkplug", self._sampler)
 
     def stop(self, timeout: float = 3.0) -> None:
-        """From a thread (shutdown): the last values, then NDEATH and disconnect."""
-        try:
-            self.edge.update(DEVICE, self.sample())
-        except Exception:  # the NDEATH matters more than a last sample
-            log.exception("sparkplug: last sample failed")
+        """From a thread (shutdown): NDEATH and disconnect. No last sample: this runs off the
+        loop, and the NDEATH marks every metric stale for the host anyway."""
         self.edge.stop(timeout)
 
     def sample(self) -> dict[str, Any]:
