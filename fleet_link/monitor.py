@@ -42,6 +42,7 @@ log = logging.getLogger("fleet_link.monitor")
 PARCEL_WINDOW_S = 60.0
 STALE_AFTER_S = 30.0  # 3 state periods of the default mqtt.state_interval_s
 WILL_REASON = "connection lost"  # fleet_link.link.WILL_REASON (the will's reason)
+RETAINED_S = 1.0  # a will arriving this soon after subscribing is the broker's stored copy
 MAX_NODES = 2000  # rows kept; a flood of node ids cannot grow the view without bound
 MAX_PARCELS = 100_000  # per node, in the window (36,000/h is 600 a minute)
 _OUTCOMES = ("sorted", "rejected", "lost", "mis_sorted")
@@ -60,6 +61,7 @@ class NodeRow:
     dropped: int
     link: str = "unknown"  # online | DEAD | offline | STALE | unknown
     dead_since: float | None = None  # wall time the will arrived
+    dead_before: bool = False  # it arrived as the broker's retained copy: died before that
     offline_reason: str = ""
     safety: str | None = None  # the cell's state as the node names it (estop, running, ...)
     degraded: list[str] = field(default_factory=list)
@@ -74,6 +76,7 @@ class _Node:
     state: NodeState | None = None
     last_ts: float | None = None  # newest message ts (epoch) of the node
     dead_since: float | None = None
+    dead_before: bool = False  # the will was retained: it died before dead_since
     safety: str | None = None
     degraded: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -118,7 +121,13 @@ class FleetView:
         self._lock = threading.Lock()
         self._nodes: dict[str, _Node] = {}
         self.started = clock()
+        self.subscribed: float | None = None  # when the broker's retained messages came
         self.rejected = safe_json.Rejections(log, "monitor: event")
+
+    def mark_subscribed(self) -> None:
+        """Call when the subscription is in place: a will that arrives within a second of it
+        is the broker's retained copy of an older death, shown as "DEAD before <then>"."""
+        self.subscribed = self._clock()
 
     def _node(self, name: str) -> _Node | None:
         node = self._nodes.get(name)
@@ -142,6 +151,9 @@ class FleetView:
                 # of age; what was known before (safety, faults) stays as the last known.
                 if node.dead_since is None:
                     node.dead_since = now
+                    node.dead_before = (
+                        self.subscribed is not None and now - self.subscribed <= RETAINED_S
+                    )
                 node.parcels.clear()
                 return
             node.dead_since = None
@@ -252,6 +264,7 @@ class FleetView:
             ),
             link=link,
             dead_since=node.dead_since,
+            dead_before=node.dead_before,
             offline_reason=_text(state.body.get("reason")) if state else "",
             safety=node.safety,
             degraded=list(node.degraded),
@@ -285,7 +298,8 @@ def safety_text(row: NodeRow) -> str:
 
 def link_text(row: NodeRow) -> str:
     if row.link == "DEAD" and row.dead_since is not None:
-        return f"DEAD since {time.strftime('%H:%M:%S', time.localtime(row.dead_since))}"
+        when = time.strftime("%H:%M:%S", time.localtime(row.dead_since))
+        return f"DEAD before {when}" if row.dead_before else f"DEAD since {when}"
     if row.link == "offline" and row.offline_reason:
         return f"offline ({row.offline_reason})"
     return row.link
@@ -386,6 +400,7 @@ def rows_json(rows: list[NodeRow]) -> list[dict[str, Any]]:
                 "node": r.node,
                 "link": r.link,
                 "dead_since": r.dead_since,
+                "dead_before": r.dead_before,
                 "offline_reason": r.offline_reason or None,
                 "safety": r.safety,
                 "degraded": r.degraded,

@@ -127,6 +127,7 @@ def _monitor(args: argparse.Namespace) -> int:
 
     try:
         start_brain(brain, 10.0)
+        view.mark_subscribed()
     except (ConnectionError, OSError, ValueError) as exc:
         print(f"wolfpack monitor: cannot connect to {args.broker}: {exc}", file=sys.stderr)
         return 1

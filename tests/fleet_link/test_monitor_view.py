@@ -60,6 +60,7 @@ def test_the_will_makes_a_node_dead_at_once_and_keeps_its_last_known_state():
     assert abs(row.last_seen_s - 2.1) < 0.01
     text = render(view.rows(), "site")
     assert "site site: 0/1 nodes online, 1 DEAD" in text and "DEAD since" in text
+    assert not row.dead_before
     # back: online again, DEAD gone
     clock.t += 10
     view.on_state(state("cell-1", clock.t, cell={**cell, "state": "ready"}))
@@ -153,3 +154,17 @@ def test_no_input_makes_the_view_raise_or_print_control_characters(body, events,
         assert line.isprintable(), repr(line)
     text.encode("utf-8")
     json.dumps(rows_json(view.rows()))
+
+
+def test_a_will_the_broker_held_says_dead_before_the_monitor_came():
+    clock = Clock()
+    view = FleetView(clock)
+    clock.t += 3
+    view.mark_subscribed()
+    clock.t += 0.2  # the broker's retained messages come right after the subscription
+    view.on_state(
+        NodeState("cell-1", "offline", 4, utc_stamp(clock.t - 99), {
+            "status": "offline", "reason": "connection lost"})
+    )  # fmt: skip
+    [row] = view.rows()
+    assert row.link == "DEAD" and row.dead_before and "DEAD before " in render([row], "s")
