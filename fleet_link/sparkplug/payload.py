@@ -194,21 +194,18 @@ class AliasTable:
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[str | None, str], int] = {}
-        self._next = 1
+        self._by_alias: dict[int, tuple[str | None, str]] = {}
 
     def alias(self, device: str | None, name: str) -> int:
         key = (device, name)
         found = self._by_key.get(key)
         if found is None:
-            found = self._by_key[key] = self._next
-            self._next += 1
+            found = self._by_key[key] = len(self._by_key) + 1
+            self._by_alias[found] = key
         return found
 
     def lookup(self, alias: int) -> tuple[str | None, str] | None:
-        for key, value in self._by_key.items():
-            if value == alias:
-                return key
-        return None
+        return self._by_alias.get(alias)
 
 
 class BdSeqStore:

@@ -112,6 +112,7 @@ def typed_values(draw: Any) -> tuple[DataType, Any]:
     return kind, draw(st.text(max_size=30) | st.none())
 
 
+@settings(max_examples=50)
 @given(st.lists(typed_values(), max_size=8), st.integers(0, 255), st.booleans())
 def test_values_round_trip_through_the_protobuf(values: list, seq: int, named: bool):
     metrics = [(MetricDef(f"m{i}", kind), i + 1, value, named)
@@ -164,7 +165,7 @@ def test_aliases_are_unique_across_devices_and_stable(keys: list):
                for key, alias in first.items())  # fmt: skip
 
 
-@settings(max_examples=10)
+@settings(max_examples=5)
 @given(n=st.integers(0, 520))
 def test_bdseq_counts_per_connect_and_survives_a_restart(tmp_path_factory: Any, n: int):
     path = tmp_path_factory.mktemp("bd") / "bdseq"
