@@ -45,6 +45,7 @@ Values = dict[str, Scalar]
 SAMPLE_S = 0.5  # how often the loop-side groups are sampled (deadband checks)
 SYSTEM_SAMPLE_S = 2.0  # the system group (files, in a thread) at most this often
 RATE_WINDOW_S = 5.0  # rates (frames/s, fps) are taken over this much time
+BELT_RATE_WINDOW_S = 1.0  # the encoder's rate over this much time
 GROUPS = ("belt", "plc", "mcu", "chutes", "vision", "system")
 
 DEFAULTS: dict[str, TelemetryGroupConfig] = {
@@ -131,6 +132,9 @@ class RateWindow:
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.window_s:
             self._samples.popleft()
 
+    def clear(self) -> None:
+        self._samples.clear()
+
     def span(self) -> tuple[float, dict[str, float], dict[str, float]] | None:
         """(seconds, oldest totals, newest totals), or None before two samples."""
         if len(self._samples) < 2:
@@ -140,8 +144,12 @@ class RateWindow:
 
 
 # ---- the groups -------------------------------------------------------------------------------
-def sample_belt(node: Any) -> tuple[Values, frozenset[str]]:
-    """The belt as the PLC reports it, the encoder as the MCU reports it, the cell's state."""
+def sample_belt(
+    node: Any, window: RateWindow | None = None, now: float | None = None
+) -> tuple[Values, frozenset[str]]:
+    """The belt as the PLC reports it, the encoder as the MCU reports it, the cell's state.
+    With ``window`` the encoder rate is taken over it (the node's own 0.1 s estimate jitters
+    with the arrival of the MCU's reports on a busy host); before two samples, that estimate."""
     state = node.safety.state
     v: Values = {"state": state.value, "running": state is State.RUNNING}
     if node.plc is not None:
@@ -166,6 +174,13 @@ def sample_belt(node: Any) -> tuple[Values, frozenset[str]]:
                  encoder_error=f"MCU link {mcu.state.value if mcu else 'not opened'}")  # fmt: skip
     else:
         rate = node.encoder.counts_per_s
+        if window is not None:
+            window.add(time.monotonic() if now is None else now, {"count": count})
+            span = window.span()
+            if span is not None and span[2]["count"] < span[1]["count"]:
+                window.clear()  # the count went back (an MCU reset): start again
+            elif span is not None:
+                rate = (span[2]["count"] - span[1]["count"]) / span[0]
         v.update(encoder_count=count, encoder_rate_cps=_num(rate, 1),
                  encoder_speed_mm_s=_num(rate / node.cell.belt.counts_per_mm, 1))  # fmt: skip
     return v, frozenset({"encoder_count"})
@@ -413,6 +428,7 @@ class NodeTelemetry:
         self.deadband = Deadband(groups)
         self.chute_counts = ChuteCounts()
         self.vision = VisionSampler()
+        self.belt_window = RateWindow(BELT_RATE_WINDOW_S)
         outbox = node.board.mqtt.outbox.path if node.board.mqtt is not None else None
         self.system = SystemSampler(os.path.dirname(os.path.abspath(outbox)) if outbox else None)
         self.plc_keys = [
@@ -432,7 +448,7 @@ class NodeTelemetry:
     def samplers(self, now: float) -> dict[str, Callable[[], tuple[Values, frozenset[str]]]]:
         node = self.node
         out: dict[str, Callable[[], tuple[Values, frozenset[str]]]] = {
-            "belt": lambda: sample_belt(node),
+            "belt": lambda: sample_belt(node, self.belt_window, now),
             "mcu": lambda: sample_mcu(node),
             "chutes": lambda: sample_chutes(node, self.chute_counts),
         }

@@ -57,7 +57,7 @@ def _apply(node: Any, tracker: FaultTracker, what: str, arg: Any, t: float) -> N
         getattr(m, what)(t)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(inputs, max_size=40), st.booleans())
 def test_reported_faults_are_always_what_is_true(steps, after_boot):
     node = _node()
