@@ -28,6 +28,9 @@ SCHEMA_PREFIX = "../fleet_link/schemas/"
 BASE = "https://wolfpack.example/schemas/mqtt/"
 _LEVEL = "[a-z0-9][a-z0-9_-]{0,63}"
 _PARAM = re.compile(r"\{([A-Za-z0-9_]+)\}")
+# Sparkplug B channels: protobuf payloads and Sparkplug's own QoS, checked by an independent
+# Sparkplug host in tests/system/test_sparkplug_host.py (docs/sparkplug.md), not here.
+SPARKPLUG = "spBv1.0/"
 
 
 @cache
@@ -110,6 +113,8 @@ def channels(values: dict[str, str] | None = None) -> list[Channel]:
     out = []
     for cid, chan in doc["channels"].items():
         address = chan["address"]
+        if address.startswith(SPARKPLUG):
+            continue
         params = {k: _local(doc, v) for k, v in (chan.get("parameters") or {}).items()}
         free = 0
         regex = ""
