@@ -166,6 +166,12 @@ class CellNode:
             name=mcu_cfg.name,
         )
         self.diverter = McuDiverter(self.mcu, cell)
+        if self.journal is not None and self.journal.saved is not None:
+            from edge.cell.persist import pending_actions
+
+            # The link delivers action_done only for ids it issued or adopted; the previous
+            # run's strokes fire while no node listens and come right after identify.
+            self.mcu.adopt_actions(pending_actions(self.journal.saved).values())
         self.mcu.on_event(self._on_mcu_event)
         self.mcu.on_state(self._on_mcu_state)
         if board.mqtt is not None:

@@ -29,6 +29,8 @@ MAX_PAYLOAD = 248  # a frame is at most 255 bytes
 FLAG_SYN = 0x01  # sequence numbering of the sender (re)starts with this frame's SEQ
 FLAG_NAK = 0x02  # receiver saw a bad or out-of-order frame: resend from ACK now
 KNOWN_FLAGS = FLAG_SYN | FLAG_NAK
+# A control frame with both: an unsynchronised receiver's NAK (its ACK means nothing).
+FLAG_UNAK = FLAG_SYN | FLAG_NAK
 
 _HEADER = struct.Struct(">BBBBB")
 _CRC = struct.Struct(">H")
@@ -54,6 +56,11 @@ class Frame:
     @property
     def nak(self) -> bool:
         return bool(self.flags & FLAG_NAK)
+
+    @property
+    def unak(self) -> bool:
+        """An unsynchronised NAK: "resend your SYN frame"; its ACK field is meaningless."""
+        return not self.payload and self.flags & FLAG_UNAK == FLAG_UNAK
 
 
 def encode_frame(seq: int, ack: int, payload: bytes = b"", flags: int = 0) -> bytes:

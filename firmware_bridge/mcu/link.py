@@ -13,6 +13,12 @@ unplug/replug and MCU resets:
   command still unanswered fails with McuResetError (it may or may not have run before the
   reset; re-sending could run it twice), the link restarts its sequence space, identifies,
   re-sends the setup and reports RESYNCED.
+
+Rules of docs/mcu-protocol.md that live here: RTO bounds from the baud rate; a keep-alive
+while waiting for identify_response; commands the firmware did not list are refused without
+being sent; answers come in command order, so a command passed over by a later answer was
+skipped by the MCU and fails; an ``action_done`` is delivered only for an action id this
+link issued or adopted (a previous host's strokes are the journal's business).
 """
 
 from __future__ import annotations
@@ -40,13 +46,16 @@ from firmware_bridge.mcu.errors import (
 from firmware_bridge.mcu.framing import Frame, FrameDecoder
 from firmware_bridge.mcu.identity import REQUIRED_COMMANDS, FirmwareIdentity, check_compatible
 from firmware_bridge.mcu.reliable import ReliableEndpoint
-from firmware_bridge.mcu.rtt import RttEstimator
+from firmware_bridge.mcu.rtt import estimator_for, frame_time
 from firmware_bridge.mcu.transport import SerialTransport
 
 log = logging.getLogger("wolfpack.mcu")
 
 EVENT_NAMES = frozenset(s.name for s in m.SPECS if s.id >= 0x80)
 RESPONSE_NAMES = frozenset(s.name for s in m.SPECS if 0x40 <= s.id < 0x80)
+HEARTBEAT_ID = m.BY_NAME["heartbeat"].id
+SCHEDULES = frozenset({"schedule_at_clock", "schedule_at_count"})
+BUSY_RETRIES = 3  # fresh action ids tried when the MCU holds one pending (a previous host's)
 
 
 class LinkState(enum.Enum):
@@ -76,6 +85,8 @@ class LinkStats:
     mcu_resets: int = 0
     failed_by_reset: int = 0
     payload_errors: int = 0
+    foreign_action_done: int = 0  # action_done for ids this link neither issued nor adopted
+    skipped_commands: int = 0  # commands the MCU passed over (after an unknown one)
     outages: list[tuple[float, float | None]] = field(default_factory=list)
 
 
@@ -112,9 +123,10 @@ class McuLink:
         self.stats = LinkStats()
         # A partial frame is abandoned after ~2 max frames of wire time plus scheduling slack.
         self.decoder = FrameDecoder(partial_timeout_s=0.02 + 2 * 255 * 10 / baud)
-        self.endpoint = ReliableEndpoint(
-            window=1, rtt=RttEstimator(initial_rto=0.25, min_rto=0.04, max_rto=0.5)
-        )
+        # RTO bounds and the unsynchronised-NAK interval scale with the line (spec 3.1, 3.2).
+        self.endpoint = ReliableEndpoint(window=1, rtt=estimator_for(baud, 0.25))
+        self.endpoint.unak_interval = frame_time(baud) + 0.01
+        self.endpoint.on_framed = self._on_framed
         self._transport = SerialTransport(port, baud, self._on_data, self._port_lost)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_scheduled = False
@@ -122,7 +134,13 @@ class McuLink:
         self._next_req = random.randint(1, 0xFFFF)
         self._pending: dict[int, tuple[str, asyncio.Future[m.Message]]] = {}
         self._clock_reqs: dict[int, float] = {}
-        self._next_action = 1
+        # Action ids: random start (a previous host's held action_done must not match ours),
+        # the ids this MCU run holds for us, and those adopted from a previous host.
+        self._next_action = random.randint(1, 0xFFFF)
+        self._issued: set[int] = set()
+        self._adopted: set[int] = set()
+        self._req_action: dict[int, tuple[str, int]] = {}
+        self._sent_order: dict[int, None] = {}  # reqs in the order they were framed
         self._event_cbs: list[EventCallback] = []
         self._state_cbs: list[StateCallback] = []
         self._setup: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
@@ -198,6 +216,9 @@ class McuLink:
 
     def send(self, name: str, **fields: Any) -> None:
         """Queue a command that has no response (delivered in order, exactly once)."""
+        refusal = self._unlisted(name)
+        if refusal is not None:
+            raise refusal
         self._queue(m.encode(name, **fields))
 
     async def request(self, name: str, timeout: float | None = None, **fields: Any) -> m.Message:
@@ -260,33 +281,43 @@ class McuLink:
     ) -> int:
         """The MCU sets ``pin`` to ``value`` when its clock reaches ``clock`` (and back after
         ``duration_s`` if > 0). Returns the action id; McuCommandError if it is in the past."""
-        action = self._new_action()
-        await self.request(
+        return await self._schedule(
             "schedule_at_clock",
-            action=action,
             clock=clock,
             pin=pin,
             value=value,
             duration=self._ticks(duration_s),
         )
-        return action
 
     async def schedule_at_count(
         self, count: int, pin: int, value: int = 1, duration_s: float = 0.0, encoder: int = 0
     ) -> int:
         """The MCU fires when ``encoder`` reaches ``count`` (a diverter stroke at a parcel
         position). McuCommandError if the encoder is already past it."""
-        action = self._new_action()
-        await self.request(
+        return await self._schedule(
             "schedule_at_count",
-            action=action,
             encoder=encoder,
             count=count,
             pin=pin,
             value=value,
             duration=self._ticks(duration_s),
         )
-        return action
+
+    async def _schedule(self, name: str, **fields: Any) -> int:
+        """Schedule with a fresh action id; an id the MCU still holds pending for a previous
+        host (error 4) is skipped for the next one."""
+        for attempt in range(BUSY_RETRIES + 1):
+            action = self._new_action()
+            try:
+                await self.request(name, action=action, **fields)
+            except McuCommandError as exc:
+                if exc.code != m.ERR_BUSY or attempt == BUSY_RETRIES:
+                    raise
+                log.info("%s: action id %d is pending on the MCU for another host", self.port,
+                         action)  # fmt: skip
+                continue
+            return action
+        raise AssertionError("unreachable")
 
     async def schedule_at_host_time(
         self, host_t: float, pin: int, value: int = 1, duration_s: float = 0.0
@@ -323,23 +354,104 @@ class McuLink:
         if 1 <= action < 0xFFFF:
             self._next_action = max(self._next_action, action + 1)
 
+    def adopt_actions(self, actions: Any) -> None:
+        """Take over action ids a previous host issued on this MCU (from a journal): their
+        ``action_done`` is delivered, and this link never issues them. Call it before
+        ``connect()``: the MCU sends what fired while no host listened right after identify."""
+        for action in actions:
+            if 1 <= int(action) <= 0xFFFF:
+                self._adopted.add(int(action))
+
+    @property
+    def pending_actions(self) -> frozenset[int]:
+        """Action ids issued or adopted whose ``action_done`` has not come."""
+        return frozenset(self._issued | self._adopted)
+
     def _new_action(self) -> int:
-        action = self._next_action
-        self._next_action = (self._next_action % 0xFFFF) + 1
-        return action
+        for _ in range(0x10000):
+            action = self._next_action
+            self._next_action = (self._next_action % 0xFFFF) + 1
+            if action not in self._issued and action not in self._adopted:
+                return action
+        raise McuError(f"{self.port}: every action id is pending")
+
+    def _forget_actions(self) -> None:
+        """The MCU dropped every pending action (reset, watchdog)."""
+        self._issued.clear()
+        self._adopted.clear()
 
     def _request_future(
         self, name: str, fields: dict[str, Any], urgent: bool = False
     ) -> asyncio.Future[m.Message]:
         if self._closed:
             raise LinkClosedError(f"{self.port}: link is closed")
-        req = self._next_req
-        self._next_req = (req % 0xFFFF) + 1
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[m.Message] = loop.create_future()
+        refusal = self._unlisted(name)
+        if refusal is not None:
+            fut.set_exception(refusal)
+            return fut
+        req = self._next_req
+        self._next_req = (req % 0xFFFF) + 1
+        message = m.encode(name, req=req, **fields)
         self._pending[req] = (name, fut)
-        self._queue(m.encode(name, req=req, **fields), urgent)
+        if name in SCHEDULES:
+            self._issued.add(fields["action"])
+            self._req_action[req] = (name, fields["action"])
+        elif name == "cancel_action":
+            self._req_action[req] = (name, fields["action"])
+        self._queue(message, urgent)
         return fut
+
+    def _unlisted(self, name: str) -> McuCommandError | None:
+        """A command the identified firmware does not implement is never sent (spec 4)."""
+        ident = self.identity
+        if ident is None or name == "identify" or name in ident.commands:
+            return None
+        return McuCommandError(
+            name, m.ERR_UNKNOWN_COMMAND,
+            f"firmware {ident.firmware} {ident.version} does not implement {name} (not sent)",
+        )  # fmt: skip
+
+    def _on_framed(self, message: bytes) -> None:
+        if len(message) >= 3 and message[0] < 0x40 and message[0] != HEARTBEAT_ID:
+            self._sent_order[message[1] | message[2] << 8] = None
+
+    def _answered(self, req: int) -> None:
+        """Answers come in command order: every command framed before ``req`` and still
+        unanswered was skipped by the MCU (the rest of a payload after an unknown one)."""
+        order = self._sent_order
+        if req not in order:
+            return
+        while order:
+            first = next(iter(order))
+            del order[first]
+            if first == req:
+                return
+            entry = self._pending.pop(first, None)
+            self._action_answer(first, failed=True)
+            if entry is None or entry[1].done():
+                continue
+            self.stats.skipped_commands += 1
+            entry[1].set_exception(
+                McuCommandError(
+                    entry[0], m.ERR_UNKNOWN_COMMAND,
+                    "not executed: the MCU skipped the rest of its frame after a command it "
+                    "could not decode",
+                )
+            )  # fmt: skip
+
+    def _action_answer(self, req: int, failed: bool) -> None:
+        entry = self._req_action.pop(req, None)
+        if entry is None:
+            return
+        name, action = entry
+        if name in SCHEDULES:
+            if failed:
+                self._issued.discard(action)
+        else:  # cancel_action: ok, or not found (its action_done came first)
+            self._issued.discard(action)
+            self._adopted.discard(action)
 
     def _queue(self, message: bytes, urgent: bool = False) -> None:
         if urgent:
@@ -403,7 +515,10 @@ class McuLink:
         for msg in msgs:
             name = msg.name
             if name in RESPONSE_NAMES:
-                entry = self._pending.pop(msg.fields["req"], None)
+                req = msg.fields["req"]
+                self._answered(req)
+                self._action_answer(req, failed=name == "error")
+                entry = self._pending.pop(req, None)
                 if entry is None:
                     continue
                 cmd, fut = entry
@@ -414,7 +529,10 @@ class McuLink:
                 else:
                     fut.set_result(msg)
             elif name in EVENT_NAMES:
+                if name == "action_done" and not self._own_action(msg["action"]):
+                    continue
                 if name == "watchdog_tripped":
+                    self._forget_actions()
                     log.warning(
                         "%s: MCU watchdog tripped after %d ms without host frames; "
                         "actuators are safe",
@@ -426,6 +544,19 @@ class McuLink:
                         cb(msg)
                     except Exception:
                         log.exception("event callback failed")
+
+    def _own_action(self, action: int) -> bool:
+        """Whether an action_done is for an id this link issued or adopted (spec 3.3)."""
+        if action in self._issued:
+            self._issued.discard(action)
+            return True
+        if action in self._adopted:
+            self._adopted.discard(action)
+            return True
+        self.stats.foreign_action_done += 1
+        log.warning("%s: action_done for action %d, which this host neither issued nor "
+                    "adopted (a previous host's); ignored", self.port, action)  # fmt: skip
+        return False
 
     # ---- internals: timers, loss, recovery -------------------------------------------------
     async def _timer_loop(self) -> None:
@@ -442,6 +573,10 @@ class McuLink:
                     ep.queue(m.encode("heartbeat"))
                 else:
                     ep.force_ack()  # window full: a pure ACK is a valid frame too
+            elif self._handshaking and now - ep.last_tx >= self.heartbeat_s:
+                # Waiting for identify_response: keep an armed watchdog fed, ask again.
+                ep.keepalive_unak()
+                self._flush()
             if (
                 self.state.up
                 and self.clock_interval_s > 0
@@ -488,6 +623,7 @@ class McuLink:
         self._handshaking = True
         try:
             self.endpoint.restart()
+            self._sent_order.clear()
             self.endpoint.rx_expected = None  # only the answer to our SYN starts the session
             self.endpoint.window = 1
             self._handshake_req = self._next_req
@@ -603,6 +739,8 @@ class McuLink:
             )
         )
         self.stats.failed_by_reset += failed
+        self._forget_actions()
+        self._req_action.clear()
         self._set_state(LinkState.LOST, f"{why} ({failed} commands failed)")
         current = asyncio.current_task()
         if self._recovering is not None and not self._recovering.done():

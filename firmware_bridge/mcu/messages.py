@@ -87,6 +87,7 @@ ERR_BAD_ARGUMENT = 2
 ERR_IN_PAST = 3
 ERR_BUSY = 4
 ERR_NOT_FOUND = 5
+ERR_NOT_CONFIGURED = 6  # an output used before any config_output declared it
 
 # reasons of the "started" event
 START_POWER_ON = 0
@@ -98,6 +99,7 @@ START_SIMULATED = 3
 FAULT_BAD_PAYLOAD = 1
 FAULT_LATE_ACTION = 2
 FAULT_INPUT = 3
+FAULT_QUEUE_OVERFLOW = 4  # the MCU's bounded send queue dropped messages
 
 _FIXED = {"B": "B", "H": "H", "I": "I", "Q": "Q", "q": "q"}
 

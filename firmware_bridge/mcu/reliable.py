@@ -5,7 +5,10 @@ payload has a sequence number (mod 256); the receiver accepts only the next expe
 ACKs cumulatively (the ACK byte of every frame it sends is the next SEQ it expects), ACKs
 duplicates again without delivering them, and NAKs a gap or a bad frame at most once per
 expected SEQ until progress. The sender keeps at most ``window`` frames unacknowledged and
-goes back N (resends every unacknowledged frame) on a NAK or when the RTO expires. The host
+goes back N (resends every unacknowledged frame) on a NAK or when the RTO expires. While
+unsynchronised a receiver sends an *unsynchronised NAK* (SYN|NAK, rate-limited), and the
+peer answers it by resending its SYN frame alone, so a lost SYN answer is recovered in one
+round trip; ACK fields are taken only where they belong to our sequence space. The host
 runs this in asyncio; the simulated firmware runs the same class; real firmware implements
 the same state machine in C.
 """
@@ -16,7 +19,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from firmware_bridge.mcu.framing import FLAG_NAK, FLAG_SYN, MAX_PAYLOAD, Frame, encode_frame
+from firmware_bridge.mcu.framing import (
+    FLAG_NAK,
+    FLAG_SYN,
+    FLAG_UNAK,
+    MAX_PAYLOAD,
+    Frame,
+    encode_frame,
+)
 from firmware_bridge.mcu.rtt import RttEstimator
 
 HALF_SEQ = 128
@@ -36,6 +46,8 @@ class LinkCounters:
     unsynced_dropped: int = 0
     bogus_acks: int = 0
     rejected_syns: int = 0
+    unaks_sent: int = 0
+    syn_resends: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -67,7 +79,13 @@ class ReliableEndpoint:
     _send_syn: bool = False
     _nak_retx_base: int | None = None
     _resend_pending: bool = False
+    _resend_syn: bool = False
     _last_tx: float = 0.0
+    # Unsynchronised NAKs at most once per this many seconds (T_frame + 10 ms, spec 3.2).
+    unak_interval: float = 0.02
+    _unak_owed: bool = False
+    _unak_forced: bool = False
+    _last_unak: float = float("-inf")
     # receive state
     rx_expected: int | None = None  # None: not synchronised, accept only a SYN frame
     _ack_owed: bool = False
@@ -79,6 +97,9 @@ class ReliableEndpoint:
     # such as a 'started' resent just before the MCU saw the host's SYN, must not be taken
     # for the new session, or the two sessions' sequence numbers would be confused).
     syn_filter: Callable[[Frame], bool] | None = None
+    # Called with each message as it is packed into a new frame (the host records the order
+    # in which its commands went out: answers come back in that order, spec section 4).
+    on_framed: Callable[[bytes], None] | None = None
 
     # ---- transmit side -------------------------------------------------------------------
     def queue(self, message: bytes) -> None:
@@ -107,6 +128,7 @@ class ReliableEndpoint:
         self._send_syn = True
         self._nak_retx_base = None
         self._resend_pending = False
+        self._resend_syn = False
         self.rtt.reset()
         return dropped
 
@@ -147,17 +169,33 @@ class ReliableEndpoint:
         elif self._resend_pending:
             self._resend_all(out, now)
             self._resend_pending = False
+        elif self._resend_syn and self._unacked:
+            sent = self._unacked[0]  # the peer lacks our SYN frame: that one alone
+            sent.transmissions += 1
+            sent.sent_at = now
+            out += self._frame_bytes(sent)
+            self.counters.retransmits += 1
+            self.counters.syn_resends += 1
+            self.counters.frames_sent += 1
+        self._resend_syn = False
         # new frames within the window
         if self._urgent:
             self._urgent.extend(self._pending)
             self._pending, self._urgent = self._urgent, deque()
         pending = self._pending
         maxp = self.max_payload
+        framed = self.on_framed
         while pending and len(self._unacked) < self.window:
-            payload = bytearray(pending.popleft())
+            message = pending.popleft()
+            payload = bytearray(message)
+            if framed is not None:
+                framed(message)
             count = 1
             while pending and len(payload) + len(pending[0]) <= maxp:
-                payload += pending.popleft()
+                message = pending.popleft()
+                payload += message
+                if framed is not None:
+                    framed(message)
                 count += 1
             flags = 0
             if self._send_syn:
@@ -170,6 +208,14 @@ class ReliableEndpoint:
             self.counters.frames_sent += 1
             self.counters.messages_sent += count
         ack = self.rx_expected if self.rx_expected is not None else 0
+        if self._unak_owed and self.rx_expected is None:
+            if self._unak_forced or now - self._last_unak >= self.unak_interval:
+                out += encode_frame(0, 0, b"", FLAG_UNAK)
+                self._last_unak = now
+                self.counters.unaks_sent += 1
+                self.counters.naks_sent += 1
+                self.counters.frames_sent += 1
+        self._unak_owed = self._unak_forced = False
         if self._nak_owed:
             out += encode_frame(0, ack, b"", FLAG_NAK)
             self.counters.naks_sent += 1
@@ -223,7 +269,18 @@ class ReliableEndpoint:
         """Process one valid frame. Returns (payload to deliver or None, is_new_syn)."""
         c = self.counters
         c.frames_received += 1
-        self._on_ack(frame.ack, now)
+        if frame.unak:
+            c.naks_received += 1
+            self._on_unak(now)
+            return None, False
+        if self.rx_expected is None:
+            return self._on_frame_unsynced(frame, now)
+        new_syn = (
+            frame.syn and not frame.is_control and self._last_syn != (frame.seq, frame.payload)
+        )
+        if not new_syn or (self._unacked and self._unacked[0].flags & FLAG_SYN):
+            # A new SYN's ACK belongs to the peer's new session, unless it answers ours.
+            self._on_ack(frame.ack, now)
         if frame.nak:
             c.naks_received += 1
             if self._unacked and self._nak_retx_base != self._unacked[0].seq:
@@ -232,7 +289,7 @@ class ReliableEndpoint:
         if frame.is_control:
             return None, False
         if frame.syn:
-            if self._last_syn == (frame.seq, frame.payload) and self.rx_expected is not None:
+            if not new_syn:
                 # A resent copy of the SYN we accepted (a new session's SYN differs: the
                 # host starts its req ids at random, the MCU's 'started' carries its clock).
                 c.duplicates += 1
@@ -241,15 +298,8 @@ class ReliableEndpoint:
             if self.syn_filter is not None and not self.syn_filter(frame):
                 c.rejected_syns += 1
                 return None, False
-            self._last_syn = (frame.seq, frame.payload)
-            self.rx_expected = (frame.seq + 1) & 0xFF
-            self._ack_owed = True
-            self._nak_sent_for = None
-            return frame.payload, True
+            return self._accept_syn(frame)
         expected = self.rx_expected
-        if expected is None:
-            c.unsynced_dropped += 1
-            return None, False
         d = (frame.seq - expected) & 0xFF
         if d == 0:
             self.rx_expected = (expected + 1) & 0xFF
@@ -264,13 +314,57 @@ class ReliableEndpoint:
             self._ack_owed = True
         return None, False
 
+    def _on_frame_unsynced(self, frame: Frame, now: float) -> tuple[bytes | None, bool]:
+        """Only a SYN data frame is accepted, and only its ACK counts (spec 3.2)."""
+        c = self.counters
+        if frame.nak:
+            c.naks_received += 1
+            self._on_unak(now)
+        if frame.is_control:
+            return None, False
+        if not frame.syn:
+            c.unsynced_dropped += 1
+            self.request_nak()  # the peer's SYN before it was probably lost
+            return None, False
+        if self.syn_filter is not None and not self.syn_filter(frame):
+            c.rejected_syns += 1
+            return None, False
+        self._on_ack(frame.ack, now)
+        return self._accept_syn(frame)
+
+    def _accept_syn(self, frame: Frame) -> tuple[bytes, bool]:
+        self._last_syn = (frame.seq, frame.payload)
+        self.rx_expected = (frame.seq + 1) & 0xFF
+        self._ack_owed = True
+        self._nak_sent_for = None
+        self._unak_owed = False
+        return frame.payload, True
+
+    def _on_unak(self, now: float) -> None:
+        """The peer has no sequence state: resend our SYN frame alone, at most once per
+        RTO_min (a burst of its NAKs must not become a burst of resends)."""
+        if not self._unacked:
+            return
+        oldest = self._unacked[0]
+        if oldest.flags & FLAG_SYN and now - oldest.sent_at >= self.rtt.min_rto:
+            self._resend_syn = True
+
+    def keepalive_unak(self) -> None:
+        """While unsynchronised: send an unsynchronised NAK with the next output, whatever
+        the rate limit (the host's keep-alive while it waits for identify_response)."""
+        self._unak_owed = self._unak_forced = True
+
     def force_ack(self) -> None:
         """Send a pure ACK with the next output even if nothing is owed (keep-alive)."""
         self._ack_owed = True
 
     def request_nak(self) -> None:
-        """The decoder saw a bad frame (or a gap): NAK once per expected SEQ."""
-        if self.rx_expected is None or self._nak_sent_for == self.rx_expected:
+        """The decoder saw a bad frame (or a gap): NAK once per expected SEQ; while
+        unsynchronised, an unsynchronised NAK (rate-limited when it is sent)."""
+        if self.rx_expected is None:
+            self._unak_owed = True
+            return
+        if self._nak_sent_for == self.rx_expected:
             return
         self._nak_sent_for = self.rx_expected
         self._nak_owed = True

@@ -9,6 +9,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_FRAME_BYTES = 255
+
+
+def frame_time(baud: int | None) -> float:
+    """Seconds one maximum frame takes on the wire (10 bit times per byte); 0 if unknown."""
+    return MAX_FRAME_BYTES * 10 / baud if baud else 0.0
+
+
+def rto_bounds(baud: int | None) -> tuple[float, float]:
+    """(RTO_min, RTO_max) of docs/mcu-protocol.md 3.1: at least three maximum frames plus
+    20 ms (the frame, one the peer is already sending, the peer's frame with the ACK), so a
+    slow line never times out a frame that is merely still on the wire."""
+    rto_min = max(0.04, 3 * frame_time(baud) + 0.02)
+    return rto_min, max(0.5, 4 * rto_min)
+
+
+def estimator_for(baud: int | None, initial: float) -> RttEstimator:
+    """An estimator with the spec's bounds for ``baud``; ``initial`` is raised to RTO_min."""
+    lo, hi = rto_bounds(baud)
+    return RttEstimator(initial_rto=max(initial, lo), min_rto=lo, max_rto=hi)
+
 
 @dataclass
 class RttEstimator:

@@ -75,6 +75,7 @@ class SimMcu:
             protocol=options.protocol,
             outputs=options.outputs,
             inputs=options.inputs,
+            baud=options.baud,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replug: asyncio.TimerHandle | None = None

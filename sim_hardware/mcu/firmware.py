@@ -4,6 +4,12 @@ It knows nothing of ptys: ``receive(data)`` takes bytes as they come off the (mo
 wire and ``transmit`` is called with the bytes to send. Time-critical actions run on the
 asyncio loop at their target time, with a short spin for the last 2 ms, and every execution
 is logged so tests can assert ordering and timing.
+
+The rules of issue 19 live here as in any firmware: the watchdog is armed by
+``set_watchdog`` only; outputs are usable once configured and ``config_output`` drives the
+safe value at once; a new host SYN stops encoder reports and keeps everything else; the send
+queue is bounded (drop policy, overflow fault); unknown command ids answer ``error`` 1 and
+skip the rest of the payload; RTO bounds come from the baud rate.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from firmware_bridge.mcu import messages as m
 from firmware_bridge.mcu.framing import MAX_PAYLOAD, FrameDecoder
 from firmware_bridge.mcu.identity import PROTOCOL_VERSION
 from firmware_bridge.mcu.reliable import ReliableEndpoint
-from firmware_bridge.mcu.rtt import RttEstimator
+from firmware_bridge.mcu.rtt import estimator_for, frame_time
 from sim_hardware.mcu.encoder import BeltEncoder, EncoderSource
 
 log = logging.getLogger("wolfpack.sim.mcu")
@@ -34,6 +40,13 @@ SPIN_S = 0.005  # wake this early and spin: the host OS may wake us late
 # section 3.3): what happened to the machine while no host was listening.
 HELD_EVENTS = ("input_edge", "action_done")
 MAX_HELD_EVENTS = 256
+# The send queue (docs/mcu-protocol.md 3.4): TX_WINDOW frames in flight plus this many bytes
+# of messages not yet framed. What may be dropped when it is full, first kind first.
+TX_QUEUE_BYTES = 4096
+_REPORT_ID = m.BY_NAME["encoder_report"].id
+_EVENT_IDS = frozenset(m.BY_NAME[n].id for n in ("input_edge", "action_done", "fault"))
+DROPPABLE = frozenset({"encoder_report", "input_edge", "action_done", "fault"})
+LATE_FAULT_US = 1000  # a clock action later than this is reported (fault code 2)
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,7 @@ class OutputChange:
     at: float
     pin: int
     value: int
-    cause: str  # "command" | "action" | "watchdog" | "reset"
+    cause: str  # "command" | "action" | "watchdog" | "reset" | "config"
 
 
 @dataclass
@@ -85,8 +98,10 @@ class SimFirmware:
         watchdog_ms: int = 500,
         log_limit: int = 200_000,
         protocol: int = PROTOCOL_VERSION,
+        baud: int | None = None,
     ) -> None:
         self.protocol = protocol
+        self.baud = baud  # for the RTO bounds (spec 3.1); None: no wire time modelled
         self._transmit = transmit
         self.clock_freq = clock_freq
         self.drift_ppm = drift_ppm
@@ -107,6 +122,9 @@ class SimFirmware:
         self._held: list[tuple[str, dict[str, Any]]] = []  # for the next host (see receive)
         self.held_sent = 0
         self.held_dropped = 0
+        self.tx_dropped: dict[str, int] = {}  # by kind, until reported in a fault
+        self.tx_dropped_total = 0
+        self.late_faults = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wd_task: asyncio.Task[None] | None = None
         self._report_tasks: dict[int, asyncio.Task[None]] = {}
@@ -120,13 +138,16 @@ class SimFirmware:
         self.endpoint = ReliableEndpoint(
             window=TX_WINDOW,
             max_payload=MAX_PAYLOAD,
-            rtt=RttEstimator(initial_rto=0.1, min_rto=0.04, max_rto=0.5),
+            rtt=estimator_for(self.baud, 0.1),
+            unak_interval=frame_time(self.baud) + 0.01,
         )
         self.outputs = [0] * self.n_outputs
         self.safe_values = [0] * self.n_outputs
+        self.configured = [False] * self.n_outputs  # usable once config_output declared it
         self.inputs = 0
         self.watchdog_ms = self.default_watchdog_ms
         self.last_host_frame: float | None = None
+        self.watchdog_enabled = False  # set by the first set_watchdog (spec 8.1)
         self.watchdog_armed = False
         self._scheduled: dict[int, _Scheduled] = {}
         for task in getattr(self, "_report_tasks", {}).values():
@@ -184,14 +205,16 @@ class SimFirmware:
         ep = self.endpoint
         for frame in frames:
             self.last_host_frame = now
-            self.watchdog_armed = True
+            self.watchdog_armed = self.watchdog_enabled
             payload, new_syn = ep.on_frame(frame, now)
             if new_syn:
                 # A host (re)started its sequence space: old replies are for nobody, but the
                 # events the last host never acknowledged (edges, strokes done while it was
-                # dead) are what the new one needs: kept, sent after its identify.
+                # dead) are what the new one needs: kept, sent after its identify. Encoder
+                # reports were the last host's settings: off until the new one asks.
                 self._held = self._unacknowledged_events()
                 ep.restart()
+                self._stop_reports()
             if payload:
                 self._execute(payload)
         if bad:
@@ -219,6 +242,8 @@ class SimFirmware:
         return kept
 
     def flush(self) -> None:
+        if self.tx_dropped:
+            self._report_overflow()
         data = self.endpoint.take_output(time.monotonic())
         if data:
             self._transmit(data)
@@ -226,20 +251,75 @@ class SimFirmware:
     def _execute(self, payload: bytes) -> None:
         pos = 0
         while pos < len(payload):
+            spec = m.BY_ID.get(payload[pos])
+            if spec is None or spec.id >= 0x40 or not hasattr(self, "_cmd_" + spec.name):
+                self._unknown_command(payload, pos)
+                return
             try:
                 msg, pos = m.decode_one(payload, pos)
             except m.MessageError as exc:
                 self._event("fault", code=m.FAULT_BAD_PAYLOAD, message=str(exc)[:200])
                 return
             self.executed.append((msg.name, msg.fields))
-            handler = getattr(self, "_cmd_" + msg.name, None)
-            if handler is None:
-                self._reply_error(msg, m.ERR_UNKNOWN_COMMAND, f"no command {msg.name!r}")
-                continue
-            handler(msg)
+            getattr(self, "_cmd_" + msg.name)(msg)
+            if msg.name == "reset":
+                return  # reset ends its payload (spec 4): nothing after it runs
+
+    def _unknown_command(self, payload: bytes, pos: int) -> None:
+        """Answer error 1 with the req that follows the id (every command has it first),
+        then skip the rest: an unknown command's length is unknown (spec 4)."""
+        cid = payload[pos]
+        if pos + 3 <= len(payload):
+            req = payload[pos + 1] | payload[pos + 2] << 8
+            self._send(
+                "error", req=req, code=m.ERR_UNKNOWN_COMMAND,
+                message=f"unknown command id 0x{cid:02x}",
+            )  # fmt: skip
+        self._event(
+            "fault", code=m.FAULT_BAD_PAYLOAD,
+            message=f"unknown command id 0x{cid:02x} at payload byte {pos}: "
+            f"{len(payload) - pos} bytes skipped",
+        )  # fmt: skip
 
     def _send(self, name: str, **fields: Any) -> None:
-        self.endpoint.queue(m.encode(name, **fields))
+        message = m.encode(name, **fields)
+        ep = self.endpoint
+        queued = sum(map(len, ep._pending)) + sum(map(len, ep._urgent))
+        while queued + len(message) > TX_QUEUE_BYTES:
+            dropped = self._drop_one()
+            if dropped is None:
+                if name in DROPPABLE:
+                    self._count_drop(name)
+                    return
+                break  # responses, started, watchdog_tripped are never dropped
+            queued -= dropped
+        ep.queue(message)
+
+    def _drop_one(self) -> int | None:
+        """Drop the oldest queued encoder_report, else the oldest queued event (3.4)."""
+        pending = self.endpoint._pending
+        for ids in (frozenset({_REPORT_ID}), _EVENT_IDS):
+            for i, queued in enumerate(pending):
+                if queued[0] in ids:
+                    del pending[i]
+                    self._count_drop(m.BY_ID[queued[0]].name)
+                    return len(queued)
+        return None
+
+    def _count_drop(self, name: str) -> None:
+        self.tx_dropped[name] = self.tx_dropped.get(name, 0) + 1
+        self.tx_dropped_total += 1
+
+    def _report_overflow(self) -> None:
+        """One fault naming what the full send queue dropped, once there is room for it."""
+        ep = self.endpoint
+        queued = sum(map(len, ep._pending)) + sum(map(len, ep._urgent))
+        if queued + 3 + 200 > TX_QUEUE_BYTES:
+            return
+        counts = ", ".join(f"{n} {name}" for name, n in sorted(self.tx_dropped.items()))
+        self.tx_dropped = {}
+        text = f"send queue full: dropped {counts}"[:200]
+        self._event("fault", code=m.FAULT_QUEUE_OVERFLOW, message=text)
 
     def _event(self, name: str, **fields: Any) -> None:
         self.events_sent.append(name)
@@ -289,6 +369,8 @@ class SimFirmware:
             self._reply_error(msg, m.ERR_BAD_ARGUMENT, "watchdog timeout must be >= 10 ms")
             return
         self.watchdog_ms = msg["timeout_ms"]
+        self.watchdog_enabled = self.watchdog_armed = True  # armed by set_watchdog only
+        self.last_host_frame = time.monotonic()
         self._send("ok", req=msg["req"])
 
     def _check_pin(self, msg: m.Message, pin: int) -> bool:
@@ -299,13 +381,30 @@ class SimFirmware:
             return False
         return True
 
+    def _check_configured(self, msg: m.Message, pin: int) -> bool:
+        if not self._check_pin(msg, pin):
+            return False
+        if not self.configured[pin]:
+            self._reply_error(
+                msg, m.ERR_NOT_CONFIGURED, f"output {pin} is not configured (config_output first)"
+            )
+            return False
+        return True
+
     def _cmd_config_output(self, msg: m.Message) -> None:
-        if self._check_pin(msg, msg["pin"]):
-            self.safe_values[msg["pin"]] = 1 if msg["safe_value"] else 0
+        pin = msg["pin"]
+        if self._check_pin(msg, pin):
+            safe = 1 if msg["safe_value"] else 0
+            if not self.configured[pin] or self.safe_values[pin] != safe:
+                # new or changed: the pin goes to its safe value at once; the same
+                # config_output again (setup re-sent after a replug) changes nothing
+                self.configured[pin] = True
+                self.safe_values[pin] = safe
+                self._set_output(pin, safe, "config")
             self._send("ok", req=msg["req"])
 
     def _cmd_set_output(self, msg: m.Message) -> None:
-        if self._check_pin(msg, msg["pin"]):
+        if self._check_configured(msg, msg["pin"]):
             self._set_output(msg["pin"], msg["value"], "command")
             self._send("ok", req=msg["req"])
 
@@ -367,7 +466,7 @@ class SimFirmware:
 
     def _cmd_schedule_at_clock(self, msg: m.Message) -> None:
         f = msg.fields
-        if not self._check_pin(msg, f["pin"]) or not self._check_action(msg):
+        if not self._check_configured(msg, f["pin"]) or not self._check_action(msg):
             return
         now_clock = self.clock()
         if f["clock"] <= now_clock:
@@ -385,7 +484,7 @@ class SimFirmware:
 
     def _cmd_schedule_at_count(self, msg: m.Message) -> None:
         f = msg.fields
-        if not self._check_pin(msg, f["pin"]) or not self._check_action(msg):
+        if not self._check_configured(msg, f["pin"]) or not self._check_action(msg):
             return
         if f["encoder"] != 0:
             self._reply_error(msg, m.ERR_BAD_ARGUMENT, f"encoder {f['encoder']} does not exist")
@@ -447,6 +546,13 @@ class SimFirmware:
         self._event(
             "action_done", action=s.action, pin=s.pin, value=s.value, clock=clock, count=count
         )
+        late_us = (clock - s.target) * 1e6 / self.clock_freq if s.kind == "clock" else 0.0
+        if late_us > LATE_FAULT_US:
+            self.late_faults += 1
+            self._event(
+                "fault", code=m.FAULT_LATE_ACTION,
+                message=f"action {s.action} fired {late_us:.0f} us late",
+            )  # fmt: skip
         if s.duration and self._loop:
             boot = self.boots
             revert_at = self.time_of_clock(clock + s.duration)
@@ -496,6 +602,12 @@ class SimFirmware:
             )
             self.flush()
 
+    def _stop_reports(self) -> None:
+        """Every encoder report off (a new host session, a watchdog trip: spec 3.4)."""
+        for task in self._report_tasks.values():
+            task.cancel()
+        self._report_tasks = {}
+
     async def _report_loop(self, encoder: int, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -526,8 +638,10 @@ class SimFirmware:
             if s.handle:
                 s.handle.cancel()
         self._scheduled.clear()
+        self._stop_reports()
         for pin, safe in enumerate(self.safe_values):
-            self._set_output(pin, safe, "watchdog")
+            if self.configured[pin]:
+                self._set_output(pin, safe, "watchdog")
         log.warning("watchdog: %.0f ms without a host frame; all outputs safe", silent * 1000)
         self._event("watchdog_tripped", clock=self.clock(now), silent_ms=int(silent * 1000))
         self.flush()

@@ -73,6 +73,7 @@ def test_a_stroke_the_mcu_refuses_comes_back_as_a_refusal(tmp_path):
         async def main() -> object:
             async with McuLink(path) as link:
                 mcu = McuDiverter(link, CFG)
+                await mcu.configure([1])  # an unconfigured output is refused first (error 6)
                 count, _ = await link.read_encoder()
                 stroke = ScheduleStroke(1, "a", 1, count - 10, 20.0, 0)
                 return await mcu.schedule(stroke)

@@ -48,6 +48,9 @@ def _run(n_msgs: int, rate: float, seed: int, window: int = 4) -> tuple[_Side, _
     host, mcu = _Side(window), _Side(16)
     host.ep.restart()
     mcu.ep.restart()
+    # Each side's first frame is a SYN data frame (the MCU's 'started'): an unsynchronised
+    # side takes ACKs only from the peer's SYN frame (docs/mcu-protocol.md 3.2).
+    mcu.ep.queue(b"started")
     msgs = [i.to_bytes(4, "big") * (1 + i % 5) for i in range(n_msgs)]
     for msg in msgs:
         host.ep.queue(msg)

@@ -65,7 +65,7 @@ def test_undecodable_payload_is_reported_as_a_fault_and_earlier_messages_stand()
     names = [msg.name for msg in host.messages()]
     assert "pong" in names
     fault = [msg for msg in host.messages() if msg.name == "fault"]
-    assert fault and "unknown message id 0xee" in fault[0]["message"]
+    assert fault and "unknown command id 0xee at payload byte 7" in fault[0]["message"]
 
 
 def test_refusals_say_why():
