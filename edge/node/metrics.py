@@ -20,7 +20,13 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, get_args
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    make_wsgi_app,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -55,6 +61,7 @@ class NodeMetrics:
 
     def __init__(self, node: CellNode, cfg: MetricsConfig) -> None:
         self.cfg = cfg
+        disable_created_metrics()  # no *_created series beside each histogram (this process)
         self.registry = CollectorRegistry(auto_describe=False)
         self.stage_latency = Histogram(
             "wolfpack_stage_latency_seconds",
@@ -174,20 +181,33 @@ class NodeCollector(Collector):
 
     def __init__(self, node: CellNode) -> None:
         self.node = node
+        self.errors: dict[str, int] = {}  # section -> scrapes in which it failed
 
     def collect(self) -> Iterable[Metric]:
         node = self.node
-        yield from self._parcels(node)
-        yield from self._safety(node)
-        yield from self._node(node)
-        if node.fleet is not None:
-            yield from self._fleet(node)
-        if node.mcu is not None:
-            yield from self._mcu(node)
-        if node.plc is not None:
-            yield from self._plc(node)
-        if node.camera is not None:
-            yield from self._camera(node)
+        sections = [self._parcels, self._safety, self._node]
+        for part, section in ((node.fleet, self._fleet), (node.mcu, self._mcu),
+                              (node.plc, self._plc), (node.camera, self._camera)):  # fmt: skip
+            if part is not None:
+                sections.append(section)
+        for section in sections:
+            name = section.__name__.lstrip("_")
+            try:
+                families = list(section(node))
+            except Exception:  # one part's failure must not take the whole scrape with it
+                self.errors[name] = self.errors.get(name, 0) + 1
+                if self.errors[name] == 1:
+                    log.exception("metrics: the %s section failed (left out of scrapes)", name)
+                continue
+            yield from families
+        fam = CounterMetricFamily(
+            "wolfpack_metrics_errors",
+            "Scrapes in which a section of these metrics failed (logged once)",
+            labels=["section"],
+        )
+        for name, count in sorted(self.errors.items()):
+            fam.add_metric([name], count)
+        yield fam
 
     # ---- sections -----------------------------------------------------------------------------
     def _parcels(self, node: CellNode) -> Iterator[Metric]:

@@ -45,9 +45,7 @@ _hostnames = st.from_regex(r"\A[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,20}){0,3}
 
 
 @given(
-    host=st.one_of(
-        st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str), _hostnames
-    ),
+    host=st.one_of(st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str), _hostnames),
     port=st.integers(0, 65535),
 )
 def test_listen_round_trips(host: str, port: int) -> None:
@@ -287,3 +285,19 @@ def test_no_section_no_server(tmp_path: Path) -> None:
     del data["metrics"]
     node = CellNode(BoardConfig.model_validate(data), journal_file=tmp_path / "j.json")
     assert node.metrics is None
+
+
+def test_a_failing_section_is_left_out_counted_and_the_rest_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, "wolfpack.node.metrics")
+    with equipped_node(tmp_path) as node:
+        url = started(node)
+        node.camera.stats = None  # a part whose figures cannot be read
+        for _ in range(2):
+            got = samples(scrape(url))
+        assert ("wolfpack_metrics_errors_total", (("section", "camera"),)) in got
+        assert got[("wolfpack_metrics_errors_total", (("section", "camera"),))] == 2
+        assert not any(name.startswith("wolfpack_camera_") for name, _ in got)
+        assert ("wolfpack_parcels_total", (("outcome", "sorted"),)) in got
+        assert caplog.text.count("the camera section failed") == 1  # logged once
