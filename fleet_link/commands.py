@@ -93,7 +93,6 @@ class Prepared:
 RATE_LIMITED = "rate_limited"
 RETAINED = "retained"  # the broker delivered a stored (retained) command: never run
 STALE = "stale"  # its ts is older than mqtt.commands.max_age_s (or as far in the future)
-EMPTY = "empty"  # a zero-byte payload: the MQTT way to clear a retained message, not a command
 # refusals about the delivery, not the request: sent again properly, the command may run
 NOT_REMEMBERED = frozenset((RATE_LIMITED, RETAINED, STALE))
 # decoder reasons -> the error codes of command-result.json
@@ -339,15 +338,11 @@ class CommandInbox:
 
     def offer(self, name: str, payload: bytes, retained: bool = False) -> str:
         """Admit one command (network thread); returns the lane it went to. ``retained``: the
-        broker delivered it from its store (MQTT retain flag): answered ``retained``, not run.
-        A zero-byte payload (a retained message being cleared) is counted and not answered."""
+        broker delivered it from its store (MQTT retain flag): answered ``retained``, not run."""
         lane = self.lane_of(name)
         self.received[lane] += 1
         now = self._clock()
         refusal: Outcome | None = None
-        if not payload:
-            self.refused[EMPTY] += 1
-            return lane
         if retained:
             self.refused[RETAINED] += 1
             log.warning("retained command %s refused (the broker stores it: clear it)", name)

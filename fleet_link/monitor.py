@@ -89,11 +89,13 @@ def _text(value: object, limit: int = 64) -> str:
     return printable(value, limit) if isinstance(value, str) else ""
 
 
-def _texts(value: object, most: int = 32) -> list[str] | None:
-    """A list of strings from the wire, made printable; None when it is not such a list."""
+def _texts(value: object, most: int = 32, raw: bool = False) -> list[str] | None:
+    """A list of strings from the wire, made printable (``raw``: as sent, only clipped);
+    None when it is not such a list."""
     if not isinstance(value, list):
         return None
-    return sorted(printable(v) for v in value[:most] if isinstance(v, str))
+    clip = (lambda v: v[:256]) if raw else printable
+    return sorted(clip(v) for v in value[:most] if isinstance(v, str))
 
 
 def _epoch(ts: object) -> float | None:
@@ -158,7 +160,7 @@ class FleetView:
                 return
             node.dead_since = None
             self._seen(node, state.ts)
-            faults = _texts(body.get("faults"))
+            faults = _texts(body.get("faults"), raw=True)  # printable when drawn
             if faults is not None:
                 node.faults = set(faults)
             node.config_version = _text(body.get("config_version")) or node.config_version
@@ -190,9 +192,9 @@ class FleetView:
                 if m.name == "safety":
                     node.safety = _text(data["to"]) or node.safety
                 elif data.get("active"):
-                    node.faults.add(printable(data["code"]))
+                    node.faults.add(data["code"][:256])  # printable when drawn
                 else:
-                    node.faults.discard(printable(data["code"]))
+                    node.faults.discard(data["code"][:256])
             elif m.channel == "events/degraded" and isinstance(data, dict):
                 found_devices = _texts(data.get("devices"))
                 if found_devices is not None:
