@@ -20,7 +20,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fleet_link.sparkplug import DataType, MetricDef, SparkplugEdgeNode
+from fleet_link.sparkplug.edge_node import SparkplugEdgeNode
+from fleet_link.sparkplug.payload import DataType, MetricDef
 
 if TYPE_CHECKING:
     from edge.node.cell_node import CellNode

@@ -2,20 +2,7 @@
 
 The payloads are the Eclipse Tahu protobuf definitions (``sparkplug_b.proto``, EPL-2.0, see
 ``NOTICE.md``) compiled by protoc into ``sparkplug_b_pb2.py``; nothing here encodes protobuf
-by hand.
+by hand. Modules: ``topics`` (namespace), ``payload`` (values, seq, aliases, bdSeq, STATE),
+``edge_node`` (the session), ``config`` (the board's ``sparkplug:`` section). Nothing is
+imported here, so loading a board config does not load protobuf or paho.
 """
-
-from fleet_link.sparkplug.config import SparkplugConfig
-from fleet_link.sparkplug.edge_node import SparkplugEdgeNode
-from fleet_link.sparkplug.payload import DataType, MetricDef
-from fleet_link.sparkplug.topics import parse_topic, state_topic, topic
-
-__all__ = [
-    "DataType",
-    "MetricDef",
-    "SparkplugConfig",
-    "SparkplugEdgeNode",
-    "parse_topic",
-    "state_topic",
-    "topic",
-]

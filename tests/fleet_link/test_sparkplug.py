@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleet_link.config import MqttConfig
-from fleet_link.sparkplug import SparkplugEdgeNode
+from fleet_link.sparkplug.edge_node import SparkplugEdgeNode
 from fleet_link.sparkplug.payload import (
     AliasTable,
     BdSeqStore,
