@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -168,3 +169,30 @@ def test_a_will_the_broker_held_says_dead_before_the_monitor_came():
     )  # fmt: skip
     [row] = view.rows()
     assert row.link == "DEAD" and row.dead_before and "DEAD before " in render([row], "s")
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["monitor", "--site", "SIM"], "did you mean 'sim'?"),
+        (["monitor", "--site", "sim", "--interval", "-1"], "--interval -1.0"),
+        (["monitor", "--site", "sim", "--window", "0"], "--window 0.0"),
+        (["monitor", "--site", "sim", "--json"], "--json goes with --once"),
+        (["monitor", "--site", "sim", "--broker", "http://x:1"], "mqtt://host:port"),
+        (["cmd", "stop", "--node", "Cell", "--site", "sim"], "--node 'Cell'"),
+        (["cmd", "stop", "--node", "c", "--site", "a/b"], "--site 'a/b'"),
+        (["cmd", "stop", "--node", "c", "--site", "s", "--timeout", "0"], "--timeout 0.0"),
+        (["cmd", "stop", "--node", "c", "--site", "s", "--request-id", ""], "--request-id"),
+        (["cmd", "stop", "--node", "c", "--site", "s", "--broker", "mqtt://"], "--broker"),
+        (["cmd", "stop", "--node", "c", "--site", "s", "--password-file", "/nonexistent"],
+         "--password-file /nonexistent: No such file"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_one_line_and_exit_2(argv, words, capsys):
+    from edge.cli.main import build_parser
+
+    full = [*argv] if "--broker" in argv else [*argv, "--broker", "127.0.0.1:1"]
+    args = build_parser().parse_args(full)
+    assert args.handler(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and err[0].startswith("wolfpack "), err
