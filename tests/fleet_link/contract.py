@@ -171,8 +171,9 @@ def _parts(schema: Any, resolver: Resolver) -> list[_Part]:
 
 def undocumented(schema: dict[str, Any], value: Any, where: str = "") -> list[str]:
     """Paths of object members in ``value`` that ``schema`` does not describe (a member of an
-    object whose schema lists ``properties`` but not that one). Objects without properties
-    (free maps) are followed through ``additionalProperties`` when that is a schema."""
+    object whose schema lists ``properties`` or ``patternProperties`` but none for that one).
+    Objects without them (free maps) are followed through ``additionalProperties`` when that
+    is a schema."""
     resolver = schemas.registry().resolver(base_uri=BASE)
     return _undocumented(_parts(_rebase(schema), resolver), value, where)
 
@@ -181,18 +182,21 @@ def _undocumented(parts: list[_Part], value: Any, where: str) -> list[str]:
     found: list[str] = []
     if isinstance(value, dict):
         described = {k for s, _r in parts for k in s.get("properties", {})}
+        patterns = [(re.compile(k), v, r) for s, r in parts
+                    for k, v in s.get("patternProperties", {}).items()]  # fmt: skip
         maps = [(s["additionalProperties"], r) for s, r in parts
                 if isinstance(s.get("additionalProperties"), dict)]  # fmt: skip
-        if not described and not maps:
+        if not described and not patterns and not maps:
             return []  # a free-form object
         for key, member in value.items():
             path = f"{where}.{key}" if where else key
-            if key in described:
+            matching = [p for rx, s, r in patterns if rx.search(key) for p in _parts(s, r)]
+            if key in described or matching:
                 subs = [
                     p for s, r in parts if key in s.get("properties", {})
                     for p in _parts(s["properties"][key], r)
                 ]  # fmt: skip
-                found += _undocumented(subs, member, path)
+                found += _undocumented(subs + matching, member, path)
             elif maps:
                 found += _undocumented([p for s, r in maps for p in _parts(s, r)], member, path)
             else:

@@ -59,21 +59,23 @@ def test_the_parser_finds_the_old_documents_mistakes(tmp_path: Path) -> None:
     (the two mistakes of the document the issue measured) are errors; the document is clean."""
     broken = tmp_path / "docs" / "asyncapi.yaml"
     broken.parent.mkdir()
+    (tmp_path / "fleet_link").symlink_to(contract.REPO / "fleet_link")  # the schemas' place
     text = contract.DOC.read_text().replace(
         "      name: state\n", "      name: state\n      bindings: {mqtt: {qos: 1}}\n", 1
     )
     text = text.replace(
-        "group:\n        description: 'telemetry group (mqtt.telemetry.<group>)'",
-        "group: {description: telemetry group, e.g. belt}",
+        "name: {description: 'the command name that was sent'}",
+        "name: {description: the command name, e.g. foo}",
     )
-    broken.write_text(text.replace("'../fleet_link/schemas/", f"'{schemas.SCHEMA_DIR}/"))
+    broken.write_text(text)
     clean, bad = _parse(contract.DOC, broken)
     assert clean["errors"] == []
     found = {(e["path"], e["message"]) for e in bad["errors"]}
     assert ("components.messages.state.bindings.mqtt.qos",
             'Property "qos" is not expected to be here') in found, found  # fmt: skip
-    assert ("channels.telemetry.parameters.group",
-            'Property "e.g. belt" is not expected to be here') in found, found  # fmt: skip
+    assert ("channels.resultUnknown.parameters.name",
+            'Property "e.g. foo" is not expected to be here') in found, found  # fmt: skip
+    assert len(found) == 4, found  # the two mistakes (2 errors each), and nothing else
 
 
 def test_every_schema_file_is_used_by_the_document() -> None:

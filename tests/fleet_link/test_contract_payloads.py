@@ -16,6 +16,7 @@ import time
 import typing
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -148,6 +149,23 @@ def _run_the_cell(c: Cell) -> None:
     c.safety([SafetyAlarm("the belt did not stop within 800 ms", now)])
 
 
+def _telemetry(c: Cell) -> None:
+    """The node's telemetry task, one step at a time, with the camera feed's figures moving
+    (no PLC here: the simulated run's capture has its plc group)."""
+    from edge.node.telemetry import NodeTelemetry, effective_groups
+
+    stats = dict.fromkeys(("frames", "processed", "skipped", "labels", "unlabelled"), 0.0)
+    c.node.camera = SimpleNamespace(stats={**stats, "process_ms_mean": 0.0})
+    task = NodeTelemetry(c.node, effective_groups({}), c.bridge.telemetry)
+    now = time.monotonic()
+    for step in range(3):  # an empty window, then rates; nothing processed, then some
+        c.node.camera.stats.update(frames=10.0 * step, processed=4.0 * (step // 2),
+                                   process_ms_mean=12.5)  # fmt: skip
+        task.step(now + 6.0 * step)
+    c.bridge.telemetry("system", task.system.sample(), "periodic")
+    c.node.camera = None
+
+
 def _every_command_error(c: Cell) -> None:
     limit = c.link.cfg.commands.max_payload_bytes
     c.command("ping", {"request_id": "p1"})
@@ -194,6 +212,7 @@ def _every_command_error(c: Cell) -> None:
 
 def test_every_message_the_node_builds_matches_its_channel(cell: Cell) -> None:
     _run_the_cell(cell)
+    _telemetry(cell)
     _every_command_error(cell)
     rows = cell.rows()
     link = cell.link
@@ -205,8 +224,8 @@ def test_every_message_the_node_builds_matches_its_channel(cell: Cell) -> None:
     assert problems == []
     hit = {contract.channel_of(topic, chans).id for topic, _ in rows}  # type: ignore[union-attr]
     published = {c.id for c in chans if not c.id.startswith("cmd")}
-    # what this test does not make: config/status (its own test), telemetry (periodic)
-    assert published - hit == {"configStatus", "telemetry"}
+    # what this test does not make: config/status (its own test), plc telemetry (no PLC)
+    assert published - hit == {"configStatus", "telemetryPlc"}
     codes = set()
     for topic, payload in rows:
         body = json.loads(payload)
@@ -317,6 +336,11 @@ def test_the_config_status_the_node_publishes(tmp_path: Path) -> None:
 
 
 def test_the_enums_are_the_codes_types() -> None:
+    from edge.node.telemetry import GROUPS
+
+    groups = [c["address"].rsplit("/", 1)[1] for c in contract.document()["channels"].values()
+              if "/telemetry/" in c["address"]]  # fmt: skip
+    assert groups == list(GROUPS)
     parcel = schemas.load("event-parcel.json")["properties"]
     assert parcel["outcome"]["enum"] == list(typing.get_args(Outcome))
     assert parcel["decision_source"]["enum"] == [*typing.get_args(DecisionSource), None]

@@ -24,7 +24,7 @@ from edge.sim.run import CellSimulation, SimOptions
 from tests.fleet_link import contract
 from tests.fleet_link.mosquitto import Mosquitto
 
-FAULTS = "estop@2+1,plc-silent@5+1,brain-absent@8+1.5,command-flood=300@8+0.3,node-kill@11+1"
+FAULTS = "estop@4+1,plc-silent@7+1,brain-absent@10+1.5,command-flood=300@10+0.3,node-kill@13+1"
 
 
 class Spy:
@@ -64,7 +64,7 @@ def test_every_message_of_a_run_with_faults_is_documented_and_valid(tmp_path: Pa
     try:
         sim = CellSimulation(
             SimOptions(
-                rate_pph=12_000, duration_s=14, faults=parse_faults(FAULTS),
+                rate_pph=12_000, duration_s=16, faults=parse_faults(FAULTS),
                 broker=broker.url, workdir=tmp_path / "run", drain_timeout_s=5,
             )
         )  # fmt: skip
@@ -85,7 +85,8 @@ def test_every_message_of_a_run_with_faults_is_documented_and_valid(tmp_path: Pa
         for topic, _p, _r in seen
     )
     # the run did what it is for: faults, refusals, a death and a restart were on the wire
-    want = {"state", "telemetry", "eventParcel", "eventRouteRequest", "eventFault",
+    want = {"state", "telemetryBelt", "telemetryPlc", "telemetryMcu", "telemetryChutes",
+            "telemetrySystem", "eventParcel", "eventRouteRequest", "eventFault",
             "eventSafety", "eventDegraded", "cmdRoute", "resultRoute", "cmdReset",
             "resultReset", "cmdStart", "resultStart", "cmdStatus"}  # fmt: skip
     assert want <= set(by_channel), by_channel
