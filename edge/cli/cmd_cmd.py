@@ -11,12 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleet_link.brain import Brain
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -166,7 +170,8 @@ def _send(args: argparse.Namespace, prog: str, url: str, password: str | None) -
                 print(
                     f"{prog}: the broker closed the connection after the command was sent: "
                     f"the ACL does not let {args.username or 'an anonymous client'} publish "
-                    f"cmd/{args.command} of {args.node} on site {args.site}",
+                    f"cmd/{args.command} of {args.node} on site {args.site} (or the "
+                    "connection failed)",
                     file=sys.stderr,
                 )
                 return EXIT_BROKER
@@ -196,7 +201,7 @@ def _send(args: argparse.Namespace, prog: str, url: str, password: str | None) -
     return EXIT_OK if result.ok else EXIT_REFUSED
 
 
-def start_brain(brain: Any, wait_s: float) -> None:
+def start_brain(brain: Brain, wait_s: float) -> None:
     """Start a Brain and wait until it is subscribed; raise ConnectionError saying why not,
     at once when the broker refuses the credential (rather than after ``wait_s``)."""
     refused: list[str] = []
@@ -208,6 +213,10 @@ def start_brain(brain: Any, wait_s: float) -> None:
         on_connect(client, userdata, flags, reason, props)
 
     brain._client.on_connect = _on_connect
+    try:  # a refused or unroutable address said at once, not after wait_s
+        socket.create_connection((brain.host, brain.port), timeout=min(wait_s, 5.0)).close()
+    except OSError as exc:
+        raise ConnectionError(exc.strerror or str(exc) or type(exc).__name__) from None
     brain.start(wait_s=0)
     deadline = time.monotonic() + wait_s
     while not brain.connected.wait(0.05):
@@ -218,7 +227,7 @@ def start_brain(brain: Any, wait_s: float) -> None:
             raise ConnectionError(f"no connection within {wait_s:g} s (unreachable?)")
 
 
-def _no_answer(brain: Any, args: argparse.Namespace) -> str:
+def _no_answer(brain: Brain, args: argparse.Namespace) -> str:
     state = brain.nodes.get(args.node)
     head = f"no answer from {args.node} within {args.timeout:g} s"
     if state is None:
