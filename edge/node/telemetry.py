@@ -399,6 +399,8 @@ class SystemSampler:
             except OSError:
                 kind = base.name
             name = _ZONE_NAME.sub("_", kind).strip("_") or base.name
+            if f"temp_{name}_c" in v:  # two zones of one type: told apart by their number
+                name = f"{name}_{base.name.removeprefix('thermal_zone')}"
             try:
                 milli = int((base / "temp").read_text().strip())
             except (OSError, ValueError) as exc:

@@ -220,7 +220,7 @@ def test_system_sampler_on_this_machine(tmp_path: Path):
 
 def test_system_sampler_reads_thermal_zones_and_names_what_failed(tmp_path: Path):
     for i, (kind, temp) in enumerate([("cpu-thermal", "52312\n"), ("gpu", "48000\n"),
-                                      ("broken", "n/a\n")]):  # fmt: skip
+                                      ("broken", "n/a\n"), ("gpu", "61000\n")]):  # fmt: skip
         zone = tmp_path / f"thermal_zone{i}"
         zone.mkdir()
         (zone / "type").write_text(kind + "\n")
@@ -231,7 +231,8 @@ def test_system_sampler_reads_thermal_zones_and_names_what_failed(tmp_path: Path
                       proc=str(proc))  # fmt: skip
     v = s.sample()
     jsonschema.validate(v, VALUES_SCHEMA)
-    assert v["temp_cpu_thermal_c"] == 52.3 and v["temp_gpu_c"] == 48.0 and v["temp_c"] == 52.3
+    assert v["temp_cpu_thermal_c"] == 52.3 and v["temp_gpu_c"] == 48.0
+    assert v["temp_gpu_3_c"] == 61.0 and v["temp_c"] == 61.0  # the hottest zone
     assert v["temp_broken_c"] is None and "thermal_zone2" in v["temp_error"]
     for name, error in (("rss_mb", "rss_error"), ("mem_available_mb", "mem_error"),
                         ("host_cpu_percent", "host_cpu_error"),
