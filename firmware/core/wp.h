@@ -73,6 +73,8 @@ uint16_t wp_rx(const uint8_t *data, uint16_t len, uint64_t now);
 void wp_poll(uint64_t now);
 /* A digital input changed at clock/count (latched by the port as close to the edge as it can). */
 void wp_input(uint8_t pin, uint8_t value, uint64_t clock, int64_t count);
+/* The inputs' levels at boot (no edge events for them). */
+void wp_input_init(uint32_t bits);
 /* Fire every scheduled action that is due. ISR-safe: the exact-timing path. */
 void wp_fire_due(uint64_t now);
 /* The earliest deadline of wp_poll (retransmit, watchdog, reports), for a port that sleeps. */

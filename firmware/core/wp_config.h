@@ -15,6 +15,9 @@
 #ifndef WP_MAX_ACTIONS
 #define WP_MAX_ACTIONS 64 /* pending scheduled actions and duration reverts */
 #endif
+#ifndef WP_FIRED_N
+#define WP_FIRED_N (2 * WP_MAX_ACTIONS) /* fired actions the main loop has not reported yet */
+#endif
 #ifndef WP_MAX_HELD
 #define WP_MAX_HELD 256 /* input_edge / action_done kept for the next host (section 3.3) */
 #endif

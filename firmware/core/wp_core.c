@@ -99,7 +99,7 @@ typedef struct {
     uint16_t id;
     uint8_t pin, value, kind;
 } fired_t;
-#define FIRED_N (WP_MAX_ACTIONS * 2)
+#define FIRED_N WP_FIRED_N
 static fired_t fired[FIRED_N];
 static volatile uint16_t fired_head, fired_count;
 
@@ -506,6 +506,11 @@ static void request_nak(uint64_t now)
 
 /* ------------------------------------------------------------------------------------------ */
 /* scheduler                                                                                */
+/* the earliest targets, so the interrupt path checks two numbers, not the table */
+static uint64_t next_clock = UINT64_MAX;
+static int64_t next_count[WP_MAX_ENCODERS];
+static bool count_armed[WP_MAX_ENCODERS];
+
 static void rearm(void) /* interrupts masked by the caller */
 {
     uint64_t next = UINT64_MAX;
@@ -529,9 +534,13 @@ static void rearm(void) /* interrupts masked by the caller */
             }
         }
     }
+    next_clock = next;
     hal_timer_arm(next);
-    for (i = 0; i < WP_MAX_ENCODERS && i < B->encoders; i++)
+    for (i = 0; i < WP_MAX_ENCODERS && i < B->encoders; i++) {
+        next_count[i] = cnext[i];
+        count_armed[i] = carmed[i];
         hal_encoder_arm(i, carmed[i] ? cnext[i] : 0, carmed[i]);
+    }
 }
 
 static void set_output(uint8_t pin, uint8_t value, uint8_t cause, uint64_t now)
@@ -553,7 +562,19 @@ static void set_output(uint8_t pin, uint8_t value, uint8_t cause, uint64_t now)
 void wp_fire_due(uint64_t now)
 {
     uint8_t i, s = hal_irq_save();
-    bool changed = false;
+    bool changed = false, any = now >= next_clock;
+    int64_t counts[WP_MAX_ENCODERS];
+    for (i = 0; i < WP_MAX_ENCODERS; i++)
+        counts[i] = 0;
+    for (i = 0; i < WP_MAX_ENCODERS && i < B->encoders; i++) {
+        counts[i] = hal_encoder_count(i);
+        if (count_armed[i] && counts[i] >= next_count[i])
+            any = true;
+    }
+    if (!any) { /* the common case: nothing due */
+        hal_irq_restore(s);
+        return;
+    }
     for (i = 0; i < WP_MAX_ACTIONS; i++) {
         action_t *a = &actions[i];
         bool due;
@@ -561,12 +582,13 @@ void wp_fire_due(uint64_t now)
         if (a->kind == A_FREE)
             continue;
         if (a->kind == A_COUNT)
-            due = hal_encoder_count(a->encoder) >= (int64_t)a->target;
+            due = counts[a->encoder] >= (int64_t)a->target;
         else
             due = now >= a->target;
         if (!due)
             continue;
-        count = hal_encoder_count(a->kind == A_COUNT ? a->encoder : 0);
+        hal_output(a->pin, a->value); /* first: the instant that matters */
+        count = counts[a->kind == A_COUNT ? a->encoder : 0];
         set_output(a->pin, a->value, WP_CAUSE_ACTION, now);
         if (fired_count < FIRED_N) {
             fired_t *f = &fired[(fired_head + fired_count) % FIRED_N];
@@ -609,7 +631,7 @@ static void drain_fired(void)
             put8(&m, f.value);
             put64(&m, f.clock);
             put64(&m, (uint64_t)f.count);
-            if (q_free() < m.n + 1 + 40)
+            if (q_free() < (uint16_t)(m.n + 1 + 40))
                 return; /* kept in the ring until there is room */
             q_push(m.b, m.n);
             if (f.kind == A_CLOCK && f.clock > f.target &&
@@ -1232,6 +1254,8 @@ uint16_t wp_rx(const uint8_t *data, uint16_t len, uint64_t now)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+void wp_input_init(uint32_t bits) { inputs_bits = bits; }
+
 void wp_input(uint8_t pin, uint8_t value, uint64_t clock, int64_t count)
 {
     uint32_t bit = (uint32_t)1 << pin, old = inputs_bits & bit;
@@ -1257,7 +1281,7 @@ static void trip_watchdog(uint64_t now)
 {
     uint8_t pin;
     msg_t m;
-    uint64_t silent = now - last_host_frame;
+    uint64_t silent = now > last_host_frame ? now - last_host_frame : 0;
     wd_state = WD_TRIPPED;
     cancel_all_actions();
 #if WP_TRACE
@@ -1348,7 +1372,7 @@ void wp_stats(uint32_t out[6])
 
 void wp_init(const wp_board *board, uint8_t reason)
 {
-    uint8_t pin, s;
+    uint8_t s;
     msg_t m;
     B = board;
     ticks_per_ms = board->clock_freq / 1000;
@@ -1371,11 +1395,12 @@ void wp_init(const wp_board *board, uint8_t reason)
     fired_head = fired_count = 0;
     rearm();
     hal_irq_restore(s);
+    /* outputs are not driven here: after a reset a real pin is high-impedance and the
+     * board's pull resistor holds the safe level until config_output (section 8.4) */
     outputs_bits = safe_bits = inputs_bits = 0;
-    for (pin = 0; pin < board->outputs; pin++)
-        hal_output(pin, 0);
     watchdog_ms = 0;
     wd_state = WD_OFF;
+    last_host_frame = 0;
     configured_bits = 0;
     unak_sent = unak_owed = resend_syn_now = false;
     drop_reports = drop_edges = drop_done = drop_faults = 0;

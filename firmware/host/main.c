@@ -360,8 +360,10 @@ void hal_reset(uint8_t reason)
     double now = mono();
     uint8_t pin;
     for (pin = 0; pin < board.outputs; pin++)
-        if (out_state[pin])
+        if (out_state[pin]) {
+            out_state[pin] = 0;
             report_output(now, pin, 0, WP_CAUSE_RESET);
+        }
     boot_t = now;
     enc_last = INT64_MIN;
     wp_init(&board, reason);
