@@ -520,6 +520,7 @@ def start_telemetry(node: Any) -> NodeTelemetry | None:
         return None
     fleet.on_record = telemetry.chute_counts.record
     node.supervisor.start("telemetry", telemetry.run)
+    live = {*telemetry.samplers(0.0), "system"} & set(groups)  # no camera: no vision, ...
     log.info("telemetry: %s", ", ".join(f"{n} every {g.interval_s:g} s"
-                                         for n, g in groups.items()))  # fmt: skip
+                                         for n, g in groups.items() if n in live))  # fmt: skip
     return telemetry
