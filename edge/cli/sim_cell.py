@@ -81,6 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="frames/s the simulated camera renders and the node processes (default 5)",
     )
+    parser.add_argument(
+        "--mcu-firmware",
+        choices=("python", "c"),
+        default="python",
+        help="the simulated MCU's firmware: the Python one (default) or the C reference "
+        "firmware's host build (firmware/, built with make if needed)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no live progress")
 
 
@@ -120,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         progress=None if args.quiet else progress,
         camera=args.camera,
         camera_fps=args.camera_fps,
+        mcu_firmware=args.mcu_firmware,
     )
     try:
         sim = CellSimulation(options)

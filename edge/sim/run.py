@@ -73,6 +73,7 @@ class SimOptions:
     # 400 ms + the 0.25 s quick stop from 2.5 m/s keeps a node's death within the 800 ms the
     # e-stop is allowed, and rides out 3 lost heartbeats (a flaky PLC link, a busy host).
     plc_watchdog_ms: int = 400
+    mcu_firmware: str = "python"  # or "c": the C firmware's host build (firmware/, issue 19)
 
 
 # Faults during whose window the operator does not restart the cell (it would stop again).
@@ -170,6 +171,13 @@ class CellSimulation:
         from sim_hardware.world.cell import SimCellProcess
 
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.o.mcu_firmware == "c":  # build it now: a failed build is one line, not a trace
+            from sim_hardware.mcu.c_firmware import CFirmwareError, host_binary
+
+            try:
+                host_binary(build=True)
+            except CFirmwareError as exc:
+                raise SimError(f"--mcu-firmware c: {exc}") from None
         self.broker_url = self.o.broker or self._start_embedded_broker()
         self._say(f"broker {self.broker_url}")
         world_cfg = self._world_config()
@@ -182,9 +190,11 @@ class CellSimulation:
             scanner_options={"no_read_rate": self.o.scanner_no_read, "seed": self.o.seed},
             mcu_options={"baud": self.board.mcus[0].baud, "noise": noise},
             plc_comm_watchdog_ms=self.o.plc_watchdog_ms if self._heartbeat else 0,
+            mcu_firmware=self.o.mcu_firmware,
         ).start()
         self._say(
-            f"simulated cell: PLC 127.0.0.1:{self.cell.plc_port}, MCU {self.workdir / 'mcu'}, "
+            f"simulated cell: PLC 127.0.0.1:{self.cell.plc_port}, MCU {self.workdir / 'mcu'} "
+            f"({self.o.mcu_firmware} firmware), "
             f"scanner 127.0.0.1:{self.cell.scanner_port}"
         )
         if self.o.camera:

@@ -122,6 +122,7 @@ class SimCell:
         arrivals: bool = True,
         mcu_options: Mapping[str, Any] | None = None,
         plc_comm_watchdog_ms: int = 0,
+        mcu_firmware: str = "python",
     ) -> None:
         """``diverter_pins``: MCU output pin -> station (default pin i drives station i);
         ``eye_pins``: photo-eye -> MCU input pin (default eye i on input i);
@@ -129,7 +130,8 @@ class SimCell:
         8 + i). ``scanner_tcp_port`` (0: any free port) and/or ``scanner_link`` (a pty
         symlink) put a simulated scanner (``sim_hardware.scanner``: CRLF lines, "NoRead")
         at ``config.scanners[0]``; ``scanner_options`` are further ``ScannerOptions`` fields
-        (``no_read_rate``, ``framing``, ``decode_ms``, ``seed``, ``trigger_command``...)."""
+        (``no_read_rate``, ``framing``, ``decode_ms``, ``seed``, ``trigger_command``...).
+        ``mcu_firmware``: "python" (sim_hardware/mcu) or "c" (the host build of firmware/)."""
         self.clock = RealClock()
         self.world = CellWorld(config, start_s=self.clock.now(), arrivals=arrivals)
         self.mcu_link = str(mcu_link)
@@ -164,7 +166,14 @@ class SimCell:
         mcu.setdefault("inputs", max([16, *(p + 1 for p in inputs)]))
         mcu.setdefault("outputs", max([8, *(p + 1 for p in self.diverter_pins)]))
         options = SimMcuOptions(link=self.mcu_link, **mcu)
-        self.mcu = SimMcuThread(options, encoder=WorldEncoder(world))
+        if mcu_firmware == "c":
+            from sim_hardware.world.c_mcu import CMcuThread
+
+            self.mcu: Any = CMcuThread(options, world)
+        elif mcu_firmware == "python":
+            self.mcu = SimMcuThread(options, encoder=WorldEncoder(world))
+        else:
+            raise ValueError(f"MCU firmware {mcu_firmware!r}: 'python' or 'c'")
         self.runner = RealTimeRunner(world, clock, lag_s=lag)
         self._switch_interval: float | None = None
 
