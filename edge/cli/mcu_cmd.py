@@ -60,6 +60,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ping.add_argument("--json", action="store_true", help="print one JSON object, no progress")
     ping.set_defaults(handler=_ping)
+    _register_flash(cmds)
+
+
+def _register_flash(cmds: argparse._SubParsersAction) -> None:
+    from edge.cli.mcu_flash import BOARDS
+
+    flash = cmds.add_parser(
+        "flash",
+        help="write the reference firmware onto a board (avrdude), verify it, identify it",
+        description="Check that FIRMWARE (.hex or .elf, from 'make -C firmware') was built for "
+        "--board, write it through the board's bootloader with avrdude (progress shown), let "
+        "avrdude verify every byte, then connect and identify the new firmware. Refuses an "
+        "image built for another board, and a board whose chip signature is not the one "
+        "named. Exit 2: the image or arguments are wrong; 1: flashing or identify failed.",
+        epilog="example: wolfpack mcu flash --board mega2560 --port /dev/serial/by-id/usb-"
+        "Arduino... firmware/build/mega2560/wolfpack-mcu.hex",
+    )
+    flash.add_argument("image", metavar="FIRMWARE", help="the image: .hex (Intel hex) or .elf")
+    flash.add_argument("--board", required=True, choices=sorted(BOARDS), help="the board")
+    flash.add_argument("--port", required=True, help="the board's serial port")
+    flash.add_argument(
+        "--upload-baud", type=int, default=None, help="bootloader baud (default: the board's)"
+    )
+    flash.add_argument(
+        "--baud", type=int, default=250000, help="the firmware's link baud, for the identify"
+    )
+    flash.add_argument("--avrdude", default="avrdude", help="avrdude executable")
+    flash.add_argument(
+        "--dry-run", action="store_true", help="check the image, print the command, write nothing"
+    )
+    flash.add_argument(
+        "--force", action="store_true", help="flash an image that is not a wolfpack firmware"
+    )
+    flash.add_argument("--no-identify", action="store_true", help="skip the identify afterwards")
+    flash.set_defaults(handler=_flash)
 
 
 def _port_args(p: argparse.ArgumentParser) -> None:
@@ -197,3 +232,102 @@ def _ping(args: argparse.Namespace) -> int:
         for err in result["errors"]:
             print(f"  {err}")
     return 1 if result["lost"] else 0
+
+
+def _flash(args: argparse.Namespace) -> int:
+    import os
+    import shlex
+    import shutil
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from edge.cli.mcu_flash import (
+        BOARDS,
+        FlashError,
+        avrdude_command,
+        avrdude_failure,
+        bytes_verified,
+        check_image,
+        read_image,
+    )
+
+    def fail(text: str, code: int) -> int:
+        print(f"wolfpack mcu flash: {text}", file=sys.stderr)
+        return code
+
+    board = BOARDS[args.board]
+    try:
+        image = read_image(Path(args.image))
+        warnings = check_image(image, board, force=args.force)
+    except FlashError as exc:
+        return fail(str(exc), 2)
+    for warning in warnings:
+        print(f"wolfpack mcu flash: warning: {warning}", file=sys.stderr)
+    cmd = avrdude_command(board, args.port, image, args.avrdude, args.upload_baud)
+    what = image.firmware_name or "an image"
+    print(f"flashing {image.path} ({what}, {image.size} bytes) onto the {board.name} "
+          f"on {args.port}")  # fmt: skip
+    print(f"  $ {shlex.join(cmd)}", flush=True)
+    if args.dry_run:
+        return 0
+    if not os.path.exists(args.port):
+        return fail(f"{args.port}: no such serial port", 1)
+    if shutil.which(args.avrdude) is None:
+        return fail(f"{args.avrdude}: not found (install it: apt-get install avrdude)", 1)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    chunks: list[bytes] = []
+    while True:  # avrdude's progress bars, as they grow
+        chunk = proc.stdout.read1(256)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+    rc = proc.wait()
+    output = b"".join(chunks).decode("utf-8", "replace")
+    if rc != 0:
+        return fail(avrdude_failure(output, board, args.port), 1)
+    verified = bytes_verified(output)
+    if verified is None:
+        return fail(f"{args.port}: avrdude finished but reported no verification", 1)
+    print(f"{args.port}: wrote and verified {verified} bytes")
+    if args.no_identify:
+        return 0
+    return _identify_after_flash(args.port, args.baud, board.firmware_name, time.monotonic())
+
+
+def _identify_after_flash(port: str, baud: int, expected: str, since: float) -> int:
+    """Connect to the freshly flashed firmware and say what it identifies as."""
+    from firmware_bridge.mcu import McuError, McuLink
+
+    async def main() -> tuple[str, str, int]:
+        last: Exception | None = None
+        for _ in range(3):  # the bootloader hands over within a second or two
+            link = McuLink(port, baud=baud, reconnect=False)
+            try:
+                await link.connect()
+                ident = link.identity
+                assert ident is not None
+                return ident.firmware, ident.version, ident.protocol
+            except McuError as exc:
+                last = exc
+                await asyncio.sleep(0.5)
+            finally:
+                await link.close()
+        assert last is not None
+        raise last
+
+    try:
+        firmware, version, protocol = asyncio.run(main())
+    except McuError as exc:
+        print(f"wolfpack mcu flash: flashed and verified, but the new firmware did not answer: "
+              f"{exc}", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"{port}: now running {firmware} {version} (protocol {protocol})")
+    if firmware != expected:
+        print(f"wolfpack mcu flash: {port} identifies as {firmware}, expected {expected}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
