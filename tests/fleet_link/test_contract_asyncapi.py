@@ -154,3 +154,8 @@ def test_a_message_against_its_channel() -> None:
         "wolfpack/v1/s/n/events/fault (eventFault): data.colour is sent but no schema describes it"
     ]
     assert contract.check("wolfpack/v1/s/n/events/nope", b"{}", chans)
+    # Sparkplug B topics: documented ones pass (protobuf: the Sparkplug host test's), others not
+    assert contract.check("spBv1.0/dc-1/NBIRTH/cell-07", b"\x08\x01", chans) == []
+    assert contract.check("spBv1.0/dc-1/DDATA/cell-07/cell", b"", chans) == []
+    assert contract.check("spBv1.0/dc-1/XDATA/cell-07/cell", b"", chans)
+    assert contract.check("spBv1.0/dc-1/NBIRTH/cell-07/extra", b"", chans)

@@ -5,8 +5,10 @@ channel's schema and without members no schema describes.
 The run: `wolfpack sim` (the real node in its own process, the simulated cell, the reference
 brain, the operator) on a mosquitto of its own, with an e-stop, the PLC going silent (the
 cell faults), the brain away (degraded), a flood of status commands (rate_limited answers)
-and a kill -9 of the node (its last will), restarted and started again by the operator.
-A spy subscribed to ``#`` before the node started keeps every message the broker routed.
+and a kill -9 of the node (its last will), restarted and started again by the operator; its
+Sparkplug B edge node is on, so its topics are on the wire too (documented channels; their
+protobuf payloads are checked by tests/system/test_sparkplug_host.py). A spy subscribed to
+``#`` before the node started keeps every message the broker routed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.sim.faults import parse_faults
-from edge.sim.run import CellSimulation, SimOptions
+from edge.sim.run import DEFAULT_CONFIG, CellSimulation, SimOptions
 from tests.fleet_link import contract
 from tests.fleet_link.mosquitto import Mosquitto
 
@@ -59,13 +61,15 @@ class Spy:
 
 
 def test_every_message_of_a_run_with_faults_is_documented_and_valid(tmp_path: Path) -> None:
+    config = tmp_path / "sim-cell.yaml"  # the sim's cell, with its Sparkplug B edge node on
+    config.write_text(DEFAULT_CONFIG.read_text() + "\nsparkplug: {enabled: true}\n")
     broker = Mosquitto(tmp_path).start()
     spy = Spy(broker.port)
     try:
         sim = CellSimulation(
             SimOptions(
                 rate_pph=12_000, duration_s=16, faults=parse_faults(FAULTS),
-                broker=broker.url, workdir=tmp_path / "run", drain_timeout_s=5,
+                broker=broker.url, workdir=tmp_path / "run", drain_timeout_s=5, config=config,
             )
         )  # fmt: skip
         report = sim.run()
@@ -83,6 +87,7 @@ def test_every_message_of_a_run_with_faults_is_documented_and_valid(tmp_path: Pa
     by_channel = Counter(
         contract.channel_of(topic, chans).id  # type: ignore[union-attr]
         for topic, _p, _r in seen
+        if not topic.startswith(contract.SPARKPLUG)
     )
     # the run did what it is for: faults, refusals, a death and a restart were on the wire
     want = {"state", "telemetryBelt", "telemetryPlc", "telemetryMcu", "telemetryChutes",
@@ -93,4 +98,6 @@ def test_every_message_of_a_run_with_faults_is_documented_and_valid(tmp_path: Pa
     assert any(b'"status":"offline"' in p for t, p, _r in seen if t.endswith("/state")), (
         "no last will after the kill"
     )
+    spb = Counter(t.split("/")[2] for t, _p, _r in seen if t.startswith(contract.SPARKPLUG))
+    assert {"NBIRTH", "DBIRTH", "DDATA", "NDEATH"} <= set(spb), spb
     assert by_channel["eventParcel"] >= report["node_records"] >= 1, (by_channel, report)
