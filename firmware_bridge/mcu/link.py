@@ -46,7 +46,7 @@ from firmware_bridge.mcu.errors import (
 from firmware_bridge.mcu.framing import Frame, FrameDecoder
 from firmware_bridge.mcu.identity import REQUIRED_COMMANDS, FirmwareIdentity, check_compatible
 from firmware_bridge.mcu.reliable import ReliableEndpoint
-from firmware_bridge.mcu.rtt import estimator_for, frame_time
+from firmware_bridge.mcu.rtt import estimator_for, unak_interval
 from firmware_bridge.mcu.transport import SerialTransport
 
 log = logging.getLogger("wolfpack.mcu")
@@ -125,7 +125,8 @@ class McuLink:
         self.decoder = FrameDecoder(partial_timeout_s=0.02 + 2 * 255 * 10 / baud)
         # RTO bounds and the unsynchronised-NAK interval scale with the line (spec 3.1, 3.2).
         self.endpoint = ReliableEndpoint(window=1, rtt=estimator_for(baud, 0.25))
-        self.endpoint.unak_interval = frame_time(baud) + 0.01
+        self.endpoint.unak_interval = unak_interval(baud)
+        self.endpoint.byte_time = 10 / baud
         self.endpoint.on_framed = self._on_framed
         self._transport = SerialTransport(port, baud, self._on_data, self._port_lost)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,6 +152,7 @@ class McuLink:
         self._timer: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None
         self._next_clock_query = 0.0
+        self._last_rx = 0.0
         self._closed = False
         # Diagnostics/tests: stop heartbeats (and pure ACKs) to prove the MCU watchdog trips.
         self.suspend_heartbeats = False
@@ -488,6 +490,7 @@ class McuLink:
 
     def _on_data(self, data: bytes) -> None:
         now = time.monotonic()
+        self._last_rx = now
         frames, bad = self.decoder.feed(data, now)
         ep = self.endpoint
         for frame in frames:
@@ -573,8 +576,14 @@ class McuLink:
                     ep.queue(m.encode("heartbeat"))
                 else:
                     ep.force_ack()  # window full: a pure ACK is a valid frame too
-            elif self._handshaking and now - ep.last_tx >= self.heartbeat_s:
-                # Waiting for identify_response: keep an armed watchdog fed, ask again.
+            elif (
+                self._handshaking
+                and now - ep.last_tx >= self.heartbeat_s
+                and now - self._last_rx >= self.heartbeat_s
+            ):
+                # Waiting for identify_response and the line is quiet: keep a watchdog an
+                # earlier host armed fed, and ask for the answer again (not while bytes
+                # arrive: at 9600 baud the answer itself takes ~230 ms).
                 ep.keepalive_unak()
                 self._flush()
             if (

@@ -79,10 +79,14 @@ class ReliableEndpoint:
     _send_syn: bool = False
     _nak_retx_base: int | None = None
     _resend_pending: bool = False
-    _resend_syn: bool = False
+    _syn_resend_at: float | None = None  # an unsynchronised NAK asked for our SYN frame
     _last_tx: float = 0.0
-    # Unsynchronised NAKs at most once per this many seconds (T_frame + 10 ms, spec 3.2).
-    unak_interval: float = 0.02
+    # Wire time of one byte (10 / baud; 0: unknown): a SYN frame still leaving the wire is
+    # resent only once it has left.
+    byte_time: float = 0.0
+    # Unsynchronised NAKs at most once per this many seconds (max(5 ms, 14 byte times): a
+    # noisy line cannot fill the other direction with them; spec 3.2).
+    unak_interval: float = 0.005
     _unak_owed: bool = False
     _unak_forced: bool = False
     _last_unak: float = float("-inf")
@@ -128,7 +132,7 @@ class ReliableEndpoint:
         self._send_syn = True
         self._nak_retx_base = None
         self._resend_pending = False
-        self._resend_syn = False
+        self._syn_resend_at = None
         self.rtt.reset()
         return dropped
 
@@ -149,9 +153,16 @@ class ReliableEndpoint:
         return self._last_tx
 
     def rto_deadline(self) -> float | None:
-        if not self._unacked:
-            return None
-        return self._unacked[0].sent_at + self.rtt.rto
+        """When take_output has something due without new input: a retransmission (the
+        RTO, a SYN resend asked for) or an unsynchronised NAK held back by its rate limit."""
+        due = []
+        if self._unacked:
+            due.append(self._unacked[0].sent_at + self.rtt.rto)
+            if self._syn_resend_at is not None:
+                due.append(self._syn_resend_at)
+        if self._unak_owed and self.rx_expected is None:
+            due.append(self._last_unak + self.unak_interval)
+        return min(due) if due else None
 
     def _frame_bytes(self, sent: _Sent) -> bytes:
         ack = self.rx_expected if self.rx_expected is not None else 0
@@ -160,16 +171,18 @@ class ReliableEndpoint:
     def take_output(self, now: float) -> bytes:
         """Everything due to be written now: retransmits, new frames, a pure ACK/NAK."""
         out = bytearray()
-        deadline = self.rto_deadline()
+        deadline = self._unacked[0].sent_at + self.rtt.rto if self._unacked else None
         if deadline is not None and now >= deadline:
             self.counters.timeouts += 1
             self.rtt.backoff()
             self._resend_all(out, now)
             self._resend_pending = False
+            self._syn_resend_at = None
         elif self._resend_pending:
             self._resend_all(out, now)
             self._resend_pending = False
-        elif self._resend_syn and self._unacked:
+            self._syn_resend_at = None
+        elif self._syn_resend_at is not None and now >= self._syn_resend_at and self._unacked:
             sent = self._unacked[0]  # the peer lacks our SYN frame: that one alone
             sent.transmissions += 1
             sent.sent_at = now
@@ -177,7 +190,8 @@ class ReliableEndpoint:
             self.counters.retransmits += 1
             self.counters.syn_resends += 1
             self.counters.frames_sent += 1
-        self._resend_syn = False
+        if self._syn_resend_at is not None and (now >= self._syn_resend_at or not self._unacked):
+            self._syn_resend_at = None
         # new frames within the window
         if self._urgent:
             self._urgent.extend(self._pending)
@@ -215,7 +229,10 @@ class ReliableEndpoint:
                 self.counters.unaks_sent += 1
                 self.counters.naks_sent += 1
                 self.counters.frames_sent += 1
-        self._unak_owed = self._unak_forced = False
+                self._unak_owed = self._unak_forced = False
+            # else: held back by the rate limit, sent when it allows (rto_deadline)
+        else:
+            self._unak_owed = self._unak_forced = False
         if self._nak_owed:
             out += encode_frame(0, ack, b"", FLAG_NAK)
             self.counters.naks_sent += 1
@@ -256,7 +273,9 @@ class ReliableEndpoint:
         sample: float | None = None
         for _ in range(n):
             sent = unacked.popleft()
-            if sent.transmissions == 1:
+            if sent.transmissions == 1 and not sent.flags & FLAG_SYN:
+                # (a SYN's ACK rides on the peer's SYN answer, which it may have resent
+                # many times on a noisy line: that measures recovery, not the line)
                 sample = now - sent.sent_at
         if sample is not None:
             self.rtt.sample(sample)
@@ -341,13 +360,14 @@ class ReliableEndpoint:
         return frame.payload, True
 
     def _on_unak(self, now: float) -> None:
-        """The peer has no sequence state: resend our SYN frame alone, at most once per
-        RTO_min (a burst of its NAKs must not become a burst of resends)."""
-        if not self._unacked:
+        """The peer has no sequence state: resend our SYN frame alone, at once, unless a copy
+        of it is still leaving the wire (that copy is the answer; several NAKs caused by one
+        corrupted copy then cost one resend, not several)."""
+        if not self._unacked or not self._unacked[0].flags & FLAG_SYN:
             return
         oldest = self._unacked[0]
-        if oldest.flags & FLAG_SYN and now - oldest.sent_at >= self.rtt.min_rto:
-            self._resend_syn = True
+        if now >= oldest.sent_at + (len(oldest.payload) + 7) * self.byte_time:
+            self._syn_resend_at = now
 
     def keepalive_unak(self) -> None:
         """While unsynchronised: send an unsynchronised NAK with the next output, whatever

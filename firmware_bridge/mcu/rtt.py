@@ -25,6 +25,12 @@ def rto_bounds(baud: int | None) -> tuple[float, float]:
     return rto_min, max(0.5, 4 * rto_min)
 
 
+def unak_interval(baud: int | None) -> float:
+    """Least seconds between two unsynchronised NAKs (spec 3.2): 5 ms, or two NAK frames'
+    wire time on a slow line."""
+    return max(0.005, 14 * 10 / baud) if baud else 0.005
+
+
 def estimator_for(baud: int | None, initial: float) -> RttEstimator:
     """An estimator with the spec's bounds for ``baud``; ``initial`` is raised to RTO_min."""
     lo, hi = rto_bounds(baud)

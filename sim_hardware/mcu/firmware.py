@@ -26,7 +26,7 @@ from firmware_bridge.mcu import messages as m
 from firmware_bridge.mcu.framing import MAX_PAYLOAD, FrameDecoder
 from firmware_bridge.mcu.identity import PROTOCOL_VERSION
 from firmware_bridge.mcu.reliable import ReliableEndpoint
-from firmware_bridge.mcu.rtt import estimator_for, frame_time
+from firmware_bridge.mcu.rtt import estimator_for, unak_interval
 from sim_hardware.mcu.encoder import BeltEncoder, EncoderSource
 
 log = logging.getLogger("wolfpack.sim.mcu")
@@ -139,7 +139,8 @@ class SimFirmware:
             window=TX_WINDOW,
             max_payload=MAX_PAYLOAD,
             rtt=estimator_for(self.baud, 0.1),
-            unak_interval=frame_time(self.baud) + 0.01,
+            unak_interval=unak_interval(self.baud),
+            byte_time=10 / self.baud if self.baud else 0.0,
         )
         self.outputs = [0] * self.n_outputs
         self.safe_values = [0] * self.n_outputs
