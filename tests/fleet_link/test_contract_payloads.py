@@ -240,6 +240,10 @@ def test_every_message_the_node_builds_matches_its_channel(cell: Cell) -> None:
     assert any(r.get("replayed") for r in replayed)
     kinds = {json.loads(p)["data"]["kind"] for t, p in rows if t.endswith("/events/alarm")}
     assert kinds == set(typing.get_args(AlarmKind))
+    # and no member is documented that the node never sends (the old parcel schema's drift)
+    for kind in ("parcel", "fault", "route_request", "degraded", "safety", "task_crashed"):
+        sent = {k for t, p in rows if t.endswith(f"/events/{kind}") for k in json.loads(p)["data"]}
+        assert set(schemas.load(f"event-{kind}.json")["properties"]) == sent, kind
 
 
 def test_the_checks_catch_a_record_that_drifts(cell: Cell) -> None:
