@@ -244,6 +244,12 @@ def test_every_message_the_node_builds_matches_its_channel(cell: Cell) -> None:
     for kind in ("parcel", "fault", "route_request", "degraded", "safety", "task_crashed"):
         sent = {k for t, p in rows if t.endswith(f"/events/{kind}") for k in json.loads(p)["data"]}
         assert set(schemas.load(f"event-{kind}.json")["properties"]) == sent, kind
+    for name, schema in (("status", "cmd-status-result.json"), ("ping", "cmd-ping-result.json"),
+                         ("replay", "cmd-replay-result.json"), ("route", "cmd-route-result.json"),
+                         ("start", "cmd-safety-result.json")):  # fmt: skip
+        sent = {k for t, p in rows if t.endswith(f"/cmd_result/{name}")
+                for k in json.loads(p).get("result", {})}  # fmt: skip
+        assert set(schemas.load(schema)["properties"]) == sent, name
 
 
 def test_the_checks_catch_a_record_that_drifts(cell: Cell) -> None:
