@@ -44,3 +44,23 @@ def test_every_message_of_the_code_is_in_the_spec_table():
     text = SPEC.read_text(encoding="utf-8")
     for spec in m.SPECS:
         assert re.search(rf"\|\s*0x{spec.id:02X}\s*\|\s*`{spec.name}`", text), spec.name
+
+
+def test_spec_vectors_of_issue_19_match_the_encoder():
+    """SYN frames, the unsynchronised NAK, a string message, several messages in a frame."""
+    from firmware_bridge.mcu.framing import FLAG_SYN, FLAG_UNAK
+
+    ident = m.encode("identify", req=0x1234)
+    assert encode_frame(0, 0, ident, FLAG_SYN) == _vector("vector-syn-identify-frame")
+    started = m.encode("started", reason=0, clock=0)
+    assert encode_frame(0, 0, started, FLAG_SYN) == _vector("vector-started-frame")
+    assert encode_frame(0, 0, b"", FLAG_UNAK) == _vector("vector-unak-frame")
+    error = m.encode("error", req=7, code=m.ERR_NOT_CONFIGURED, message="output 9 not configured")
+    assert error == _vector("vector-error-payload")
+    assert encode_frame(2, 1, error) == _vector("vector-error-frame")
+    multi = m.encode("ping", req=10, data=1) + m.encode("get_clock", req=11) + m.encode("heartbeat")
+    assert multi == _vector("vector-multi-payload")
+    assert encode_frame(1, 0, multi) == _vector("vector-multi-frame")
+    assert [x.name for x in m.decode_payload(multi)] == ["ping", "get_clock", "heartbeat"]
+    (frame,), bad = FrameDecoder().feed(_vector("vector-unak-frame"))
+    assert not bad and frame.unak and frame.is_control
