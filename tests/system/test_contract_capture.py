@@ -26,7 +26,7 @@ from edge.sim.run import DEFAULT_CONFIG, CellSimulation, SimOptions
 from tests.fleet_link import contract
 from tests.fleet_link.mosquitto import Mosquitto
 
-FAULTS = "estop@4+1,plc-silent@7+1,brain-absent@10+1.5,command-flood=300@10+0.3,node-kill@13+1"
+FAULTS = "brain-absent@3+1.5,estop@6+1,plc-silent@9+1,command-flood=300@9+0.3,node-kill@13+1"
 
 
 class Spy:
