@@ -401,9 +401,23 @@ def records(draw: st.DrawFn) -> ParcelRecord:
 
 
 @given(records())
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_any_record_the_code_can_build_matches_the_schema(record: ParcelRecord) -> None:
     chans = contract.channels()
     body = {"kind": "parcel", "data": record.to_json()}
     payload = encode(NODE, 1, 1, body)
     assert contract.check(f"{PREFIX}/events/parcel", payload, chans) == []
+
+
+_PARCEL_MEMBERS = set(schemas.load("event-parcel.json")["properties"])
+
+
+@given(records(), st.text(min_size=1, max_size=20).filter(lambda k: k not in _PARCEL_MEMBERS))
+@settings(max_examples=40, deadline=None)
+def test_a_member_no_schema_describes_is_always_found(record: ParcelRecord, key: str) -> None:
+    chans = contract.channels()
+    data = {**record.to_json(), key: 1}
+    payload = encode(NODE, 1, 1, {"kind": "parcel", "data": data})
+    found = contract.check(f"{PREFIX}/events/parcel", payload, chans)
+    assert found == [f"{PREFIX}/events/parcel (eventParcel): data.{key} is sent but no schema "
+                     "describes it"]  # fmt: skip
