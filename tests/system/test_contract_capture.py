@@ -62,7 +62,10 @@ class Spy:
 
 def test_every_message_of_a_run_with_faults_is_documented_and_valid(tmp_path: Path) -> None:
     config = tmp_path / "sim-cell.yaml"  # the sim's cell, with its Sparkplug B edge node on
-    config.write_text(DEFAULT_CONFIG.read_text() + "\nsparkplug: {enabled: true}\n")
+    text = DEFAULT_CONFIG.read_text()
+    if "\nsparkplug:" not in text:
+        text += "\nsparkplug: {enabled: true}\n"
+    config.write_text(text)
     broker = Mosquitto(tmp_path).start()
     spy = Spy(broker.port)
     try:
