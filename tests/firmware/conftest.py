@@ -13,13 +13,14 @@ ELF = BUILD / "mega2560" / "wolfpack-mcu.elf"
 HEX = BUILD / "mega2560" / "wolfpack-mcu.hex"
 HOST = BUILD / "host" / "wolfpack-mcu-host"
 SIMAVR = BUILD / "simavr" / "wolfpack-simavr"
+TESTLIB = BUILD / "host" / "libwpcore.so"
 
 
 @pytest.fixture(scope="session")
 def firmware_make() -> subprocess.CompletedProcess[str]:
-    """`make -C firmware all simavr`: a failed build fails every test that needs it."""
+    """`make -C firmware all simavr testlib`: a failed build fails every test that needs it."""
     out = subprocess.run(
-        ["make", "-C", str(FIRMWARE), "all", "simavr"],
+        ["make", "-C", str(FIRMWARE), "all", "simavr", "testlib"],
         capture_output=True,
         text=True,
         timeout=600,
