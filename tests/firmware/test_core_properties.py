@@ -81,6 +81,9 @@ def _run(core: ctypes.CDLL, n: int, faults: dict[str, dict[int, int]]) -> tuple[
     core.t_init(0)
     host = ReliableEndpoint(window=1, rtt=RttEstimator(initial_rto=0.25, min_rto=0.04,
                                                        max_rto=0.5))  # fmt: skip
+    # as McuLink does (spec 3.3): while connecting, only the SYN frame with the answer to our
+    # own identify starts the MCU's session (not a 'started' still on the wire)
+    host.syn_filter = lambda frame: frame.payload[:3] == b"\x41\x01\x00"
     decoder = FrameDecoder()
     host.restart()
     host.queue(m.encode("identify", req=1))
@@ -101,7 +104,7 @@ def _run(core: ctypes.CDLL, n: int, faults: dict[str, dict[int, int]]) -> tuple[
         return bytes(out)
 
     t = 0.0
-    for _ in range(20_000):  # 20 s of simulated time at most
+    for _ in range(5_000):  # 5 s of simulated time at most
         t += 0.001
         clock = int(t * TICKS)
         core.t_set_clock(clock)
@@ -133,7 +136,7 @@ def _run(core: ctypes.CDLL, n: int, faults: dict[str, dict[int, int]]) -> tuple[
 line_faults = st.dictionaries(st.integers(0, 2500), st.integers(0, 255), max_size=6)
 
 
-@settings(max_examples=40)
+@settings(max_examples=150)
 @given(st.integers(1, 120), line_faults, line_faults)
 def test_pings_through_a_faulty_line_are_answered_once_each_in_order(core, n, to_mcu, to_host):
     answers, _bytes = _run(core, n, {"to_mcu": to_mcu, "to_host": to_host})
