@@ -234,7 +234,7 @@ def test_a_scrape_does_not_wait_for_a_busy_node_loop(tmp_path: Path) -> None:
 
         def hog() -> None:
             busy.set()
-            time.sleep(2.0)  # the node's loop stuck in a long step
+            time.sleep(1.0)  # the node's loop stuck in a long step
 
         runner = threading.Thread(target=loop.run_forever, daemon=True)
         runner.start()
