@@ -165,6 +165,12 @@ static void t_u64(text_t *t, uint64_t v)
         t->s[t->n++] = d[--i];
     t->s[t->n] = 0;
 }
+static void t_hex8(text_t *t, uint8_t v)
+{
+    static const char HEX[] = "0123456789abcdef";
+    char h[5] = {'0', 'x', HEX[v >> 4], HEX[v & 15], 0};
+    t_str(t, h);
+}
 static void t_i64(text_t *t, int64_t v)
 {
     if (v < 0) {
@@ -401,7 +407,7 @@ static void on_ack(uint8_t ack, uint64_t now)
         return; /* bogus */
     for (i = 0; i < n; i++) {
         txframe *f = &txw[tx_head];
-        if (f->sends == 1) {
+        if (f->sends == 1 && !(f->flags & WP_FLAG_SYN)) { /* no sample from a SYN (3.1) */
             sample = (uint32_t)(now - f->sent_at);
             have_sample = true;
         }
@@ -1063,13 +1069,13 @@ static void run_pending(uint64_t now)
             t.n = 0;
             if (!size && pend_pos + 3 <= pend_len) { /* req comes first (4): answer it */
                 t_str(&t, "unknown command id ");
-                t_u64(&t, id);
+                t_hex8(&t, id);
                 reply_error(get16(pend + pend_pos + 1), ERR_UNKNOWN, &t);
                 t.n = 0;
             }
             t_str(&t, size ? "truncated command id " : "unknown command id ");
-            t_u64(&t, id);
-            t_str(&t, " at offset ");
+            t_hex8(&t, id);
+            t_str(&t, " at payload byte ");
             t_u64(&t, pend_pos);
             t_str(&t, ": ");
             t_u64(&t, (uint64_t)(pend_len - pend_pos));
@@ -1095,6 +1101,11 @@ static void deliver(const uint8_t *payload, uint8_t len, uint64_t now)
     run_pending(now);
 }
 
+static uint64_t wire_ticks(uint8_t len)
+{
+    return B->baud ? (uint64_t)(len + 7) * 10 * B->clock_freq / B->baud : 0;
+}
+
 static void synced_nak(void)
 {
     if (tx_count && (!nak_base_valid || nak_base != txw[tx_head].seq)) {
@@ -1113,9 +1124,10 @@ static void on_frame(const uint8_t *f, uint64_t now)
     if (wd_state == WD_TRIPPED)
         wd_state = WD_ARMED;
     if (!len && nak && (syn || !rx_synced)) {
-        /* an unsynchronised NAK (3.1): its ACK means nothing; resend our SYN frame alone */
+        /* an unsynchronised NAK (3.1): its ACK means nothing; resend our SYN frame alone,
+         * unless a copy of it is still leaving the wire (that copy is the answer) */
         if (tx_count && (txw[tx_head].flags & WP_FLAG_SYN) &&
-            now - txw[tx_head].sent_at >= rto_min)
+            now - txw[tx_head].sent_at >= wire_ticks(txw[tx_head].len))
             resend_syn_now = true;
         return;
     }
@@ -1378,13 +1390,16 @@ void wp_init(const wp_board *board, uint8_t reason)
     ticks_per_ms = board->clock_freq / 1000;
     { /* RTO bounds from the baud rate (3.1): three maximum frames plus 20 ms */
         uint32_t t_frame = board->baud ? (uint32_t)((uint64_t)2550 * board->clock_freq /
-                                                    board->baud) : 0;
+                                                    board->baud) : 0,
+                 two_naks = board->baud ? (uint32_t)((uint64_t)140 * board->clock_freq /
+                                                     board->baud) : 0;
         rto_min = 3 * t_frame + 20 * ticks_per_ms;
         if (rto_min < 40 * ticks_per_ms)
             rto_min = 40 * ticks_per_ms;
         rto_max = 4 * rto_min > 500 * ticks_per_ms ? 4 * rto_min : 500 * ticks_per_ms;
         rto_init = rto_min > 100 * ticks_per_ms ? rto_min : 100 * ticks_per_ms;
-        unak_every = t_frame + 10 * ticks_per_ms;
+        /* unsynchronised NAKs: at most once per two NAK frames' wire time, >= 5 ms (3.2) */
+        unak_every = two_naks > 5 * ticks_per_ms ? two_naks : 5 * ticks_per_ms;
     }
     dlen = 0;
     st_frames = st_bad = st_naks = st_retx = st_dups = st_garbage = 0;

@@ -62,17 +62,15 @@ static double time_of_clock(uint64_t c) { return boot_t + (double)c / tick_rate;
 /* ---- the simulated belt encoder ----------------------------------------------------------- */
 static double enc_t, enc_pos, enc_rate; /* count(t) = enc_pos + enc_rate * (t - enc_t) */
 static int64_t enc_last = INT64_MIN;
-static int64_t count_at(double t)
-{
-    int64_t c = (int64_t)floor(enc_pos + enc_rate * (t - enc_t));
-    if (c < enc_last && t >= enc_t) /* a fresh world update never moves the belt back */
-        c = enc_last;
-    return c;
-}
+/* the count at time t (an input edge latched in the past) */
+static int64_t count_at(double t) { return (int64_t)floor(enc_pos + enc_rate * (t - enc_t)); }
+
 int64_t hal_encoder_count(uint8_t encoder)
 {
-    (void)encoder;
     int64_t c = count_at(mono());
+    (void)encoder;
+    if (c < enc_last) /* the count now never goes back when a world update lands slightly short */
+        c = enc_last;
     enc_last = c;
     return c;
 }
