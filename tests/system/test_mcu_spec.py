@@ -363,7 +363,7 @@ def test_9600_baud_pings_cause_no_spurious_retransmission(start_mcu):
 
     async def main() -> tuple[Any, dict[str, int]]:
         async with McuLink(mcu.path, baud=9600) as link:
-            report = await run_pings(link, 150)
+            report = await run_pings(link, 100)
             return report, link.endpoint.counters.as_dict()
 
     report, host = asyncio.run(main())
