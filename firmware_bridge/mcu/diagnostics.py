@@ -70,6 +70,12 @@ def host_counters(link: McuLink) -> dict[str, int]:
         "garbage_bytes": d.garbage_bytes,
         "reconnects": link.stats.reconnects,
         "mcu_resets": link.stats.mcu_resets,
+        # docs/mcu-protocol.md 3.2, 3.3, 4: recovery while unsynchronised, a previous host's
+        # strokes ignored, commands the MCU skipped
+        "unsynced_naks_sent": c.unaks_sent,
+        "syn_resends": c.syn_resends,
+        "foreign_action_done": link.stats.foreign_action_done,
+        "skipped_commands": link.stats.skipped_commands,
     }
 
 
