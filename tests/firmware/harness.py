@@ -267,8 +267,8 @@ def open_mcu(
     its own process (timing tests: no shared interpreter lock); the C firmware always is."""
     options.setdefault("seed", 1)
     opts = SimMcuOptions(link=str(link), **options)
-    if kind == "c":
-        with CFirmwareProcess(opts) as proc:
+    if kind == "c":  # timing tests ask for real-time scheduling, as SimMcuProcess does
+        with CFirmwareProcess(opts, realtime=process) as proc:
             yield CHostMcu(proc, str(link))
     elif kind == "python" and process:
         with SimMcuProcess(opts) as sim:
