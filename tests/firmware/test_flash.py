@@ -21,6 +21,7 @@ from edge.cli.mcu_flash import (
     read_image,
 )
 from tests.firmware.conftest import ELF, HEX
+from tests.firmware.stk500v2 import FakeBootloader
 
 BOARD = BOARDS["mega2560"]
 
@@ -121,3 +122,50 @@ def test_a_corrupted_hex_file_is_read_or_refused_with_its_line(memory, data):
         parse_intel_hex(bad, "f.hex")
     except FlashError as exc:
         assert str(exc).startswith("f.hex")
+
+
+# ---- the real avrdude against a stand-in for the Mega's STK500v2 bootloader on a pty ---------
+
+
+def test_flash_writes_and_verifies_the_image_through_the_bootloader(firmware_make, tmp_path):
+    board = FakeBootloader(tmp_path / "ttyACM0")
+    try:
+        out = _flash("--port", str(board.link), "--no-identify", str(HEX))
+    finally:
+        board.close()
+    assert out.returncode == 0, out.stderr
+    assert "Writing | ####" in out.stderr and "Reading | ####" in out.stderr  # avrdude's progress
+    image = parse_intel_hex(HEX.read_text())
+    assert f"wrote and verified {len(image)} bytes" in out.stdout
+    assert set(image) <= board.written  # every byte of the image written
+    assert all(board.flash[a] == b for a, b in image.items())
+
+
+def test_a_board_with_another_chip_is_refused_and_nothing_written(firmware_make, tmp_path):
+    board = FakeBootloader(tmp_path / "ttyUSB0", signature=bytes((0x1E, 0x95, 0x0F)))
+    try:
+        out = _flash("--port", str(board.link), "--no-identify", str(HEX))
+    finally:
+        board.close()
+    assert out.returncode == 1
+    assert "not a mega2560: its signature is 0x1e950f (ATmega328P)" in out.stderr
+    assert board.written == set()
+
+
+def test_a_verification_failure_is_reported(firmware_make, tmp_path):
+    board = FakeBootloader(tmp_path / "ttyACM1", bad_cell=100)
+    try:
+        out = _flash("--port", str(board.link), "--no-identify", str(HEX))
+    finally:
+        board.close()
+    assert out.returncode == 1
+    assert "verification failed: the flash does not read back as written" in out.stderr
+
+
+def test_after_flashing_the_new_firmware_is_identified(mcu_firmware, mcu_kind, capsys):
+    from edge.cli.mcu_cmd import _identify_after_flash
+
+    name = {"python": "wolfpack-sim-mcu", "c": "wolfpack-mcu"}[mcu_kind]
+    assert _identify_after_flash(mcu_firmware, 250000, name, 0.0) == 0
+    assert f"now running {name} 1.0.0 (protocol 1)" in capsys.readouterr().out
+    assert _identify_after_flash(mcu_firmware, 250000, "wolfpack-mcu-mega2560", 0.0) == 1
