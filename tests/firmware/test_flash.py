@@ -4,13 +4,14 @@ FlashError naming the line)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge.cli.main import main
 from edge.cli.mcu_flash import (
     BOARDS,
     FlashError,
@@ -26,55 +27,72 @@ from tests.firmware.stk500v2 import FakeBootloader
 BOARD = BOARDS["mega2560"]
 
 
-def _wolfpack(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("wolfpack")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edge.cli.main"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60)
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def _flash(*args: str) -> subprocess.CompletedProcess[str]:
-    return _wolfpack("mcu", "flash", "--board", "mega2560", *args)
+@pytest.fixture
+def wolfpack(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    """`wolfpack ARGS` in this process (the CLI's own main; its start-up costs a second)."""
+
+    def run(*args: str) -> Run:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's errors
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return Run(code, out.out, out.err)
+
+    return run
 
 
-def test_dry_run_checks_the_build_and_prints_the_avrdude_command(firmware_make, tmp_path):
+@pytest.fixture
+def flash(wolfpack: Callable[..., Run]) -> Callable[..., Run]:
+    return lambda *args: wolfpack("mcu", "flash", "--board", "mega2560", *args)
+
+
+def test_dry_run_checks_the_build_and_prints_the_avrdude_command(firmware_make, tmp_path, flash):
     port = str(tmp_path / "ttyACM0")
-    out = _flash("--port", port, "--dry-run", str(HEX))
+    out = flash("--port", port, "--dry-run", str(HEX))
     assert out.returncode == 0, out.stderr
     assert "(wolfpack-mcu-mega2560, " in out.stdout
     expected = f"avrdude -p atmega2560 -c wiring -P {port} -b 115200 -D -U flash:w:{HEX}:i"
     assert expected in out.stdout
-    elf = _flash("--port", port, "--dry-run", str(ELF))
+    elf = flash("--port", port, "--dry-run", str(ELF))
     assert elf.returncode == 0 and f"flash:w:{ELF}:e" in elf.stdout
 
 
-def test_argument_errors_are_one_line(tmp_path):
-    missing = _flash("--port", "/dev/null", str(tmp_path / "nope.hex"))
+def test_argument_errors_are_one_line(tmp_path, flash, wolfpack):
+    missing = flash("--port", "/dev/null", str(tmp_path / "nope.hex"))
     assert missing.returncode == 2 and f"{tmp_path / 'nope.hex'}: no such file" in missing.stderr
-    no_board = _wolfpack("mcu", "flash", "--port", "/dev/null", str(tmp_path / "x.hex"))
+    no_board = wolfpack("mcu", "flash", "--port", "/dev/null", str(tmp_path / "x.hex"))
     assert no_board.returncode == 2 and "--board" in no_board.stderr
-    other = _wolfpack("mcu", "flash", "--board", "uno", "--port", "/dev/null", "x.hex")
+    other = wolfpack("mcu", "flash", "--board", "uno", "--port", "/dev/null", "x.hex")
     assert other.returncode == 2 and "invalid choice: 'uno'" in other.stderr
     bad = tmp_path / "bad.hex"
     bad.write_text(":0400000001020304F0\n:00000001FF\n")  # checksum should be F2
-    out = _flash("--port", "/dev/null", str(bad))
+    out = flash("--port", "/dev/null", str(bad))
     assert out.returncode == 2 and f"{bad}:1: checksum mismatch" in out.stderr
     assert "Traceback" not in out.stderr
 
 
-def test_an_image_of_another_board_is_refused(firmware_make, tmp_path):
+def test_an_image_of_another_board_is_refused(firmware_make, tmp_path, flash):
     uno = tmp_path / "uno.hex"  # a wolfpack build for another board
     uno.write_text(encode_intel_hex(dict(enumerate(b"\x0c\x94wolfpack-mcu-uno\x00"))))
-    out = _flash("--port", "/dev/null", "--dry-run", str(uno))
+    out = flash("--port", "/dev/null", "--dry-run", str(uno))
     assert out.returncode == 2
     assert "it is wolfpack-mcu-uno, not the mega2560 build" in out.stderr
     elf = tmp_path / "m328p.elf"  # the ELF's device note says another chip
     elf.write_bytes(ELF.read_bytes().replace(b"atmega2560", b"atmega328p"))
-    out = _flash("--port", "/dev/null", "--dry-run", str(elf))
+    out = flash("--port", "/dev/null", "--dry-run", str(elf))
     assert out.returncode == 2 and "built for atmega328p, but --board mega2560" in out.stderr
     foreign = tmp_path / "blink.hex"  # not a wolfpack image: only with --force
     foreign.write_text(encode_intel_hex(dict(enumerate(b"\x0c\x94\x00\x00blink"))))
-    assert _flash("--port", "/dev/null", "--dry-run", str(foreign)).returncode == 2
-    forced = _flash("--port", "/dev/null", "--dry-run", "--force", str(foreign))
+    assert flash("--port", "/dev/null", "--dry-run", str(foreign)).returncode == 2
+    forced = flash("--port", "/dev/null", "--dry-run", "--force", str(foreign))
     assert forced.returncode == 0 and "warning: " in forced.stderr
 
 
@@ -127,10 +145,10 @@ def test_a_corrupted_hex_file_is_read_or_refused_with_its_line(memory, data):
 # ---- the real avrdude against a stand-in for the Mega's STK500v2 bootloader on a pty ---------
 
 
-def test_flash_writes_and_verifies_the_image_through_the_bootloader(firmware_make, tmp_path):
+def test_flash_writes_and_verifies_the_image_through_the_bootloader(firmware_make, tmp_path, flash):
     board = FakeBootloader(tmp_path / "ttyACM0")
     try:
-        out = _flash("--port", str(board.link), "--no-identify", str(HEX))
+        out = flash("--port", str(board.link), "--no-identify", str(HEX))
     finally:
         board.close()
     assert out.returncode == 0, out.stderr
@@ -141,10 +159,10 @@ def test_flash_writes_and_verifies_the_image_through_the_bootloader(firmware_mak
     assert all(board.flash[a] == b for a, b in image.items())
 
 
-def test_a_board_with_another_chip_is_refused_and_nothing_written(firmware_make, tmp_path):
+def test_a_board_with_another_chip_is_refused_and_nothing_written(firmware_make, tmp_path, flash):
     board = FakeBootloader(tmp_path / "ttyUSB0", signature=bytes((0x1E, 0x95, 0x0F)))
     try:
-        out = _flash("--port", str(board.link), "--no-identify", str(HEX))
+        out = flash("--port", str(board.link), "--no-identify", str(HEX))
     finally:
         board.close()
     assert out.returncode == 1
@@ -152,10 +170,10 @@ def test_a_board_with_another_chip_is_refused_and_nothing_written(firmware_make,
     assert board.written == set()
 
 
-def test_a_verification_failure_is_reported(firmware_make, tmp_path):
+def test_a_verification_failure_is_reported(firmware_make, tmp_path, flash):
     board = FakeBootloader(tmp_path / "ttyACM1", bad_cell=100)
     try:
-        out = _flash("--port", str(board.link), "--no-identify", str(HEX))
+        out = flash("--port", str(board.link), "--no-identify", str(HEX))
     finally:
         board.close()
     assert out.returncode == 1

@@ -16,14 +16,14 @@ def test_the_cell_sorts_with_the_c_firmware(tmp_path: Path) -> None:
     report_file = tmp_path / "r.json"
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli.main", "sim", "--mcu-firmware", "c", "--rate", "12000",
-         "--duration", "15", "--report", str(report_file), "--workdir", str(tmp_path / "run")],
+         "--duration", "10", "--report", str(report_file), "--workdir", str(tmp_path / "run")],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(c firmware)" in proc.stderr  # the progress names the MCU's firmware
     r = json.loads(report_file.read_text())
     why = {k: r.get(k) for k in ("rejected", "lost_detail", "node_counters", "task_crashes")}
-    assert r["parcels_in"] >= 30, why  # ~50 expected at 12,000 pph over 15 s
+    assert r["parcels_in"] >= 20, why  # ~33 expected at 12,000 pph over 10 s
     assert r["mis_sorted"] == 0 and r["lost"] == 0 and r["still_on_belt"] == 0, why
     assert r["sorted_correct"] + r["rejected"]["legible_label"] == r["legible"]
     assert r["sorted_correct"] / r["legible"] >= 0.99, why
