@@ -148,3 +148,26 @@ def test_a_clean_line_needs_no_retransmission(core):
     assert answers == list(range(500))
     stats = _take(core)  # nothing left unsent
     assert stats == b"" and total > 0
+
+
+@settings(max_examples=300)
+@given(st.lists(st.binary(max_size=300), max_size=8), st.booleans())
+def test_any_bytes_leave_the_core_sending_only_valid_frames(core, chunks, connect_first):
+    """Garbage, truncated and corrupted frames from the host side never make the core send
+    anything but well-formed frames (its output decodes with no bad byte), nor crash it."""
+    core.t_init(0)
+    clock = 0
+    if connect_first:  # synchronised, then garbage: NAKs and retransmits, all well-formed
+        syn = encode_frame(0, 0, m.encode("identify", req=7), 1)
+        core.wp_rx(syn, len(syn), clock)
+    decoder = FrameDecoder()
+    for chunk in chunks:
+        clock += 3_000
+        core.t_set_clock(clock)
+        core.wp_rx(chunk, len(chunk), clock)
+        core.wp_poll(clock)
+    core.t_set_clock(clock + 2_000_000)
+    core.wp_poll(clock + 2_000_000)  # timers too
+    frames, _ = decoder.feed(_take(core), 0.0)
+    assert decoder.stats.bad_frames == 0 and decoder.stats.garbage_bytes == 0
+    assert decoder.pending == 0 and frames  # at least the boot frame
