@@ -6,5 +6,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 "$root/scripts/system-deps.sh"
 "$root/scripts/venv.sh"
+# npm tools of the contract and Sparkplug tests (installed once, outside pytest's time)
+"$root/scripts/asyncapi-tools.sh" >/dev/null
+"$root/scripts/sparkplug-tools.sh" >/dev/null
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"
