@@ -256,6 +256,10 @@ def _safety_lines(report: Mapping[str, Any]) -> list[str]:
         + f"; {stops.get('over_limit', 0)} over the limit)"
     )
     lines.append(f"ran off the belt  {report['ran_off_belt']}")
+    late = report.get("world_late_inputs")
+    if late and late.get("count"):
+        lines.append(f"world late inputs {late['count']} (max {late['max_ms']} ms: the "
+                     "simulator's truth trailed the devices)")  # fmt: skip
     fc = report.get("fault_counters") or {}
     if fc.get("node_kills"):
         lines.append(f"node kills        {fc['node_kills']}, restarts {fc['node_restarts']}")

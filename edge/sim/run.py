@@ -684,6 +684,12 @@ class CellSimulation:
             "gaps": [str(g) for g in self.consumer.gaps],
         }
         extra["faults"] = list(self.fault_log)
+        with contextlib.suppress(Exception):  # an input the world got after its time (a
+            # diverter's retract applied late keeps it out longer than the MCU had it)
+            extra["world_late_inputs"] = {
+                "count": self.cell.get("world.late_inputs"),
+                "max_ms": round(1000 * self.cell.get("world.late_input_max_s"), 1),
+            }
         extra["scanner"] = scanner_stats
         extra["node_counters"] = self._final_counters()
         self._stop.set()  # the health poller and the operator

@@ -84,6 +84,7 @@ class CellWorld:
         # Called when a parcel's centre passes a scanner: its label text, None if unreadable.
         self.scan_listeners: list[ScanListener] = []
         self.late_inputs = 0  # inputs that arrived after the world had passed their time
+        self.late_input_max_s = 0.0  # the latest of them: how far the world's truth is smeared
         self.left_belt = 0  # parcels diverted or run off the end
         # The safety truth, kept whole (the event log above is bounded): each stroke's start
         # (time, station, driver) and each e-stop edge (time, pressed). A long run's report
@@ -106,6 +107,7 @@ class CellWorld:
             t = self.t if at is None else at
             if t < self.t:
                 self.late_inputs += 1
+                self.late_input_max_s = max(self.late_input_max_s, self.t - t)
                 self._log(self.t, "late_input", {"by_s": self.t - t})
                 t = self.t
             heapq.heappush(self._inputs, (t, next(self._seq), apply))

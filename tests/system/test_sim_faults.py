@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 def _why(r: dict[str, Any]) -> dict[str, Any]:
     """What a failure prints: the figures and where the run's evidence is."""
     keys = ("lost_detail", "mis_sorted", "rejected", "strokes_while_not_running", "safety",
-            "fault_counters", "operator", "faults", "node_counters", "task_crashes")  # fmt: skip
+            "fault_counters", "operator", "faults", "node_counters", "task_crashes",
+            "world_late_inputs")  # fmt: skip
     return {k: r.get(k) for k in keys}
 
 
