@@ -88,6 +88,7 @@ class NodeState:
     ts: str
     body: dict[str, Any]
     received: float = field(default_factory=time.time)
+    retained: bool | None = None  # the broker's stored copy sent at subscribing; None: unknown
 
     @property
     def online(self) -> bool:
@@ -290,12 +291,12 @@ class Brain:
     def _on_mqtt_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         """paho's callback: nothing may escape it (paho would stop the loop for good)."""
         try:
-            self._receive(msg.topic, msg.payload)
+            self._receive(msg.topic, msg.payload, retained=bool(msg.retain))
         except Exception as exc:  # a bug of ours or of a callback: count it, keep listening
             log.exception("message on %s could not be handled", msg.topic)
             self.rejected.count("internal_error", msg.topic, f"{type(exc).__name__}: {exc}")
 
-    def _receive(self, topic: str, payload: bytes) -> None:
+    def _receive(self, topic: str, payload: bytes, retained: bool | None = None) -> None:
         """Decode, check and dispatch one message (also the entry of the property tests)."""
         try:
             parsed = topics.parse(topic)
@@ -314,14 +315,18 @@ class Brain:
             self.rejected.count(safe_json.INVALID_SCHEMA, topic, "; ".join(found[:3]))
             return
         if parsed.kind == "state":
-            self._take_state(parsed.node, env.session, env.ts, env.body)
+            self._take_state(parsed.node, env.session, env.ts, env.body, retained)
             return
         message = Message(parsed.node, parsed.channel, env.session, env.seq, env.ts, env.body)
         for ready in self._order(message):
             self._deliver(ready)
 
-    def _take_state(self, node: str, session: int, ts: str, body: dict[str, Any]) -> None:
-        state = NodeState(node, str(body.get("status", "unknown")), session, ts, body)
+    def _take_state(
+        self, node: str, session: int, ts: str, body: dict[str, Any],
+        retained: bool | None = None,
+    ) -> None:
+        state = NodeState(node, str(body.get("status", "unknown")), session, ts, body,
+                          retained=retained)  # fmt: skip
         with self._lock:
             # The newest arrival wins: a last will carries the time and seq of the connect it
             # was registered at, yet the broker publishes it after every later state.

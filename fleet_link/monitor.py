@@ -127,8 +127,9 @@ class FleetView:
         self.rejected = safe_json.Rejections(log, "monitor: event")
 
     def mark_subscribed(self) -> None:
-        """Call when the subscription is in place: a will that arrives within a second of it
-        is the broker's retained copy of an older death, shown as "DEAD before <then>"."""
+        """Call when the subscription is in place. A will delivered with MQTT's retain flag is
+        the broker's stored copy of an older death, shown as "DEAD before <then>"; for a state
+        whose flag is unknown (``retained`` None), one arriving within a second of this is."""
         self.subscribed = self._clock()
 
     def _node(self, name: str) -> _Node | None:
@@ -153,12 +154,17 @@ class FleetView:
                 # of age; what was known before (safety, faults) stays as the last known.
                 if node.dead_since is None:
                     node.dead_since = now
-                    node.dead_before = (
-                        self.subscribed is not None and now - self.subscribed <= RETAINED_S
+                    # the broker's stored copy (MQTT's retain flag on delivery) is an older
+                    # death; where the flag is unknown, a will this soon after subscribing
+                    node.dead_before = bool(state.retained) or (
+                        state.retained is None
+                        and self.subscribed is not None
+                        and now - self.subscribed <= RETAINED_S
                     )
                 node.parcels.clear()
                 return
             node.dead_since = None
+            node.dead_before = False
             self._seen(node, state.ts)
             faults = _texts(body.get("faults"), raw=True)  # printable when drawn
             if faults is not None:

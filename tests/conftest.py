@@ -59,3 +59,19 @@ def start_mcu(mcu_kind: str, tmp_path: Any) -> Iterator[Callable[..., Any]]:
 def mcu_firmware(start_mcu: Callable[..., Any]) -> str:
     """The pty path of a running simulated MCU (default options), once per firmware kind."""
     return str(start_mcu().path)
+
+
+# ---- logging: a test that runs the CLI's main() in-process must not leave its handler ----------
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """`setup_logging` (the CLI's main) replaces the root logger's handlers with one on the
+    sys.stderr of that moment: pytest's capture, closed after the test. Left in place, every
+    later log line from a background thread prints a 'Logging error' traceback into whatever
+    stderr a later test is reading. Each test gets the root logger back as it found it."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

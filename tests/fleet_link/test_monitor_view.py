@@ -171,6 +171,23 @@ def test_a_will_the_broker_held_says_dead_before_the_monitor_came():
     assert row.link == "DEAD" and row.dead_before and "DEAD before " in render([row], "s")
 
 
+def test_the_retain_flag_decides_dead_since_or_dead_before():
+    """A live will right after subscribing (a node killed within a second of the monitor's
+    start; seen in CI) is 'DEAD since'; the broker's stored copy is 'DEAD before'."""
+    will = {"status": "offline", "reason": "connection lost"}
+    for retained, words in ((False, "DEAD since "), (True, "DEAD before ")):
+        clock = Clock()
+        view = FleetView(clock)
+        view.mark_subscribed()
+        view.on_state(NodeState("cell-1", "online", 4, utc_stamp(clock.t), {"status": "online"},
+                                retained=retained))  # fmt: skip
+        clock.t += 0.3
+        view.on_state(NodeState("cell-1", "offline", 4, utc_stamp(clock.t - 99), will,
+                                retained=retained))  # fmt: skip
+        [row] = view.rows()
+        assert row.link == "DEAD" and words in render([row], "s"), (retained, render([row], "s"))
+
+
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
