@@ -69,6 +69,12 @@ class OutputChange:
     pin: int
     value: int
     cause: str  # "command" | "action" | "watchdog" | "reset" | "config"
+    # A timed pulse: when the MCU's own timer drives the pin back (a hardware compare on a
+    # real MCU: exact). Listeners that model the field side apply the end at this time,
+    # whenever this process gets round to it; the change that carries it out later comes
+    # with ``announced`` set, so it is not applied twice.
+    ends_at: float | None = None
+    announced: bool = False
 
 
 @dataclass
@@ -116,6 +122,7 @@ class SimFirmware:
         self.output_log: list[OutputChange] = []
         # Called on every output change (the simulated cell world moves its diverters).
         self.output_listeners: list[Callable[[OutputChange], None]] = []
+        self._set_at: dict[int, float] = {}  # pin -> when it was last driven (not a pulse end)
         self.events_sent: list[str] = []
         self.watchdog_trips: list[float] = []
         self.boots = 0
@@ -539,8 +546,9 @@ class SimFirmware:
     def _fire(self, s: _Scheduled) -> None:
         now = time.monotonic()
         del self._scheduled[s.action]
-        self._set_output(s.pin, s.value, "action")
         clock, count = self.clock(now), self.encoder.count_at(now)
+        revert_at = self.time_of_clock(clock + s.duration) if s.duration else None
+        self._set_output(s.pin, s.value, "action", ends_at=revert_at)
         self.actions_log.append(
             ActionRecord(s.action, s.pin, s.value, s.kind, s.target, clock, count, now)
         )
@@ -554,19 +562,20 @@ class SimFirmware:
                 "fault", code=m.FAULT_LATE_ACTION,
                 message=f"action {s.action} fired {late_us:.0f} us late",
             )  # fmt: skip
-        if s.duration and self._loop:
+        if revert_at is not None and self._loop:
             boot = self.boots
-            revert_at = self.time_of_clock(clock + s.duration)
             self._loop.call_later(
-                max(0.0, revert_at - now), self._revert, s, 0 if s.value else 1, boot
+                max(0.0, revert_at - now), self._revert, s, 0 if s.value else 1, boot, revert_at
             )
         self.flush()
 
-    def _revert(self, s: _Scheduled, value: int, boot: int) -> None:
+    def _revert(self, s: _Scheduled, value: int, boot: int, revert_at: float) -> None:
         if boot != self.boots or self.outputs[s.pin] == value:
             return
+        if self._set_at.get(s.pin, float("-inf")) > revert_at:
+            return  # set again after this pulse's end (this call ran late): not ours to end
         now = time.monotonic()
-        self._set_output(s.pin, value, "action")
+        self._set_output(s.pin, value, "action", announced=True)
         self.actions_log.append(
             ActionRecord(
                 s.action, s.pin, value, "revert", s.target, self.clock(now),
@@ -574,10 +583,16 @@ class SimFirmware:
             )
         )  # fmt: skip
 
-    def _set_output(self, pin: int, value: int, cause: str) -> None:
+    def _set_output(
+        self, pin: int, value: int, cause: str, ends_at: float | None = None,
+        announced: bool = False,
+    ) -> None:
         value = 1 if value else 0
         self.outputs[pin] = value
-        change = OutputChange(time.monotonic(), pin, value, cause)
+        now = time.monotonic()
+        if not announced:
+            self._set_at[pin] = now
+        change = OutputChange(now, pin, value, cause, ends_at, announced)
         self.output_log.append(change)
         for listener in self.output_listeners:
             listener(change)

@@ -38,8 +38,11 @@ def connect_outputs(
 
     def on_change(change: OutputChange) -> None:
         station = pin_to_station.get(change.pin)
-        if station is not None:
-            world.set_diverter(station, bool(change.value), at=change.at, source="mcu")
+        if station is None or change.announced:
+            return  # a pulse's end, applied at its time when the pulse began
+        world.set_diverter(station, bool(change.value), at=change.at, source="mcu")
+        if change.ends_at is not None:
+            world.set_diverter(station, not change.value, at=change.ends_at, source="mcu")
 
     firmware.output_listeners.append(on_change)
 

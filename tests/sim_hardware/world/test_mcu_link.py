@@ -111,3 +111,29 @@ def test_photo_eye_edges_reach_the_host_as_input_edges_at_the_worlds_counts(cell
     assert [b for b, _ in got] == [b for b, _ in truth] == [True, False]
     for (_, want), (_, count) in zip(truth, got, strict=True):
         assert abs(count - want) <= 1  # latched at the edge's time, not when it was found
+
+
+def test_a_pulse_ends_on_the_mcu_timer_even_when_the_sim_process_runs_late(cell):
+    """A real MCU ends a stroke with a hardware timer; the simulated one announces the end with
+    the start, so a late event loop cannot hold the diverter out (it took the parcel behind
+    in a soak) and a late revert cannot cut a stroke fired after that end."""
+    world, sim, link = cell
+    firmware = sim.sim.firmware
+
+    async def main() -> None:
+        async with McuLink(link) as mcu:
+            await mcu.configure_output(5, safe_value=0)
+            now = world.count_at(time.monotonic())
+            await mcu.schedule_at_count(now + 200, pin=5, duration_s=0.04)  # in ~100 ms
+            await asyncio.sleep(0.11)
+            # the firmware's loop is blocked for 150 ms straight after the pulse began
+            sim.call(lambda: firmware._loop.call_soon(time.sleep, 0.15))
+            await asyncio.sleep(0.4)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    world.catch_up(time.monotonic())
+    edges = [(e.t, e.data["on"]) for e in world.events
+             if e.kind == "stroke" and e.data["station"] == 1]  # fmt: skip
+    assert [on for _, on in edges] == [True, False], edges
+    assert edges[1][0] - edges[0][0] == pytest.approx(0.04, abs=0.002)
+    assert world.late_inputs == 0
