@@ -10,6 +10,10 @@ The rules of issue 19 live here as in any firmware: the watchdog is armed by
 safe value at once; a new host SYN stops encoder reports and keeps everything else; the send
 queue is bounded (drop policy, overflow fault); unknown command ids answer ``error`` 1 and
 skip the rest of the payload; RTO bounds come from the baud rate.
+
+A machine's own firmware features (the arm's motion queue, the vehicle's drive) live in their
+own modules as a ``FirmwareExtension`` given to ``register_extension``: this file stays the
+link, the I/O and the watchdog every machine shares.
 """
 
 from __future__ import annotations
@@ -77,6 +81,45 @@ class OutputChange:
     announced: bool = False
 
 
+class FirmwareExtension:
+    """A machine's firmware feature in its own module (sim_hardware/mcu/motion.py: the arm).
+
+    It declares the command names it implements (each in ``messages.SPECS``, handled by its
+    method ``cmd_<name>``) and gets, through ``self.fw`` after ``attach``: the clock
+    (``fw.clock()``, ``fw.time_of_clock()``), outputs (``fw.set_output``), inputs
+    (``fw.inputs``, and ``on_input`` on every edge), answers and events (``fw.reply``,
+    ``fw.reply_error``, ``fw.event``, ``fw.flush``), the loop (``fw.loop``), and the safe-state
+    callback ``on_safe`` (the watchdog tripped: stop, as the firmware's own outputs go safe).
+    ``on_boot`` runs on every reset: all of its state is lost, as on a real MCU.
+    """
+
+    name = "extension"
+    commands: tuple[str, ...] = ()
+    held_events: tuple[str, ...] = ()  # its events kept for the next host (spec 3.3)
+    droppable_events: tuple[str, ...] = ()  # its events a full send queue may drop (spec 3.4)
+
+    def attach(self, fw: SimFirmware) -> None:
+        self.fw = fw
+
+    def handle(self, msg: m.Message) -> None:
+        getattr(self, "cmd_" + msg.name)(msg)
+
+    def on_start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The firmware started on ``loop`` (timers may be created from now on)."""
+
+    def on_stop(self) -> None:
+        """The simulation ends: cancel timers."""
+
+    def on_boot(self, reason: int) -> None:
+        """The MCU (re)started: forget everything, actuators in their power-on state."""
+
+    def on_safe(self, cause: str) -> None:
+        """The watchdog tripped (``cause`` "watchdog"): stop and make actuators safe now."""
+
+    def on_input(self, pin: int, value: int, t: float) -> None:
+        """Digital input ``pin`` changed to ``value`` at host time ``t``."""
+
+
 @dataclass
 class _Scheduled:
     action: int
@@ -132,6 +175,11 @@ class SimFirmware:
         self.tx_dropped: dict[str, int] = {}  # by kind, until reported in a fault
         self.tx_dropped_total = 0
         self.late_faults = 0
+        self.extensions: list[FirmwareExtension] = []
+        self._ext_commands: dict[str, FirmwareExtension] = {}
+        self.held_events: frozenset[str] = frozenset(HELD_EVENTS)
+        self.droppable: frozenset[str] = DROPPABLE
+        self._event_ids: frozenset[int] = _EVENT_IDS
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wd_task: asyncio.Task[None] | None = None
         self._report_tasks: dict[int, asyncio.Task[None]] = {}
@@ -162,16 +210,64 @@ class SimFirmware:
             task.cancel()
         self._report_tasks = {}
         self.endpoint.restart()
+        for ext in self.extensions:
+            ext.on_boot(reason)
         self._event("started", reason=reason, clock=self.clock())
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._wd_task = loop.create_task(self._watchdog_loop())
+        for ext in self.extensions:
+            ext.on_start(loop)
         self.flush()
+
+    def register_extension(self, ext: FirmwareExtension) -> None:
+        """Add a machine's firmware feature: its commands are listed by ``identify`` and
+        dispatched to it; it hears boots, input edges and the watchdog's safe state."""
+        taken = {s.name for s in m.SPECS if hasattr(self, "_cmd_" + s.name)}
+        taken |= set(self._ext_commands)
+        for name in ext.commands:
+            spec = m.BY_NAME.get(name)
+            if spec is None or spec.id >= 0x40:
+                raise ValueError(f"extension {ext.name}: {name!r} is not a command in messages")
+            if name in taken:
+                raise ValueError(f"extension {ext.name}: command {name!r} is already handled")
+        for name in ext.held_events + ext.droppable_events:
+            if name not in m.BY_NAME or m.BY_NAME[name].id < 0x80:
+                raise ValueError(f"extension {ext.name}: {name!r} is not an event in messages")
+        ext.attach(self)
+        self.extensions.append(ext)
+        for name in ext.commands:
+            self._ext_commands[name] = ext
+        self.held_events |= frozenset(ext.held_events)
+        self.droppable |= frozenset(ext.droppable_events)
+        self._event_ids |= frozenset(m.BY_NAME[n].id for n in ext.droppable_events)
+        if self._loop is not None:
+            ext.on_start(self._loop)
+
+    # ---- services for extensions ---------------------------------------------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    def reply(self, name: str, **fields: Any) -> None:
+        """Queue a response (never dropped; spec 3.4)."""
+        self._send(name, **fields)
+
+    def reply_error(self, msg: m.Message, code: int, text: str) -> None:
+        self._reply_error(msg, code, text)
+
+    def event(self, name: str, **fields: Any) -> None:
+        self._event(name, **fields)
+
+    def set_output(self, pin: int, value: int, cause: str) -> None:
+        self._set_output(pin, value, cause)
 
     def stop(self) -> None:
         if self._wd_task:
             self._wd_task.cancel()
+        for ext in self.extensions:
+            ext.on_stop()
         for task in self._report_tasks.values():
             task.cancel()
         for s in self._scheduled.values():
@@ -242,7 +338,7 @@ class SimFirmware:
                     msg, pos = m.decode_one(payload, pos)
                 except m.MessageError:
                     break
-                if msg.name in HELD_EVENTS:
+                if msg.name in self.held_events:
                     kept.append((msg.name, dict(msg.fields)))
         if len(kept) > MAX_HELD_EVENTS:
             self.held_dropped += len(kept) - MAX_HELD_EVENTS
@@ -260,7 +356,7 @@ class SimFirmware:
         pos = 0
         while pos < len(payload):
             spec = m.BY_ID.get(payload[pos])
-            if spec is None or spec.id >= 0x40 or not hasattr(self, "_cmd_" + spec.name):
+            if spec is None or spec.id >= 0x40 or not self._implements(spec.name):
                 self._unknown_command(payload, pos)
                 return
             try:
@@ -269,9 +365,16 @@ class SimFirmware:
                 self._event("fault", code=m.FAULT_BAD_PAYLOAD, message=str(exc)[:200])
                 return
             self.executed.append((msg.name, msg.fields))
-            getattr(self, "_cmd_" + msg.name)(msg)
+            ext = self._ext_commands.get(msg.name)
+            if ext is not None:
+                ext.handle(msg)
+            else:
+                getattr(self, "_cmd_" + msg.name)(msg)
             if msg.name == "reset":
                 return  # reset ends its payload (spec 4): nothing after it runs
+
+    def _implements(self, name: str) -> bool:
+        return name in self._ext_commands or hasattr(self, "_cmd_" + name)
 
     def _unknown_command(self, payload: bytes, pos: int) -> None:
         """Answer error 1 with the req that follows the id (every command has it first),
@@ -296,7 +399,7 @@ class SimFirmware:
         while queued + len(message) > TX_QUEUE_BYTES:
             dropped = self._drop_one()
             if dropped is None:
-                if name in DROPPABLE:
+                if name in self.droppable:
                     self._count_drop(name)
                     return
                 break  # responses, started, watchdog_tripped are never dropped
@@ -306,7 +409,7 @@ class SimFirmware:
     def _drop_one(self) -> int | None:
         """Drop the oldest queued encoder_report, else the oldest queued event (3.4)."""
         pending = self.endpoint._pending
-        for ids in (frozenset({_REPORT_ID}), _EVENT_IDS):
+        for ids in (frozenset({_REPORT_ID}), self._event_ids):
             for i, queued in enumerate(pending):
                 if queued[0] in ids:
                     del pending[i]
@@ -339,7 +442,7 @@ class SimFirmware:
     # ---- commands --------------------------------------------------------------------------
     def _cmd_identify(self, msg: m.Message) -> None:
         commands = ",".join(
-            s.name for s in m.SPECS if s.id < 0x40 and hasattr(self, "_cmd_" + s.name)
+            s.name for s in m.SPECS if s.id < 0x40 and self._implements(s.name)
         )
         self._send(
             "identify_response",
@@ -616,6 +719,8 @@ class SimFirmware:
                 clock=self.clock(now),
                 count=self.encoder.count_at(now),
             )
+            for ext in self.extensions:
+                ext.on_input(pin, 1 if value else 0, now)
             self.flush()
 
     def _stop_reports(self) -> None:
@@ -658,6 +763,8 @@ class SimFirmware:
         for pin, safe in enumerate(self.safe_values):
             if self.configured[pin]:
                 self._set_output(pin, safe, "watchdog")
+        for ext in self.extensions:
+            ext.on_safe("watchdog")
         log.warning("watchdog: %.0f ms without a host frame; all outputs safe", silent * 1000)
         self._event("watchdog_tripped", clock=self.clock(now), silent_ms=int(silent * 1000))
         self.flush()
