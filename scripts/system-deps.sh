@@ -26,6 +26,8 @@ command -v avrdude >/dev/null 2>&1 || need+=(avrdude)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # npm (with node): scripts/asyncapi-tools.sh installs the AsyncAPI validator with it (issue 17).
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# RabbitMQ 3.10 with its MQTT plugin: the 3-node cluster of the fleet tests and bench (issue 18).
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -44,4 +46,8 @@ if command -v systemctl >/dev/null 2>&1; then
   $sudo systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 elif [ -x /etc/init.d/prometheus ]; then
   $sudo /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+fi
+# Nor RabbitMQ (issue 18): fleet_link/brain_pool_cluster.py starts its own members on free ports.
+if command -v systemctl >/dev/null 2>&1; then
+  $sudo systemctl disable --now rabbitmq-server epmd.socket epmd.service >/dev/null 2>&1 || true
 fi
