@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -117,10 +118,21 @@ class LoggingConfig(StrictModel):
     json_lines: bool = Field(False, description="JSON lines instead of human-readable text")
 
 
-class BoardConfig(StrictModel):
-    """One board's whole config. Sections for Modbus, MQTT, vision and the cell add fields here."""
+class BoardBase(StrictModel):
+    """The sections every board has, whatever machine it runs (docs/runtime.md).
+
+    ``machine`` names the machine kind (edge/runtime/registry.py); the kind's own section is
+    added by its board model: ``BoardConfig`` for the diverter line (``cell:``), and one built
+    by :func:`board_model_for` for every other kind. ``load_board_config`` picks the model
+    from the file's ``machine:`` key.
+    """
 
     node: NodeConfig
+    machine: str = Field(
+        "diverter",
+        description="the machine this board runs: diverter (the sorting line, default), arm "
+        "(sorting arm) or amr (vehicle); its own section is 'cell', 'arm' or 'amr'",
+    )
     mcus: list[McuConfig] = Field(default_factory=list, description="microcontrollers")
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     vision: VisionConfig | None = Field(
@@ -135,9 +147,6 @@ class BoardConfig(StrictModel):
     line_devices: LineDevices = Field(
         default_factory=list,
         description="barcode scanners, scales and other devices that report a line per reading",
-    )
-    cell: CellConfig | None = Field(
-        None, description="sorting cell: belt, photo-eyes, chutes, routing, timing, safety"
     )
     metrics: MetricsConfig | None = Field(
         None, description="the node's Prometheus /metrics endpoint (docs/metrics.md); off if absent"
@@ -162,6 +171,21 @@ class BoardConfig(StrictModel):
             raise ValueError("sparkplug needs the mqtt section (its broker and credentials)")
         return spb
 
+
+class BoardConfig(BoardBase):
+    """A board running the diverter sorting line (``machine: diverter``, the default): the
+    shared sections plus ``cell:``. Sections for Modbus, MQTT, vision and the cell add fields
+    here."""
+
+    machine: Literal["diverter"] = Field(
+        "diverter",
+        description="the machine this board runs: diverter (the sorting line, default), arm "
+        "(sorting arm) or amr (vehicle); its own section is 'cell', 'arm' or 'amr'",
+    )
+    cell: CellConfig | None = Field(
+        None, description="sorting cell: belt, photo-eyes, chutes, routing, timing, safety"
+    )
+
     @field_validator("cell")
     @classmethod
     def _cell_references(cls, cell: CellConfig | None, info: ValidationInfo) -> CellConfig | None:
@@ -171,6 +195,50 @@ class BoardConfig(StrictModel):
         for problem in cell_reference_problems(cell, info.data):
             raise ValueError(problem)
         return cell
+
+
+_MODELS: dict[str, type[BoardBase]] = {"diverter": BoardConfig}
+
+
+def board_model_for(kind_name: str) -> type[BoardBase]:
+    """The board model of machine kind ``kind_name``: BoardBase plus the kind's section.
+
+    The section's model is imported here, lazily (only the kind a config names). Raises
+    ``edge.runtime.machine.MachineError`` for an unknown kind or one missing from this build.
+    If the section's model has ``board_problems(self, sections: dict) -> list[str]``, it is
+    called with the other sections already validated (names of MCUs, devices) so a name that
+    does not resolve is an error at the section's key, as the diverter's cell does.
+    """
+    model = _MODELS.get(kind_name)
+    if model is not None:
+        return model
+    from edge.runtime.registry import kind
+
+    k = kind(kind_name)
+    section_model = k.load_config_model()
+
+    def _references(cls: type[BoardBase], section: object, info: ValidationInfo) -> object:
+        check = getattr(section, "board_problems", None)
+        if section is not None and callable(check):
+            for problem in check(info.data):
+                raise ValueError(problem)
+        return section
+
+    section_type: object = section_model if k.required else (section_model | None)
+    default: object = ... if k.required else None
+    model = create_model(
+        f"{k.name.capitalize()}BoardConfig",
+        __base__=BoardBase,
+        __doc__=f"A board running machine {k.name!r}: the shared sections plus {k.section!r}.",
+        __validators__={"_references": field_validator(k.section)(classmethod(_references))},
+        machine=(
+            Literal[k.name],  # type: ignore[valid-type]
+            Field(description=f"'{k.name}': {k.description}"),
+        ),
+        **{k.section: (section_type, Field(default, description=k.description))},
+    )
+    _MODELS[kind_name] = model
+    return model
 
 
 def cell_reference_problems(cell: CellConfig, sections: dict[str, object]) -> list[str]:

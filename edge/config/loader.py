@@ -26,7 +26,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.scanner import RoundTripScanner, ScannerError
 
-from edge.config.board import BoardConfig
+from edge.config.board import BoardBase, BoardConfig, board_model_for
 from edge.config.errors import ConfigError, ConfigIssue, format_path
 from edge.config.limits import (
     MAX_CONFIG_BYTES,
@@ -42,7 +42,13 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def load_board_config(path: str | Path) -> BoardConfig:
-    """Load and validate one board config file; raise ConfigError listing every problem."""
+    """Load and validate one board config file; raise ConfigError listing every problem.
+
+    The file's ``machine:`` key (default ``diverter``) picks the model (docs/runtime.md): a
+    diverter board is a ``BoardConfig``; another kind's board is a ``BoardBase`` with that
+    kind's section (typed ``BoardConfig`` here for the callers that predate the other kinds;
+    check ``board.machine`` before reading ``board.cell``).
+    """
     path = Path(path)
     try:
         content = read_limited(path)
@@ -103,11 +109,39 @@ def parse_config_text(text: str, filename: str, model: type[M]) -> M:
                 )
             ]
         )
+    if model is BoardConfig or model is BoardBase:  # "a board config": the kind's model
+        model = _board_model(tree, filename)  # type: ignore[assignment]
     try:
         return model.model_validate(_plain(tree))
     except ValidationError as exc:
         issues = [_issue_from_error(err, tree, filename, model) for err in exc.errors()]
         raise ConfigError(_drop_missing_explained_by_typos(issues)) from None
+
+
+def _board_model(tree: CommentedMap, filename: str) -> type[BoardBase]:
+    """The board model for the file's ``machine:`` (``diverter`` when absent), or a located
+    ConfigError: an unknown kind, or one this build does not have."""
+    from edge.runtime.machine import MachineError
+
+    name = tree.get("machine", "diverter")
+    if not isinstance(name, str):
+        line, column = _value_position(tree, "machine")
+        raise ConfigError(
+            [ConfigIssue(filename, line, column, "machine",
+                         f"got {_show(_plain(name))}; expected a machine name")]
+        )  # fmt: skip
+    try:
+        return board_model_for(name)
+    except MachineError as exc:
+        line, column = _value_position(tree, "machine")
+        raise ConfigError([ConfigIssue(filename, line, column, "machine", str(exc))]) from None
+
+
+def _value_position(tree: CommentedMap, key: str) -> tuple[int | None, int | None]:
+    if key not in tree:
+        return None, None
+    line, column = tree.lc.value(key)
+    return line + 1, column + 1
 
 
 def _drop_missing_explained_by_typos(issues: list[ConfigIssue]) -> list[ConfigIssue]:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge.config.board import BoardConfig
+from edge.config.board import board_model_for
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "configs" / "schema.json"
 
 
-def board_schema_text() -> str:
-    schema = BoardConfig.model_json_schema()
+def board_schema_text(machine: str = "diverter") -> str:
+    """The JSON Schema of a board running ``machine`` (configs/schema.json: the diverter's).
+
+    Raises ``edge.runtime.machine.MachineError`` for a kind this build does not have.
+    """
+    schema = board_model_for(machine).model_json_schema()
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://wolfpack.example/schemas/board-config.json",
