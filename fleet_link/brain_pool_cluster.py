@@ -140,8 +140,7 @@ class RabbitCluster:
             "[rabbitmq_mqtt,rabbitmq_consistent_hash_exchange].\n", encoding="ascii"
         )
         peers = "\n".join(
-            f"cluster_formation.classic_config.nodes.{m.index + 1} = {m.name}"
-            for m in self.members
+            f"cluster_formation.classic_config.nodes.{m.index + 1} = {m.name}" for m in self.members
         )
         template = _TEMPLATE.read_text(encoding="utf-8")
         for m in self.members:

@@ -175,6 +175,14 @@ class MqttConfig(_Strict):
         "mqtt://127.0.0.1:1883",
         description="mqtt://host:port or mqtts://host:port (TLS; needs 'tls')",
     )
+    brokers: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="more members of the same broker cluster (same scheme as 'broker'), tried "
+        "in turn after it: on a lost connection the node moves to the next member at once, "
+        "with its outbox, session counter and sequence numbers, and resends what was not "
+        "acknowledged (docs/fleet-scale.md). RabbitMQ 3.10's MQTT plugin needs protocol '3.1.1'",
+    )
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
     client_id: str | None = Field(None, description="default: wolfpack-<site>-<node>")
     username: str | None = Field(None, description="per-node credential (see configs/mosquitto)")
@@ -216,10 +224,27 @@ class MqttConfig(_Strict):
             raise ValueError(f"bad port in broker URL: {exc}") from None
         return url
 
+    @field_validator("brokers")
+    @classmethod
+    def _broker_urls(cls, urls: list[str]) -> list[str]:
+        for i, url in enumerate(urls):
+            try:
+                parse_broker_url(url)
+            except ValueError as exc:
+                raise ValueError(f"brokers[{i}]: {exc}") from None
+        return urls
+
     @model_validator(mode="after")
     def _tls_matches_scheme(self) -> MqttConfig:
         if urlsplit(self.broker).scheme == "mqtts" and self.tls is None:
             raise ValueError("an mqtts:// broker needs a 'tls' section with at least ca_file")
+        scheme = urlsplit(self.broker).scheme
+        for i, url in enumerate(self.brokers):
+            if urlsplit(url).scheme != scheme:
+                raise ValueError(
+                    f"brokers[{i}] is {urlsplit(url).scheme}:// but broker is {scheme}://: "
+                    "every member of the list is reached the same way (one 'tls' section)"
+                )
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s is greater than reconnect_max_s")
         return self
@@ -232,6 +257,15 @@ class MqttConfig(_Strict):
     def port(self) -> int:
         parts = urlsplit(self.broker)
         return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def endpoints(self) -> list[str]:
+        """Every broker URL in the order tried: ``broker``, then ``brokers`` (repeats once)."""
+        seen: list[str] = []
+        for url in (self.broker, *self.brokers):
+            if url not in seen:
+                seen.append(url)
+        return seen
 
 
 def parse_broker_url(url: str) -> tuple[str, int, bool]:

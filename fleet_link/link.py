@@ -7,6 +7,12 @@ A fresh paho client is made for every connection, so nothing paho kept in memory
 connection is sent again behind the outbox's back: after a reconnect the outbox itself is
 the only source, replayed from its oldest unacknowledged row.
 
+With several broker endpoints (``mqtt.broker`` and ``mqtt.brokers``: members of one cluster)
+a lost connection moves the node to the next member at once; only when a whole round of
+members refused does the backoff grow. Nothing else changes on a move: the same outbox (so
+the same sequence numbers, resent from the oldest unacknowledged row), the next session
+number, the same subscriptions made again on the new member.
+
 Commands are admitted on the network thread (rate limit per name, see
 :class:`fleet_link.commands.CommandInbox`) and run by two more threads, one per lane, so a slow
 handler never stalls the network loop and a flood of commands never delays a ``route``.
@@ -40,7 +46,7 @@ from fleet_link.commands import (
     Inbound,
     Prepared,
 )
-from fleet_link.config import MqttConfig
+from fleet_link.config import MqttConfig, parse_broker_url
 from fleet_link.envelope import ENVELOPE_KEYS, encode, utc_stamp
 from fleet_link.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Row
 from fleet_link.telemetry import Deadband
@@ -222,6 +228,14 @@ class EdgeLink:
         self._probe_until = 0  # after a lost session: rows up to this id go one at a time
         self._replaced: set[int] = set()  # rows already replaced by a placeholder
         self._dead_letter_at = 0.0  # monotonic time of the last dead letter (0: none active)
+        self.endpoints = cfg.endpoints
+        self._endpoint = 0  # index in endpoints of the member tried next / connected to
+        self.failovers = 0  # moves to another member after an established connection was lost
+
+    @property
+    def broker_url(self) -> str:
+        """The broker member this link is connected to (or tries next)."""
+        return self.endpoints[self._endpoint]
 
     # public API -----------------------------------------------------------------------------
     def start(self) -> EdgeLink:
@@ -374,22 +388,38 @@ class EdgeLink:
     def _run(self) -> None:
         """The network thread: connect, serve, reconnect with backoff. It survives every
         exception (a full disk, a paho or callback error): logged, counted in
-        ``loop_errors``, the connection dropped and made again after the backoff."""
+        ``loop_errors``, the connection dropped and made again after the backoff.
+
+        With several endpoints a lost or refused connection moves to the next one after
+        the first (short) delay; the delay doubles only once every endpoint has failed in a
+        row, so a fleet whose member died spreads over the others within reconnect_min_s."""
         delay = self.cfg.reconnect_min_s
+        failed_in_row = 0
         while not self._stop.is_set():
+            established = False
             try:
-                if self._connect_and_serve():
-                    delay = self.cfg.reconnect_min_s
+                established = self._connect_and_serve()
             except Exception:
                 self.loop_errors += 1
                 self.connected.clear()
                 log.exception("fleet link network thread: error (recovering)")
             if self._stop.is_set():
                 break
+            if established:
+                delay = self.cfg.reconnect_min_s
+                failed_in_row = 0
+            else:
+                failed_in_row += 1
+            if len(self.endpoints) > 1:
+                self._endpoint = (self._endpoint + 1) % len(self.endpoints)
+                if established:
+                    self.failovers += 1
+                log.info("moving to broker %s", self.broker_url)
             pause = jittered(delay)
             log.info("reconnecting in %.1f s", pause)
             self._stop.wait(pause)
-            delay = min(delay * 2, self.cfg.reconnect_max_s)
+            if failed_in_row and failed_in_row % len(self.endpoints) == 0:
+                delay = min(delay * 2, self.cfg.reconnect_max_s)
 
     def _connect_and_serve(self) -> bool:
         """One connection, from connect to drop; True if it was established."""
@@ -398,9 +428,10 @@ class EdgeLink:
             kwargs: dict[str, Any] = {"keepalive": self.cfg.keepalive_s}
             if self.cfg.protocol == "5":
                 kwargs["clean_start"] = True
-            client.connect(self.cfg.host, self.cfg.port, **kwargs)
+            host, port, _tls = parse_broker_url(self.broker_url)
+            client.connect(host, port, **kwargs)
         except (OSError, ssl.SSLError) as exc:
-            log.warning("cannot reach broker %s: %s", self.cfg.broker, exc)
+            log.warning("cannot reach broker %s: %s", self.broker_url, exc)
             _close_socket(client)
             return False
         try:
@@ -424,7 +455,7 @@ class EdgeLink:
             rc = _turn(client, 0.002 if busy else 0.02, self._wake_r)
             self._idle = False
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                log.warning("connection to %s lost: %s", self.cfg.broker, mqtt.error_string(rc))
+                log.warning("connection to %s lost: %s", self.broker_url, mqtt.error_string(rc))
                 break
             if self._refused:
                 log.error("broker refused the connection: %s", self._refused)
@@ -467,7 +498,7 @@ class EdgeLink:
         client.subscribe(f"{self.prefix}/cmd/+", qos=1)
         self._publish_state(client, "online")
         self.connected.set()
-        log.info("connected to %s, session %d", self.cfg.broker, self.session)
+        log.info("connected to %s, session %d", self.broker_url, self.session)
 
     def _on_publish(
         self, _c: mqtt.Client, _ud: object, mid: int, reason: Any, _props: object
