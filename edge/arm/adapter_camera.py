@@ -1,0 +1,244 @@
+"""The belt camera as the arm's eyes: the existing vision pipeline, its parcels on the belt.
+
+As the diverter's camera feed (``edge/node/camera_feed.py``), a worker thread reads frames
+(``vision.sources.open_source`` on ``vision.source.uri``: a camera on a board,
+``wpcf://HOST:PORT`` in the simulator), runs the pipeline (detect, track, read labels) and
+hands each parcel to the node's loop. The arm needs more than a leading edge: where on the
+belt the parcel's top centre is (x along, y across), its footprint and orientation, so the
+pick can be aimed. Each parcel is handed over once:
+
+* as soon as its label is decoded (early, so the brain answers before the arm reaches it);
+* when its track ends without a label (the class and pose only: it is passed on, as nothing
+  is routed without a label).
+
+Each sighting carries the encoder count and capture time of its frame: the conveyor
+tracking in the arm core moves it on by the belt's encoder, never by a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vision.config import VisionConfig
+from vision.detections import Detection
+from vision.measure import Calibration
+
+if TYPE_CHECKING:
+    from vision.pipeline import FrameResult
+
+log = logging.getLogger("wolfpack.arm.camera")
+
+
+class ArmCameraError(ValueError):
+    """The camera cannot place parcels on the belt with this config."""
+
+
+@dataclass(frozen=True)
+class BeltParcel:
+    """One parcel seen on the belt, in belt millimetres at the frame's encoder count."""
+
+    track_id: int
+    encoder_count: int
+    captured_at: float
+    x_mm: float  # the footprint's centre along the belt (cell coordinates)
+    y_mm: float  # across the belt
+    length_mm: float
+    width_mm: float
+    yaw_deg: float  # the length axis from the belt's direction, (-90, 90]
+    class_name: str
+    confidence: float
+    label: str | None = None
+
+
+class BeltPlacer:
+    """Image pixels -> belt mm through the vision calibration, moved onto the cell's belt
+    coordinates by ``offset_mm`` (x) and ``offset_y_mm`` (y)."""
+
+    def __init__(
+        self, calibration: Calibration, offset_mm: float = 0.0, offset_y_mm: float = 0.0
+    ) -> None:
+        self.calibration = calibration
+        self.offset = np.array([offset_mm, offset_y_mm], np.float64)
+
+    def place(self, det: Detection) -> tuple[float, float, float, float, float]:
+        """(x, y, length, width, yaw) of the detection's footprint on the belt."""
+        c = self.calibration.to_mm(np.asarray(det.corners(), np.float64)) + self.offset
+        centre = c.mean(axis=0)
+        a, b = c[1] - c[0], c[3] - c[0]  # two sides from corner 0
+        la, lb = float(np.hypot(*a)), float(np.hypot(*b))
+        side = a if la >= lb else b
+        yaw = math.degrees(math.atan2(side[1], side[0]))
+        if yaw > 90:
+            yaw -= 180
+        elif yaw <= -90:
+            yaw += 180
+        return float(centre[0]), float(centre[1]), max(la, lb), min(la, lb), yaw
+
+
+class ArmCamera:
+    """Runs as a supervised task; the pipeline in a daemon thread. ``feed`` and ``state`` are
+    called on the node's loop."""
+
+    def __init__(
+        self,
+        vision: VisionConfig,
+        feed: Callable[[BeltParcel], None],
+        state: Callable[[bool, str], None],
+        *,
+        offset_mm: float = 0.0,
+        offset_y_mm: float = 0.0,
+        max_fps: float = 10.0,
+    ) -> None:
+        if vision.source is None:
+            raise ArmCameraError("vision.source: the arm's camera needs a source.uri")
+        if vision.calibration is None:
+            raise ArmCameraError(
+                "vision.calibration is missing; without it a parcel cannot be placed on the "
+                "belt for a pick (give >= 4 reference points, pixel -> belt mm)"
+            )
+        self.vision = vision
+        self.feed = feed
+        self.state = state
+        self.max_fps = max_fps
+        self.placer = BeltPlacer(
+            Calibration.from_config(vision.calibration), offset_mm, offset_y_mm
+        )
+        self.stats: dict[str, float] = dict.fromkeys(
+            ("frames", "processed", "skipped", "labels", "unlabelled", "process_ms_mean"), 0.0
+        )
+        self._labelled: set[int] = set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        stop = threading.Event()
+        holder: dict[str, Any] = {}
+
+        def post(fn: Callable[..., Any], *args: Any) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(fn, *args)
+
+        def finish(exc: BaseException | None) -> None:
+            if not done.done():
+                done.set_result(None) if exc is None else done.set_exception(exc)
+
+        def work() -> None:
+            try:
+                self._work(post, stop, holder)
+                post(finish, None)
+            except BaseException as exc:  # to the supervisor, on the loop
+                post(finish, exc)
+
+        threading.Thread(target=work, name="arm-camera", daemon=True).start()
+        try:
+            await done
+        finally:
+            stop.set()
+            source = holder.get("source")
+            if source is not None:
+                source.close()
+            self.state(False, "camera task stopped")
+
+    def _work(
+        self, post: Callable[..., None], stop: threading.Event, holder: dict[str, Any]
+    ) -> None:
+        from vision.pipeline import Pipeline
+        from vision.sources import open_source
+        from vision.wpcf import WpcfSource
+
+        pipeline = Pipeline.from_config(self.vision)
+        src = self.vision.source
+        assert src is not None
+        source = open_source(src.uri, src.width, src.height, src.fps)
+        holder["source"] = source
+        if isinstance(source, WpcfSource):
+
+            def on_state(up: bool, why: str) -> None:
+                if not up:
+                    pipeline.reset()
+                post(self.state, up, why)
+
+            source.on_state = on_state
+        else:
+            post(self.state, True, f"{source.name}: opened")
+        min_gap = 1.0 / self.max_fps
+        last_t: float | None = None
+        try:
+            for frame in source:
+                if stop.is_set():
+                    break
+                self.stats["frames"] += 1
+                if last_t is not None and frame.captured_at - last_t < min_gap * 0.9:
+                    self.stats["skipped"] += 1
+                    continue
+                if frame.encoder_count is None:
+                    self.stats["skipped"] += 1
+                    continue  # no belt position: the parcel could not be tracked
+                last_t = frame.captured_at
+                t0 = time.perf_counter()
+                result = pipeline.process(frame)
+                ms = (time.perf_counter() - t0) * 1e3
+                n = self.stats["processed"] = self.stats["processed"] + 1
+                self.stats["process_ms_mean"] += (ms - self.stats["process_ms_mean"]) / n
+                for parcel in self.parcels(result):
+                    post(self.feed, parcel)
+        finally:
+            source.close()
+        if not stop.is_set():
+            raise ConnectionError(f"camera {source.name}: the frame source ended")
+
+    def parcels(self, result: FrameResult) -> list[BeltParcel]:
+        """The parcels one processed frame hands over: new labels now, unlabelled tracks at
+        their end (only when the whole box was in view, so its centre is right)."""
+        frame = result.frame
+        assert frame.encoder_count is not None
+        out = []
+        for seen in result.parcels:
+            if seen.label is None or seen.track_id in self._labelled:
+                continue
+            if not _inside(seen.detection, frame.size[0]):
+                continue  # a cut box has a wrong centre: wait for the next frame
+            self._labelled.add(seen.track_id)
+            self.stats["labels"] += 1
+            out.append(
+                self._parcel(
+                    seen.detection,
+                    seen.track_id,
+                    frame.encoder_count,
+                    frame.captured_at,
+                    seen.label.text,
+                )
+            )
+        for rep in result.finished:
+            if rep.track_id in self._labelled:
+                self._labelled.discard(rep.track_id)
+                continue
+            if rep.encoder_count is None or not _inside(rep.detection, frame.size[0]):
+                continue
+            self.stats["unlabelled"] += 1
+            out.append(
+                self._parcel(rep.detection, rep.track_id, rep.encoder_count, rep.last_seen, None)
+            )
+        return out
+
+    def _parcel(
+        self, det: Detection, track: int, count: int, at: float, label: str | None
+    ) -> BeltParcel:
+        x, y, length, width, yaw = self.placer.place(det)
+        return BeltParcel(
+            track, count, at, x, y, length, width, yaw, det.class_name, float(det.confidence), label
+        )
+
+
+def _inside(det: Detection, width: int, margin: float = 2.0) -> bool:
+    x1, _, x2, _ = det.box
+    return x1 > margin and x2 < width - margin
