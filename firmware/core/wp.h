@@ -13,7 +13,7 @@
 
 #include "wp_config.h"
 
-#define WP_PROTOCOL 1
+#define WP_PROTOCOL 2
 #define WP_MAX_PAYLOAD 248
 #define WP_SYNC 0x7E
 #define WP_FLAG_SYN 0x01

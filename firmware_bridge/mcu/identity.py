@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from firmware_bridge.mcu.errors import IncompatibleFirmwareError
 from firmware_bridge.mcu.messages import Message
 
-PROTOCOL_VERSION = 1
+# 2: the arm's motion queue, suction and vacuum messages (docs/mcu-protocol.md section 12);
+# every version-1 message is unchanged, but a host must know which table the firmware speaks.
+PROTOCOL_VERSION = 2
 
 # Commands the host link itself relies on; a firmware without them cannot be driven.
 REQUIRED_COMMANDS = frozenset(
@@ -74,3 +77,18 @@ def check_compatible(
             f"firmware {ident.firmware!r} {ident.version} on {port} is incompatible: "
             + "; ".join(problems)
         )
+
+
+def require_commands(
+    ident: FirmwareIdentity, needed: Iterable[str], port: str = "?", remedy: str = ""
+) -> None:
+    """Refuse, by name, firmware that lacks commands a machine needs (any machine: the arm,
+    the vehicle), e.g. "the MCU on /dev/ttyACM0 (wolfpack-sim-mcu 1.0.0) lacks
+    queue_joint_segment: flash the arm firmware". Call it after connect, before setup."""
+    missing = [c for c in dict.fromkeys(needed) if c not in ident.commands]
+    if missing:
+        text = (
+            f"the MCU on {port} ({ident.firmware} {ident.version}) lacks "
+            f"{', '.join(missing)}"
+        )
+        raise IncompatibleFirmwareError(text + (f": {remedy}" if remedy else ""))

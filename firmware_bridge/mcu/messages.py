@@ -1,7 +1,7 @@
 """Messages carried in frame payloads: one id byte, then fixed fields, little-endian.
 
 A payload is a concatenation of whole messages; a message never spans frames. Field types:
-``B`` u8, ``H`` u16, ``I`` u32, ``Q`` u64, ``q`` i64, ``s`` string (u8 length + UTF-8, at
+``B`` u8, ``H`` u16, ``I`` u32, ``i`` i32, ``Q`` u64, ``q`` i64, ``s`` string (u8 length + UTF-8, at
 most 200 bytes). Ids 0x01-0x3F are host->MCU commands, 0x40-0x7F MCU->host responses,
 0x80-0xBF MCU->host asynchronous events. The table below is the single source of truth; the
 spec (docs/mcu-protocol.md) lists the same table.
@@ -31,6 +31,13 @@ class MessageSpec:
         return any(t == "s" for _, t in self.fields)
 
 
+# Joint setpoints of the arm messages: i32 micro-units (urad for a revolute joint, um for a
+# prismatic one); a firmware with fewer joints ignores (and reports 0 for) the rest.
+MAX_JOINTS = 6
+JOINT_FIELDS = tuple(f"p{i}:i" for i in range(MAX_JOINTS))
+JOINT_NAMES = tuple(f"p{i}" for i in range(MAX_JOINTS))
+
+
 def _spec(mid: int, name: str, *fields: str) -> MessageSpec:
     parsed = tuple((f.split(":")[0], f.split(":")[1]) for f in fields)
     return MessageSpec(mid, name, parsed)
@@ -56,6 +63,17 @@ SPECS: tuple[MessageSpec, ...] = (
     _spec(0x0D, "set_encoder_report", "req:H", "encoder:B", "interval_ms:H"),
     _spec(0x0E, "get_stats", "req:H"),
     _spec(0x0F, "reset", "req:H"),
+    # arm (protocol 2, docs/mcu-protocol.md section 12): timed joint segments, suction, vacuum
+    _spec(0x10, "config_motion", "req:H", "joints:B", "safety_pin:B", "safety_level:B",
+          "stop_ms:H"),
+    _spec(0x11, "queue_joint_segment", "req:H", "seg:H", "flags:B", "start:Q", "duration:I",
+          *JOINT_FIELDS),
+    _spec(0x12, "stop_motion", "req:H"),
+    _spec(0x13, "resume_motion", "req:H"),
+    _spec(0x14, "get_motion", "req:H"),
+    _spec(0x15, "set_suction", "req:H", "on:B"),
+    _spec(0x16, "get_vacuum", "req:H"),
+    _spec(0x17, "config_vacuum", "req:H", "grip_pa:I", "report_ms:H"),
     # MCU -> host responses (req echoes the command's req)
     _spec(0x41, "identify_response", "req:H", "protocol:H", "rx_window:B", "max_payload:B",
           "clock_freq:I", "outputs:B", "inputs:B", "encoders:B", "firmware:s", "version:s",
@@ -68,6 +86,10 @@ SPECS: tuple[MessageSpec, ...] = (
     _spec(0x47, "encoder_state", "req:H", "encoder:B", "count:q", "clock:Q"),
     _spec(0x48, "stats", "req:H", "rx_frames:I", "rx_bad:I", "naks_sent:I", "retransmits:I",
           "duplicates:I", "rx_garbage:I"),
+    # arm answers
+    _spec(0x50, "motion_state", "req:H", "state:B", "reason:B", "queued:B", "free:B", "seg:H",
+          "clock:Q", *JOINT_FIELDS),
+    _spec(0x51, "vacuum", "req:H", "pressure_pa:I", "valve:B", "gripped:B", "clock:Q"),
     # MCU -> host events
     _spec(0x80, "started", "reason:B", "clock:Q"),
     _spec(0x81, "watchdog_tripped", "clock:Q", "silent_ms:I"),
@@ -75,6 +97,10 @@ SPECS: tuple[MessageSpec, ...] = (
     _spec(0x83, "encoder_report", "encoder:B", "count:q", "clock:Q"),
     _spec(0x84, "action_done", "action:H", "pin:B", "value:B", "clock:Q", "count:q"),
     _spec(0x85, "fault", "code:B", "message:s"),
+    # arm events
+    _spec(0x88, "motion_stopped", "reason:B", "seg:H", "clock:Q", *JOINT_FIELDS),
+    _spec(0x89, "grip_changed", "gripped:B", "pressure_pa:I", "clock:Q"),
+    _spec(0x8A, "vacuum_report", "pressure_pa:I", "valve:B", "clock:Q"),
 )
 # fmt: on
 
@@ -88,6 +114,23 @@ ERR_IN_PAST = 3
 ERR_BUSY = 4
 ERR_NOT_FOUND = 5
 ERR_NOT_CONFIGURED = 6  # an output used before any config_output declared it
+ERR_HALTED = 7  # motion halted (safety input, watchdog, underrun) until resumed
+ERR_QUEUE_FULL = 8  # a bounded command queue (the arm's segment queue) has no room
+
+# arm: queue_joint_segment flags, motion_state.state, motion_stopped.reason (spec 12)
+SEG_END = 0x01  # the move ends at rest with this segment: the queue running empty is normal
+MOTION_IDLE = 0
+MOTION_WAITING = 1  # a segment is queued, its start is still ahead: holding position
+MOTION_MOVING = 2
+MOTION_STOPPING = 3  # a controlled stop is under way
+MOTION_HALTED = 4  # stopped by a safety input, the watchdog or an underrun: resume_motion
+STOP_END_OF_MOVE = 0
+STOP_UNDERRUN = 1
+STOP_SAFETY = 2
+STOP_WATCHDOG = 3
+STOP_COMMAND = 4
+STOP_NAMES = ("end of move", "queue underrun", "safety input", "watchdog", "stop command")
+NO_PIN = 0xFF  # config_motion.safety_pin: no safety input
 
 # reasons of the "started" event
 START_POWER_ON = 0
@@ -101,7 +144,7 @@ FAULT_LATE_ACTION = 2
 FAULT_INPUT = 3
 FAULT_QUEUE_OVERFLOW = 4  # the MCU's bounded send queue dropped messages
 
-_FIXED = {"B": "B", "H": "H", "I": "I", "Q": "Q", "q": "q"}
+_FIXED = {"B": "B", "H": "H", "I": "I", "i": "i", "Q": "Q", "q": "q"}
 
 
 @dataclass(frozen=True, slots=True)

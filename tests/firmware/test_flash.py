@@ -185,5 +185,5 @@ def test_after_flashing_the_new_firmware_is_identified(mcu_firmware, mcu_kind, c
 
     name = {"python": "wolfpack-sim-mcu", "c": "wolfpack-mcu"}[mcu_kind]
     assert _identify_after_flash(mcu_firmware, 250000, name, 0.0) == 0
-    assert f"now running {name} 1.0.0 (protocol 1)" in capsys.readouterr().out
+    assert f"now running {name} 1.0.0 (protocol 2)" in capsys.readouterr().out
     assert _identify_after_flash(mcu_firmware, 250000, "wolfpack-mcu-mega2560", 0.0) == 1

@@ -42,7 +42,7 @@ def test_info_and_2000_pings_through_the_simulated_board(avr):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert info.returncode == 0, info.stderr
-    assert "wolfpack-mcu-mega2560 1.0.0 (protocol 1)" in info.stdout
+    assert "wolfpack-mcu-mega2560 1.0.0 (protocol 2)" in info.stdout
     assert "rx window  2 frames" in info.stdout and "2000000 Hz" in info.stdout
     ping = subprocess.run(
         [*_wolfpack(), "mcu", "ping", "--port", str(avr.link), "--count", "2000", "--json"],

@@ -90,7 +90,7 @@ def test_info_prints_what_the_firmware_identified_as(sim_link, mcu_kind):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert f"{firmware} 1.0.0 (protocol 1)" in out.stdout
+    assert f"{firmware} 1.0.0 (protocol 2)" in out.stdout
     assert "rx window  8 frames" in out.stdout and "schedule_at_count" in out.stdout
     js = subprocess.run(
         [*_wolfpack(), "mcu", "info", "--port", str(link), "--json"],

@@ -12,6 +12,7 @@ _RANGES = {
     "B": st.integers(0, 0xFF),
     "H": st.integers(0, 0xFFFF),
     "I": st.integers(0, 0xFFFFFFFF),
+    "i": st.integers(-(2**31), 2**31 - 1),
     "Q": st.integers(0, 2**64 - 1),
     "q": st.integers(-(2**63), 2**63 - 1),
     "s": st.text(max_size=60),
