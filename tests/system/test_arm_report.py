@@ -1,0 +1,188 @@
+"""The arm sim's pure parts: the --faults parser and the report that joins the world's truth
+with the node's pick records (edge/cli/sim_arm.py). Fast: no processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.cli.sim_arm import (
+    ARM_FAULTS,
+    REPORT_KEYS,
+    ArmFault,
+    ArmFaultError,
+    build_arm_report,
+    join_records,
+    parse_arm_faults,
+    percentiles,
+    render_arm_text,
+)
+
+# ---- faults -------------------------------------------------------------------------------------
+faults_st = st.builds(
+    ArmFault,
+    st.sampled_from(sorted(ARM_FAULTS)),
+    st.floats(0, 1e4, allow_nan=False).map(lambda x: round(x, 2)),
+    st.one_of(st.none(), st.floats(0.01, 1e4).map(lambda x: round(x, 2))),
+)
+
+
+@given(st.lists(faults_st, max_size=6))
+def test_a_schedule_prints_and_parses_back_the_same(faults: list[ArmFault]) -> None:
+    spec = ",".join(str(f) for f in faults)
+    back = parse_arm_faults(spec)
+    # mcu-unplug without a duration gets its default down time
+    want = sorted(
+        (
+            ArmFault(f.kind, f.start_s, 3.0)
+            if f.kind == "mcu-unplug" and f.duration_s is None
+            else f
+            for f in faults
+        ),
+        key=lambda f: f.start_s,
+    )
+    assert back == want
+
+
+@given(st.text(max_size=40))
+@settings(max_examples=300)
+def test_any_text_parses_or_is_refused_with_the_item_named(text: str) -> None:
+    try:
+        faults = parse_arm_faults(text)
+    except ArmFaultError as exc:
+        assert "'" in str(exc)  # the item is quoted
+        return
+    for f in faults:
+        assert f.kind in ARM_FAULTS and f.start_s >= 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("leak@1", "unknown arm fault 'leak'"),
+        ("drop@x", "start 'x' is not a number"),
+        ("drop@1+0", "a duration must be > 0"),
+        ("drop@-1", "start must be a finite number >= 0"),
+        ("drop=3", "expected NAME"),
+    ],
+)
+def test_bad_fault_items_say_why(spec: str, why: str) -> None:
+    with pytest.raises(ArmFaultError, match=why):
+        parse_arm_faults(spec)
+
+
+# ---- the report -----------------------------------------------------------------------------------
+def parcel(pid: int, end: str | None, **kw: Any) -> dict[str, Any]:
+    base = {
+        "id": pid,
+        "label": f"{100000 + pid}",
+        "legible": True,
+        "pickable": True,
+        "why_not": None,
+        "intended": "chute-1",
+        "end": end,
+        "gripped": 1,
+        "dropped": False,
+        "ended_s": 10.0 + pid,
+        "grip_error_mm": 2.0,
+        "belt_mm0": 1000.0 * pid,
+    }
+    base.update(kw)
+    return base
+
+
+def record(pid: int, outcome: str, **kw: Any) -> dict[str, Any]:
+    base = {
+        "label": f"{100000 + pid}",
+        "outcome": outcome,
+        "reason": None,
+        "destination": "chute-1",
+        "cycle_ms": 1200.0 + pid,
+        "belt_mm0": 1000.0 * pid,
+    }
+    base.update(kw)
+    return base
+
+
+def test_the_report_counts_each_parcel_where_the_world_saw_it_end() -> None:
+    world = {
+        1: parcel(1, "dest:chute-1"),
+        2: parcel(2, "dest:chute-2"),  # mis-placed
+        3: parcel(3, "floor", dropped=True),  # dropped, and the node said so
+        4: parcel(
+            4, "belt_end", gripped=0, pickable=False, why_not="too heavy", grip_error_mm=None
+        ),
+        5: parcel(
+            5,
+            "belt_end",
+            gripped=0,
+            legible=False,
+            label="",
+            pickable=False,
+            why_not="label unreadable",
+            grip_error_mm=None,
+        ),
+        6: parcel(6, "dest:chute-1"),  # no record: lost
+        7: parcel(7, "floor", dropped=True),  # the node said placed: a drop not reported
+        8: parcel(8, None),  # still in the cell
+    }
+    records = [
+        record(1, "placed"),
+        record(2, "placed"),
+        record(3, "dropped"),
+        record(4, "skipped", reason="too heavy", label=None, belt_mm0=4010.0),
+        record(5, "skipped", reason="no label", label=None, belt_mm0=4990.0),
+        record(7, "placed"),
+        record(99, "placed", label="nobody", belt_mm0=-9999.0),  # a phantom
+    ]
+    r = build_arm_report(
+        world=world,
+        records=records,
+        node_usage={"cpu_percent": 12.0, "rss_mb": 90.0},
+        span_s=3600.0,
+        settings={},
+    )
+    assert set(REPORT_KEYS) <= set(r)
+    assert r["parcels_in"] == 7 and r["still_in_cell"] == 1
+    assert r["pickable"] == 5 and r["not_pickable"]["total"] == 2
+    assert r["placed_right"] == 2 and r["misplaced"] == 1 and r["dropped"] == 2
+    assert r["placed_right_of_pickable"] == pytest.approx(2 / 5)
+    assert r["skipped"] == {"too heavy": 1, "no label": 1}
+    assert r["lost"] == 2 and r["lost_detail"]["no_node_record"] == 1
+    assert r["lost_detail"]["drop_not_reported"] == 1
+    assert r["records_unmatched"]["count"] == 1
+    assert r["picks_per_hour"] == 3.0  # three placed in an hour
+    assert r["cycle_ms"]["n"] == 7 and r["tracking_error_mm"]["p50"] == 2.0
+    assert r["node"]["cpu_percent"] == 12.0
+    text = render_arm_text(r)
+    assert "placed right      2  (40.00 % of pickable)" in text
+    assert "lost              2" in text
+
+
+@given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=200))
+def test_percentiles_are_samples_in_order(values: list[float]) -> None:
+    q = percentiles(values)
+    assert q["p50"] in [round(v, 3) for v in values]
+    assert q["p50"] <= q["p99"] <= q["max"] and q["n"] == len(values)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 50), st.floats(-50, 50)), max_size=30, unique_by=lambda t: t[0]
+    )
+)
+def test_each_record_joins_at_most_one_parcel_and_each_parcel_one_record(
+    parcels: list[tuple[int, float]],
+) -> None:
+    """Unlabelled records join by belt position: one to one, within the tolerance."""
+    world = {pid: {"legible": False, "label": None, "belt_mm0": 200.0 * pid} for pid, _ in parcels}
+    records = [{"label": None, "belt_mm0": 200.0 * pid + dx} for pid, dx in parcels]
+    joined, unmatched = join_records(world, records)
+    assert len(joined) + len(unmatched) == len(records)
+    assert len({id(r) for r in joined.values()}) == len(joined)
+    for pid, rec in joined.items():
+        assert abs(rec["belt_mm0"] - world[pid]["belt_mm0"]) <= 60.0
+    assert len(joined) == len(records)  # 200 mm apart, within 50 mm: each finds its own
