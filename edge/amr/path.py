@@ -22,8 +22,10 @@ from typing import Any
 
 Point = tuple[float, float]
 
-SAMPLES_PER_METRE = 200  # arc-length table density of a NURBS edge (5 mm chords)
+SAMPLES_PER_METRE = 100  # arc-length table density of a NURBS edge (1 cm chords)
 MIN_SAMPLES = 64
+MAX_SAMPLES = 4000
+END_TOLERANCE_M = 0.1  # a trajectory must start and end this close to its edge's nodes
 
 
 class PathError(ValueError):
@@ -75,6 +77,14 @@ class Nurbs:
             raise PathError("trajectory.controlPoints: every weight must be a finite number > 0")
         if not self.u_max > self.u_min:
             raise PathError("trajectory.knotVector: the parameter range is empty")
+        for k in set(self.knots):
+            mult = self.knots.count(k)
+            limit = p + 1 if k in (self.knots[0], self.knots[-1]) else p
+            if mult > limit:
+                raise PathError(
+                    f"trajectory.knotVector: knot {k} repeated {mult} times (at most {limit}: "
+                    "the curve would break apart there)"
+                )
 
     @classmethod
     def from_vda(cls, trajectory: Mapping[str, Any]) -> Nurbs:
@@ -181,12 +191,20 @@ class PathSegment:
         """An edge from its start and end node positions and optional VDA 5050 trajectory."""
         if trajectory is None:
             return cls(start, end)
-        return cls(start, end, Nurbs.from_vda(trajectory))
+        seg = cls(start, end, Nurbs.from_vda(trajectory))
+        for name, node, tip in (("start", start, seg.start), ("end", end, seg.end)):
+            gap = math.dist(node, tip)
+            if gap > END_TOLERANCE_M:
+                raise PathError(
+                    f"trajectory: its {name} is {gap:.3f} m from the edge's {name} node "
+                    f"(at most {END_TOLERANCE_M} m)"
+                )
+        return seg
 
     def _build_table(self, curve: Nurbs) -> None:
         # a first pass over the control polygon bounds the length (the curve is inside it)
         poly = sum(math.dist(a, b) for a, b in zip(curve.points, curve.points[1:], strict=False))
-        n = max(MIN_SAMPLES, min(20000, int(poly * SAMPLES_PER_METRE) + 1))
+        n = max(MIN_SAMPLES, min(MAX_SAMPLES, int(poly * SAMPLES_PER_METRE) + 1))
         us = [curve.u_min + (curve.u_max - curve.u_min) * i / n for i in range(n + 1)]
         pts = [curve.point(u) for u in us]
         s = [0.0]
