@@ -87,8 +87,5 @@ def require_commands(
     queue_joint_segment: flash the arm firmware". Call it after connect, before setup."""
     missing = [c for c in dict.fromkeys(needed) if c not in ident.commands]
     if missing:
-        text = (
-            f"the MCU on {port} ({ident.firmware} {ident.version}) lacks "
-            f"{', '.join(missing)}"
-        )
+        text = f"the MCU on {port} ({ident.firmware} {ident.version}) lacks {', '.join(missing)}"
         raise IncompatibleFirmwareError(text + (f": {remedy}" if remedy else ""))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import random
@@ -256,6 +257,13 @@ class McuLink:
         )
         await self.request("config_output", pin=pin, safe_value=safe_value)
 
+    async def add_setup(self, key: tuple[Any, ...], name: str, **fields: Any) -> m.Message:
+        """Send an idempotent configuration command now and again after every reset and
+        replug (a machine's own setup, e.g. the arm's config_motion); ``key`` replaces an
+        earlier entry with the same key."""
+        self._setup[key] = (name, dict(fields))
+        return await self.request(name, **fields)
+
     async def set_encoder_report(self, encoder: int, interval_ms: int) -> None:
         self._setup[("set_encoder_report", encoder)] = (
             "set_encoder_report",
@@ -408,7 +416,7 @@ class McuLink:
     def _unlisted(self, name: str) -> McuCommandError | None:
         """A command the identified firmware does not implement is never sent (spec 4)."""
         ident = self.identity
-        if ident is None or name == "identify" or name in ident.commands:
+        if ident is None or name in ("identify", "get_commands") or name in ident.commands:
             return None
         return McuCommandError(
             name, m.ERR_UNKNOWN_COMMAND,
@@ -639,7 +647,7 @@ class McuLink:
             msg = await self.request("identify")
         finally:
             self._handshaking = False
-        ident = FirmwareIdentity.from_message(msg)
+        ident = await self._all_commands(FirmwareIdentity.from_message(msg))
         check_compatible(ident, self.required_commands, self.port)
         self.identity = ident
         self.endpoint.window = ident.rx_window
@@ -649,6 +657,21 @@ class McuLink:
         await self.sync_clock(6)
         self._next_clock_query = time.monotonic() + self.clock_interval_s
         return ident
+
+    async def _all_commands(self, ident: FirmwareIdentity) -> FirmwareIdentity:
+        """A firmware whose command names do not fit identify_response lists get_commands
+        there; the rest is read page by page (spec 5)."""
+        if "get_commands" not in ident.commands:
+            return ident
+        names: list[str] = []
+        while True:
+            ans = await self._urgent_request("get_commands", offset=len(names))
+            got = [c for c in ans["names"].split(",") if c]
+            names += got
+            if not got or len(names) >= ans["total"]:
+                break
+        merged = tuple(dict.fromkeys(ident.commands + tuple(names)))
+        return dataclasses.replace(ident, commands=merged)
 
     async def _send_setup(self) -> None:
         futs = [self._urgent_request("set_watchdog", timeout_ms=self.watchdog_ms)]
@@ -729,7 +752,7 @@ class McuLink:
                 continue
             if not self._transport.is_open:
                 continue  # lost again while identifying
-            ident = FirmwareIdentity.from_message(msg)
+            ident = await self._all_commands(FirmwareIdentity.from_message(msg))
             check_compatible(ident, self.required_commands, self.port)
             if self.identity and ident != self.identity:
                 log.warning("%s: a different firmware answered after replug: %s", self.port, ident)

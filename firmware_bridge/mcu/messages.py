@@ -63,6 +63,8 @@ SPECS: tuple[MessageSpec, ...] = (
     _spec(0x0D, "set_encoder_report", "req:H", "encoder:B", "interval_ms:H"),
     _spec(0x0E, "get_stats", "req:H"),
     _spec(0x0F, "reset", "req:H"),
+    # protocol 2: the rest of a command list that does not fit identify_response (spec 5)
+    _spec(0x30, "get_commands", "req:H", "offset:B"),
     # arm (protocol 2, docs/mcu-protocol.md section 12): timed joint segments, suction, vacuum
     _spec(0x10, "config_motion", "req:H", "joints:B", "safety_pin:B", "safety_level:B",
           "stop_ms:H"),
@@ -86,6 +88,7 @@ SPECS: tuple[MessageSpec, ...] = (
     _spec(0x47, "encoder_state", "req:H", "encoder:B", "count:q", "clock:Q"),
     _spec(0x48, "stats", "req:H", "rx_frames:I", "rx_bad:I", "naks_sent:I", "retransmits:I",
           "duplicates:I", "rx_garbage:I"),
+    _spec(0x49, "commands", "req:H", "offset:B", "total:B", "names:s"),
     # arm answers
     _spec(0x50, "motion_state", "req:H", "state:B", "reason:B", "queued:B", "free:B", "seg:H",
           "clock:Q", *JOINT_FIELDS),

@@ -119,6 +119,9 @@ class FirmwareExtension:
     def on_input(self, pin: int, value: int, t: float) -> None:
         """Digital input ``pin`` changed to ``value`` at host time ``t``."""
 
+    def on_new_host(self) -> None:
+        """A new host SYN (spec 3.3): per-session settings such as periodic reports go off."""
+
 
 @dataclass
 class _Scheduled:
@@ -319,6 +322,8 @@ class SimFirmware:
                 self._held = self._unacknowledged_events()
                 ep.restart()
                 self._stop_reports()
+                for ext in self.extensions:
+                    ext.on_new_host()
             if payload:
                 self._execute(payload)
         if bad:
@@ -440,10 +445,18 @@ class SimFirmware:
         self._send("error", req=msg.fields.get("req", 0), code=code, message=text[:200])
 
     # ---- commands --------------------------------------------------------------------------
+    def command_names(self) -> list[str]:
+        return [s.name for s in m.SPECS if s.id < 0x40 and self._implements(s.name)]
+
     def _cmd_identify(self, msg: m.Message) -> None:
-        commands = ",".join(
-            s.name for s in m.SPECS if s.id < 0x40 and self._implements(s.name)
-        )
+        names = self.command_names()
+        commands = ",".join(names)
+        if len(commands) > m.MAX_STRING:
+            # what fits, get_commands among it: the host reads the rest (spec 5)
+            commands = "get_commands"
+            for name in names:
+                if name != "get_commands" and len(commands) + 1 + len(name) <= m.MAX_STRING:
+                    commands += "," + name
         self._send(
             "identify_response",
             req=msg["req"],
@@ -459,6 +472,18 @@ class SimFirmware:
             commands=commands,
         )
         self._send_held()
+
+    def _cmd_get_commands(self, msg: m.Message) -> None:
+        names = self.command_names()
+        page: list[str] = []
+        for name in names[msg["offset"] :]:
+            if len(",".join([*page, name])) > m.MAX_STRING:
+                break
+            page.append(name)
+        self._send(
+            "commands", req=msg["req"], offset=msg["offset"], total=len(names),
+            names=",".join(page),
+        )  # fmt: skip
 
     def _send_held(self) -> None:
         held, self._held = self._held, []
