@@ -330,6 +330,12 @@ class CellCore:
                 self._cancel_pending(p, ev.t)
             if p.phase == "decided" and p.chute != self.reject and p.fired_count is None:
                 self._reroute(p, f"halted: {ev.cause}", ev.t)
+            if p.chute == self.reject and p.fired_count is None:
+                p.stopped_past = (
+                    f"the cell halted ({ev.cause}) with its reject stroke unfired and the "
+                    f"belt's stopping distance carried it past {self.reject}: it leaves at "
+                    "the belt's end (run-out)"
+                )
 
     def _on_Resume(self, ev: Resume) -> None:
         self.halted = None
@@ -483,6 +489,11 @@ class CellCore:
                 return
             if has_sensor and p.sensor_busy:
                 self._finish(p, "rejected", reason=_BUSY)
+            elif p.fired_count is None and not p.stroke_pending and p.stopped_past is not None:
+                # the belt's stopping distance carried it past the reject diverter with its
+                # stroke cancelled (as every stroke is at a stop): the belt's end is the
+                # run-out, where an operator takes it (docs/cell.md "Run-out")
+                self._finish(p, "run_out", reason=p.stopped_past)
             elif has_sensor:
                 self._finish(p, "lost", reason="the reject sensor never saw it")
             else:
@@ -508,7 +519,8 @@ class CellCore:
         self._cancel_pending(p, self.now_t)
         if reason:
             p.note(
-                self.now_t, self._count(), "lost" if outcome == "lost" else "unconfirmed", reason
+                self.now_t, self._count(),
+                outcome if outcome in ("lost", "run_out") else "unconfirmed", reason,
             )
         error = None
         if p.fired_count is not None and p.stroke_count is not None:

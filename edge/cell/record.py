@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Outcome = Literal["sorted", "mis_sorted", "rejected", "lost"]
+Outcome = Literal["sorted", "mis_sorted", "rejected", "run_out", "lost"]
 DecisionSource = Literal["brain", "routing_table", "unreadable", "safety"]
 
 # Stage latencies, each from the previous milestone: (name, from, to).

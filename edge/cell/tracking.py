@@ -46,6 +46,7 @@ class Parcel:
     sensor_busy: bool = False  # its chute's sensor was still blocked when its stroke fired
     read_by: set[str] = field(default_factory=set)  # fixed readers that reported it (FIFO)
     cancelled_chutes: set[str] = field(default_factory=set)  # strokes cancelled (may have fired)
+    stopped_past: str | None = None  # why a halt may have carried it past the reject diverter
     milestones: dict[str, float] = field(default_factory=dict)
     story: list[StoryEntry] = field(default_factory=list)
     story_elided: int = 0  # entries dropped from the middle while it was on the belt

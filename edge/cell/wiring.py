@@ -61,6 +61,22 @@ class PlcBinding(_Strict):
         description="a belt stop the PLC did not take is written again after this long "
         "(doubling up to 1 s) until the PLC confirms it",
     )
+    ramp: str | None = Field(
+        None,
+        description="read-write tag of the drive's acceleration/deceleration ramp (null: the "
+        "PLC's own ramp for every stop). With it, a fault's stop (PLC or MCU lost, a belt "
+        "found moving) writes quick_stop_mm_s2 just after clearing run, so the belt stops "
+        "within safety.estop_stop_ms as an e-stop does; a start writes run_ramp_mm_s2 back",
+    )
+    ramp_units_per_mm_s2: float = Field(
+        1.0, gt=0, description="ramp tag units per mm/s^2 (1 for a tag in mm/s^2)"
+    )
+    run_ramp_mm_s2: float = Field(
+        1000.0, gt=0, description="the ramp for starts and operators' stops (mm/s^2)"
+    )
+    quick_stop_mm_s2: float = Field(
+        10000.0, gt=0, description="the ramp of a fault's stop (mm/s^2)"
+    )
 
 
 class ScannerBinding(_Strict):

@@ -268,6 +268,8 @@ def cell_reference_problems(cell: CellConfig, sections: dict[str, object]) -> li
                 wanted.append(("speed_setpoint", cell.plc.speed_setpoint))
             if cell.plc.heartbeat is not None:
                 wanted.append(("heartbeat", cell.plc.heartbeat))
+            if cell.plc.ramp is not None:
+                wanted.append(("ramp", cell.plc.ramp))
             wanted += [(f"chute_full.{c}", tag) for c, tag in cell.plc.chute_full.items()]
             for key, tag in wanted:
                 if tag not in tags:

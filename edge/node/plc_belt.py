@@ -145,20 +145,27 @@ class PlcBelt:
             self._belt_writer, self._write_belt, run, speed_mm_s
         )
 
-    def _write_belt(self, run: bool, speed_mm_s: float | None) -> None:
+    def _write_belt(self, run: bool, speed_mm_s: float | None, quick: bool = False) -> None:
         b = self.binding
+        if run and b.ramp is not None:
+            self.device.write(b.ramp, round(b.run_ramp_mm_s2 * b.ramp_units_per_mm_s2))
         if run and speed_mm_s is not None and b.speed_setpoint is not None:
             setpoint = speed_mm_s * b.setpoint_units_per_mm_s
             self.device.write(b.speed_setpoint, setpoint)
         self.device.write(b.run, run, verify=True)  # confirmed: the coil reads back as written
+        if not run and quick and b.ramp is not None:
+            # after the coil: the belt is already ramping down; this only makes it faster
+            self.device.write(b.ramp, round(b.quick_stop_mm_s2 * b.ramp_units_per_mm_s2))
         at = f" at {speed_mm_s:.0f} mm/s" if run and speed_mm_s else ""
-        log.info("belt %s%s (confirmed by the PLC)", "run" if run else "stop", at)
+        how = " (quick stop)" if not run and quick and b.ramp is not None else ""
+        log.info("belt %s%s%s (confirmed by the PLC)", "run" if run else "stop", at, how)
 
     def drive(
         self,
         run: bool,
         speed_mm_s: float | None,
         on_failure: Callable[[bool, BaseException], None],
+        quick: bool = False,
     ) -> asyncio.Task[bool]:
         """Command the belt now: the write is handed to its thread before this returns (so
         before the caller reports anything). A stop is written again, with a doubling pause,
@@ -167,9 +174,11 @@ class PlcBelt:
         self._intent += 1
         intent = self._intent
         self.wanted_run = run
-        first = self.loop.run_in_executor(self._belt_writer, self._write_belt, run, speed_mm_s)
+        first = self.loop.run_in_executor(
+            self._belt_writer, self._write_belt, run, speed_mm_s, quick
+        )
         return self.loop.create_task(self._until_confirmed(intent, run, speed_mm_s, first,
-                                                           on_failure))  # fmt: skip
+                                                           on_failure, quick))  # fmt: skip
 
     async def _until_confirmed(
         self,
@@ -178,6 +187,7 @@ class PlcBelt:
         speed_mm_s: float | None,
         attempt: asyncio.Future[None],
         on_failure: Callable[[bool, BaseException], None],
+        quick: bool = False,
     ) -> bool:
         pause = self.binding.stop_retry_ms / 1000
         started = time.monotonic()
@@ -202,7 +212,7 @@ class PlcBelt:
                     return False
                 tries += 1
                 attempt = self.loop.run_in_executor(
-                    self._belt_writer, self._write_belt, run, speed_mm_s
+                    self._belt_writer, self._write_belt, run, speed_mm_s, quick
                 )
                 continue
             if intent == self._intent:

@@ -30,7 +30,8 @@ log = logging.getLogger("wolfpack.node.sparkplug")
 
 DEVICE = "cell"
 OUTCOMES = {"sorted": "Parcels/Sorted", "rejected": "Parcels/Rejected",
-            "lost": "Parcels/Lost", "mis_sorted": "Parcels/Mis-sorted"}  # fmt: skip
+            "lost": "Parcels/Lost", "mis_sorted": "Parcels/Mis-sorted",
+            "run_out": "Parcels/Run-out"}  # fmt: skip
 COMMANDS = {"Command/Start": "start", "Command/Stop": "stop", "Command/Reset": "reset"}
 _DEVICE_NAMES = {"mcu": "MCU", "plc": "PLC", "scanner": "Scanner", "camera": "Camera",
                  "brain": "Brain"}  # fmt: skip

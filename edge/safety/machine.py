@@ -45,6 +45,9 @@ class Transition:
 class StopBelt:
     emergency: bool
     cause: str
+    # a fault's stop: the drive's quick-stop ramp (IEC 61800-5-2 SS1), not the normal one;
+    # an operator's stop ramps down as configured
+    quick: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,9 @@ class SafetyMachine:
         self._begin()
         was_moving, self.belt_moving = self.belt_moving, moving
         if moving and not was_moving and self.state not in (State.RUNNING, State.STOPPING):
-            self._out.append(StopBelt(False, f"belt moving while the cell is {self.state.value}"))
+            self._out.append(
+                StopBelt(False, f"belt moving while the cell is {self.state.value}", quick=True)
+            )
         if not moving and self.state is State.STOPPING:
             self._go(State.READY, "belt at standstill", t)
         self._check_estop_deadline(t)
@@ -212,7 +217,7 @@ class SafetyMachine:
 
     def _fault(self, cause: str, t: float) -> None:
         self._go(State.FAULT, cause, t)
-        self._out += [StopBelt(False, cause), CancelAllStrokes(cause)]
+        self._out += [StopBelt(False, cause, quick=True), CancelAllStrokes(cause)]
 
     def _check_estop_deadline(self, t: float) -> None:
         if (

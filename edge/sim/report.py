@@ -97,13 +97,17 @@ def build_report(
             stages.setdefault(stage, []).append(ms)
     errors = [abs(r.divert_error_mm) for r in done.values() if r.divert_error_mm is not None]
     unreadable = len(done) - len(legible)
-    lost_ids = sorted(set(ran_off) | set(no_record))
+    # off the belt's end with a node record that says so (run_out: a halt's stopping distance
+    # carried a reject-bound parcel past the reject diverter) is accounted for, not lost
+    run_out = [pid for pid in ran_off if (joined.get(pid) or {}).get("outcome") == "run_out"]
+    lost_ids = sorted((set(ran_off) - set(run_out)) | set(no_record))
     # records no world parcel took (a second record of one parcel, a phantom), and records
     # whose outcome says lost of a parcel the world saw land in a chute
     taken = {id(r) for r in joined.values()}
     unmatched = [r for r in node_records if id(r) not in taken]
     wrong_lost = [pid for pid, r in joined.items()
-                  if r.get("outcome") == "lost" and done[pid].actual != "end"]  # fmt: skip
+                  if r.get("outcome") in ("lost", "run_out")
+                  and done[pid].actual != "end"]  # fmt: skip
     return {
         "parcels_in": len(done),
         "legible": len(legible),
@@ -122,8 +126,9 @@ def build_report(
         "lost": len(lost_ids),
         # off the belt's end undiverted (the reject chute is a station: not counted here)
         "ran_off_belt": len(ran_off),
+        "run_out": len(run_out),
         "lost_detail": {
-            "ran_off_belt": len(ran_off),
+            "ran_off_belt": len(ran_off) - len(run_out),
             "no_node_record": len(no_record),
             "examples": lost_ids[:10],
         },
@@ -197,7 +202,7 @@ def render_text(report: Mapping[str, Any]) -> str:
         lines.append(f"    {count:6d}  {why}")
     ld = report["lost_detail"]
     lines.append(
-        f"lost              {report['lost']}  (ran off the belt {ld['ran_off_belt']}, "
+        f"lost              {report['lost']}  (ran off the belt unrecorded {ld['ran_off_belt']}, "
         f"no node record {ld['no_node_record']})"
     )
     unmatched = report.get("records_unmatched", {}).get("count", 0)
@@ -255,7 +260,8 @@ def _safety_lines(report: Mapping[str, Any]) -> list[str]:
         + (", ".join(f"{k} {v}" for k, v in by_cause.items()) or "no stops")
         + f"; {stops.get('over_limit', 0)} over the limit)"
     )
-    lines.append(f"ran off the belt  {report['ran_off_belt']}")
+    lines.append(f"ran off the belt  {report['ran_off_belt']}  (recorded run-out "
+                 f"{report.get('run_out', 0)}: carried past the reject diverter by a stop)")
     late = report.get("world_late_inputs")
     if late and late.get("count"):
         lines.append(f"world late inputs {late['count']} (max {late['max_ms']} ms: the "

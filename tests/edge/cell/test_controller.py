@@ -254,3 +254,30 @@ def test_reject_with_a_diverter_is_scheduled_and_confirmed():
         "rejected",
         "brain does not know it; no routing rule matched",
     )
+
+
+def test_a_reject_bound_parcel_carried_past_the_reject_by_a_stop_is_a_recorded_run_out():
+    """The e-stop cancels every stroke; a parcel inside the belt's stopping distance of the
+    reject diverter coasts past it and leaves at the belt's end: a run-out, on record, not a
+    parcel lost. One whose reject stroke did fire and was never seen stays lost."""
+    cfg = make_cfg(reject={"position_mm": 2500, "output": 7, "confirm_input": 10})
+    d = Driver(cfg)
+    coasted = induct(d, 0, 0.0)
+    camera(d, 400, 0.4, 0, "Z-1")
+    d(BrainAnswer(coasted, None, 0.41))
+    fired = induct(d, 500, 0.5)
+    camera(d, 900, 0.9, 500, "Z-2")
+    d(BrainAnswer(fired, None, 0.91))
+    assert [s.parcel_id for s in d.strokes] == [coasted, fired]
+    d(Tick(2300, 2.3))
+    d(Halt("e-stop", 2.3))  # 100 mm before the reject's stroke: the belt coasts 400 mm
+    d(Tick(2700, 2.8))
+    d(Resume(3.0))
+    d(StrokeDone(fired, 2900, 3.1))  # the second one's reject stroke, rescheduled, fires
+    d(Tick(3300, 3.3))
+    d(Tick(3600, 3.6))
+    by_id = {r.parcel_id: r for r in d.records}
+    assert by_id[coasted].outcome == "run_out"
+    assert "belt's end" in by_id[coasted].reason and "e-stop" in by_id[coasted].reason
+    assert by_id[coasted].story[-1].stage == "run_out"
+    assert by_id[fired].outcome == "lost"  # fired, yet no sensor saw it

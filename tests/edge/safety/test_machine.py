@@ -75,7 +75,7 @@ def test_losing_a_stop_device_faults_and_reset_waits_for_it():
     m = running()
     out = m.device_lost("mcu", "port vanished", 2.0)
     assert out[0] == Transition(State.RUNNING, State.FAULT, "mcu lost: port vanished", 2.0)
-    assert StopBelt(False, "mcu lost: port vanished") in out
+    assert StopBelt(False, "mcu lost: port vanished", quick=True) in out
     assert CancelAllStrokes("mcu lost: port vanished") in out
     m.belt(False, 2.5)
     assert m.reset(2.6)[0].why == "required device(s) still lost: mcu"
