@@ -188,6 +188,13 @@ class TrackingWindow(_Strict):
     hover_mm: float = Field(
         60.0, gt=0, le=500, description="the cup approaches this high above the parcel's top"
     )
+    lift_mm: float = Field(
+        100.0,
+        gt=0,
+        le=1000,
+        description="a lifted parcel's bottom clears the belt by this before it leaves the "
+        "belt (less where the quill's top ends)",
+    )
     lead_ms: float = Field(
         60.0,
         ge=5,
@@ -223,12 +230,19 @@ class ClassRule(_Strict):
         le=1,
         description="share of the top face flat enough for the cup (a polybag's ~0.6)",
     )
+    default_height_mm: float | None = Field(
+        None,
+        gt=0,
+        le=2000,
+        description="height assumed when no height sensor measured the parcel (null: a "
+        "parcel of this class without a measured height is not picked)",
+    )
 
 
 def _default_classes() -> dict[str, ClassRule]:
     return {
         "box": ClassRule(pickable=True, kg_per_litre=0.2),
-        "envelope": ClassRule(pickable=True, kg_per_litre=0.5),
+        "envelope": ClassRule(pickable=True, kg_per_litre=0.5, default_height_mm=15),
         "polybag": ClassRule(pickable=True, kg_per_litre=0.25, face_flatness=0.6),
         "irregular": ClassRule(pickable=False),
     }
@@ -254,6 +268,13 @@ class SuctionConfig(_Strict):
         le=5000,
         description="the cup tracks the parcel on its top at most this long waiting for the "
         "seal; then it lifts off empty and may retry",
+    )
+    press_mm: float = Field(
+        8.0,
+        ge=0,
+        le=100,
+        description="the cup is driven this far below the parcel's top (its bellows give): "
+        "a height error within this still seals",
     )
     release_ms: float = Field(80.0, ge=0, le=2000, description="dwell at the place pose")
     edge_margin_mm: float = Field(
@@ -355,6 +376,20 @@ class ArmConfig(_Strict):
     )
     mcu: ArmMcu
     safety: ArmSafety = Field(default_factory=ArmSafety)
+
+    def board_problems(self, sections: dict[str, object]) -> list[str]:
+        """What in this section names something the rest of the board config lacks (the
+        runtime calls this with the shared sections already validated)."""
+        problems: list[str] = []
+        mcus = sections.get("mcus")
+        if isinstance(mcus, list):
+            names = [getattr(m, "name", None) for m in mcus]
+            if self.mcu.name not in names:
+                listed = ", ".join(str(n) for n in names) or "none"
+                problems.append(
+                    f"arm.mcu.name: {self.mcu.name!r} is not an MCU of this board (mcus: {listed})"
+                )
+        return problems
 
     def destination(self, dest_id: str) -> Destination | None:
         return next((d for d in self.destinations if d.id == dest_id), None)

@@ -129,6 +129,15 @@ class Scara:
             raise Unreachable(f"j4 {j4_raw:.1f} deg outside [{lo[3]}, {hi[3]}]")
         return (j1, j2, z, j4)
 
+    def ik_xyz(self, x: float, y: float, z: float, j4: float, near: Joints | None = None) -> Joints:
+        """The joint solution that puts the cup at (x, y, z) with the wrist held at ``j4``:
+        the cup is round, so the arm does not turn it while it works (yaw = j1 + j2 + j4)."""
+        q = self.ik((x, y, z, 0.0), None, near)
+        lo, hi = self.limits.lo[3], self.limits.hi[3]
+        if not lo <= j4 <= hi:
+            raise Unreachable(f"j4 {j4:.1f} deg outside [{lo}, {hi}]")
+        return (q[0], q[1], q[2], j4)
+
     def ik_both(self, pose: CupPose) -> dict[Elbow, Joints]:
         """Every elbow solution of ``pose`` that fits the limits."""
         out: dict[Elbow, Joints] = {}

@@ -21,6 +21,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from edge.arm.kinematics import Joints, Limits
 
 # ---- 1-D double S -------------------------------------------------------------------------
@@ -192,27 +194,28 @@ def limit_violation(
     preceding it (default: at rest at q[0]); at the end it holds its last setpoint."""
     pre = list(before[-3:]) if before else [q[0]] * 3
     post = [q[-1]] * 3 if rest_at_end else []
-    seq = pre + list(q) + post
-    names = ("j1", "j2", "j3", "j4")
     off = len(pre)
-    for i, p in enumerate(q):
-        for k in range(4):
-            if not limits.lo[k] - tol <= p[k] <= limits.hi[k] + tol:
-                rng = f"[{limits.lo[k]}, {limits.hi[k]}]"
-                return f"{names[k]} at {p[k]:.2f} outside {rng} (setpoint {i})"
-    for k in range(4):
-        x = [s[k] for s in seq]
-        vel, acc, jerk = limits.vel[k], limits.acc[k], limits.jerk[k]
-        for i in range(1, len(x)):
-            v = (x[i] - x[i - 1]) / dt
-            if abs(v) > vel * (1 + tol) + tol:
-                return f"{names[k]} velocity {abs(v):.1f} over {vel} (setpoint {i - off})"
-        for i in range(2, len(x)):
-            a = (x[i] - 2 * x[i - 1] + x[i - 2]) / dt**2
-            if abs(a) > acc * (1 + tol) + tol:
-                return f"{names[k]} acceleration {abs(a):.0f} over {acc} (setpoint {i - off})"
-        for i in range(3, len(x)):
-            j = (x[i] - 3 * x[i - 1] + 3 * x[i - 2] - x[i - 3]) / dt**3
-            if abs(j) > jerk * (1 + tol) + tol:
-                return f"{names[k]} jerk {abs(j):.0f} over {jerk} (setpoint {i - off})"
+    body = np.asarray(q, dtype=np.float64)
+    lo, hi = np.asarray(limits.lo), np.asarray(limits.hi)
+    bad = (body < lo - tol) | (body > hi + tol)
+    if bad.any():
+        i, k = (int(v) for v in np.argwhere(bad)[0])
+        rng = f"[{limits.lo[k]}, {limits.hi[k]}]"
+        return f"{_NAMES[k]} at {body[i, k]:.2f} outside {rng} (setpoint {i})"
+    seq = np.asarray(pre + list(q) + post, dtype=np.float64)
+    checks = (
+        ("velocity", np.diff(seq, 1, axis=0) / dt, limits.vel, 1),
+        ("acceleration", np.diff(seq, 2, axis=0) / dt**2, limits.acc, 2),
+        ("jerk", np.diff(seq, 3, axis=0) / dt**3, limits.jerk, 3),
+    )
+    for what, d, lim, order in checks:
+        over = np.abs(d) > np.asarray(lim) * (1 + tol) + tol
+        if over.any():
+            i, k = (int(v) for v in np.argwhere(over)[0])
+            return (
+                f"{_NAMES[k]} {what} {abs(d[i, k]):.0f} over {lim[k]} (setpoint {i + order - off})"
+            )
     return None
+
+
+_NAMES = ("j1", "j2", "j3", "j4")

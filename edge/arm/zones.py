@@ -68,19 +68,21 @@ def segment_hits_rect_2d(
 def first_hit(
     cup: Sequence[Point],
     zones: Sequence[ForbiddenZone],
-    radius: float,
+    radius: float | tuple[float, float],
     elbows: Sequence[tuple[float, float]] | None = None,
     link_z: float = float("inf"),
 ) -> ZoneHit | None:
     """The first zone the swept path enters: the cup (a sphere of ``radius``) along ``cup``,
     and where ``elbows`` is given (plan-view elbow positions at the same setpoints) the
-    upper arm (origin to elbow) and forearm (elbow to cup) for zones reaching ``link_z``."""
+    upper arm (origin to elbow) and forearm (elbow to cup) for zones reaching ``link_z``.
+    ``radius``: one number, or (horizontal, vertical) for a load wider than it is tall."""
     if not zones:
         return None
+    rh, rv = radius if isinstance(radius, tuple) else (radius, radius)
     for z in zones:
-        lo = (z.min_mm[0] - radius, z.min_mm[1] - radius, z.min_mm[2] - radius)
-        hi = (z.max_mm[0] + radius, z.max_mm[1] + radius, z.max_mm[2] + radius)
-        if len(cup) == 1 and point_in_zones(cup[0], [z], radius):
+        lo = (z.min_mm[0] - rh, z.min_mm[1] - rh, z.min_mm[2] - rv)
+        hi = (z.max_mm[0] + rh, z.max_mm[1] + rh, z.max_mm[2] + rv)
+        if len(cup) == 1 and segment_hits_box(cup[0], cup[0], lo, hi):
             return ZoneHit(z.id, 0, "cup")
         for i in range(1, len(cup)):
             if segment_hits_box(cup[i - 1], cup[i], lo, hi):

@@ -1,0 +1,71 @@
+"""Where the cup takes a parcel, or why it must not.
+
+A suction cup holds on a flat face: for a parcel on a belt that is the top face, and the
+surest point is its centre (the load hangs straight under the cup, no tilting moment). The
+camera gives the oriented box on the belt plane; its centre is the top face's centre for a
+box, an envelope and a lying polybag. A parcel is refused, with the reason recorded, when:
+its class is not pickable (or unknown); the top face is too narrow for the cup with its rim
+margin (a polybag's usable share of it is smaller); its estimated weight (volume x the
+class's density) exceeds what the cup holds; its height is unknown, too low (the cup would
+hit the belt) or too tall (it cannot pass under the hovering quill).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from edge.arm.config import ArmConfig
+from edge.arm.events import ParcelSeen
+from edge.arm.tracking import Target, camera_to_belt
+
+
+@dataclass(frozen=True)
+class Grasp:
+    target: Target  # the top face's centre, riding the belt
+    height_mm: float
+    weight_kg: float
+    size_mm: tuple[float, float, float]  # length, width, height
+    half_diagonal_mm: float  # of the footprint: the load's horizontal reach from the cup
+
+
+def grasp(cfg: ArmConfig, seen: ParcelSeen) -> Grasp | str:
+    """The grasp of ``seen``, or why the cup cannot hold it."""
+    s = cfg.suction
+    cls = seen.class_name
+    if cls is None:
+        return "class unknown: not picked"
+    rule = s.classes.get(cls)
+    if rule is None:
+        return f"class {cls!r} is not in suction.classes: not picked"
+    if not rule.pickable:
+        return f"class {cls!r} is not pickable by a suction cup"
+    height = seen.height_mm if seen.height_mm is not None else rule.default_height_mm
+    if height is None:
+        return f"height not measured and class {cls!r} has no default_height_mm"
+    if height < s.min_top_mm:
+        return f"{height:.0f} mm high, below the {s.min_top_mm:.0f} mm the cup needs"
+    if height > s.max_height_mm:
+        return f"{height:.0f} mm high, over the {s.max_height_mm:.0f} mm limit"
+    length, width = max(seen.length_mm, seen.width_mm), min(seen.length_mm, seen.width_mm)
+    need = s.cup_diameter_mm + 2 * s.edge_margin_mm
+    usable = width * rule.face_flatness
+    if usable < need:
+        return (
+            f"top face {usable:.0f} mm usable ({width:.0f} mm wide, {cls}), the "
+            f"{s.cup_diameter_mm:.0f} mm cup needs {need:.0f} mm"
+        )
+    weight = length * width * height / 1e6 * rule.kg_per_litre
+    if weight > s.max_load_kg:
+        return f"estimated {weight:.1f} kg, over the cup's {s.max_load_kg:.1f} kg"
+    belt = cfg.belt
+    u, y = camera_to_belt(cfg.camera, belt.centre_y_mm, belt.sign, seen.along_mm, seen.across_mm)
+    count = seen.count + cfg.camera.count_offset
+    target = Target(u_ref=u, count_ref=count, y=y, z=belt.surface_z_mm + height)
+    return Grasp(
+        target=target,
+        height_mm=height,
+        weight_kg=weight,
+        size_mm=(length, width, height),
+        half_diagonal_mm=math.hypot(length, width) / 2,
+    )

@@ -1,0 +1,438 @@
+"""The arm's moves, composed from jerk-limited laws and checked before they leave the core.
+
+A pick is two moves, because the vacuum must confirm the grip before the lift:
+
+* **pick** (sent when the arm is free): from rest, blend onto the moving parcel (the
+  conveyor-tracking blend below), descend onto its top while riding with it, ride on its top
+  for ``suction.grip_window_ms`` (the seal), then lift off and come to rest downstream. If the
+  seal never comes this is a complete, safe move: the cup lifts off empty.
+* **carry** (sent when the grip is confirmed): replaces the pick move from an instant inside
+  the ride, with the same ride up to it: lift with the parcel, blend off the belt to above the
+  destination, descend, release.
+
+The blend onto a moving point: with S the start (at rest), H(t) the point riding the belt and
+s a jerk-limited time law from 0 to 1 over T (``unit_s``), the cup follows
+
+    x(t) = S + s(t) (H(t) - S)
+
+so x(0) = S at rest, and at T, where s = 1 and s' = s'' = 0, x = H(T) with H's velocity (the
+belt's): it meets the parcel moving with it. The blend off the belt is the mirror image,
+x(t) = D + (1 - s(t)) (H(t) - D). The cup does not turn (j4 holds; a round cup).
+
+Each move is sampled every ``tracking.setpoint_ms`` through the inverse kinematics (one elbow)
+and refused, with the reason, when a setpoint breaks a joint's range, velocity,
+acceleration or jerk limit, the cup's speed limit (reduced speed), or enters a forbidden
+zone (swept, for the cup and, when carrying, the parcel under it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edge.arm.config import ArmConfig, Destination
+from edge.arm.kinematics import Joints, Limits, Scara, Unreachable
+from edge.arm.tracking import BeltTracker, LeftWindow, Target, intercept
+from edge.arm.trajectory import DoubleS, Trajectory, limit_violation, sample, sync_move, unit_s
+from edge.arm.zones import first_hit
+
+Vec = tuple[float, float, float]
+MAX_APPROACH_S = 3.0
+MAX_BLEND_S = 3.0
+GROW = 1.08
+APPROACH_GROW = 1.25
+
+
+@dataclass(frozen=True)
+class PickPlan:
+    trajectory: Trajectory  # the pick move: approach, descend, ride, lift off, rest
+    t_contact: float  # the cup is on the parcel's top from here ...
+    t_lift: float  # ... to here (then lifts off, empty unless a carry replaced it)
+    contact_xy: tuple[float, float]
+    contact_u: float
+    z_contact: float
+    z_carry: float
+
+
+class Mover:
+    """Builds and checks the arm's moves for one config (and speed mode)."""
+
+    def __init__(self, cfg: ArmConfig, reduced: bool = False) -> None:
+        self.cfg = cfg
+        self.kin = Scara(cfg)
+        self.reduced = reduced
+        self.cup_speed_limit = cfg.safety.reduced_speed_mm_s if reduced else None
+        self.limits: Limits = self.kin.limits
+        self.dt = cfg.tracking.setpoint_ms / 1000
+        self.zones = list(cfg.forbidden_zones)
+        s = cfg.suction
+        self.cup_radius = cfg.zone_clearance_mm + s.cup_diameter_mm / 2
+
+    # ---- the pick ---------------------------------------------------------------------------
+    def pick(self, q0: Joints, t0: float, target: Target, belt: BeltTracker) -> PickPlan | str:
+        """The earliest pick of ``target`` starting at rest at ``q0`` no earlier than ``t0``,
+        or why none (a parcel that would leave the window is skipped, never chased)."""
+        cfg = self.cfg
+        speed = belt.speed_mm_s
+        if speed < max(1.0, cfg.belt.min_speed_mm_s * 0.5):
+            return f"belt at {speed:.0f} mm/s: not tracking a stopped belt"
+        if speed > cfg.belt.max_speed_mm_s * 1.05:
+            return f"belt at {speed:.0f} mm/s, over max_speed_mm_s {cfg.belt.max_speed_mm_s:.0f}"
+        if self.cup_speed_limit is not None and speed > self.cup_speed_limit:
+            return (
+                f"reduced speed: the belt's {speed:.0f} mm/s is over the cup's "
+                f"{self.cup_speed_limit:.0f} mm/s limit"
+            )
+        first = self._approach_guess(q0, t0, target, belt)
+        return intercept(
+            lambda ta: self._try_pick(q0, t0, target, belt, ta),
+            first,
+            0.05,
+            MAX_APPROACH_S,
+            APPROACH_GROW,
+        )
+
+    def _approach_guess(self, q0: Joints, t0: float, target: Target, belt: BeltTracker) -> float:
+        x, y = self._xy(target, belt, t0 + 0.4)
+        try:
+            q1 = self.kin.ik_xyz(x, y, target.z + self.cfg.tracking.hover_mm, q0[3], q0)
+        except Unreachable:
+            return 0.2
+        return max(0.1, sync_move(q0, q1, self.limits)[0])
+
+    def _xy(self, target: Target, belt: BeltTracker, t: float) -> tuple[float, float]:
+        u = target.u_at_count(belt.count_at(t), belt.cpm)
+        return (u * self.cfg.belt.sign, target.y)
+
+    def _u(self, target: Target, belt: BeltTracker, t: float) -> float:
+        return target.u_at_count(belt.count_at(t), belt.cpm)
+
+    def _try_pick(
+        self, q0: Joints, t0: float, target: Target, belt: BeltTracker, ta: float
+    ) -> PickPlan | str:
+        tr, s = self.cfg.tracking, self.cfg.suction
+        lo3, hi3 = self.limits.lo[2], self.limits.hi[2]
+        z_contact = target.z - s.press_mm
+        z_hover = min(hi3, target.z + tr.hover_mm)
+        z_carry = min(hi3, target.z + tr.lift_mm)
+        if z_contact < lo3:
+            return f"the parcel's top z {target.z:.0f} is below the quill's reach {lo3}"
+        if z_hover <= z_contact:
+            return f"no room to hover over a {target.z:.0f} mm top under the quill's top {hi3}"
+        descend = self._z_law(z_hover - z_contact)
+        lift = self._z_law(z_carry - z_contact)
+        td, tl = descend.duration, lift.duration
+        # contact no earlier than the window's upstream limit: start later if need be
+        start = t0
+        for _ in range(3):
+            u_c = self._u(target, belt, start + ta + td)
+            if u_c >= tr.upstream_mm - 1e-6:
+                break
+            start += (tr.upstream_mm - u_c) / belt.speed_mm_s
+        start = t0 + math.ceil((start - t0) / self.dt - 1e-9) * self.dt
+        t_a = start + ta
+        t_c = t_a + td
+        t_l = t_c + s.grip_window_ms / 1000
+        t_h = t_l + tl
+        if self._u(target, belt, t_l) > tr.downstream_mm:
+            raise LeftWindow(
+                f"it would leave the tracking window (u {self._u(target, belt, t_l):.0f} > "
+                f"{tr.downstream_mm:.0f} mm) before the arm could pick it"
+            )
+        if self._u(target, belt, t_c) < tr.upstream_mm - 1.0:
+            return "contact upstream of the window"
+        sp = self.kin.fk(q0)
+        S: Vec = (sp[0], sp[1], sp[2])
+
+        def ride(t: float, z: float) -> Vec:
+            x, y = self._xy(target, belt, t)
+            return (x, y, z)
+
+        def path(t: float) -> Vec:
+            if t <= start:
+                return S
+            if t < t_a:
+                h = ride(t, z_hover)
+                k = unit_s((t - start) / ta)
+                return (
+                    S[0] + k * (h[0] - S[0]),
+                    S[1] + k * (h[1] - S[1]),
+                    S[2] + k * (h[2] - S[2]),
+                )
+            if t < t_c:
+                return ride(t, z_hover - descend.eval(t - t_a)[0])
+            if t < t_l:
+                return ride(t, z_contact)
+            return ride(t, z_contact + lift.eval(t - t_l)[0])
+
+        # cheap first: the approach and descent alone (most approach times fail there)
+        n = math.ceil((t_c - start) / self.dt)
+        try:
+            qs = self._ik_all([path(start + i * self.dt) for i in range(n + 1)], q0)
+        except Unreachable as exc:
+            return f"unreachable: {exc}"
+        why = limit_violation(qs, self.dt, self.limits, rest_at_end=False)
+        if why is not None:
+            return why
+        # the escape: off the belt's motion to rest, after the lift
+        esc = self._blend_off(path, t_h, None, q0)
+        if isinstance(esc, str):
+            return esc
+        te, end = esc
+        t_e = t_h + te
+
+        def full(t: float) -> Vec:
+            if t < t_h:
+                return path(t)
+            if t >= t_e:
+                return end
+            k = unit_s((t - t_h) / te)
+            h = path(t)
+            return (
+                end[0] + (1 - k) * (h[0] - end[0]),
+                end[1] + (1 - k) * (h[1] - end[1]),
+                end[2] + (1 - k) * (h[2] - end[2]),
+            )
+
+        traj = self._sampled(full, start, t_e - start, q0, None)
+        if isinstance(traj, str):
+            return traj
+        traj = Trajectory(
+            traj.t0, traj.dt, traj.q, {"start": start, "contact": t_c, "lift": t_l, "end": t_e}
+        )
+        cx, cy = self._xy(target, belt, t_c)
+        return PickPlan(
+            trajectory=traj,
+            t_contact=t_c,
+            t_lift=t_l,
+            contact_xy=(cx, cy),
+            contact_u=self._u(target, belt, t_c),
+            z_contact=z_contact,
+            z_carry=z_carry,
+        )
+
+    # ---- the carry --------------------------------------------------------------------------
+    def carry(
+        self,
+        plan: PickPlan,
+        t_b: float,
+        target: Target,
+        belt: BeltTracker,
+        dest: Destination,
+        load: tuple[float, float],
+    ) -> Trajectory | str:
+        """The carry that replaces ``plan``'s pick move from ``t_b`` (an instant of its ride
+        on the parcel's top): lift, off the belt to above ``dest``, down, release dwell.
+        ``load``: the parcel's height and half footprint diagonal (for the zone check)."""
+        pick = plan.trajectory
+        i_b = pick.index_at(t_b)
+        t_b = pick.t0 + i_b * pick.dt
+        if not plan.t_contact - 1e-9 <= t_b <= plan.t_lift + 1e-9:
+            return "the grip came after the lift-off"
+        lift = self._z_law(plan.z_carry - plan.z_contact)
+        t_h = t_b + lift.duration
+
+        def path(t: float) -> Vec:
+            x, y = self._xy(target, belt, t)
+            return (x, y, plan.z_contact + lift.eval(t - t_b)[0])
+
+        p = dest.place
+        above: Vec = (p.x_mm, p.y_mm, max(p.z_mm, plan.z_carry))
+        q_from = pick.q[i_b]
+        esc = self._blend_off(path, t_h, above, q_from, load)
+        if isinstance(esc, str):
+            return f"to {dest.id}: {esc}"
+        tp, _ = esc
+        t_p = t_h + tp
+        down = self._z_law(above[2] - p.z_mm)
+        t_r = t_p + down.duration
+        t_end = t_r + self.cfg.suction.release_ms / 1000
+
+        def full(t: float) -> Vec:
+            if t < t_h:
+                return path(t)
+            if t < t_p:
+                k = unit_s((t - t_h) / tp)
+                h = path(t)
+                return (
+                    above[0] + (1 - k) * (h[0] - above[0]),
+                    above[1] + (1 - k) * (h[1] - above[1]),
+                    above[2] + (1 - k) * (h[2] - above[2]),
+                )
+            return (above[0], above[1], above[2] - down.eval(t - t_p)[0])
+
+        before = pick.q[max(0, i_b - 3) : i_b]
+        traj = self._sampled(full, t_b, t_end - t_b, q_from, list(before), load)
+        if isinstance(traj, str):
+            return f"to {dest.id}: {traj}"
+        return Trajectory(
+            traj.t0, traj.dt, traj.q, {"lift": t_b, "over": t_p, "release": t_r, "end": t_end}
+        )
+
+    # ---- rest to rest -----------------------------------------------------------------------
+    def to_pose(
+        self, q0: Joints, t0: float, xyz: Vec, load: tuple[float, float] | None = None
+    ) -> Trajectory | str:
+        """A rest-to-rest move to ``xyz`` (straight up to the highest of both heights first,
+        then across, then down: the safe shape for a move whose start is not on a plan)."""
+        try:
+            p0 = self.kin.fk(q0)
+            z_top = max(p0[2], xyz[2])
+            q_up = self.kin.ik_xyz(p0[0], p0[1], z_top, q0[3], q0)
+            q_over = self.kin.ik_xyz(xyz[0], xyz[1], z_top, q0[3], q_up)
+            q_end = self.kin.ik_xyz(xyz[0], xyz[1], xyz[2], q0[3], q_over)
+        except Unreachable as exc:
+            return f"unreachable: {exc}"
+        pieces = [
+            sync_move(a, b, self.limits) for a, b in ((q0, q_up), (q_up, q_over), (q_over, q_end))
+        ]
+        stretch = 1.0
+        for _ in range(40):
+            durations = [d * stretch for d, _ in pieces]
+            total = sum(durations)
+
+            def fn(t: float, durations: list[float] = durations, k: float = stretch) -> Joints:
+                u = t - t0
+                for (_, f), d in zip(pieces, durations, strict=True):
+                    if u <= d:
+                        return f(u / k)
+                    u -= d
+                return q_end
+
+            q = sample(fn, t0, total, self.dt)
+            why = self._check(q, None, load)
+            if why is None:
+                return Trajectory(t0, self.dt, tuple(q), {"start": t0, "end": t0 + total})
+            if "zone" in why:
+                return why
+            stretch *= GROW
+        return f"no move within the limits: {why}"
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _z_law(self, dz: float) -> DoubleS:
+        i = 2
+        return DoubleS(
+            dz, self.limits.vel[i] * 0.9, self.limits.acc[i] * 0.9, self.limits.jerk[i] * 0.9
+        )
+
+    def _blend_off(
+        self,
+        path: Callable[[float], Vec],
+        t_h: float,
+        to: Vec | None,
+        q_ref: Joints,
+        load: tuple[float, float] | None = None,
+    ) -> tuple[float, Vec] | str:
+        """The shortest blend from riding ``path`` at ``t_h`` to rest at ``to`` (None: where
+        the ride is at ``t_h``; the cup overshoots downstream a little and comes back).
+        Checked alone (with the ride before it) for the limits: the caller checks the whole."""
+        why = "no blend tried"
+        # a first guess: the belt's speed shed at a third of j1's acceleration at full reach
+        reach = self.kin.l1 + self.kin.l2
+        a_cup = math.radians(self.limits.acc[0]) * reach / 3
+        te = max(0.08, 2 * self.cfg.belt.nominal_speed_mm_s / a_cup)
+        if to is not None:
+            try:
+                q_a = self.kin.ik_xyz(*path(t_h), q_ref[3], q_ref)
+                q_b = self.kin.ik_xyz(*to, q_ref[3], q_a)
+                te = max(te, sync_move(q_a, q_b, self.limits)[0])
+            except Unreachable as exc:
+                return f"unreachable: {exc}"
+        while te <= MAX_BLEND_S:
+            end = to if to is not None else path(t_h)  # overshoots a little, comes back
+
+            def fn(t: float, te: float = te, end: Vec = end) -> Vec:
+                if t >= t_h + te:
+                    return end
+                k = unit_s((t - t_h) / te)
+                h = path(t)
+                return (
+                    end[0] + (1 - k) * (h[0] - end[0]),
+                    end[1] + (1 - k) * (h[1] - end[1]),
+                    end[2] + (1 - k) * (h[2] - end[2]),
+                )
+
+            pre = [path(t_h - 3 * self.dt), path(t_h - 2 * self.dt), path(t_h - self.dt)]
+            try:
+                qs = self._ik_all(
+                    pre + [fn(t_h + i * self.dt) for i in range(math.ceil(te / self.dt) + 1)], q_ref
+                )
+            except Unreachable as exc:
+                why = f"unreachable: {exc}"
+                te *= GROW
+                continue
+            why = limit_violation(
+                qs[3:], self.dt, self.limits, before=qs[:3]
+            ) or self._speed_violation(qs)
+            if why is None:
+                return te, end
+            te *= GROW
+        return f"no blend within {MAX_BLEND_S} s: {why}"
+
+    def _ik_all(self, pts: list[Vec], q_ref: Joints) -> list[Joints]:
+        out: list[Joints] = []
+        near = q_ref
+        for p in pts:
+            near = self.kin.ik_xyz(p[0], p[1], p[2], q_ref[3], near)
+            out.append(near)
+        return out
+
+    def _sampled(
+        self,
+        fn: Callable[[float], Vec],
+        t0: float,
+        duration: float,
+        q_ref: Joints,
+        before: list[Joints] | None,
+        load: tuple[float, float] | None = None,
+    ) -> Trajectory | str:
+        n = max(1, math.ceil(duration / self.dt - 1e-9))
+        try:
+            q = self._ik_all([fn(t0 + i * self.dt) for i in range(n + 1)], q_ref)
+        except Unreachable as exc:
+            return f"unreachable: {exc}"
+        why = self._check(q, before, load)
+        if why is not None:
+            return why
+        return Trajectory(t0, self.dt, tuple(q))
+
+    def _check(
+        self, q: list[Joints], before: list[Joints] | None, load: tuple[float, float] | None
+    ) -> str | None:
+        why = limit_violation(q, self.dt, self.limits, before=before or ())
+        if why is not None:
+            return why
+        why = self._speed_violation(q)
+        if why is not None:
+            return why
+        return self.zone_violation(q, load)
+
+    def _speed_violation(self, q: list[Joints]) -> str | None:
+        if self.cup_speed_limit is None:
+            return None
+        prev = self.kin.fk(q[0])
+        for i in range(1, len(q)):
+            p = self.kin.fk(q[i])
+            v = math.dist(p[:3], prev[:3]) / self.dt
+            if v > self.cup_speed_limit * 1.001:
+                return f"cup speed {v:.0f} mm/s over the reduced-speed limit (setpoint {i})"
+            prev = p
+        return None
+
+    def zone_violation(self, q: list[Joints], load: tuple[float, float] | None) -> str | None:
+        """Why the sampled move enters a forbidden zone (None: clear)."""
+        if not self.zones:
+            return None
+        cup = [self.kin.fk(p)[:3] for p in q]
+        cup3 = [(c[0], c[1], c[2]) for c in cup]
+        elbows = [self.kin.elbow_xy(p) for p in q]
+        hit = first_hit(cup3, self.zones, self.cup_radius, elbows, self.cfg.link_z_mm)
+        if hit is None and load is not None:
+            height, half_diag = load
+            bottom = [(c[0], c[1], c[2] - height) for c in cup3]
+            r = (self.cfg.zone_clearance_mm + half_diag, self.cfg.zone_clearance_mm)
+            hit = first_hit(bottom, self.zones, r)
+            if hit is not None:
+                return f"the parcel's bottom enters zone {hit.zone!r} at setpoint {hit.index}"
+        return None if hit is None else str(hit)
