@@ -1,0 +1,181 @@
+"""The VDA 5050 session against a real mosquitto: ONLINE / factsheet / state on connect with
+the standard's QoS and retain, orders and refusals, periodic state and visualization, OFFLINE
+on an orderly stop, and CONNECTIONBROKEN retained when the vehicle process is killed -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.fleet_link.mosquitto import REPO, Mosquitto
+from tests.fleet_link.vda5050.helpers import action, assert_valid, dumps, instant, node, order
+
+PREFIX = "uagv/v2/wolfpack/amr-01"
+
+
+@dataclass
+class Got:
+    topic: str
+    body: dict[str, Any]
+    retain: bool
+    qos: int
+
+
+class Master:
+    """A plain paho client in the role of the master control."""
+
+    def __init__(self, port: int) -> None:
+        self.q: queue.Queue[Got] = queue.Queue()
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"master-{time.monotonic_ns()}")
+        self.c.on_message = self._on
+        self.c.connect("127.0.0.1", port, keepalive=10)
+        self.c.subscribe(f"{PREFIX}/#", qos=1)
+        self.c.loop_start()
+
+    def _on(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        name = m.topic.rsplit("/", 1)[1]
+        if name in ("order", "instantActions"):
+            return  # our own
+        self.q.put(Got(name, json.loads(m.payload), bool(m.retain), m.qos))
+
+    def send(self, topic: str, payload: bytes) -> None:
+        self.c.publish(f"{PREFIX}/{topic}", payload, qos=0).wait_for_publish(5)
+
+    def wait(self, topic: str, pred: Any = lambda b: True, timeout: float = 10.0) -> Got:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                got = self.q.get(timeout=left)
+            except queue.Empty:
+                break
+            assert_valid(got.topic, got.body)  # everything the vehicle publishes
+            if got.topic == topic and pred(got.body):
+                return got
+        raise AssertionError(f"no {topic} message within {timeout} s")
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+@pytest.fixture
+def vehicle(mosquitto: Mosquitto) -> Iterator[subprocess.Popen[str]]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fleet_link.vda5050.vehicle_child",
+         "--broker", mosquitto.url, "--keepalive", "5", "--state-interval", "0.5",
+         "--visualization-interval", "0.1"],
+        cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def test_session_online_orders_and_broken_connection(
+    mosquitto: Mosquitto, vehicle: subprocess.Popen[str]
+) -> None:
+    master = Master(mosquitto.port)
+    try:
+        online = master.wait("connection", lambda b: b["connectionState"] == "ONLINE")
+        assert online.qos == 1
+        master.wait("factsheet")
+        first = master.wait("state")
+        assert first.qos == 0 and first.retain is False
+        # periodic state (0.5 s here; at most 30 s in a config) and visualization (0.1 s)
+        t0 = time.monotonic()
+        master.wait("state", lambda b: b["headerId"] >= first.body["headerId"] + 2)
+        assert time.monotonic() - t0 < 3.0
+        vis = [master.wait("visualization") for _ in range(5)]
+        assert [v.body["headerId"] for v in vis] == sorted(v.body["headerId"] for v in vis)
+
+        master.send("order", dumps(order("o-1", 0, [node("a", 0, 0.0)], [])))
+        master.wait("state", lambda b: b["orderId"] == "o-1")
+        master.send("order", b'{"headerId": 5, "nodes": [')
+        refused = master.wait("state", lambda b: b["errors"] != [])
+        assert refused.body["errors"][0]["errorType"] == "validationError"
+        master.send("instantActions", dumps(instant(1, action("f", "factsheetRequest"))))
+        master.wait("factsheet")
+
+        # retained for a master that subscribes later: ONLINE and the factsheet
+        late = Master(mosquitto.port)
+        try:
+            got = late.wait("connection")
+            assert got.retain and got.body["connectionState"] == "ONLINE"
+            assert late.wait("factsheet").retain
+        finally:
+            late.close()
+
+        t_kill = time.monotonic()
+        os.kill(vehicle.pid, signal.SIGKILL)
+        vehicle.wait(5)
+        broken = master.wait("connection", lambda b: b["connectionState"] == "CONNECTIONBROKEN")
+        assert time.monotonic() - t_kill < 5 * 1.5  # within the keepalive
+        assert broken.qos == 1
+    finally:
+        master.close()
+    later = Master(mosquitto.port)
+    try:
+        got = later.wait("connection")
+        assert got.retain and got.body["connectionState"] == "CONNECTIONBROKEN"
+    finally:
+        later.close()
+
+
+def test_orderly_stop_publishes_offline_and_no_will(
+    mosquitto: Mosquitto, vehicle: subprocess.Popen[str]
+) -> None:
+    master = Master(mosquitto.port)
+    try:
+        master.wait("connection", lambda b: b["connectionState"] == "ONLINE")
+        assert vehicle.stdin is not None
+        vehicle.stdin.close()
+        assert vehicle.wait(10) == 0
+        master.wait("connection", lambda b: b["connectionState"] == "OFFLINE")
+        time.sleep(0.3)
+        assert all(g.topic != "connection" for g in list(master.q.queue))  # no will after it
+    finally:
+        master.close()
+    later = Master(mosquitto.port)
+    try:
+        got = later.wait("connection")
+        assert got.retain and got.body["connectionState"] == "OFFLINE"
+    finally:
+        later.close()
+
+
+def test_broker_restart_brings_online_and_a_full_state(
+    mosquitto: Mosquitto, vehicle: subprocess.Popen[str]
+) -> None:
+    master = Master(mosquitto.port)
+    try:
+        master.wait("connection", lambda b: b["connectionState"] == "ONLINE")
+        master.send("order", dumps(order("o-7", 3, [node("a", 0, 0.0)], [])))
+        master.wait("state", lambda b: b["orderId"] == "o-7")
+    finally:
+        master.close()
+    mosquitto.kill()  # no persistence: the broker forgets everything, retained messages too
+    mosquitto.start()
+    master = Master(mosquitto.port)
+    try:
+        master.wait("connection", lambda b: b["connectionState"] == "ONLINE", timeout=15)
+        master.wait("factsheet")  # published between ONLINE and the state
+        state = master.wait("state")
+        assert (state.body["orderId"], state.body["orderUpdateId"]) == ("o-7", 3)
+    finally:
+        master.close()
