@@ -186,6 +186,7 @@ class DriveController:
         self.cross_track = 0.0  # distance from the path at the last step (m)
         self._started_leg: str | None = None
         self._settle_theta: float | None = None
+        self._dt = 0.02
 
     # ---- commands ------------------------------------------------------------------------
     def add_legs(self, legs: list[Leg]) -> None:
@@ -195,6 +196,20 @@ class DriveController:
             if self.phase is Phase.IDLE:
                 self.s = 0.0
             self.phase = Phase.ALIGN if self.phase is Phase.IDLE else self.phase
+
+    def replace_legs(self, legs: list[Leg]) -> None:
+        """The complete list of legs the vehicle may drive now (each call replaces the
+        last): progress on the current leg is kept when it is still the first one."""
+        same = bool(self.legs and legs and self.legs[0].edge_id == legs[0].edge_id)
+        self.legs = list(legs)
+        if not same:
+            self.s = 0.0
+            self._started_leg = None
+            if self.legs and self.phase is not Phase.HOLD:
+                self.phase = Phase.ALIGN
+        if not self.legs:
+            self.phase = Phase.IDLE
+            self._started_leg = None
 
     def clear(self) -> None:
         """Forget every leg (cancelOrder): brake to a stop where the vehicle is."""
@@ -224,6 +239,7 @@ class DriveController:
         """One control step at host time ``now`` with the estimated ``pose``."""
         dt = 0.02 if self.last_now is None else max(1e-4, now - self.last_now)
         self.last_now = now
+        self._dt = dt
         events: list[DriveEvent] = []
         if field_violated != self.field_violated:
             self.field_violated = field_violated
@@ -357,7 +373,9 @@ class DriveController:
                 break
             nxt = self.legs[i]
             if nxt.max_speed is not None:
-                v = min(v, math.sqrt(nxt.max_speed**2 + 2 * a * dist))
+                # the next step is taken one step further on: brake for that point
+                ahead = max(0.0, dist - 2 * self.v * self._dt)
+                v = min(v, math.sqrt(nxt.max_speed**2 + 2 * a * ahead))
             kappa = max(kappa, nxt.segment.max_curvature(0.0, brake - dist))
             dist += nxt.segment.length
         if kappa > 1e-6:

@@ -207,6 +207,24 @@ class PathSegment:
         n = max(MIN_SAMPLES, min(MAX_SAMPLES, int(poly * SAMPLES_PER_METRE) + 1))
         us = [curve.u_min + (curve.u_max - curve.u_min) * i / n for i in range(n + 1)]
         pts = [curve.point(u) for u in us]
+        # the parameter speed varies along a curve: split every chord longer than the target
+        # (again while any is: a split chord can still be long where the speed changes fast)
+        for _ in range(8):
+            if max(map(math.dist, pts, pts[1:])) * SAMPLES_PER_METRE <= 1.0:
+                break
+            if len(us) >= MAX_SAMPLES:
+                break
+            new_us, new_pts = [us[0]], [pts[0]]
+            for i in range(len(us) - 1):
+                parts = math.ceil(math.dist(pts[i], pts[i + 1]) * SAMPLES_PER_METRE)
+                for j in range(1, min(parts, 256)):
+                    u = us[i] + (us[i + 1] - us[i]) * j / parts
+                    new_us.append(u)
+                    new_pts.append(curve.point(u))
+                new_us.append(us[i + 1])
+                new_pts.append(pts[i + 1])
+            us, pts = new_us, new_pts
+        n = len(us) - 1
         s = [0.0]
         for a, b in itertools.pairwise(pts):
             s.append(s[-1] + math.dist(a, b))
