@@ -170,6 +170,7 @@ class MasterSettings:
     edge_max_speed: float | None = None
     reserved_cost: float = 5.0  # metres added per node another vehicle holds
     pick_action: str = "pick"
+    load_type: str = "TOTE"
     drop_action: str = "drop"
     charge_action: str = "startCharging"
     stop_charge_action: str = "stopCharging"
@@ -332,9 +333,10 @@ class MasterCore:
                 src = min(free, key=lambda s: self._dist(v.node, s) + self._rng.random())
                 dst = self._rng.choice([s for s in free if s != src])
                 load = f"load-{next(self._ids)}"
+                params = {"loadId": load, "loadType": self.s.load_type, "stationType": "STATION"}
                 actions = {
-                    src: [self._action(self.s.pick_action, "HARD", loadId=load)],
-                    dst: [self._action(self.s.drop_action, "HARD", loadId=load)],
+                    src: [self._action(self.s.pick_action, "HARD", **params)],
+                    dst: [self._action(self.s.drop_action, "HARD", **params)],
                 }
                 return self._start_job(v, "transport", [src, dst], actions, now)
         if not v.parked and self.map.nodes[v.node].kind != "park":
