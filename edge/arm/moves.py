@@ -70,7 +70,9 @@ class Mover:
         self.cup_radius = cfg.zone_clearance_mm + s.cup_diameter_mm / 2
 
     # ---- the pick ---------------------------------------------------------------------------
-    def pick(self, q0: Joints, t0: float, target: Target, belt: BeltTracker) -> PickPlan | str:
+    def pick(
+        self, q0: Joints, t0: float, target: Target, belt: BeltTracker
+    ) -> PickPlan | str | LeftWindow:
         """The earliest pick of ``target`` starting at rest at ``q0`` no earlier than ``t0``,
         or why none (a parcel that would leave the window is skipped, never chased)."""
         cfg = self.cfg
@@ -240,9 +242,12 @@ class Mover:
         p = dest.place
         above: Vec = (p.x_mm, p.y_mm, max(p.z_mm, plan.z_carry))
         q_from = pick.q[i_b]
+        before = list(pick.q[max(0, i_b - 3) : i_b])
         esc = self._blend_off(path, t_h, above, q_from, load)
         if isinstance(esc, str):
-            return f"to {dest.id}: {esc}"
+            # straight off the belt out of reach (a destination upstream, the parcel far
+            # downstream): come to rest first, then go there from rest
+            return self._carry_via_rest(path, t_b, t_h, q_from, before, dest, load, esc)
         tp, _ = esc
         t_p = t_h + tp
         down = self._z_law(above[2] - p.z_mm)
@@ -262,13 +267,52 @@ class Mover:
                 )
             return (above[0], above[1], above[2] - down.eval(t - t_p)[0])
 
-        before = pick.q[max(0, i_b - 3) : i_b]
-        traj = self._sampled(full, t_b, t_end - t_b, q_from, list(before), load)
+        traj = self._sampled(full, t_b, t_end - t_b, q_from, before, load, t_h)
         if isinstance(traj, str):
             return f"to {dest.id}: {traj}"
         return Trajectory(
             traj.t0, traj.dt, traj.q, {"lift": t_b, "over": t_p, "release": t_r, "end": t_end}
         )
+
+    def _carry_via_rest(
+        self,
+        path: Callable[[float], Vec],
+        t_b: float,
+        t_h: float,
+        q_from: Joints,
+        before: list[Joints],
+        dest: Destination,
+        load: tuple[float, float],
+        why_not_direct: str,
+    ) -> Trajectory | str:
+        esc = self._blend_off(path, t_h, None, q_from, load)
+        if isinstance(esc, str):
+            return f"to {dest.id}: {why_not_direct}; nor to rest: {esc}"
+        te, rest = esc
+
+        def off(t: float) -> Vec:
+            if t < t_h:
+                return path(t)
+            if t >= t_h + te:
+                return rest
+            k = unit_s((t - t_h) / te)
+            h = path(t)
+            return (rest[0] + (1 - k) * (h[0] - rest[0]), rest[1] + (1 - k) * (h[1] - rest[1]),
+                    rest[2] + (1 - k) * (h[2] - rest[2]))  # fmt: skip
+
+        first = self._sampled(off, t_b, t_h + te - t_b, q_from, before, load, t_h)
+        if isinstance(first, str):
+            return f"to {dest.id}: {why_not_direct}; nor to rest: {first}"
+        p = dest.place
+        second = self.to_pose(first.q[-1], first.t_end, (p.x_mm, p.y_mm, p.z_mm), load)
+        if isinstance(second, str):
+            return f"to {dest.id}: {why_not_direct}; nor from rest: {second}"
+        t_r = second.t_end
+        n = math.ceil(self.cfg.suction.release_ms / 1000 / self.dt)
+        q = first.q + second.q[1:] + (second.q[-1],) * n
+        end = first.t0 + (len(q) - 1) * self.dt
+        marks = {"lift": t_b, "over": second.t0, "release": t_r, "end": end}
+        return Trajectory(first.t0, self.dt, q, marks)
 
     # ---- rest to rest -----------------------------------------------------------------------
     def to_pose(
@@ -386,19 +430,27 @@ class Mover:
         q_ref: Joints,
         before: list[Joints] | None,
         load: tuple[float, float] | None = None,
+        load_from: float | None = None,
     ) -> Trajectory | str:
+        """``fn`` (cup positions) sampled, through the IK, and checked; the load hangs under
+        the cup from ``load_from`` on (before, it still sits on the belt where it was)."""
         n = max(1, math.ceil(duration / self.dt - 1e-9))
         try:
             q = self._ik_all([fn(t0 + i * self.dt) for i in range(n + 1)], q_ref)
         except Unreachable as exc:
             return f"unreachable: {exc}"
-        why = self._check(q, before, load)
+        start = 0 if load_from is None else max(0, math.ceil((load_from - t0) / self.dt))
+        why = self._check(q, before, load, start)
         if why is not None:
             return why
         return Trajectory(t0, self.dt, tuple(q))
 
     def _check(
-        self, q: list[Joints], before: list[Joints] | None, load: tuple[float, float] | None
+        self,
+        q: list[Joints],
+        before: list[Joints] | None,
+        load: tuple[float, float] | None,
+        load_start: int = 0,
     ) -> str | None:
         why = limit_violation(q, self.dt, self.limits, before=before or ())
         if why is not None:
@@ -406,7 +458,7 @@ class Mover:
         why = self._speed_violation(q)
         if why is not None:
             return why
-        return self.zone_violation(q, load)
+        return self.zone_violation(q, load, load_start)
 
     def _speed_violation(self, q: list[Joints]) -> str | None:
         if self.cup_speed_limit is None:
@@ -420,7 +472,9 @@ class Mover:
             prev = p
         return None
 
-    def zone_violation(self, q: list[Joints], load: tuple[float, float] | None) -> str | None:
+    def zone_violation(
+        self, q: list[Joints], load: tuple[float, float] | None, load_start: int = 0
+    ) -> str | None:
         """Why the sampled move enters a forbidden zone (None: clear)."""
         if not self.zones:
             return None
@@ -430,9 +484,10 @@ class Mover:
         hit = first_hit(cup3, self.zones, self.cup_radius, elbows, self.cfg.link_z_mm)
         if hit is None and load is not None:
             height, half_diag = load
-            bottom = [(c[0], c[1], c[2] - height) for c in cup3]
+            bottom = [(c[0], c[1], c[2] - height) for c in cup3[load_start:]]
             r = (self.cfg.zone_clearance_mm + half_diag, self.cfg.zone_clearance_mm)
             hit = first_hit(bottom, self.zones, r)
             if hit is not None:
-                return f"the parcel's bottom enters zone {hit.zone!r} at setpoint {hit.index}"
+                i = hit.index + load_start
+                return f"the parcel's bottom enters zone {hit.zone!r} at setpoint {i}"
         return None if hit is None else str(hit)

@@ -114,13 +114,13 @@ def intercept(
     t_min: float,
     t_max: float,
     grow: float = 1.1,
-) -> P | str:
+) -> P | str | LeftWindow:
     """The earliest feasible meeting: ``try_plan(T)`` plans an approach of duration T (the
     target's position after T is known from the encoder) and returns the plan or why it
     fails; T starts at the larger of ``t_first`` (an estimate) and ``t_min`` and grows by
     ``grow`` until it succeeds or passes ``t_max``. The last reason is returned on failure.
-    A plan that fails because the target left the window is returned at once by the caller
-    raising ``LeftWindow`` (growing T would only chase it)."""
+    When ``try_plan`` raises ``LeftWindow`` (the meeting would lie past the window) the
+    search ends and returns it: a longer approach would only chase the parcel."""
     t = max(t_first, t_min)
     why = "no approach time tried"
     failed: float | None = None
@@ -128,7 +128,7 @@ def intercept(
         try:
             res = try_plan(t)
         except LeftWindow as exc:
-            return str(exc)
+            return exc
         if not isinstance(res, str):
             if failed is None:
                 return res

@@ -1,0 +1,708 @@
+"""The sorting arm's control core: facts in, actions out, no I/O, no clock.
+
+``ArmCore.handle(fact)`` takes one fact (edge/arm/events.py) and returns the actions for the
+adapters; ``ArmCore.on_safety(actions, t)`` takes the shared safety state machine's decision
+(edge/safety/: the runtime owns it) and returns what the arm must do about it. Every time
+comes in with a fact, so the core is deterministic and tested without hardware or a clock.
+
+The pick cycle (docs/arm.md): a parcel seen by the camera (with the encoder count of its
+frame) gets a grasp or a refusal; a label goes to the brain (answer by the deadline, else the
+routing table decides); a decided, pickable parcel waits for the arm; the planner picks the
+one that leaves the window first; the **pick** move meets it riding the belt and holds the cup
+on its top for the seal; the vacuum must hold for ``grip_confirm_ms`` before the **carry**
+move (lift, to the destination, release) replaces the rest of the pick move; otherwise the
+pick move lifts off empty, the valve closes, and the parcel is tried again while it is still
+in the window. A grip lost while carrying is a drop, reported with where the cup was. The
+destination's sensor confirms the place. Each parcel ends in exactly one ``PickRecord``.
+
+Safety: the e-stop and the light curtain stop the arm first (``StopMotion`` before anything
+else in the same answer), then feed the shared safety machine (``SafetyInput``); the arm
+moves again only after the safety machine is running again (an operator's reset and start:
+never by itself). The valve keeps a held parcel through a stop; it is carried on after the
+restart. In reduced-speed mode the cup's speed is limited; a belt faster than the limit
+cannot be tracked, so nothing is picked until the mode ends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.arm.config import ArmConfig
+from edge.arm.events import (
+    Alarm,
+    AlarmKind,
+    ArmAction,
+    ArmFact,
+    AskBrain,
+    BrainAnswer,
+    BrainUnavailable,
+    CameraFrame,
+    Curtain,
+    Estop,
+    Grip,
+    JointState,
+    MotionEnded,
+    MotionHalted,
+    Move,
+    Outcome,
+    ParcelSeen,
+    PickRecord,
+    PlaceSensor,
+    PublishPick,
+    ReducedSpeed,
+    SafetyInput,
+    StopMotion,
+    Suction,
+    Tick,
+)
+from edge.arm.grasp import Grasp, grasp
+from edge.arm.kinematics import Joints
+from edge.arm.moves import Mover, PickPlan
+from edge.arm.planner import Candidate, choose
+from edge.arm.routing import ArmRouting
+from edge.arm.tracking import BeltTracker
+from edge.arm.trajectory import Trajectory
+from edge.cell.record import StoryEntry
+from edge.safety.machine import (
+    CancelAllStrokes,
+    SafetyAction,
+    SafetyMachine,
+    State,
+    StopBelt,
+    Transition,
+)
+
+PLACE_EARLY_S = 0.2  # a place sensor may fire this long before the planned release
+
+
+@dataclass
+class Parcel:
+    pid: int
+    track_id: int
+    seen: ParcelSeen
+    grasp: Grasp | str
+    state: str = "deciding"  # deciding, waiting, picking, carrying, held, placing, done
+    destination: str | None = None
+    decision_source: str | None = None
+    reason: str = ""
+    brain_deadline: float | None = None
+    attempts: int = 0
+    contact: tuple[float, float] | None = None
+    first_move_t: float | None = None
+    release_t: float | None = None
+    milestones: dict[str, float] = field(default_factory=dict)
+    story: list[StoryEntry] = field(default_factory=list)
+    wait_reason: str = ""
+    vacuum_peak: float = 0.0
+
+
+@dataclass
+class PickInFlight:
+    pid: int
+    move_id: int
+    plan: PickPlan
+    sealed_since: float | None = None
+    carry_sent: bool = False
+    suction_on: bool = False  # opened when the move starts (the last release is done then)
+
+
+@dataclass
+class CarryInFlight:
+    pid: int
+    move_id: int
+    traj: Trajectory
+    release_t: float
+    released: bool = False
+
+
+class ArmCore:
+    def __init__(self, cfg: ArmConfig) -> None:
+        self.cfg = cfg
+        self.mover = Mover(cfg)
+        self.belt = BeltTracker(cfg.belt)
+        self.routing = ArmRouting(cfg)
+        self.parcels: dict[int, Parcel] = {}
+        self.by_track: dict[int, int] = {}
+        self.records: list[PickRecord] = []
+        self._next_pid = 1
+        self._next_move = 1
+        self._out: list[ArmAction] = []
+        self.now = 0.0
+        # the arm
+        self.q: Joints | None = None  # at rest here when nothing is queued
+        self.free_at: tuple[float, Joints] | None = None  # when and where queued motion ends
+        self.last_move: int | None = None
+        self.pick: PickInFlight | None = None
+        self.carry: CarryInFlight | None = None
+        self.stopping = False  # a stop was commanded; waiting for MotionHalted
+        self.moving = False
+        # safety
+        self.running = False
+        self.safety_state = State.BOOT
+        self.estop = False
+        self.curtain = False
+        self.curtain_t: float | None = None
+        self.reduced = False
+        # camera
+        self.last_frame: float | None = None
+        self.camera_silent = False
+        self.unplanned: dict[int, str] = {}
+
+    # ---- entry points ------------------------------------------------------------------------
+    def handle(self, fact: ArmFact) -> list[ArmAction]:
+        self._out = []
+        self.now = max(self.now, fact.t)
+        getattr(self, "_on_" + type(fact).__name__)(fact)
+        self._timers(fact.t)
+        self._plan(fact.t)
+        return self._out
+
+    def on_safety(self, actions: Sequence[SafetyAction], t: float) -> list[ArmAction]:
+        """The shared safety machine decided: stop first, then what follows."""
+        self._out = []
+        self.now = max(self.now, t)
+        for a in actions:
+            if isinstance(a, StopBelt):
+                self._stop(a.cause, a.emergency, t)
+            elif isinstance(a, CancelAllStrokes):
+                self._abandon(a.cause, t)
+            elif isinstance(a, Transition):
+                self.safety_state = a.to_state
+                self.running = a.to_state is State.RUNNING
+                if a.to_state in (State.READY, State.RUNNING) and self.curtain:
+                    self._out.append(SafetyInput("fault", True, "light curtain still broken", t))
+        self._plan(t)
+        return self._out
+
+    def destination_for_input(self, pin: int) -> str | None:
+        """The destination whose entry sensor is MCU input ``pin`` (for the adapter)."""
+        return next((d.id for d in self.cfg.destinations if d.sensor_input == pin), None)
+
+    # ---- facts -------------------------------------------------------------------------------
+    def _on_Tick(self, f: Tick) -> None:
+        self.belt.update(f.count, f.t)
+
+    def _on_CameraFrame(self, f: CameraFrame) -> None:
+        self._camera_alive(f.t)
+
+    def _on_ParcelSeen(self, f: ParcelSeen) -> None:
+        self._camera_alive(f.t)
+        pid = self.by_track.get(f.track_id)
+        if pid is not None and pid in self.parcels:
+            p = self.parcels[pid]
+            if p.state in ("deciding", "waiting"):
+                p.seen = f
+                p.grasp = grasp(self.cfg, f) if not isinstance(p.grasp, str) else p.grasp
+                if p.state == "deciding" and f.label and p.brain_deadline is None:
+                    self._decide_label(p, f.t)
+            return
+        pid = self._next_pid
+        self._next_pid += 1
+        g = grasp(self.cfg, f)
+        p = Parcel(pid=pid, track_id=f.track_id, seen=f, grasp=g)
+        self.parcels[pid] = p
+        self.by_track[f.track_id] = pid
+        p.milestones["seen"] = f.t
+        self._story(p, f.t, "seen", _describe(f))
+        if isinstance(g, str):
+            self._finish(p, "passed", self.cfg.pass_id, f"not pickable: {g}", f.t)
+            return
+        self._decide_label(p, f.t)
+
+    def _on_BrainAnswer(self, f: BrainAnswer) -> None:
+        p = self.parcels.get(f.parcel_id)
+        if p is None or p.state != "deciding" or p.brain_deadline is None:
+            return  # late or unknown: the routing table has decided already
+        if f.destination is None:
+            self._route(p, "the brain does not know it", f.t)
+            return
+        if f.destination != self.cfg.pass_id and self.cfg.destination(f.destination) is None:
+            self._route(p, f"the brain named unknown destination {f.destination!r}", f.t)
+            return
+        self._decided(p, f.destination, "brain", f"brain: {f.destination}", f.t)
+
+    def _on_BrainUnavailable(self, f: BrainUnavailable) -> None:
+        p = self.parcels.get(f.parcel_id)
+        if p is not None and p.state == "deciding":
+            self._route(p, f"brain unavailable: {f.why}", f.t)
+
+    def _on_JointState(self, f: JointState) -> None:
+        if self.pick is None and self.carry is None and not self.moving:
+            self.q = f.q
+            self.free_at = None
+            self.stopping = False
+
+    def _on_MotionEnded(self, f: MotionEnded) -> None:
+        if f.move_id != self.last_move:
+            return  # an earlier move; more is queued after it
+        self._at_rest(f.q, f.t)
+        if self.pick is not None and self.pick.move_id == f.move_id:
+            self._pick_failed(self.pick, "the pick move ended without a confirmed grip", f.t)
+        if self.carry is not None and self.carry.move_id == f.move_id:
+            self._released(self.carry, f.t)
+
+    def _on_MotionHalted(self, f: MotionHalted) -> None:
+        if self.curtain_t is not None and self.curtain:
+            took = (f.t - self.curtain_t) * 1000
+            if took > self.cfg.safety.curtain_stop_ms:
+                self._alarm(
+                    "stop_time",
+                    f"the arm stopped {took:.0f} ms after the light curtain broke, over "
+                    f"curtain_stop_ms {self.cfg.safety.curtain_stop_ms}",
+                    f.t,
+                )
+            self.curtain_t = None
+        self._abandon(f"motion halted: {f.reason}", f.t)
+        self._at_rest(f.q, f.t)
+
+    def _on_Grip(self, f: Grip) -> None:
+        pk, cr = self.pick, self.carry
+        if pk is not None and not pk.carry_sent:
+            p = self.parcels[pk.pid]
+            p.vacuum_peak = max(p.vacuum_peak, f.kpa)
+            if f.gripped and pk.sealed_since is None and f.t >= pk.plan.t_contact - 0.05:
+                pk.sealed_since = f.t
+                self._story(p, f.t, "sealed", f"vacuum {f.kpa:.0f} kPa")
+            elif not f.gripped and pk.sealed_since is not None:
+                pk.sealed_since = None
+                self._story(p, f.t, "seal lost", f"vacuum {f.kpa:.0f} kPa before the lift")
+            return
+        if cr is not None and not cr.released and not f.gripped:
+            if f.t < cr.release_t - 1e-3:
+                self._dropped(cr, f)
+
+    def _on_PlaceSensor(self, f: PlaceSensor) -> None:
+        placing = [p for p in self.parcels.values() if p.state in ("placing", "carrying")]
+        same = [p for p in placing if p.destination == f.destination and _near(p, f.t)]
+        if same:
+            p = min(same, key=lambda x: x.release_t or 0.0)
+            self._story(p, f.t, "confirmed", f"{f.destination} sensor")
+            self._finish(p, "placed", f.destination, p.reason, f.t, actual=f.destination)
+            return
+        other = [p for p in placing if _near(p, f.t)]
+        if other:
+            p = min(other, key=lambda x: x.release_t or 0.0)
+            self._alarm("misplaced", f"parcel {p.pid} meant for {p.destination} seen in "
+                        f"{f.destination}", f.t)  # fmt: skip
+            self._finish(p, "misplaced", p.destination or "", p.reason, f.t, actual=f.destination)
+            return
+        self._alarm("unexpected_place", f"{f.destination} sensor with no parcel due", f.t)
+
+    def _on_Curtain(self, f: Curtain) -> None:
+        was, self.curtain = self.curtain, f.broken
+        if f.broken and not was:
+            self.curtain_t = f.t if (self.moving or self.pick or self.carry) else None
+            self._stop("light curtain broken", False, f.t)
+            self._out.append(SafetyInput("fault", True, "light curtain broken", f.t))
+            self._alarm("curtain", "light curtain broken: the arm stops; reset to resume", f.t)
+
+    def _on_Estop(self, f: Estop) -> None:
+        if f.pressed and not self.estop:
+            self._stop("e-stop", True, f.t)
+        self.estop = f.pressed
+        self._out.append(SafetyInput("estop", f.pressed, "e-stop", f.t))
+
+    def _on_ReducedSpeed(self, f: ReducedSpeed) -> None:
+        if f.on == self.reduced:
+            return
+        self.reduced = f.on
+        self.mover = Mover(self.cfg, reduced=f.on)
+        if f.on and (self.pick is not None or self.carry is not None or self.moving):
+            self._stop("reduced speed: re-planning within the speed limit", False, f.t)
+
+    # ---- decisions ---------------------------------------------------------------------------
+    def _decide_label(self, p: Parcel, t: float) -> None:
+        label = p.seen.label
+        if label is None:
+            self._decided(p, self.cfg.pass_id, "unreadable", "label unreadable", t)
+            return
+        p.brain_deadline = t + self.cfg.brain_deadline_ms / 1000
+        size = p.grasp.size_mm if isinstance(p.grasp, Grasp) else None
+        self._out.append(AskBrain(p.pid, label, p.seen.class_name, size, p.brain_deadline))
+        self._story(p, t, "asked", f"label {label}")
+
+    def _route(self, p: Parcel, why: str, t: float) -> None:
+        r = self.routing.route(p.seen.label, p.seen.class_name, _size(p))
+        self._decided(p, r.chute, "routing_table", f"{why}; {r.reason}", t)
+
+    def _decided(self, p: Parcel, dest: str, source: str, reason: str, t: float) -> None:
+        p.destination, p.decision_source, p.reason = dest, source, reason
+        p.milestones["decided"] = t
+        self._story(p, t, "decided", f"{dest} ({reason})")
+        if dest == self.cfg.pass_id:
+            self._finish(p, "passed", dest, reason, t)
+            return
+        p.state = "waiting"
+
+    # ---- planning ----------------------------------------------------------------------------
+    def _can_plan(self) -> str | None:
+        if not self.running:
+            return f"safety state {self.safety_state.value}"
+        if self.curtain or self.estop:
+            return "a safety input is active"
+        if self.stopping:
+            return "stopping"
+        if self.pick is not None:
+            return "busy picking"
+        if self.q is None and self.free_at is None:
+            return "arm position unknown"
+        if not self.belt.known:
+            return "belt encoder unknown"
+        return None
+
+    def _plan(self, t: float) -> None:
+        held = [p for p in self.parcels.values() if p.state == "held"]
+        if held and self._can_plan() is None and self.carry is None and self.free_at is None:
+            self._carry_held(held[0], t)
+            return
+        if self._can_plan() is not None:
+            return
+        waiting = [p for p in self.parcels.values() if p.state == "waiting"]
+        if not waiting:
+            return
+        lead = self.cfg.tracking.lead_ms / 1000
+        if self.free_at is not None:
+            t0, q0 = max(self.free_at[0], t + lead), self.free_at[1]
+        else:
+            assert self.q is not None
+            t0, q0 = t + lead, self.q
+        cands = [Candidate(p.pid, p.grasp.target) for p in waiting if isinstance(p.grasp, Grasp)]
+        choice = choose(self.mover, q0, t0, cands, self.belt)
+        for pid, why in choice.skipped:
+            p = self.parcels[pid]
+            self._finish(p, "passed", self.cfg.pass_id, f"skipped: {why}", t)
+        for pid, why in choice.waiting:
+            self.parcels[pid].wait_reason = why
+        if choice.pick is None:
+            return
+        pid, plan = choice.pick
+        p = self.parcels[pid]
+        p.attempts += 1
+        p.state = "picking"
+        p.contact = plan.contact_xy
+        if p.first_move_t is None:
+            p.first_move_t = plan.trajectory.t0
+        p.milestones.setdefault("planned", t)
+        move_id = self._send(Move(self._move_id(), "pick", pid, plan.trajectory))
+        self.pick = PickInFlight(pid, move_id, plan)
+        x, y = plan.contact_xy
+        self._story(
+            p, t, "pick", f"attempt {p.attempts}: contact at ({x:.0f}, {y:.0f}) mm, "
+            f"t+{(plan.t_contact - t) * 1000:.0f} ms",
+        )  # fmt: skip
+
+    def _send(self, move: Move) -> int:
+        tr = move.trajectory
+        self._out.append(move)
+        self.last_move = move.move_id
+        self.free_at = (tr.t_end, tr.q[-1])
+        if not self.moving:
+            self.moving = True
+            self._out.append(SafetyInput("motion", True, f"{move.kind} move", tr.t0))
+        return move.move_id
+
+    def _move_id(self) -> int:
+        m = self._next_move
+        self._next_move += 1
+        return m
+
+    def _confirm_grip(self, pk: PickInFlight, t: float) -> None:
+        p = self.parcels[pk.pid]
+        dest = self.cfg.destination(p.destination or "")
+        assert dest is not None and isinstance(p.grasp, Grasp)
+        lead = self.cfg.tracking.lead_ms / 1000
+        g = p.grasp
+        traj = self.mover.carry(
+            pk.plan, t + lead, g.target, self.belt, dest, (g.height_mm, g.half_diagonal_mm)
+        )
+        p.milestones["gripped"] = t
+        if isinstance(traj, str):
+            self._story(p, t, "no carry", traj)
+            self._pick_failed(pk, f"gripped but no carry: {traj}", t)
+            return
+        pk.carry_sent = True
+        move = Move(self._move_id(), "carry", pk.pid, traj, replace_from=traj.t0)
+        self._send(move)
+        self.pick = None
+        self.carry = CarryInFlight(pk.pid, move.move_id, traj, traj.marks["release"])
+        p.state = "carrying"
+        p.release_t = traj.marks["release"]
+        self._story(p, t, "carry", f"grip confirmed; to {dest.id}, release at "
+                    f"t+{(p.release_t - t) * 1000:.0f} ms")  # fmt: skip
+
+    def _carry_held(self, p: Parcel, t: float) -> None:
+        """A parcel held at rest (the grip came late, or a stop came while carrying)."""
+        assert self.q is not None
+        dest = self.cfg.destination(p.destination or "")
+        if dest is None:
+            return
+        lead = self.cfg.tracking.lead_ms / 1000
+        load = (p.grasp.height_mm, p.grasp.half_diagonal_mm) if isinstance(p.grasp, Grasp) else None
+        pl = dest.place
+        traj = self.mover.to_pose(self.q, t + lead, (pl.x_mm, pl.y_mm, pl.z_mm), load)
+        if isinstance(traj, str):
+            self._alarm("unplanned", f"parcel {p.pid} held: no move to {dest.id}: {traj}", t)
+            p.state = "stuck"
+            return
+        n = math.ceil(self.cfg.suction.release_ms / 1000 / traj.dt)
+        release = traj.t_end
+        traj = Trajectory(
+            traj.t0, traj.dt, traj.q + (traj.q[-1],) * n, {**traj.marks, "release": release}
+        )
+        move = Move(self._move_id(), "place", p.pid, traj)
+        self._send(move)
+        self.carry = CarryInFlight(p.pid, move.move_id, traj, release)
+        p.state, p.release_t = "carrying", release
+        self._story(p, t, "carry", f"held parcel to {dest.id}")
+
+    # ---- outcomes ----------------------------------------------------------------------------
+    def _pick_failed(self, pk: PickInFlight, why: str, t: float) -> None:
+        p = self.parcels[pk.pid]
+        self.pick = None
+        self._out.append(Suction(False, f"parcel {p.pid}: no grip", t))
+        self._alarm("no_grip", f"parcel {p.pid}: {why} (vacuum peak {p.vacuum_peak:.0f} kPa)", t)
+        self._story(p, t, "missed", why)
+        if p.attempts <= self.cfg.tracking.max_retries:
+            p.state = "waiting"
+            return
+        self._finish(
+            p,
+            "passed",
+            self.cfg.pass_id,
+            f"no grip after {p.attempts} attempt(s): {why} (vacuum peak {p.vacuum_peak:.0f} kPa)",
+            t,
+        )
+
+    def _dropped(self, cr: CarryInFlight, f: Grip) -> None:
+        p = self.parcels[cr.pid]
+        x, y, z, _ = self.mover.kin.fk(cr.traj.at(f.t))
+        b = self.cfg.belt
+        u = x * b.sign
+        on_belt = abs(y - b.centre_y_mm) <= b.width_mm / 2
+        where = (
+            f"onto the belt at u {u:.0f} mm, y {y:.0f} mm"
+            if on_belt
+            else f"off the belt at x {x:.0f}, y {y:.0f} mm (cup z {z:.0f})"
+        )
+        cr.released = True
+        self._out.append(Suction(False, f"parcel {p.pid} dropped", f.t))
+        self._alarm("drop", f"parcel {p.pid} lost in transfer {where} (vacuum {f.kpa:.0f} kPa)",
+                    f.t)  # fmt: skip
+        self._story(p, f.t, "dropped", where)
+        self._finish(p, "dropped", p.destination or "", f"dropped in transfer {where}", f.t,
+                     dropped_at=(x, y, z))  # fmt: skip
+
+    def _released(self, cr: CarryInFlight, t: float) -> None:
+        if cr.released:
+            return
+        cr.released = True
+        p = self.parcels[cr.pid]
+        self._out.append(Suction(False, f"release parcel {p.pid}", t))
+        p.milestones["released"] = t
+        if p.state == "carrying":
+            p.state = "placing"
+            self._story(p, t, "released", f"over {p.destination}")
+        dest = self.cfg.destination(p.destination or "")
+        if dest is not None and dest.sensor_input is None:
+            self._finish(p, "unconfirmed", dest.id, f"{p.reason}; no sensor to confirm", t)
+
+    def _finish(
+        self,
+        p: Parcel,
+        outcome: Outcome,
+        dest: str,
+        reason: str,
+        t: float,
+        actual: str | None = None,
+        dropped_at: tuple[float, float, float] | None = None,
+    ) -> None:
+        if p.state == "done":
+            return
+        p.state = "done"
+        p.milestones["end"] = t
+        cycle = None
+        if p.first_move_t is not None and "released" in p.milestones:
+            cycle = round((p.milestones["released"] - p.first_move_t) * 1000, 1)
+        src = p.decision_source if p.decision_source in (
+            "brain", "routing_table", "unreadable"
+        ) else None  # fmt: skip
+        g = p.grasp
+        rec = PickRecord(
+            parcel_id=p.pid,
+            outcome=outcome,
+            destination=dest,
+            actual=actual,
+            reason=reason,
+            decision_source=src,  # type: ignore[arg-type]
+            label=p.seen.label,
+            class_name=p.seen.class_name,
+            size_mm=g.size_mm if isinstance(g, Grasp) else None,
+            attempts=p.attempts,
+            contact=p.contact,
+            dropped_at=dropped_at,
+            cycle_ms=cycle,
+            latency_ms=_latencies(p.milestones),
+            story=tuple(p.story),
+        )
+        self.records.append(rec)
+        self._out.append(PublishPick(rec))
+        self.parcels.pop(p.pid, None)
+        self.by_track.pop(p.track_id, None)
+
+    # ---- stops -------------------------------------------------------------------------------
+    def _stop(self, cause: str, emergency: bool, t: float) -> None:
+        self._out.append(StopMotion(cause, emergency, t))
+        self.stopping = self.moving or self.pick is not None or self.carry is not None
+        self._abandon(cause, t)
+
+    def _abandon(self, cause: str, t: float) -> None:
+        """Every queued move is gone (a stop): picks are retried later, a carried parcel is
+        held (the valve keeps it) and carried on after the restart."""
+        if self.pick is not None:
+            pk, self.pick = self.pick, None
+            p = self.parcels.get(pk.pid)
+            if p is not None:
+                if pk.suction_on:
+                    self._out.append(Suction(False, f"stop: {cause}", t))
+                self._story(p, t, "stopped", cause)
+                p.state = "waiting"
+        if self.carry is not None:
+            cr, self.carry = self.carry, None
+            p = self.parcels.get(cr.pid)
+            if p is not None and p.state == "carrying" and not cr.released:
+                p.state = "held"
+                self._story(p, t, "stopped", f"{cause}; held by the cup")
+        self.free_at = None
+
+    def _at_rest(self, q: Joints, t: float) -> None:
+        self.q = q
+        self.free_at = None
+        self.stopping = False
+        if self.moving:
+            self.moving = False
+            self._out.append(SafetyInput("motion", False, "arm at rest", t))
+
+    # ---- time --------------------------------------------------------------------------------
+    def _camera_alive(self, t: float) -> None:
+        self.last_frame = t
+        if self.camera_silent:
+            self.camera_silent = False
+            self._alarm("camera_back", "camera frames again", t)
+
+    def _timers(self, t: float) -> None:
+        for p in list(self.parcels.values()):
+            if p.state == "deciding" and p.brain_deadline is not None and t >= p.brain_deadline:
+                self._route(p, f"no brain answer in {self.cfg.brain_deadline_ms} ms", t)
+        pk = self.pick
+        if pk is not None and not pk.suction_on and t >= pk.plan.trajectory.t0 - 1e-9:
+            pk.suction_on = True
+            self._out.append(Suction(True, f"pick parcel {pk.pid}", t))
+        if pk is not None and not pk.carry_sent:
+            confirm = self.cfg.suction.grip_confirm_ms / 1000
+            lead = self.cfg.tracking.lead_ms / 1000
+            if pk.sealed_since is not None and t - pk.sealed_since >= confirm - 1e-9:
+                if t + lead <= pk.plan.t_lift:
+                    self._confirm_grip(pk, t)
+                else:
+                    self._pick_failed(pk, "grip confirmed too late for the lift", t)
+            elif t + lead > pk.plan.t_lift and pk.sealed_since is None:
+                self._pick_failed(
+                    pk, f"no seal within grip_window_ms {self.cfg.suction.grip_window_ms:.0f}", t
+                )
+            elif t + lead > pk.plan.t_lift:
+                self._pick_failed(pk, "the seal came too late to confirm before the lift", t)
+        cr = self.carry
+        if cr is not None and not cr.released and t >= cr.release_t:
+            self._released(cr, t)
+        if cr is not None and cr.released and self.free_at is not None and t >= self.free_at[0]:
+            pass  # MotionEnded closes it
+        for p in list(self.parcels.values()):
+            if p.state == "placing" and p.release_t is not None:
+                dest = self.cfg.destination(p.destination or "")
+                limit = dest.confirm_ms / 1000 if dest else 1.0
+                if t > p.release_t + limit:
+                    self._alarm("unconfirmed_place", f"parcel {p.pid}: {p.destination} sensor "
+                                f"saw nothing in {limit * 1000:.0f} ms", t)  # fmt: skip
+                    self._finish(p, "unconfirmed", p.destination or "", p.reason, t)
+        silent = self.cfg.camera.silent_ms / 1000
+        if self.last_frame is not None and not self.camera_silent and t - self.last_frame > silent:
+            self.camera_silent = True
+            self._alarm(
+                "camera_silent",
+                f"no camera frame for {self.cfg.camera.silent_ms} ms: parcels not seen pass "
+                "unpicked (nothing is picked blind)",
+                t,
+            )
+        if self.carry is not None and self.carry.released and self.free_at is None:
+            self.carry = None
+
+    # ---- small helpers -----------------------------------------------------------------------
+    def _story(self, p: Parcel, t: float, stage: str, detail: str) -> None:
+        count = round(self.belt.count_at(t)) if self.belt.known else p.seen.count
+        p.story.append(StoryEntry(round(t, 4), count, stage, detail))
+
+    def _alarm(self, kind: AlarmKind, detail: str, t: float) -> None:
+        self._out.append(Alarm(kind, detail, t))
+
+    def status(self) -> dict[str, Any]:
+        """What the node shows in status and health: counts and the arm's activity."""
+        by_state: dict[str, int] = {}
+        for p in self.parcels.values():
+            by_state[p.state] = by_state.get(p.state, 0) + 1
+        outcomes: dict[str, int] = {}
+        for r in self.records:
+            outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
+        return {
+            "parcels": by_state,
+            "outcomes": outcomes,
+            "picking": self.pick.pid if self.pick else None,
+            "carrying": self.carry.pid if self.carry else None,
+            "reduced_speed": self.reduced,
+            "camera_silent": self.camera_silent,
+            "curtain_broken": self.curtain,
+            "belt_mm_s": round(self.belt.speed_mm_s, 1),
+        }
+
+
+def _near(p: Parcel, t: float) -> bool:
+    if p.release_t is None:
+        return False
+    return p.release_t - PLACE_EARLY_S <= t
+
+
+def _size(p: Parcel) -> tuple[float, float, float] | None:
+    return p.grasp.size_mm if isinstance(p.grasp, Grasp) else None
+
+
+def _describe(f: ParcelSeen) -> str:
+    h = f"x{f.height_mm:.0f}" if f.height_mm is not None else ""
+    return (
+        f"track {f.track_id} {f.class_name or '?'} {f.length_mm:.0f}x{f.width_mm:.0f}{h} mm "
+        f"at along {f.along_mm:.0f} count {f.count} label {f.label or '-'}"
+    )
+
+
+_STAGES = (
+    ("seen_to_decided", "seen", "decided"),
+    ("decided_to_planned", "decided", "planned"),
+    ("planned_to_gripped", "planned", "gripped"),
+    ("gripped_to_released", "gripped", "released"),
+    ("released_to_end", "released", "end"),
+)
+
+
+def _latencies(m: dict[str, float]) -> dict[str, float]:
+    return {name: round((m[b] - m[a]) * 1000, 3) for name, a, b in _STAGES if a in m and b in m}
+
+
+def feed_safety(safety: SafetyMachine, inp: SafetyInput) -> list[SafetyAction]:
+    """Hand one of the core's ``SafetyInput`` to the shared safety machine; its answer goes
+    to the devices (``host.apply_safety``) and back to ``ArmCore.on_safety``."""
+    if inp.kind == "estop":
+        return safety.estop(inp.value, inp.t)
+    if inp.kind == "fault":
+        return safety.fault(inp.cause, inp.t)
+    return safety.belt(inp.value, inp.t)
