@@ -174,23 +174,48 @@ class RabbitCluster:
         m.pid = proc.pid
 
     def start(self, timeout: float = 180.0) -> RabbitCluster:
-        """Start every member at once and wait until each serves MQTT and AMQP."""
+        """Start the first member, then the others together; wait until each serves MQTT and
+        AMQP and every member's MQTT client-id tracker has every member.
+
+        Why not all at once: RabbitMQ 3.10 tracks MQTT client ids in a Raft cluster
+        (``mqtt_node``) that each member creates or joins when its plugin starts; members
+        booted together formed two of them here, and after a member was killed the MQTT
+        listener of the one left outside refused every client ("client ID registration timed
+        out"). Started after the first one, the others join its tracker."""
         if not available():
             raise ClusterError(
                 f"RabbitMQ is not installed ({RABBITMQ_BIN}/rabbitmq-server missing): "
                 "apt-get install rabbitmq-server (scripts/system-deps.sh)"
             )
         self._prepare()
-        for m in self.members:
-            self._spawn(m)
         try:
-            for m in self.members:
+            self._spawn(self.members[0])
+            self.wait_ready(0, timeout)
+            for m in self.members[1:]:
+                self._spawn(m)
+            for m in self.members[1:]:
                 self.wait_ready(m.index, timeout)
+            self.check_mqtt_tracker()
         except BaseException:
             self.stop()
             raise
         self._save()
         return self
+
+    def check_mqtt_tracker(self, timeout: float = 60.0) -> None:
+        """Raise ClusterError unless every member's MQTT client-id tracker has all members."""
+        deadline = time.monotonic() + timeout
+        for m in self.members:
+            while True:
+                out = self.ctl("eval", "ra:members({mqtt_node, node()}).", index=m.index)
+                if out.startswith("{ok,") and all(x.name in out for x in self.members):
+                    break
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"RabbitMQ member {m.name}: its MQTT client-id tracker is not the "
+                        f"cluster's ({' '.join(out.split())[:200]})"
+                    )
+                time.sleep(1.0)
 
     def wait_ready(self, index: int, timeout: float = 180.0) -> None:
         m = self.members[index]

@@ -69,6 +69,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="AMQP URLs of the same cluster for the worker pool (without it, with --broker: "
         "the single-process brain over MQTT)",
     )
+    parser.add_argument(
+        "--broker-pids",
+        metavar="PID[,PID...]",
+        help="with --broker: the broker's processes, whose CPU the report gives",
+    )
     parser.add_argument("--workers", type=int, default=2, help="brain worker processes")
     parser.add_argument("--partitions", type=int, default=8, help="brain queue partitions")
     parser.add_argument(
@@ -429,6 +434,7 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
             mqtt_urls = [u.strip() for u in args.broker.split(",") if u.strip()]
             amqp_urls = [u.strip() for u in (args.amqp or "").split(",") if u.strip()]
             kind = "external"
+            broker_pids = [int(p) for p in (args.broker_pids or "").split(",") if p.strip()]
         else:
             say("starting a 3-member RabbitMQ cluster (about 30 s) ...")
             cluster = RabbitCluster(workdir / "rabbitmq").start()
