@@ -104,6 +104,23 @@ SPECS: tuple[MessageSpec, ...] = (
     _spec(0x88, "motion_stopped", "reason:B", "seg:H", "clock:Q", *JOINT_FIELDS),
     _spec(0x89, "grip_changed", "gripped:B", "pressure_pa:I", "clock:Q"),
     _spec(0x8A, "vacuum_report", "pressure_pa:I", "valve:B", "clock:Q"),
+    # vehicle drive (protocol 2, docs/mcu-protocol.md section 13; issue 15): timed wheel
+    # velocity setpoints on the MCU clock (i32 um/s), wheel encoders (i64 counts), the
+    # protective field (safety lidar OSSD) and e-stop inputs
+    _spec(0x20, "config_drive", "req:H", "left:B", "right:B", "counts_per_m:I",
+          "max_speed:I", "max_accel:I", "stop_decel:I", "field_pin:B", "field_level:B",
+          "estop_pin:B", "estop_level:B"),
+    _spec(0x21, "queue_wheel_setpoint", "req:H", "clock:Q", "left:i", "right:i", "hold_ms:H"),
+    _spec(0x22, "stop_drive", "req:H"),
+    _spec(0x23, "resume_drive", "req:H"),
+    _spec(0x24, "get_drive", "req:H"),
+    _spec(0x25, "config_wheel_report", "req:H", "interval_ms:H"),
+    _spec(0x58, "drive_state", "req:H", "state:B", "reason:B", "queued:B", "free:B",
+          "safety:B", "clock:Q", "left_count:q", "right_count:q", "left:i", "right:i"),
+    _spec(0x90, "wheel_report", "clock:Q", "left_count:q", "right_count:q", "left:i",
+          "right:i", "safety:B"),
+    _spec(0x91, "drive_stopped", "reason:B", "clock:Q", "left_count:q", "right_count:q"),
+    _spec(0x92, "safety_changed", "safety:B", "clock:Q", "left_count:q", "right_count:q"),
 )
 # fmt: on
 
@@ -134,6 +151,23 @@ STOP_WATCHDOG = 3
 STOP_COMMAND = 4
 STOP_NAMES = ("end of move", "queue underrun", "safety input", "watchdog", "stop command")
 NO_PIN = 0xFF  # config_motion.safety_pin: no safety input
+
+# vehicle drive (section 13; issue 15): drive_state.state, drive_stopped.reason, safety bits
+DRIVE_IDLE = 0
+DRIVE_WAITING = 1  # a setpoint is queued, its clock is still ahead: standing
+DRIVE_MOVING = 2
+DRIVE_STOPPING = 3  # a stop ramp is under way
+DRIVE_HALTED = 4  # stopped by underrun, a safety input or the watchdog: resume_drive
+DRIVE_STOP_UNDERRUN = 1
+DRIVE_STOP_FIELD = 2
+DRIVE_STOP_WATCHDOG = 3
+DRIVE_STOP_COMMAND = 4
+DRIVE_STOP_ESTOP = 5
+DRIVE_STOP_NAMES = {
+    1: "setpoint underrun", 2: "protective field", 3: "watchdog", 4: "stop command", 5: "e-stop",
+}
+SAFETY_FIELD = 0x01  # safety bit: the protective field is violated (OSSD off)
+SAFETY_ESTOP = 0x02  # safety bit: the e-stop circuit is open
 
 # reasons of the "started" event
 START_POWER_ON = 0
