@@ -15,21 +15,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edge.config.board import BoardConfig
+    from edge.config.board import BoardBase, BoardConfig
     from edge.config.store import StoredConfig
+    from edge.runtime.node import Node
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "run",
-        help="run the node: the sorting cell described by a board config",
-        description="Load the board config, connect the MCU, the PLC, the scanners and the "
-        "fleet link, and run the cell controller and its safety machine until SIGINT or "
-        "SIGTERM; then stop the belt, cancel every stroke, publish 'offline' and flush the "
-        "outbox. The belt starts only on the 'start' command (MQTT: cmd/start) or, with "
-        "--start, once at boot when the cell is ready; after an e-stop or a fault it needs "
-        "a 'reset' and a 'start'. Under systemd (Type=notify, WatchdogSec=) it reports "
-        "READY and pings the watchdog.",
+        help="run the node: the machine (sorting line, arm, vehicle) a board config describes",
+        description="Load the board config and run the machine its 'machine:' key names "
+        "(diverter, the sorting line, when absent; arm; amr) on the node runtime: connect its "
+        "devices and the fleet link, and run its controller and the safety machine until "
+        "SIGINT or SIGTERM; then stop the machine, make its devices safe, publish 'offline' "
+        "and flush the outbox. The machine starts only on the 'start' command (MQTT: "
+        "cmd/start) or, with --start, once at boot when it is ready; after an e-stop or a "
+        "fault it needs a 'reset' and a 'start'. Under systemd (Type=notify, WatchdogSec=) it "
+        "reports READY and pings the watchdog (docs/runtime.md).",
         epilog="Examples: wolfpack run /etc/wolfpack/config.yaml --health-file "
         "/run/wolfpack/health.json;  wolfpack run --config-dir /etc/wolfpack",
     )
@@ -44,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--start",
         action="store_true",
-        help="start the belt once the cell is ready at boot (simulator, supervised setups)",
+        help="start the machine once it is ready at boot (simulator, supervised setups)",
     )
     parser.add_argument(
         "--health-file",
@@ -62,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from edge.config import ConfigError, load_board_config
     from edge.logsetup import setup_logging
-    from edge.node.cell_node import CellNode
+    from edge.runtime.machine import MachineError
 
     if (args.config is None) == (args.config_dir is None):
         print("give either a config FILE or --config-dir DIR (not both)")
@@ -104,16 +106,34 @@ def _run(args: argparse.Namespace) -> int:
             return _failed_start(args, f"invalid config: {exc.render()}")
     if args.node_id is None:
         setup_logging(node=board.node.id, json_lines=args.log_json, level=args.log_level)
-    if board.cell is None:
-        print(f"{path}: no 'cell:' section; 'wolfpack run' runs a sorting cell")
-        return _failed_start(args, "the config has no 'cell:' section")
     version = args.config_version or hashlib.sha256(_read(path)).hexdigest()[:12]
-    node = CellNode(
-        board, config_version=version, health_file=args.health_file, start_when_ready=args.start
-    )
+    try:
+        node = build_node(board, version, args.health_file, args.start)
+    except MachineError as exc:
+        print(f"{path}: {exc}")
+        return _failed_start(args, str(exc))
     if args.config_dir is None:
         return asyncio.run(_serve(node))
     return _run_from_store(node, Path(args.config_dir), board, int(version), args.health_file)
+
+
+def build_node(board: BoardBase, version: str, health_file: str | None, start: bool) -> Node:
+    """The runtime hosting the machine ``board.machine`` names (edge/runtime/registry.py)."""
+    from edge.runtime.machine import MachineContext, MachineError
+    from edge.runtime.node import Node
+    from edge.runtime.registry import kind
+
+    k = kind(board.machine)
+    if k.name == "diverter" and getattr(board, "cell", None) is None:
+        raise MachineError("the config has no 'cell:' section; a diverter line needs one")
+    health = Path(health_file) if health_file else None
+    ctx = MachineContext(config_version=version, health_file=health, start_when_ready=start)
+    try:
+        machine = k.create(board, ctx)
+    except (ValueError, OSError) as exc:  # the machine refuses this config, or a path
+        raise MachineError(f"machine {k.name!r} cannot start: {exc}") from None
+    return Node(board, machine, config_version=version, health_file=health_file,
+                start_when_ready=start)  # fmt: skip
 
 
 def _read(path: Path) -> bytes:
@@ -208,9 +228,9 @@ def _failed_start(args: argparse.Namespace, why: str) -> int:
 
 
 async def _serve(node: object, reload: threading.Event | None = None) -> int:
-    from edge.node.cell_node import CellNode
+    from edge.runtime.node import Node
 
-    assert isinstance(node, CellNode)
+    assert isinstance(node, Node)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

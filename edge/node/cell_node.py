@@ -1,21 +1,27 @@
-"""The sorting-cell node: the cell core and the safety machine between the real drivers.
+"""The diverter sorting line as a machine on the shared node runtime (docs/runtime.md).
 
-Everything that changes the cell's state happens on one asyncio loop, in ``feed`` (facts for
-the cell core) and ``apply_safety`` (the safety machine's actions), so the pure cores never
-see two facts at once. Drivers that run in threads (Modbus polling, the fleet link's
-command thread) hand their facts to this loop; MCU and line devices are asyncio already.
+``DiverterMachine`` puts the cell core (``edge/cell/``) between the real drivers: the MCU
+link and its diverter strokes, the PLC's belt, the scanners, the camera and the brain's
+routes. The runtime (``edge.runtime.node.Node``) hosts it: the safety machine, operator
+commands, fleet link, health, shutdown. Everything that changes the cell's state happens
+on the runtime's one asyncio loop, in ``feed`` (facts for the cell core) and
+``act_on_safety`` (the safety machine's actions), so the pure cores never see two facts at
+once. Drivers that run in threads (Modbus polling, the fleet link's command thread) hand
+their facts to this loop; MCU and line devices are asyncio already.
+
+``CellNode`` is the diverter machine already hosted by a runtime, as built before machines
+had kinds: ``CellNode(board, ...)``, ``await node.run(stop)``, ``node.command("start")``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections import Counter
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.cell.controller import CellCore
 from edge.cell.events import (
@@ -41,25 +47,17 @@ from edge.cell.events import (
 from edge.cell.mcu_adapter import McuDiverter
 from edge.config.board import BoardConfig
 from edge.node.encoder import EncoderClock
-from edge.node.faults import FaultTracker
-from edge.node.fleet import FleetBridge
 from edge.node.parcel_journal import ParcelJournal
 from edge.node.plc_belt import PlcBelt, PlcStatus
-from edge.node.reporter import Reporter
-from edge.node.supervisor import Supervisor
-from edge.node.systemd import Notifier
+from edge.runtime.machine import Machine, MachineContext
+from edge.runtime.node import Node
 from edge.safety.machine import (
     AllowDiverting,
     CancelAllStrokes,
-    DegradedChanged,
-    Refused,
     SafetyAction,
-    SafetyAlarm,
-    SafetyMachine,
     StartBelt,
     State,
     StopBelt,
-    Transition,
 )
 from firmware_bridge.linedev.device import LineDevice
 from firmware_bridge.linedev.events import LineError, NoRead, Read, StateChange
@@ -67,30 +65,38 @@ from firmware_bridge.mcu import McuError, McuLink
 from firmware_bridge.mcu import messages as m
 from firmware_bridge.mcu.link import StateChange as McuStateChange
 
+if TYPE_CHECKING:
+    from edge.node.fleet import FleetBridge
+    from edge.runtime.faults import FaultTracker
+    from edge.runtime.reporter import Reporter
+    from edge.runtime.supervisor import Supervisor
+    from edge.runtime.systemd import Notifier
+    from edge.safety.config import SafetyConfig
+    from edge.safety.machine import SafetyMachine
+
 log = logging.getLogger("wolfpack.node")
 
-TICK_S = 0.02  # timer tick: brain deadlines, safety deadlines, health
 ENCODER_REPORT_MS = 10
-HEALTHY_STATES = (State.READY, State.RUNNING, State.STOPPING)
 
 
-class CellNode:
+class DiverterMachine(Machine):
+    """The diverter line: belt, photo-eyes, scanners, camera, diverter strokes into chutes."""
+
+    kind = "diverter"
+    label = "cell"
+
     def __init__(
         self,
         board: BoardConfig,
+        ctx: MachineContext | None = None,
         *,
-        config_version: str = "",
-        health_file: str | Path | None = None,
-        start_when_ready: bool = False,
         journal_file: str | Path | None = None,
     ) -> None:
         if board.cell is None:
             raise ValueError("this board config has no cell section; a cell node needs one")
+        ctx = ctx or MachineContext()
         self.board = board
         self.cell = board.cell
-        self.config_version = config_version
-        self.health_file = Path(health_file) if health_file else None
-        self.start_when_ready = start_when_ready
         self.core = CellCore(self.cell)
         devices = {"mcu"}
         if self.cell.plc is not None:
@@ -101,17 +107,12 @@ class CellNode:
             devices.add("camera")
         if board.mqtt is not None:
             devices.add("brain")
-        self.safety = SafetyMachine(self.cell.safety, devices)
+        self._devices = frozenset(devices)
         self.encoder = EncoderClock()
-        self.supervisor = Supervisor(on_crash=self._task_crashed)
-        self.notifier = Notifier()
-        self.counters: Counter[str] = Counter()
         self.decisions: Counter[str] = Counter()
-        self.loop: asyncio.AbstractEventLoop | None = None
         self.mcu: McuLink | None = None
         self.diverter: McuDiverter | None = None
         self.plc: PlcBelt | None = None
-        self.fleet: FleetBridge | None = None
         self.scanners: list[LineDevice] = []
         self.camera: Any = None  # edge.node.camera_feed.CameraFeed when cell.camera is set
         self._mcu_ops: dict[int, asyncio.Task[None]] = {}
@@ -120,41 +121,99 @@ class CellNode:
         self._brain_up = False
         self._plc_last: PlcStatus | None = None
         self._scanner_up: dict[str, bool] = {}
-        self._refusals: list[Refused] = []
-        self._health: dict[str, Any] = {}
-        self._started_belt = False
-        self._closing = False
-        self._background: set[asyncio.Task[Any]] = set()
-        self.reporter = Reporter("node-report")
+        self._heartbeat_due = 0.0
+        self._background: set[asyncio.Task[Any]] = set()  # belt commands until confirmed
         self.metrics: Any = None  # edge.node.metrics.NodeMetrics with a metrics: section
-        if board.metrics is not None:
-            from edge.node.metrics import NodeMetrics
-
-            self.metrics = NodeMetrics(self, board.metrics)
-        self.faults = FaultTracker(self)  # the state's faults list, synced after each safety pass
         self.telemetry: Any = None  # edge.node.telemetry.NodeTelemetry once a fleet link is up
         self.sparkplug: Any = None  # edge.node.sparkplug_bridge.SparkplugBridge when enabled
-        self._heartbeat_due = 0.0
+        self.journal: ParcelJournal | None = None
+        self._journal_path = _journal_path(
+            board, ctx.health_file, journal_file if journal_file is not None else (
+                ctx.state_dir / f"{board.node.id}.parcels.json" if ctx.state_dir else None)
+        )  # fmt: skip
         # Nothing is diverted before an operator's start (or --start): a restarted node may
         # find parcels and a moving belt, and must not act on them until told to.
         self.core.handle(Halt("waiting for an operator's start", time.monotonic()))
-        journal = _journal_path(board, self.health_file, journal_file)
-        self.journal = ParcelJournal(journal, self.reporter) if journal is not None else None
-        if self.journal is not None:
+
+    def bind(self, host: Any) -> None:
+        super().bind(host)
+        if self.board.metrics is not None:
+            from edge.node.metrics import NodeMetrics
+
+            self.metrics = NodeMetrics(self, self.board.metrics)
+        if self._journal_path is not None:
+            self.journal = ParcelJournal(self._journal_path, self.reporter)
             self.journal.load(self.core)
 
-    # ---- lifecycle ---------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then shut down safely."""
-        self.loop = asyncio.get_running_loop()
-        await self._open()
-        self.notifier.ready(f"cell {self.safety.state.value}")
-        try:
-            await stop.wait()
-        finally:
-            await self.shutdown()
+    # ---- the runtime's services, by the names this machine's helpers use --------------------
+    @property
+    def safety(self) -> SafetyMachine:
+        return self.host.safety
 
-    async def _open(self) -> None:
+    @property
+    def supervisor(self) -> Supervisor:
+        return self.host.supervisor
+
+    @property
+    def notifier(self) -> Notifier:
+        return self.host.notifier
+
+    @property
+    def reporter(self) -> Reporter:
+        return self.host.reporter
+
+    @property
+    def counters(self) -> Counter[str]:
+        return self.host.counters
+
+    @property
+    def fleet(self) -> FleetBridge | None:
+        return self.host.fleet
+
+    @property
+    def faults(self) -> FaultTracker:
+        return self._node.faults
+
+    @property
+    def config_version(self) -> str:
+        return self.host.config_version
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self.host.loop
+
+    @property
+    def _closing(self) -> bool:
+        return self.host.closing
+
+    @property
+    def _node(self) -> Node:
+        assert isinstance(self.host, Node)
+        return self.host
+
+    def apply_safety(self, actions: list[SafetyAction]) -> None:
+        self.host.apply_safety(actions)
+
+    def _on_operator(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """An operator command through the runtime (the Sparkplug bridge's commands)."""
+        return self._node._on_operator(name, args)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.host.spawn(coro)
+
+    # ---- the Machine interface --------------------------------------------------------------
+    @property
+    def safety_config(self) -> SafetyConfig:
+        return self.cell.safety
+
+    @property
+    def devices(self) -> frozenset[str]:
+        return self._devices
+
+    def attach_fleet(self, fleet: FleetBridge) -> None:
+        fleet.attach_brain(self.cell.brain, self._on_route, self._ask_failed)
+
+    async def open(self) -> None:
         assert self.loop is not None
         board, cell = self.board, self.cell
         mcu_cfg = next(x for x in board.mcus if x.name == cell.belt.mcu)
@@ -174,21 +233,6 @@ class CellNode:
             self.mcu.adopt_actions(pending_actions(self.journal.saved).values())
         self.mcu.on_event(self._on_mcu_event)
         self.mcu.on_state(self._on_mcu_state)
-        if board.mqtt is not None:
-            self.fleet = FleetBridge(
-                board.mqtt,
-                board.node.site,
-                board.node.id,
-                cell.brain,
-                self.loop,
-                self._on_route,
-                self._on_operator,
-                config_version=self.config_version,
-                reporter=self.reporter,
-                on_ask_failed=self._ask_failed,
-            )
-            self.fleet.link.extra_state = self._state_extra
-            self.fleet.start()
         if cell.plc is not None:
             self.plc = PlcBelt(board.modbus, cell.plc, self.loop, self._on_plc)
             self.plc.start()
@@ -209,22 +253,12 @@ class CellNode:
 
         self.telemetry = start_telemetry(self)
         self.supervisor.start("mcu", self._mcu_task)
-        self.supervisor.start("timer", self._timer_task)
         if self.metrics is not None:
             self.metrics.start()  # its own thread; a scrape never waits for this loop
-        log.info(
-            "cell node %s/%s started: devices %s; safety %s",
-            board.node.site, board.node.id, ", ".join(sorted(self.safety.devices)),
-            self.safety.state.value,
-        )  # fmt: skip
 
-    async def shutdown(self) -> None:
-        """Belt stopped, strokes cancelled, offline published, outbox flushed."""
-        self.notifier.stopping()
-        now = time.monotonic()
-        self._closing = True  # from here, devices going away is the plan, not a fault
-        self.apply_safety(self.safety.stop(now) if self.safety.state is State.RUNNING else [])
-        self.feed(Halt("node shutting down", now))
+    async def make_safe(self) -> None:
+        """Strokes cancelled, the belt stopped (the runtime's safety stop went first)."""
+        self.feed(Halt("node shutting down", time.monotonic()))
         if self.diverter is not None and self.mcu is not None and self.mcu.state.up:
             try:
                 await asyncio.wait_for(self.diverter.cancel_all(), 2.0)
@@ -235,28 +269,81 @@ class CellNode:
                 await asyncio.wait_for(self.plc.command(False), 2.0)
             except Exception as exc:  # the PLC may be the reason we stop
                 log.warning("stopping the belt at shutdown: %s", exc)
-        await self.supervisor.stop()
+
+    async def close(self) -> None:
         for dev in self.scanners:
             await dev.stop()
         if self.plc is not None:
             await asyncio.to_thread(self.plc.stop)
         if self.mcu is not None:
             await self.mcu.close()
-        await asyncio.to_thread(self.reporter.flush, 3.0)
-        if self.sparkplug is not None:  # last values, NDEATH, disconnect
+        if self.sparkplug is not None:  # NDEATH, disconnect
             await asyncio.to_thread(self.sparkplug.stop)
-        if self.fleet is not None:
-            drained = await asyncio.to_thread(self.fleet.link.wait_drained, 3.0)
-            if not drained:
-                log.warning("outbox not drained at shutdown; it is kept on disk and sent later")
-            await asyncio.to_thread(self.fleet.stop)
-        self._write_health(force=True, status="stopped")
-        if self.journal is not None:
-            self.journal.close(self.core, self.encoder.count, self._pending_actions())
-        await asyncio.to_thread(self.reporter.close, 3.0)
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.stop)
-        log.info("cell node stopped")
+
+    def finish(self) -> None:
+        if self.journal is not None:
+            self.journal.close(self.core, self.encoder.count, self._pending_actions())
+
+    def act_on_safety(self, actions: Sequence[SafetyAction]) -> None:
+        """Devices first: the belt command handed to the PLC's writer, every stroke's cancel
+        on the wire, the core halted or resumed. No reporting here (the runtime reports)."""
+        now = time.monotonic()
+        for action in actions:
+            if isinstance(action, StopBelt):
+                self._drive_belt(False, action.cause, quick=action.quick or action.emergency)
+            elif isinstance(action, CancelAllStrokes):
+                self._cancel_all_now()  # on the wire before the core or anyone hears of it
+                self.feed(Halt(action.cause, now))
+                if self.diverter is not None:
+                    self._spawn(self._cancel_all())
+            elif isinstance(action, StartBelt):
+                self._drive_belt(True, action.cause)
+            elif isinstance(action, AllowDiverting):
+                self.feed(Resume(now))
+
+    def report_safety(self, action: SafetyAction) -> None:
+        if isinstance(action, StopBelt | StartBelt):
+            log.info("belt %s: %s", "start" if isinstance(action, StartBelt) else "stop",
+                     action.cause)  # fmt: skip
+
+    def tick(self, now: float) -> None:
+        if self.plc is not None and now >= self._heartbeat_due:
+            self._heartbeat_due = now + self.cell.plc.heartbeat_ms / 1000  # type: ignore[union-attr]
+            self.plc.heartbeat()  # from this loop: a hung loop stops it, and the PLC the belt
+        self._check_brain(now)
+        count = self.encoder.count
+        if count is not None:
+            self.feed(Tick(count, now))
+        if self.journal is not None:
+            self.journal.tick(self.core, count, now, self._pending_actions())
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "parcels": dict(self.counters),
+            "decisions": dict(self.decisions),
+            "active_parcels": len(self.core.active),
+        }
+
+    def state_extra(self, health: dict[str, Any]) -> dict[str, Any]:
+        return {"cell": {**health, "parcels": dict(self.counters)}}
+
+    def device_reason(self, device: str) -> str | None:
+        if device == "plc":
+            st = self._plc_last
+            if st is None:
+                return "no status from the PLC yet"
+            return (st.why or "PLC offline") if not st.online else "PLC status incomplete"
+        if device == "mcu":
+            mcu = self.mcu
+            return f"MCU link {mcu.state.value}" if mcu is not None else "MCU link not opened"
+        if device == "scanner":
+            down = sorted(name for name, up in self._scanner_up.items() if not up)
+            return f"not connected: {', '.join(down)}" if down else "scanner not up"
+        if device == "camera":
+            return "no frames from the camera"
+        return None
 
     # ---- the cell core ------------------------------------------------------------------------
     def feed(self, event: CellEvent) -> None:
@@ -387,109 +474,13 @@ class CellNode:
         else:
             self.apply_safety(self.safety.device_lost("brain", why, now))
 
-    # ---- operators ------------------------------------------------------------------------------
-    def _on_operator(self, name: str, _args: dict[str, Any]) -> dict[str, Any]:
-        now = time.monotonic()
-        if name == "status":
-            return self.status()
-        actions = {"start": self.safety.start, "stop": self.safety.stop,
-                   "reset": self.safety.reset}[name](now)  # fmt: skip
-        self.apply_safety(actions)
-        refused = [a for a in actions if isinstance(a, Refused)]
-        if refused:
-            return {"refused": refused[0].why, "state": self.safety.state.value}
-        return {"state": self.safety.state.value}
-
-    def command(self, name: str) -> dict[str, Any]:
-        """start / stop / reset / status from this process (tests, the CLI)."""
-        return self._on_operator(name, {})
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "state": self.safety.state.value,
-            "devices_up": sorted(self.safety.up),
-            "degraded": sorted(self.safety.degraded),
-            "parcels": dict(self.counters),
-            "decisions": dict(self.decisions),
-            "active_parcels": len(self.core.active),
-            "tasks": {n: s.restarts for n, s in self.supervisor.status.items()},
-            "reporting": {
-                **self.reporter.stats(),
-                "safety_report_errors": self.counters["report_errors"],
-            },
-        }
-
-    # ---- safety -------------------------------------------------------------------------------
-    def apply_safety(self, actions: list[SafetyAction]) -> None:
-        """Act on the devices first, then report. Device commands are handed to their
-        threads and tasks before any report is made; reports go to the reporting thread
-        and cannot raise here, so no failure there can delay or skip a stop."""
-        now = time.monotonic()
-        for action in actions:
-            if isinstance(action, StopBelt):
-                self._drive_belt(False, action.cause)
-            elif isinstance(action, CancelAllStrokes):
-                self._cancel_all_now()  # on the wire before the core or anyone hears of it
-                self.feed(Halt(action.cause, now))
-                if self.diverter is not None:
-                    self._spawn(self._cancel_all())
-            elif isinstance(action, StartBelt):
-                self._drive_belt(True, action.cause)
-            elif isinstance(action, AllowDiverting):
-                self.feed(Resume(now))
-        for action in actions:
-            try:
-                self._report_safety(action)
-            except Exception:  # reporting is never allowed to break the safety path
-                self.counters["report_errors"] += 1
-        self._write_health()
-
-    def _report_safety(self, action: SafetyAction) -> None:
-        if isinstance(action, Transition):
-            log.warning(
-                "safety %s -> %s: %s",
-                action.from_state.value, action.to_state.value, action.cause,
-            )  # fmt: skip
-            if self.fleet is not None:
-                self.fleet.event(
-                    "safety",
-                    {"from": action.from_state.value, "to": action.to_state.value,
-                     "cause": action.cause},
-                )  # fmt: skip
-                self.fleet.request_state()
-            self.notifier.status(f"cell {action.to_state.value}: {action.cause}")
-            if action.to_state is State.READY and self.start_when_ready:
-                self._maybe_autostart()
-        elif isinstance(action, StopBelt | StartBelt):
-            log.info("belt %s: %s", "start" if isinstance(action, StartBelt) else "stop",
-                     action.cause)  # fmt: skip
-        elif isinstance(action, DegradedChanged):
-            if self.fleet is not None:
-                self.fleet.event(
-                    "degraded", {"devices": sorted(action.devices), "cause": action.cause}
-                )
-        elif isinstance(action, Refused):
-            self._refusals.append(action)
-            del self._refusals[:-100]
-            log.warning("%s refused: %s", action.command, action.why)
-        elif isinstance(action, SafetyAlarm):
-            log.error("safety alarm: %s", action.detail)
-            self.faults.raise_alarm(action.detail)  # reported (and cleared at reset) by sync
-
-    def _maybe_autostart(self) -> None:
-        if self._started_belt:
-            return  # only once, at boot: after an e-stop or fault a person starts the cell
-        self._started_belt = True
-        assert self.loop is not None
-        self.loop.call_soon(lambda: self.apply_safety(self.safety.start(time.monotonic())))
-
-    def _drive_belt(self, run: bool, cause: str) -> None:
+    def _drive_belt(self, run: bool, cause: str, quick: bool = False) -> None:
         """Command the belt now (the write leaves before this returns); a stop is retried
-        until the PLC confirms it."""
+        until the PLC confirms it. ``quick``: on the drive's quick-stop ramp (a fault)."""
         if self.plc is None:
             return
         speed = self.cell.belt.nominal_speed_mm_s if run else None
-        task = self.plc.drive(run, speed, self._belt_failed)
+        task = self.plc.drive(run, speed, self._belt_failed, quick=quick)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -537,12 +528,6 @@ class CellNode:
             await self.diverter.cancel_all()
         except McuError as exc:
             log.error("cancelling all strokes failed: %s (the MCU watchdog is the backstop)", exc)
-
-    def _spawn(self, coro: Any) -> None:
-        assert self.loop is not None
-        task = self.loop.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     # ---- devices ------------------------------------------------------------------------------
     async def _mcu_task(self) -> None:
@@ -612,8 +597,10 @@ class CellNode:
             self.apply_safety(self.safety.estop(st.estop, now))
         if last is None or not last.online or st.moving != last.moving:
             self.apply_safety(self.safety.belt(st.moving, now))
-        if self.safety.state is State.RUNNING and self.plc is not None and (
-            self.plc.stopped_by_plc(st)
+        if (
+            self.safety.state is State.RUNNING
+            and self.plc is not None
+            and (self.plc.stopped_by_plc(st))
         ):
             self.apply_safety(self.safety.fault(
                 "the PLC stopped the belt by itself (run command cleared: its communication "
@@ -656,64 +643,44 @@ class CellNode:
         elif "scanner" in self.safety.up:
             self.apply_safety(self.safety.device_lost("scanner", f"{name}: {why}", now))
 
-    async def _timer_task(self) -> None:
-        watchdog_due = 0.0
-        while True:
-            await asyncio.sleep(TICK_S)
-            now = time.monotonic()
-            if self.plc is not None and now >= self._heartbeat_due:
-                self._heartbeat_due = now + self.cell.plc.heartbeat_ms / 1000  # type: ignore[union-attr]
-                self.plc.heartbeat()  # from this loop: a hung loop stops it, and the PLC the belt
-            self._check_brain(now)
-            self.apply_safety(self.safety.tick(now))
-            count = self.encoder.count
-            if count is not None:
-                self.feed(Tick(count, now))
-            if self.journal is not None:
-                self.journal.tick(self.core, count, now, self._pending_actions())
-            if self.notifier.watchdog_s is not None and now >= watchdog_due:
-                watchdog_due = now + self.notifier.watchdog_s
-                self.notifier.watchdog()  # the loop is alive; safety is reported apart
 
-    def _task_crashed(self, name: str, exc: BaseException, restarts: int, delay_s: float) -> None:
-        self.counters["task_crashes"] += 1
-        if self.fleet is not None:
-            self.fleet.event(
-                "task_crashed",
-                {"task": name, "error": f"{type(exc).__name__}: {exc}", "restarts": restarts,
-                 "retry_in_s": delay_s},
-            )  # fmt: skip
+class CellNode:
+    """The diverter line hosted by its own runtime: the object callers built before machines
+    had kinds (tests, tools). An attribute the runtime has (``safety``, ``fleet``,
+    ``status``, ``command``, ``run``...) is the runtime's; any other (``core``, ``mcu``,
+    ``plc``, ``feed``...) is the machine's, read and written through."""
 
-    # ---- health -------------------------------------------------------------------------------
-    def health(self) -> dict[str, Any]:
-        state = self.safety.state
-        missing = sorted(self.safety.devices - self.safety.up)
-        return {
-            "healthy": state in HEALTHY_STATES,
-            "state": state.value,
-            "config_version": self.config_version,
-            "devices_missing": missing,
-            "degraded": sorted(self.safety.degraded),
-            "why": self.safety.history[-1].cause if self.safety.history else "starting",
-            "pid": os.getpid(),
-            "report_errors": self.reporter.errors + self.counters["report_errors"],
-        }
+    def __init__(
+        self,
+        board: BoardConfig,
+        *,
+        config_version: str = "",
+        health_file: str | Path | None = None,
+        start_when_ready: bool = False,
+        journal_file: str | Path | None = None,
+    ) -> None:
+        ctx = MachineContext(
+            config_version=config_version,
+            health_file=Path(health_file) if health_file else None,
+            start_when_ready=start_when_ready,
+        )
+        machine = DiverterMachine(board, ctx, journal_file=journal_file)
+        node = Node(board, machine, config_version=config_version, health_file=health_file,
+                    start_when_ready=start_when_ready)  # fmt: skip
+        object.__setattr__(self, "machine", machine)
+        object.__setattr__(self, "runtime", node)
 
-    def _state_extra(self) -> dict[str, Any]:
-        return {"cell": {**self.health(), "parcels": dict(self.counters)}}
+    def _owner(self, name: str) -> Any:
+        node = object.__getattribute__(self, "runtime")
+        if name in vars(node) or hasattr(type(node), name):
+            return node
+        return object.__getattribute__(self, "machine")
 
-    def _write_health(self, force: bool = False, status: str | None = None) -> None:
-        self.faults.sync()  # the report pass of every apply_safety ends here
-        health = self.health()
-        if status is not None:  # the last word: what the node counted over its whole run
-            health = {**health, "healthy": False, "state": status, "counters": dict(self.counters)}
-        if not force and health == self._health:
-            return
-        self._health = health
-        if self.health_file is None:
-            return
-        # written by the reporting thread: a full or slow disk never holds up the loop
-        self.reporter.submit(_write_json, self.health_file, {**health, "t": time.time()})
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._owner(name), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._owner(name), name, value)
 
 
 def _journal_path(
@@ -728,9 +695,3 @@ def _journal_path(
     if board.mqtt is not None:
         return Path(board.mqtt.outbox.path).with_name(f"{board.node.id}.parcels.json")
     return None
-
-
-def _write_json(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body) + "\n")
-    os.replace(tmp, path)

@@ -20,7 +20,7 @@ from edge.cell.record import ParcelRecord
 from edge.cell.wiring import BrainBinding
 from edge.node.config_apply import register_commands as register_config_commands
 from edge.node.config_apply import set_status_link
-from edge.node.reporter import Reporter
+from edge.runtime.reporter import Reporter
 from fleet_link.commands import CommandError
 from fleet_link.config import MqttConfig
 from fleet_link.link import EdgeLink
@@ -63,16 +63,20 @@ class FleetBridge:
         cfg: MqttConfig,
         site: str,
         node: str,
-        brain: BrainBinding,
+        brain: BrainBinding | None,
         loop: asyncio.AbstractEventLoop,
-        on_route: RouteCallback,
+        on_route: RouteCallback | None,
         on_operator: OperatorCallback,
         *,
         firmware_version: str = "",
         config_version: str = "",
         reporter: Reporter | None = None,
         on_ask_failed: Callable[[int, str], None] | None = None,
+        commands: dict[str, str] | None = None,
     ) -> None:
+        """``brain``/``on_route``: the brain's route answers (None: a machine that attaches
+        them later with :meth:`attach_brain`, or none); ``commands``: a machine's own
+        operator commands (name -> help), answered through ``on_operator`` as start/stop."""
         self.brain = brain
         # Everything this bridge sends goes through the reporter's thread: the node's loop
         # never waits for the outbox's disk, and a failure there never reaches the loop.
@@ -86,16 +90,32 @@ class FleetBridge:
             cfg, site, node, firmware_version=firmware_version, config_version=config_version
         )
         reg = self.link.commands
-        reg.register(brain.answer_command, self._route, _ROUTE_SCHEMA,
-                     "the brain's destination", priority=True)  # never behind a flood
+        if brain is not None and on_route is not None:
+            self.attach_brain(brain, on_route, on_ask_failed)
         for name, text in (
             ("start", "start the belt and sorting (from ready)"),
             ("stop", "stop the belt in an orderly way"),
             ("reset", "leave e-stop or fault (refused while the cause persists)"),
             ("status", "the cell's safety state, devices and counters"),
+            *(commands or {}).items(),
         ):
-            reg.register(name, self._operator(name), _EMPTY, text)
+            reg.register(name, self._operator(name), None if name in (commands or {})
+                         else _EMPTY, text)  # fmt: skip
         register_config_commands(reg)  # config_push (edge/node/config_apply.py)
+
+    def attach_brain(
+        self,
+        brain: BrainBinding,
+        on_route: RouteCallback,
+        on_ask_failed: Callable[[int, str], None] | None = None,
+    ) -> None:
+        """Take the brain's route answers (command ``brain.answer_command``) from now on."""
+        self.brain = brain
+        self.on_route = on_route
+        self.on_ask_failed = on_ask_failed
+        # on the priority lane: a route answer is never behind a flood of other commands
+        self.link.commands.register(brain.answer_command, self._route, _ROUTE_SCHEMA,
+                                    "the brain's destination", priority=True)  # fmt: skip
 
     @property
     def connected(self) -> bool:
@@ -124,6 +144,8 @@ class FleetBridge:
 
     def _ask(self, parcel_id: int, data: dict[str, Any]) -> None:
         try:
+            if self.brain is None:
+                raise RuntimeError("no brain binding attached to the fleet link")
             self.link.publish_event(self.brain.request_event, data)
         except Exception as exc:  # not stored: the cell decides locally, at once
             if self.on_ask_failed is not None:
@@ -155,6 +177,7 @@ class FleetBridge:
 
     # ---- in (command thread) ---------------------------------------------------------------
     def _route(self, args: dict[str, Any]) -> dict[str, Any]:
+        assert self.brain is not None and self.on_route is not None  # registered by attach_brain
         chute = args.get("chute")
         name = None if chute is None else f"{self.brain.chute_prefix}{chute}"
         received = time.monotonic()

@@ -20,7 +20,7 @@ from typing import Any
 
 from edge.cell.controller import CellCore
 from edge.cell.persist import RestoreError, next_id, pending_actions, restore, snapshot
-from edge.node.reporter import Reporter
+from edge.runtime.reporter import Reporter
 
 log = logging.getLogger("wolfpack.node.journal")
 

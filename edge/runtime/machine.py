@@ -36,9 +36,9 @@ from edge.safety.machine import SafetyAction, SafetyMachine
 if TYPE_CHECKING:
     from edge.config.board import BoardBase
     from edge.node.fleet import FleetBridge
-    from edge.node.reporter import Reporter
-    from edge.node.supervisor import Supervisor
-    from edge.node.systemd import Notifier
+    from edge.runtime.reporter import Reporter
+    from edge.runtime.supervisor import Supervisor
+    from edge.runtime.systemd import Notifier
 
 
 class MachineError(Exception):

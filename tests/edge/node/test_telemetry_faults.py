@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.config.loader import load_board_config
+from edge.node.cell_node import DiverterMachine
 from edge.node.faults import BOOT_GRACE_S, FaultDiff, FaultTracker, wanted_faults
 from edge.node.plc_belt import PlcStatus
 from edge.safety.machine import SafetyMachine, State
@@ -22,11 +23,15 @@ DEVICES = ("mcu", "plc", "scanner", "brain")
 
 
 def _node() -> SimpleNamespace:
+    """The parts of a runtime node and its diverter machine that the fault tracker reads."""
     assert CELL is not None
-    return SimpleNamespace(
+    node = SimpleNamespace(
         safety=SafetyMachine(CELL.safety, set(DEVICES)), _closing=False, fleet=None, mcu=None,
         _plc_last=None, _scanner_up={"scanner": False}, _brain_misses=0,
     )  # fmt: skip
+    # the diverter's own words for its devices, read from the same attributes
+    node.machine = SimpleNamespace(device_reason=lambda d: DiverterMachine.device_reason(node, d))
+    return node
 
 
 inputs = st.one_of(
