@@ -94,8 +94,8 @@ def check(v: Vehicle, cmds: list[Any]) -> None:
     assert len(ids) == len(set(ids))
 
 
-@settings(max_examples=150)
-@given(st.lists(FACTS, max_size=25))
+@settings(max_examples=80)  # ~3,000 runs found nothing more (docs/vda5050.md)
+@given(st.lists(FACTS, max_size=20))
 def test_any_fact_sequence_keeps_the_core_consistent(facts: list[tuple[str, Any]]) -> None:
     v = Vehicle()
     v.at(0.0)
