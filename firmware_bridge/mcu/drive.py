@@ -86,6 +86,17 @@ class DriveStopped:
 
 
 @dataclass(frozen=True)
+class BatteryReport:
+    """The BMS as the drive MCU reads it: state of charge (%), volts, amps (+ charging)."""
+
+    clock: int
+    percent: float
+    voltage: float
+    current: float
+    charging: bool
+
+
+@dataclass(frozen=True)
 class SafetyChanged:
     """The safety inputs' state changed at ``clock`` (bits: SAFETY_FIELD, SAFETY_ESTOP)."""
 
@@ -121,6 +132,7 @@ class VehicleDrive:
         estop_pin: int | None = None,
         estop_level: int = 0,
         report_ms: int = 20,
+        battery_report_ms: int = 0,
     ) -> None:
         if left == right:
             raise ValueError("left and right must be different wheel channels")
@@ -136,6 +148,7 @@ class VehicleDrive:
             "estop_level": estop_level,
         }  # fmt: skip
         self.report_ms = report_ms
+        self.battery_report_ms = battery_report_ms
 
     async def setup(self) -> None:
         """Refuse firmware without the drive's commands (by name), then configure the drive
@@ -148,6 +161,12 @@ class VehicleDrive:
         await self.link.add_setup(
             ("config_wheel_report",), "config_wheel_report", interval_ms=self.report_ms
         )
+        if self.battery_report_ms:
+            require_commands(ident, ("config_battery_report",), self.link.port, DRIVE_REMEDY)
+            await self.link.add_setup(
+                ("config_battery_report",), "config_battery_report",
+                interval_ms=self.battery_report_ms,
+            )  # fmt: skip
 
     def clock_at(self, host_t: float) -> int:
         """The MCU clock at a host monotonic time (the link's clock sync)."""
@@ -205,5 +224,14 @@ class VehicleDrive:
             if msg.name == "safety_changed":
                 f = msg.fields
                 callback(SafetyChanged(f["safety"], f["clock"], f["left_count"], f["right_count"]))
+
+        self.link.on_event(handle)
+
+    def on_battery(self, callback: Callable[[BatteryReport], None]) -> None:
+        def handle(msg: m.Message) -> None:
+            if msg.name == "battery_report":
+                f = msg.fields
+                callback(BatteryReport(f["clock"], f["soc_permille"] / 10, f["voltage_mv"] / 1000,
+                                       f["current_ma"] / 1000, bool(f["charging"])))  # fmt: skip
 
         self.link.on_event(handle)

@@ -115,12 +115,15 @@ SPECS: tuple[MessageSpec, ...] = (
     _spec(0x23, "resume_drive", "req:H"),
     _spec(0x24, "get_drive", "req:H"),
     _spec(0x25, "config_wheel_report", "req:H", "interval_ms:H"),
+    _spec(0x26, "config_battery_report", "req:H", "interval_ms:H"),
     _spec(0x58, "drive_state", "req:H", "state:B", "reason:B", "queued:B", "free:B",
           "safety:B", "clock:Q", "left_count:q", "right_count:q", "left:i", "right:i"),
     _spec(0x90, "wheel_report", "clock:Q", "left_count:q", "right_count:q", "left:i",
           "right:i", "safety:B"),
     _spec(0x91, "drive_stopped", "reason:B", "clock:Q", "left_count:q", "right_count:q"),
     _spec(0x92, "safety_changed", "safety:B", "clock:Q", "left_count:q", "right_count:q"),
+    _spec(0x93, "battery_report", "clock:Q", "soc_permille:H", "voltage_mv:I", "current_ma:i",
+          "charging:B"),
 )
 # fmt: on
 

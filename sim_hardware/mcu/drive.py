@@ -28,7 +28,7 @@ QUEUE_DEPTH = 32  # setpoints the simulated firmware holds (stated per firmware,
 WHEELS = 2  # wheel channels of the simulated drive: 0 and 1
 DRIVE_COMMANDS = (
     "config_drive", "queue_wheel_setpoint", "stop_drive", "resume_drive", "get_drive",
-    "config_wheel_report",
+    "config_wheel_report", "config_battery_report",
 )  # fmt: skip
 NO_REASON = 0xFF
 
@@ -74,6 +74,16 @@ class Ramp:
 
     def at_rest(self, t: float) -> bool:
         return self.target == 0.0 and self.speed(t) == 0.0
+
+
+@dataclass(frozen=True)
+class BatteryReading:
+    """What the BMS says: state of charge 0..1, pack volts, amps (positive = charging)."""
+
+    soc: float
+    voltage: float
+    current: float
+    charging: bool
 
 
 @dataclass(frozen=True)
@@ -217,9 +227,16 @@ class DriveFirmware(FirmwareExtension):
     name = "drive"
     commands = DRIVE_COMMANDS
     held_events = ("drive_stopped", "safety_changed")
-    droppable_events = ("wheel_report", "drive_stopped", "safety_changed")
+    droppable_events = ("wheel_report", "battery_report", "drive_stopped", "safety_changed")
 
-    def __init__(self, limits: DriveLimits | None = None) -> None:
+    def __init__(
+        self,
+        limits: DriveLimits | None = None,
+        battery: Callable[[float], BatteryReading] | None = None,
+    ) -> None:
+        """``battery(host_t)``: the world's battery as the BMS reads it (None: no BMS)."""
+        self.battery = battery
+        self._battery_task: asyncio.Task[None] | None = None
         self.default_limits = limits or DriveLimits()
         self.core = WheelDrive(self.default_limits)
         self.config: dict[str, int] | None = None
@@ -437,9 +454,36 @@ class DriveFirmware(FirmwareExtension):
         self.fw.reply("ok", req=msg["req"])
 
     def _stop_report(self) -> None:
-        if self._report is not None:
-            self._report.cancel()
-            self._report = None
+        for task in (self._report, self._battery_task):
+            if task is not None:
+                task.cancel()
+        self._report = self._battery_task = None
+
+    def cmd_config_battery_report(self, msg: m.Message) -> None:
+        if self.battery is None:
+            self.fw.reply_error(msg, m.ERR_BAD_ARGUMENT, "this MCU reads no battery")
+            return
+        if self._battery_task is not None:
+            self._battery_task.cancel()
+            self._battery_task = None
+        interval = msg["interval_ms"]
+        if interval and self.fw.loop is not None:
+            self._battery_task = self.fw.loop.create_task(self._battery_loop(interval / 1000))
+        self.fw.reply("ok", req=msg["req"])
+
+    async def _battery_loop(self, interval: float) -> None:
+        assert self.battery is not None
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            b = self.battery(now)
+            self.fw.event(
+                "battery_report", clock=self.fw.clock(now),
+                soc_permille=max(0, min(1000, round(b.soc * 1000))),
+                voltage_mv=max(0, round(b.voltage * 1000)), current_ma=round(b.current * 1000),
+                charging=int(b.charging),
+            )  # fmt: skip
+            self.fw.flush()
 
     async def _report_loop(self, interval: float) -> None:
         while True:

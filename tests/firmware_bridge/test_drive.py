@@ -42,8 +42,14 @@ FIELD_PIN, ESTOP_PIN = 1, 0
 def test_the_drive_owns_its_reserved_ids():
     names = {s.name for s in DRIVE_IDS}
     assert set(DRIVE_COMMANDS) <= names
-    assert {"drive_state", "wheel_report", "drive_stopped", "safety_changed"} <= names
-    assert len(DRIVE_IDS) == 10
+    assert {
+        "drive_state",
+        "wheel_report",
+        "drive_stopped",
+        "safety_changed",
+        "battery_report",
+    } <= names
+    assert len(DRIVE_IDS) == 12
 
 
 @st.composite
