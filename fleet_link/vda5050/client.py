@@ -73,6 +73,7 @@ class VehicleClient:
         *,
         state_interval_s: float = 30.0,
         visualization_interval_s: float | None = 1.0,
+        min_state_interval_s: float = 0.0,
         limits: codec.ProtocolLimits = codec.DEFAULT_LIMITS,
         client_id: str | None = None,
     ) -> None:
@@ -83,6 +84,7 @@ class VehicleClient:
         self.handler = handler
         self.state_interval_s = state_interval_s
         self.visualization_interval_s = visualization_interval_s
+        self.min_state_interval_s = min_state_interval_s
         self.limits = limits
         self.client_id = client_id or f"vda5050-{topics.manufacturer}-{topics.serial_number}"
         self.stamper = Stamper(topics.manufacturer, topics.serial_number)
@@ -95,6 +97,7 @@ class VehicleClient:
         self._wake = threading.Event()
         self._last_state = 0.0
         self._last_vis = 0.0
+        self._state_pending = False  # a change within min_state_interval_s of the last state
         self._timer: threading.Thread | None = None
         self._client = self._make_client()
 
@@ -163,8 +166,17 @@ class VehicleClient:
                 self.not_sent[topic] += 1
         return info if info.rc == mqtt.MQTT_ERR_SUCCESS else None
 
-    def publish_state(self) -> dict[str, Any]:
-        """Stamp and publish the core's state now (any thread); returns the message."""
+    def publish_state(self) -> dict[str, Any] | None:
+        """Stamp and publish the core's state now (any thread); returns the message. Within
+        ``min_state_interval_s`` of the last one it is sent when that interval ends instead
+        (changes close together become one message, as the standard recommends); None then."""
+        if self.min_state_interval_s > 0:
+            wait = self._last_state + self.min_state_interval_s - time.monotonic()
+            if wait > 0:
+                self._state_pending = True
+                self._wake.set()
+                return None
+        self._state_pending = False
         msg = self.stamper.stamp("state", self.handler.state_body())
         self._last_state = time.monotonic()
         self._publish("state", msg)
@@ -187,6 +199,8 @@ class VehicleClient:
         while not self._stop.is_set():
             now = time.monotonic()
             due = self._last_state + self.state_interval_s
+            if self._state_pending:
+                due = min(due, self._last_state + self.min_state_interval_s)
             if self.visualization_interval_s is not None:
                 due = min(due, self._last_vis + self.visualization_interval_s)
             self._wake.wait(max(0.0, due - now))
@@ -195,7 +209,10 @@ class VehicleClient:
                 continue
             now = time.monotonic()
             try:
-                if now - self._last_state >= self.state_interval_s:
+                since = now - self._last_state
+                if since >= self.state_interval_s or (
+                    self._state_pending and since >= self.min_state_interval_s
+                ):
                     self.publish_state()
                 vis = self.visualization_interval_s
                 if vis is not None and now - self._last_vis >= vis:

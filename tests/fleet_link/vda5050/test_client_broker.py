@@ -70,15 +70,20 @@ class Master:
         self.c.disconnect()
 
 
-@pytest.fixture
-def vehicle(mosquitto: Mosquitto) -> Iterator[subprocess.Popen[str]]:
+def start_vehicle(url: str, *extra: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fleet_link.vda5050.vehicle_child",
-         "--broker", mosquitto.url, "--keepalive", "5", "--state-interval", "0.5",
-         "--visualization-interval", "0.1"],
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.fleet_link.vda5050.vehicle_child", "--broker", url,
+         "--keepalive", "5", *extra],
         cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+@pytest.fixture
+def vehicle(mosquitto: Mosquitto) -> Iterator[subprocess.Popen[str]]:
+    proc = start_vehicle(
+        mosquitto.url, "--state-interval", "0.5", "--visualization-interval", "0.1"
+    )
     try:
         yield proc
     finally:
@@ -179,3 +184,27 @@ def test_broker_restart_brings_online_and_a_full_state(
         assert (state.body["orderId"], state.body["orderUpdateId"]) == ("o-7", 3)
     finally:
         master.close()
+
+
+def test_changes_close_together_become_one_state(mosquitto: Mosquitto) -> None:
+    proc = start_vehicle(mosquitto.url, "--min-state-interval", "0.5")
+    master = Master(mosquitto.port)
+    try:
+        master.wait("state")
+        time.sleep(0.6)
+        master.q.queue.clear()
+        for i in range(5):
+            master.send("instantActions", dumps(instant(i, action(f"s{i}", "stateRequest"))))
+        t0 = time.monotonic()
+        last = master.wait("state", lambda b: len(b["actionStates"]) == 5)
+        assert time.monotonic() - t0 < 2.0
+        time.sleep(0.6)
+        states = [g for g in list(master.q.queue) if g.topic == "state"]
+        # headerId 0 was the state on connecting; the burst's first change goes out at once,
+        # the other four wait for the interval and go out together
+        assert last.body["headerId"] <= 3, f"5 changes gave {last.body['headerId']} states"
+        assert states == [] or all(len(g.body["actionStates"]) == 5 for g in states)
+    finally:
+        master.close()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)

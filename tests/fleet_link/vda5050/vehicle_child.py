@@ -102,6 +102,7 @@ def main() -> int:
     ap.add_argument("--keepalive", type=int, default=5)
     ap.add_argument("--state-interval", type=float, default=30.0)
     ap.add_argument("--visualization-interval", type=float, default=None)
+    ap.add_argument("--min-state-interval", type=float, default=0.0)
     args = ap.parse_args()
     cfg = MqttConfig.model_validate(
         {
@@ -118,6 +119,7 @@ def main() -> int:
         handler,
         state_interval_s=args.state_interval,
         visualization_interval_s=args.visualization_interval,
+        min_state_interval_s=args.min_state_interval,
     )
     handler.client = client
     client.start()
