@@ -33,6 +33,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,7 @@ from edge.amr.drive import (
     PathDeviation,
 )
 from edge.amr.localisation import FloorCodeReading, Localiser
-from edge.amr.odometry import Odometry, Pose, WheelGeometry
+from edge.amr.odometry import Odometry, Pose, WheelGeometry, arc_step
 from edge.amr.order import Pose as VdaPose
 from edge.amr.path import PathSegment
 from edge.amr.vehicle_state import (
@@ -140,6 +141,10 @@ class AmrMachine(Machine):
         self._state: dict[str, Any] = {}
         self._state_at = 0.0
         self._vis: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
+        self.charging_wanted = False
+        # setpoints sent and not yet surely applied: (host time it applies, v, omega)
+        self._sent: deque[tuple[float, float, float]] = deque(maxlen=64)
+        self._counts_t = 0.0  # host time of the last wheel report
         self.counters: dict[str, int] = {
             "orders": 0,
             "instant_actions": 0,
@@ -294,6 +299,7 @@ class AmrMachine(Machine):
     def on_counts(self, clock: int, left: int, right: int, host_t: float) -> None:
         """Wheel encoder counts (absolute) at MCU ``clock``, received at ``host_t``."""
         prev = self._last_counts
+        self._counts_t = host_t
         self._last_counts = (clock, left, right)
         try:
             odom = self.odometry.update(left, right)
@@ -342,6 +348,10 @@ class AmrMachine(Machine):
             self.actions.battery(percent, charging)
         self._carry_out(self.core.battery(percent, charging, voltage))
 
+    def charging_requested(self, on: bool) -> None:
+        """startCharging / stopCharging asked for the charging contacts."""
+        self.charging_wanted = on
+
     @property
     def mcu_clock_hz(self) -> float:
         return self.mcu.clock_hz if self.mcu is not None else 1e6
@@ -383,7 +393,9 @@ class AmrMachine(Machine):
                 distance_since_last_node=None,
             )
         )
-        out = self.drive.step(now, pose, self._field)
+        out = self.drive.step(
+            now, self._predict(pose, now + self.params.setpoint_lead_s), self._field
+        )
         for ev in out.events:
             if isinstance(ev, NodeReached):
                 self._node_reached(ev)
@@ -401,8 +413,35 @@ class AmrMachine(Machine):
                 )
         if self.mcu is not None and self._mcu_up and self._running and not self._estop:
             self.mcu.set_wheels(out.setpoint)
+            self._sent.append((out.setpoint.at, out.v, out.omega))
             self.counters["setpoints"] += 1
         self._vis = (self.core.agv_position(), self.core.velocity_wire())
+
+    def _predict(self, pose: Pose, until: float) -> Pose:
+        """The pose when this step's setpoint applies: the measured pose (at the last wheel
+        report) carried forward by the setpoints already on their way to the wheels. The
+        MCU applies setpoints ``setpoint_lead_s`` after they are computed; without this the
+        drive would steer on a pose that lags its commands by that much (overshoot at stop
+        nodes, oscillating turns in place)."""
+        t = self._counts_t
+        if t <= 0.0 or until <= t:
+            return pose
+        track = self.cfg.geometry.wheel_track_m
+        v = (self._wheels[0] + self._wheels[1]) / 2
+        w = (self._wheels[1] - self._wheels[0]) / track
+        while self._sent and self._sent[0][0] <= t - 1.0:
+            self._sent.popleft()
+        for at, cv, cw in self._sent:
+            if at <= t:
+                continue  # already applied: in the measured pose and speeds
+            if at >= until:
+                break
+            pose = arc_step(
+                pose, (v - w * track / 2) * (at - t), (v + w * track / 2) * (at - t), track
+            )
+            t, v, w = at, cv, cw
+        dt = until - t
+        return arc_step(pose, (v - w * track / 2) * dt, (v + w * track / 2) * dt, track)
 
     def _node_reached(self, ev: NodeReached) -> None:
         if not self._legs or self._legs[0][1] != ev.node_id:
@@ -436,25 +475,13 @@ class AmrMachine(Machine):
                 self.counters["states"] += 1
 
     def _drive(self, d: Drive) -> None:
-        """A Drive replaces the route before it: legs the drive has are kept (an update that
-        extends the base), the rest is added; a route that does not continue the legs
-        replaces them."""
-        new = [(s.edge.sequence_id, s.node.node_id, s.node.sequence_id) for s in d.steps]
-        have = self._legs
-        if d.order_id == self._order_id and have and new[: len(have)] == have:
-            extra = d.steps[len(have) :]
-        else:
-            self.drive.clear()
-            self._legs = []
-            extra = d.steps
+        """A Drive replaces the route before it (the drive keeps its progress on the edge it
+        is on when that edge stays first)."""
+        same = bool(self._legs and d.steps and self._legs[0][0] == d.steps[0].edge.sequence_id)
         self._order_id = d.order_id
-        legs = [self._leg(s.edge, s.node) for s in extra]
-        if not legs:
-            return
-        was_empty = not self._legs
-        self._legs += [(s.edge.sequence_id, s.node.node_id, s.node.sequence_id) for s in extra]
-        self.drive.add_legs(legs)
-        if was_empty and self.localiser is not None:
+        self._legs = [(s.edge.sequence_id, s.node.node_id, s.node.sequence_id) for s in d.steps]
+        self.drive.replace_legs([self._leg(s.edge, s.node) for s in d.steps])
+        if self.drive.legs and not same and self.localiser is not None:
             # the vehicle may be part-way along the first edge (after a pause or a stop)
             seg = self.drive.legs[0].segment
             p = self.localiser.pose
@@ -500,7 +527,7 @@ class AmrMachine(Machine):
         raise MachineError(f"node {node_id!r} has no position")
 
     def _stop(self, reason: str) -> None:
-        self.drive.clear()
+        self.drive.replace_legs([])
         self._legs = []
 
     def _set_pose(self, c: SetPose) -> None:
