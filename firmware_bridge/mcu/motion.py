@@ -9,6 +9,7 @@ the vacuum. Positions are protocol micro-units (urad / um): ``to_micro`` convert
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -109,6 +110,7 @@ class ArmMotion:
         self.grip_pa = grip_pa
         self.vacuum_report_ms = vacuum_report_ms
         self._next_seg = 1
+        self.depth = 0  # the MCU's segment queue, read at setup
 
     async def setup(self) -> None:
         """Refuse firmware without the arm's commands (by name), then configure motion and
@@ -125,6 +127,8 @@ class ArmMotion:
             ("config_vacuum",), "config_vacuum", grip_pa=self.grip_pa,
             report_ms=self.vacuum_report_ms,
         )  # fmt: skip
+        st = await self.state()
+        self.depth = st.queued + st.free
 
     def new_seg(self) -> int:
         seg = self._next_seg
@@ -154,9 +158,16 @@ class ArmMotion:
     ) -> list[int]:
         """Queue a sampled trajectory: ``points`` are (MCU clock, micro-unit positions) after
         ``start``, each the end of one segment; the last one ends the move unless ``end`` is
-        False (more will follow). Returns the segment ids; raises on the first refusal."""
+        False (more will follow). Longer than the MCU's queue: streamed, each segment sent once
+        the one ``depth - 4`` before it has run. Returns the segment ids; raises on the first
+        refusal."""
+        ahead = max(1, (self.depth or 16) - 4)
         futs, segs, prev = [], [], start
         for i, (clock, pos) in enumerate(points):
+            if i >= ahead:
+                wait = self.link.clock.host_time_at(points[i - ahead][0]) - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait + 0.002)
             seg = self.new_seg()
             segs.append(seg)
             last = end and i == len(points) - 1

@@ -104,6 +104,9 @@ class JointQueue:
         self.stop_ticks = max(1, stop_ms * clock_freq // 1000)
         self.hold: tuple[float, ...] = tuple(float(p) for p in initial)
         self.segments: deque[Segment] = deque()
+        # the last finished segments: a world that samples slightly behind the queue's time
+        # (its physics step) still gets the setpoint of its own instant
+        self.done: deque[Segment] = deque(maxlen=8)
         self.stop: Stop | None = None
         self.halted = False
         self.last_seg = 0
@@ -125,6 +128,10 @@ class JointQueue:
         """The setpoints at clock ``t`` (call ``advance`` first for ``t`` past a segment)."""
         if self.stop is not None:
             return self.stop.at(t)
+        if t < self.now:
+            for s in self.done:
+                if s.start <= t <= s.end:
+                    return s.at(t)
         for s in self.segments:
             if t < s.start:
                 return s.p_from
@@ -186,6 +193,7 @@ class JointQueue:
         self.now = max(self.now, now)
         while self.segments and self.segments[0].end <= self.now:
             s = self.segments.popleft()
+            self.done.append(s)
             self.last_seg = s.seg
             self.hold = s.p_to
             if self.segments:
