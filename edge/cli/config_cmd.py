@@ -97,6 +97,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     schema.add_argument(
         "--out", type=Path, default=SCHEMA_PATH, help="where to write it ('-' for stdout)"
     )
+    # issue 14 (runtime): one schema per machine kind (docs/runtime.md)
+    schema.add_argument(
+        "--machine",
+        default="diverter",
+        metavar="KIND",
+        help="the machine whose board config it describes: diverter (default), arm, amr; "
+        "another kind's default file is configs/schema-KIND.json",
+    )
     schema.set_defaults(handler=_one_line_errors(_schema))
 
     keygen = cmds.add_parser(
@@ -290,7 +298,15 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    text = board_schema_text()
+    from edge.runtime.machine import MachineError
+
+    try:
+        text = board_schema_text(args.machine)
+    except MachineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.machine != "diverter" and args.out == SCHEMA_PATH:
+        args.out = SCHEMA_PATH.with_name(f"schema-{args.machine}.json")
     if str(args.out) == "-":
         sys.stdout.write(text)
         return 0

@@ -320,6 +320,11 @@ def test_config_validate_and_schema_per_machine(tmp_path, capsys):
     assert "tiny" in schema["properties"] and "cell" not in schema["properties"]
     assert schema["properties"]["machine"]["const"] == "tiny"
     assert board_schema_text() == SCHEMA_PATH.read_text()  # configs/schema.json is current
+    assert main(["config", "schema", "--machine", "tiny", "--out", "-"]) == 0
+    assert json.loads(capsys.readouterr().out) == schema
+    assert main(["config", "schema", "--machine", "ghost", "--out", "-"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: machine 'ghost' is not available")
 
 
 # ---- wolfpack run and wolfpack sim dispatch ------------------------------------------------------
