@@ -124,13 +124,15 @@ class DeviationConfig(_Strict):
         gt=0,
         le=10,
         description="a new order's first node must be within this distance of the vehicle "
-        "(or the node's own allowedDeviationXY when larger); else the order is refused",
+        "when the node gives no allowedDeviationXY (else within that); else the order is "
+        "refused (orderError)",
     )
     first_node_theta_rad: float = Field(
         math.pi,
         gt=0,
         le=math.pi,
-        description="likewise for heading, when the first node fixes a theta",
+        description="likewise for heading, when the first node fixes a theta and gives no "
+        "allowedDeviationTheta",
     )
     default_xy_m: float = Field(
         0.05, gt=0, le=5, description="arrival tolerance when a node gives no allowedDeviationXY"
