@@ -374,3 +374,30 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_board_imports_only_the_machine_it_runs(tmp_path):
+    """Loading a tiny board and building its node imports no other machine's code."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_YAML)
+    script = f"""
+import sys
+from edge.runtime import registry
+from edge.runtime.registry import MachineKind
+registry.KINDS["tiny"] = MachineKind("tiny", "tiny", {TINY.config_model!r}, {TINY.factory!r}, "t")
+from edge.config import load_board_config
+from edge.cli.run_cmd import build_node
+node = build_node(load_board_config({str(path)!r}), "1", None, False)
+print(type(node.machine).__name__)
+print(" ".join(sorted(m for m in sys.modules if m.startswith(
+    ("edge.node.cell_node", "edge.arm", "edge.amr", "mujoco", "vision.pipeline", "cv2")))))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    name, *loaded = out.stdout.splitlines()
+    assert name == "TinyMachine"
+    assert loaded == [""] or loaded == [], loaded
