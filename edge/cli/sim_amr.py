@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "sim-amr.yaml"
@@ -38,6 +39,7 @@ FAULTS: dict[str, str] = {
     "mcu-unplug": "the vehicle's MCU link vanishes (USB unplugged) while it drives",
     "battery-low": "the vehicle's battery drops to the value (default 15 %)",
     "floorcode-unreadable": "the vehicle's floor-code camera reads no code",
+    "link-loss": "the vehicle's network path to the broker goes silent (a black hole)",
     "broker-restart": "the broker is killed and started again (embedded broker only)",
 }
 _FAULT_RE = re.compile(
@@ -398,6 +400,7 @@ class AmrSimulation:
         self._logs: list[Any] = []
         self.edges: list[tuple[tuple[float, float], tuple[float, float]]] = []
         self.latest: dict[str, dict[str, Any]] = {}
+        self.proxies: dict[int, LinkProxy] = {}
 
     # ---- the run -------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -480,6 +483,11 @@ class AmrSimulation:
             if mcu["name"] == drive:
                 mcu["port"] = mcu_path
         data["mqtt"]["broker"] = self.broker_url
+        if any(f.kind == "link-loss" and f.vehicle == i for f in self.o.faults):
+            url = urlparse(self.broker_url)
+            proxy = LinkProxy(url.hostname or "127.0.0.1", url.port or 1883).start()
+            self.proxies[i] = proxy
+            data["mqtt"]["broker"] = f"mqtt://127.0.0.1:{proxy.port}"
         data["mqtt"].pop("brokers", None)
         data["mqtt"]["outbox"]["path"] = str(self.workdir / f"outbox-{i:02d}.sqlite")
         data.pop("metrics", None)
@@ -601,6 +609,8 @@ class AmrSimulation:
         elif fault.kind == "battery-low":
             if begin:
                 self.world.battery(i, fault.value if fault.value is not None else 15.0)
+        elif fault.kind == "link-loss":
+            self.proxies[i].cut = begin
         elif fault.kind == "floorcode-unreadable":
             self.world.floor_codes(i, readable=not begin)
         if not begin and fault.kind in ("estop", "mcu-unplug"):
@@ -805,6 +815,8 @@ class AmrSimulation:
         if self.world is not None:
             with contextlib.suppress(Exception):
                 self.world.stop()
+        for proxy in self.proxies.values():
+            proxy.stop()
         if self.broker is not None:
             with contextlib.suppress(Exception):
                 self.broker.stop()
@@ -833,6 +845,103 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class LinkProxy:
+    """A vehicle's network path to the broker, for the ``link-loss`` fault: a TCP proxy on a
+    loopback port. ``cut = True`` makes it a black hole (bytes dropped both ways, sockets left
+    open; new connections refused), as a vehicle that drives out of Wi-Fi coverage sees it:
+    the broker learns of the loss only by the vehicle's keepalive expiring, and publishes its
+    last will. ``cut = False`` closes the connections that lost bytes (TCP would reset them)
+    and forwards new ones again."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        import selectors
+        import socket
+
+        self.target = (target_host, target_port)
+        self.sel = selectors.DefaultSelector()
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.server.setblocking(False)
+        self.port = int(self.server.getsockname()[1])
+        self.sel.register(self.server, selectors.EVENT_READ, None)
+        self._cut = False
+        self._heal = False
+        self._dirty: set[Any] = set()  # sockets that lost bytes while cut
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sim-amr-link", daemon=True)
+
+    def start(self) -> LinkProxy:
+        self._thread.start()
+        return self
+
+    @property
+    def cut(self) -> bool:
+        return self._cut
+
+    @cut.setter
+    def cut(self, value: bool) -> None:
+        self._heal = self._cut and not value
+        self._cut = value
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for key in list(self.sel.get_map().values()):
+            with contextlib.suppress(OSError):
+                key.fileobj.close()  # type: ignore[union-attr]
+        self.sel.close()
+
+    def _run(self) -> None:
+        import selectors
+        import socket
+
+        while not self._stop.is_set():
+            if self._heal:
+                self._heal = False
+                for sock in list(self._dirty):
+                    with contextlib.suppress(KeyError, ValueError, OSError):
+                        self.sel.unregister(sock)
+                    with contextlib.suppress(OSError):
+                        sock.close()
+                self._dirty.clear()
+            for key, _ in self.sel.select(0.1):
+                if key.data is None:
+                    with contextlib.suppress(OSError):
+                        client, _ = self.server.accept()
+                        if self._cut:
+                            client.close()
+                            continue
+                        try:
+                            upstream = socket.create_connection(self.target, timeout=2)
+                        except OSError:
+                            client.close()
+                            continue
+                        for s in (client, upstream):
+                            s.setblocking(False)
+                        self.sel.register(client, selectors.EVENT_READ, upstream)
+                        self.sel.register(upstream, selectors.EVENT_READ, client)
+                    continue
+                src, dst = key.fileobj, key.data
+                try:
+                    data = src.recv(65536)  # type: ignore[union-attr]
+                except OSError:
+                    data = b""
+                if not data:
+                    for s in (src, dst):
+                        with contextlib.suppress(KeyError, ValueError, OSError):
+                            self.sel.unregister(s)
+                        with contextlib.suppress(OSError):
+                            s.close()  # type: ignore[union-attr]
+                    continue
+                if self._cut:
+                    self._dirty.update((src, dst))
+                else:
+                    with contextlib.suppress(OSError):
+                        dst.sendall(data)
 
 
 class _World:
