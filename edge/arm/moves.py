@@ -38,10 +38,13 @@ from edge.arm.trajectory import DoubleS, Trajectory, limit_violation, sample, sy
 from edge.arm.zones import first_hit
 
 Vec = tuple[float, float, float]
-MAX_APPROACH_S = 3.0
+MAX_APPROACH_S = 1.5  # a longer approach waits at rest first
+MIN_APPROACH_S = 0.05
+CONTACT_STEP_MM = 50.0  # contact points tried along the belt, then refined
+MIN_STEP_S = 0.03
+MAX_CONTACT_TRIES = 40
 MAX_BLEND_S = 3.0
 GROW = 1.08
-APPROACH_GROW = 1.25
 
 
 @dataclass(frozen=True)
@@ -86,22 +89,29 @@ class Mover:
                 f"reduced speed: the belt's {speed:.0f} mm/s is over the cup's "
                 f"{self.cup_speed_limit:.0f} mm/s limit"
             )
-        first = self._approach_guess(q0, t0, target, belt)
+        tr = self.cfg.tracking
+        td = self._z_law(tr.hover_mm + self.cfg.suction.press_mm).duration
+        ta_min = 0.7 * self._approach_guess(q0, t0, target, belt)
+        t_first = max(self._t_at_u(target, belt, tr.upstream_mm), t0 + ta_min + td)
+        step = max(MIN_STEP_S, CONTACT_STEP_MM / speed)
         return intercept(
-            lambda ta: self._try_pick(q0, t0, target, belt, ta),
-            first,
-            0.05,
-            MAX_APPROACH_S,
-            APPROACH_GROW,
+            lambda t_c: self._try_pick(q0, t0, target, belt, t_c), t_first, step, MAX_CONTACT_TRIES
         )
 
     def _approach_guess(self, q0: Joints, t0: float, target: Target, belt: BeltTracker) -> float:
+        """The rest-to-rest time to the hover point where the parcel is in 0.4 s."""
         x, y = self._xy(target, belt, t0 + 0.4)
         try:
             q1 = self.kin.ik_xyz(x, y, target.z + self.cfg.tracking.hover_mm, q0[3], q0)
         except Unreachable:
             return 0.2
         return max(0.1, sync_move(q0, q1, self.limits)[0])
+
+    def _t_at_u(self, target: Target, belt: BeltTracker, u: float) -> float:
+        """When the target reaches belt coordinate ``u`` (at the current belt speed)."""
+        t_last, c_last = belt.last
+        count = target.count_ref + (u - target.u_ref) * belt.cpm
+        return t_last + (count - c_last) / (belt.speed_mm_s * belt.cpm)
 
     def _xy(self, target: Target, belt: BeltTracker, t: float) -> tuple[float, float]:
         u = target.u_at_count(belt.count_at(t), belt.cpm)
@@ -111,7 +121,7 @@ class Mover:
         return target.u_at_count(belt.count_at(t), belt.cpm)
 
     def _try_pick(
-        self, q0: Joints, t0: float, target: Target, belt: BeltTracker, ta: float
+        self, q0: Joints, t0: float, target: Target, belt: BeltTracker, t_contact: float
     ) -> PickPlan | str:
         tr, s = self.cfg.tracking, self.cfg.suction
         lo3, hi3 = self.limits.lo[2], self.limits.hi[2]
@@ -125,16 +135,15 @@ class Mover:
         descend = self._z_law(z_hover - z_contact)
         lift = self._z_law(z_carry - z_contact)
         td, tl = descend.duration, lift.duration
-        # contact no earlier than the window's upstream limit: start later if need be
-        start = t0
-        for _ in range(3):
-            u_c = self._u(target, belt, start + ta + td)
-            if u_c >= tr.upstream_mm - 1e-6:
-                break
-            start += (tr.upstream_mm - u_c) / belt.speed_mm_s
+        # the approach: as long as there is time for, up to MAX_APPROACH_S (then the arm
+        # waits at rest), starting on the setpoint grid
+        t_a = t_contact - td
+        start = max(t0, t_a - MAX_APPROACH_S)
         start = t0 + math.ceil((start - t0) / self.dt - 1e-9) * self.dt
-        t_a = start + ta
-        t_c = t_a + td
+        ta = t_a - start
+        if ta < MIN_APPROACH_S:
+            return f"no time to approach ({ta * 1000:.0f} ms)"
+        t_c = t_contact
         t_l = t_c + s.grip_window_ms / 1000
         t_h = t_l + tl
         if self._u(target, belt, t_l) > tr.downstream_mm:
@@ -384,7 +393,12 @@ class Mover:
             except Unreachable as exc:
                 return f"unreachable: {exc}"
         while te <= MAX_BLEND_S:
-            end = to if to is not None else path(t_h)  # overshoots a little, comes back
+            if to is not None:
+                end = to
+            else:  # where the ride is at t_h, less part of the overshoot: it comes back
+                e = path(t_h)
+                vx = (e[0] - path(t_h - self.dt)[0]) / self.dt
+                end = (e[0] - 0.25 * vx * te, e[1], e[2])
 
             def fn(t: float, te: float = te, end: Vec = end) -> Vec:
                 if t >= t_h + te:

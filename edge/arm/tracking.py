@@ -9,8 +9,8 @@ frame*; from then on the parcel's belt coordinate is
 whatever the belt's speed did in between. To meet the parcel at a future instant the core
 needs the count then: the latest count plus the belt speed (estimated from the recent encoder
 reports by least squares) times the time to go. ``intercept`` then finds the earliest meeting
-the arm can make: the approach time T that the arm needs to reach the point where the parcel
-will be after T (a fixed point, found by growing T until the move is feasible).
+the arm can make: the earliest instant t_c at which the cup can be on the parcel's top where
+the parcel will be then (tried along the belt, then refined), never past the window.
 """
 
 from __future__ import annotations
@@ -111,20 +111,20 @@ P = TypeVar("P")
 def intercept(
     try_plan: Callable[[float], P | str],
     t_first: float,
-    t_min: float,
-    t_max: float,
-    grow: float = 1.1,
+    step: float,
+    max_tries: int = 40,
+    refine: int = REFINE,
 ) -> P | str | LeftWindow:
-    """The earliest feasible meeting: ``try_plan(T)`` plans an approach of duration T (the
-    target's position after T is known from the encoder) and returns the plan or why it
-    fails; T starts at the larger of ``t_first`` (an estimate) and ``t_min`` and grows by
-    ``grow`` until it succeeds or passes ``t_max``. The last reason is returned on failure.
-    When ``try_plan`` raises ``LeftWindow`` (the meeting would lie past the window) the
-    search ends and returns it: a longer approach would only chase the parcel."""
-    t = max(t_first, t_min)
-    why = "no approach time tried"
+    """The earliest feasible meeting: ``try_plan(t_c)`` plans a meeting at instant ``t_c``
+    (where the target is then follows from the encoder) and returns the plan or why it
+    fails. Meetings from ``t_first`` on are tried every ``step`` seconds, and the first
+    feasible one is refined by halving towards the last infeasible one. When ``try_plan``
+    raises ``LeftWindow`` (the meeting would lie past the window) the search ends and
+    returns it: a later meeting would only chase the parcel further."""
+    why = "no meeting tried"
     failed: float | None = None
-    while t <= t_max:
+    t = t_first
+    for _ in range(max_tries):
         try:
             res = try_plan(t)
         except LeftWindow as exc:
@@ -132,9 +132,8 @@ def intercept(
         if not isinstance(res, str):
             if failed is None:
                 return res
-            # a few halvings between the last failure and this success
             lo, hi, best = failed, t, res
-            for _ in range(REFINE):
+            for _ in range(refine):
                 mid = (lo + hi) / 2
                 try:
                     r = try_plan(mid)
@@ -148,8 +147,8 @@ def intercept(
             return best
         why = res
         failed = t
-        t *= grow
-    return f"no feasible approach within {t_max:.2f} s: {why}"
+        t += step
+    return f"no feasible meeting in {max_tries} tries: {why}"
 
 
 class LeftWindow(Exception):

@@ -77,8 +77,8 @@ class DoubleS:
 
     def eval(self, t: float) -> tuple[float, float, float, float]:
         """Position, velocity, acceleration, jerk at ``t`` (clamped to [0, duration])."""
-        if t <= 0 or self.duration == 0:
-            return (0.0 if t <= 0 else self.distance, 0.0, 0.0, 0.0)
+        if t < 0 or (t == 0 and self.duration > 0):
+            return (0.0, 0.0, 0.0, 0.0)
         if t >= self.duration:
             return (self.distance, 0.0, 0.0, 0.0)
         for k in range(len(self._phases) - 1, -1, -1):
