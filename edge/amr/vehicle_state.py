@@ -47,6 +47,7 @@ from edge.amr.order import (
     decide,
     order_references,
 )
+from fleet_link.vda5050.codec import DEFAULT_LIMITS
 from fleet_link.vda5050.models import Action, Edge, InstantActions, Node, Order
 
 OperatingMode = Literal["AUTOMATIC", "SEMIAUTOMATIC", "MANUAL", "SERVICE", "TEACHIN"]
@@ -62,6 +63,7 @@ BATTERY_LOW = "batteryLow"
 BATTERY_CRITICAL = "batteryCritical"
 ACTION_ERROR = "actionError"  # an instant action refused or failed
 LOCALISATION_ERROR = "localizationError"
+_KEEP_ACTION_ERRORS = 10  # actionErrors of refused instant actions kept in the state
 
 # ---- actions out ------------------------------------------------------------------------
 
@@ -250,7 +252,9 @@ class VehicleCore:
             if verdict.verdict == "new":
                 self._accept_new(order)
             elif verdict.verdict == "update":
-                self._accept_update(order)
+                rejection = self._update_conflict(order)
+                if rejection is None:
+                    self._accept_update(order)
         if rejection is not None:
             self._set_error("order", rejection.error_type, "WARNING", rejection.description,
                             rejection.references)  # fmt: skip
@@ -352,9 +356,12 @@ class VehicleCore:
     def action_progress(
         self, action_id: str, status: Status, result: str | None = None
     ) -> list[Command]:
-        """The vehicle reports an action's state; illegal transitions are ignored."""
+        """The vehicle reports the state of an action it was asked to run (StartAction);
+        reports on other actions and illegal transitions (figure 16) are ignored."""
         rec = self.actions.get(action_id)
-        if rec is None or status not in STATUSES or not can_move(rec.status, status):
+        if rec is None or not rec.started or status not in STATUSES:
+            return self._flush()  # not an action the vehicle runs now: a stale report
+        if not can_move(rec.status, status):
             return self._flush()
         if status != rec.status or result != rec.result:
             rec.status = status
@@ -510,8 +517,6 @@ class VehicleCore:
 
     def factsheet_body(self) -> dict[str, Any]:
         """The factsheet without its header, from the config."""
-        from fleet_link.vda5050.codec import DEFAULT_LIMITS
-
         c = self.cfg
         g = c.geometry
         agv_actions: list[dict[str, Any]] = [
@@ -616,6 +621,8 @@ class VehicleCore:
     def _accept_new(self, order: Order) -> None:
         self._clear_error("order")
         self._clear_error("cancel")
+        for key in [k for k in self.errors if k.startswith("instant:")]:
+            self._clear_error(key)
         self.actions.drop_order_actions()
         self._site = None
         self._entered_edge = None
@@ -624,6 +631,29 @@ class VehicleCore:
         first = self.progress.start(order)
         self._trigger_site("NODE", first.sequence_id, first.node_id)
         self._update_motion()
+
+    def _update_conflict(self, order: Order) -> Rejection | None:
+        """An update may not reuse an actionId the vehicle already has, except those of the
+        horizon it replaces (never triggered)."""
+        horizon = {n.sequence_id for n in self.progress.nodes if not n.released}
+        horizon |= {e.sequence_id for e in self.progress.edges if not e.released}
+        for element in (*order.nodes[1:], *order.edges):
+            for a in element.actions:
+                old = self.actions.get(a.action_id)
+                if old is None:
+                    continue
+                if (
+                    old.scope != "INSTANT"
+                    and not old.triggered
+                    and (old.owner_sequence_id in horizon)
+                ):
+                    continue
+                return Rejection(
+                    ORDER_ERROR,
+                    f"actionId {a.action_id} is already used by this vehicle",
+                    order_references(order, ("actionId", a.action_id)),
+                )
+        return None
 
     def _accept_update(self, order: Order) -> None:
         self._clear_error("order")
@@ -704,6 +734,9 @@ class VehicleCore:
                 ("actionId", action.action_id))  # fmt: skip
         if problem is not None:
             self._finish(rec, "FAILED", problem)
+            old = [k for k in self.errors if k.startswith("instant:")]
+            for key in old[: max(0, len(old) - _KEEP_ACTION_ERRORS + 1)]:
+                self._clear_error(key)  # the oldest go; their actionStates still say FAILED
             self._set_error(f"instant:{action.action_id}", ACTION_ERROR, "WARNING",
                             f"{action.action_type}: {problem}", refs)  # fmt: skip
             return

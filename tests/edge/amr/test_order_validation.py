@@ -186,3 +186,29 @@ def test_manual_mode_refuses_orders_and_holds() -> None:
     assert v.last["operatingMode"] == "MANUAL"
     cmds = v.run(v.core.set_operating_mode("AUTOMATIC"))
     assert [type(c).__name__ for c in cmds] == ["Drive"]
+
+
+def test_update_reusing_an_action_id_is_refused() -> None:
+    v = Vehicle()
+    v.at(0.0)
+    v.order(order("o-1", 0, [node("a", 0, 0.0, actions=[PICK]), node("b", 2, 2.0)],
+                  [edge("e1", 1, "a", "b")]))  # fmt: skip
+    v.order(order("o-1", 1, [node("b", 2, 2.0), node("c", 4, 4.0, actions=[PICK])],
+                  [edge("e2", 3, "b", "c")]))  # fmt: skip
+    s = v.last
+    assert s["orderUpdateId"] == 0 and errors_of(s) == ["orderError"]
+    refs = {r["referenceKey"]: r["referenceValue"] for r in s["errors"][0]["errorReferences"]}
+    assert refs["actionId"] == "p" and refs["orderUpdateId"] == "1"
+
+
+def test_a_horizon_action_may_come_again_in_the_update() -> None:
+    v = Vehicle()
+    v.at(0.0)
+    v.order(order("o-1", 0, [node("a", 0, 0.0), node("b", 2, 2.0),
+                             node("c", 4, 4.0, released=False, actions=[PICK])],
+                  [edge("e1", 1, "a", "b"), edge("e2", 3, "b", "c", released=False)]))  # fmt: skip
+    v.order(order("o-1", 1, [node("b", 2, 2.0), node("c", 4, 4.0, actions=[PICK])],
+                  [edge("e2", 3, "b", "c")]))  # fmt: skip
+    s = v.last
+    assert s["orderUpdateId"] == 1 and s["errors"] == []
+    assert [a["actionId"] for a in s["actionStates"]] == ["p"]

@@ -144,3 +144,26 @@ def test_localisation_uncertainty_is_fatal_and_holds() -> None:
     assert isinstance(cmds[0], Stop) and errors_of(v.last) == ["localizationError"]
     cmds = v.run(v.core.position(Pose(0.5, 0, 0, "hall-1"), deviation_range=0.01))
     assert route(cmds) == ["e>b"] and v.last["errors"] == []
+
+
+def test_reports_on_actions_not_started_are_ignored() -> None:
+    v = Vehicle()
+    v.at(0.0)
+    v.order(order("o", 0, [node("a", 0, 0.0), node("b", 2, 2.0, actions=[
+        action("w", "waitForTrigger", "HARD", triggerType="button")])],
+        [edge("e", 1, "a", "b")]))  # fmt: skip
+    n = len(v.states)
+    assert v.progress("w", "FINISHED") == []  # its node is not reached: not running
+    assert len(v.states) == n and actions_of(v.last)["w"] == "WAITING"
+
+
+def test_refused_instant_actions_keep_a_bounded_error_list() -> None:
+    v = Vehicle()
+    for i in range(25):
+        v.instant(action(f"x{i}", "dance"))
+    errs = v.last["errors"]
+    assert len(errs) == 10 and all(e["errorType"] == "actionError" for e in errs)
+    assert errs[-1]["errorReferences"][-1]["referenceValue"] == "x24"
+    v.at(0.0)
+    v.order(simple())
+    assert v.last["errors"] == []
