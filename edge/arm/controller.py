@@ -358,7 +358,9 @@ class ArmCore:
         if held and self._can_plan() is None and self.carry is None and self.free_at is None:
             self._carry_held(held[0], t)
             return
-        if self._can_plan() is not None:
+        why_not = self._can_plan()
+        self._sweep(t, why_not)
+        if why_not is not None:
             return
         waiting = [p for p in self.parcels.values() if p.state == "waiting"]
         if not waiting:
@@ -373,7 +375,8 @@ class ArmCore:
         choice = choose(self.mover, q0, t0, cands, self.belt)
         for pid, why in choice.skipped:
             p = self.parcels[pid]
-            self._finish(p, "passed", self.cfg.pass_id, f"skipped: {why}", t)
+            last = f" (before: {p.wait_reason})" if p.wait_reason else ""
+            self._finish(p, "passed", self.cfg.pass_id, f"skipped: {why}{last}", t)
         for pid, why in choice.waiting:
             self.parcels[pid].wait_reason = why
         if choice.pick is None:
@@ -393,6 +396,25 @@ class ArmCore:
             p, t, "pick", f"attempt {p.attempts}: contact at ({x:.0f}, {y:.0f}) mm, "
             f"t+{(plan.t_contact - t) * 1000:.0f} ms",
         )  # fmt: skip
+
+    def _sweep(self, t: float, why_not: str | None) -> None:
+        """Parcels still waiting or deciding that rode past the window end as 'passed' (with
+        why the arm did not take them), so none is lost without a record."""
+        if not self.belt.known:
+            return
+        down = self.cfg.tracking.downstream_mm
+        count = self.belt.count_at(t)
+        for p in list(self.parcels.values()):
+            if p.state not in ("waiting", "deciding") or not isinstance(p.grasp, Grasp):
+                continue
+            u = p.grasp.target.u_at_count(count, self.belt.cpm)
+            if u > down:
+                because = why_not or p.wait_reason or "no feasible pick"
+                if p.state == "deciding":
+                    because = "no decision in time"
+                self._finish(
+                    p, "passed", self.cfg.pass_id, f"left the window unpicked: {because}", t
+                )
 
     def _send(self, move: Move) -> int:
         tr = move.trajectory

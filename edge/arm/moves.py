@@ -56,6 +56,7 @@ class PickPlan:
     contact_u: float
     z_contact: float
     z_carry: float
+    belt: BeltTracker  # the belt's prediction the pick was planned with (a snapshot)
 
 
 class Mover:
@@ -89,6 +90,7 @@ class Mover:
                 f"reduced speed: the belt's {speed:.0f} mm/s is over the cup's "
                 f"{self.cup_speed_limit:.0f} mm/s limit"
             )
+        belt = belt.snapshot()
         tr = self.cfg.tracking
         td = self._z_law(tr.hover_mm + self.cfg.suction.press_mm).duration
         ta_min = 0.7 * self._approach_guess(q0, t0, target, belt)
@@ -221,6 +223,7 @@ class Mover:
             contact_u=self._u(target, belt, t_c),
             z_contact=z_contact,
             z_carry=z_carry,
+            belt=belt,
         )
 
     # ---- the carry --------------------------------------------------------------------------
@@ -235,7 +238,10 @@ class Mover:
     ) -> Trajectory | str:
         """The carry that replaces ``plan``'s pick move from ``t_b`` (an instant of its ride
         on the parcel's top): lift, off the belt to above ``dest``, down, release dwell.
-        ``load``: the parcel's height and half footprint diagonal (for the zone check)."""
+        ``load``: the parcel's height and half footprint diagonal (for the zone check). The
+        ride goes on with the pick's own belt prediction, so the carry joins it exactly
+        (``belt`` is not used: kept for callers that plan without a pick)."""
+        belt = plan.belt
         pick = plan.trajectory
         i_b = pick.index_at(t_b)
         t_b = pick.t0 + i_b * pick.dt

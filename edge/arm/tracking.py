@@ -45,6 +45,15 @@ class BeltTracker:
             self._samples.popleft()
         self._speed = self._fit()
 
+    def snapshot(self) -> BeltTracker:
+        """A copy that no later report changes: a move planned with it keeps its prediction,
+        so a continuation planned later joins it exactly."""
+        other = BeltTracker.__new__(BeltTracker)
+        other.cpm, other.sign = self.cpm, self.sign
+        other._samples = deque(self._samples, maxlen=MAX_SAMPLES)
+        other._speed = self._speed
+        return other
+
     @property
     def known(self) -> bool:
         return len(self._samples) >= 2

@@ -56,7 +56,7 @@ DEVICES = frozenset({"mcu", "camera", "brain"})
 @dataclass
 class Bench:
     cfg: ArmConfig
-    speed: float = 1000.0  # belt mm/s
+    speed: float = 800.0  # belt mm/s
     dt: float = 0.01
     seal_ms: float = 20.0  # the cup seals this long after it sits on a top
     leak: bool = False  # the cup never seals
