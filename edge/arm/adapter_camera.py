@@ -97,6 +97,7 @@ class ArmCamera:
         offset_mm: float = 0.0,
         offset_y_mm: float = 0.0,
         max_fps: float = 10.0,
+        frame: Callable[[int, float], None] | None = None,
     ) -> None:
         if vision.source is None:
             raise ArmCameraError("vision.source: the arm's camera needs a source.uri")
@@ -107,6 +108,7 @@ class ArmCamera:
             )
         self.vision = vision
         self.feed = feed
+        self.frame = frame  # each processed frame's (encoder count, capture time)
         self.state = state
         self.max_fps = max_fps
         self.placer = BeltPlacer(
@@ -189,6 +191,8 @@ class ArmCamera:
                 ms = (time.perf_counter() - t0) * 1e3
                 n = self.stats["processed"] = self.stats["processed"] + 1
                 self.stats["process_ms_mean"] += (ms - self.stats["process_ms_mean"]) / n
+                if self.frame is not None:
+                    post(self.frame, frame.encoder_count, frame.captured_at)
                 for parcel in self.parcels(result):
                     post(self.feed, parcel)
         finally:

@@ -716,7 +716,7 @@ class ArmSimulation:
         with contextlib.suppress(Exception):
             extra["world"] = self.cell.call("summary")
         with contextlib.suppress(Exception):
-            extra["camera"] = self.cell.call("camera_stats")
+            extra["camera"] = self.cell.camera_stats()
         extra["faults"] = list(self.fault_log)
         extra["operator"] = list(self.operator_log)
         for name, rows in (("world.jsonl", truth.values()), ("records.jsonl", records)):

@@ -1,0 +1,196 @@
+"""The arm core's moves on the MCU's clock: timed joint segments streamed just in time.
+
+The core plans a move as joint setpoints every ``tracking.setpoint_ms`` in host time
+(``Move.trajectory``); the MCU executes timed linear segments on its own clock
+(docs/mcu-protocol.md section 12). ``MotionStream`` converts one into the other:
+
+* each setpoint becomes the end of one segment, its start the previous end, both on the
+  MCU's clock (the link's clock sync), so the MCU moves the arm when the host planned it
+  whatever the link's latency (the host never "sleeps then moves");
+* segments are sent at most ``horizon_s`` ahead of their start (just under
+  ``tracking.lead_ms``): a carry that replaces the rest of a pick from an instant that is
+  ``lead_ms`` away finds nothing after that instant on the MCU yet;
+* a move's last setpoint carries ``END`` unless more is already waiting, so a queue that
+  runs dry after a planned end is the normal end of a move (``MotionEnded``) and one that
+  runs dry anywhere else is an underrun: the MCU stops by itself (``MotionHalted``);
+* ``stop_now`` puts ``stop_motion`` on the wire ahead of every queued command before it
+  returns and forgets what was waiting (the safety path).
+
+Joint units: the core's (deg, deg, mm, deg); the protocol's micro-units (urad, um).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edge.arm.events import ArmFact, MotionEnded, MotionHalted, Move
+from edge.arm.kinematics import Joints
+from firmware_bridge.mcu import McuError
+from firmware_bridge.mcu import messages as m
+from firmware_bridge.mcu.link import McuLink
+from firmware_bridge.mcu.motion import ArmMotion, to_micro
+
+log = logging.getLogger("wolfpack.arm.motion")
+
+PUMP_S = 0.004  # how often waiting setpoints are looked at
+START_AHEAD_S = 0.003  # a fresh start's first segment begins at least this far ahead
+SEG_MEMORY = 512  # segment id -> move id kept for the MCU's motion_stopped
+
+
+def to_protocol(q: Joints) -> tuple[int, ...]:
+    """(deg, deg, mm, deg) -> the protocol's (urad, urad, um, urad)."""
+    return to_micro([math.radians(q[0]), math.radians(q[1]), q[2] / 1000, math.radians(q[3])])
+
+
+def from_protocol(p: tuple[int, ...]) -> Joints:
+    return (
+        math.degrees(p[0] / 1e6),
+        math.degrees(p[1] / 1e6),
+        p[2] / 1000,
+        math.degrees(p[3] / 1e6),
+    )
+
+
+@dataclass(frozen=True)
+class _Point:
+    t: float
+    q: Joints
+    move_id: int
+    last: bool  # the move's last setpoint: the arm at rest there
+
+
+class MotionStream:
+    """Streams the core's moves to ``ArmMotion``; turns the MCU's motion events into facts."""
+
+    def __init__(
+        self, link: McuLink, arm: ArmMotion, horizon_s: float, feed: Callable[[ArmFact], None]
+    ) -> None:
+        self.link = link
+        self.arm = arm
+        self.horizon_s = horizon_s
+        self.feed = feed
+        self.points: deque[_Point] = deque()
+        self.last: tuple[float, int, Joints] | None = None  # host t, clock, q of the last end
+        self.seg_moves: OrderedDict[int, int] = OrderedDict()
+        self.halted = False
+        self.stats = {"segments": 0, "refused": 0, "stops": 0, "late_starts": 0}
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    # ---- from the core -----------------------------------------------------------------------
+    def add(self, move: Move) -> None:
+        pts = [_Point(t, q, move.move_id, False) for t, q in move.trajectory.setpoints()]
+        if pts:
+            pts[-1] = _Point(pts[-1].t, pts[-1].q, move.move_id, True)
+        if move.replace_from is not None:
+            cut = move.replace_from + 1e-9
+            kept = [p for p in self.points if p.t <= cut]
+            self.points = deque(kept + [p for p in pts if p.t > cut])
+        else:
+            self.points.extend(pts)
+
+    def stop_now(self, cause: str) -> None:
+        """The safety path: stop_motion written before this returns; nothing more is sent."""
+        self.points.clear()
+        self.last = None
+        self.stats["stops"] += 1
+        try:
+            fut = self.link._request_future("stop_motion", {}, urgent=True)
+            self.link._flush()
+            self._watch(fut, "stop_motion")
+        except McuError as exc:  # the link is down: the MCU's watchdog stops the arm
+            log.error("stop_motion (%s) not sent: %s; the MCU watchdog is the backstop", cause, exc)
+
+    def resume(self) -> None:
+        """Leave the MCU's halted state (after an underrun, or when the safety machine runs
+        again after a light curtain)."""
+        if not self.halted:
+            return
+        self.halted = False
+        self._watch(self.link.request_nowait("resume_motion"), "resume_motion")
+
+    # ---- streaming -------------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(PUMP_S)
+            if self.link.state.up and self.link.clock.ready:
+                self.pump(time.monotonic())
+
+    def pump(self, now: float) -> None:
+        """Send every waiting setpoint whose segment starts within the horizon."""
+        while self.points and not self.halted:
+            p = self.points[0]
+            start_t = p.t if self.last is None else self.last[0]
+            if start_t > now + self.horizon_s:
+                return
+            self.points.popleft()
+            if self.last is None or self.last[0] < now:  # the MCU's queue is empty: start anew
+                at = max(p.t, now + START_AHEAD_S)
+                if at > p.t:
+                    self.stats["late_starts"] += 1
+                self.last = (at, self.arm.clock_at(at), p.q)
+                if p.last and not self.points:  # a one-point move: already there
+                    continue
+                continue
+            if p.t <= self.last[0] + 1e-6:
+                continue
+            end_clock = self.arm.clock_at(p.t)
+            duration = end_clock - self.last[1]
+            if duration < 1:
+                continue
+            end = p.last and not self.points
+            seg = self.arm.new_seg()
+            self.seg_moves[seg] = p.move_id
+            while len(self.seg_moves) > SEG_MEMORY:
+                self.seg_moves.popitem(last=False)
+            fut = self.arm.queue_segment_nowait(
+                self.last[1], duration, to_protocol(p.q), end=end, seg=seg
+            )
+            self._watch(fut, "queue_joint_segment")
+            self.stats["segments"] += 1
+            self.last = (p.t, end_clock, p.q)
+
+    def _watch(self, fut: asyncio.Future[Any], what: str) -> None:
+        self._pending.add(fut)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._pending.discard(f)
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is not None:
+                self.stats["refused"] += 1
+                if self.stats["refused"] <= 20 or self.stats["refused"] % 100 == 0:
+                    log.warning("%s: %s", what, exc)
+
+        fut.add_done_callback(done)
+
+    # ---- from the MCU ------------------------------------------------------------------------
+    def on_event(self, msg: m.Message) -> None:
+        if msg.name != "motion_stopped":
+            return
+        q = from_protocol(tuple(msg[n] for n in m.JOINT_NAMES))
+        t = (
+            self.link.clock.host_time_at(msg["clock"])
+            if self.link.clock.ready
+            else (time.monotonic())
+        )
+        reason = msg["reason"]
+        if reason == m.STOP_END_OF_MOVE:
+            move_id = self.seg_moves.get(msg["seg"])
+            self.last = None
+            if move_id is not None:
+                self.feed(MotionEnded(move_id, q, t))
+            return
+        self.points.clear()
+        self.last = None
+        if reason in (m.STOP_UNDERRUN, m.STOP_SAFETY, m.STOP_WATCHDOG):
+            self.halted = True
+        name = m.STOP_NAMES[reason] if reason < len(m.STOP_NAMES) else f"reason {reason}"
+        self.feed(MotionHalted(name, q, t))
