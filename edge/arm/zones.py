@@ -43,8 +43,8 @@ def segment_hits_box(a: Point, b: Point, lo: Point, hi: Point) -> bool:
     t0, t1 = 0.0, 1.0
     for i in range(3):
         d = b[i] - a[i]
-        if abs(d) < 1e-12:
-            if a[i] < lo[i] or a[i] > hi[i]:
+        if abs(d) < 1e-12:  # parallel to this slab: both ends on the same side or within
+            if max(a[i], b[i]) < lo[i] or min(a[i], b[i]) > hi[i]:
                 return False
             continue
         ta, tb = (lo[i] - a[i]) / d, (hi[i] - a[i]) / d
