@@ -374,10 +374,17 @@ class VehicleCore:
         self._update_motion()
         return self._flush()
 
-    def safety(self, estop: bool, field_violation: bool) -> list[Command]:
+    def safety(
+        self,
+        estop: bool,
+        field_violation: bool,
+        estop_kind: Literal["AUTOACK", "MANUAL", "REMOTE"] = "MANUAL",
+    ) -> list[Command]:
         """Safety inputs (already acted on by the drive MCU): e-stop and protective field
-        hold the vehicle; both are reported (safetyState and errors)."""
-        new_estop: Literal["MANUAL", "NONE"] = "MANUAL" if estop else "NONE"
+        hold the vehicle; both are reported (safetyState and errors). ``estop_kind`` is how
+        the e-stop is acknowledged: MANUAL (on the vehicle), REMOTE (a facility e-stop),
+        AUTOACK (a bumper; clears itself)."""
+        new_estop: Literal["AUTOACK", "MANUAL", "REMOTE", "NONE"] = estop_kind if estop else "NONE"
         if new_estop != self.estop or field_violation != self.field_violation:
             self._dirty = True
         if estop or field_violation:
@@ -386,8 +393,12 @@ class VehicleCore:
         self.estop = new_estop
         self.field_violation = field_violation
         if estop:
-            self._set_error("estop", EMERGENCY_STOP, "FATAL", "the e-stop is pressed",
-                            hint="release the e-stop on the vehicle")  # fmt: skip
+            hint = {"MANUAL": "release the e-stop on the vehicle",
+                    "REMOTE": "release and acknowledge the facility e-stop",
+                    "AUTOACK": "clear what the bumper touched"}[estop_kind]  # fmt: skip
+            level: Literal["WARNING", "FATAL"] = "WARNING" if estop_kind == "AUTOACK" else "FATAL"
+            self._set_error("estop", EMERGENCY_STOP, level,
+                            f"e-stop ({estop_kind})", hint=hint)  # fmt: skip
         else:
             self._clear_error("estop")
         if field_violation:

@@ -167,3 +167,16 @@ def test_refused_instant_actions_keep_a_bounded_error_list() -> None:
     v.at(0.0)
     v.order(simple())
     assert v.last["errors"] == []
+
+
+def test_estop_kinds() -> None:
+    v = Vehicle()
+    v.at(0.0)
+    v.run(v.core.safety(True, False, estop_kind="AUTOACK"))
+    assert v.last["safetyState"]["eStop"] == "AUTOACK"
+    assert v.last["errors"][0]["errorLevel"] == "WARNING"  # a bumper clears itself
+    v.run(v.core.safety(True, False, estop_kind="REMOTE"))
+    assert v.last["safetyState"]["eStop"] == "REMOTE"
+    assert v.last["errors"][0]["errorLevel"] == "FATAL"
+    v.run(v.core.safety(False, False))
+    assert v.last["safetyState"]["eStop"] == "NONE" and v.last["errors"] == []
