@@ -380,6 +380,7 @@ class ArmCore:
         for pid, why in choice.waiting:
             self.parcels[pid].wait_reason = why
         if choice.pick is None:
+            self._go_home(t)
             return
         pid, plan = choice.pick
         p = self.parcels[pid]
@@ -396,6 +397,22 @@ class ArmCore:
             p, t, "pick", f"attempt {p.attempts}: contact at ({x:.0f}, {y:.0f}) mm, "
             f"t+{(plan.t_contact - t) * 1000:.0f} ms",
         )  # fmt: skip
+
+    def _go_home(self, t: float) -> None:
+        """Idle away from home (after a place far from the belt): wait at home, from where
+        the whole window is in time."""
+        if self.free_at is not None or self.q is None or self.moving:
+            return
+        h = self.cfg.home
+        x, y, z, _ = self.mover.kin.fk(self.q)
+        if math.dist((x, y, z), (h.x_mm, h.y_mm, h.z_mm)) < 1.0:
+            return
+        lead = self.cfg.tracking.lead_ms / 1000
+        traj = self.mover.to_pose(self.q, t + lead, (h.x_mm, h.y_mm, h.z_mm))
+        if isinstance(traj, str):
+            self._alarm("unplanned", f"no move home: {traj}", t)
+            return
+        self._send(Move(self._move_id(), "home", None, traj))
 
     def _sweep(self, t: float, why_not: str | None) -> None:
         """Parcels still waiting or deciding that rode past the window end as 'passed' (with

@@ -43,8 +43,8 @@ def test_unreachable_place_pose_names_the_destination() -> None:
 
 def test_place_pose_inside_a_zone() -> None:
     arm = example_dict()["arm"]
-    arm["forbidden_zones"].append({"id": "post", "min_mm": [-700, 150, -900],
-                                   "max_mm": [-600, 250, 0]})  # fmt: skip
+    arm["forbidden_zones"].append({"id": "post", "min_mm": [-800, 100, -900],
+                                   "max_mm": [-700, 200, 0]})  # fmt: skip
     assert "inside zone 'post'" in _errors(arm)
 
 
