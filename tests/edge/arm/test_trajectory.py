@@ -7,7 +7,7 @@ import itertools
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from edge.arm.kinematics import Limits, Scara
@@ -44,7 +44,10 @@ def test_double_s_is_as_fast_as_ruckig(d: float, v: float, a: float, j: float) -
     inp.target_position, inp.target_velocity, inp.target_acceleration = [d], [0.0], [0.0]
     inp.max_velocity, inp.max_acceleration, inp.max_jerk = [v], [a], [j]
     traj = ruckig.Trajectory(1)
-    otg.calculate(inp, traj)
+    try:
+        otg.calculate(inp, traj)
+    except ruckig.RuckigError:  # ruckig's own step 1 fails on a few inputs (0.19.4)
+        reject()
     ours = DoubleS(d, v, a, j).duration
     assert ours == pytest.approx(traj.duration, rel=1e-4, abs=1e-6)
 
