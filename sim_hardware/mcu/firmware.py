@@ -449,7 +449,9 @@ class SimFirmware:
         return [s.name for s in m.SPECS if s.id < 0x40 and self._implements(s.name)]
 
     def _cmd_identify(self, msg: m.Message) -> None:
-        names = self.command_names()
+        # get_commands is listed only when the list does not fit: a firmware whose list
+        # fits answers exactly as a protocol-1 one (the same identify_response frame)
+        names = [n for n in self.command_names() if n != "get_commands"]
         commands = ",".join(names)
         if len(commands) > m.MAX_STRING:
             # what fits, get_commands among it: the host reads the rest (spec 5)

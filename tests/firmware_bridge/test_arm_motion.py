@@ -148,4 +148,4 @@ def test_require_commands_passes_when_all_are_there(tmp_path):
                 return link.identity
 
         ident = asyncio.run(main())
-    assert "get_commands" in ident.commands
+    assert "get_commands" not in ident.commands  # its list fits: no paging
