@@ -55,7 +55,11 @@ from fleet_link.envelope import EnvelopeError, decode, parse_stamp
 log = logging.getLogger("fleet_link.brain_pool")
 
 KINDS = ("events", "telemetry", "cmd_result")
-_STANDBY_DELAY_S = 1.5  # subscriptions to the other workers' partitions come this much later
+# A worker subscribes to another worker's partition (as its standby) once that partition has a
+# consumer, or after _STANDBY_MAX_S without one (its worker is dead or late): so a pool whose
+# workers start seconds apart on a loaded host still shares the partitions
+_STANDBY_CHECK_S = 0.5
+_STANDBY_MAX_S = 10.0
 _BUSY_TIMEOUT_MS = 30_000
 
 
@@ -152,10 +156,11 @@ class BrainWorker:
     """One worker of the pool: consume every partition (active on some), apply exactly once.
 
     ``index``/``workers``: this worker subscribes first to partitions ``k % workers == index``
-    and to the others ``_STANDBY_DELAY_S`` later, so a pool started together shares the
-    partitions, and a worker's death moves its partitions to the others (RabbitMQ's single
-    active consumer). ``from_start``: a channel's first message is seq 1 (a fresh fleet);
-    otherwise the first one seen sets where the ledger starts."""
+    and to each of the others once it has a consumer (or ``_STANDBY_MAX_S`` later), so a
+    pool started together shares the partitions, and a worker's death moves its partitions
+    to the others (RabbitMQ's single active consumer). ``from_start``: a channel's first
+    message is seq 1 (a fresh fleet); otherwise the first one seen sets where the ledger
+    starts."""
 
     def __init__(
         self,
@@ -243,16 +248,22 @@ class BrainWorker:
             others = [k for k in range(self.partitions) if k % self.workers != self.index]
             for k in mine:
                 ch.basic_consume(queue_name(self.site, k), self._take)
-            standby_at = time.monotonic() + _STANDBY_DELAY_S
+            started = time.monotonic()
+            check_at = started + _STANDBY_CHECK_S
             self.connected.set()
             log.info("%s consuming on %s (%d partitions first)", self.name, _safe_url(url),
                      len(mine))  # fmt: skip
             while not self._stop.is_set():
                 conn.process_data_events(time_limit=self.batch_s)
-                if others and time.monotonic() >= standby_at:
-                    for k in others:
-                        ch.basic_consume(queue_name(self.site, k), self._take)
-                    others = []
+                now = time.monotonic()
+                if others and now >= check_at:
+                    check_at = now + _STANDBY_CHECK_S
+                    late = now - started >= _STANDBY_MAX_S
+                    for k in list(others):
+                        q = queue_name(self.site, k)
+                        if late or ch.queue_declare(q, passive=True).method.consumer_count:
+                            ch.basic_consume(q, self._take)
+                            others.remove(k)
                 self._apply(ch, ledger)
             self._apply(ch, ledger)
         finally:

@@ -184,6 +184,14 @@ class MqttConfig(_Strict):
         "acknowledged (docs/fleet-scale.md). RabbitMQ 3.10's MQTT plugin needs protocol '3.1.1'",
     )
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    command_qos: Literal[0, 1] = Field(
+        1,
+        description="QoS of the node's subscription to its commands. 0 on RabbitMQ 3.10: its "
+        "QoS 1 subscription queue is a durable queue on the member the node first subscribed "
+        "on, and while that member is down the node cannot subscribe on another one (the "
+        "connection is closed: 'home node ... is down'). Commands are idempotent by request "
+        "id and the brain sends one again when no result comes (docs/fleet-scale.md)",
+    )
     client_id: str | None = Field(None, description="default: wolfpack-<site>-<node>")
     username: str | None = Field(None, description="per-node credential (see configs/mosquitto)")
     password_file: str | None = Field(

@@ -499,7 +499,7 @@ class EdgeLink:
         self.session = self.outbox.bump("session")
         self.connects += 1
         self._server_max = int(getattr(_props, "MaximumPacketSize", 0) or 0)
-        client.subscribe(f"{self.prefix}/cmd/+", qos=1)
+        client.subscribe(f"{self.prefix}/cmd/+", qos=self.cfg.command_qos)
         self._publish_state(client, "online")
         self.connected.set()
         log.info("connected to %s, session %d", self.broker_url, self.session)

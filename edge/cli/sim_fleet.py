@@ -176,6 +176,7 @@ def _host_main(spec_path: str) -> int:
                 "broker": urls[0],
                 "brokers": urls[1:],
                 "protocol": "3.1.1",
+                "command_qos": spec["command_qos"],
                 "keepalive_s": 10,
                 "reconnect_min_s": 0.2,
                 "reconnect_max_s": 5.0,
@@ -269,6 +270,10 @@ def _host_main(spec_path: str) -> int:
     drained = all(x.wait_drained(max(0.0, drain_end - time.monotonic())) for x in links)
     done.set()
     watcher.join(2)
+    now = time.monotonic()
+    for i, since in enumerate(down):  # still without a member: down until now
+        if since is not None:
+            max_down[i] = max(max_down[i], now - since)
     channels: dict[str, dict[str, int]] = {}
     for link in links:
         chans = ["events/route_request", "events/parcel", "cmd_result/route"]
@@ -467,6 +472,7 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
                 "seed": args.seed * 1000 + h,
                 "start_at": start_at,
                 "drain_timeout": args.drain_timeout,
+                "command_qos": 0 if amqp_urls else 1,  # RabbitMQ: see mqtt.command_qos
                 "status": str(workdir / f"host{h}.status.json"),
                 "result": str(workdir / f"host{h}.result.json"),
             }
@@ -607,14 +613,12 @@ def _start_pool(
 ) -> None:
     import pika
 
-    from fleet_link.brain_pool import JOURNAL_SQL, declare
+    from fleet_link.brain_pool import JOURNAL_SQL, declare, queue_name
 
     conn = pika.BlockingConnection(pika.URLParameters(amqp_urls[0]))
     try:
         ch = conn.channel()
         for k in range(args.partitions):  # a fresh run: what an earlier run left goes
-            from fleet_link.brain_pool import queue_name
-
             ch.queue_delete(queue_name(SITE, k))
         declare(ch, SITE, args.partitions)
     finally:
@@ -656,6 +660,27 @@ def _start_pool(
             )
         )
         log.close()
+    deadline = time.monotonic() + 60
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_urls[0]))
+    try:
+        ch = conn.channel()
+        while True:  # each partition has its active consumer (RabbitMQ counts only that one)
+            counts = [
+                ch.queue_declare(queue_name(SITE, k), passive=True).method.consumer_count
+                for k in range(args.partitions)
+            ]
+            if min(counts) >= 1:
+                time.sleep(1.0)  # the standbys follow within a check (0.5 s)
+                break
+            dead = [w.args for w in brain.workers if w.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"brain workers not all subscribed within 60 s (consumers per partition "
+                    f"{counts}; see {workdir}/worker*.log)"
+                )
+            time.sleep(0.5)
+    finally:
+        conn.close()
 
 
 def _start_sdk(url: str, brain: _Brain) -> None:
