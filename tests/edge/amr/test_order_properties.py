@@ -4,14 +4,18 @@ state it publishes valid against the tightened official schema."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.amr.vehicle_state import Drive, Stop
+from fleet_link.safe_json import DecodeError
+from fleet_link.vda5050.codec import decode_order
 from tests.edge.amr.test_order_scenario import Vehicle
-from tests.fleet_link.vda5050.helpers import action, edge, node, order
+from tests.fleet_link.vda5050.helpers import MANUFACTURER, SERIAL, action, dumps, edge, node, order
+from tests.fleet_link.vda5050.test_codec import FIELDS, JSON, _paths, good_order
 
 ACTIONS = [
     lambda i: action(f"pick{i}", "pick", "HARD", stationType="s", loadType="TOTE", loadId=f"L{i}"),
@@ -131,3 +135,31 @@ def test_any_fact_sequence_keeps_the_core_consistent(facts: list[tuple[str, Any]
         else:
             cmds = v.at(float(arg))
         check(v, cmds)
+
+
+@settings(max_examples=60)
+@given(st.data())
+def test_any_order_that_decodes_is_taken_or_refused_cleanly(data: st.DataObject) -> None:
+    """A valid order with one value replaced, dropped or added: if the decoder lets it
+    through, the core takes it or refuses it with an error, and its state stays valid."""
+    msg = good_order()
+    path = data.draw(st.sampled_from([p for p in _paths(msg) if p]))
+    parent: Any = msg
+    for step in path[:-1]:
+        parent = parent[step]
+    how = data.draw(st.sampled_from(["replace", "drop", "add"]))
+    if how == "replace":
+        parent[path[-1]] = data.draw(JSON)
+    elif how == "drop":
+        del parent[path[-1]]
+    elif isinstance(parent, dict):
+        parent[data.draw(FIELDS)] = data.draw(JSON)
+    try:
+        decoded = decode_order(dumps(copy.deepcopy(msg)), MANUFACTURER, SERIAL)
+    except DecodeError:
+        return
+    v = Vehicle()
+    v.at(0.0)
+    v.run(v.core.order_received(decoded))  # validates the state it publishes
+    s = v.core.state_body()
+    assert s["orderId"] == decoded.order_id or s["errors"]

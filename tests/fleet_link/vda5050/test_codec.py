@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleet_link import safe_json
@@ -122,6 +122,7 @@ JSON = st.recursive(
 )  # fmt: skip
 
 
+@settings(max_examples=100)
 @given(JSON)
 def test_arbitrary_json_only_decode_errors(value: Any) -> None:
     _decode_any(json.dumps(value).encode())
@@ -145,6 +146,7 @@ def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
+@settings(max_examples=100)
 @given(st.data())
 def test_mutated_orders_decode_or_refuse(data: st.DataObject) -> None:
     """A valid order with one value replaced, a key dropped or added anywhere: decoded to a
