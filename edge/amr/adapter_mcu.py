@@ -26,12 +26,20 @@ if TYPE_CHECKING:
     from edge.amr.node import AmrMachine
     from edge.config.board import McuConfig
     from firmware_bridge.mcu import McuLink
-    from firmware_bridge.mcu.drive import DriveStopped, SafetyChanged, VehicleDrive, WheelReport
+    from firmware_bridge.mcu.drive import (
+        BatteryReport,
+        DriveStopped,
+        SafetyChanged,
+        VehicleDrive,
+        WheelReport,
+    )
 
 log = logging.getLogger("wolfpack.amr.mcu")
 
 STOP_DECEL_M_S2 = 2.0  # the MCU's own stop ramp (e-stop, field, watchdog, underrun)
 RESUME_RETRY_S = 0.2
+BATTERY_REPORT_MS = 1000  # the BMS through the drive MCU, once a second
+CHARGE_OUTPUT = 0  # MCU output of the charging contactor (safe value 0: open)
 
 
 class DriveMcu:
@@ -87,11 +95,14 @@ class DriveMcu:
             estop_pin=s.estop_input,
             estop_level=0 if s.estop_active_low else 1,
             report_ms=self.cfg.drive.setpoint_period_ms,
+            battery_report_ms=BATTERY_REPORT_MS,
         )
         self.drive.on_report(self._on_report)
+        self.drive.on_battery(self._on_battery)
         self.drive.on_stopped(self._on_stopped)
         self.drive.on_safety(self._on_safety)
         await self.drive.setup()
+        await link.configure_output(CHARGE_OUTPUT, safe_value=0)
         _ = g
         self._came_up()
         await asyncio.Event().wait()  # the link reconnects by itself; state changes tell us
@@ -137,8 +148,14 @@ class DriveMcu:
             await self.link.close()
 
     def set_charging(self, on: bool) -> None:
-        """The charging contacts: not on this drive MCU's protocol (see docs/sim-amr.md)."""
+        """Close (or open) the charging contactor; the BMS's report says when current flows."""
         self.m.charging_requested(on)
+        if self.link is None or not self.up:
+            return
+        with contextlib.suppress(Exception):
+            fut = self.link.request_nowait("set_output", pin=CHARGE_OUTPUT, value=int(on))
+            self._pending.add(fut)
+            fut.add_done_callback(self._quiet_done)
 
     # ---- in ---------------------------------------------------------------------------------
     def _on_state(self, change: Any) -> None:
@@ -161,6 +178,9 @@ class DriveMcu:
         self.m.on_counts(r.clock, r.left_count, r.right_count, time.monotonic())
         if r.safety != self._safety:
             self._safety_bits(r.safety)
+
+    def _on_battery(self, r: BatteryReport) -> None:
+        self.m.on_battery(r.percent, r.charging, r.voltage)
 
     def _on_safety(self, ev: SafetyChanged) -> None:
         if ev.safety != self._safety:

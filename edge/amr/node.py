@@ -46,10 +46,10 @@ from edge.amr.drive import (
     NodeTarget,
     PathDeviation,
 )
-from edge.amr.localisation import FloorCodeReading, Localiser
+from edge.amr.localisation import FloorCodeReading, Localiser, UncertaintyModel
 from edge.amr.odometry import Odometry, Pose, WheelGeometry, arc_step
 from edge.amr.order import Pose as VdaPose
-from edge.amr.path import PathSegment
+from edge.amr.path import PathSegment, wrap_angle
 from edge.amr.vehicle_state import (
     CancelAction,
     Command,
@@ -76,6 +76,7 @@ from edge.safety.machine import (
 
 if TYPE_CHECKING:
     from edge.amr.adapter_actions import ActionRunner
+    from edge.amr.adapter_floorcode import FloorCodeLine, FloorCodeReader
     from edge.amr.adapter_mcu import DriveMcu
     from edge.config.board import BoardBase
     from fleet_link.vda5050.client import VehicleClient
@@ -83,6 +84,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wolfpack.amr")
 
+# How fast the localisation's bound grows between floor codes: a commissioned vehicle (wheel
+# radii known to 0.1 %, trimmed online below) drifts well inside 0.5 % of distance and 0.2 deg
+# per metre; one leg of 3-4 m stays within a 0.10 m bound, two legs with a code missed between
+# them do not (the vehicle then stops with a localizationError, as it must).
+UNCERTAINTY = UncertaintyModel(
+    xy_per_m=0.005,
+    xy_per_rad=0.01,
+    theta_per_m=math.radians(0.2),
+    theta_per_rad=0.01,
+)
+CALIBRATE_MIN_M = 1.0  # a code fix after this much straight travel trims the wheel ratio
+CALIBRATE_MAX_TURN_RAD = 0.2
+CALIBRATE_GAIN = 0.5
+CALIBRATE_LIMIT = 0.02  # never trim the wheels' ratio by more than 2 %
 MOVING_M_S = 0.005  # wheels turning faster than this (either wheel) count as driving
 STATE_REFRESH_S = 0.5  # the snapshot the session's 30 s timer publishes is this fresh
 
@@ -127,6 +142,14 @@ class AmrMachine(Machine):
         self.map_id = cfg.start_map
         self.mcu: DriveMcu | None = None
         self.actions: ActionRunner | None = None
+        self.codes: FloorCodeReader | None = None
+        if cfg.floor_codes.camera:
+            from edge.amr.adapter_floorcode import FloorCodeReader
+
+            try:
+                self.codes = FloorCodeReader(cfg.floor_codes.camera, self._on_code_line)
+            except ValueError as exc:
+                raise MachineError(f"amr.floor_codes.camera: {exc}") from None
         self.vda: VehicleClient | None = None
         # the drive's legs: (edge sequenceId, end node id, end node sequenceId)
         self._legs: list[tuple[int, str, int]] = []
@@ -145,6 +168,9 @@ class AmrMachine(Machine):
         # setpoints sent and not yet surely applied: (host time it applies, v, omega)
         self._sent: deque[tuple[float, float, float]] = deque(maxlen=64)
         self._counts_t = 0.0  # host time of the last wheel report
+        self.wheel_trim = 0.0  # right/left radius ratio - 1, learnt from floor codes
+        self._cal_distance = 0.0
+        self._cal_turned = 0.0
         self.counters: dict[str, int] = {
             "orders": 0,
             "instant_actions": 0,
@@ -191,6 +217,8 @@ class AmrMachine(Machine):
         self._refresh_state(time.monotonic())
         self.host.supervisor.start("drive-mcu", self.mcu.run)
         self.host.supervisor.start("drive", self._control_loop)
+        if self.codes is not None:
+            self.host.supervisor.start("floor-codes", self.codes.run)
         self.vda.start()
 
     async def make_safe(self) -> None:
@@ -326,7 +354,7 @@ class AmrMachine(Machine):
                 return
             seen = Pose(reading.dx, reading.dy, reading.dtheta)
             start = code_pose.compose(seen.inverse())
-            self.localiser = Localiser({reading.code: code_pose}, start)
+            self.localiser = Localiser({reading.code: code_pose}, start, UNCERTAINTY)
             self.localiser.on_odometry(reading.clock, self.odometry.pose)
             self.localiser.init_position(start)
             log.info(
@@ -339,9 +367,39 @@ class AmrMachine(Machine):
             return
         if code_pose is not None and reading.code not in self.localiser.codes:
             self.localiser.codes[reading.code] = code_pose
+        before = self.localiser.pose
         err = self.localiser.on_code(reading)
         if err is not None:
             log.warning("%s", err.message)
+            return
+        self._calibrate(wrap_angle(self.localiser.pose.theta - before.theta))
+
+    def _calibrate(self, heading_fix: float) -> None:
+        """Trim the wheels' radius ratio from the heading a floor code corrected after
+        straight travel: on a straight line the heading drifts by d * (er - el) / track, so
+        the fix says how much the right wheel's true radius exceeds the left's."""
+        odo = self.odometry
+        d = odo.distance_m - self._cal_distance
+        turned = odo.turned_rad - self._cal_turned
+        self._cal_distance, self._cal_turned = odo.distance_m, odo.turned_rad
+        if d < CALIBRATE_MIN_M or turned > CALIBRATE_MAX_TURN_RAD:
+            return
+        g = self.cfg.geometry
+        seen = heading_fix * g.wheel_track_m / d
+        self.wheel_trim = max(
+            -CALIBRATE_LIMIT, min(CALIBRATE_LIMIT, self.wheel_trim + CALIBRATE_GAIN * seen)
+        )
+        base = WheelGeometry.from_wheels(
+            g.wheel_track_m, g.wheel_radius_m, g.encoder_counts_per_rev
+        )
+        odo.geometry = WheelGeometry(
+            base.track_m,
+            base.left_m_per_count * (1 - self.wheel_trim / 2),
+            base.right_m_per_count * (1 + self.wheel_trim / 2),
+        )
+
+    def _on_code_line(self, line: FloorCodeLine) -> None:
+        self.on_floor_code(line.reading, line.code_pose)
 
     def on_battery(self, percent: float, charging: bool, voltage: float | None = None) -> None:
         if self.actions is not None:
@@ -397,6 +455,7 @@ class AmrMachine(Machine):
             now, self._predict(pose, now + self.params.setpoint_lead_s), self._field
         )
         for ev in out.events:
+            log.debug("drive event %s", ev)
             if isinstance(ev, NodeReached):
                 self._node_reached(ev)
             elif isinstance(ev, PathDeviation):
@@ -534,7 +593,7 @@ class AmrMachine(Machine):
         pose = Pose(c.pose.x, c.pose.y, c.pose.theta)
         self.map_id = c.pose.map_id
         if self.localiser is None:
-            self.localiser = Localiser({}, pose)
+            self.localiser = Localiser({}, pose, UNCERTAINTY)
             self.localiser.on_odometry(
                 self._last_counts[0] if self._last_counts else 0, self.odometry.pose
             )

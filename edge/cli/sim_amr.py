@@ -350,6 +350,11 @@ class AmrSimOptions:
     allowed_xy_m: float = 0.05  # the master's allowedDeviationXY at stop nodes
     allowed_theta_rad: float = 0.05
     edge_max_speed: float | None = 1.0
+    map_path: str | None = None  # None: sim_hardware/amr/maps/default.json
+    mcu_watchdog_ms: int = 1000
+    # each wheel's true radius within +-0.1 % of the config's (a commissioned vehicle; the
+    # node trims the remaining left/right ratio from floor codes)
+    wheel_scale_error: float = 0.001
 
 
 @dataclass
@@ -436,10 +441,10 @@ class AmrSimulation:
                     na, nb = mp.nodes[a], mp.nodes[b]
                     self.edges.append(((na.x, na.y), (nb.x, nb.y)))
         v = self.cfg.vda5050
-        for i, (mcu_path, node) in enumerate(starts, start=1):
+        for i, (mcu_path, node, code_port) in enumerate(starts, start=1):
             serial = _numbered(v.serial_number, i)
             node_id = _numbered(self.board.node.id, i)
-            cfg = self._write_config(i, serial, node_id, mcu_path)
+            cfg = self._write_config(i, serial, node_id, mcu_path, code_port)
             self.vehicles.append(_Vehicle(i, serial, node_id, cfg, mcu_path, node))
         d = self.cfg.deviation
         settings = MasterSettings(
@@ -474,10 +479,17 @@ class AmrSimulation:
         self.broker = EmbeddedBroker(port=port or _free_port()).start()
         return str(self.broker.url)
 
-    def _write_config(self, i: int, serial: str, node_id: str, mcu_path: str) -> Path:
+    def _write_config(
+        self, i: int, serial: str, node_id: str, mcu_path: str, code_port: int
+    ) -> Path:
         data = self.board.model_dump(mode="json", exclude_none=True)
         data["node"]["id"] = node_id
         data["amr"]["vda5050"]["serial_number"] = serial
+        data["amr"]["floor_codes"]["camera"] = f"tcp://127.0.0.1:{code_port}"
+        map_id = self.world.map.map_id
+        if not any(m["id"] == map_id for m in data["amr"]["maps"]):
+            data["amr"]["maps"] = [{"id": map_id, "version": "1"}]
+            data["amr"].pop("initial_map", None)
         drive = data["amr"]["drive"]["mcu"]
         for mcu in data["mcus"]:
             if mcu["name"] == drive:
@@ -944,11 +956,159 @@ class LinkProxy:
                         dst.sendall(data)
 
 
+class _CodeServers:
+    """Each vehicle's floor-code reader as the node reaches it: a TCP port serving one line
+    per code the world's camera decodes (``edge.amr.adapter_floorcode`` documents the line)."""
+
+    def __init__(self, count: int, codes: dict[str, tuple[float, float, float]]) -> None:
+        import socket
+
+        self.codes = codes
+        self.servers: list[socket.socket] = []
+        self.clients: list[list[socket.socket]] = [[] for _ in range(count)]
+        for _ in range(count):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", 0))
+            s.listen(4)
+            s.settimeout(0.2)
+            self.servers.append(s)
+        self.ports = [int(s.getsockname()[1]) for s in self.servers]
+        self.lines = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="sim-amr-codes", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        import select
+
+        while not self._stop.is_set():
+            ready, _, _ = select.select(self.servers, [], [], 0.2)
+            for s in ready:
+                with contextlib.suppress(OSError):
+                    conn, _ = s.accept()
+                    conn.setblocking(False)
+                    with self._lock:
+                        self.clients[self.servers.index(s)].append(conn)
+
+    def on_code(self, index: int, seen: Any, _now: float, clock: int) -> None:
+        """The world's camera listener (on the world's loop): the line to the vehicle's node."""
+        pose = self.codes.get(seen.code)
+        if pose is None:
+            return
+        line = (
+            f"FC {seen.code} {pose[0]!r} {pose[1]!r} {pose[2]!r} {seen.dx!r} {seen.dy!r} "
+            f"{seen.dtheta!r} {clock}\n"
+        ).encode("ascii")
+        with self._lock:
+            for conn in list(self.clients[index]):
+                try:
+                    conn.send(line)
+                    self.lines += 1
+                except BlockingIOError:
+                    pass  # a node that does not read loses readings, as from a real reader
+                except OSError:
+                    self.clients[index].remove(conn)
+                    conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for s in self.servers:
+            s.close()
+        with self._lock:
+            for group in self.clients:
+                for conn in group:
+                    conn.close()
+
+
 class _World:
-    """The simulated warehouse (sim_hardware/amr) as this run uses it."""
+    """The simulated warehouse (``sim_hardware.amr.world``) as this run uses it: started in
+    a thread of this process, its calls made on its own loop."""
 
     def __init__(self, options: AmrSimOptions, workdir: Path) -> None:
-        raise AmrSimError("the simulated warehouse (sim_hardware/amr) is not in this build yet")
+        import json as _json
+
+        from sim_hardware.amr.master import MasterMap
+        from sim_hardware.amr.warehouse import DEFAULT_MAP
+
+        self.o = options
+        self.workdir = workdir
+        path = Path(options.map_path) if options.map_path else DEFAULT_MAP
+        try:
+            self.map = MasterMap.from_dict(_json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError) as exc:
+            raise AmrSimError(f"map {path}: {exc}") from None
+        self.map_path = path
+        self.thread: Any = None
+        self.codes: _CodeServers | None = None
+
+    def start(self) -> list[tuple[str, str, int]]:
+        """[(pty path, start node, floor-code reader port)] per vehicle."""
+        from sim_hardware.amr.world import AmrWorldThread, WorldOptions
+
+        try:
+            self.thread = AmrWorldThread(
+                WorldOptions(
+                    vehicles=self.o.vehicles,
+                    workdir=str(self.workdir),
+                    map_path=str(self.map_path),
+                    seed=self.o.seed,
+                    watchdog_ms=self.o.mcu_watchdog_ms,
+                    scale_error=self.o.wheel_scale_error,
+                )
+            ).start()
+        except ValueError as exc:
+            raise AmrSimError(str(exc)) from None
+        world = self.thread.world
+        self.codes = _CodeServers(len(world.vehicles), dict(world.codes))
+        self.thread.call(world.code_listeners.append, self.codes.on_code)
+        return [(v.link, v.start_node, self.codes.ports[i]) for i, v in enumerate(world.vehicles)]
+
+    def _call(self, name: str, *args: Any) -> Any:
+        return self.thread.call(getattr(self.thread.world, name), *args)
+
+    def estop(self, i: int, on: bool) -> None:
+        self._call("set_estop", i - 1, on)
+
+    def field(self, i: int, on: bool) -> None:
+        self._call("set_field_blocked", i - 1, on)
+
+    def unplug(self, i: int, on: bool) -> None:
+        self._call("unplug_mcu" if on else "replug_mcu", i - 1)
+
+    def battery(self, i: int, percent: float) -> None:
+        self._call("set_battery", i - 1, percent)
+
+    def floor_codes(self, i: int, readable: bool) -> None:
+        self._call("set_camera_blind", i - 1, not readable)
+
+    def poses(self) -> dict[int, tuple[float, float, float]]:
+        t = self._call("truth")
+        return {k + 1: (v["x"], v["y"], v["theta"]) for k, v in enumerate(t["vehicles"])}
+
+    def pose(self, i: int) -> tuple[float, float, float] | None:
+        return self.poses().get(i)
+
+    def truth(self) -> dict[str, Any]:
+        t = self._call("truth")
+        return {
+            "collisions": len(t["collisions"]),
+            "collision_events": [list(c) for c in t["collisions"][:20]],
+            "off_map": len(t["off_map"]),
+            "off_map_events": [list(e) for e in t["off_map"][:20]],
+            "world_steps": t["steps"],
+            "world_late_steps": t["late_steps"],
+            "distance_m": {v["name"]: round(v["distance_m"], 1) for v in t["vehicles"]},
+            "floor_code_lines": self.codes.lines if self.codes else 0,
+        }
+
+    def stop(self) -> None:
+        if self.codes is not None:
+            self.codes.stop()
+        if self.thread is not None:
+            self.thread.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

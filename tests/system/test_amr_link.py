@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 SERIAL = "sim-amr-01"
 PREFIX = f"uagv/v2/wolfpack/{SERIAL}"
 KEEPALIVE_S = 5
-MAP = "sim-warehouse"
+MAP = "wolfpack-demo-1"
 FIELD_PIN, ESTOP_PIN = 1, 0
 
 
@@ -113,6 +113,7 @@ def vehicle_node(
         data["mqtt"]["broker"] = f"mqtt://127.0.0.1:{broker_port}"
         data["mqtt"]["keepalive_s"] = KEEPALIVE_S
         data["mqtt"]["outbox"]["path"] = str(tmp_path / "outbox.sqlite")
+        data["amr"]["floor_codes"].pop("camera", None)  # none here: initPosition places it
         cfg = tmp_path / "vehicle.yaml"
         cfg.write_text(json.dumps(data))
         log = tmp_path / "node.log"
