@@ -57,6 +57,7 @@ def couple(fw: SimFirmware, arm: ArmFirmware, world: ArmWorld, epoch: float) -> 
     """Wire the world and the arm firmware to each other (host time = epoch + world time)."""
     arm.measured = lambda: [q * 1e6 for q in world.joints()]
     arm.vacuum = lambda t: world.vacuum_pa
+    arm.boot_inputs = lambda: dict(world.inputs)
     arm.valve_listeners.append(lambda on, t: world.set_valve(on))
     arm.on_boot(0)  # the servos hold where the joints are
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from firmware_bridge.mcu import messages as m
@@ -252,11 +252,15 @@ class ArmFirmware(FirmwareExtension):
         *,
         measured: Callable[[], Sequence[float]] | None = None,
         vacuum: Callable[[float], float] | None = None,
+        boot_inputs: Callable[[], Mapping[int, int]] | None = None,
     ) -> None:
         # The world's joint positions (micro-units) at boot and its vacuum (Pa below ambient)
         # at a host time; without a world: joints at 0, and the valve gives 60 kPa when open.
         self.measured = measured or (lambda: [0.0] * m.MAX_JOINTS)
         self.vacuum = vacuum or (lambda t: 60_000.0 if self.valve else 0.0)
+        # the levels on the input pins when the MCU (re)starts: a reset does not change the
+        # world (the curtain's OSSD reads what it reads), only what the firmware knows
+        self.boot_inputs = boot_inputs or dict
         self.valve_listeners: list[Callable[[bool, float], None]] = []
         self.stops: list[Stopped] = []  # every motion_stopped sent (tests, the world's truth)
         self._task: asyncio.Task[None] | None = None
@@ -320,6 +324,10 @@ class ArmFirmware(FirmwareExtension):
 
     def on_boot(self, reason: int) -> None:
         self._set_valve(False)
+        for pin, value in self.boot_inputs().items():
+            if 0 <= pin < self.fw.n_inputs:
+                bit = 1 << pin
+                self.fw.inputs = (self.fw.inputs | bit) if value else (self.fw.inputs & ~bit)
         self._reset_state()
 
     def on_safe(self, cause: str) -> None:

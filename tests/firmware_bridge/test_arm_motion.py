@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge.mcu import IncompatibleFirmwareError, McuLink
+from firmware_bridge.mcu import IncompatibleFirmwareError, LinkState, McuLink
 from firmware_bridge.mcu import messages as m
 from firmware_bridge.mcu.errors import McuCommandError
 from firmware_bridge.mcu.identity import require_commands
@@ -64,15 +64,15 @@ def test_to_micro_pads_and_refuses_what_does_not_fit():
 def arm_sim(tmp_path):
     """A simulated MCU on a pty with the arm firmware registered; its path and the arm."""
     with sim_mcu(tmp_path) as (sim, path):
-        arm = ArmFirmware()
+        arm = ArmFirmware(boot_inputs=lambda: {2: 1})  # the curtain's OSSD, clear
         assert sim.sim is not None
         sim.call(sim.sim.firmware.register_extension, arm)
         sim.call(sim.sim.firmware.set_input, 2, 1)  # the light curtain is clear
-        yield path, arm
+        yield path, arm, sim
 
 
 def test_a_path_streamed_on_the_mcu_clock_runs_and_ends_at_rest(arm_sim):
-    path, arm = arm_sim
+    path, arm, _ = arm_sim
 
     async def main():
         async with McuLink(path) as link:
@@ -99,7 +99,7 @@ def test_a_path_streamed_on_the_mcu_clock_runs_and_ends_at_rest(arm_sim):
 
 
 def test_a_late_segment_is_refused_and_the_underrun_halts(arm_sim):
-    path, _ = arm_sim
+    path, _, _ = arm_sim
 
     async def main():
         async with McuLink(path) as link:
@@ -149,3 +149,43 @@ def test_require_commands_passes_when_all_are_there(tmp_path):
 
         ident = asyncio.run(main())
     assert "get_commands" not in ident.commands  # its list fits: no paging
+
+
+def test_after_an_mcu_reset_the_link_resends_the_arm_setup(arm_sim):
+    path, arm, _ = arm_sim
+
+    async def main():
+        async with McuLink(path) as link:
+            motion = ArmMotion(link, 2, stop_ms=100, safety_pin=2, safety_level=0)
+            await motion.setup()
+            resynced = asyncio.Event()
+            link.on_state(lambda change: change.state.up and resynced.set())
+            arm.fw.loop.call_soon_threadsafe(arm.fw.reset)
+            await asyncio.wait_for(resynced.wait(), 5)
+            await asyncio.sleep(0.1)
+            start = motion.clock_at(time.monotonic() + 0.05)
+            await motion.queue_path([(start + 20_000, [1000, 0])], start)  # configured again
+            return await motion.state()
+
+    state = asyncio.run(main())
+    assert arm.configured and state.state_name in ("waiting", "moving", "idle")
+    assert arm.fw.inputs >> 2 & 1  # the curtain input still reads clear after the reset
+
+
+def test_after_a_replug_the_arm_commands_are_still_known_and_work(arm_sim):
+    path, arm, sim = arm_sim
+
+    async def main():
+        async with McuLink(path) as link:
+            motion = ArmMotion(link, 2, stop_ms=100, safety_pin=2, safety_level=0)
+            await motion.setup()
+            resynced = asyncio.Event()
+            link.on_state(lambda c: c.state is LinkState.RESYNCED and resynced.set())
+            sim.call(sim.sim.unplug, 0.2)
+            await asyncio.wait_for(resynced.wait(), 5)
+            await motion.set_suction(True)  # refused without sending if the list were short
+            return link.identity, await motion.state()
+
+    ident, state = asyncio.run(main())
+    assert set(ARM_COMMANDS) <= set(ident.commands) and arm.valve
+    assert state.state_name == "idle"
