@@ -197,6 +197,10 @@ class VehicleClient:
     def _periodic(self) -> None:
         """State at least every state_interval_s; visualization every interval."""
         while not self._stop.is_set():
+            if not self._connected.is_set():
+                self._wake.wait(1.0)  # on_connect wakes it; no timer runs while offline
+                self._wake.clear()
+                continue
             now = time.monotonic()
             due = self._last_state + self.state_interval_s
             if self._state_pending:

@@ -208,3 +208,35 @@ def test_changes_close_together_become_one_state(mosquitto: Mosquitto) -> None:
         master.close()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
+
+
+def test_no_broker_costs_no_cpu() -> None:
+    """While no broker answers, the timer sleeps (it once spun on a due state)."""
+    from fleet_link.config import MqttConfig
+    from fleet_link.vda5050.client import VehicleClient
+    from fleet_link.vda5050.topics import VehicleTopics
+    from tests.fleet_link.mosquitto import free_port
+    from tests.fleet_link.vda5050.vehicle_child import Handler
+
+    cfg = MqttConfig.model_validate(
+        {"broker": f"mqtt://127.0.0.1:{free_port()}", "keepalive_s": 5,
+         "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+    )  # fmt: skip
+    handler = Handler()
+    client = VehicleClient(
+        cfg, VehicleTopics("uagv", "wolfpack", "amr-01"), handler,
+        state_interval_s=0.1, visualization_interval_s=0.05, min_state_interval_s=0.05,
+    )  # fmt: skip
+    handler.client = client
+    client.start()
+    try:
+        cpu0, t0 = time.process_time(), time.monotonic()
+        time.sleep(1.0)
+        cpu = time.process_time() - cpu0
+        assert not client.connected
+        assert client.publish_state() is not None  # stamped; not sent, counted
+        assert client.not_sent["state"] >= 1 and client.published["state"] == 0
+        # a spinning timer took 0.22 s of CPU per second here even at nice 19 under load
+        assert cpu < 0.05 * (time.monotonic() - t0), f"{cpu:.3f} s CPU in 1 s offline"
+    finally:
+        client.stop()
