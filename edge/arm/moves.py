@@ -10,14 +10,17 @@ A pick is two moves, because the vacuum must confirm the grip before the lift:
   the ride, with the same ride up to it: lift with the parcel, blend off the belt to above the
   destination, descend, release.
 
-The blend onto a moving point: with S the start (at rest), H(t) the point riding the belt and
-s a jerk-limited time law from 0 to 1 over T (``unit_s``), the cup follows
+The blend onto a moving point, in joint space: with S the start (joints at rest), H(t) the
+joints that hold the cup over the point riding the belt (inverse kinematics) and s a
+jerk-limited time law from 0 to 1 over T (``unit_s``), the arm follows
 
-    x(t) = S + s(t) (H(t) - S)
+    q(t) = S + s(t) (H(t) - S)
 
-so x(0) = S at rest, and at T, where s = 1 and s' = s'' = 0, x = H(T) with H's velocity (the
-belt's): it meets the parcel moving with it. The blend off the belt is the mirror image,
-x(t) = D + (1 - s(t)) (H(t) - D). The cup does not turn (j4 holds; a round cup).
+so q(0) = S at rest, and at T, where s = 1 and s' = s'' = 0, q = H(T) with H's velocity: the
+cup meets the parcel moving with it. The blend off the belt is the mirror image,
+q(t) = D + (1 - s(t)) (H(t) - D). In joint space a blend never cuts through the unreachable
+ring around the column, as a straight line of the cup would. The cup does not turn (j4
+holds; a round cup).
 
 Each move is sampled every ``tracking.setpoint_ms`` through the inverse kinematics (one elbow)
 and refused, with the reason, when a setpoint breaks a joint's range, velocity,
@@ -38,6 +41,7 @@ from edge.arm.trajectory import DoubleS, Trajectory, limit_violation, sample, sy
 from edge.arm.zones import first_hit
 
 Vec = tuple[float, float, float]
+Ride = Callable[[float, float], Joints]
 MAX_APPROACH_S = 1.5  # a longer approach waits at rest first
 MIN_APPROACH_S = 0.05
 CONTACT_STEP_MM = 50.0  # contact points tried along the belt, then refined
@@ -45,6 +49,7 @@ MIN_STEP_S = 0.03
 MAX_CONTACT_TRIES = 40
 MAX_BLEND_S = 3.0
 GROW = 1.08
+LIFT_SHARE = 0.5  # the carry leaves the belt's motion when the lift is this far along
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,15 @@ class Mover:
     def _u(self, target: Target, belt: BeltTracker, t: float) -> float:
         return target.u_at_count(belt.count_at(t), belt.cpm)
 
+    def _rider(self, target: Target, belt: BeltTracker, j4: float, near: Joints) -> Ride:
+        """Joints that keep the cup at height z over the target at t (raises Unreachable)."""
+
+        def ride(t: float, z: float) -> Joints:
+            x, y = self._xy(target, belt, t)
+            return self.kin.ik_xyz(x, y, z, j4, near)
+
+        return ride
+
     def _try_pick(
         self, q0: Joints, t0: float, target: Target, belt: BeltTracker, t_contact: float
     ) -> PickPlan | str:
@@ -155,60 +169,41 @@ class Mover:
             )
         if self._u(target, belt, t_c) < tr.upstream_mm - 1.0:
             return "contact upstream of the window"
-        sp = self.kin.fk(q0)
-        S: Vec = (sp[0], sp[1], sp[2])
+        ride = self._rider(target, belt, q0[3], q0)
+        try:  # the ride at t_a, extended back in time at its velocity then (in reach)
+            meet = _tangent(lambda t: ride(t, z_hover), t_a, self.dt)
+        except Unreachable as exc:
+            return f"unreachable: {exc}"
 
-        def ride(t: float, z: float) -> Vec:
-            x, y = self._xy(target, belt, t)
-            return (x, y, z)
-
-        def path(t: float) -> Vec:
+        def path(t: float) -> Joints:
             if t <= start:
-                return S
+                return q0
             if t < t_a:
-                h = ride(t, z_hover)
-                k = unit_s((t - start) / ta)
-                return (
-                    S[0] + k * (h[0] - S[0]),
-                    S[1] + k * (h[1] - S[1]),
-                    S[2] + k * (h[2] - S[2]),
-                )
+                return _lerp(q0, meet(t), unit_s((t - start) / ta))
             if t < t_c:
                 return ride(t, z_hover - descend.eval(t - t_a)[0])
             if t < t_l:
                 return ride(t, z_contact)
             return ride(t, z_contact + lift.eval(t - t_l)[0])
 
-        # cheap first: the approach and descent alone (most approach times fail there)
+        # cheap first: the approach and descent alone (most meetings fail there)
         n = math.ceil((t_c - start) / self.dt)
         try:
-            qs = self._ik_all([path(start + i * self.dt) for i in range(n + 1)], q0)
+            qs = [path(start + i * self.dt) for i in range(n + 1)]
         except Unreachable as exc:
             return f"unreachable: {exc}"
         why = limit_violation(qs, self.dt, self.limits, rest_at_end=False)
         if why is not None:
             return why
         # the escape: off the belt's motion to rest, after the lift
-        esc = self._blend_off(path, t_h, None, q0)
+        esc = self._blend_off(path, t_h, None)
         if isinstance(esc, str):
             return esc
-        te, end = esc
+        te, q_end = esc
         t_e = t_h + te
+        off = _blended(path, t_h, te, q_end, self.dt, None)
 
-        def full(t: float) -> Vec:
-            if t < t_h:
-                return path(t)
-            if t >= t_e:
-                return end
-            k = unit_s((t - t_h) / te)
-            h = path(t)
-            return (
-                end[0] + (1 - k) * (h[0] - end[0]),
-                end[1] + (1 - k) * (h[1] - end[1]),
-                end[2] + (1 - k) * (h[2] - end[2]),
-            )
-
-        traj = self._sampled(full, start, t_e - start, q0, None)
+        traj = self._sampled(off, start, t_e - start, None)
         if isinstance(traj, str):
             return traj
         traj = Trajectory(
@@ -248,41 +243,44 @@ class Mover:
         if not plan.t_contact - 1e-9 <= t_b <= plan.t_lift + 1e-9:
             return "the grip came after the lift-off"
         lift = self._z_law(plan.z_carry - plan.z_contact)
-        t_h = t_b + lift.duration
+        # the blend off the belt starts half way up: the parcel is clear of the belt by then
+        t_off = t_b + lift.duration * LIFT_SHARE
+        q_from = pick.q[i_b]
+        ride = self._rider(target, belt, q_from[3], q_from)
 
-        def path(t: float) -> Vec:
-            x, y = self._xy(target, belt, t)
-            return (x, y, plan.z_contact + lift.eval(t - t_b)[0])
+        def path(t: float) -> Joints:
+            return ride(t, plan.z_contact + lift.eval(t - t_b)[0])
 
         p = dest.place
-        above: Vec = (p.x_mm, p.y_mm, max(p.z_mm, plan.z_carry))
-        q_from = pick.q[i_b]
+        z_over = max(p.z_mm, plan.z_carry)
         before = list(pick.q[max(0, i_b - 3) : i_b])
-        esc = self._blend_off(path, t_h, above, q_from, load)
+        try:
+            q_over = self.kin.ik_xyz(p.x_mm, p.y_mm, z_over, q_from[3], q_from)
+        except Unreachable as exc:
+            return f"to {dest.id}: unreachable: {exc}"
+
+        def z_lift(t: float) -> float:
+            return plan.z_contact + lift.eval(t - t_b)[0]
+
+        esc = self._blend_off(path, t_off, q_over, z_lift)
         if isinstance(esc, str):
             # straight off the belt out of reach (a destination upstream, the parcel far
             # downstream): come to rest first, then go there from rest
-            return self._carry_via_rest(path, t_b, t_h, q_from, before, dest, load, esc)
+            return self._carry_via_rest(path, t_b, t_off, before, dest, load, esc, z_lift)
         tp, _ = esc
-        t_p = t_h + tp
-        down = self._z_law(above[2] - p.z_mm)
+        t_p = t_off + tp
+        down = self._z_law(z_over - p.z_mm)
         t_r = t_p + down.duration
         t_end = t_r + self.cfg.suction.release_ms / 1000
+        off = _blended(path, t_off, tp, q_over, self.dt, z_lift)
 
-        def full(t: float) -> Vec:
-            if t < t_h:
-                return path(t)
+        def full(t: float) -> Joints:
             if t < t_p:
-                k = unit_s((t - t_h) / tp)
-                h = path(t)
-                return (
-                    above[0] + (1 - k) * (h[0] - above[0]),
-                    above[1] + (1 - k) * (h[1] - above[1]),
-                    above[2] + (1 - k) * (h[2] - above[2]),
-                )
-            return (above[0], above[1], above[2] - down.eval(t - t_p)[0])
+                return off(t)
+            return self.kin.ik_xyz(p.x_mm, p.y_mm, z_over - down.eval(t - t_p)[0], q_from[3],
+                                   q_over)  # fmt: skip
 
-        traj = self._sampled(full, t_b, t_end - t_b, q_from, before, load, t_h)
+        traj = self._sampled(full, t_b, t_end - t_b, before, load, t_off)
         if isinstance(traj, str):
             return f"to {dest.id}: {traj}"
         return Trajectory(
@@ -291,31 +289,22 @@ class Mover:
 
     def _carry_via_rest(
         self,
-        path: Callable[[float], Vec],
+        path: Callable[[float], Joints],
         t_b: float,
-        t_h: float,
-        q_from: Joints,
+        t_off: float,
         before: list[Joints],
         dest: Destination,
         load: tuple[float, float],
         why_not_direct: str,
+        z_lift: Callable[[float], float],
     ) -> Trajectory | str:
-        esc = self._blend_off(path, t_h, None, q_from, load)
+        esc = self._blend_off(path, t_off, None, z_lift)
         if isinstance(esc, str):
             return f"to {dest.id}: {why_not_direct}; nor to rest: {esc}"
-        te, rest = esc
+        te, q_rest = esc
+        off = _blended(path, t_off, te, q_rest, self.dt, z_lift)
 
-        def off(t: float) -> Vec:
-            if t < t_h:
-                return path(t)
-            if t >= t_h + te:
-                return rest
-            k = unit_s((t - t_h) / te)
-            h = path(t)
-            return (rest[0] + (1 - k) * (h[0] - rest[0]), rest[1] + (1 - k) * (h[1] - rest[1]),
-                    rest[2] + (1 - k) * (h[2] - rest[2]))  # fmt: skip
-
-        first = self._sampled(off, t_b, t_h + te - t_b, q_from, before, load, t_h)
+        first = self._sampled(off, t_b, t_off + te - t_b, before, load, t_off)
         if isinstance(first, str):
             return f"to {dest.id}: {why_not_direct}; nor to rest: {first}"
         p = dest.place
@@ -377,86 +366,74 @@ class Mover:
 
     def _blend_off(
         self,
-        path: Callable[[float], Vec],
+        path: Callable[[float], Joints],
         t_h: float,
-        to: Vec | None,
-        q_ref: Joints,
-        load: tuple[float, float] | None = None,
-    ) -> tuple[float, Vec] | str:
-        """The shortest blend from riding ``path`` at ``t_h`` to rest at ``to`` (None: where
-        the ride is at ``t_h``; the cup overshoots downstream a little and comes back).
-        Checked alone (with the ride before it) for the limits: the caller checks the whole."""
+        to: Joints | None,
+        z_law: Callable[[float], float] | None = None,
+    ) -> tuple[float, Joints] | str:
+        """The shortest blend (in joint space) from riding ``path`` at ``t_h`` to rest at
+        ``to`` (None: where the ride is at ``t_h``, less part of the overshoot, so that the
+        cup comes back a little and stays in reach). The ride is continued past ``t_h`` at its
+        velocity then (the parcel's path runs out of reach downstream), its height by
+        ``z_law`` (a lift still under way; default: held). Checked for the limits with the
+        ride before it; the caller checks the whole move: ``blend(path, ...)`` rebuilds it."""
         why = "no blend tried"
-        # a first guess: the belt's speed shed at a third of j1's acceleration at full reach
-        reach = self.kin.l1 + self.kin.l2
-        a_cup = math.radians(self.limits.acc[0]) * reach / 3
-        te = max(0.08, 2 * self.cfg.belt.nominal_speed_mm_s / a_cup)
+        try:
+            q_h = path(t_h)
+            pre = [path(t_h - k * self.dt) for k in (3, 2, 1)]
+            ahead = _tangent(path, t_h, self.dt)  # the ride on, at its velocity at t_h
+        except Unreachable as exc:
+            return f"unreachable: {exc}"
+        z_of = z_law if z_law is not None else (lambda t: q_h[2])
+        # a first guess: the joints' speed at t_h shed at their acceleration limits
+        vel = [(q_h[k] - pre[2][k]) / self.dt for k in range(4)]
+        te = max([0.08] + [2 * abs(vel[k]) / self.limits.acc[k] for k in range(4)])
         if to is not None:
-            try:
-                q_a = self.kin.ik_xyz(*path(t_h), q_ref[3], q_ref)
-                q_b = self.kin.ik_xyz(*to, q_ref[3], q_a)
-                te = max(te, sync_move(q_a, q_b, self.limits)[0])
-            except Unreachable as exc:
-                return f"unreachable: {exc}"
+            te = max(te, sync_move(q_h, to, self.limits)[0])
         while te <= MAX_BLEND_S:
-            if to is not None:
-                end = to
-            else:  # where the ride is at t_h, less part of the overshoot: it comes back
-                e = path(t_h)
-                vx = (e[0] - path(t_h - self.dt)[0]) / self.dt
-                end = (e[0] - 0.25 * vx * te, e[1], e[2])
+            end = to if to is not None else _lerp(q_h, pre[2], 0.25 * te / self.dt)
 
-            def fn(t: float, te: float = te, end: Vec = end) -> Vec:
+            def fn(t: float, te: float = te, end: Joints = end) -> Joints:
                 if t >= t_h + te:
                     return end
-                k = unit_s((t - t_h) / te)
-                h = path(t)
-                return (
-                    end[0] + (1 - k) * (h[0] - end[0]),
-                    end[1] + (1 - k) * (h[1] - end[1]),
-                    end[2] + (1 - k) * (h[2] - end[2]),
-                )
+                a = ahead(t)
+                return _lerp((a[0], a[1], z_of(t), a[3]), end, unit_s((t - t_h) / te))
 
-            pre = [path(t_h - 3 * self.dt), path(t_h - 2 * self.dt), path(t_h - self.dt)]
             try:
-                qs = self._ik_all(
-                    pre + [fn(t_h + i * self.dt) for i in range(math.ceil(te / self.dt) + 1)], q_ref
-                )
+                qs = [fn(t_h + i * self.dt) for i in range(math.ceil(te / self.dt) + 1)]
+                if to is None:
+                    self.kin.fk(end)
+                    self._reachable(end)
             except Unreachable as exc:
                 why = f"unreachable: {exc}"
                 te *= GROW
                 continue
-            why = limit_violation(
-                qs[3:], self.dt, self.limits, before=qs[:3]
-            ) or self._speed_violation(qs)
+            why = limit_violation(qs, self.dt, self.limits, before=pre) or self._speed_violation(
+                pre[-1:] + qs
+            )
             if why is None:
                 return te, end
             te *= GROW
         return f"no blend within {MAX_BLEND_S} s: {why}"
 
-    def _ik_all(self, pts: list[Vec], q_ref: Joints) -> list[Joints]:
-        out: list[Joints] = []
-        near = q_ref
-        for p in pts:
-            near = self.kin.ik_xyz(p[0], p[1], p[2], q_ref[3], near)
-            out.append(near)
-        return out
+    def _reachable(self, q: Joints) -> None:
+        if not self.kin.within_limits(q):
+            raise Unreachable("a joint outside its range at the end of the blend")
 
     def _sampled(
         self,
-        fn: Callable[[float], Vec],
+        fn: Callable[[float], Joints],
         t0: float,
         duration: float,
-        q_ref: Joints,
         before: list[Joints] | None,
         load: tuple[float, float] | None = None,
         load_from: float | None = None,
     ) -> Trajectory | str:
-        """``fn`` (cup positions) sampled, through the IK, and checked; the load hangs under
-        the cup from ``load_from`` on (before, it still sits on the belt where it was)."""
+        """``fn`` (joints) sampled and checked; the load hangs under the cup from
+        ``load_from`` on (before, it still sits on the belt where it was)."""
         n = max(1, math.ceil(duration / self.dt - 1e-9))
         try:
-            q = self._ik_all([fn(t0 + i * self.dt) for i in range(n + 1)], q_ref)
+            q = [fn(t0 + i * self.dt) for i in range(n + 1)]
         except Unreachable as exc:
             return f"unreachable: {exc}"
         start = 0 if load_from is None else max(0, math.ceil((load_from - t0) / self.dt))
@@ -511,3 +488,53 @@ class Mover:
                 i = hit.index + load_start
                 return f"the parcel's bottom enters zone {hit.zone!r} at setpoint {i}"
         return None if hit is None else str(hit)
+
+
+def _lerp(a: Joints, b: Joints, k: float) -> Joints:
+    """a + k (b - a), per joint."""
+    return (
+        a[0] + k * (b[0] - a[0]),
+        a[1] + k * (b[1] - a[1]),
+        a[2] + k * (b[2] - a[2]),
+        a[3] + k * (b[3] - a[3]),
+    )
+
+
+def _tangent(fn: Callable[[float], Joints], t_ref: float, dt: float) -> Callable[[float], Joints]:
+    """``fn`` continued from ``t_ref`` at its velocity there (a straight line in joint
+    space): equal to ``fn`` at ``t_ref`` in position and velocity, in reach wherever the
+    belt's path is not (a parcel still upstream, or gone downstream)."""
+    q = fn(t_ref)
+    p = fn(t_ref - dt)
+    v = tuple((q[k] - p[k]) / dt for k in range(4))
+
+    def at(t: float) -> Joints:
+        d = t - t_ref
+        return (q[0] + v[0] * d, q[1] + v[1] * d, q[2] + v[2] * d, q[3] + v[3] * d)
+
+    return at
+
+
+def _blended(
+    path: Callable[[float], Joints],
+    t_h: float,
+    te: float,
+    end: Joints,
+    dt: float,
+    z_law: Callable[[float], float] | None,
+) -> Callable[[float], Joints]:
+    """``path`` up to ``t_h``, then the blend off it to rest at ``end`` over ``te`` (as
+    ``Mover._blend_off`` checked it), then ``end``."""
+    ahead = _tangent(path, t_h, dt)
+    z0 = path(t_h)[2]
+
+    def at(t: float) -> Joints:
+        if t < t_h:
+            return path(t)
+        if t >= t_h + te:
+            return end
+        a = ahead(t)
+        z = z_law(t) if z_law is not None else z0
+        return _lerp((a[0], a[1], z, a[3]), end, unit_s((t - t_h) / te))
+
+    return at
