@@ -1,6 +1,7 @@
 """The VDA 5050 session against a real mosquitto: ONLINE / factsheet / state on connect with
-the standard's QoS and retain, orders and refusals, periodic state and visualization, OFFLINE
-on an orderly stop, and CONNECTIONBROKEN retained when the vehicle process is killed -9."""
+the standard's QoS and retain, orders and refusals, periodic state and visualization,
+CONNECTIONBROKEN retained when the vehicle process is killed -9, ONLINE and a full state
+after a broker restart, OFFLINE on an orderly stop."""
 
 from __future__ import annotations
 
@@ -142,29 +143,7 @@ def test_session_online_orders_and_broken_connection(
         later.close()
 
 
-def test_orderly_stop_publishes_offline_and_no_will(
-    mosquitto: Mosquitto, vehicle: subprocess.Popen[str]
-) -> None:
-    master = Master(mosquitto.port)
-    try:
-        master.wait("connection", lambda b: b["connectionState"] == "ONLINE")
-        assert vehicle.stdin is not None
-        vehicle.stdin.close()
-        assert vehicle.wait(10) == 0
-        master.wait("connection", lambda b: b["connectionState"] == "OFFLINE")
-        time.sleep(0.3)
-        assert all(g.topic != "connection" for g in list(master.q.queue))  # no will after it
-    finally:
-        master.close()
-    later = Master(mosquitto.port)
-    try:
-        got = later.wait("connection")
-        assert got.retain and got.body["connectionState"] == "OFFLINE"
-    finally:
-        later.close()
-
-
-def test_broker_restart_brings_online_and_a_full_state(
+def test_broker_restart_then_orderly_stop(
     mosquitto: Mosquitto, vehicle: subprocess.Popen[str]
 ) -> None:
     master = Master(mosquitto.port)
@@ -182,23 +161,37 @@ def test_broker_restart_brings_online_and_a_full_state(
         master.wait("factsheet")  # published between ONLINE and the state
         state = master.wait("state")
         assert (state.body["orderId"], state.body["orderUpdateId"]) == ("o-7", 3)
+
+        # an orderly stop: OFFLINE, retained, and no will after it
+        assert vehicle.stdin is not None
+        vehicle.stdin.close()
+        assert vehicle.wait(10) == 0
+        master.wait("connection", lambda b: b["connectionState"] == "OFFLINE")
+        time.sleep(0.3)
+        assert all(g.topic != "connection" for g in list(master.q.queue))
     finally:
         master.close()
+    later = Master(mosquitto.port)
+    try:
+        got = later.wait("connection")
+        assert got.retain and got.body["connectionState"] == "OFFLINE"
+    finally:
+        later.close()
 
 
 def test_changes_close_together_become_one_state(mosquitto: Mosquitto) -> None:
-    proc = start_vehicle(mosquitto.url, "--min-state-interval", "0.5")
+    proc = start_vehicle(mosquitto.url, "--min-state-interval", "0.3")
     master = Master(mosquitto.port)
     try:
         master.wait("state")
-        time.sleep(0.6)
+        time.sleep(0.35)
         master.q.queue.clear()
         for i in range(5):
             master.send("instantActions", dumps(instant(i, action(f"s{i}", "stateRequest"))))
         t0 = time.monotonic()
         last = master.wait("state", lambda b: len(b["actionStates"]) == 5)
         assert time.monotonic() - t0 < 2.0
-        time.sleep(0.6)
+        time.sleep(0.35)
         states = [g for g in list(master.q.queue) if g.topic == "state"]
         # headerId 0 was the state on connecting; the burst's first change goes out at once,
         # the other four wait for the interval and go out together
