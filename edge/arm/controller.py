@@ -454,9 +454,7 @@ class ArmCore:
         assert dest is not None and isinstance(p.grasp, Grasp)
         lead = self.cfg.tracking.lead_ms / 1000
         g = p.grasp
-        traj = self.mover.carry(
-            pk.plan, t + lead, g.target, self.belt, dest, (g.height_mm, g.half_diagonal_mm)
-        )
+        traj = self.mover.carry(pk.plan, t + lead, g.target, self.belt, dest, g.load)
         p.milestones["gripped"] = t
         if isinstance(traj, str):
             self._story(p, t, "no carry", traj)
@@ -479,7 +477,7 @@ class ArmCore:
         if dest is None:
             return
         lead = self.cfg.tracking.lead_ms / 1000
-        load = (p.grasp.height_mm, p.grasp.half_diagonal_mm) if isinstance(p.grasp, Grasp) else None
+        load = p.grasp.load if isinstance(p.grasp, Grasp) else None
         pl = dest.place
         traj = self.mover.to_pose(self.q, t + lead, (pl.x_mm, pl.y_mm, pl.z_mm), load)
         if isinstance(traj, str):

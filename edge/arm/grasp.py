@@ -27,6 +27,12 @@ class Grasp:
     weight_kg: float
     size_mm: tuple[float, float, float]  # length, width, height
     half_diagonal_mm: float  # of the footprint: the load's horizontal reach from the cup
+    half_extent_mm: tuple[float, float]  # the footprint's half extents along x and y
+
+    @property
+    def load(self) -> tuple[float, float, float]:
+        """What the zone check needs of the parcel under the cup (height, half extents)."""
+        return (self.height_mm, self.half_extent_mm[0], self.half_extent_mm[1])
 
 
 def grasp(cfg: ArmConfig, seen: ParcelSeen) -> Grasp | str:
@@ -62,10 +68,17 @@ def grasp(cfg: ArmConfig, seen: ParcelSeen) -> Grasp | str:
     u, y = camera_to_belt(cfg.camera, belt.centre_y_mm, belt.sign, seen.along_mm, seen.across_mm)
     count = seen.count + cfg.camera.count_offset
     target = Target(u_ref=u, count_ref=count, y=y, z=belt.surface_z_mm + height)
+    # the long side vs the travel (+-x): its extents along x and y; the cup holds its yaw
+    a = math.radians(seen.angle_deg + cfg.camera.yaw_deg)
+    ca, sa = math.cos(a), math.sin(a)
     return Grasp(
         target=target,
         height_mm=height,
         weight_kg=weight,
         size_mm=(length, width, height),
         half_diagonal_mm=math.hypot(length, width) / 2,
+        half_extent_mm=(
+            abs(ca) * length / 2 + abs(sa) * width / 2,
+            abs(sa) * length / 2 + abs(ca) * width / 2,
+        ),
     )

@@ -19,8 +19,9 @@ jerk-limited time law from 0 to 1 over T (``unit_s``), the arm follows
 so q(0) = S at rest, and at T, where s = 1 and s' = s'' = 0, q = H(T) with H's velocity: the
 cup meets the parcel moving with it. The blend off the belt is the mirror image,
 q(t) = D + (1 - s(t)) (H(t) - D). In joint space a blend never cuts through the unreachable
-ring around the column, as a straight line of the cup would. The cup does not turn (j4
-holds; a round cup).
+ring around the column, as a straight line of the cup would. The cup keeps its yaw in
+the arm frame (j4 turns against j1 + j2): it does not twist the parcel it holds, and the
+parcel's footprint stays as the camera saw it.
 
 Each move is sampled every ``tracking.setpoint_ms`` through the inverse kinematics (one elbow)
 and refused, with the reason, when a setpoint breaks a joint's range, velocity,
@@ -42,6 +43,7 @@ from edge.arm.zones import first_hit
 
 Vec = tuple[float, float, float]
 Ride = Callable[[float, float], Joints]
+Load = tuple[float, float, float]  # a carried parcel: height, half extents in x and y (mm)
 MAX_APPROACH_S = 1.5  # a longer approach waits at rest first
 MIN_APPROACH_S = 0.05
 CONTACT_STEP_MM = 50.0  # contact points tried along the belt, then refined
@@ -109,7 +111,8 @@ class Mover:
         """The rest-to-rest time to the hover point where the parcel is in 0.4 s."""
         x, y = self._xy(target, belt, t0 + 0.4)
         try:
-            q1 = self.kin.ik_xyz(x, y, target.z + self.cfg.tracking.hover_mm, q0[3], q0)
+            z = target.z + self.cfg.tracking.hover_mm
+            q1 = self.kin.ik((x, y, z, self.kin.fk(q0)[3]), None, q0)
         except Unreachable:
             return 0.2
         return max(0.1, sync_move(q0, q1, self.limits)[0])
@@ -127,12 +130,14 @@ class Mover:
     def _u(self, target: Target, belt: BeltTracker, t: float) -> float:
         return target.u_at_count(belt.count_at(t), belt.cpm)
 
-    def _rider(self, target: Target, belt: BeltTracker, j4: float, near: Joints) -> Ride:
-        """Joints that keep the cup at height z over the target at t (raises Unreachable)."""
+    def _rider(self, target: Target, belt: BeltTracker, near: Joints) -> Ride:
+        """Joints that keep the cup at height z over the target at t, its yaw held as at
+        ``near`` (the cup does not turn on the parcel it holds; raises Unreachable)."""
+        yaw = self.kin.fk(near)[3]
 
         def ride(t: float, z: float) -> Joints:
             x, y = self._xy(target, belt, t)
-            return self.kin.ik_xyz(x, y, z, j4, near)
+            return self.kin.ik((x, y, z, yaw), None, near)
 
         return ride
 
@@ -169,7 +174,7 @@ class Mover:
             )
         if self._u(target, belt, t_c) < tr.upstream_mm - 1.0:
             return "contact upstream of the window"
-        ride = self._rider(target, belt, q0[3], q0)
+        ride = self._rider(target, belt, q0)
         try:  # the ride at t_a, extended back in time at its velocity then (in reach)
             meet = _tangent(lambda t: ride(t, z_hover), t_a, self.dt)
         except Unreachable as exc:
@@ -229,11 +234,11 @@ class Mover:
         target: Target,
         belt: BeltTracker,
         dest: Destination,
-        load: tuple[float, float],
+        load: Load,
     ) -> Trajectory | str:
         """The carry that replaces ``plan``'s pick move from ``t_b`` (an instant of its ride
         on the parcel's top): lift, off the belt to above ``dest``, down, release dwell.
-        ``load``: the parcel's height and half footprint diagonal (for the zone check). The
+        ``load``: the parcel's height and footprint half extents in x and y (zones). The
         ride goes on with the pick's own belt prediction, so the carry joins it exactly
         (``belt`` is not used: kept for callers that plan without a pick)."""
         belt = plan.belt
@@ -246,7 +251,8 @@ class Mover:
         # the blend off the belt starts half way up: the parcel is clear of the belt by then
         t_off = t_b + lift.duration * LIFT_SHARE
         q_from = pick.q[i_b]
-        ride = self._rider(target, belt, q_from[3], q_from)
+        ride = self._rider(target, belt, q_from)
+        yaw = self.kin.fk(q_from)[3]
 
         def path(t: float) -> Joints:
             return ride(t, plan.z_contact + lift.eval(t - t_b)[0])
@@ -255,7 +261,7 @@ class Mover:
         z_over = max(p.z_mm, plan.z_carry)
         before = list(pick.q[max(0, i_b - 3) : i_b])
         try:
-            q_over = self.kin.ik_xyz(p.x_mm, p.y_mm, z_over, q_from[3], q_from)
+            q_over = self.kin.ik((p.x_mm, p.y_mm, z_over, yaw), None, q_from)
         except Unreachable as exc:
             return f"to {dest.id}: unreachable: {exc}"
 
@@ -277,8 +283,8 @@ class Mover:
         def full(t: float) -> Joints:
             if t < t_p:
                 return off(t)
-            return self.kin.ik_xyz(p.x_mm, p.y_mm, z_over - down.eval(t - t_p)[0], q_from[3],
-                                   q_over)  # fmt: skip
+            z = z_over - down.eval(t - t_p)[0]
+            return self.kin.ik((p.x_mm, p.y_mm, z, yaw), None, q_over)
 
         traj = self._sampled(full, t_b, t_end - t_b, before, load, t_off)
         if isinstance(traj, str):
@@ -294,7 +300,7 @@ class Mover:
         t_off: float,
         before: list[Joints],
         dest: Destination,
-        load: tuple[float, float],
+        load: Load,
         why_not_direct: str,
         z_lift: Callable[[float], float],
     ) -> Trajectory | str:
@@ -320,16 +326,16 @@ class Mover:
 
     # ---- rest to rest -----------------------------------------------------------------------
     def to_pose(
-        self, q0: Joints, t0: float, xyz: Vec, load: tuple[float, float] | None = None
+        self, q0: Joints, t0: float, xyz: Vec, load: Load | None = None
     ) -> Trajectory | str:
         """A rest-to-rest move to ``xyz`` (straight up to the highest of both heights first,
         then across, then down: the safe shape for a move whose start is not on a plan)."""
         try:
             p0 = self.kin.fk(q0)
-            z_top = max(p0[2], xyz[2])
-            q_up = self.kin.ik_xyz(p0[0], p0[1], z_top, q0[3], q0)
-            q_over = self.kin.ik_xyz(xyz[0], xyz[1], z_top, q0[3], q_up)
-            q_end = self.kin.ik_xyz(xyz[0], xyz[1], xyz[2], q0[3], q_over)
+            z_top, yaw = max(p0[2], xyz[2]), p0[3]
+            q_up = self.kin.ik((p0[0], p0[1], z_top, yaw), None, q0)
+            q_over = self.kin.ik((xyz[0], xyz[1], z_top, yaw), None, q_up)
+            q_end = self.kin.ik((xyz[0], xyz[1], xyz[2], yaw), None, q_over)
         except Unreachable as exc:
             return f"unreachable: {exc}"
         pieces = [
@@ -426,7 +432,7 @@ class Mover:
         t0: float,
         duration: float,
         before: list[Joints] | None,
-        load: tuple[float, float] | None = None,
+        load: Load | None = None,
         load_from: float | None = None,
     ) -> Trajectory | str:
         """``fn`` (joints) sampled and checked; the load hangs under the cup from
@@ -446,7 +452,7 @@ class Mover:
         self,
         q: list[Joints],
         before: list[Joints] | None,
-        load: tuple[float, float] | None,
+        load: Load | None,
         load_start: int = 0,
     ) -> str | None:
         why = limit_violation(q, self.dt, self.limits, before=before or ())
@@ -469,9 +475,7 @@ class Mover:
             prev = p
         return None
 
-    def zone_violation(
-        self, q: list[Joints], load: tuple[float, float] | None, load_start: int = 0
-    ) -> str | None:
+    def zone_violation(self, q: list[Joints], load: Load | None, load_start: int = 0) -> str | None:
         """Why the sampled move enters a forbidden zone (None: clear)."""
         if not self.zones:
             return None
@@ -480,9 +484,10 @@ class Mover:
         elbows = [self.kin.elbow_xy(p) for p in q]
         hit = first_hit(cup3, self.zones, self.cup_radius, elbows, self.cfg.link_z_mm)
         if hit is None and load is not None:
-            height, half_diag = load
+            height, hx, hy = load
             bottom = [(c[0], c[1], c[2] - height) for c in cup3[load_start:]]
-            r = (self.cfg.zone_clearance_mm + half_diag, self.cfg.zone_clearance_mm)
+            clr = self.cfg.zone_clearance_mm
+            r = (clr + hx, clr + hy, clr)
             hit = first_hit(bottom, self.zones, r)
             if hit is not None:
                 i = hit.index + load_start

@@ -100,7 +100,7 @@ def _integrate(p: float, v: float, a: float, j: float, t: float) -> tuple[float,
 
 
 # A fixed time law 0 -> 1 for blends (see unit_s).
-_UNIT = DoubleS(1.0, 1.0, 4.0, 32.0)
+_UNIT = DoubleS(1.0, 1.4, 4.0, 32.0)
 UNIT_DURATION = _UNIT.duration
 
 

@@ -68,20 +68,23 @@ def segment_hits_rect_2d(
 def first_hit(
     cup: Sequence[Point],
     zones: Sequence[ForbiddenZone],
-    radius: float | tuple[float, float],
+    radius: float | tuple[float, float] | tuple[float, float, float],
     elbows: Sequence[tuple[float, float]] | None = None,
     link_z: float = float("inf"),
 ) -> ZoneHit | None:
     """The first zone the swept path enters: the cup (a sphere of ``radius``) along ``cup``,
     and where ``elbows`` is given (plan-view elbow positions at the same setpoints) the
     upper arm (origin to elbow) and forearm (elbow to cup) for zones reaching ``link_z``.
-    ``radius``: one number, or (horizontal, vertical) for a load wider than it is tall."""
+    ``radius``: one number, (horizontal, vertical), or (x, y, z): a box's half extents."""
     if not zones:
         return None
-    rh, rv = radius if isinstance(radius, tuple) else (radius, radius)
+    if isinstance(radius, tuple):
+        rx, ry, rz = radius if len(radius) == 3 else (radius[0], radius[0], radius[1])
+    else:
+        rx = ry = rz = radius
     for z in zones:
-        lo = (z.min_mm[0] - rh, z.min_mm[1] - rh, z.min_mm[2] - rv)
-        hi = (z.max_mm[0] + rh, z.max_mm[1] + rh, z.max_mm[2] + rv)
+        lo = (z.min_mm[0] - rx, z.min_mm[1] - ry, z.min_mm[2] - rz)
+        hi = (z.max_mm[0] + rx, z.max_mm[1] + ry, z.max_mm[2] + rz)
         if len(cup) == 1 and segment_hits_box(cup[0], cup[0], lo, hi):
             return ZoneHit(z.id, 0, "cup")
         for i in range(1, len(cup)):

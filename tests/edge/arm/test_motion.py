@@ -92,8 +92,13 @@ def test_tracking_meets_the_parcel_within_the_pick_tolerance(s) -> None:
     assert CFG.tracking.upstream_mm - 1 <= plan.contact_u <= CFG.tracking.downstream_mm
 
 
-def _dense_zone_hit(mover: Mover, traj: Trajectory, zones: list[ForbiddenZone],
-                    load: tuple[float, float] | None, load_from: float) -> str | None:  # fmt: skip
+def _dense_zone_hit(
+    mover: Mover,
+    traj: Trajectory,
+    zones: list[ForbiddenZone],
+    load: tuple[float, float, float] | None,
+    load_from: float,
+) -> str | None:
     r = CFG.zone_clearance_mm + CFG.suction.cup_diameter_mm / 2 - 1.0
     for i in range(len(traj.q) * 4):
         t = traj.t0 + i * traj.dt / 4
@@ -102,10 +107,13 @@ def _dense_zone_hit(mover: Mover, traj: Trajectory, zones: list[ForbiddenZone],
         if hit:
             return f"cup in {hit} at {t:.3f}"
         if load is not None and t >= load_from:
-            height, _diag = load
-            hit = point_in_zones((x, y, z - height), zones, CFG.zone_clearance_mm - 1.0)
-            if hit:
-                return f"load in {hit} at {t:.3f}"
+            height, hx, hy = load
+            c = CFG.zone_clearance_mm - 1.0
+            for zn in zones:  # the parcel's bottom face, as a box, against each zone
+                lo, hi = zn.min_mm, zn.max_mm
+                if (lo[0] - hx - c <= x <= hi[0] + hx + c and lo[1] - hy - c <= y <= hi[1] + hy + c
+                        and lo[2] - c <= z - height <= hi[2] + c):  # fmt: skip
+                    return f"load in {zn.id} at {t:.3f}"
     return None
 
 
@@ -139,7 +147,7 @@ def test_no_move_breaks_a_limit_or_enters_a_zone(s, boxes, dest_id: str) -> None
     assert _dense_zone_hit(mover, tr, zones, None, math.inf) is None
     dest = cfg.destination(dest_id)
     assert dest is not None
-    load = (g.height_mm, g.half_diagonal_mm)
+    load = g.load
     carry = mover.carry(plan, plan.t_contact + 0.05, g.target, belt, dest, load)
     if isinstance(carry, str):
         return
