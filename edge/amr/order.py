@@ -58,7 +58,8 @@ def check_structure(
 ) -> Rejection | None:
     """Checks on the order alone: nodes and edges alternate with consecutive sequenceIds and
     matching node ids, the base is a released prefix (an unreleased element is followed only
-    by unreleased ones), the first node is released, every map is known, action ids are
+    by unreleased ones) and a released edge has both its nodes released, the first node is
+    released, every map is known, action ids are
     unique and every action is one this vehicle can run where it is placed."""
 
     def reject(error_type: str, text: str, *refs: Reference) -> Rejection:
@@ -93,6 +94,14 @@ def check_structure(
             ORDER_ERROR, "the first node is not released (an order needs a base)",
             ("nodeId", nodes[0].node_id),
         )  # fmt: skip
+    for i, edge in enumerate(edges):
+        if edge.released and not nodes[i + 1].released:
+            return reject(
+                ORDER_ERROR,
+                f"edge {edge.edge_id} is released but its end node {nodes[i + 1].node_id} is "
+                "not (an edge is released only with both its nodes)",
+                ("edgeId", edge.edge_id),
+            )
     chain: list[Node | Edge] = [nodes[0]]
     for i, edge in enumerate(edges):
         chain += [edge, nodes[i + 1]]

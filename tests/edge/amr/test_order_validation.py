@@ -49,6 +49,17 @@ CASES: list[tuple[str, dict[str, Any], str, dict[str, str]]] = [
         {"nodeId": "b"},
     ),
     (
+        "released edge to an unreleased node",
+        order(
+            "o",
+            0,
+            [node("a", 0, 0.0), node("b", 2, 2.0, released=False)],
+            [edge("e", 1, "a", "b")],
+        ),
+        "orderError",
+        {"edgeId": "e"},
+    ),
+    (
         "first node not released",
         order("o", 0, [node("a", 0, 0.0, released=False)], []),
         "orderError",
