@@ -147,7 +147,10 @@ class Node:
             if not drained:
                 log.warning("outbox not drained at shutdown; it is kept on disk and sent later")
             await asyncio.to_thread(self.fleet.stop)
-        self._write_health(force=True, status="stopped")
+        try:
+            self._write_health(force=True, status="stopped")
+        except Exception:
+            log.exception("shutdown: the last health file")
         try:
             self.machine.finish()
         except Exception:
@@ -187,7 +190,11 @@ class Node:
                 self.machine.report_safety(action)
             except Exception:  # reporting is never allowed to break the safety path
                 self.counters["report_errors"] += 1
-        self._write_health()
+        try:
+            self._write_health()  # faults and health: the machine's health() may raise too
+        except Exception:
+            self.counters["report_errors"] += 1
+            log.exception("health and faults after a safety decision")
 
     def _report_safety(self, action: SafetyAction) -> None:
         label = self.machine.label

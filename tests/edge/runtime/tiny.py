@@ -103,6 +103,8 @@ class TinyMachine(Machine):
         return {"jogs": self.jogs}
 
     def health(self) -> dict[str, Any]:
+        if self.fail_reports:
+            raise OSError("health broke too")
         return {"motor_running": self.motor.running}
 
     def device_reason(self, device: str) -> str | None:
