@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sim_hardware.arm.config import ArmWorldConfig, DestinationSpec
 from sim_hardware.arm.world import ArmWorld
@@ -227,3 +229,25 @@ def test_curtain_and_estop_inputs_and_the_config_from_a_board_section():
     assert w.parcel_pose(1)[0] == pytest.approx(450, abs=3)
     assert w.data.xpos[w._pbody[next(iter(w.active))]][0] == pytest.approx(-0.45, abs=0.003)
     assert truth.end is None
+
+
+@given(
+    st.floats(250.0, 990.0),
+    st.floats(-math.pi, math.pi),
+    st.floats(-740.0, -340.0),
+    st.floats(-180.0, 180.0),
+    st.sampled_from(["right", "left"]),
+)
+def test_the_worlds_ik_then_fk_returns_the_pose(r, angle, z, yaw, elbow):
+    cfg = ArmWorldConfig(elbow=elbow)
+    x, y = r * math.cos(angle), r * math.sin(angle)
+    q = cfg.ik(x, y, z, yaw)
+    assert (q[1] >= 0) == (elbow == "right")
+    fx, fy, fz, fyaw = cfg.fk(q)
+    assert (fx, fy, fz) == pytest.approx((x, y, z), abs=1e-6)
+    assert (fyaw - yaw + 180) % 360 - 180 == pytest.approx(0, abs=1e-6)
+
+
+def test_ik_refuses_a_pose_out_of_reach():
+    with pytest.raises(ValueError, match="out of the arm's reach"):
+        ArmWorldConfig().ik(1100.0, 0.0, -500.0, 0.0)
