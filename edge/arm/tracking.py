@@ -35,7 +35,7 @@ class BeltTracker:
         self.cpm = belt.counts_per_mm
         self.sign = belt.sign
         self._samples: deque[tuple[float, int]] = deque(maxlen=MAX_SAMPLES)
-        self._speed = 0.0
+        self._speed: float | None = 0.0
 
     def update(self, count: int, t: float) -> None:
         if self._samples and t <= self._samples[-1][0]:
@@ -43,7 +43,7 @@ class BeltTracker:
         self._samples.append((t, count))
         while len(self._samples) > 2 and t - self._samples[0][0] > WINDOW_S:
             self._samples.popleft()
-        self._speed = self._fit()
+        self._speed = None  # fitted when asked (reports come far more often than plans)
 
     def snapshot(self) -> BeltTracker:
         """A copy that no later report changes: a move planned with it keeps its prediction,
@@ -65,6 +65,8 @@ class BeltTracker:
     @property
     def speed_mm_s(self) -> float:
         """The belt's speed, mm/s (0 until two reports came)."""
+        if self._speed is None:
+            self._speed = self._fit()
         return self._speed
 
     def _fit(self) -> float:
