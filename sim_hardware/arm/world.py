@@ -20,9 +20,11 @@ import numpy as np
 
 from sim_hardware.arm.config import ArmWorldConfig
 from sim_hardware.arm.model import mjcf, park_position
+from sim_hardware.world.belt import Motion
 from sim_hardware.world.parcels import Parcel
 
 G = 9.81
+INSTANT_MM_S2 = 1e9  # a speed change "at once"
 InputListener = Callable[[int, int, float], None]  # pin, value, world time
 
 
@@ -100,9 +102,10 @@ class ArmWorld:
         self.setpoints: Callable[[float], Sequence[float]] = setpoints or (lambda t: self.home_q)
         self._ref_prev = self.home_q.copy()
         self.t = 0.0
-        # belt: travel u(t) = u0 + v (t - t0), piecewise; the physics slab moves at v
-        self._belt_t0, self._belt_u0 = 0.0, 0.0
-        self.belt_speed = cfg.belt_speed_mm_s / 1000
+        # belt: travel and speed exact at any t (a ramp then a cruise, as the diverter's VFD);
+        # the physics slab moves at the speed of each step
+        v0 = cfg.belt_speed_mm_s
+        self._belt = Motion(0.0, 0.0, v0, v0, INSTANT_MM_S2)
         # suction
         self.valve = False
         self.vacuum_pa = 0.0
@@ -166,19 +169,27 @@ class ArmWorld:
     # ---- belt and time -------------------------------------------------------------------
     def belt_mm(self, t: float | None = None) -> float:
         """Belt travel (mm) since the world began, at world time ``t`` (exact, any t)."""
-        t = self.t if t is None else t
-        return (self._belt_u0 + self.belt_speed * (t - self._belt_t0)) * 1000
+        return self._belt.position_at(self.t if t is None else t)
+
+    def belt_mm_s(self, t: float | None = None) -> float:
+        return self._belt.speed_at(self.t if t is None else t)
+
+    @property
+    def belt_speed(self) -> float:
+        """The belt's speed now, m/s."""
+        return self._belt.speed_at(self.t) / 1000
 
     def belt_time_of(self, travel_mm: float) -> float | None:
-        """World time at which the belt's travel reaches ``travel_mm`` (None: stopped)."""
-        if self.belt_speed <= 0:
-            return None
-        return self._belt_t0 + (travel_mm / 1000 - self._belt_u0) / self.belt_speed
+        """World time at which the belt's travel reaches ``travel_mm`` (None: it stops
+        short of it)."""
+        return self._belt.time_of(travel_mm)
 
-    def set_belt_speed(self, mm_s: float) -> None:
-        self._belt_u0 = self.belt_mm() / 1000
-        self._belt_t0 = self.t
-        self.belt_speed = max(0.0, mm_s / 1000)
+    def set_belt_speed(self, mm_s: float, ramp_mm_s2: float | None = None) -> None:
+        """Change the belt's speed from now: at ``ramp_mm_s2`` (a VFD's ramp), or at once."""
+        b, t = self._belt, self.t
+        self._belt = Motion(
+            t, b.position_at(t), b.speed_at(t), max(0.0, mm_s), ramp_mm_s2 or INSTANT_MM_S2
+        )
 
     # ---- parcels -------------------------------------------------------------------------
     def put_parcel(
@@ -312,7 +323,7 @@ class ArmWorld:
         d.ctrl[:4] = self._ref_prev + self._kv / self._kp * vel
         self._ref_prev = ref
         # the belt slab: at the belt's speed, its position wrapped (it is twice as long)
-        d.qvel[self._belt_v] = self.belt_speed
+        d.qvel[self._belt_v] = self._belt.speed_at(self.t + self.dt / 2) / 1000
         span = (cfg.belt_end_u_mm - cfg.belt_start_u_mm) / 1000
         if d.qpos[self._belt_q] > span / 2:
             d.qpos[self._belt_q] -= span

@@ -84,6 +84,22 @@ def test_a_parcel_rides_the_belt_where_physics_says_and_leaves_at_its_end():
     assert truth.end_t == pytest.approx(expected, abs=0.15)
 
 
+def test_a_belt_ramping_to_rest_carries_its_parcel_without_slip_and_the_encoder_agrees():
+    w = ArmWorld()
+    w.put_parcel(_parcel(), 3.0, u_mm=-1500.0)
+    w.step_to(0.5)
+    u0, travel0 = w.parcel_pose(1)[0], w.belt_mm()
+    w.set_belt_speed(0.0, ramp_mm_s2=2000.0)  # a VFD ramp: 0.6 s, 360 mm to rest
+    w.step_to(1.5)
+    assert w.belt_mm() - travel0 == pytest.approx(1200**2 / (2 * 2000), abs=1e-6)
+    # 0.2 g: friction holds it; MuJoCo's soft friction lets it creep ~8 ms x the change of
+    # speed (9 mm over a stop from 1.2 m/s, whatever the ramp), none at constant speed
+    assert 0 <= w.parcel_pose(1)[0] - u0 - 360 < 12
+    assert w.belt_time_of(travel0 + 360 + 1) is None  # the belt stops short of it
+    w.set_belt_speed(600.0, ramp_mm_s2=2000.0)
+    assert w.belt_time_of(w.belt_mm() + 90) == pytest.approx(1.5 + 0.3, abs=1e-9)
+
+
 def test_a_parcel_pushed_off_the_belt_side_falls_to_the_floor():
     w = ArmWorld()
     truth = w.put_parcel(
