@@ -7,8 +7,10 @@ The core plans a move as joint setpoints every ``tracking.setpoint_ms`` in host 
 * each setpoint becomes the end of one segment, its start the previous end, both on the
   MCU's clock (the link's clock sync), so the MCU moves the arm when the host planned it
   whatever the link's latency (the host never "sleeps then moves");
-* segments are sent at most ``horizon_s`` ahead of their start (just under
-  ``tracking.lead_ms``): a carry that replaces the rest of a pick from an instant that is
+* segments are sent ``BULK_HORIZON_S`` ahead of their start (within the MCU's queue of 64
+  segments), so a busy host does not starve the queue; the part of a pick move that a carry
+  may replace (from the earliest grip confirmation on) goes out only ``horizon_s`` ahead
+  (just under ``tracking.lead_ms``): a carry that replaces the rest of a pick from an instant
   ``lead_ms`` away finds nothing after that instant on the MCU yet;
 * a move's last setpoint carries ``END`` unless more is already waiting, so a queue that
   runs dry after a planned end is the normal end of a move (``MotionEnded``) and one that
@@ -42,6 +44,7 @@ log = logging.getLogger("wolfpack.arm.motion")
 PUMP_S = 0.004  # how often waiting setpoints are looked at
 START_AHEAD_S = 0.003  # a fresh start's first segment begins at least this far ahead
 SEG_MEMORY = 512  # segment id -> move id kept for the MCU's motion_stopped
+BULK_HORIZON_S = 0.35  # 44 segments of 8 ms: inside the simulated MCU's 64
 
 
 def to_protocol(q: Joints) -> tuple[int, ...]:
@@ -64,6 +67,7 @@ class _Point:
     q: Joints
     move_id: int
     last: bool  # the move's last setpoint: the arm at rest there
+    jit: bool = False  # a carry may replace it: sent just in time
 
 
 class MotionStream:
@@ -84,16 +88,24 @@ class MotionStream:
         self._pending: set[asyncio.Future[Any]] = set()
 
     # ---- from the core -----------------------------------------------------------------------
-    def add(self, move: Move) -> None:
-        pts = [_Point(t, q, move.move_id, False) for t, q in move.trajectory.setpoints()]
-        if pts:
-            pts[-1] = _Point(pts[-1].t, pts[-1].q, move.move_id, True)
+    def add(self, move: Move, replaceable_from: float | None = None) -> bool:
+        """Queue a move's setpoints; those after ``replaceable_from`` (a pick's earliest
+        carry) are sent just in time. False: a replacing move came after the MCU already has
+        segments past its start (it cannot replace them: the caller stops the arm)."""
+        cut_jit = math.inf if replaceable_from is None else replaceable_from
+        sp = move.trajectory.setpoints()
+        pts = [
+            _Point(t, q, move.move_id, i == len(sp) - 1, t > cut_jit) for i, (t, q) in enumerate(sp)
+        ]
         if move.replace_from is not None:
             cut = move.replace_from + 1e-9
+            if self.last is not None and self.last[0] > cut:
+                return False
             kept = [p for p in self.points if p.t <= cut]
             self.points = deque(kept + [p for p in pts if p.t > cut])
         else:
             self.points.extend(pts)
+        return True
 
     def stop_now(self, cause: str) -> None:
         """The safety path: stop_motion written before this returns; nothing more is sent."""
@@ -127,13 +139,20 @@ class MotionStream:
         while self.points and not self.halted:
             p = self.points[0]
             start_t = p.t if self.last is None else self.last[0]
-            if start_t > now + self.horizon_s:
+            if start_t > now + (self.horizon_s if p.jit else BULK_HORIZON_S):
                 return
             self.points.popleft()
             if self.last is None or self.last[0] < now:  # the MCU's queue is empty: start anew
                 at = max(p.t, now + START_AHEAD_S)
                 if at > p.t:
                     self.stats["late_starts"] += 1
+                log.debug(
+                    "fresh start at %.3f (now %.3f, point %.3f), %d waiting",
+                    at,
+                    now,
+                    p.t,
+                    len(self.points),
+                )
                 self.last = (at, self.arm.clock_at(at), p.q)
                 if p.last and not self.points:  # a one-point move: already there
                     continue
@@ -182,6 +201,14 @@ class MotionStream:
             else (time.monotonic())
         )
         reason = msg["reason"]
+        log.debug(
+            "motion_stopped reason %d seg %d at %.3f; last %s, %d waiting",
+            reason,
+            msg["seg"],
+            t,
+            self.last and round(self.last[0], 3),
+            len(self.points),
+        )
         if reason == m.STOP_END_OF_MOVE:
             move_id = self.seg_moves.get(msg["seg"])
             self.last = None

@@ -23,6 +23,7 @@ on the same way: ``StopMotion`` first, then the safety machine is told.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections import Counter
@@ -77,6 +78,7 @@ ENCODER_REPORT_MS = 10
 RECORD_EVENT = "pick"
 BRAIN_PREFIX = "chute-"  # the brain names destinations by number: answer 2 -> 'chute-2'
 HORIZON_MARGIN_S = 0.01  # segments go out this much inside tracking.lead_ms
+GRIP_WINDOW_OPENS_S = 0.045  # the core takes a seal from 50 ms before the planned contact
 
 
 class ArmMachine(Machine):
@@ -107,6 +109,14 @@ class ArmMachine(Machine):
             d.sensor_input: d.id for d in cfg.destinations if d.sensor_input is not None
         }
         self._inputs: dict[int, int] = {}
+        self.core_ms_max = 0.0  # the longest the core took on one fact
+        self._core_thread = concurrent.futures.ThreadPoolExecutor(1, "arm-core")
+        self._seq = 0  # facts handed to the core
+        self._barrier = 0  # moves decided on facts before this one come after a stop: dropped
+        self._cuts: dict[int, float] = {}  # pick move -> where a carry may replace it from
+        self._tick_waiting: Tick | None = None  # the newest encoder tick not yet in the core
+        self._contacts: dict[int, float] = {}  # pick move -> its planned contact time
+        self._grip: tuple[bool, float] = (False, 0.0)  # the vacuum's last grip change
 
     # ---- what the safety machine watches -------------------------------------------------------
     @property
@@ -178,23 +188,83 @@ class ArmMachine(Machine):
             )
 
     async def close(self) -> None:
+        self._core_thread.shutdown(wait=False, cancel_futures=True)
         if self.link is not None:
             await self.link.close()
 
     # ---- facts into the core --------------------------------------------------------------------
     def feed(self, fact: ArmFact) -> None:
-        """One fact into the core; its actions out, the motion ones first."""
+        """One fact into the core (in its own thread: planning a pick can take longer than
+        the motion stream may wait); its actions come back to the loop in order. Encoder
+        ticks waiting for the core are merged: only the latest is news."""
+        if isinstance(fact, Tick):
+            waiting = self._tick_waiting is not None
+            self._tick_waiting = fact
+            if waiting:
+                self.counters["ticks_merged"] += 1
+                return
+
+            def latest() -> list[ArmAction]:
+                tick, self._tick_waiting = self._tick_waiting, None
+                return self.core.handle(tick) if tick is not None else []
+
+            self._submit(latest, None)
+            return
+        self._submit(lambda: self.core.handle(fact), fact)
+
+    def _submit(self, call: Any, fact: ArmFact | None, deferred: bool = False) -> None:
+        self._seq += 1
+        seq = self._seq
+        loop = self.loop
         try:
-            actions = self.core.handle(fact)
-        except Exception:  # a core bug must not kill the loop: counted, logged, stop the arm
+            fut = self._core_thread.submit(self._in_core, call, fact)
+        except RuntimeError:  # shutting down: the core takes nothing more
+            return
+
+        def back(f: concurrent.futures.Future[Any]) -> None:
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._deliver, seq, f, deferred)
+
+        fut.add_done_callback(back)
+
+    def _in_core(self, call: Any, fact: ArmFact | None) -> tuple[list[ArmAction], dict[int, float]]:
+        """In the core's thread: the core's answer, and where a carry may replace each pick."""
+        t0 = time.perf_counter()
+        actions = list(call())
+        took = (time.perf_counter() - t0) * 1000
+        self.core_ms_max = max(self.core_ms_max, took)
+        if took > 50:
+            self.counters["core_slow_50ms"] += 1
+        if isinstance(fact, ParcelSeen):
+            self._remember(fact)
+        cuts = {
+            a.move_id: c
+            for a in actions
+            if isinstance(a, Move) and (c := self._replaceable_from(a)) is not None
+        }
+        pk = self.core.pick
+        for a in actions:  # when each pick's contact window opens (the grip is read then)
+            if isinstance(a, Move) and pk is not None and pk.move_id == a.move_id:
+                self._contacts[a.move_id] = pk.plan.t_contact
+        return actions, cuts
+
+    def _deliver(self, seq: int, fut: concurrent.futures.Future[Any], deferred: bool) -> None:
+        try:
+            actions, cuts = fut.result()
+        except Exception:  # a core bug must not kill the loop: counted, logged, arm stopped
             self.counters["core_errors"] += 1
-            log.exception("arm core failed on %s", type(fact).__name__)
+            log.exception("the arm core failed")
             if self.stream is not None:
                 self.stream.stop_now("arm core error")
             return
-        if isinstance(fact, ParcelSeen):
-            self._remember(fact)
-        self._act(actions, deferred=False)
+        if seq < self._barrier:  # decided before a safety stop: no motion from it
+            actions = [
+                a
+                for a in actions
+                if not isinstance(a, Move) and not (isinstance(a, Suction) and a.on)
+            ]
+        self._cuts.update(cuts)
+        self._act(actions, deferred=deferred)
 
     def _remember(self, f: ParcelSeen) -> None:
         pid = self.core.by_track.get(f.track_id)
@@ -214,7 +284,14 @@ class ArmMachine(Machine):
                 self.stream.stop_now(a.cause)
             elif isinstance(a, Move):
                 assert self.stream is not None
-                self.stream.add(a)
+                contact = self._contacts.pop(a.move_id, None)
+                if contact is not None and self.loop is not None:
+                    self.loop.call_at(contact - GRIP_WINDOW_OPENS_S, self._grip_level, a.move_id)
+                if not self.stream.add(a, self._cuts.pop(a.move_id, None)):
+                    self.counters["carry_too_late"] += 1
+                    self.stream.stop_now(
+                        f"{a.kind} move planned too late to replace the move under way"
+                    )
             elif isinstance(a, Suction):
                 self._suction(a.on, a.cause)
             elif deferred:
@@ -223,6 +300,31 @@ class ArmMachine(Machine):
                 self._report(a)
         if later and self.loop is not None:
             self.loop.call_soon(lambda: [self._report(a) for a in later])
+
+    def _grip_level(self, move_id: int) -> None:
+        """The vacuum's grip level as the pick's contact window opens. The MCU reports grip
+        *changes*; a cup that sealed on a face a little higher than planned (the last
+        millimetres of the descent) sealed before the core looks for it, and would
+        otherwise never be reported again while it holds."""
+        gripped, kpa = self._grip
+        if gripped:
+            self.counters["grip_level_refed"] += 1
+            self.feed(Grip(True, kpa, time.monotonic()))
+
+    def _replaceable_from(self, move: Move) -> float | None:
+        """The earliest instant a carry may replace a pick move from: a grip accepted from
+        50 ms before contact, confirmed after grip_confirm_ms, the carry lead_ms later."""
+        pk = self.core.pick
+        if move.kind != "pick" or pk is None or pk.move_id != move.move_id:
+            return None
+        cfg = self.cfg
+        return (
+            pk.plan.t_contact
+            - 0.05
+            + cfg.suction.grip_confirm_ms / 1000
+            + cfg.tracking.lead_ms / 1000
+            - 0.02
+        )
 
     def _report(self, a: ArmAction) -> None:
         now = time.monotonic()
@@ -270,12 +372,14 @@ class ArmMachine(Machine):
 
     # ---- the safety path -----------------------------------------------------------------------
     def act_on_safety(self, actions: Sequence[SafetyAction]) -> None:
+        """The arm stops on the wire before this returns (the core may be busy planning);
+        the core hears of it next, and nothing it decided before the stop moves the arm."""
         now = time.monotonic()
-        out = self.core.on_safety(actions, now)
         stopping = any(isinstance(a, StopBelt | CancelAllStrokes) for a in actions)
-        if stopping and self.stream is not None and not any(isinstance(a, StopMotion) for a in out):
-            self.stream.stop_now("safety stop")
-        self._act(out, deferred=True)
+        if stopping:
+            self._barrier = self._seq + 1
+            if self.stream is not None:
+                self.stream.stop_now("safety stop")
         running = any(
             isinstance(a, StartBelt | AllowDiverting)
             or (isinstance(a, Transition) and a.to_state is State.RUNNING)
@@ -283,6 +387,8 @@ class ArmMachine(Machine):
         )
         if running and self.stream is not None:
             self.stream.resume()
+        acts = list(actions)
+        self._submit(lambda: self.core.on_safety(acts, now), None, deferred=True)
 
     def tick(self, now: float) -> None:
         # an underrun or a watchdog stop while running is the node's own lateness, not a
@@ -301,6 +407,14 @@ class ArmMachine(Machine):
         elif name == "input_edge":
             self._input(msg["pin"], msg["value"], self._host_t(msg["clock"]))
         elif name == "grip_changed":
+            self._grip = (bool(msg["gripped"]), msg["pressure_pa"] / 1000)
+            log.debug(
+                "grip_changed %s %.0f Pa at %.3f (now %.3f)",
+                msg["gripped"],
+                msg["pressure_pa"],
+                self._host_t(msg["clock"]),
+                time.monotonic(),
+            )
             self.feed(
                 Grip(bool(msg["gripped"]), msg["pressure_pa"] / 1000, self._host_t(msg["clock"]))
             )
@@ -385,8 +499,18 @@ class ArmMachine(Machine):
         self.feed(BrainUnavailable(parcel_id, why, time.monotonic()))
 
     # ---- health --------------------------------------------------------------------------------
+    def _core_status(self) -> dict[str, Any]:
+        try:  # read from the loop while the core's thread may be changing it: best effort
+            return self.core.status()
+        except RuntimeError:
+            return {}
+
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"arm": self.core.status(), "counters": dict(self.counters)}
+        out: dict[str, Any] = {
+            "arm": self._core_status(),
+            "counters": dict(self.counters),
+            "core_ms_max": round(self.core_ms_max, 1),
+        }
         if self.stream is not None:
             out["motion"] = {**self.stream.stats, "halted": self.stream.halted}
         if self.camera is not None:
@@ -394,11 +518,12 @@ class ArmMachine(Machine):
         return out
 
     def health(self) -> dict[str, Any]:
-        return {"arm": self.core.status()}
+        return {"arm": self._core_status()}
 
     def final_counters(self) -> dict[str, Any]:
         out = dict(self.host.counters)
         out.update(self.counters)
+        out["core_ms_max"] = round(self.core_ms_max, 1)
         if self.stream is not None:
             out.update({f"motion_{k}": v for k, v in self.stream.stats.items()})
         return out

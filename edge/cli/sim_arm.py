@@ -375,6 +375,10 @@ class ArmSimOptions:
     progress_every_s: float = 2.0
     operator_settle_s: float = 1.0
     node_cmd: list[str] | None = None  # None: `wolfpack run` (python -m edge.cli.main run)
+    # The node streams joint segments ~0.1-0.35 s ahead of the arm: on a machine shared with
+    # other work it runs with real-time priority, as a board's systemd unit gives it
+    # (CPUSchedulingPolicy=fifo); the simulated cell above it, the MCU's own CPU. 0: as is.
+    node_rt_priority: int = 5
 
 
 @dataclass
@@ -717,6 +721,11 @@ class ArmSimulation:
             extra["world"] = self.cell.call("summary")
         with contextlib.suppress(Exception):
             extra["camera"] = self.cell.camera_stats()
+        with contextlib.suppress(Exception):  # where the cup was while the valve was open
+            trace = self.cell.call("trace")
+            (self.workdir / "valve-trace.jsonl").write_text(
+                "".join(json.dumps(row) + "\n" for row in trace)
+            )
         extra["faults"] = list(self.fault_log)
         extra["operator"] = list(self.operator_log)
         for name, rows in (("world.jsonl", truth.values()), ("records.jsonl", records)):

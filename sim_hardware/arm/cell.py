@@ -182,22 +182,22 @@ WORLD_PERIOD_S = 0.002  # the world is stepped to the wall clock this often (on 
 POOL = 16  # parcels the MuJoCo world holds at once
 INDUCTION_GAP_MM = 80.0  # the induction leaves at least this between parcels
 EDGE_MARGIN_MM = 25.0  # parcels are put on at least this far from the belt's edges
-# Heights of the simulated parcels, by class: within the cup's bellows stroke (4 mm above,
-# 20 mm into the face) of the class's default_height_mm in configs/sim-arm.yaml, because a
-# single camera looking down does not measure height (docs/sim-arm.md).
+# Heights of the simulated parcels, by class: within 4 mm of the class's default_height_mm
+# in configs/sim-arm.yaml. A single camera looking down does not measure height; this stands
+# in for a height sensor good to +-4 mm (docs/sim-arm.md).
 CLASSES: dict[str, dict[str, Any]] = {
     "box": {
         "weight": 0.5,
         "length": (200, 450),
         "width": (150, 350),
-        "height": (148, 165),
+        "height": (146, 154),
         "kg_per_litre": 0.2,
     },
     "polybag": {
         "weight": 0.25,
         "length": (200, 400),
         "width": (200, 320),
-        "height": (58, 75),
+        "height": (56, 64),
         "kg_per_litre": 0.25,
         "flatness": 0.6,
     },
@@ -205,7 +205,7 @@ CLASSES: dict[str, dict[str, Any]] = {
         "weight": 0.15,
         "length": (200, 350),
         "width": (130, 250),
-        "height": (13, 25),
+        "height": (11, 19),
         "kg_per_litre": 0.5,
     },
     "irregular": {
@@ -286,6 +286,7 @@ class SimArmCell:
         )
         self.dest_ids = [d["id"] for d in arm["destinations"]]
         self.camera_silent = False
+        self.valve_trace: list[tuple[float, ...]] = []  # while the valve is open (diagnosis)
         self.curtain_breaks: list[dict[str, Any]] = []
         self._q_prev: Any = None
         mcu = settings["mcu"]
@@ -350,6 +351,8 @@ class SimArmCell:
             self.world.step_to(now - self.t_start)
             self._induct(now)
             self._watch_stops(now)
+            if self.world.valve and len(self.valve_trace) < 20000:
+                self.valve_trace.append(self._trace_row())
 
     # ---- parcels ------------------------------------------------------------------------------
     def open_induction(self, t0: float) -> None:
@@ -456,6 +459,31 @@ class SimArmCell:
                 }
             )
         return out
+
+    def _trace_row(self) -> tuple[float, ...]:
+        """World time, cup x y z, the nearest parcel's top centre x y z, vacuum kPa."""
+        w = self.world
+        cx, cy, cz, _ = w.cup_pose()
+        best = (0.0, 0.0, 0.0)
+        dist = 1e9
+        for p, u, across, _yaw in w.on_belt():
+            x = self.cfg.belt_sign * u
+            y = self.cfg.belt_centre_y_mm + self.cfg.belt_sign * across
+            d = (x - cx) ** 2 + (y - cy) ** 2
+            if d < dist:
+                dist = d
+                best = (x, y, self.cfg.belt_surface_z_mm + p.height_mm)
+        return (
+            round(w.t, 3),
+            round(cx, 1),
+            round(cy, 1),
+            round(cz, 1),
+            *(round(v, 1) for v in best),
+            round(w.vacuum_pa / 1000, 1),
+        )
+
+    def trace(self) -> list[tuple[float, ...]]:
+        return self._on_loop(lambda: list(self.valve_trace))
 
     def summary(self) -> dict[str, Any]:
         return self._on_loop(self._summary)
