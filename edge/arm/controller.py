@@ -230,10 +230,12 @@ class ArmCore:
             self._route(p, f"brain unavailable: {f.why}", f.t)
 
     def _on_JointState(self, f: JointState) -> None:
-        if self.pick is None and self.carry is None and not self.moving:
-            self.q = f.q
-            self.free_at = None
-            self.stopping = False
+        """At rest at ``f.q`` with nothing queued (start, a replugged MCU, after a stop whose
+        end was never reported). Ignored while a move of ours is under way and no stop was
+        commanded: a stale reading must not cut a plan short."""
+        if self.stopping or (self.pick is None and self.carry is None and not self.moving):
+            self._abandon("the MCU reports the arm at rest", f.t)
+            self._at_rest(f.q, f.t)
 
     def _on_MotionEnded(self, f: MotionEnded) -> None:
         if f.move_id != self.last_move:

@@ -14,6 +14,7 @@ from edge.arm.events import (
     AskBrain,
     Curtain,
     Estop,
+    JointState,
     MotionHalted,
     Move,
     ReducedSpeed,
@@ -229,3 +230,29 @@ def test_every_parcel_seen_ends_in_exactly_one_record(parcels, leak: bool) -> No
     assert not b.core.parcels
     for m in b.moves():
         assert isinstance(m, Move)
+
+
+def test_mcu_unplugged_mid_move_then_replugged_resumes_after_reset_and_start() -> None:
+    b = Bench(CFG, brain=BRAIN)
+    b.see(1, 0.0, label="DE-10")
+    b.run(1.2)
+    assert b.moves("pick")
+    n = len(b.actions)
+    b.on_safety(b.safety.device_lost("mcu", "serial port vanished", b.t))
+    assert isinstance(b.actions[n], StopMotion)  # stop first (the MCU's watchdog stops it too)
+    b.queue.clear()  # unplugged: no motion_stopped will come
+    b.pending.clear()
+    b.run(0.5)
+    assert b.safety.state is State.FAULT
+    # replugged: the MCU reports the arm at rest; the safety machine needs reset and start
+    b.feed(JointState(b.q, b.t))
+    b.on_safety(b.safety.device_up("mcu", b.t))
+    b.see(2, 0.0, label="DE-20")
+    b.run(0.5)
+    moves = len(b.moves())
+    b.on_safety(b.safety.reset(b.t))
+    b.on_safety(b.safety.start(b.t))
+    b.run(4.0)
+    assert len(b.moves()) > moves
+    assert {r.parcel_id for r in b.records()} == {1, 2}
+    assert any(r.outcome == "placed" for r in b.records())
