@@ -30,7 +30,7 @@ from tests.fleet_link.mosquitto import Mosquitto
 
 COLUMNS = (
     "broker", "nodes", "in/s", "out/s", "p50 ms", "p99 ms", "lost", "dup", "ooo",
-    "node CPU %", "node RSS MB", "broker CPU %", "pass",
+    "node CPU %", "node RSS MB", "broker CPU %", "brain CPU %", "pass",
 )  # fmt: skip
 
 
@@ -56,6 +56,7 @@ def _row(name: str, r: dict, ok: bool) -> list[str]:
         f"{r['per_node']['cpu_percent']:.2f}",
         f"{r['per_node']['rss_mb']:.1f}",
         "-" if cpu is None else f"{cpu:.0f}",
+        f"{r['brain_cpu_percent']:.0f}",
         "yes" if ok else "no",
     ]
 

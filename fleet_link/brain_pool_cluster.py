@@ -89,6 +89,7 @@ class RabbitCluster:
         ]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.cookie = secrets.token_hex(16)
+        self._peers = ""
 
     # urls -----------------------------------------------------------------------------------
     @property
@@ -142,19 +143,48 @@ class RabbitCluster:
         peers = "\n".join(
             f"cluster_formation.classic_config.nodes.{m.index + 1} = {m.name}" for m in self.members
         )
-        template = _TEMPLATE.read_text(encoding="utf-8")
+        self._peers = peers
         for m in self.members:
-            base = self.workdir / f"m{m.index}"
-            (base / "log").mkdir(parents=True, exist_ok=True)
-            text = (
-                template.replace("@AMQP@", str(m.amqp))
-                .replace("@MQTT@", str(m.mqtt))
-                .replace("@PEERS@", peers)
-                .replace("@USER@", USER)
-                .replace("@PASS@", PASSWORD)
-                .replace("@NAME@", m.name)
-            )
-            (base / "rabbitmq.conf").write_text(text, encoding="utf-8")
+            self._write_config(m)
+
+    def _write_config(self, m: Member) -> None:
+        base = self.workdir / f"m{m.index}"
+        (base / "log").mkdir(parents=True, exist_ok=True)
+        text = (
+            _TEMPLATE.read_text(encoding="utf-8")
+            .replace("@AMQP@", str(m.amqp))
+            .replace("@MQTT@", str(m.mqtt))
+            .replace("@PEERS@", self._peers)
+            .replace("@USER@", USER)
+            .replace("@PASS@", PASSWORD)
+            .replace("@NAME@", m.name)
+        )
+        (base / "rabbitmq.conf").write_text(text, encoding="utf-8")
+
+    def _first_start(self, indices: list[int], timeout: float) -> None:
+        """Start members for the first time; one that lost a free port to another process
+        before it bound it (eaddrinuse: ports are picked free, then bound ~30 s later) gets
+        new ports and starts again, up to three times."""
+        pending = list(indices)
+        for attempt in range(3):
+            for i in pending:
+                self._spawn(self.members[i])
+            failed: list[int] = []
+            for i in pending:
+                try:
+                    self.wait_ready(i, timeout)
+                except ClusterError as exc:
+                    if "eaddrinuse" not in str(exc) or attempt == 2:
+                        raise
+                    failed.append(i)
+            for i in failed:
+                m = self.members[i]
+                self.procs.pop(i, None)
+                m.amqp, m.mqtt, m.dist = free_port(), free_port(), free_port()
+                self._write_config(m)
+            if not failed:
+                return
+            pending = failed
 
     def _spawn(self, m: Member) -> None:
         out = (self.workdir / f"m{m.index}" / "log" / "console.log").open("ab")
@@ -189,12 +219,8 @@ class RabbitCluster:
             )
         self._prepare()
         try:
-            self._spawn(self.members[0])
-            self.wait_ready(0, timeout)
-            for m in self.members[1:]:
-                self._spawn(m)
-            for m in self.members[1:]:
-                self.wait_ready(m.index, timeout)
+            self._first_start([0], timeout)
+            self._first_start([m.index for m in self.members[1:]], timeout)
             self.check_mqtt_tracker()
         except BaseException:
             self.stop()
@@ -224,7 +250,8 @@ class RabbitCluster:
             proc = self.procs.get(index)
             if proc is None or proc.poll() is not None:
                 log = self.workdir / f"m{index}" / "log" / "console.log"
-                tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+                text = log.read_text(errors="replace") if log.exists() else ""
+                tail = text[-1500:] + (" eaddrinuse" if "eaddrinuse" in text[-20000:] else "")
                 raise ClusterError(f"RabbitMQ member {m.name} exited while starting: {tail}")
             if port_open(m.mqtt) and port_open(m.amqp):
                 return

@@ -177,8 +177,11 @@ def _host_main(spec_path: str) -> int:
                 "brokers": urls[1:],
                 "protocol": "3.1.1",
                 "command_qos": spec["command_qos"],
-                "keepalive_s": 10,
-                "reconnect_min_s": 0.2,
+                # a CONNACK is awaited keepalive_s: RabbitMQ 3.10 registers each client id in
+                # a Raft round, slow on a loaded host; a node that gave up early and moved on
+                # was later kicked off its new member as a "duplicate id" (a storm, seen here)
+                "keepalive_s": 30,
+                "reconnect_min_s": 0.3,
                 "reconnect_max_s": 5.0,
                 "outbox": {"path": str(Path(spec["outbox_dir"]) / f"{name}.sqlite3")},
             }
@@ -351,6 +354,11 @@ def _proc_cpu_s(pid: int) -> float:
         return 0.0
 
 
+def _self_cpu_s() -> float:
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -491,6 +499,9 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
             )
             log.close()
         broker_cpu0 = sum(_proc_cpu_s(p) for p in broker_pids)
+        brain_cpu: dict[int, float] = {w.pid: _proc_cpu_s(w.pid) for w in brain.workers}
+        brain_cpu0 = sum(brain_cpu.values())
+        self_cpu0 = _self_cpu_s()
         time.sleep(max(0.0, start_at - time.time()))
         t0 = time.monotonic()
         say(f"{args.nodes} nodes in {procs} processes, {args.rate:.0f} parcels/h each, "
@@ -519,6 +530,9 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
                     os.kill(brain.workers[0].pid, signal.SIGKILL)
             if all(h.poll() is not None for h in hosts):
                 break
+            for w in brain.workers:  # the last figure of a killed worker stays counted
+                if w.poll() is None:
+                    brain_cpu[w.pid] = _proc_cpu_s(w.pid) or brain_cpu.get(w.pid, 0.0)
             if now - last_view[0] >= 2.0:
                 status = _host_status(workdir, procs)
                 applied = brain.applied()
@@ -533,6 +547,10 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.1)
         traffic_wall = time.monotonic() - t0
         broker_cpu = sum(_proc_cpu_s(p) for p in broker_pids) - broker_cpu0
+        if brain.workers:
+            brain_used = sum(brain_cpu.values()) - brain_cpu0
+        else:  # the brain SDK runs in this process (beside a light loop)
+            brain_used = _self_cpu_s() - self_cpu0
         results = []
         for h, spec in enumerate(specs):
             path = Path(spec["result"])
@@ -572,6 +590,7 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
                 "broker_cpu_percent": round(100 * broker_cpu / traffic_wall, 1)
                 if broker_pids
                 else None,
+                "brain_cpu_percent": round(100 * brain_used / traffic_wall, 1),
                 "reconnect_max_s": round(max(r["max_down_s"] for r in results), 2),
                 "failovers": sum(r["failovers"] for r in results),
                 "drained": all(r["drained"] for r in results),
@@ -721,6 +740,7 @@ def _print_report(r: dict[str, Any], say: Any) -> None:
     say(f"  in {r['messages_per_s_in']}/s  out {r['messages_per_s_out']}/s  latency p50 "
         f"{lat['p50']} ms  p99 {lat['p99']} ms  max {lat['max']} ms")  # fmt: skip
     broker = "-" if r["broker_cpu_percent"] is None else f"{r['broker_cpu_percent']} %"
+    broker += f";  brain CPU {r['brain_cpu_percent']} %"
     say(f"  per node: CPU {r['per_node']['cpu_percent']} % of a core, RSS "
         f"{r['per_node']['rss_mb']} MB;  broker CPU {broker};  reconnect max "
         f"{r['reconnect_max_s']} s, failovers {r['failovers']}")  # fmt: skip
