@@ -145,3 +145,76 @@ def test_host_silence_trips_the_watchdog_and_the_arm_stops(arm_cell):
     q = sim.call(sim.sim.world.joints)
     assert not np.allclose(q, cfg.ik(*far, 0.0), atol=0.05)  # it never got there
     assert sim.call(lambda: sim.sim.arm.queue.halted)
+
+
+def _smooth(s: float) -> float:
+    s = min(1.0, max(0.0, s))
+    return s * s * s * (10 - 15 * s + 6 * s * s)
+
+
+def test_a_pick_streamed_over_the_pty_lands_the_parcel_in_its_chute(arm_cell):
+    """The whole chain a node uses: segments on the MCU clock, the valve, grip_changed from the
+    world's vacuum, the place, and the chute's entry sensor as an input edge on the host."""
+    sim, path, cfg = arm_cell
+    from sim_hardware.world.parcels import Parcel
+
+    speed = cfg.belt_speed_mm_s
+    top = cfg.belt_surface_z_mm + 150
+    y = cfg.belt_centre_y_mm
+    c1 = cfg.destination("c1")
+    assert c1 is not None
+
+    async def main():
+        link, motion = await _connect(path, cfg)
+        try:
+            grips, edges, stops = [], [], []
+            motion.on_grip(lambda g, pa, clock: grips.append(g))
+            motion.on_stopped(stops.append)
+            link.on_event(lambda msg: msg.name == "input_edge" and edges.append(msg["pin"]))
+            parcel = Parcel(1, "box", 300, 200, 150, "Code128", "DE-1", True, 0.0)
+            sim.call(lambda: sim.sim.world.put_parcel(parcel, 2.0, u_mm=-1200.0))
+            put_at = sim.sim.epoch + sim.call(lambda: sim.sim.world.t)
+            t0 = time.monotonic() + 0.1
+
+            def x_parcel(t: float) -> float:
+                return -1200.0 + speed * (t - put_at)
+
+            def cart(t: float) -> tuple[float, float, float]:
+                tau = t - t0
+                if tau < 0.3:
+                    s = _smooth(tau / 0.3)
+                    a, b = cfg.home_mm[:3], (x_parcel(t0 + 0.3), y, top + 50)
+                    return tuple(p + (q - p) * s for p, q in zip(a, b, strict=True))
+                if tau < 0.45:
+                    return (x_parcel(t), y, top + 50 - 55 * _smooth((tau - 0.3) / 0.1))
+                if tau < 0.65:
+                    return (x_parcel(t), y, top - 5 + 100 * _smooth((tau - 0.45) / 0.2))
+                s = _smooth((tau - 0.65) / 0.5)
+                a = (x_parcel(t), y, top + 95)
+                return tuple(
+                    p + (q - p) * s for p, q in zip(a, (c1.x_mm, c1.y_mm, c1.z_mm), strict=True)
+                )
+
+            start = motion.clock_at(t0)
+            points = []
+            for k in range(1, 116):  # 1.15 s in 10 ms segments
+                t = t0 + k * 0.01
+                points.append((motion.clock_at(t), _micro(cfg.ik(*cart(t), 0.0))))
+            queued = asyncio.ensure_future(motion.queue_path(points, start))
+            await asyncio.sleep(t0 + 0.2 - time.monotonic())
+            await motion.set_suction(True)  # open before touchdown: free flow until sealed
+            await queued
+            while not stops:
+                await asyncio.sleep(0.01)
+            await motion.set_suction(False)  # at the place pose: release
+            await asyncio.sleep(0.4)
+            return grips, edges, stops, await motion.vacuum()
+        finally:
+            await link.close()
+
+    grips, edges, stops, vac = asyncio.run(main())
+    truth = sim.call(lambda: sim.sim.world.truth[1])
+    assert grips[:1] == [True] and truth.grips and truth.grips[0][1] < 10
+    assert [s.reason_name for s in stops] == ["end of move"] and not truth.drops
+    assert truth.end == "dest:c1" and c1.sensor_input in edges
+    assert not vac.valve and vac.pressure_pa < 5_000
