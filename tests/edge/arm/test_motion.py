@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from edge.arm.config import ArmConfig, ForbiddenZone
 from edge.arm.events import ParcelSeen
 from edge.arm.grasp import Grasp, grasp
-from edge.arm.kinematics import Joints
+from edge.arm.kinematics import Joints, Unreachable
 from edge.arm.moves import Mover, PickPlan
 from edge.arm.tracking import BeltTracker, LeftWindow, Target, camera_to_belt
 from edge.arm.trajectory import Trajectory, limit_violation
@@ -174,3 +174,28 @@ def test_a_parcel_that_would_leave_the_window_is_skipped_not_chased(speed: float
         assert lift_u <= CFG.tracking.downstream_mm + 1e-6
     else:
         assert isinstance(plan, LeftWindow | str)
+
+
+reach_pt = st.tuples(st.floats(-900, 900), st.floats(-300, 900), st.floats(-700, -340))
+
+
+@settings(max_examples=25, deadline=None)
+@given(reach_pt, reach_pt, st.booleans())
+def test_rest_to_rest_moves_stay_within_limits_and_out_of_zones(a, b, reduced: bool) -> None:
+    mover = Mover(CFG, reduced=reduced)
+    try:
+        q0 = mover.kin.ik((*a, 0.0))
+    except Unreachable:
+        assume(False)
+        return
+    traj = mover.to_pose(q0, 1.0, b, (150.0, 150.0, 100.0))
+    if isinstance(traj, str):
+        assert traj  # refused with a reason (unreachable, a zone)
+        return
+    assert limit_violation(traj.q, traj.dt, mover.limits) is None
+    assert _dense_zone_hit(mover, traj, CFG.forbidden_zones, None, math.inf) is None
+    assert math.dist(mover.kin.fk(traj.q[-1])[:3], b) < 1e-6
+    if reduced:
+        for i in range(1, len(traj.q)):
+            p, r = mover.kin.fk(traj.q[i - 1]), mover.kin.fk(traj.q[i])
+            assert math.dist(p[:3], r[:3]) / traj.dt <= CFG.safety.reduced_speed_mm_s * 1.001
