@@ -20,12 +20,24 @@ a wrong number fails at load time with where and why, not as an arm crash at lin
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edge.cell.config import RoutingRule
 from edge.safety.config import SafetyConfig
+
+if TYPE_CHECKING:
+    from edge.arm.kinematics import Scara
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -295,6 +307,11 @@ class SuctionConfig(_Strict):
             raise ValueError(
                 f"drop_kpa ({self.drop_kpa}) must be at most grip_kpa ({self.grip_kpa})"
             )
+        if self.grip_confirm_ms >= self.grip_window_ms:
+            raise ValueError(
+                f"grip_confirm_ms ({self.grip_confirm_ms}) must be below grip_window_ms "
+                f"({self.grip_window_ms})"
+            )
         return self
 
 
@@ -361,13 +378,13 @@ class ArmConfig(_Strict):
     )
     belt: ArmBelt
     camera: CameraCalibration
-    tracking: TrackingWindow
     suction: SuctionConfig
+    tracking: TrackingWindow
     home: Pose = Field(description="where the arm waits, clear of the belt")
-    destinations: list[Destination] = Field(min_length=1)
     pass_id: ArmId = Field(
         "pass", description="the id of 'leave it on the belt' (to the belt's end: reject)"
     )
+    destinations: list[Destination] = Field(min_length=1)
     routing: list[RoutingRule] = Field(
         default_factory=list, description="used when the brain is late or offline"
     )
@@ -394,62 +411,105 @@ class ArmConfig(_Strict):
     def destination(self, dest_id: str) -> Destination | None:
         return next((d for d in self.destinations if d.id == dest_id), None)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> ArmConfig:
-        # imported here: kinematics and zones use this module's types
-        from edge.arm.kinematics import Scara
-        from edge.arm.zones import point_in_zones
+    # Each check sits on the field it is about, so that an error points at that key's
+    # line; the fields it needs are declared (and so validated) before it.
+    @field_validator("forbidden_zones")
+    @classmethod
+    def _zone_ids(cls, zones: list[ForbiddenZone]) -> list[ForbiddenZone]:
+        ids = [z.id for z in zones]
+        for i, zid in enumerate(ids):
+            if zid in ids[:i]:
+                raise ValueError(f"zone id {zid!r} appears more than once")
+        return zones
 
-        seen: set[str] = {self.pass_id}
-        for d in self.destinations:
-            if d.id in seen:
-                raise ValueError(f"destinations: id {d.id!r} appears more than once")
-            seen.add(d.id)
-        zone_ids = [z.id for z in self.forbidden_zones]
-        if len(set(zone_ids)) != len(zone_ids):
-            raise ValueError("forbidden_zones: zone ids must be unique")
-        for i, rule in enumerate(self.routing):
-            if rule.chute not in seen:
-                raise ValueError(
-                    f"routing rule {i}: destination {rule.chute!r} does not exist; known: "
-                    f"{', '.join(sorted(seen))}"
-                )
-        j3 = self.joints.j3
-        surface = self.belt.surface_z_mm
-        if not j3.min <= surface + self.suction.min_top_mm <= j3.max:
+    @field_validator("tracking")
+    @classmethod
+    def _window_in_reach(cls, tr: TrackingWindow, info: ValidationInfo) -> TrackingWindow:
+        kin, belt, suction = _kin(info), info.data.get("belt"), info.data.get("suction")
+        if kin is None or not isinstance(belt, ArmBelt) or not isinstance(suction, SuctionConfig):
+            return tr  # an earlier error is reported where it is
+        j3 = kin.limits.lo[2], kin.limits.hi[2]
+        top = belt.surface_z_mm + suction.min_top_mm
+        if not j3[0] <= top <= j3[1]:
             raise ValueError(
-                f"belt.surface_z_mm ({surface}) + suction.min_top_mm: the quill's range "
-                f"j3 [{j3.min}, {j3.max}] cannot reach the top of the lowest parcel"
+                f"the lowest parcel's top (belt.surface_z_mm {belt.surface_z_mm} + "
+                f"suction.min_top_mm {suction.min_top_mm}) is outside the quill's range j3 "
+                f"[{j3[0]}, {j3[1]}]"
             )
-        kin = Scara(self)
-        half = self.belt.width_mm / 2 - self.suction.cup_diameter_mm / 2
-        for where, u in (
-            ("upstream_mm", self.tracking.upstream_mm),
-            ("downstream_mm", self.tracking.downstream_mm),
-        ):
-            for y in (self.belt.centre_y_mm - half, self.belt.centre_y_mm + half):
-                x = u * self.belt.sign
-                why = kin.unreachable(x, y, surface + self.suction.min_top_mm, 0.0)
+        half = belt.width_mm / 2 - suction.cup_diameter_mm / 2
+        for where, u in (("upstream_mm", tr.upstream_mm), ("downstream_mm", tr.downstream_mm)):
+            for y in (belt.centre_y_mm - half, belt.centre_y_mm + half):
+                x = u * belt.sign
+                why = kin.unreachable(x, y, top, 0.0)
                 if why is not None:
                     raise ValueError(
-                        f"tracking.{where} ({u}): the belt at x={x:.0f}, y={y:.0f} mm is out "
-                        f"of the arm's reach: {why}"
+                        f"{where} ({u}): the belt at x={x:.0f}, y={y:.0f} mm is out of the "
+                        f"arm's reach: {why}"
                     )
-        for d in self.destinations:
-            p = d.place
-            why = kin.unreachable(p.x_mm, p.y_mm, p.z_mm, p.yaw_deg)
-            if why is not None:
-                raise ValueError(f"destination {d.id!r}: place pose unreachable: {why}")
-            zone = point_in_zones((p.x_mm, p.y_mm, p.z_mm), self.forbidden_zones, 0.0)
-            if zone is not None:
-                raise ValueError(f"destination {d.id!r}: place pose inside zone {zone!r}")
-        h = self.home
-        why = kin.unreachable(h.x_mm, h.y_mm, h.z_mm, h.yaw_deg)
+        return tr
+
+    @field_validator("home")
+    @classmethod
+    def _home_in_reach(cls, home: Pose, info: ValidationInfo) -> Pose:
+        kin = _kin(info)
+        why = None if kin is None else kin.unreachable(home.x_mm, home.y_mm, home.z_mm, 0.0)
         if why is not None:
-            raise ValueError(f"home: unreachable: {why}")
-        if self.suction.grip_confirm_ms >= self.suction.grip_window_ms:
-            raise ValueError(
-                f"suction.grip_confirm_ms ({self.suction.grip_confirm_ms}) must be below "
-                f"grip_window_ms ({self.suction.grip_window_ms})"
-            )
-        return self
+            raise ValueError(f"unreachable: {why}")
+        return home
+
+    @field_validator("destinations")
+    @classmethod
+    def _destinations(cls, dests: list[Destination], info: ValidationInfo) -> list[Destination]:
+        from edge.arm.zones import point_in_zones  # zones reads this module's types
+
+        seen = {info.data.get("pass_id", "pass")}
+        for i, d in enumerate(dests):
+            if d.id in seen:
+                raise ValueError(f"[{i}] id {d.id!r} appears more than once (or is pass_id)")
+            seen.add(d.id)
+        kin = _kin(info)
+        zones = info.data.get("forbidden_zones") or []
+        for i, d in enumerate(dests):
+            p = d.place
+            why = None if kin is None else kin.unreachable(p.x_mm, p.y_mm, p.z_mm, 0.0)
+            if why is not None:
+                raise ValueError(f"[{i}] {d.id!r}: place pose unreachable: {why}")
+            zone = point_in_zones((p.x_mm, p.y_mm, p.z_mm), zones, 0.0)
+            if zone is not None:
+                raise ValueError(f"[{i}] {d.id!r}: place pose inside forbidden zone {zone!r}")
+        return dests
+
+    @field_validator("routing")
+    @classmethod
+    def _routing_known(cls, rules: list[RoutingRule], info: ValidationInfo) -> list[RoutingRule]:
+        dests = info.data.get("destinations")
+        if dests is None:
+            return rules
+        known = {d.id for d in dests} | {info.data.get("pass_id", "pass")}
+        for i, rule in enumerate(rules):
+            if rule.chute not in known:
+                raise ValueError(
+                    f"rule {i}: destination {rule.chute!r} does not exist; known: "
+                    f"{', '.join(sorted(known))}"
+                )
+        return rules
+
+
+@dataclass(frozen=True)
+class _Parts:
+    geometry: ScaraGeometry
+    joints: ScaraJoints
+    workspace: Workspace
+
+
+def _kin(info: ValidationInfo) -> Scara | None:
+    """The kinematics of the fields validated so far; None if one of them failed."""
+    from edge.arm.kinematics import Scara  # kinematics reads this module's types
+
+    g, j = info.data.get("geometry"), info.data.get("joints")
+    w = info.data.get("workspace")
+    if not isinstance(g, ScaraGeometry) or not isinstance(j, ScaraJoints):
+        return None
+    if not isinstance(w, Workspace):
+        return None
+    return Scara(_Parts(g, j, w))

@@ -10,10 +10,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from edge.arm.config import ArmConfig
+    from edge.arm.config import ScaraGeometry, ScaraJoints, Workspace
+
+
+class ArmParts(Protocol):
+    """What the kinematics reads of a config (an ``ArmConfig``, or its parts while the
+    config itself is being validated)."""
+
+    @property
+    def geometry(self) -> ScaraGeometry: ...
+    @property
+    def joints(self) -> ScaraJoints: ...
+    @property
+    def workspace(self) -> Workspace: ...
+
 
 Elbow = Literal["right", "left"]
 Joints = tuple[float, float, float, float]
@@ -57,7 +70,7 @@ def _mul(v: Joints, k: float) -> Joints:
 class Scara:
     """The kinematic model of the configured arm."""
 
-    def __init__(self, cfg: ArmConfig) -> None:
+    def __init__(self, cfg: ArmParts) -> None:
         g = cfg.geometry
         self.l1 = g.link1_mm
         self.l2 = g.link2_mm

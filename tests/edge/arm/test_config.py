@@ -25,27 +25,29 @@ def test_tracking_window_out_of_reach_is_located() -> None:
     arm = example_dict()["arm"]
     arm["tracking"]["downstream_mm"] = 900
     msg = _errors(arm)
-    assert "tracking.downstream_mm (900.0)" in msg and "beyond the reach" in msg
+    assert "\ntracking\n" in msg  # located at the key
+    assert "downstream_mm (900.0)" in msg and "beyond the reach" in msg
 
 
 def test_routing_to_unknown_destination() -> None:
     arm = example_dict()["arm"]
     arm["routing"].append({"chute": "c9"})
-    assert "destination 'c9' does not exist" in _errors(arm)
+    msg = _errors(arm)
+    assert "\nrouting\n" in msg and "rule 4: destination 'c9' does not exist" in msg
 
 
 def test_unreachable_place_pose_names_the_destination() -> None:
     arm = example_dict()["arm"]
     arm["destinations"][0]["place"] = {"x_mm": 0, "y_mm": 100, "z_mm": -500}
     msg = _errors(arm)
-    assert "destination 'c1': place pose unreachable" in msg
+    assert "\ndestinations\n" in msg and "[0] 'c1': place pose unreachable" in msg
 
 
 def test_place_pose_inside_a_zone() -> None:
     arm = example_dict()["arm"]
     arm["forbidden_zones"].append({"id": "post", "min_mm": [-800, 100, -900],
                                    "max_mm": [-700, 200, 0]})  # fmt: skip
-    assert "inside zone 'post'" in _errors(arm)
+    assert "inside forbidden zone 'post'" in _errors(arm)
 
 
 def test_joint_limits_and_thresholds_ordered() -> None:
@@ -71,3 +73,17 @@ def test_board_problems_names_missing_mcu() -> None:
 
     problems = cfg.board_problems({"mcus": [M()]})
     assert problems == ["arm.mcu.name: 'arm' is not an MCU of this board (mcus: main)"]
+
+
+def test_grip_confirm_must_fit_the_grip_window() -> None:
+    arm = example_dict()["arm"]
+    arm["suction"]["grip_confirm_ms"] = 400
+    msg = _errors(arm)
+    assert "\nsuction\n" in msg and "grip_confirm_ms (400.0) must be below" in msg
+
+
+def test_quill_must_reach_the_lowest_top() -> None:
+    arm = example_dict()["arm"]
+    arm["belt"]["surface_z_mm"] = -900
+    msg = _errors(arm)
+    assert "\ntracking\n" in msg and "outside the quill's range" in msg
