@@ -65,7 +65,7 @@ from edge.arm.planner import Candidate, choose
 from edge.arm.routing import ArmRouting
 from edge.arm.tracking import BeltTracker
 from edge.arm.trajectory import Trajectory
-from edge.cell.record import StoryEntry
+from edge.cell.record import TEXT_MAX, StoryEntry, cap_story, clip_text
 from edge.safety.machine import (
     CancelAllStrokes,
     SafetyAction,
@@ -574,17 +574,17 @@ class ArmCore:
             outcome=outcome,
             destination=dest,
             actual=actual,
-            reason=reason,
+            reason=clip_text(reason, TEXT_MAX),
             decision_source=src,  # type: ignore[arg-type]
-            label=p.seen.label,
-            class_name=p.seen.class_name,
+            label=None if p.seen.label is None else clip_text(p.seen.label, TEXT_MAX),
+            class_name=None if p.seen.class_name is None else clip_text(p.seen.class_name, 64),
             size_mm=g.size_mm if isinstance(g, Grasp) else None,
             attempts=p.attempts,
             contact=p.contact,
             dropped_at=dropped_at,
             cycle_ms=cycle,
             latency_ms=_latencies(p.milestones),
-            story=tuple(p.story),
+            story=cap_story(p.story),  # bounded, as the diverter's records (one MQTT message)
         )
         self.records.append(rec)
         self._out.append(PublishPick(rec))

@@ -256,3 +256,21 @@ def test_mcu_unplugged_mid_move_then_replugged_resumes_after_reset_and_start() -
     assert len(b.moves()) > moves
     assert {r.parcel_id for r in b.records()} == {1, 2}
     assert any(r.outcome == "placed" for r in b.records())
+
+
+def test_a_record_stays_small_whatever_happened() -> None:
+    import json
+
+    from edge.cell.record import MAX_RECORD_JSON_BYTES
+
+    b = Bench(CFG, brain=BRAIN, leak=True)
+    b.see(1, 0.0, label="DE-10" + "x" * 20000)
+    for _ in range(30):  # a stop-start storm while it is in the window
+        b.run(0.05)
+        b.feed(Curtain(True, b.t))
+        b.feed(Curtain(False, b.t))
+        b.on_safety(b.safety.reset(b.t))
+        b.on_safety(b.safety.start(b.t))
+    b.run(4.0)
+    (rec,) = b.records()
+    assert len(json.dumps(rec.to_json())) <= MAX_RECORD_JSON_BYTES
