@@ -230,13 +230,13 @@ class ArmMachine(Machine):
     def _in_core(self, call: Any, fact: ArmFact | None) -> tuple[list[ArmAction], dict[int, float]]:
         """In the core's thread: the core's answer, and where a carry may replace each pick."""
         t0 = time.perf_counter()
+        if isinstance(fact, ParcelSeen) and fact.track_id not in self.core.by_track:
+            self._remember(fact, self.core._next_pid)  # the id the core gives a new track
         actions = list(call())
         took = (time.perf_counter() - t0) * 1000
         self.core_ms_max = max(self.core_ms_max, took)
         if took > 50:
             self.counters["core_slow_50ms"] += 1
-        if isinstance(fact, ParcelSeen):
-            self._remember(fact)
         cuts = {
             a.move_id: c
             for a in actions
@@ -266,10 +266,9 @@ class ArmMachine(Machine):
         self._cuts.update(cuts)
         self._act(actions, deferred=deferred)
 
-    def _remember(self, f: ParcelSeen) -> None:
-        pid = self.core.by_track.get(f.track_id)
-        if pid is None or pid in self._u0:
-            return
+    def _remember(self, f: ParcelSeen, pid: int) -> None:
+        """The parcel's belt coordinate at encoder count 0, for its record (``belt_mm0``:
+        what joins it to the simulator's truth, and a technician's trace on a real belt)."""
         b = self.cfg.belt
         u, _ = camera_to_belt(self.cfg.camera, b.centre_y_mm, b.sign, f.along_mm, f.across_mm)
         self._u0[pid] = u - (f.count + self.cfg.camera.count_offset) / b.counts_per_mm

@@ -175,8 +175,10 @@ def join_records(
         pids = [pid for pid in by_label.get(label or "", []) if pid not in joined]
         if pids:
             joined[pids[0]] = rec
-        else:
+        elif label is None or label not in by_label:
             rest.append(rec)
+        # else: a second record of a parcel already joined (the camera's tracker split
+        # it in two): counted by the caller as a duplicate
     unmatched: list[Mapping[str, Any]] = []
     for rec in rest:
         _, x0 = record_key(rec)
@@ -283,6 +285,7 @@ def build_arm_report(
         "node_records": len(records),
         "node_outcomes": dict(outcomes.most_common()),
         "decisions": dict(decisions.most_common()),
+        "records_duplicate": len(records) - len(joined) - len(unmatched),
         "records_unmatched": {
             "count": len(unmatched),
             "examples": [dict(r) for r in unmatched[:3]],
@@ -460,6 +463,15 @@ class ArmSimulation:
         from sim_hardware.brain.service import BrainService
 
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.o.node_rt_priority > 0:
+            # the brain and the broker stand for machines of their own: on a shared machine
+            # they run with real-time priority below the node's (the camera's renderer, the
+            # heaviest part, does not: sim_hardware/arm/cell.py)
+            with contextlib.suppress(OSError, AttributeError):
+                os.sched_setscheduler(
+                    0, os.SCHED_FIFO, os.sched_param(max(1, self.o.node_rt_priority - 2))
+                )
+                self._rt = True
         self.broker_url = self.o.broker or self._start_embedded_broker()
         self._say(f"broker {self.broker_url}")
         self.cell_settings = cell_settings(self.board, self.o)
@@ -751,6 +763,9 @@ class ArmSimulation:
 
     def close(self) -> None:
         self._stop.set()
+        if getattr(self, "_rt", False):  # this process back to normal scheduling
+            with contextlib.suppress(OSError, AttributeError):
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         for thread in self._threads:
             thread.join(5)
         if self.node is not None and self.node.poll() is None:

@@ -111,6 +111,8 @@ def _camera_main(snapshots: Any, control: Any, kwargs: dict[str, Any], nice: int
     """Child process: the diverter camera's frame server with the arm's renderer."""
     from sim_hardware.world.camera_feed import CameraFeed
 
+    with contextlib.suppress(OSError, AttributeError):  # never real-time: it is the heavy part
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     if nice:
         with contextlib.suppress(OSError):
             os.nice(nice)
