@@ -24,9 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     detect = cmds.add_parser(
         "detect",
-        help="detect parcels in images or frames of a source; save annotated images",
+        help="detect parcels in images or frames of a source",
         description="Run the detector and label reader on each image (or on frames of "
-        "--source) and save an annotated copy. With --json, print one JSON line per image: "
+        "--source) and print what it found; with --out or --annotate-dir, also write an "
+        "annotated copy (nothing is written otherwise). With --json, print one JSON line "
+        "per image: "
         "each parcel's class, confidence, box corners in px, label format and text, and "
         "size in mm when the config has a calibration.",
         epilog="examples:\n"
@@ -34,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  wolfpack vision detect frames/ --json > detections.jsonl\n"
         "  wolfpack vision detect --source /dev/video0 --frames 30 --json\n"
         "  wolfpack vision detect --source sim --frames 5 --out sim.jpg\n"
+        "  wolfpack vision detect frames/ --annotate-dir /tmp/annotated\n"
         "  wolfpack vision detect img.png --model yolo11n.onnx --config board.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -48,10 +51,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     detect.add_argument(
         "--out",
         type=Path,
-        help="annotated image to write; with several images, -N is added before the suffix "
-        "(default: NAME.annotated.jpg in the current folder)",
+        help="write the annotated image to this file; with several images, -NNNN is added "
+        "before the suffix",
     )
-    detect.add_argument("--no-save", action="store_true", help="do not write annotated images")
+    detect.add_argument(
+        "--annotate-dir",
+        type=Path,
+        metavar="DIR",
+        help="write each annotated image to DIR as NAME.annotated.jpg (DIR is created)",
+    )
+    detect.add_argument(
+        "--no-save", action="store_true", help="write no annotated image (the default now)"
+    )
     detect.add_argument("--json", action="store_true", help="print one JSON line per image")
     detect.set_defaults(handler=_detect)
 
@@ -158,8 +169,11 @@ def _detect(args: argparse.Namespace) -> int:
                 # every parcel in the frame gets its label read, not just the frame's share
                 result = pipeline.process(frame, label_reads=len(pipeline.tracker.tracks) + 99)
                 out_path = None
-                if not args.no_save:
+                if not args.no_save and (args.out is not None or args.annotate_dir is not None):
                     out_path = _out_path(args.out, frame.source or "frame", frame.index, several)
+                    if args.out is None:
+                        args.annotate_dir.mkdir(parents=True, exist_ok=True)
+                        out_path = args.annotate_dir / out_path.name
                     items = [(s.detection, s.label, s.size) for s in result.parcels]
                     cv2.imwrite(str(out_path), annotate(frame.image, items))
                 if args.json:

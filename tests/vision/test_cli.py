@@ -122,3 +122,17 @@ def test_classifier_none_and_a_missing_classifier_file(tmp_path, capsys):
     missing = tmp_path / "gone.onnx"
     assert main(["vision", "detect", str(png), "--no-save", "--classifier", str(missing)]) == 1
     assert f"{missing}: classifier file not found" in capsys.readouterr().err
+
+
+def test_detect_writes_no_image_unless_asked(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    png, _ = _scene_png(tmp_path, 9_200_006)
+    before = set(tmp_path.iterdir())
+    assert main(["vision", "detect", str(png), "--json"]) == 0
+    (line,) = _json_lines(capsys.readouterr().out)
+    assert line["annotated"] is None and set(tmp_path.iterdir()) == before
+    out_dir = tmp_path / "annotated"
+    assert main(["vision", "detect", str(png), "--json", "--annotate-dir", str(out_dir)]) == 0
+    (line,) = _json_lines(capsys.readouterr().out)
+    written = out_dir / f"{png.stem}.annotated.jpg"
+    assert line["annotated"] == str(written) and cv2.imread(str(written)) is not None
