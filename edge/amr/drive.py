@@ -41,6 +41,10 @@ from edge.amr.path import PathSegment, wrap_angle
 CREEP_SPEED = 0.02  # m/s: the last millimetres before a stop node
 CREEP_OMEGA = 0.05  # rad/s: the last fraction of a degree of a turn in place
 STOP_TOL_M = 0.002  # along-path distance at which a stop node counts as reached
+FINE_TOL_M = 0.005  # standing further than this before/after a stop node: creep onto it
+FINE_MAX_M = 0.10  # fine positioning corrects at most this much (more is a deviation)
+SETTLE_S = 0.15  # stand this long at a stop node before it counts: a floor code read
+# there (the camera sees it only within a few cm) may still correct the pose
 PLAN_DECEL_FRACTION = 0.8  # braking is planned at this fraction of max_decel
 
 
@@ -187,6 +191,9 @@ class DriveController:
         self._started_leg: str | None = None
         self._settle_theta: float | None = None
         self._dt = 0.02
+        self._now = 0.0
+        self._fine = False
+        self._settle_since: float | None = None
 
     # ---- commands ------------------------------------------------------------------------
     def add_legs(self, legs: list[Leg]) -> None:
@@ -240,6 +247,7 @@ class DriveController:
         dt = 0.02 if self.last_now is None else max(1e-4, now - self.last_now)
         self.last_now = now
         self._dt = dt
+        self._now = now
         events: list[DriveEvent] = []
         if field_violated != self.field_violated:
             self.field_violated = field_violated
@@ -264,10 +272,10 @@ class DriveController:
     def _apply(self, v_t: float, w_t: float, dt: float, decel: float, stop: bool = False) -> None:
         """Move the command towards (v_t, w_t) within the acceleration limits."""
         p = self.p
-        v_t = min(max(v_t, 0.0), p.max_speed)
+        v_t = min(max(v_t, -CREEP_SPEED), p.max_speed)  # backwards only to creep onto a node
         w_t = min(max(w_t, -p.max_angular_speed), p.max_angular_speed)
         dv = v_t - self.v
-        lim = (p.max_accel if abs(v_t) > abs(self.v) else decel) * dt
+        lim = (p.max_accel if abs(v_t) > abs(self.v) and v_t * self.v >= 0 else decel) * dt
         self.v = v_t if abs(dv) <= lim else self.v + math.copysign(lim, dv)
         dw = w_t - self.omega
         wlim = p.max_angular_accel * dt
@@ -423,16 +431,37 @@ class DriveController:
 
     def _settle(self, pose: Pose, events: list[DriveEvent]) -> tuple[float, float]:
         leg = self.legs[0]
-        if self.v > 0:
+        ahead = (leg.end.x - pose.x) * math.cos(pose.theta) + (leg.end.y - pose.y) * math.sin(
+            pose.theta
+        )
+        fine = FINE_TOL_M < abs(ahead) <= FINE_MAX_M and self.omega == 0.0
+        if self.v != 0.0 and not (fine and self._fine):
+            self._settle_since = None
             return 0.0, 0.0  # braking to standstill first
+        if fine or (self._fine and abs(ahead) > STOP_TOL_M):
+            # fine positioning: the pose was corrected (a floor code at the node) after
+            # the stop; creep onto the node, forwards or backwards
+            self._fine = True
+            self._settle_since = None
+            a = PLAN_DECEL_FRACTION * self.p.max_decel
+            return math.copysign(min(CREEP_SPEED, math.sqrt(2 * a * abs(ahead))), ahead), 0.0
+        if self._fine:
+            self._fine = False
+            return 0.0, 0.0
         theta = self._settle_theta
         tol = min(leg.end.allowed_theta / 4, 0.01)
         if theta is not None:
             err = wrap_angle(theta - pose.theta)
             if abs(err) > tol or abs(self.omega) > CREEP_OMEGA:
                 return 0.0, self._turn_rate(err, tol)
-        if self.omega != 0.0:
+        if self.omega != 0.0 or self.v != 0.0:
+            self._settle_since = None
             return 0.0, 0.0
+        if self._settle_since is None:
+            self._settle_since = self._now
+        if self._now - self._settle_since < SETTLE_S:
+            return 0.0, 0.0
+        self._settle_since = None
         err_xy = math.hypot(pose.x - leg.end.x, pose.y - leg.end.y)
         err_th = None if leg.end.theta is None else wrap_angle(pose.theta - leg.end.theta)
         events.append(NodeReached(leg.end.node_id, err_xy, err_th, stopped=True))

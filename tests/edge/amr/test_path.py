@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.amr.path import Nurbs, PathError, PathSegment, wrap_angle
@@ -108,6 +108,7 @@ def test_vda_trajectory_is_read_and_bad_ones_are_refused_with_the_field():
         PathSegment.from_vda((0, 0), (2, 0), {"knotVector": [], "controlPoints": []})
 
 
+@settings(max_examples=60)  # each example builds a table of up to 4000 rows
 @given(nurbs(), st.floats(0, 1))
 def test_arc_length_table_is_consistent(curve: Nurbs, f: float):
     seg = PathSegment(curve.points[0], curve.points[-1], curve)
