@@ -450,6 +450,26 @@ class ArmCore:
         self._next_move += 1
         return m
 
+    def _check_belt(self, pk: PickInFlight, t: float) -> None:
+        """The belt's speed changed since the pick was planned (a ramp, a slip): where the
+        parcel will be at contact, by the encoder now, against the plan. Off by more than the
+        pick tolerance: stop the approach and plan it again from rest (a miss would cost a
+        retry, or a seal off the parcel's centre)."""
+        if not self.belt.known:
+            return
+        t_c = pk.plan.t_contact
+        off = abs(self.belt.count_at(t_c) - pk.plan.belt.count_at(t_c)) / self.belt.cpm
+        if off <= self.cfg.tracking.pick_tolerance_mm:
+            return
+        p = self.parcels[pk.pid]
+        p.attempts -= 1  # not a miss: planned again
+        why = (
+            f"belt speed now {self.belt.speed_mm_s:.0f} mm/s, planned at "
+            f"{pk.plan.belt.speed_mm_s:.0f}: contact would be {off:.0f} mm off"
+        )
+        self._story(p, t, "re-plan", why)
+        self._stop(f"re-plan parcel {p.pid}: {why}", False, t)
+
     def _confirm_grip(self, pk: PickInFlight, t: float) -> None:
         p = self.parcels[pk.pid]
         dest = self.cfg.destination(p.destination or "")
@@ -639,6 +659,9 @@ class ArmCore:
         if pk is not None and not pk.suction_on and t >= pk.plan.trajectory.t0 - 1e-9:
             pk.suction_on = True
             self._out.append(Suction(True, f"pick parcel {pk.pid}", t))
+        if pk is not None and not pk.carry_sent and t < pk.plan.t_contact:
+            self._check_belt(pk, t)
+            pk = self.pick
         if pk is not None and not pk.carry_sent:
             confirm = self.cfg.suction.grip_confirm_ms / 1000
             lead = self.cfg.tracking.lead_ms / 1000

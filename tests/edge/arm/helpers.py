@@ -63,6 +63,7 @@ class Bench:
     drop_after_ms: float | None = None  # the seal breaks this long into the carry
     brain: dict[str, str] | None = None  # label -> destination; None: the brain never answers
     camera: bool = True  # frames arrive (False: the camera is silent)
+    travel_mm: float = 0.0  # the belt's travel since t = 0
     t: float = 0.0
     core: ArmCore = field(init=False)
     safety: SafetyMachine = field(init=False)
@@ -92,7 +93,7 @@ class Bench:
     # ---- the world ---------------------------------------------------------------------------
     @property
     def count(self) -> int:
-        return int(self.t * self.speed * self.cfg.belt.counts_per_mm)
+        return int(self.travel_mm * self.cfg.belt.counts_per_mm)
 
     def belt_u(self, u0: float, t: float, t_seen: float) -> float:
         return u0 + self.speed * (t - t_seen)
@@ -114,6 +115,7 @@ class Bench:
 
     def step(self) -> None:
         self.t = round(self.t + self.dt, 9)
+        self.travel_mm += self.speed * self.dt  # the belt's speed may change between steps
         due = [f for f in self.pending if f[0] <= self.t]
         self.pending = [f for f in self.pending if f[0] > self.t]
         for _, f in sorted(due, key=lambda x: x[0]):

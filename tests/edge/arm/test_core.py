@@ -274,3 +274,18 @@ def test_a_record_stays_small_whatever_happened() -> None:
     b.run(4.0)
     (rec,) = b.records()
     assert len(json.dumps(rec.to_json())) <= MAX_RECORD_JSON_BYTES
+
+
+def test_a_belt_speed_change_before_contact_re_plans_instead_of_missing() -> None:
+    b = Bench(CFG, brain=BRAIN, speed=800.0)
+    b.see(1, 0.0, label="DE-10")
+    b.run(0.4)
+    (pick,) = b.moves("pick")
+    assert b.t < pick.trajectory.marks["contact"] - 0.3
+    b.speed = 1000.0  # the belt speeds up (a VFD's new setpoint)
+    b.run(4.0)
+    (rec,) = b.records()
+    assert rec.outcome == "placed" and rec.attempts == 1
+    assert "re-plan" in [s.stage for s in rec.story]
+    assert any(isinstance(a, StopMotion) and "re-plan" in a.cause for a in b.actions)
+    assert len(b.moves("pick")) >= 2  # again while the speed estimate settles (250 ms)
