@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if args.config_dir is not None:
         from edge.config.store import ConfigStore, StoreError
-        from edge.node.config_apply import HEALTH_NAME
+        from edge.runtime.config_apply import HEALTH_NAME
 
         root = Path(args.config_dir)
         # a SIGHUP that comes while starting up means "reload" too, never "die"
@@ -171,7 +171,7 @@ def _admit_active(root: Path, active: StoredConfig) -> BoardConfig | str:
 
 def _run_from_store(node: object, root: Path, board: object, version: int, health: str) -> int:
     """Run the store's active config; on SIGHUP shut down gracefully and re-execute."""
-    from edge.node import config_apply
+    from edge.runtime import config_apply
 
     ctx = config_apply.NodeConfigContext(root, board, version)
     config_apply.set_context(ctx)
@@ -215,7 +215,7 @@ def _failed_start(args: argparse.Namespace, why: str) -> int:
     if args.config_dir is None:
         return 1
     from edge.config.store import ConfigStore, StoreError
-    from edge.node import config_apply
+    from edge.runtime import config_apply
 
     root = Path(args.config_dir)
     try:

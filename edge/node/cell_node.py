@@ -66,8 +66,8 @@ from firmware_bridge.mcu import messages as m
 from firmware_bridge.mcu.link import StateChange as McuStateChange
 
 if TYPE_CHECKING:
-    from edge.node.fleet import FleetBridge
     from edge.runtime.faults import FaultTracker
+    from edge.runtime.fleet import FleetBridge
     from edge.runtime.reporter import Reporter
     from edge.runtime.supervisor import Supervisor
     from edge.runtime.systemd import Notifier

@@ -35,7 +35,7 @@ from edge.safety.machine import SafetyAction, SafetyMachine
 
 if TYPE_CHECKING:
     from edge.config.board import BoardBase
-    from edge.node.fleet import FleetBridge
+    from edge.runtime.fleet import FleetBridge
     from edge.runtime.reporter import Reporter
     from edge.runtime.supervisor import Supervisor
     from edge.runtime.systemd import Notifier

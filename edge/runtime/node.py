@@ -39,7 +39,7 @@ from edge.safety.machine import (
 
 if TYPE_CHECKING:
     from edge.config.board import BoardBase
-    from edge.node.fleet import FleetBridge
+    from edge.runtime.fleet import FleetBridge
 
 log = logging.getLogger("wolfpack.node")
 
@@ -103,7 +103,7 @@ class Node:
         assert self.loop is not None
         board = self.board
         if board.mqtt is not None:
-            from edge.node.fleet import FleetBridge
+            from edge.runtime.fleet import FleetBridge
 
             self.fleet = FleetBridge(
                 board.mqtt,
