@@ -1,0 +1,498 @@
+"""An oracle arm controller: it reads the simulator's truth and drives the same arm.
+
+The yardstick of the bench (bench/arm.py): what the arm can do when nothing is unknown. It
+knows each parcel's pose, size, mass and destination the moment the parcel enters the belt
+(no camera, no label reading, no brain round trip, no serial link), and the belt's exact
+speed; it plans each pick with the arm's own limits (joint velocity, acceleration and jerk
+from the same config the node runs with) and hands the world timed joint setpoints and valve
+switches directly. Whatever the node loses against it is the cost of seeing, deciding and
+talking.
+
+Its plan for one pick, all in the arm frame, the cup riding the belt while it touches:
+
+1. approach: a blend from rest (the last place pose) to the hover point above the parcel's
+   grasp point *as that point rides the belt*: c(t) = P0 + s(t/T) (H(t) - P0), with s a
+   jerk-limited time law (0 to 1, at rest at both ends), so at t = T the cup moves with
+   the belt; T is the shortest that keeps every joint within its limits;
+2. descend onto the top while riding, valve open; hold for the grip's confirm time;
+3. lift while riding; 4. blend from the riding point to rest at the destination's place pose;
+5. release (valve closed) and dwell; then the next parcel.
+
+Parcels it cannot pick (unpickable by truth, no destination, or gone past the window before
+the arm is free) are left to pass. ``sim_hardware`` never imports ``edge``: the kinematics
+and the time law here are the oracle's own (closed-form SCARA, double-S profile).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+Q = tuple[float, float, float, float]  # j1 deg, j2 deg, j3 mm, j4 deg
+DT = 0.008  # setpoint period, s (the node's default tracking.setpoint_ms)
+
+
+# ---- the arm ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OracleArm:
+    """The SCARA of the config's ``arm:`` section (plain values)."""
+
+    l1: float
+    l2: float
+    right: bool
+    lo: Q
+    hi: Q
+    vel: Q
+    acc: Q
+    jerk: Q
+
+    @classmethod
+    def from_settings(cls, arm: Mapping[str, Any]) -> OracleArm:
+        g, j = arm["geometry"], arm["joints"]
+        names = ("j1", "j2", "j3", "j4")
+
+        def col(key: str) -> Q:
+            a, b, c, d = (float(j[n][key]) for n in names)
+            return (a, b, c, d)
+
+        return cls(
+            float(g["link1_mm"]),
+            float(g["link2_mm"]),
+            g.get("elbow", "right") == "right",
+            col("min"),
+            col("max"),
+            col("vel"),
+            col("acc"),
+            col("jerk"),
+        )
+
+    def ik(self, x: float, y: float, z: float, yaw: float = 0.0) -> Q | None:
+        """Joint values of a cup pose in this arm's elbow, or None when out of reach/limits."""
+        r2 = x * x + y * y
+        c2 = (r2 - self.l1**2 - self.l2**2) / (2 * self.l1 * self.l2)
+        if not -1.0 <= c2 <= 1.0:
+            return None
+        s2 = math.sqrt(max(0.0, 1 - c2 * c2)) * (1 if self.right else -1)
+        q2 = math.atan2(s2, c2)
+        q1 = math.atan2(y, x) - math.atan2(self.l2 * s2, self.l1 + self.l2 * c2)
+        d1, d2 = math.degrees(q1), math.degrees(q2)
+        d1 = (d1 + 180.0) % 360.0 - 180.0
+        q = (d1, d2, z, yaw - d1 - d2)
+        if any(
+            not lo - 1e-6 <= v <= hi + 1e-6 for v, lo, hi in zip(q, self.lo, self.hi, strict=True)
+        ):
+            return None
+        return q
+
+    def fk(self, q: Q) -> tuple[float, float, float, float]:
+        a1, a12 = math.radians(q[0]), math.radians(q[0] + q[1])
+        x = self.l1 * math.cos(a1) + self.l2 * math.cos(a12)
+        y = self.l1 * math.sin(a1) + self.l2 * math.sin(a12)
+        return x, y, q[2], q[0] + q[1] + q[3]
+
+
+# ---- the time law ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DoubleS:
+    """Jerk-limited rest-to-rest profile over distance 1 with limits v, a, j (unit/s^n);
+    ``s(t)`` in [0, 1] over [0, T]. Closed form (7 phases, symmetric)."""
+
+    v: float
+    a: float
+    j: float
+    tj: float = field(init=False)
+    ta: float = field(init=False)
+    tv: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        v, a, j = self.v, self.a, self.j
+        if v * j >= a * a:
+            tj, ta = a / j, a / j + v / a
+        else:
+            tj = math.sqrt(v / j)
+            ta = 2 * tj
+        tv = 1.0 / v - ta
+        if tv < 0:
+            tv = 0.0
+            tj = a / j
+            ta = (tj + math.sqrt(tj * tj + 4 / a)) / 2
+            if ta < 2 * tj:
+                tj = (1 / (2 * j)) ** (1 / 3)
+                ta = 2 * tj
+        object.__setattr__(self, "tj", tj)
+        object.__setattr__(self, "ta", ta)
+        object.__setattr__(self, "tv", tv)
+
+    @property
+    def T(self) -> float:
+        return 2 * self.ta + self.tv
+
+    def s(self, t: float) -> float:
+        if t <= 0:
+            return 0.0
+        T = self.T
+        if t >= T:
+            return 1.0
+        if t > T / 2:
+            return 1.0 - self._acc(T - t)
+        return self._acc(t)
+
+    def _acc(self, t: float) -> float:
+        """Position in the first half (acceleration, then cruise)."""
+        tj, ta = self.tj, self.ta
+        jm = self.j
+        alim = jm * tj  # the acceleration actually reached
+        vlim = alim * (ta - tj)  # the speed actually reached (tj..ta-tj at alim)
+        if t < tj:
+            return jm * t**3 / 6
+        p1 = jm * tj**3 / 6
+        v1 = jm * tj**2 / 2
+        if t < ta - tj:
+            d = t - tj
+            return p1 + v1 * d + alim * d * d / 2
+        d1 = ta - 2 * tj
+        p2 = p1 + v1 * d1 + alim * d1 * d1 / 2
+        v2 = v1 + alim * d1
+        if t < ta:
+            d = t - (ta - tj)
+            return p2 + v2 * d + alim * d * d / 2 - jm * d**3 / 6
+        p3 = p2 + v2 * tj + alim * tj * tj / 2 - jm * tj**3 / 6
+        return p3 + vlim * (t - ta)
+
+
+def unit_law(arm: OracleArm, dq: Sequence[float], stretch: float = 1.0) -> DoubleS:
+    """The synchronised time law of a joint move ``dq``: the limits of a unit move that keep
+    every joint within its own (scaled down by ``stretch`` >= 1 in time)."""
+    v = a = j = math.inf
+    for d, vm, am, jm in zip(dq, arm.vel, arm.acc, arm.jerk, strict=True):
+        if abs(d) > 1e-9:
+            v, a, j = min(v, vm / abs(d)), min(a, am / abs(d)), min(j, jm / abs(d))
+    if v == math.inf:
+        v, a, j = 1e3, 1e5, 1e7  # no motion: a very short law
+    k = 1.0 / stretch
+    return DoubleS(v * k, a * k * k, j * k**3)
+
+
+def within_limits(arm: OracleArm, qs: Sequence[Q], dt: float, margin: float = 1.0) -> bool:
+    """Finite differences of the sampled setpoints within vel/acc/jerk (x ``margin``)."""
+    for i in range(4):
+        xs = [q[i] for q in qs]
+        v = [(b - a) / dt for a, b in pairwise(xs)]
+        if any(abs(x) > arm.vel[i] * margin for x in v):
+            return False
+        acc = [(b - a) / dt for a, b in pairwise(v)]
+        if any(abs(x) > arm.acc[i] * margin for x in acc):
+            return False
+        jerk = [(b - a) / dt for a, b in pairwise(acc)]
+        if any(abs(x) > arm.jerk[i] * margin * 1.5 for x in jerk):
+            return False
+    return True
+
+
+# ---- the pick planner --------------------------------------------------------------------
+@dataclass(frozen=True)
+class TruthParcel:
+    """What the oracle knows of a parcel the moment it enters the belt."""
+
+    id: int
+    t_enter: float  # when its centre was at ``u_enter``
+    u_enter: float  # belt coordinate of its centre then, mm
+    y: float  # arm-frame y of its centre
+    top_z: float  # arm-frame z of its top face
+    destination: Mapping[str, Any] | None  # the destination's place pose, None: pass
+    pickable: bool
+
+
+@dataclass
+class OraclePlan:
+    """Timed setpoints (t, q) every ``DT``, valve switches (t, on), and the picks planned."""
+
+    setpoints: list[tuple[float, Q]] = field(default_factory=list)
+    valve: list[tuple[float, bool]] = field(default_factory=list)
+    picks: dict[int, float] = field(default_factory=dict)  # parcel -> grip time
+    passed: dict[int, str] = field(default_factory=dict)  # parcel -> why not picked
+
+
+class OraclePlanner:
+    """Plans every pick of a known parcel stream, one after the other."""
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        a = settings["arm"]
+        self.arm = OracleArm.from_settings(a)
+        self.belt = a["belt"]
+        self.sign = 1.0 if self.belt["direction"] == "+x" else -1.0
+        self.speed = float(self.belt["nominal_speed_mm_s"])
+        tr, su = a["tracking"], a["suction"]
+        self.up, self.down = float(tr["upstream_mm"]), float(tr["downstream_mm"])
+        self.hover = float(tr["hover_mm"])
+        self.grip_s = float(su["grip_confirm_ms"]) / 1000 + 0.02  # seal, then confirm
+        self.release_s = float(su["release_ms"]) / 1000
+        h = a["home"]
+        self.rest_q = self._ik_or(h["x_mm"], h["y_mm"], h["z_mm"])
+        self.free_at = 0.0
+        self.plan = OraclePlan()
+
+    def _ik_or(self, x: float, y: float, z: float) -> Q:
+        q = self.arm.ik(x, y, z)
+        if q is None:
+            raise ValueError(f"oracle: pose ({x:.0f}, {y:.0f}, {z:.0f}) unreachable")
+        return q
+
+    def u_at(self, p: TruthParcel, t: float) -> float:
+        return p.u_enter + self.speed * (t - p.t_enter)
+
+    def riding(self, p: TruthParcel, dz: float) -> Callable[[float], tuple[float, float, float]]:
+        return lambda t: (self.u_at(p, t) * self.sign, p.y, p.top_z + dz)
+
+    def _blend(
+        self,
+        t0: float,
+        q0: Q,
+        target: Callable[[float], tuple[float, float, float]],
+        to_rest: bool,
+    ) -> tuple[float, list[Q]] | None:
+        """The shortest jerk-limited blend, in joint space, from rest at ``q0`` onto the
+        riding point (``to_rest``: from the riding point at ``t0`` to rest at ``q0``);
+        (T, samples every DT from t0) or None. The riding point's joints are linearised
+        around the meeting (q_m + (t - t_m) q'): the blend ends (or starts) with the belt's
+        joint velocity, and stays between two in-range joint vectors."""
+
+        def riding_at(t: float) -> tuple[Q, Q] | None:
+            a = self.arm.ik(*target(t))
+            b = self.arm.ik(*target(t + 0.01))
+            if a is None or b is None:
+                return None
+            d = (b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3])
+            return a, (d[0] / 0.01, d[1] / 0.01, d[2] / 0.01, d[3] / 0.01)
+
+        T = 0.5
+        stretch = 1.0
+        for _ in range(16):
+            got = riding_at(t0 if to_rest else t0 + T)
+            if got is None:
+                return None
+            qm, qd = got
+            law = unit_law(self.arm, [b - a for a, b in zip(q0, qm, strict=True)], stretch)
+            if abs(law.T - T) > DT and stretch == 1.0 and not to_rest:
+                T = law.T  # the meeting moves with T: settle it first
+                continue
+            T = law.T
+            n = max(2, math.ceil(T / DT))
+            qs: list[Q] = []
+            ok = True
+            for k in range(n + 1):
+                t = min(T, k * DT)
+                sv = law.s(t)
+                dt = t if to_rest else t - T
+                qr = [m + dt * v for m, v in zip(qm, qd, strict=True)]
+                if to_rest:  # from the riding point towards rest at q0
+                    q = [r + sv * (a - r) for r, a in zip(qr, q0, strict=True)]
+                else:
+                    q = [a + sv * (r - a) for a, r in zip(q0, qr, strict=True)]
+                if any(
+                    not lo <= v <= hi for v, lo, hi in zip(q, self.arm.lo, self.arm.hi, strict=True)
+                ):
+                    ok = False
+                    break
+                qs.append((q[0], q[1], q[2], q[3]))
+            if ok and within_limits(self.arm, qs, DT):
+                return n * DT, qs
+            stretch *= 1.15
+        return None
+
+    def _ride(
+        self,
+        t0: float,
+        dur: float,
+        target: Callable[[float], tuple[float, float, float]],
+        z_from: float,
+        z_to: float,
+    ) -> list[Q] | None:
+        """Ride the belt for ``dur`` while z moves smoothly from ``z_from`` to ``z_to``
+        (offsets from the target's z)."""
+        n = max(1, math.ceil(dur / DT))
+        out = []
+        for i in range(1, n + 1):
+            t = i * DT
+            tau = min(1.0, t / dur)
+            s = tau * tau * tau * (10 - 15 * tau + 6 * tau * tau)
+            x, y, z = target(t0 + t)
+            q = self.arm.ik(x, y, z + z_from + (z_to - z_from) * s)
+            if q is None:
+                return None
+            out.append(q)
+        return out
+
+    def add(self, p: TruthParcel) -> None:
+        """Plan the pick of ``p`` after the arm's current work, or record why it passes."""
+        if not p.pickable:
+            self.plan.passed[p.id] = "not pickable"
+            return
+        if p.destination is None:
+            self.plan.passed[p.id] = "no destination"
+            return
+        t_free = max(self.free_at, p.t_enter)
+        # the meeting must fall inside the window: start so that it comes when the parcel
+        # reaches the window's upstream end (or as soon as the arm is free)
+        t_in = p.t_enter + (self.up - p.u_enter) / self.speed
+        q0 = self.plan.setpoints[-1][1] if self.plan.setpoints else self.rest_q
+        dz_h = self.hover
+        ride = self.riding(p, 0.0)
+        start = max(t_free, t_in - 0.6)
+        for _ in range(5):
+            approach = self._blend(start, q0, self.riding(p, dz_h), to_rest=False)
+            if approach is None:
+                self.plan.passed[p.id] = "no approach within the limits"
+                return
+            T, qs = approach
+            t_meet = start + T
+            if self.u_at(p, t_meet) >= self.up - 1e-6:
+                break
+            start = max(t_free, start + (t_in - t_meet) + DT)
+        else:
+            self.plan.passed[p.id] = "no meeting inside the window"
+            return
+        descend_s, lift_s = _steps(0.12), _steps(0.12)
+        grip_s = _steps(self.grip_s)
+        t_leave = t_meet + descend_s + grip_s + lift_s
+        if self.u_at(p, t_leave) > self.down:
+            self.plan.passed[p.id] = "past the window before the arm was free"
+            return
+        down = self._ride(t_meet, descend_s, ride, dz_h, 0.0)
+        hold = self._ride(t_meet + descend_s, grip_s, ride, 0.0, 0.0)
+        up = self._ride(t_meet + descend_s + grip_s, lift_s, ride, 0.0, dz_h)
+        if down is None or hold is None or up is None:
+            self.plan.passed[p.id] = "the ride on the belt leaves the reach"
+            return
+        d = p.destination
+        q_dest = self.arm.ik(d["x_mm"], d["y_mm"], d["z_mm"])
+        if q_dest is None:
+            self.plan.passed[p.id] = "destination unreachable"
+            return
+        depart = self._blend(t_leave, q_dest, self.riding(p, dz_h), to_rest=True)
+        if depart is None:
+            self.plan.passed[p.id] = "no carry within the limits"
+            return
+        Td, qd = depart
+        self._emit(start, qs + down + hold + up + qd[1:])
+        self.plan.valve.append((t_meet + descend_s * 0.5, True))
+        t_place = t_leave + Td
+        self.plan.valve.append((t_place, False))
+        self.plan.picks[p.id] = t_meet + descend_s
+        self.free_at = t_place + self.release_s
+
+    def _emit(self, t0: float, qs: Sequence[Q]) -> None:
+        """``qs[i]`` at ``t0 + i DT``; the arm holds its last setpoint until ``t0``."""
+        sp = self.plan.setpoints
+        if sp and sp[-1][0] < t0 - 1e-9:
+            sp.append((t0, sp[-1][1]))
+        for i, q in enumerate(qs):
+            t = t0 + i * DT
+            if not sp or t > sp[-1][0] + 1e-9:
+                sp.append((t, q))
+
+
+def _steps(seconds: float) -> float:
+    """``seconds`` rounded up to whole setpoint periods."""
+    return max(1, math.ceil(seconds / DT - 1e-9)) * DT
+
+
+# ---- the run --------------------------------------------------------------------------------------
+class PlanSetpoints:
+    """The plan's setpoints as the world's servo reference (world time -> rad, rad, m, rad),
+    linear between setpoints as the MCU would move them; the rest pose before the first."""
+
+    def __init__(self, plan: OraclePlan, rest: Q) -> None:
+        self.plan = plan
+        self.rest = rest
+        self._i = 0
+
+    def __call__(self, t: float) -> list[float]:
+        sp = self.plan.setpoints
+        if not sp or t <= sp[0][0]:
+            return _si(self.rest if not sp else sp[0][1])
+        i = self._i
+        while i + 1 < len(sp) and sp[i + 1][0] <= t:
+            i += 1
+        while i > 0 and sp[i][0] > t:
+            i -= 1
+        self._i = i
+        if i + 1 >= len(sp):
+            return _si(sp[-1][1])
+        (ta, qa), (tb, qb) = sp[i], sp[i + 1]
+        f = (t - ta) / (tb - ta) if tb > ta else 1.0
+        return _si(tuple(a + (b - a) * f for a, b in zip(qa, qb, strict=True)))  # type: ignore[arg-type]
+
+
+def _si(q: Q) -> list[float]:
+    return [math.radians(q[0]), math.radians(q[1]), q[2] / 1000, math.radians(q[3])]
+
+
+def run_oracle(
+    settings: Mapping[str, Any], duration_s: float, drain_s: float = 20.0, step_s: float = 0.01
+) -> dict[str, Any]:
+    """The oracle on the simulated cell of ``settings`` (``edge.cli.sim_arm.cell_settings``,
+    the same parcel stream for the same seed), as fast as the physics runs: the world's
+    truth of every parcel (the rows of ``SimArmCell.truth``) and the oracle's own counts."""
+    import time
+
+    from sim_hardware.arm.cell import SimArmCell
+    from sim_hardware.world.arrivals import ArrivalProcess
+
+    cell = SimArmCell(dict(settings), "/nonexistent/oracle-has-no-mcu")  # the MCU never starts
+    w = cell.world
+    planner = OraclePlanner(settings)
+    w.setpoints = PlanSetpoints(planner.plan, planner.rest_q)
+    dests = {d["id"]: d["place"] for d in settings["arm"]["destinations"]}
+    cell.arrivals = ArrivalProcess(cell.arrival_cfg, settings["seed"], cell.t_start)
+    known: set[int] = set()
+    valve_i = 0
+    t = 0.0
+    cpu0 = time.process_time()
+    surface = cell.cfg.belt_surface_z_mm
+    while t < duration_s + drain_s:
+        t += step_s
+        if t >= duration_s:
+            cell.closed = True
+        cell._induct(cell.t_start + t)
+        for pid, tr in list(w.truth.items()):
+            if pid in known:
+                continue
+            known.add(pid)
+            pose = w.parcel_pose(pid)
+            if pose is None:
+                continue
+            ok, _ = cell.judge(tr)
+            dest = cell.intended(tr.parcel.label_text) if tr.parcel.label_legible else None
+            y = cell.cfg.belt_centre_y_mm + cell.cfg.belt_sign * pose[1]
+            planner.add(
+                TruthParcel(
+                    pid,
+                    tr.put_on_t,
+                    tr.put_on_u_mm,
+                    y,
+                    surface + tr.parcel.height_mm,
+                    dests.get(dest) if dest else None,
+                    ok,
+                )
+            )
+        valves = planner.plan.valve
+        while valve_i < len(valves) and valves[valve_i][0] <= t:
+            w.set_valve(valves[valve_i][1])
+            valve_i += 1
+        w.step_to(t)
+        if t > duration_s and not w.active and not cell.waiting and t > planner.free_at:
+            break
+    rows = cell._truth(cell.t_start)
+    return {
+        "parcels": rows,
+        "stats": {
+            "planned": len(planner.plan.picks),
+            "passed": dict(planner.plan.passed),
+            "world_s": round(w.t, 2),
+            "cpu_s": round(time.process_time() - cpu0, 1),
+        },
+    }
