@@ -130,7 +130,20 @@ class WarehouseMap:
             best = min(best, _segment_distance((x, y), (na.x, na.y), (nb.x, nb.y)))
         return best
 
-    def on_map(self, x: float, y: float) -> bool:
+    def on_map(self, x: float, y: float, hint: list[int] | None = None) -> bool:
+        """Whether (x, y) is on the drivable floor. ``hint`` (a one-element list the caller
+        keeps) remembers the edge found last time: a vehicle is usually still beside it."""
+        if hint is not None and 0 <= hint[0] < len(self.edges):
+            a, b = self.edges[hint[0]]
+            na, nb = self.nodes[a], self.nodes[b]
+            if _segment_distance((x, y), (na.x, na.y), (nb.x, nb.y)) <= self.aisle_half_width:
+                return True
+        for i, (a, b) in enumerate(self.edges):
+            na, nb = self.nodes[a], self.nodes[b]
+            if _segment_distance((x, y), (na.x, na.y), (nb.x, nb.y)) <= self.aisle_half_width:
+                if hint is not None:
+                    hint[0] = i
+                return True
         return self.distance_to_aisles(x, y) <= self.aisle_half_width
 
     def of_kind(self, kind: str) -> list[str]:

@@ -84,6 +84,7 @@ class SimVehicle:
     colliding: set[str] = field(default_factory=set)
     off_map: bool = False
     last_code_t: float = 0.0
+    edge_hint: list[int] = field(default_factory=lambda: [0])
 
     def truth(self) -> dict[str, Any]:
         b = self.body
@@ -237,10 +238,11 @@ class AmrWorld:
         if not violated:
             violated = any(b.in_field(x, y, r) for x, y, r in self.obstacles)
         if not violated:
+            _, x1, hw = b.field_rect()
+            reach = math.hypot(x1, hw)  # nothing further from the centre is in the field
             violated = any(
-                b.rect_in_field(r) for r in self.map.racks
-                if math.dist((b.x, b.y), ((r[0] + r[2]) / 2, (r[1] + r[3]) / 2)) < 3.0
-            )  # fmt: skip
+                b.rect_in_field(r) for r in self.map.racks if _circle_rect(b.x, b.y, reach, r)
+            )
         fw = v.mcu.firmware if v.mcu is not None else None
         if violated != v.field_violated:
             v.field_violated = violated
@@ -285,7 +287,7 @@ class AmrWorld:
                 self.collisions.append(Collision(now, a.name, "rack"))
             elif not in_rack:
                 a.colliding.discard("rack")
-            off = not self.map.on_map(a.body.x, a.body.y)
+            off = not self.map.on_map(a.body.x, a.body.y, a.edge_hint)
             if off and not a.off_map:
                 self.off_map_events.append((now, a.name))
             a.off_map = off

@@ -176,3 +176,44 @@ def test_a_vehicle_driven_over_its_mcu_pty_moves_reads_codes_and_stops_for_its_f
     assert "halted" in str(results[0])
     assert batteries and 80 < batteries[-1].percent <= 90 and not batteries[-1].charging
     assert truth["collisions"] == [] and truth["off_map"] == []
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-10, 10) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=4),
+    max_leaves=20,
+)  # fmt: skip
+_node = st.fixed_dictionaries(
+    {"id": st.sampled_from(["a", "b", "c"]), "x": st.floats(-5, 5), "y": st.floats(-5, 5)},
+    optional={"kind": st.sampled_from(["aisle", "station"]), "theta": st.none() | st.floats(-3, 3),
+              "floorCode": st.none() | st.sampled_from(["X", "Y"])},
+)  # fmt: skip
+
+
+@given(
+    st.one_of(
+        _json,
+        st.fixed_dictionaries(
+            {
+                "nodes": st.lists(_node, max_size=4),
+                "edges": st.lists(
+                    st.lists(st.sampled_from(["a", "b", "c", "z"]), min_size=2, max_size=2),
+                    max_size=4,
+                ),
+            },
+            optional={
+                "racks": st.lists(st.lists(st.floats(-1, 1), max_size=5), max_size=2),
+                "vehicles": st.lists(st.sampled_from(["a", "z"]), max_size=2),
+            },
+        ),
+    )
+)
+def test_any_map_data_gives_a_map_or_a_map_error(data):
+    try:
+        mp = WarehouseMap.from_dict(data)  # type: ignore[arg-type]
+    except MapError as exc:
+        assert str(exc)
+    else:
+        assert all(a in mp.nodes and b in mp.nodes for a, b in mp.edges)
+        assert WarehouseMap.from_dict(mp.to_dict()).to_dict() == mp.to_dict()
