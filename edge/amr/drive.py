@@ -292,6 +292,8 @@ class DriveController:
         if self._started_leg != leg.edge_id:
             self._started_leg = leg.edge_id
             events.append(LegStarted(leg.edge_id))
+        if self.phase is Phase.ALIGN and leg.segment.length < 1e-3:
+            self.phase = Phase.FOLLOW  # an edge from a node to itself has no direction
         if self.phase is Phase.ALIGN:
             target = leg.segment.heading_at(0.0)
             err = wrap_angle(target - pose.theta)

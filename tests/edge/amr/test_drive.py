@@ -255,3 +255,14 @@ def test_setpoints_are_for_the_future_and_hold_briefly():
     out = c.step(10.0, Pose(0.0, 0.0, 0.0))
     assert out.setpoint.at == 10.0 + PARAMS.setpoint_lead_s
     assert out.setpoint.hold_s == PARAMS.setpoint_hold_s
+
+
+def test_a_zero_length_edge_is_reached_without_turning():
+    c = DriveController(PARAMS)
+    c.add_legs([Leg("e0", PathSegment((1.0, 1.0), (1.0, 1.0)), NodeTarget("n", 1.0, 1.0))])
+    events = []
+    for k in range(20):
+        out = c.step(k * DT, Pose(1.0, 1.0, 2.0))
+        events += out.events
+        assert out.omega == 0.0 and out.v == 0.0
+    assert Arrived("n") in events
