@@ -199,11 +199,17 @@ def test_the_protective_field_stops_the_wheels_without_the_host(drive_sim):
             sim.call(sim.sim.firmware.set_input, FIELD_PIN, 1)
             await asyncio.sleep(0.05)
             await drive.resume()
-            return stops, changes, violated, await drive.state()
+            after = await drive.state()
+            sim.call(sim.sim.firmware.set_input, ESTOP_PIN, 0)  # the e-stop pressed
+            await asyncio.sleep(0.05)
+            with pytest.raises(McuCommandError, match="e-stop open"):
+                await drive.resume()
+            return stops, changes, violated, after
 
     stops, changes, violated, after = asyncio.run(main())
-    assert [s.reason_name for s in stops] == ["protective field"]
-    assert [c.field_violated for c in changes] == [True, False]
+    assert [s.reason_name for s in stops] == ["protective field", "e-stop"]
+    assert [c.field_violated for c in changes] == [True, False, False]
+    assert changes[-1].estop
     assert violated.state_name == "halted" and violated.field_violated
     assert violated.left == 0.0 and violated.right == 0.0
     # from 0.4 m/s at 5 m/s2: 16 mm after the edge
