@@ -270,6 +270,7 @@ class RabbitCluster:
         if index in self.procs and self.procs[index].poll() is None:
             return
         self._spawn(self.members[index])
+        self._save()  # its pid, so a 'stop' from another process finds it while it boots
         self.wait_ready(index, timeout)
         self._save()
 

@@ -60,6 +60,7 @@ _GATHER_S = 0.001
 # it at once, so this only paces housekeeping (a fleet of virtual nodes in one process: 50
 # wake-ups a second each cost ~0.5 % of a core per node at 20 ms)
 _IDLE_WAIT_S = 0.1
+_ACK_WAIT_S = 0.02  # nothing sent, PUBACKs awaited (they, or an append, wake the wait at once)
 _CHANNELS_REMEMBERED = 4096  # (kind, name) -> (channel, topic), checked once each
 DEAD_LETTER_FAULT = "outbox_dead_letter"
 WILL_REASON = "connection lost"  # the reason of the last will (and of nothing else)
@@ -454,9 +455,14 @@ class EdgeLink:
         connack_deadline = time.monotonic() + self.cfg.keepalive_s
         established = False
         busy = False
+        waiting = False
         while not self._stop.is_set():
-            self._idle = not busy  # an append nudges an idle sender (no 20 ms wait)
-            rc = _turn(client, 0.002 if busy else _IDLE_WAIT_S, self._wake_r)
+            # An append nudges a sender that sent nothing last turn; one waiting only for
+            # PUBACKs sleeps on the socket (a PUBACK wakes it) instead of turning every 2 ms:
+            # that spin cost a fleet of virtual nodes most of its CPU on a slow broker.
+            self._idle = not busy
+            wait = 0.002 if busy else (_ACK_WAIT_S if waiting else _IDLE_WAIT_S)
+            rc = _turn(client, wait, self._wake_r)
             self._idle = False
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 log.warning("connection to %s lost: %s", self.broker_url, mqtt.error_string(rc))
@@ -473,7 +479,8 @@ class EdgeLink:
             self._send_retained(client)
             self._settle_acks()
             sent = self._pump(client, limiter)
-            busy = sent > 0 or bool(self._inflight)
+            busy = sent > 0
+            waiting = bool(self._inflight)
             self._housekeeping(client)
             if busy and sent < _BATCH:
                 # Few rows were ready: let messages and PUBACKs gather for a moment, so each
