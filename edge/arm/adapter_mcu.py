@@ -84,6 +84,7 @@ class MotionStream:
         self.last: tuple[float, int, Joints] | None = None  # host t, clock, q of the last end
         self.seg_moves: OrderedDict[int, int] = OrderedDict()
         self.halted = False
+        self.rest_until = 0.0  # a controlled stop under way ends then: no segment before
         self.stats = {"segments": 0, "refused": 0, "stops": 0, "late_starts": 0}
         self._pending: set[asyncio.Future[Any]] = set()
 
@@ -143,7 +144,7 @@ class MotionStream:
                 return
             self.points.popleft()
             if self.last is None or self.last[0] < now:  # the MCU's queue is empty: start anew
-                at = max(p.t, now + START_AHEAD_S)
+                at = max(p.t, now + START_AHEAD_S, self.rest_until + START_AHEAD_S)
                 if at > p.t:
                     self.stats["late_starts"] += 1
                 log.debug(
@@ -217,6 +218,7 @@ class MotionStream:
             return
         self.points.clear()
         self.last = None
+        self.rest_until = t  # the MCU refuses segments until the arm is at rest
         if reason in (m.STOP_UNDERRUN, m.STOP_SAFETY, m.STOP_WATCHDOG):
             self.halted = True
         name = m.STOP_NAMES[reason] if reason < len(m.STOP_NAMES) else f"reason {reason}"

@@ -77,7 +77,10 @@ log = logging.getLogger("wolfpack.arm")
 ENCODER_REPORT_MS = 10
 RECORD_EVENT = "pick"
 BRAIN_PREFIX = "chute-"  # the brain names destinations by number: answer 2 -> 'chute-2'
-HORIZON_MARGIN_S = 0.01  # segments go out this much inside tracking.lead_ms
+# what a carry may replace goes out this much inside tracking.lead_ms: the core's carry
+# starts lead_ms after the fact that confirmed the grip, and that fact (an encoder report
+# stamped with the MCU's clock) is already some milliseconds old when the core sees it
+HORIZON_MARGIN_S = 0.05
 GRIP_WINDOW_OPENS_S = 0.045  # the core takes a seal from 50 ms before the planned contact
 
 
