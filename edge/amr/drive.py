@@ -212,6 +212,7 @@ class DriveController:
         if not same:
             self.s = 0.0
             self._started_leg = None
+            self._settle_theta, self._fine, self._settle_since = None, False, None
             if self.legs and self.phase is not Phase.HOLD:
                 self.phase = Phase.ALIGN
         if not self.legs:
@@ -223,6 +224,7 @@ class DriveController:
         self.legs.clear()
         self.phase = Phase.IDLE
         self._started_leg = None
+        self._settle_theta, self._fine, self._settle_since = None, False, None
 
     def hold(self, reason: str) -> None:
         """Brake to a stop and stay (pause, an error); ``release`` continues the legs."""
