@@ -28,6 +28,7 @@ class SeenParcel:
     track_id: int
     label: LabelRead | None
     size: Size | None
+    label_certain: bool = False  # the label may route (read alike twice, or self-checking)
 
 
 @dataclass
@@ -110,7 +111,7 @@ class Pipeline:
             if t.current is None:
                 continue
             size = self.calibration.measure(t.current) if self.calibration else None
-            parcels.append(SeenParcel(t.current, t.id, t.label, size))
+            parcels.append(SeenParcel(t.current, t.id, t.label, size, t.label_certain))
         times.extra["measure"] = (time.perf_counter() - t2) * 1e3
         return FrameResult(frame, parcels, finished, times, reads)
 
@@ -120,18 +121,24 @@ class Pipeline:
             t
             for t in self.tracker.tracks
             if t.current is not None
-            and t.label is None
+            and not t.label_certain
+            and not t.label_conflict
             and t.label_attempts < self.label_attempts_per_parcel
             and _inside(t.current, w, h)
         ]
-        todo.sort(key=lambda t: t.label_attempts)
+        # unread parcels first (fewest attempts first), then the reads to confirm
+        todo.sort(key=lambda t: (t.label is not None, t.label_attempts))
         spent = []
         for t in todo[:budget]:
             start = time.perf_counter()
             # the reader's views are spread over the parcel's attempts: cheap ones first, the
-            # dearer ones on the next frame, so no frame pays for all of them
-            stage = t.label_attempts % self.reader.stages
-            t.label = self.reader.read(frame.image, t.current, stage)  # type: ignore[arg-type]
+            # dearer ones on the next frame, so no frame pays for all of them; a read to
+            # confirm uses the view that decoded the first
+            if t.label_stage is not None:
+                stage = t.label_stage
+            else:
+                stage = t.label_attempts % self.reader.stages
+            t.add_read(self.reader.read(frame.image, t.current, stage), stage)  # type: ignore[arg-type]
             t.label_attempts += 1
             spent.append((time.perf_counter() - start) * 1e3)
         return spent

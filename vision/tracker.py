@@ -5,6 +5,13 @@ belt direction when frames carry encoder counts, else by the belt speed x elapse
 scales are learnt from matched parcels when the config does not give them. Each track keeps
 its best detection and its label read; when a parcel leaves the view or stays unseen for a
 few frames, its track is finished and reported, once.
+
+One track per physical parcel: a detector also fires on a part of a parcel (an irregular
+item's lobe, a bag's fold, a box's flap) beside its whole outline, and a parcel cut by the
+frame's edge is boxed twice now and then. A detection that lies mostly inside another
+detection of the same frame (``part_of`` of its area) is such a part: it joins no track and
+starts none. The cost: a small parcel lying wholly on a larger one is seen as one parcel (so is
+it by the induction photo-eye; the cell's association then refuses an ambiguous sighting).
 """
 
 from __future__ import annotations
@@ -33,6 +40,30 @@ class Track:
     label: LabelRead | None = None
     label_attempts: int = 0
     current: Detection | None = None  # this frame's detection, None when unseen
+    label_agree: int = 0  # reads that gave ``label``'s text
+    label_conflict: bool = False  # a read gave another text: no label of this track is trusted
+    label_stage: int | None = None  # the reader's stage that decoded it (to confirm it)
+
+    def add_read(self, read: LabelRead | None, stage: int) -> None:
+        """One read attempt's result (None: nothing decoded, which says nothing)."""
+        if read is None:
+            return
+        if self.label is None:
+            self.label, self.label_agree, self.label_stage = read, 1, stage
+        elif read.text == self.label.text:
+            self.label_agree += 1
+        else:
+            self.label_conflict = True
+
+    @property
+    def label_certain(self) -> bool:
+        """A label that may route the parcel: never contradicted, and either a symbology with
+        error correction (QR, DataMatrix, PDF417: a misread is corrected or fails) or read
+        alike twice (Code 128's check digit lets a blurred or cut symbol through as another
+        valid code now and then)."""
+        if self.label is None or self.label_conflict:
+            return False
+        return self.label.format in SELF_CHECKING or self.label_agree >= 2
 
 
 @dataclass(frozen=True)
@@ -44,11 +75,16 @@ class ParcelReport:
     class_id: int
     confidence: float
     detection: Detection  # the best view
-    label: LabelRead | None
+    label: LabelRead | None  # the first read (see ``label_certain``)
     frames: int
     first_seen: float
     last_seen: float
     encoder_count: int | None  # at the frame of the best view
+    label_certain: bool = False  # the label may route the parcel (``Track.label_certain``)
+
+
+# symbologies whose error correction makes one read certain
+SELF_CHECKING = frozenset({"QRCode", "DataMatrix", "PDF417"})
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,6 +101,19 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
+def containment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of each box in a (N x 4) that lies inside each box in b (M x 4)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    return inter / np.maximum(area_a[:, None], 1e-9)
+
+
 class Tracker:
     def __init__(
         self,
@@ -74,6 +123,7 @@ class Tracker:
         max_missed_frames: int = 3,
         min_iou: float = 0.2,
         min_hits: int = 3,
+        part_of: float = 0.6,
     ) -> None:
         d = np.asarray(belt_direction, np.float64)
         self.direction = d / np.linalg.norm(d)
@@ -84,6 +134,7 @@ class Tracker:
         self.max_missed = max_missed_frames
         self.min_iou = min_iou
         self.min_hits = min_hits
+        self.part_of = part_of
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
         self._last: Frame | None = None
@@ -124,6 +175,7 @@ class Tracker:
         for t in self.tracks:
             t.box = t.box + np.tile(shift, 2)
             t.current = None
+        detections = self._wholes(detections)
         boxes = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
         tboxes = np.array([t.box for t in self.tracks], np.float64).reshape(-1, 4)
         iou = iou_matrix(tboxes, boxes)
@@ -173,6 +225,22 @@ class Tracker:
         self._last = frame
         return finished
 
+    def _wholes(self, detections: list[Detection]) -> list[Detection]:
+        """The detections that are not parts of another one of this frame: a box lying
+        ``part_of`` or more inside a larger box is dropped (the larger is the parcel)."""
+        if len(detections) < 2:
+            return detections
+        boxes = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
+        inside = containment(boxes, boxes)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        keep = []
+        for i, d in enumerate(detections):
+            larger = area > area[i]
+            larger[i] = False
+            if not np.any((inside[i] >= self.part_of) & larger):
+                keep.append(d)
+        return keep
+
     def _left_view(self, box: np.ndarray, width: int, height: int) -> bool:
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         return not (0 <= cx < width and 0 <= cy < height)
@@ -201,6 +269,7 @@ class Tracker:
             first_seen=t.first_seen,
             last_seen=t.last_seen,
             encoder_count=t.encoder_at_best,
+            label_certain=t.label_certain,
         )
 
     def reset(self) -> None:

@@ -119,7 +119,19 @@ class CellCore:
             return
         if ev.no_read:
             return  # a no-read never creates a parcel
-        parcel = self.tracker.match_point(ev.count, ev.position_mm)
+        if ev.extent_mm > 0:
+            parcel = self.tracker.match_body(ev.count, ev.position_mm, ev.extent_mm)
+            back = ev.position_mm - ev.extent_mm
+            if parcel is None and back > self.tracker.eye_mm - self.tracker.tolerance_mm:
+                # wholly past the eye, which saw every parcel there: nobody's (a part, a
+                # sighting between touching parcels); a phantom or a neighbour's label is worse
+                self.unmatched_reads += 1
+                if ev.label is not None:
+                    self._alarm("unmatched_read", f"{_describe(ev)} at count {ev.count} "
+                                "matched no parcel past the eye; dropped")  # fmt: skip
+                return
+        else:
+            parcel = self.tracker.match_point(ev.count, ev.position_mm)
         if parcel is None:  # the camera may see a parcel before the induction eye does
             lead = self.tracker.lead_count_for(ev.count, ev.position_mm)
             parcel = self.tracker.new(lead, ev.source)

@@ -44,6 +44,9 @@ class Sighting:
     size_mm: Size | None = None
     in_order_mm: float = 0.0  # > 0: a fixed reader's report, matched in passing order
     no_read: bool = False  # the reader saw the parcel and could not read it
+    # > 0: a camera's sighted body, this far back along the belt from position_mm (its box):
+    # matched by its middle to the parcel the eye measured, or to none (tracking.match_body)
+    extent_mm: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,26 @@ class Tracker:
                 found.append(p)
         return sorted(found, key=lambda p: p.lead_count)
 
+    def match_body(self, count: int, lead_mm: float, extent_mm: float) -> Parcel | None:
+        """The parcel a camera's sighted body (leading edge ``lead_mm``, ``extent_mm`` long,
+        at ``count``) is: the one whose middle (from the eye's edges) is within tolerance of
+        the sighted middle, which a parcel's yaw or a box cut short by a lobe moves least.
+        A parcel still on the eye (no trailing edge yet) is compared by its leading edge.
+        None when no parcel is near, or when two are (touching parcels): a sighting that
+        could be either is nobody's, as a neighbour's label would be a mis-sort."""
+        middle = lead_mm - extent_mm / 2
+        near: list[tuple[float, Parcel]] = []
+        for p in self.active.values():
+            if p.trail_count is None:
+                gap = abs(self.position(p, count) - lead_mm)
+            else:
+                gap = abs(self.middle(p, count) - middle)
+            if gap <= self.tolerance_mm:
+                near.append((gap, p))
+        if len(near) != 1:
+            return None
+        return near[0][1]
+
     def match_point(self, count: int, point_mm: float) -> Parcel | None:
         """The parcel whose body (leading edge back to trailing edge, or back past the eye if
         its trailing edge is not known yet) covers ``point_mm`` at ``count``, within tolerance;

@@ -4,14 +4,18 @@ A worker thread reads frames (``vision.sources.open_source`` on ``vision.source.
 or CSI camera on a board, ``wpcf://HOST:PORT`` in the simulator), runs the vision pipeline
 (detect, track, read labels) and hands each parcel to the node's loop as a ``Sighting``:
 
-* as soon as a track's label is decoded (a zxing decode is a legible read, never a guess):
-  the label, the class seen so far, at the frame's encoder count and capture time, with the
-  parcel's leading edge on the belt. Early, so the brain has time before the decision point;
-* when a track ends without a label: its class only (the parcel keeps waiting for the
+* as soon as a track's label is certain (``vision.tracker.Track.label_certain``: a QR,
+  DataMatrix or PDF417 read, whose error correction rules out a misread, or a Code 128 read
+  alike in two frames; never a read another read contradicted): the label, the class seen
+  so far, at the frame's encoder count and capture time, with the parcel's body on the belt.
+  Early, so the brain has time before the decision point;
+* when a track ends without a certain label: its class only (the parcel keeps waiting for the
   scanner, or goes to reject at the decision point).
 
-The leading edge is the parcel's box corner furthest along the belt, mapped to belt mm by the
-vision calibration (a homography), then moved onto cell coordinates by ``camera.offset_mm``.
+The body is the parcel's box from its corner furthest along the belt (``position_mm``, the
+leading edge) back to the nearest (``extent_mm``), mapped to belt mm by the vision calibration
+(a homography) and moved onto cell coordinates by ``camera.offset_mm``. The cell matches the
+body's middle to the parcel the induction eye measured, or to none (``match_body``).
 Sizes are not passed on: the cell's size is (length, width, height) and a camera looking down
 does not measure height (a made-up height would satisfy a ``max_height_mm`` rule).
 
@@ -57,8 +61,13 @@ class BeltPlacer:
         self.offset_mm = offset_mm
 
     def leading_edge_mm(self, det: Detection) -> float:
+        return self.body_mm(det)[0]
+
+    def body_mm(self, det: Detection) -> tuple[float, float]:
+        """The detection's leading edge on the belt (mm) and its extent back from there."""
         corners = self.calibration.to_mm(np.asarray(det.corners(), np.float64))
-        return float(corners[:, 0].max()) + self.offset_mm
+        lead, back = float(corners[:, 0].max()), float(corners[:, 0].min())
+        return lead + self.offset_mm, lead - back
 
 
 class CameraFeed:
@@ -85,7 +94,16 @@ class CameraFeed:
         self.state = state
         self.placer = BeltPlacer(Calibration.from_config(vision.calibration), binding.offset_mm)
         self.stats: dict[str, float] = dict.fromkeys(
-            ("frames", "processed", "skipped", "labels", "unlabelled", "process_ms_mean"), 0.0
+            (
+                "frames",
+                "processed",
+                "skipped",
+                "labels",
+                "unlabelled",
+                "uncertain",
+                "process_ms_mean",
+            ),
+            0.0,
         )
         self._labelled: set[int] = set()
 
@@ -177,24 +195,27 @@ class CameraFeed:
             raise ConnectionError(f"camera {source.name}: the frame source ended")
 
     def sightings(self, result: FrameResult) -> list[Sighting]:
-        """The sightings one processed frame gives: new labels now, unlabelled tracks at
-        their end."""
+        """The sightings one processed frame gives: a label as soon as it is certain (read
+        alike twice, or a self-checking symbology), the class alone when a track ends without
+        one (an uncertain or contradicted read is not passed on: it must not route)."""
         frame: Frame = result.frame
         assert frame.encoder_count is not None
         out = []
         for seen in result.parcels:
-            if seen.label is None or seen.track_id in self._labelled:
+            if seen.label is None or not seen.label_certain or seen.track_id in self._labelled:
                 continue
             self._labelled.add(seen.track_id)
             self.stats["labels"] += 1
+            lead, extent = self.placer.body_mm(seen.detection)
             out.append(
                 Sighting(
                     self.binding.name,
                     frame.encoder_count,
                     frame.captured_at,
-                    self.placer.leading_edge_mm(seen.detection),
+                    lead,
                     label=seen.label.text,
                     class_name=seen.detection.class_name,
+                    extent_mm=extent,
                 )
             )
         for rep in result.finished:
@@ -202,15 +223,19 @@ class CameraFeed:
                 self._labelled.discard(rep.track_id)
                 continue
             if rep.encoder_count is None or not _inside(rep.detection, frame.size[0]):
-                continue  # a box cut by the frame's edge does not show the leading edge
+                continue  # a box cut by the frame's edge does not show the parcel's body
             self.stats["unlabelled"] += 1
+            if rep.label is not None:
+                self.stats["uncertain"] += 1
+            lead, extent = self.placer.body_mm(rep.detection)
             out.append(
                 Sighting(
                     self.binding.name,
                     rep.encoder_count,
                     rep.last_seen,
-                    self.placer.leading_edge_mm(rep.detection),
+                    lead,
                     class_name=rep.class_name,
+                    extent_mm=extent,
                 )
             )
         return out
