@@ -215,6 +215,7 @@ def build_report(
             "resends": stats.resends,
             "parks": stats.parks_sent,
             "cancels": stats.cancels,
+            "conflicts": stats.conflicts,
             "charges_sent": stats.charges_sent,
             "transport_s": percentiles(list(stats.transport_s)),
             "rejections": stats.rejections[:20],
@@ -278,6 +279,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", metavar="DIR")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--per-process",
+        type=int,
+        default=None,
+        metavar="K",
+        help="vehicles per node process (default: see docs/sim-amr.md, 'Processes')",
+    )
 
 
 def run_amr(args: argparse.Namespace) -> int:
@@ -309,7 +317,9 @@ def run_amr(args: argparse.Namespace) -> int:
     def progress(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
+    per_process = getattr(args, "per_process", None)
     options = AmrSimOptions(
+        per_process=int(per_process) if per_process else AmrSimOptions.per_process,
         vehicles=vehicles,
         duration_s=duration,
         faults=faults,
@@ -346,15 +356,17 @@ class AmrSimOptions:
     progress: Callable[[str], None] | None = None
     progress_every_s: float = 2.0
     sample_every_s: float = 0.25  # truth sampling for the path-following error
-    per_process: int = 1  # vehicles per node process (edge.amr.node_host when > 1)
+    per_process: int = 5  # vehicles per node process (edge.amr.node_host when > 1)
     allowed_xy_m: float = 0.05  # the master's allowedDeviationXY at stop nodes
     allowed_theta_rad: float = 0.05
-    edge_max_speed: float | None = 1.0
+    edge_max_speed: float | None = 0.8  # the floor-code camera (20 frames/s, a 4 cm reading
+    # radius) reads a code it passes at this speed; at 1 m/s it missed some
     map_path: str | None = None  # None: sim_hardware/amr/maps/default.json
     mcu_watchdog_ms: int = 1000
     # each wheel's true radius within +-0.1 % of the config's (a commissioned vehicle; the
     # node trims the remaining left/right ratio from floor codes)
     wheel_scale_error: float = 0.001
+    world_step_s: float = 0.01  # physics, protective fields, floor-code cameras, truth
 
 
 @dataclass
@@ -758,6 +770,22 @@ class AmrSimulation:
     def _usage(self, since: dict[int, tuple[float, float]] | None = None) -> dict[str, Any]:
         now = time.monotonic()
         out: dict[str, Any] = {}
+        others = {
+            "world": self.world.proc.pid if self.world and self.world.proc else None,
+            "orchestrator": os.getpid(),
+        }
+        for name, pid in others.items():
+            u = proc_usage(pid) if pid else None
+            if u is None:
+                continue
+            if since is None:
+                out[name] = (u[0], now)
+            else:
+                cpu0, t0 = since.get(name, (u[0], now))  # type: ignore[call-overload]
+                out[name] = {
+                    "cpu_percent": round(100 * (u[0] - cpu0) / max(1e-9, now - t0), 1),
+                    "rss_mb": round(u[1], 1),
+                }
         for proc, serials in self.procs:
             u = proc_usage(proc.pid)
             if u is None:
@@ -794,7 +822,7 @@ class AmrSimulation:
                 latencies_ms=list(self.master.latencies_ms),
                 measures=self.measures,
                 truth=truth,
-                usage=usage,
+                usage={k: v for k, v in usage.items() if k not in ("world", "orchestrator")},
                 allowed_xy_m=self.o.allowed_xy_m,
                 allowed_theta_rad=self.o.allowed_theta_rad,
                 fault_log=self.fault_log,
@@ -802,6 +830,9 @@ class AmrSimulation:
                 connections=list(self.master.connections),
             )
         report["truth"] = {k: v for k, v in truth.items() if k not in ("collisions", "off_map")}
+        report["simulator"] = {k: usage.get(k) for k in ("world", "orchestrator")}
+        with contextlib.suppress(OSError):
+            report["load_average"] = [round(x, 1) for x in os.getloadavg()]
         return report
 
     # ---- the end --------------------------------------------------------------------------------
@@ -975,6 +1006,8 @@ class _CodeServers:
             self.servers.append(s)
         self.ports = [int(s.getsockname()[1]) for s in self.servers]
         self.lines = 0
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.log: list[tuple[int, str, float, float, float]] = []  # first reading of each pass
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="sim-amr-codes", daemon=True)
@@ -997,6 +1030,12 @@ class _CodeServers:
         pose = self.codes.get(seen.code)
         if pose is None:
             return
+        last = self.seen.get(index)
+        if last is None or last[0] != seen.code:
+            self.log.append(
+                (index, seen.code, round(_now, 3), round(seen.dx, 4), round(seen.dy, 4))
+            )
+        self.seen[index] = (seen.code, _now)
         line = (
             f"FC {seen.code} {pose[0]!r} {pose[1]!r} {pose[2]!r} {seen.dx!r} {seen.dy!r} "
             f"{seen.dtheta!r} {clock}\n"
@@ -1024,8 +1063,10 @@ class _CodeServers:
 
 
 class _World:
-    """The simulated warehouse (``sim_hardware.amr.world``) as this run uses it: started in
-    a thread of this process, its calls made on its own loop."""
+    """The simulated warehouse as this run uses it: a child process (its MCUs' timers and the
+    physics must not share an interpreter lock with the master and the measurements: in a
+    thread here, half the world's steps of a 10-vehicle run came late) answering calls over a
+    pipe; the map is read here too, for the master."""
 
     def __init__(self, options: AmrSimOptions, workdir: Path) -> None:
         import json as _json
@@ -1041,26 +1082,135 @@ class _World:
         except (OSError, ValueError, KeyError) as exc:
             raise AmrSimError(f"map {path}: {exc}") from None
         self.map_path = path
+        self.proc: Any = None
+        self.conn: Any = None
+        self._lock = threading.Lock()
+
+    def start(self) -> list[tuple[str, str, int]]:
+        """[(pty path, start node, floor-code reader port)] per vehicle."""
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        params = {
+            "vehicles": self.o.vehicles,
+            "workdir": str(self.workdir),
+            "map_path": str(self.map_path),
+            "seed": self.o.seed,
+            "watchdog_ms": self.o.mcu_watchdog_ms,
+            "scale_error": self.o.wheel_scale_error,
+            "step_s": self.o.world_step_s,
+        }
+        self.proc = ctx.Process(
+            target=_world_child, args=(child, params), name="sim-amr-world", daemon=True
+        )
+        self.proc.start()
+        child.close()
+        if not self.conn.poll(60):
+            raise AmrSimError("the simulated warehouse did not start in 60 s")
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise AmrSimError(f"the simulated warehouse: {value}")
+        return [tuple(x) for x in value]  # type: ignore[misc]
+
+    def _call(self, name: str, *args: Any) -> Any:
+        with self._lock:
+            self.conn.send((name, args))
+            if not self.conn.poll(10):
+                raise AmrSimError(f"the simulated warehouse did not answer {name}")
+            status, value = self.conn.recv()
+        if status != "ok":
+            raise AmrSimError(f"the simulated warehouse: {name}: {value}")
+        return value
+
+    def estop(self, i: int, on: bool) -> None:
+        self._call("estop", i, on)
+
+    def field(self, i: int, on: bool) -> None:
+        self._call("field", i, on)
+
+    def unplug(self, i: int, on: bool) -> None:
+        self._call("unplug", i, on)
+
+    def battery(self, i: int, percent: float) -> None:
+        self._call("battery", i, percent)
+
+    def floor_codes(self, i: int, readable: bool) -> None:
+        self._call("floor_codes", i, readable)
+
+    def poses(self) -> dict[int, tuple[float, float, float]]:
+        return dict(self._call("poses"))
+
+    def pose(self, i: int) -> tuple[float, float, float] | None:
+        return self.poses().get(i)
+
+    def truth(self) -> dict[str, Any]:
+        return dict(self._call("truth"))
+
+    def code_log(self) -> list[Any]:
+        return list(self._call("code_log"))
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(Exception):
+            with self._lock:
+                self.conn.send(("stop", ()))
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+
+
+def _world_child(conn: Any, params: dict[str, Any]) -> None:
+    """The world's process: start it, answer calls until told to stop."""
+    sys.setswitchinterval(0.0005)  # the MCUs' timers share this interpreter with the physics
+    world = _LocalWorld(params)
+    try:
+        try:
+            conn.send(("ok", world.start()))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            return
+        while True:
+            try:
+                name, args = conn.recv()
+            except EOFError:
+                return
+            if name == "stop":
+                return
+            try:
+                conn.send(("ok", getattr(world, name)(*args)))
+            except Exception as exc:  # answered, the run decides
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        world.stop()
+
+
+class _LocalWorld:
+    """``sim_hardware.amr.world`` in a thread of the world's process, with the floor-code
+    reader ports; its calls made on the world's own loop."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.p = params
         self.thread: Any = None
         self.codes: _CodeServers | None = None
 
     def start(self) -> list[tuple[str, str, int]]:
-        """[(pty path, start node, floor-code reader port)] per vehicle."""
         from sim_hardware.amr.world import AmrWorldThread, WorldOptions
 
-        try:
-            self.thread = AmrWorldThread(
-                WorldOptions(
-                    vehicles=self.o.vehicles,
-                    workdir=str(self.workdir),
-                    map_path=str(self.map_path),
-                    seed=self.o.seed,
-                    watchdog_ms=self.o.mcu_watchdog_ms,
-                    scale_error=self.o.wheel_scale_error,
-                )
-            ).start()
-        except ValueError as exc:
-            raise AmrSimError(str(exc)) from None
+        p = self.p
+        self.thread = AmrWorldThread(
+            WorldOptions(
+                vehicles=p["vehicles"],
+                workdir=p["workdir"],
+                map_path=p["map_path"],
+                seed=p["seed"],
+                watchdog_ms=p["watchdog_ms"],
+                scale_error=p["scale_error"],
+                step_s=p["step_s"],
+            )
+        ).start()
         world = self.thread.world
         self.codes = _CodeServers(len(world.vehicles), dict(world.codes))
         self.thread.call(world.code_listeners.append, self.codes.on_code)
@@ -1102,7 +1252,11 @@ class _World:
             "world_late_steps": t["late_steps"],
             "distance_m": {v["name"]: round(v["distance_m"], 1) for v in t["vehicles"]},
             "floor_code_lines": self.codes.lines if self.codes else 0,
+            "floor_code_passes": len(self.codes.log) if self.codes else 0,
         }
+
+    def code_log(self) -> list[tuple[int, str, float, float, float]]:
+        return list(self.codes.log) if self.codes else []
 
     def stop(self) -> None:
         if self.codes is not None:

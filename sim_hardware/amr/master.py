@@ -174,6 +174,7 @@ class MasterSettings:
     drop_action: str = "drop"
     charge_action: str = "startCharging"
     stop_charge_action: str = "stopCharging"
+    startup_grace_s: float = 30.0  # wait this long for every vehicle's first state
     transports: bool = True  # keep idle vehicles busy with random station-to-station orders
     seed: int = 1
 
@@ -229,6 +230,7 @@ class MasterStats:
     reroutes: int = 0
     resends: int = 0
     cancels: int = 0
+    conflicts: int = 0  # a vehicle reported a node another one held
     rejections: list[dict[str, Any]] = field(default_factory=list)
     # (serial, nodeId, sequenceId, wall time) each time a vehicle reports a new last node
     arrivals: list[tuple[str, str, int, float]] = field(default_factory=list)
@@ -249,6 +251,7 @@ class MasterCore:
         self._rng = random.Random(settings.seed)
         self.paused: set[str] = set()
         self.hold: set[str] = set()  # vehicles the master gives no new work (tests, faults)
+        self._first_tick: float | None = None
 
     # ---- facts ----
     def on_connection(self, serial: str, state: str) -> None:
@@ -270,8 +273,10 @@ class MasterCore:
             if pos and pos.get("positionInitialized", True):
                 last, _ = self.map.nearest(float(pos["x"]), float(pos["y"]))
         if last and last in self.map.nodes:
-            if v.node is not None and v.node != last and self.reserved.get(v.node) == serial:
-                pass  # freed by _progress (job) or below (no job)
+            holder = self.reserved.get(last)
+            if holder is not None and holder != serial and v.node != last:
+                self.stats.conflicts += 1  # a vehicle where the master did not send it
+                log.warning("%s reports node %s, which %s holds", serial, last, holder)
             v.node = last
             self._claim(last, serial)
         out: list[Out] = []
@@ -299,6 +304,13 @@ class MasterCore:
 
     # ---- the clock ----
     def tick(self, now: float) -> list[Out]:
+        if self._first_tick is None:
+            self._first_tick = now
+        if any(v.node is None for v in self.vehicles.values()):
+            # a vehicle not heard from yet may stand on a node a route would take: no work
+            # until every vehicle has said where it is (or the grace time is over)
+            if now - self._first_tick < self.s.startup_grace_s:
+                return []
         out: list[Out] = []
         for v in self.vehicles.values():
             if v.state is None or not v.online or v.node is None:
