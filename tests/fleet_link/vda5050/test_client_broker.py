@@ -20,8 +20,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.fleet_link.mosquitto import REPO, Mosquitto
+from fleet_link.config import MqttConfig
+from fleet_link.vda5050.client import VehicleClient
+from fleet_link.vda5050.topics import VehicleTopics
+from tests.fleet_link.mosquitto import REPO, Mosquitto, free_port
 from tests.fleet_link.vda5050.helpers import action, assert_valid, dumps, instant, node, order
+from tests.fleet_link.vda5050.vehicle_child import Handler
 
 PREFIX = "uagv/v2/wolfpack/amr-01"
 
@@ -78,6 +82,18 @@ def start_vehicle(url: str, *extra: str) -> subprocess.Popen[str]:
          "--keepalive", "5", *extra],
         cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def local_vehicle(url: str, **options: Any) -> VehicleClient:
+    """The session in this process (for what needs no kill -9: it starts faster)."""
+    cfg = MqttConfig.model_validate(
+        {"broker": url, "keepalive_s": 5, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+    )
+    handler = Handler()
+    client = VehicleClient(cfg, VehicleTopics("uagv", "wolfpack", "amr-01"), handler, **options)
+    handler.client = client
+    client.start()
+    return client
 
 
 @pytest.fixture
@@ -143,9 +159,8 @@ def test_session_online_orders_and_broken_connection(
         later.close()
 
 
-def test_broker_restart_then_orderly_stop(
-    mosquitto: Mosquitto, vehicle: subprocess.Popen[str]
-) -> None:
+def test_broker_restart_then_orderly_stop(mosquitto: Mosquitto) -> None:
+    vehicle = local_vehicle(mosquitto.url, visualization_interval_s=None)
     master = Master(mosquitto.port)
     try:
         master.wait("connection", lambda b: b["connectionState"] == "ONLINE")
@@ -163,14 +178,13 @@ def test_broker_restart_then_orderly_stop(
         assert (state.body["orderId"], state.body["orderUpdateId"]) == ("o-7", 3)
 
         # an orderly stop: OFFLINE, retained, and no will after it
-        assert vehicle.stdin is not None
-        vehicle.stdin.close()
-        assert vehicle.wait(10) == 0
+        vehicle.stop()
         master.wait("connection", lambda b: b["connectionState"] == "OFFLINE")
         time.sleep(0.3)
         assert all(g.topic != "connection" for g in list(master.q.queue))
     finally:
         master.close()
+        vehicle.stop()
     later = Master(mosquitto.port)
     try:
         got = later.wait("connection")
@@ -180,7 +194,7 @@ def test_broker_restart_then_orderly_stop(
 
 
 def test_changes_close_together_become_one_state(mosquitto: Mosquitto) -> None:
-    proc = start_vehicle(mosquitto.url, "--min-state-interval", "0.3")
+    vehicle = local_vehicle(mosquitto.url, min_state_interval_s=0.3, visualization_interval_s=None)
     master = Master(mosquitto.port)
     try:
         master.wait("state")
@@ -199,18 +213,11 @@ def test_changes_close_together_become_one_state(mosquitto: Mosquitto) -> None:
         assert states == [] or all(len(g.body["actionStates"]) == 5 for g in states)
     finally:
         master.close()
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+        vehicle.stop()
 
 
 def test_no_broker_costs_no_cpu() -> None:
     """While no broker answers, the timer sleeps (it once spun on a due state)."""
-    from fleet_link.config import MqttConfig
-    from fleet_link.vda5050.client import VehicleClient
-    from fleet_link.vda5050.topics import VehicleTopics
-    from tests.fleet_link.mosquitto import free_port
-    from tests.fleet_link.vda5050.vehicle_child import Handler
-
     cfg = MqttConfig.model_validate(
         {"broker": f"mqtt://127.0.0.1:{free_port()}", "keepalive_s": 5,
          "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
