@@ -120,6 +120,7 @@ class ArmMachine(Machine):
         self._tick_waiting: Tick | None = None  # the newest encoder tick not yet in the core
         self._contacts: dict[int, float] = {}  # pick move -> its planned contact time
         self._grip: tuple[bool, float] = (False, 0.0)  # the vacuum's last grip change
+        self._setup_done = False  # the arm's setup went out once (the link re-sends it)
 
     # ---- what the safety machine watches -------------------------------------------------------
     @property
@@ -176,9 +177,30 @@ class ArmMachine(Machine):
             self._input(pin, inputs >> pin & 1, now)
         if state.state == m.MOTION_HALTED and self.stream is not None:
             self.stream.halted = True
+        self._setup_done = True
         if "mcu" not in self.host.safety.up:
             self.host.apply_safety(self.host.safety.device_up("mcu", now))
         await asyncio.Event().wait()  # the link reconnects by itself; state changes tell
+
+    async def _mcu_back(self) -> None:
+        """After a replug or an MCU reset: where the arm is, the inputs, then the MCU up."""
+        assert self.link is not None and self.arm is not None
+        try:
+            state = await self.arm.state()
+            inputs = await self.link.read_inputs()
+        except McuError as exc:
+            log.warning("the MCU came back but did not answer: %s", exc)
+            return
+        now = time.monotonic()
+        if self.stream is not None:
+            self.stream.points.clear()
+            self.stream.last = None
+            self.stream.halted = state.state == m.MOTION_HALTED
+        self.feed(JointState(from_protocol(state.positions), now))
+        for pin in (self.cfg.mcu.estop_input, self.cfg.mcu.curtain_input):
+            self._input(pin, inputs >> pin & 1, now)
+        if "mcu" not in self.host.safety.up:
+            self.host.apply_safety(self.host.safety.device_up("mcu", now))
 
     async def make_safe(self) -> None:
         if self.link is None or not self.link.state.up:
@@ -441,7 +463,9 @@ class ArmMachine(Machine):
             return
         now = time.monotonic()
         if change.state.up:
-            return  # device_up once the arm's setup is sent again (_mcu_task / replug)
+            if self._setup_done and "mcu" not in self.host.safety.up:
+                self.host.spawn(self._mcu_back())  # a replug: the link sent the setup again
+            return
         if self.stream is not None:
             self.stream.points.clear()
             self.stream.last = None

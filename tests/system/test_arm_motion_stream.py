@@ -1,0 +1,179 @@
+"""The arm node's motion stream (edge/arm/adapter_mcu.py) against the simulated arm MCU and
+its MuJoCo world on a real pty: a core-style move (setpoints in host time) reaches the arm on
+the MCU's clock, ends with END (MotionEnded, no underrun), a carry replaces the rest of a
+move from an instant without a gap, and ``stop_now`` stops the arm at once."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.arm.adapter_mcu import MotionStream, from_protocol, to_protocol
+from edge.arm.events import MotionEnded, MotionHalted, Move
+from edge.arm.trajectory import Trajectory
+from firmware_bridge.mcu import McuLink
+from firmware_bridge.mcu.motion import ArmMotion
+from sim_hardware.arm.config import ArmWorldConfig
+from sim_hardware.arm.mcu import ArmSimThread
+from sim_hardware.mcu import SimMcuOptions
+
+DT = 0.008
+
+
+@pytest.fixture
+def arm_cell(tmp_path: Any) -> Any:
+    cfg = ArmWorldConfig()
+    path = str(tmp_path / "arm-mcu")
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0001)  # the sim shares this process with the host link
+    sim = ArmSimThread(cfg, SimMcuOptions(link=path, inputs=16, seed=1, watchdog_ms=500))
+    try:
+        yield sim.start(), path, cfg
+    finally:
+        sim.stop()
+        sys.setswitchinterval(interval)
+
+
+def _deg(cfg: ArmWorldConfig, x: float, y: float, z: float) -> tuple[float, float, float, float]:
+    q = cfg.ik(x, y, z, 0.0)
+    return (math.degrees(q[0]), math.degrees(q[1]), q[2] * 1000, math.degrees(q[3]))
+
+
+def _move(
+    move_id: int,
+    t0: float,
+    a: Any,
+    b: Any,
+    seconds: float,
+    kind: str = "pick",
+    replace_from: float | None = None,
+) -> Move:
+    n = round(seconds / DT)
+    q = []
+    for k in range(n + 1):
+        s = k / n
+        s = s * s * s * (10 - 15 * s + 6 * s * s)
+        q.append(tuple(pa + (pb - pa) * s for pa, pb in zip(a, b, strict=True)))
+    return Move(move_id, kind, None, Trajectory(t0, DT, tuple(q)), replace_from)  # type: ignore[arg-type]
+
+
+async def _stream(path: str, cfg: ArmWorldConfig) -> tuple[McuLink, MotionStream, list[Any]]:
+    link = McuLink(path, watchdog_ms=500)
+    await link.connect()
+    motion = ArmMotion(
+        link,
+        4,
+        stop_ms=100,
+        safety_pin=cfg.curtain_input,
+        safety_level=cfg.curtain_broken_level,
+        grip_pa=40_000,
+    )
+    await motion.setup()
+    for _ in range(50):  # the clock sync is ready after a few samples
+        if link.clock.ready:
+            break
+        await asyncio.sleep(0.02)
+    facts: list[Any] = []
+    stream = MotionStream(link, motion, 0.15, facts.append)  # slack for a loaded test machine
+    link.on_event(stream.on_event)
+    return link, stream, facts
+
+
+def test_a_move_reaches_the_arm_on_the_mcu_clock_and_ends_at_rest(arm_cell: Any) -> None:
+    sim, path, cfg = arm_cell
+    home = cfg.home_mm[:3]
+    target = (-300.0, 600.0, -500.0)
+
+    async def main() -> tuple[list[Any], dict[str, int]]:
+        link, stream, facts = await _stream(path, cfg)
+        task = asyncio.create_task(stream.run())
+        t0 = time.monotonic() + 0.1
+        stream.add(_move(1, t0, _deg(cfg, *home), _deg(cfg, *target), 0.8))
+        await asyncio.sleep(1.4)
+        task.cancel()
+        await link.close()
+        return facts, dict(stream.stats)
+
+    facts, stats = asyncio.run(main())
+    assert stats["refused"] == 0 and stats["segments"] >= 90
+    assert [type(f) for f in facts] == [MotionEnded] and facts[0].move_id == 1
+    x, y, z, _ = sim.call(sim.sim.world.cup_pose)
+    assert (x, y, z) == pytest.approx(target, abs=3.0)  # the world's cup where it was sent
+
+
+def test_a_carry_replaces_the_rest_of_a_pick_without_a_gap(arm_cell: Any) -> None:
+    sim, path, cfg = arm_cell
+    home = _deg(cfg, *cfg.home_mm[:3])
+    a, b, c = (-300.0, 600.0, -500.0), (200.0, 600.0, -500.0), (-650.0, 200.0, -450.0)
+
+    async def main() -> tuple[list[Any], dict[str, int]]:
+        link, stream, facts = await _stream(path, cfg)
+        task = asyncio.create_task(stream.run())
+        t0 = time.monotonic() + 0.1
+        pick = _move(1, t0, home, _deg(cfg, *a), 0.6)
+        ride = _move(1, pick.trajectory.t_end, _deg(cfg, *a), _deg(cfg, *b), 1.0)
+        joined = Move(
+            1, "pick", None, Trajectory(t0, DT, pick.trajectory.q + ride.trajectory.q[1:])
+        )
+        cut = pick.trajectory.t_end + 0.3
+        assert stream.add(joined, replaceable_from=pick.trajectory.t_end)
+        await asyncio.sleep(cut - time.monotonic() - 0.25)  # the carry comes lead_ms ahead
+        q_cut = joined.trajectory.at(cut)
+        carry = _move(2, cut, q_cut, _deg(cfg, *c), 0.7, kind="carry", replace_from=cut)
+        assert stream.add(carry)
+        await asyncio.sleep(cut + 0.7 + 0.3 - time.monotonic())
+        task.cancel()
+        await link.close()
+        return facts, dict(stream.stats)
+
+    facts, stats = asyncio.run(main())
+    assert stats["refused"] == 0  # contiguous: the MCU took every segment
+    assert [type(f) for f in facts] == [MotionEnded] and facts[0].move_id == 2
+    x, y, z, _ = sim.call(sim.sim.world.cup_pose)
+    assert (x, y, z) == pytest.approx(c, abs=3.0)
+
+
+def test_stop_now_stops_the_arm_and_drops_what_was_waiting(arm_cell: Any) -> None:
+    sim, path, cfg = arm_cell
+    home = _deg(cfg, *cfg.home_mm[:3])
+
+    async def main() -> tuple[list[Any], float]:
+        link, stream, facts = await _stream(path, cfg)
+        task = asyncio.create_task(stream.run())
+        t0 = time.monotonic() + 0.1
+        stream.add(_move(1, t0, home, _deg(cfg, -300.0, 600.0, -500.0), 1.5))
+        await asyncio.sleep(0.6)
+        stop_t = time.monotonic()
+        stream.stop_now("test")
+        assert not stream.points
+        await asyncio.sleep(0.5)
+        task.cancel()
+        await link.close()
+        return facts, stop_t
+
+    facts, stop_t = asyncio.run(main())
+    assert facts and isinstance(facts[0], MotionHalted) and facts[0].reason == "stop command"
+    assert facts[0].t - stop_t < 0.1 + 0.05  # at rest within stop_ms (+ the link)
+    q1 = sim.call(sim.sim.world.joints)
+    time.sleep(0.2)
+    assert np.max(np.abs(sim.call(sim.sim.world.joints) - q1)) < 1e-3  # still
+
+
+@given(
+    st.tuples(
+        st.floats(-170, 170), st.floats(-150, 150), st.floats(-700, -100), st.floats(-360, 360)
+    )
+)
+@settings(max_examples=200)
+def test_joint_units_round_trip_within_a_micro_unit(q: tuple[float, float, float, float]) -> None:
+    back = from_protocol(to_protocol(q))
+    assert back[0] == pytest.approx(q[0], abs=1e-4) and back[1] == pytest.approx(q[1], abs=1e-4)
+    assert back[2] == pytest.approx(q[2], abs=1e-3) and back[3] == pytest.approx(q[3], abs=1e-4)
