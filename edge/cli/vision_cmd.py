@@ -77,6 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(bench)
     bench.set_defaults(handler=_bench)
 
+    from edge.cli.vision_data_cmd import register as register_data  # capture, train, evaluate
+
+    register_data(cmds)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="ONNX model (default: from --config, else shipped)")
