@@ -106,6 +106,7 @@ class CameraFeed:
             0.0,
         )
         self._labelled: set[int] = set()
+        self.capture: Any = None  # wolfpack vision capture's hook (edge/node/vision_capture.py)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -185,10 +186,14 @@ class CameraFeed:
                 ms = (time.perf_counter() - start) * 1e3
                 n = self.stats["processed"] = self.stats["processed"] + 1
                 self.stats["process_ms_mean"] += (ms - self.stats["process_ms_mean"]) / n
+                if self.capture is not None:  # after the timing: capture is not the pipeline
+                    self.capture.observe(result, pipeline.detector.names)
                 for sighting in self.sightings(result):
                     post(self.feed, sighting)
         finally:
             source.close()
+            if self.capture is not None:
+                self.capture.close()
             log.info("camera %s: %s", self.binding.name,
                      ", ".join(f"{k} {v:.1f}" for k, v in self.stats.items()))  # fmt: skip
         if not stop.is_set():
@@ -268,5 +273,8 @@ def start_camera(node: Any) -> CameraFeed:
             node.apply_safety(node.safety.device_lost("camera", why, now))
 
     camera = CameraFeed(binding, vision, feed, state)
+    from edge.node.vision_capture import attach
+
+    attach(node, camera)
     node.supervisor.start("camera", camera.run)
     return camera

@@ -232,7 +232,8 @@ def attach(node: Any, camera: Any) -> None:
     """Give the camera feed of ``node`` a capture hook, beside its health file (a node run
     without one, ``wolfpack run FILE`` without ``--health-file``, cannot be asked to
     capture)."""
-    health = getattr(node, "health_file", None)
+    host = getattr(node, "host", None)  # the runtime (edge.runtime.node.Node) once bound
+    health = getattr(host, "health_file", None) or getattr(node, "health_file", None)
     if health is None:
         return
     camera.capture = _LazyHook(Path(health).with_name(REQUEST_NAME))
