@@ -178,8 +178,9 @@ class VehicleDrive:
         """Wheel speeds (m/s) from host time ``host_t`` (converted to the MCU clock) for at
         most ``hold_s``; the future fails with McuCommandError if the MCU refused it
         (halted: code 7, in the past: 3, queue full: 8). Pipelined."""
+        # a host time before the MCU's boot is clock 0: in the past, refused by the MCU
         return self.link.request_nowait(
-            "queue_wheel_setpoint", clock=self.clock_at(host_t), left=to_um_s(left),
+            "queue_wheel_setpoint", clock=max(0, self.clock_at(host_t)), left=to_um_s(left),
             right=to_um_s(right), hold_ms=max(1, min(1000, round(hold_s * 1000))),
         )  # fmt: skip
 
