@@ -193,6 +193,15 @@ class MqttConfig(_Strict):
         "id and the brain sends one again when no result comes (docs/fleet-scale.md)",
     )
     client_id: str | None = Field(None, description="default: wolfpack-<site>-<node>")
+    unique_client_id: bool = Field(
+        False,
+        description="add a fresh suffix to the client id at every connect, so a reconnect never "
+        "races the broker's teardown of its previous connection. For RabbitMQ 3.10 clusters, "
+        "whose takeover of a client id closed the new connection while the old one's queue "
+        "was being deleted (docs/fleet-scale.md). The broker then no longer closes a second "
+        "process running under the same node id: keep client-id-bound ACLs (configs/mosquitto) "
+        "off with it",
+    )
     username: str | None = Field(None, description="per-node credential (see configs/mosquitto)")
     password_file: str | None = Field(
         None, description="file holding the password (kept out of the config)"

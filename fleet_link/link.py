@@ -24,6 +24,7 @@ import json
 import logging
 import queue
 import random
+import secrets
 import select
 import socket
 import ssl
@@ -372,6 +373,8 @@ class EdgeLink:
     def _new_client(self) -> mqtt.Client:
         cfg = self.cfg
         client_id = cfg.client_id or f"wolfpack-{self.site}-{self.node}"
+        if cfg.unique_client_id:
+            client_id = f"{client_id}-{secrets.token_hex(4)}"
         v5 = cfg.protocol == "5"
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,

@@ -177,6 +177,7 @@ def _host_main(spec_path: str) -> int:
                 "brokers": urls[1:],
                 "protocol": "3.1.1",
                 "command_qos": spec["command_qos"],
+                "unique_client_id": spec["command_qos"] == 0,  # RabbitMQ: see its description
                 # a CONNACK is awaited keepalive_s: RabbitMQ 3.10 registers each client id in
                 # a Raft round, slow on a loaded host; a node that gave up early and moved on
                 # was later kicked off its new member as a "duplicate id" (a storm, seen here)
