@@ -31,6 +31,7 @@ faults_st = st.builds(
 
 
 @given(st.lists(faults_st, max_size=6))
+@settings(max_examples=50)
 def test_a_schedule_prints_and_parses_back_the_same(faults: list[ArmFault]) -> None:
     spec = ",".join(str(f) for f in faults)
     back = parse_arm_faults(spec)
@@ -48,7 +49,7 @@ def test_a_schedule_prints_and_parses_back_the_same(faults: list[ArmFault]) -> N
 
 
 @given(st.text(max_size=40))
-@settings(max_examples=300)
+@settings(max_examples=100)
 def test_any_text_parses_or_is_refused_with_the_item_named(text: str) -> None:
     try:
         faults = parse_arm_faults(text)
@@ -74,7 +75,7 @@ def test_bad_fault_items_say_why(spec: str, why: str) -> None:
         parse_arm_faults(spec)
 
 
-# ---- the report -----------------------------------------------------------------------------------
+# ---- the report ---------------------------------------------------------------------------
 def parcel(pid: int, end: str | None, **kw: Any) -> dict[str, Any]:
     base = {
         "id": pid,
@@ -163,6 +164,7 @@ def test_the_report_counts_each_parcel_where_the_world_saw_it_end() -> None:
 
 
 @given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=200))
+@settings(max_examples=50)
 def test_percentiles_are_samples_in_order(values: list[float]) -> None:
     q = percentiles(values)
     assert q["p50"] in [round(v, 3) for v in values]
@@ -174,6 +176,7 @@ def test_percentiles_are_samples_in_order(values: list[float]) -> None:
         st.tuples(st.integers(0, 50), st.floats(-50, 50)), max_size=30, unique_by=lambda t: t[0]
     )
 )
+@settings(max_examples=50)
 def test_each_record_joins_at_most_one_parcel_and_each_parcel_one_record(
     parcels: list[tuple[int, float]],
 ) -> None:
@@ -186,3 +189,31 @@ def test_each_record_joins_at_most_one_parcel_and_each_parcel_one_record(
     for pid, rec in joined.items():
         assert abs(rec["belt_mm0"] - world[pid]["belt_mm0"]) <= 60.0
     assert len(joined) == len(records)  # 200 mm apart, within 50 mm: each finds its own
+
+
+def test_the_live_view_shows_the_world_beside_the_node() -> None:
+    from rich.console import Console
+
+    from edge.cli.sim_arm import live_table, progress_line
+
+    snap = {
+        "t": 12.0,
+        "world": {
+            "inducted": 7,
+            "on_belt": 3,
+            "picked": 2,
+            "placed": 2,
+            "dropped": 0,
+            "passed": 1,
+            "in_cell": 3,
+        },
+        "outcomes": {"placed": 2, "passed": 1},
+        "state": "running",
+        "rss_mb": 140.0,
+    }
+    line = progress_line(snap)
+    assert "in    7" in line and "placed    2" in line and "running" in line
+    console = Console(width=120, record=True)
+    console.print(live_table(snap))
+    text = console.export_text()
+    assert "inducted" in text and "placed" in text and "t=12 s" in text
