@@ -169,6 +169,7 @@ class AmrMachine(Machine):
         self._sent: deque[tuple[float, float, float]] = deque(maxlen=64)
         self._counts_t = 0.0  # host time of the last wheel report
         self.wheel_trim = 0.0  # right/left radius ratio - 1, learnt from floor codes
+        self._localisation_lost = False
         self._cal_distance = 0.0
         self._cal_turned = 0.0
         self.counters: dict[str, int] = {
@@ -181,6 +182,7 @@ class AmrMachine(Machine):
             "setpoints": 0,
             "path_deviations": 0,
             "mcu_lost": 0,
+            "nodes_uncertain": 0,
         }
 
     # ---- the runtime's interface ---------------------------------------------------------------
@@ -372,6 +374,9 @@ class AmrMachine(Machine):
         if err is not None:
             log.warning("%s", err.message)
             return
+        if self._localisation_lost:
+            self._localisation_lost = False
+            self._carry_out(self.core.clear_error("localization_node"))
         self._calibrate(wrap_angle(self.localiser.pose.theta - before.theta))
 
     def _calibrate(self, heading_fix: float) -> None:
@@ -505,8 +510,26 @@ class AmrMachine(Machine):
     def _node_reached(self, ev: NodeReached) -> None:
         if not self._legs or self._legs[0][1] != ev.node_id:
             return
+        allowed = self.drive.legs[0].end.allowed_xy if self.drive.legs else None
         _, node_id, seq = self._legs.pop(0)
         self.counters["nodes"] += 1
+        loc = self.localiser
+        if loc is not None and allowed is not None and loc.state.xy_bound > allowed:
+            # the node is "reached" only as far as the pose is known: not well enough
+            self.counters["nodes_uncertain"] += 1
+            self._localisation_lost = True
+            self._carry_out(
+                self.core.raise_error(
+                    "localization_node",
+                    "localizationError",
+                    "FATAL",
+                    f"at node {node_id} the position is known to +-{loc.state.xy_bound * 1000:.0f} "
+                    f"mm only (allowed {allowed * 1000:.0f} mm): a floor code was missed",
+                    (("nodeId", node_id),),
+                    hint="drive the vehicle onto a floor code, or send initPosition",
+                )
+            )
+            return
         self._carry_out(self.core.node_reached(node_id, seq))
 
     # ---- commands of the vehicle core ---------------------------------------------------------

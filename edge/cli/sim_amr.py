@@ -329,12 +329,22 @@ def run_amr(args: argparse.Namespace) -> int:
         workdir=Path(workdir) if workdir else None,
         progress=None if quiet else progress,
     )
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM ends the run like Ctrl-C: the vehicles, the world and the broker are stopped
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         sim = AmrSimulation(options)
         report = sim.run()
     except AmrSimError as exc:
         print(f"wolfpack sim: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("wolfpack sim: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(render_text(report))
     print(f"(node configs, logs: {sim.workdir})")
     target = getattr(args, "report", None)
@@ -366,6 +376,7 @@ class AmrSimOptions:
     # each wheel's true radius within +-0.1 % of the config's (a commissioned vehicle; the
     # node trims the remaining left/right ratio from floor codes)
     wheel_scale_error: float = 0.001
+    action_duration_s: float | None = None  # pick/drop time (None: the vehicle's, 2 s)
     world_step_s: float = 0.01  # physics, protective fields, floor-code cameras, truth
 
 
@@ -465,6 +476,7 @@ class AmrSimulation:
             allowed_deviation_theta=self.o.allowed_theta_rad,
             pass_deviation_xy=max(0.25, d.default_xy_m),
             edge_max_speed=self.o.edge_max_speed,
+            action_duration_s=self.o.action_duration_s,
         )
         self.master = MasterControl(
             self.broker_url,

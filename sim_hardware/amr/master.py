@@ -171,6 +171,7 @@ class MasterSettings:
     reserved_cost: float = 5.0  # metres added per node another vehicle holds
     pick_action: str = "pick"
     load_type: str = "TOTE"
+    action_duration_s: float | None = None  # pick/drop "duration" parameter (None: the vehicle's)
     drop_action: str = "drop"
     charge_action: str = "startCharging"
     stop_charge_action: str = "stopCharging"
@@ -346,6 +347,8 @@ class MasterCore:
                 dst = self._rng.choice([s for s in free if s != src])
                 load = f"load-{next(self._ids)}"
                 params = {"loadId": load, "loadType": self.s.load_type, "stationType": "STATION"}
+                if self.s.action_duration_s is not None:
+                    params["duration"] = self.s.action_duration_s
                 actions = {
                     src: [self._action(self.s.pick_action, "HARD", **params)],
                     dst: [self._action(self.s.drop_action, "HARD", **params)],
@@ -618,7 +621,7 @@ class MasterCore:
         return []
 
     # ---- messages ----
-    def _action(self, kind: str, blocking: str, **params: str) -> dict[str, Any]:
+    def _action(self, kind: str, blocking: str, **params: Any) -> dict[str, Any]:
         action: dict[str, Any] = {
             "actionId": f"a{next(self._action_ids)}",
             "actionType": kind,
