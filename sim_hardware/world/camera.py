@@ -9,10 +9,16 @@ public API (``make_sprite``, ``render_symbol``, ``compose``); each carries its c
 the encoder count at that time and the truth of every visible parcel (``parcel_id`` is the
 world's id).
 
-Rendering costs ~100-200 ms a frame, so it is split from the world: ``take_snapshot`` is the
-cheap, picklable look at the belt (what the world's lock must cover) and ``CameraRenderer``
-turns snapshots into frames anywhere, e.g. in another process (``camera_feed``), away from the
-simulated MCU's interpreter lock.
+A fixed camera over a belt sees each parcel the same way all the way through its view, only
+moved along the belt. So each parcel is rendered once, when it first comes into reach (its
+sprite turned to its pose, its shadow, the camera's fixed optics: motion and focus blur), into a
+small patch of two maps, what it keeps of the belt under it and what it adds; every frame then
+only pastes the patches where the belt has carried them, lights the whole frame (the camera's
+fixed light: gradient, colour cast, contrast) and adds that frame's sensor noise. That costs a
+few ms a frame where composing the whole scene anew took ~65-200 ms (issue 16 item 4;
+``bench/vision.py --render``). ``take_snapshot`` is the cheap, picklable look at the belt
+(what the world's lock must cover) and ``CameraRenderer`` turns snapshots into frames anywhere,
+e.g. in another process (``camera_feed``), away from the simulated MCU's interpreter lock.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ import numpy as np
 
 from sim_hardware.camera.barcodes import render_symbol
 from sim_hardware.camera.parcels import Label, Sprite, make_sprite
-from sim_hardware.camera.randomisation import TRAINING, Randomisation
-from sim_hardware.camera.scene import FRAME_SIZE, ParcelTruth, Placement, compose, render_belt
+from sim_hardware.camera.randomisation import CLASSES, TRAINING, Randomisation
+from sim_hardware.camera.scene import FRAME_SIZE, ParcelTruth, render_belt
 from sim_hardware.world.parcels import Parcel
 from sim_hardware.world.world import CellWorld
 
@@ -62,6 +68,35 @@ class _Look:
     yaw_deg: float
 
 
+@dataclass(frozen=True)
+class _Patch:
+    """A parcel rendered once at its pose: frame = belt x keep + add over the patch."""
+
+    keep: np.ndarray  # float32 h x w x 3: the share of the belt (lit, shadowed) left showing
+    add: np.ndarray  # float32 h x w x 3: the parcel's and its label's colour, blurred
+    mask: np.ndarray  # bool h x w: the parcel (for the truth: box, visible share)
+    label: np.ndarray | None  # bool h x w: its label paper
+    origin: tuple[int, int]  # top-left of the patch relative to the parcel's centre, px
+    area: int  # pixels of the parcel
+    label_area: int
+    on_item: bool  # the label lies within the parcel's outline box
+    angle_deg: float
+    label_angle_deg: float | None
+
+
+@dataclass(frozen=True)
+class _Optics:
+    """The camera's fixed light and lens: drawn once from its seed."""
+
+    gain: np.ndarray  # float32 h x w x 3: light gradient x colour cast x contrast
+    offset: float  # brightness shift after the contrast
+    motion_px: int
+    blur_sigma: float
+    noise_sigma: float
+    shadow: float
+    shadow_off: tuple[int, int]
+
+
 class CameraRenderer:
     """Frames from snapshots. A parcel's look and pose are drawn from ``(seed, parcel id)``,
     so two renderers with the same seed draw the same parcel the same way."""
@@ -81,7 +116,11 @@ class CameraRenderer:
         self.r = replace(randomisation, distractors=(0, 0), label_probability=0.0)
         self.max_yaw_deg = max_yaw_deg
         self.background = render_belt(np.random.default_rng(seed), self.r, FRAME_SIZE)
+        self.optics = _draw_optics(np.random.default_rng([seed, 1]), self.r, self.background)
+        self._belt = _lens(self.background, self.optics)  # blurred once: it only moves
+        self._noise = _noise_bank(np.random.default_rng([seed, 2]), self.optics.noise_sigma)
         self._looks: dict[int, _Look] = {}
+        self._patches: dict[int, _Patch] = {}
 
     def _look(self, parcel: Parcel) -> _Look:
         look = self._looks.get(parcel.id)
@@ -103,29 +142,53 @@ class CameraRenderer:
         yaw = float(rng.uniform(-self.max_yaw_deg, self.max_yaw_deg))
         return _Look(sprite, lateral, yaw)
 
+    def _patch(self, parcel: Parcel) -> _Patch:
+        patch = self._patches.get(parcel.id)
+        if patch is None:
+            look = self._look(parcel)
+            patch = self._patches[parcel.id] = _render_patch(look, self.optics)
+        return patch
+
     def render(self, snapshot: CameraSnapshot) -> WorldFrame:
         """The frame of ``snapshot`` (taken at this renderer's centre and field of view)."""
-        width_px = FRAME_SIZE[0]
-        placements: list[Placement] = []
-        legible: dict[int, bool] = {}
+        width_px, height_px = FRAME_SIZE
+        img = self._belt.copy()
+        drawn: list[tuple[Parcel, _Patch, int, int]] = []
         for parcel, centre in snapshot.parcels:
             x_px = (centre - self.centre_mm) * self.px_per_mm + width_px / 2
             reach = (parcel.length_mm + parcel.width_mm) * self.px_per_mm
-            if -reach < x_px < width_px + reach:
-                look = self._look(parcel)
-                placements.append(
-                    Placement(look.sprite, (x_px, look.lateral_px), look.yaw_deg, parcel.id)
-                )
-                legible[parcel.id] = parcel.label_legible
-        # parcels only move on: a look not in view now is never needed again
-        self._looks = {pid: look for pid, look in self._looks.items() if pid in legible}
-        effects = np.random.default_rng([self.seed, round(snapshot.time_s * 1e6)])
-        scene = compose(self.background, placements, effects, self.r)
+            if not -reach < x_px < width_px + reach:
+                continue
+            look, patch = self._look(parcel), self._patch(parcel)
+            x0 = round(x_px) + patch.origin[0]
+            y0 = round(look.lateral_px) + patch.origin[1]
+            ph, pw = patch.mask.shape
+            xa, ya, xb, yb = max(0, x0), max(0, y0), min(width_px, x0 + pw), min(height_px, y0 + ph)
+            if xa < xb and ya < yb:
+                roi = img[ya:yb, xa:xb]
+                sl = (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
+                roi *= patch.keep[sl]
+                roi += patch.add[sl]
+            drawn.append((parcel, patch, x0, y0))
+        # parcels only move on: a look not in reach now is never needed again
+        keep_ids = {p.id for p, *_ in drawn}
+        self._looks = {pid: v for pid, v in self._looks.items() if pid in keep_ids}
+        self._patches = {pid: v for pid, v in self._patches.items() if pid in keep_ids}
+        o = self.optics
+        img *= o.gain
+        img += o.offset
+        noise = self._noise[int(snapshot.time_s * 1e3) % len(self._noise)]
+        shift = int(snapshot.time_s * 1e6) % height_px  # a bank of fields, rolled: fresh grain
+        img[: height_px - shift] += noise[shift:]
+        img[height_px - shift :] += noise[:shift]
+        np.clip(img, 0, 255, out=img)
+        image = img.astype(np.uint8)
         truths = tuple(
-            replace(t, label_legible=t.label_legible and legible[t.parcel_id])
-            for t in scene.parcels
+            t
+            for i, (parcel, patch, x0, y0) in enumerate(drawn)
+            if (t := _truth(parcel, self._look(parcel), patch, x0, y0, drawn[i + 1 :])) is not None
         )
-        return WorldFrame(scene.image, snapshot.time_s, snapshot.encoder_count, truths)
+        return WorldFrame(image, snapshot.time_s, snapshot.encoder_count, truths)
 
 
 class WorldCamera(CameraRenderer):
@@ -168,3 +231,160 @@ def _label(rng: np.random.Generator, parcel: Parcel, h: int, w: int) -> Label | 
         cy = float(rng.uniform(lh / 2 + 2, h - lh / 2 - 2))
         return Label(symbol=symbol, centre=(cx, cy), angle_deg=0.0, image=paper)
     return None
+
+
+def _draw_optics(rng: np.random.Generator, r: Randomisation, belt: np.ndarray) -> _Optics:
+    """The camera's light and lens from the randomisation ranges (``scene._sensor``'s, drawn
+    once: a fixed camera's light does not change from frame to frame)."""
+    h, w = belt.shape[:2]
+    gx = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :]
+    gy = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None]
+    a = rng.uniform(0, 2 * np.pi)
+    gradient = 1.0 + rng.uniform(0, r.light_gradient) * (np.cos(a) * gx + np.sin(a) * gy)
+    cast = (1.0 + rng.uniform(-r.colour_cast, r.colour_cast, 3)).astype(np.float32)
+    contrast = float(rng.uniform(*r.contrast))
+    brightness = float(rng.uniform(*r.brightness))
+    mean = float(belt.mean())
+    gain = (gradient[:, :, None] * cast[None, None, :] * contrast).astype(np.float32)
+    light = np.array([np.cos(rng.uniform(0, 2 * np.pi)), np.sin(rng.uniform(0, 2 * np.pi))])
+    off = (light * rng.uniform(4, 14)).round().astype(int)
+    return _Optics(
+        gain=gain,
+        offset=mean * (brightness - contrast),
+        motion_px=int(rng.integers(r.motion_blur_px[0], r.motion_blur_px[1] + 1)),
+        blur_sigma=float(rng.uniform(*r.blur_sigma)),
+        noise_sigma=float(rng.uniform(*r.noise_sigma)),
+        shadow=float(rng.uniform(*r.shadow_strength)),
+        shadow_off=(int(off[0]), int(off[1])),
+    )
+
+
+def _lens(img: np.ndarray, o: _Optics) -> np.ndarray:
+    """Motion blur along the belt (+x) and focus blur: the same for every frame."""
+    out = np.ascontiguousarray(img, np.float32)
+    if o.motion_px >= 2:
+        out = cv2.filter2D(out, -1, np.full((1, o.motion_px), 1.0 / o.motion_px, np.float32))
+    if o.blur_sigma > 0.25:
+        out = cv2.GaussianBlur(out, (0, 0), o.blur_sigma)
+    return out
+
+
+def _noise_bank(rng: np.random.Generator, sigma: float, n: int = 4) -> list[np.ndarray]:
+    w, h = FRAME_SIZE
+    return [rng.normal(0, sigma, (h, w, 3)).astype(np.float32) for _ in range(n)]
+
+
+def _render_patch(look: _Look, o: _Optics) -> _Patch:
+    """The parcel at its pose in a patch big enough for its turn, shadow and blur."""
+    sp = look.sprite
+    sh, sw = sp.mask.shape
+    pad = 16 + abs(o.shadow_off[0]) + abs(o.shadow_off[1]) + o.motion_px + 3 * int(o.blur_sigma + 1)
+    size = int(np.ceil(np.hypot(sw, sh))) + 2 * pad
+    m = cv2.getRotationMatrix2D((sw / 2, sh / 2), look.yaw_deg, 1.0)
+    m[:, 2] += (size / 2 - sw / 2, size / 2 - sh / 2)
+    alpha = cv2.warpAffine(sp.mask, m, (size, size), flags=cv2.INTER_LINEAR)
+    colour = cv2.warpAffine(sp.image, m, (size, size), flags=cv2.INTER_LINEAR).astype(np.float32)
+    a = (alpha.astype(np.float32) / 255.0)[:, :, None]
+    keep = np.ones((size, size, 3), np.float32)
+    if o.shadow > 0 and not sp.flat:
+        shadow = np.roll(alpha, (o.shadow_off[1], o.shadow_off[0]), axis=(0, 1))
+        shadow = cv2.GaussianBlur(shadow.astype(np.float32), (0, 0), 5) / 255.0
+        keep *= (1.0 - o.shadow * shadow)[:, :, None]
+    add = colour * a
+    keep *= 1.0 - a
+    label = None
+    on_item, label_area, label_angle = False, 0, None
+    if sp.label is not None:
+        lab = sp.label
+        lh, lw = lab.image.shape
+        inner = cv2.getRotationMatrix2D((lw / 2, lh / 2), lab.angle_deg, 1.0)
+        inner[:, 2] += (lab.centre[0] - lw / 2, lab.centre[1] - lh / 2)
+        la_aff = (np.vstack([m, [0, 0, 1]]) @ np.vstack([inner, [0, 0, 1]]))[:2]
+        paper = cv2.warpAffine(lab.image, la_aff, (size, size), flags=cv2.INTER_LINEAR)
+        lmask = cv2.warpAffine(np.full((lh, lw), 255, np.uint8), la_aff, (size, size))
+        la = (lmask.astype(np.float32) / 255.0)[:, :, None]
+        keep *= 1.0 - la
+        add = add * (1.0 - la) + paper.astype(np.float32)[:, :, None] * la
+        label = lmask > 127
+        label_area = lh * lw
+        label_angle = float((-look.yaw_deg - lab.angle_deg) % 360)
+    mask = alpha > 127
+    ys, xs = np.nonzero(mask)
+    if label is not None and len(xs):
+        lys, lxs = np.nonzero(label)
+        on_item = bool(len(lxs) and lxs.min() >= xs.min() - 1 and lxs.max() <= xs.max() + 1
+                       and lys.min() >= ys.min() - 1 and lys.max() <= ys.max() + 1)  # fmt: skip
+    keep, add = _lens(keep, o), _lens(add, o)
+    half = size // 2
+    return _Patch(keep, add, mask, label, (-half, -half), int(mask.sum()), label_area, on_item,
+                  float((-look.yaw_deg) % 180.0), label_angle)  # fmt: skip
+
+
+def _truth(
+    parcel: Parcel,
+    look: _Look,
+    patch: _Patch,
+    x0: int,
+    y0: int,
+    above: list[tuple[Parcel, _Patch, int, int]],
+) -> ParcelTruth | None:
+    """What a perfect detector and reader would report of this parcel in this frame (as
+    ``scene._truth``): parcels drawn after it cover it."""
+    w, h = FRAME_SIZE
+    ph, pw = patch.mask.shape
+    xa, ya, xb, yb = max(0, x0), max(0, y0), min(w, x0 + pw), min(h, y0 + ph)
+    if xa >= xb or ya >= yb or patch.area == 0:
+        return None
+    vis = patch.mask[ya - y0 : yb - y0, xa - x0 : xb - x0]
+    lab = None if patch.label is None else patch.label[ya - y0 : yb - y0, xa - x0 : xb - x0]
+    covered = False
+    for _, other, ox, oy in above:  # what a later parcel covers is no longer visible
+        oh, ow = other.mask.shape
+        ia, ja, ib, jb = max(xa, ox), max(ya, oy), min(xb, ox + ow), min(yb, oy + oh)
+        if ia < ib and ja < jb and other.mask[ja - oy : jb - oy, ia - ox : ib - ox].any():
+            if not covered:
+                vis = vis.copy()
+                lab = None if lab is None else lab.copy()
+                covered = True
+            cover = other.mask[ja - oy : jb - oy, ia - ox : ib - ox]
+            vis[ja - ya : jb - ya, ia - xa : ib - xa] &= ~cover
+            if lab is not None:
+                lab[ja - ya : jb - ya, ia - xa : ib - xa] &= ~cover
+    ys, xs = np.nonzero(vis)
+    if len(xs) == 0:
+        return None
+    visible = len(xs) / patch.area
+    if visible < 0.35:  # mostly covered or outside the frame: not something to report
+        return None
+    sprite = look.sprite
+    legible = False
+    symbol = sprite.label.symbol if sprite.label is not None else None
+    if symbol is not None and lab is not None:
+        lys, lxs = np.nonzero(lab)
+        m = symbol.module_px
+        shown = len(lxs) / float(max(1, patch.label_area))
+        in_frame = len(lxs) > 0 and lxs.min() + xa >= m and lys.min() + ya >= m
+        in_frame = in_frame and lxs.max() + xa < w - m and lys.max() + ya < h - m
+        legible = bool(m >= 2 and shown >= 0.98 and in_frame and patch.on_item)
+    sh, sw = sprite.mask.shape
+    centre = (float(x0 - patch.origin[0]), float(y0 - patch.origin[1]))
+    return ParcelTruth(
+        cls=sprite.cls,
+        class_id=CLASSES.index(sprite.cls),
+        box=(
+            float(xs.min() + xa),
+            float(ys.min() + ya),
+            float(xs.max() + xa + 1),
+            float(ys.max() + ya + 1),
+        ),
+        centre=centre,
+        size_px=(float(sw), float(sh)),
+        angle_deg=patch.angle_deg,
+        visible_fraction=float(min(1.0, visible)),
+        label_format=symbol.format if symbol else None,
+        label_text=symbol.text if symbol else None,
+        label_module_px=symbol.module_px if symbol else None,
+        label_legible=legible and parcel.label_legible,
+        label_angle_deg=patch.label_angle_deg,
+        parcel_id=parcel.id,
+    )
