@@ -377,6 +377,12 @@ class AmrSimOptions:
     # node trims the remaining left/right ratio from floor codes)
     wheel_scale_error: float = 0.001
     action_duration_s: float | None = None  # pick/drop time (None: the vehicle's, 2 s)
+    # real-time (FIFO) scheduling where the OS grants it, as the sorting cell's simulated MCU
+    # and the arm's run have: the simulated MCUs and each vehicle's node stand for hardware
+    # with CPUs of their own; on a shared, loaded 2-core machine they were starved for
+    # seconds (MCU watchdogs tripping). 0: ordinary scheduling. The kernel's RT throttling
+    # keeps them from starving the machine.
+    rt_priority: int = 10
     world_step_s: float = 0.01  # physics, protective fields, floor-code cameras, truth
 
 
@@ -429,6 +435,7 @@ class AmrSimulation:
         self.edges: list[tuple[tuple[float, float], tuple[float, float]]] = []
         self.latest: dict[str, dict[str, Any]] = {}
         self.proxies: dict[int, LinkProxy] = {}
+        self.realtime: dict[str, bool] = {}
 
     # ---- the run -------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -449,6 +456,8 @@ class AmrSimulation:
         from sim_hardware.amr.master import MasterControl, MasterSettings
 
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.o.rt_priority:  # the broker and the master stand for machines of their own
+            self.realtime["orchestrator"] = _realtime(0, max(1, self.o.rt_priority - 4))
         self.broker_url = self.o.broker or self._start_embedded_broker()
         self._say(f"broker {self.broker_url}")
         self.world = _World(self.o, self.workdir)
@@ -564,6 +573,8 @@ class AmrSimulation:
                 ]
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
             self.procs.append((proc, [v.serial for v in group]))
+            if self.o.rt_priority:
+                self.realtime["nodes"] = _realtime(proc.pid, max(1, self.o.rt_priority - 2))
         self._say(
             f"{len(self.procs)} node processes ({per} vehicle(s) each); logs in {self.workdir}"
         )
@@ -843,6 +854,7 @@ class AmrSimulation:
             )
         report["truth"] = {k: v for k, v in truth.items() if k not in ("collisions", "off_map")}
         report["simulator"] = {k: usage.get(k) for k in ("world", "orchestrator")}
+        report["simulator"]["realtime"] = dict(self.realtime) or False
         with contextlib.suppress(OSError):
             report["load_average"] = [round(x, 1) for x in os.getloadavg()]
         return report
@@ -877,6 +889,9 @@ class AmrSimulation:
                 self.broker.stop()
         for f in self._logs:
             f.close()
+        if self.realtime.get("orchestrator"):
+            with contextlib.suppress(OSError, AttributeError):
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
     def _watch(self, target: Callable[[], None], name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -886,6 +901,15 @@ class AmrSimulation:
     def _say(self, text: str) -> None:
         if self.o.progress is not None:
             self.o.progress(text)
+
+
+def _realtime(pid: int, priority: int) -> bool:
+    """FIFO real-time scheduling for ``pid`` (0: this process) where permitted."""
+    try:
+        os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, OSError):
+        return False
+    return True
 
 
 def _numbered(template: str, i: int) -> str:
@@ -1112,6 +1136,7 @@ class _World:
             "watchdog_ms": self.o.mcu_watchdog_ms,
             "scale_error": self.o.wheel_scale_error,
             "step_s": self.o.world_step_s,
+            "rt_priority": self.o.rt_priority,
         }
         self.proc = ctx.Process(
             target=_world_child, args=(child, params), name="sim-amr-world", daemon=True
@@ -1177,6 +1202,9 @@ class _World:
 def _world_child(conn: Any, params: dict[str, Any]) -> None:
     """The world's process: start it, answer calls until told to stop."""
     sys.setswitchinterval(0.0005)  # the MCUs' timers share this interpreter with the physics
+    if params.get("rt_priority"):
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(params["rt_priority"]))
     world = _LocalWorld(params)
     try:
         try:
