@@ -60,6 +60,13 @@ def register(cmds: argparse._SubParsersAction) -> None:
         default=0.5,
         help="a parcel under this confidence makes its frame hard (default 0.5)",
     )
+    cap.add_argument(
+        "--min-gap",
+        type=int,
+        default=5,
+        metavar="FRAMES",
+        help="at least this many processed frames between two kept (default 5)",
+    )
     cap.add_argument("--frames", type=int, default=300, help="with --source: frames to read")
     cap.add_argument(
         "--truth",
@@ -139,7 +146,7 @@ def _request(args: argparse.Namespace) -> Any:
     return CaptureRequest(
         args.out.resolve(),
         StoreLimits(int(args.max_mb * 2**20), args.max_images),
-        CaptureSettings(args.low_confidence, args.share),
+        CaptureSettings(args.low_confidence, args.share, min_gap_frames=args.min_gap),
         until,
     )
 
@@ -215,8 +222,12 @@ def _capture_here(args: argparse.Namespace) -> int:
     if args.source.startswith("sim"):
         from sim_hardware.camera.belt import BeltCamera
 
-        seed = int(args.source.split(":", 1)[1]) if ":" in args.source else 0
-        cam = BeltCamera(seed=seed)
+        # sim[:SEED[:FPS]]: fewer frames a second than the camera's 30 show more parcels
+        # for the same rendering time (the default 10)
+        parts = args.source.split(":")
+        seed = int(parts[1]) if len(parts) > 1 and parts[1] else 0
+        fps = float(parts[2]) if len(parts) > 2 else 10.0
+        cam = BeltCamera(seed=seed, fps=fps)
 
         def frames() -> Any:
             for i, f in enumerate(cam.frames(args.frames)):
