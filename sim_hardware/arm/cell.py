@@ -142,7 +142,7 @@ class ArmCameraProcess(PipeClient):
         centre_mm: float,
         fov_mm: float,
         seed: int = 0,
-        nice: int = 5,
+        nice: int = 0,
     ) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
