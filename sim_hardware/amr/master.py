@@ -42,6 +42,7 @@ from urllib.parse import urlparse
 log = logging.getLogger("wolfpack.sim.master")
 
 VDA_VERSION = "2.1.0"
+MAX_ASIDES = 3  # steps aside per order before it is left to stall (and be cancelled)
 NodeKind = str  # "station", "charger", "park", "aisle"
 
 
@@ -197,6 +198,10 @@ class Job:
     acked: bool = False
     cancelled: bool = False
     last_at: int = 0  # the path index the vehicle last reported
+    aside_at: float = -1e9  # when it last stepped aside for another vehicle
+    asides: int = 0
+    yield_node: str | None = None  # a node it left for ``yield_to`` to pass first
+    yield_to: str | None = None
     stitch: int = 0  # the path index the latest update was stitched at
 
 
@@ -232,6 +237,7 @@ class MasterStats:
     resends: int = 0
     cancels: int = 0
     conflicts: int = 0  # a vehicle reported a node another one held
+    step_asides: int = 0
     rejections: list[dict[str, Any]] = field(default_factory=list)
     # (serial, nodeId, sequenceId, wall time) each time a vehicle reports a new last node
     arrivals: list[tuple[str, str, int, float]] = field(default_factory=list)
@@ -439,6 +445,10 @@ class MasterCore:
             holder = self.reserved.get(node)
             if holder is not None and holder != v.serial:
                 break
+            if node == job.yield_node:
+                if self._still_needs(job.yield_to, node):
+                    break  # stepped aside for that vehicle: it passes first
+                job.yield_node = job.yield_to = None
             self.reserved[node] = v.serial
             job.released_to += 1
             grew = True
@@ -563,10 +573,17 @@ class MasterCore:
         if blocker is not None:
             b = self.vehicles[blocker]
             if b.job is None and b.charging_at is None and b.node is not None:
-                park = self._free_target(self.map.of_kind("park"), b) or self._free_target(
-                    [n for n in self.map.nodes if self.map.nodes[n].kind == "aisle"], b
-                )
-                if park is not None and park != b.node:
+                # out of the way: a free parking place, else the nearest free node that is
+                # neither its own nor on the waiting vehicle's route
+                ahead = set(job.path[at:]) | {b.node}
+                parks = [n for n in self.map.of_kind("park") if n not in ahead]
+                others = [
+                    n
+                    for n, nd in self.map.nodes.items()
+                    if nd.kind in ("aisle", "charger") and n not in ahead
+                ]
+                park = self._free_target(parks, b) or self._free_target(others, b)
+                if park is not None:
                     self.stats.parks_sent += 1
                     out += self._start_job(b, "park", [park], {}, now)
         goals = sorted({i for i in job.actions if i > at} | {len(job.path) - 1})
@@ -575,10 +592,10 @@ class MasterCore:
         for gi in goals:
             leg = self.map.route(path[-1], job.path[gi], blocked=blocked)
             if leg is None:
-                return out
+                return out + self._maybe_step_aside(v, job, blocker, now)
             path += leg[1:]
         if path == job.path:
-            return out
+            return out + self._maybe_step_aside(v, job, blocker, now)
         actions: dict[int, list[dict[str, Any]]] = {i: a for i, a in job.actions.items() if i <= at}
         cursor = at
         for gi in goals:
@@ -591,6 +608,53 @@ class MasterCore:
         self.stats.reroutes += 1
         out.append(self._order(v, job, first=False, now=now, stitch=at))
         return out
+
+    def _maybe_step_aside(
+        self, v: VehicleView, job: Job, blocker: str | None, now: float
+    ) -> list[Out]:
+        """Two vehicles each waiting for the node the other stands on (one at a dead end, a
+        station, the other in front of it) never get out of it by rerouting: the waiting
+        vehicle steps aside onto a free neighbour and back, which frees its node for the
+        other. Only one of the pair does (the other's recent step aside is respected)."""
+        if blocker is None:
+            return []
+        b = self.vehicles[blocker]
+        if b.job is None or b.node is None:
+            return []
+        b_at = b.job.released_to
+        waits_for_us = b_at + 1 < len(b.job.path) and b.job.path[b_at + 1] == v.node
+        if not waits_for_us or now - b.job.aside_at < self.s.reroute_after_s * 3:
+            return []
+        if job.asides >= MAX_ASIDES:
+            return []  # the order stalls; the stall timeout cancels it
+        at = job.released_to
+        here = job.path[at]
+        avoid = set(b.job.path[b_at:]) | set(job.path[at:])
+        free = [
+            n
+            for n in sorted(self.map.adj[here])
+            if n not in self.reserved
+            and n not in avoid
+            and all(o.node != n for o in self.vehicles.values())
+        ]
+        if not free:
+            return []
+        side = min(free, key=lambda n: (self.map.nodes[n].kind == "station", n))
+        job.path = [*job.path[: at + 1], side, here, *job.path[at + 1 :]]
+        job.actions = {(i if i <= at else i + 2): a for i, a in job.actions.items()}
+        job.aside_at = now
+        job.asides += 1
+        job.yield_node, job.yield_to = here, blocker
+        self.stats.step_asides += 1
+        log.info("%s steps aside to %s for %s", v.serial, side, blocker)
+        return [self._order(v, job, first=False, now=now, stitch=at)]
+
+    def _still_needs(self, serial: str | None, node: str) -> bool:
+        """Whether vehicle ``serial`` has ``node`` still ahead on its route."""
+        o = self.vehicles.get(serial or "")
+        if o is None or o.job is None:
+            return False
+        return node in o.job.path[self._index(o, o.job) :]
 
     def _watch_job(self, v: VehicleView, now: float) -> list[Out]:
         job = v.job
