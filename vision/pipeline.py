@@ -1,8 +1,9 @@
 """The per-frame vision pipeline: detect, track, read labels, measure.
 
 Label reads are spread over frames: a parcel stays in view for many frames, so each frame
-spends at most ``label_reads_per_frame`` read attempts, on the parcels still unread that are
-fully in view, fewest attempts first. That keeps the frame time flat while each parcel still
+spends at most ``label_reads_per_frame`` read attempts, on the parcels whose label is not yet
+certain (unread, or a Code 128 read once), those fully in view first, fewest attempts first.
+That keeps the frame time flat while each parcel still
 gets its label read long before it leaves the view.
 """
 
@@ -124,10 +125,12 @@ class Pipeline:
             and not t.label_certain
             and not t.label_conflict
             and t.label_attempts < self.label_attempts_per_parcel
-            and _inside(t.current, w, h)
         ]
-        # unread parcels first (fewest attempts first), then the reads to confirm
-        todo.sort(key=lambda t: (t.label is not None, t.label_attempts))
+        # parcels wholly in view first (a parcel cut by the frame's edge may show its whole
+        # label too: a fast belt leaves each parcel wholly in view for two or three frames
+        # only), unread before those to confirm, fewest attempts first
+        todo.sort(key=lambda t: (not _inside(t.current, w, h), t.label is not None,  # type: ignore[arg-type]
+                                 t.label_attempts))  # fmt: skip
         spent = []
         for t in todo[:budget]:
             start = time.perf_counter()

@@ -589,4 +589,6 @@ def _describe(ev: Sighting) -> str:
         parts.append(ev.class_name)
     if ev.size_mm is not None:
         parts.append("x".join(f"{v:.0f}" for v in ev.size_mm) + " mm")
+    if ev.measured_mm is not None:
+        parts.append("measured " + "x".join(f"{v:.0f}" for v in ev.measured_mm) + " mm")
     return ", ".join(parts)

@@ -47,6 +47,9 @@ class Sighting:
     # > 0: a camera's sighted body, this far back along the belt from position_mm (its box):
     # matched by its middle to the parcel the eye measured, or to none (tracking.match_body)
     extent_mm: float = 0.0
+    # a camera's length x width of the parcel on the belt plane: shown in the record's story
+    # (the simulator scores it against the truth), never routed on (a camera gives no height)
+    measured_mm: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -75,11 +75,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "source (the config's vision: section; heavy on a 2-core machine)",
     )
     parser.add_argument(
+        "--camera-only",
+        action="store_true",
+        help="the simulated camera as the node's only label source (the node gets no scanner)",
+    )
+    parser.add_argument(
         "--camera-fps",
         type=float,
-        default=5.0,
+        default=15.0,
         metavar="N",
-        help="frames/s the simulated camera renders and the node processes (default 5)",
+        help="frames/s the simulated camera renders and the node processes (default 15)",
     )
     parser.add_argument(
         "--mcu-firmware",
@@ -125,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
         brain_latency_ms=args.brain_latency,
         workdir=Path(args.workdir) if args.workdir else None,
         progress=None if args.quiet else progress,
-        camera=args.camera,
+        camera=args.camera or args.camera_only,
         camera_fps=args.camera_fps,
+        camera_only=args.camera_only,
         mcu_firmware=args.mcu_firmware,
     )
     try:

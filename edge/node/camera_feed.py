@@ -16,8 +16,9 @@ The body is the parcel's box from its corner furthest along the belt (``position
 leading edge) back to the nearest (``extent_mm``), mapped to belt mm by the vision calibration
 (a homography) and moved onto cell coordinates by ``camera.offset_mm``. The cell matches the
 body's middle to the parcel the induction eye measured, or to none (``match_body``).
-Sizes are not passed on: the cell's size is (length, width, height) and a camera looking down
-does not measure height (a made-up height would satisfy a ``max_height_mm`` rule).
+Sizes are not routed on: the cell's size is (length, width, height) and a camera looking down
+does not measure height (a made-up height would satisfy a ``max_height_mm`` rule). The
+measured length x width goes along as ``measured_mm``, shown in the parcel record's story.
 
 The camera is the safety device ``camera`` (policy ``degrade`` by default): up while frames
 flow, lost when the stream drops or stays silent.
@@ -62,6 +63,11 @@ class BeltPlacer:
 
     def leading_edge_mm(self, det: Detection) -> float:
         return self.body_mm(det)[0]
+
+    def size_mm(self, det: Detection) -> tuple[float, float]:
+        """Length and width on the belt plane, rounded to the mm (for the record's story)."""
+        size = self.calibration.measure(det)
+        return round(size.length_mm), round(size.width_mm)
 
     def body_mm(self, det: Detection) -> tuple[float, float]:
         """The detection's leading edge on the belt (mm) and its extent back from there."""
@@ -209,6 +215,8 @@ class CameraFeed:
         for seen in result.parcels:
             if seen.label is None or not seen.label_certain or seen.track_id in self._labelled:
                 continue
+            if not _inside(seen.detection, frame.size[0]):
+                continue  # read while cut by the frame's edge: placed once wholly in view
             self._labelled.add(seen.track_id)
             self.stats["labels"] += 1
             lead, extent = self.placer.body_mm(seen.detection)
@@ -221,6 +229,7 @@ class CameraFeed:
                     label=seen.label.text,
                     class_name=seen.detection.class_name,
                     extent_mm=extent,
+                    measured_mm=self.placer.size_mm(seen.detection),
                 )
             )
         for rep in result.finished:
@@ -229,9 +238,12 @@ class CameraFeed:
                 continue
             if rep.encoder_count is None or not _inside(rep.detection, frame.size[0]):
                 continue  # a box cut by the frame's edge does not show the parcel's body
-            self.stats["unlabelled"] += 1
-            if rep.label is not None:
-                self.stats["uncertain"] += 1
+            label = rep.label.text if rep.label is not None and rep.label_certain else None
+            if label is not None:
+                self.stats["labels"] += 1
+            else:
+                self.stats["unlabelled"] += 1
+                self.stats["uncertain"] += rep.label is not None
             lead, extent = self.placer.body_mm(rep.detection)
             out.append(
                 Sighting(
@@ -239,8 +251,10 @@ class CameraFeed:
                     rep.encoder_count,
                     rep.last_seen,
                     lead,
+                    label=label,
                     class_name=rep.class_name,
                     extent_mm=extent,
+                    measured_mm=self.placer.size_mm(rep.detection),
                 )
             )
         return out

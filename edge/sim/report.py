@@ -9,6 +9,7 @@ encoder count at which the parcel's leading edge reached the induction eye.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -72,7 +73,11 @@ def build_report(
     node_usage: Mapping[str, float],
     settings: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    camera: Mapping[str, Any] | None = None,
+    camera_source: str = "camera",
 ) -> dict[str, Any]:
+    """``camera``: the run's camera figures (``fps``, ...), to which the labels, classes and
+    sizes the camera gave, scored against the truth, are added (the report's ``camera``)."""
     done = {pid: r for pid, r in world_records.items() if r.actual is not None}
     joined = join_records(done, node_records, eye_mm, counts_per_mm)
     legible = [r for r in done.values() if r.parcel.label_legible]
@@ -151,7 +156,82 @@ def build_report(
         "world": dict(world_summary),
         "settings": dict(settings),
         **dict(extra or {}),
+        **(
+            {"camera": _camera(camera, done, joined, camera_source, reject_station)}
+            if camera is not None
+            else {}
+        ),
     }
+
+
+def _camera(
+    camera: Mapping[str, Any],
+    done: Mapping[int, Any],
+    joined: Mapping[int, dict[str, Any]],
+    source: str,
+    reject_station: int,
+) -> dict[str, Any]:
+    """The run's camera figures with the scores against the truth. ``legible_ids``: world ids
+    of the parcels whose label was legible in at least one camera frame (a label too small for
+    the camera's resolution is not: the sim camera draws none it could not resolve)."""
+    out = {k: v for k, v in camera.items() if k not in ("legible_ids", "seen_ids")}
+    out.update(camera_figures(done, joined, source))
+    ids = camera.get("legible_ids")
+    if ids is not None:
+        in_view = [done[p] for p in ids if p in done]
+        right = [r for r in in_view if r.actual == r.intended and r.actual != reject_station]
+        out["legible_in_view"] = len(in_view)
+        out["sorted_correct_of_legible_in_view"] = (
+            round(len(right) / len(in_view), 5) if in_view else None
+        )
+        seen = camera.get("seen_ids") or set()
+        out["parcels_in_view"] = sum(1 for p in seen if p in done)
+    return out
+
+
+def camera_figures(
+    done: Mapping[int, Any], joined: Mapping[int, dict[str, Any]], source: str = "camera"
+) -> dict[str, Any]:
+    """What the camera gave, scored against the world's truth: labels it gave that routed
+    (right or not), classes (the cell's only class source), and its measured length x width
+    (``measured LxW mm`` in a record's sighting) against the parcel's (the sim camera draws a
+    parcel its length long and at most that wide)."""
+    labels = right = classes = class_right = 0
+    errors: list[float] = []
+    for pid, rec in joined.items():
+        truth = done[pid].parcel
+        if rec.get("label_source") == source:
+            labels += 1
+            right += rec.get("label") == truth.label_text
+        if rec.get("class") is not None:
+            classes += 1
+            class_right += rec.get("class") == truth.cls
+        measured = _measured(rec, source)
+        if measured is not None:
+            length, width = truth.length_mm, min(truth.width_mm, truth.length_mm)
+            errors += [abs(measured[0] - length), abs(measured[1] - width)]
+    return {
+        "labels": labels,
+        "labels_wrong": labels - right,
+        "classes": classes,
+        "classes_right": class_right,
+        "class_accuracy": round(class_right / classes, 4) if classes else None,
+        "size_error_mm": percentiles(errors),
+        "sizes_measured": len(errors) // 2,
+    }
+
+
+def _measured(rec: Mapping[str, Any], source: str) -> tuple[float, float] | None:
+    for entry in rec.get("story") or ():
+        detail = str(entry.get("detail") or "")
+        if entry.get("stage") != "sighting" or not detail.startswith(source):
+            continue
+        for part in detail.split(", "):
+            if part.startswith("measured ") and part.endswith(" mm"):
+                with contextlib.suppress(ValueError):
+                    length, width = part[len("measured ") : -len(" mm")].split("x")
+                    return float(length), float(width)
+    return None
 
 
 def _brief(rec: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,8 +314,29 @@ def render_text(report: Mapping[str, Any]) -> str:
         f"node              cpu {node.get('cpu_percent', 0):.1f} %"
         f"  rss {node.get('rss_mb', 0):.1f} MB  (peak {node.get('rss_peak_mb', 0):.1f} MB)"
     )
+    lines += _camera_lines(report)
     lines += _safety_lines(report)
     return "\n".join(lines)
+
+
+def _camera_lines(report: Mapping[str, Any]) -> list[str]:
+    cam = report.get("camera")
+    if not cam or "labels" not in cam:
+        return []
+    se = cam["size_error_mm"]
+    acc = cam.get("class_accuracy")
+    return [
+        f"camera            {_fmt(cam.get('fps')).strip()} frames/s processed by the node "
+        f"(rendered {_fmt(cam.get('frames_per_s')).strip()}/s, render "
+        f"{_fmt(cam.get('render_ms_mean')).strip()} ms)",
+        f"                  labels {cam['labels']} ({cam['labels_wrong']} wrong), classes "
+        f"{cam['classes']} ({'n/a' if acc is None else f'{100 * acc:.1f} %'} right), "
+        f"size error p50 {_fmt(se['p50']).strip()} mm p99 {_fmt(se['p99']).strip()} mm",
+        f"                  {cam.get('legible_in_view', 'n/a')} parcels with a label legible "
+        f"in its frames (of {cam.get('parcels_in_view', 'n/a')} seen); sorted right "
+        + (f"{100 * cam['sorted_correct_of_legible_in_view']:.2f} % of them"
+           if cam.get("sorted_correct_of_legible_in_view") is not None else "n/a"),
+    ]
 
 
 def _safety_lines(report: Mapping[str, Any]) -> list[str]:

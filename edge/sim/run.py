@@ -64,7 +64,8 @@ class SimOptions:
     progress: Callable[[str], None] | None = None
     progress_every_s: float = 2.0
     camera: bool = False  # the simulated camera as a second label source (vision: section)
-    camera_fps: float = 5.0
+    camera_fps: float = 15.0
+    camera_only: bool = False  # the camera as the only label source: the node has no scanner
     rss_every_s: float = 2.0  # node RSS sampling period (the report's node_rss.samples)
     health_poll_s: float = 0.01  # how often the node's health file (its state) is read
     operator_settle_s: float = 1.0  # how long the operator waits before resetting/starting
@@ -103,6 +104,7 @@ class CellSimulation:
         self.broker_url = ""
         self.cell: Any = None
         self.camera: Any = None
+        self._camera_node: dict[str, Any] = {}
         self.brain: Any = None
         self.consumer: Brain | None = None
         self.node: subprocess.Popen[bytes] | None = None
@@ -151,6 +153,7 @@ class CellSimulation:
         try:
             self.start()
             usage0 = self._usage()
+            camera0 = self._camera_scrape()
             self._say(f"belt running; feeding parcels at {self.o.rate_pph:g} pph for "
                       f"{self.o.duration_s:g} s")  # fmt: skip
             self._watch(self._operator, "sim-operator")  # not in start(): tests drive by hand
@@ -159,6 +162,7 @@ class CellSimulation:
             self._say("induction closed; waiting for the belt to clear and the records")
             self._drain()
             usage = self._usage(usage0)
+            self._camera_node = self._camera_rate(camera0)
             return self._report(usage)
         finally:
             self.close()
@@ -197,7 +201,7 @@ class CellSimulation:
             f"({self.o.mcu_firmware} firmware), "
             f"scanner 127.0.0.1:{self.cell.scanner_port}"
         )
-        if self.o.camera:
+        if self.o.camera or self.o.camera_only:
             from sim_hardware.world.camera_feed import SimCameraProcess
 
             self.camera = SimCameraProcess(self.cell, fps=self.o.camera_fps).start()
@@ -283,6 +287,13 @@ class CellSimulation:
             data["cell"].setdefault("camera", {"max_fps": self.o.camera_fps})
         else:
             data["cell"].pop("camera", None)
+        if self.o.camera_only:  # no scanner on this node: the camera is its only label source
+            readers = {s["device"] for s in data["cell"].get("scanners", [])}
+            data["cell"]["scanners"] = []
+            data["line_devices"] = [d for d in data["line_devices"] if d["name"] not in readers]
+            loss = data["cell"].get("safety", {}).get("device_loss", {})
+            for name in readers:
+                loss.pop(name, None)
         if "metrics" not in data:  # /metrics on a free loopback port, unless the config says
             data["metrics"] = {"listen": f"127.0.0.1:{_free_port()}"}
         self.metrics_url = f"http://{data['metrics']['listen']}/metrics"
@@ -342,6 +353,28 @@ class CellSimulation:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.node.wait(15)
         return dict(self._node_health().get("counters", {}))
+
+    def _camera_scrape(self) -> tuple[float, float] | None:
+        """(time, frames the node's pipeline processed) from its /metrics, or None."""
+        if self.camera is None or not self.metrics_url:
+            return None
+        import urllib.request
+
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as page:
+                text = page.read().decode()
+            for line in text.splitlines():
+                if line.startswith('wolfpack_camera_frames_total{result="processed"}'):
+                    return time.monotonic(), float(line.split()[-1])
+        return None
+
+    def _camera_rate(self, start: tuple[float, float] | None) -> dict[str, Any]:
+        """The node's processed frames/s over the run (the report's ``camera.fps``)."""
+        end = self._camera_scrape()
+        if start is None or end is None or end[0] <= start[0]:
+            return {}
+        return {"fps": round((end[1] - start[1]) / (end[0] - start[0]), 2),
+                "frames_processed": int(end[1] - start[1])}  # fmt: skip
 
     def _node_health(self) -> dict[str, Any]:
         with contextlib.suppress(OSError, ValueError):
@@ -696,15 +729,21 @@ class CellSimulation:
         for thread in self._threads:
             thread.join(5)
         extra.update(self._safety())
+        camera: dict[str, Any] | None = None
         if self.camera is not None:
+            camera = {"fps": None}
             with contextlib.suppress(Exception):
                 st = self.camera.stats
-                extra["camera"] = {
+                camera.update({
                     "frames_rendered": st.frames,
                     "frames_per_s": round(st.frames / max(st.wall_s, 1e-9), 2),
                     "skipped_by_node": st.skipped,
                     "render_ms_mean": round(st.render_ms_mean, 1),
-                }
+                })  # fmt: skip
+            camera.update(self._camera_node)
+            with contextlib.suppress(Exception):
+                camera["legible_ids"] = set(self.camera.get("legible"))
+                camera["seen_ids"] = set(self.camera.get("seen"))
         world_cfg = self._world_config()
         return build_report(
             world_records=world_records,
@@ -722,9 +761,12 @@ class CellSimulation:
                 "config": str(self.o.config),
                 "faults": [str(f) for f in self.o.faults],
                 "fault_schedule": [str(f) for f in self.faults],
-                "camera_fps": self.o.camera_fps if self.o.camera else None,
+                "camera_fps": self.o.camera_fps if self.camera is not None else None,
+                "camera_only": self.o.camera_only,
             },
             extra=extra,
+            camera=camera,
+            camera_source=cell.camera.name if cell.camera else "camera",
         )
 
     def close(self) -> None:

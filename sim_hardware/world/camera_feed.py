@@ -135,6 +135,11 @@ class CameraFeed:
         self.renderer = CameraRenderer(centre_mm, fov_mm, seed)
         self.truth = truth
         self.stats = FeedStats()
+        # world ids of the parcels whose label was legible in at least one frame (the frame's
+        # truth): what a camera-only cell can read at all (a label too small for the view's
+        # resolution is not drawn)
+        self.legible: set[int] = set()
+        self.seen: set[int] = set()
         self.listener = socket.create_server((host, port))
         self.listener.setblocking(False)
         self.port: int = self.listener.getsockname()[1]
@@ -206,6 +211,10 @@ class CameraFeed:
         t1 = time.perf_counter()
         frame = r.render(snapshot)
         t2 = time.perf_counter()
+        for truth in frame.parcels:
+            self.seen.add(truth.parcel_id)
+            if truth.label_legible:
+                self.legible.add(truth.parcel_id)
         s = self.stats
         s.frames += 1
         s.snapshot_ms, s.render_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
