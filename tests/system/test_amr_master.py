@@ -5,6 +5,7 @@ and transport orders complete."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim_hardware.amr.master import MapNode, MasterCore, MasterMap, MasterSettings, Out
+from sim_hardware.amr.warehouse import DEFAULT_MAP
 
 
 class ToyVehicle:
@@ -135,9 +137,14 @@ def grid_map(cols: int, rows: int, spacing: float = 2.0) -> MasterMap:
 
 
 def run_fleet(
-    mp: MasterMap, n: int, steps: int, settings: MasterSettings, battery: float = 100.0
+    mp: MasterMap,
+    n: int,
+    steps: int,
+    settings: MasterSettings,
+    battery: float = 100.0,
+    starts: list[str] | None = None,
 ) -> tuple[MasterCore, dict[str, ToyVehicle]]:
-    parks = mp.of_kind("park") + mp.of_kind("aisle")
+    parks = starts or mp.of_kind("park") + mp.of_kind("aisle")
     cars = {f"v{i}": ToyVehicle(f"v{i}", parks[i], battery) for i in range(n)}
     core = MasterCore(mp, cars, settings)
 
@@ -184,6 +191,20 @@ def test_vehicles_never_share_a_node_and_orders_complete(
     assert core.stats.orders_completed >= 1
     assert not core.stats.orders_failed
     assert sum(c.stitches for c in cars.values()) >= 1
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(4, 10))
+def test_the_simulators_map_never_deadlocks_a_fleet(seed: int, n: int) -> None:
+    """Stations and parking places are dead ends off the aisles: two vehicles each waiting
+    for the other's node must be resolved (one steps aside), idle ones moved out of the way."""
+    data = json.loads(DEFAULT_MAP.read_text())
+    mp = MasterMap.from_dict(data)
+    core, _ = run_fleet(
+        mp, n, 300, MasterSettings(seed=seed, reroute_after_s=1.0), starts=data["vehicles"]
+    )
+    assert core.stats.orders_completed >= 20, core.stats
+    assert not core.stats.orders_failed
 
 
 def test_a_low_battery_vehicle_is_sent_to_charge_and_released_when_full() -> None:
