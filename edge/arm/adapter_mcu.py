@@ -84,6 +84,7 @@ class MotionStream:
         self.last: tuple[float, int, Joints] | None = None  # host t, clock, q of the last end
         self.seg_moves: OrderedDict[int, int] = OrderedDict()
         self.halted = False
+        self._resuming = False
         self.rest_until = 0.0  # a controlled stop under way ends then: no segment before
         self.stats = {"segments": 0, "refused": 0, "stops": 0, "late_starts": 0}
         self._pending: set[asyncio.Future[Any]] = set()
@@ -123,10 +124,25 @@ class MotionStream:
     def resume(self) -> None:
         """Leave the MCU's halted state (after an underrun, or when the safety machine runs
         again after a light curtain)."""
-        if not self.halted:
+        if not self.halted or self._resuming:
             return
-        self.halted = False
-        self._watch(self.link.request_nowait("resume_motion"), "resume_motion")
+        if time.monotonic() < self.rest_until + 0.01:
+            return  # the MCU refuses it while its stop runs: the next tick tries again
+        self._resuming = True
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._resuming = False
+            if not f.cancelled() and f.exception() is None:
+                self.halted = False
+
+        try:
+            fut = self.link.request_nowait("resume_motion")
+        except McuError as exc:
+            self._resuming = False
+            log.warning("resume_motion not sent: %s", exc)
+            return
+        fut.add_done_callback(done)
+        self._watch(fut, "resume_motion")
 
     # ---- streaming -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -186,10 +202,29 @@ class MotionStream:
             exc = f.exception()
             if exc is not None:
                 self.stats["refused"] += 1
+                if getattr(exc, "code", None) == m.ERR_HALTED and not self.halted:
+                    self._halted_behind_our_back(str(exc))
                 if self.stats["refused"] <= 20 or self.stats["refused"] % 100 == 0:
                     log.warning("%s: %s", what, exc)
 
         fut.add_done_callback(done)
+
+    def _halted_behind_our_back(self, why: str) -> None:
+        """The MCU refused a segment because it is halted (its stop event was lost, or a
+        resume failed): stop streaming, and tell the core where the arm rests."""
+        self.halted = True
+        self.points.clear()
+        self.last = None
+
+        async def tell() -> None:
+            try:
+                st = await self.arm.state()
+            except McuError:
+                return
+            q = from_protocol(st.positions)
+            self.feed(MotionHalted(f"MCU halted: {why}", q, time.monotonic()))
+
+        asyncio.get_running_loop().create_task(tell())
 
     # ---- from the MCU ------------------------------------------------------------------------
     def on_event(self, msg: m.Message) -> None:
