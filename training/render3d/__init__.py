@@ -1,0 +1,1 @@
+"""3D belt scenes (MuJoCo, EGL) for training and cross-domain evaluation."""
