@@ -499,7 +499,8 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
             log.close()
-        broker_cpu0 = sum(_proc_cpu_s(p) for p in broker_pids)
+        broker_cpu: dict[int, float] = {p: _proc_cpu_s(p) for p in broker_pids}
+        broker_cpu0 = sum(broker_cpu.values())
         brain_cpu: dict[int, float] = {w.pid: _proc_cpu_s(w.pid) for w in brain.workers}
         brain_cpu0 = sum(brain_cpu.values())
         self_cpu0 = _self_cpu_s()
@@ -531,6 +532,8 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
                     os.kill(brain.workers[0].pid, signal.SIGKILL)
             if all(h.poll() is not None for h in hosts):
                 break
+            for pid in cluster.pids() if cluster is not None else broker_pids:
+                broker_cpu[pid] = _proc_cpu_s(pid) or broker_cpu.get(pid, 0.0)  # as workers
             for w in brain.workers:  # the last figure of a killed worker stays counted
                 if w.poll() is None:
                     brain_cpu[w.pid] = _proc_cpu_s(w.pid) or brain_cpu.get(w.pid, 0.0)
@@ -547,7 +550,9 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
                 last_view = (now, status["published"], applied)
             time.sleep(0.1)
         traffic_wall = time.monotonic() - t0
-        broker_cpu = sum(_proc_cpu_s(p) for p in broker_pids) - broker_cpu0
+        for pid in cluster.pids() if cluster is not None else broker_pids:
+            broker_cpu[pid] = _proc_cpu_s(pid) or broker_cpu.get(pid, 0.0)
+        broker_used = sum(broker_cpu.values()) - broker_cpu0  # a restarted member's boot too
         if brain.workers:
             brain_used = sum(brain_cpu.values()) - brain_cpu0
         else:  # the brain SDK runs in this process (beside a light loop)
@@ -588,7 +593,7 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
                     "rss_mb": round(sum(r["max_rss_mb"] for r in results) / args.nodes, 2),
                 },
                 "node_processes_cpu_percent": round(100 * node_cpu / traffic_s, 1),
-                "broker_cpu_percent": round(100 * broker_cpu / traffic_wall, 1)
+                "broker_cpu_percent": round(100 * broker_used / traffic_wall, 1)
                 if broker_pids
                 else None,
                 "brain_cpu_percent": round(100 * brain_used / traffic_wall, 1),

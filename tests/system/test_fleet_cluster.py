@@ -27,12 +27,22 @@ def _args(tmp_path, *extra: str) -> argparse.Namespace:
     return parser.parse_args(["--workdir", str(tmp_path / "fleet"), "--quiet", *extra])
 
 
-def test_member_sigkilled_and_restarted_during_a_200_node_run(tmp_path):
+@pytest.mark.parametrize(
+    ("nodes", "rate", "duration", "kills"),
+    [
+        # the issue's run; on the shared 2-core machine it did not pass (docs/fleet-scale.md)
+        (200, 900, 60, ("15", "30", "40")),
+        # the same story at the size this machine carried with every fault
+        (30, 3600, 20, ("5", "10", "14")),
+    ],
+    ids=["200-nodes", "30-nodes"],
+)
+def test_member_sigkilled_and_restarted_during_a_fleet_run(tmp_path, nodes, rate, duration, kills):
     report = run_fleet(
         _args(
             tmp_path,
-            *("--nodes", "200", "--duration", "60", "--rate", "900"),
-            *("--kill-member", "15", "--restart-member", "30", "--kill-worker", "40"),
+            *("--nodes", str(nodes), "--duration", str(duration), "--rate", str(rate)),
+            *("--kill-member", kills[0], "--restart-member", kills[1], "--kill-worker", kills[2]),
             *("--report", str(tmp_path / "report.json")),
         )
     )
@@ -42,12 +52,13 @@ def test_member_sigkilled_and_restarted_during_a_200_node_run(tmp_path):
         "restart-member",
         "kill-worker",
     ]
-    assert report["messages"] > 200 * 60 * 1.5  # ~1.9 messages/s per node at 900 parcels/h
+    per_node = 3 * rate / 3600 + 1.1  # parcels' 3 messages and six telemetry groups
+    assert report["messages"] > 0.8 * nodes * duration * per_node
     assert report["lost"] == 0, report["nodes_with_loss"]
     assert report["duplicated"] == 0
     assert report["out_of_order"] == 0
     # about a third of the nodes were on the killed member: each moved to the next one
-    assert report["failovers"] >= 50
+    assert report["failovers"] >= nodes // 4
     # within the nodes' backoff (reconnect_min_s 0.2 doubling to reconnect_max_s 5 only after
     # a whole round of members refused), plus the connect itself on a loaded machine
     assert report["reconnect_max_s"] < 10.0
