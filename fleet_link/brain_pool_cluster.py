@@ -311,7 +311,7 @@ class RabbitCluster:
         self._save()
 
     def pids(self) -> list[int]:
-        return [p.pid for p in self.procs.values() if p.poll() is None]
+        return [p.pid for p in list(self.procs.values()) if p.poll() is None]
 
     def _save(self) -> None:
         state = {
