@@ -11,7 +11,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
@@ -191,6 +191,7 @@ _hosts = st.from_regex(r"[a-z][a-z0-9-]{0,10}(\.[a-z0-9]{1,5}){0,2}", fullmatch=
 _urls = st.builds(lambda h, p: f"mqtt://{h}:{p}", _hosts, st.integers(1, 65535))
 
 
+@settings(max_examples=30)
 @given(st.lists(_urls, min_size=1, max_size=8))
 def test_endpoints_keep_the_written_order_without_repeats(urls):
     cfg = MqttConfig.model_validate({"broker": urls[0], "brokers": urls[1:]})
