@@ -11,6 +11,7 @@ light curtain and the e-stop are digital inputs reported to ``input_listeners``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,21 @@ from sim_hardware.arm.config import ArmWorldConfig
 from sim_hardware.arm.model import mjcf, park_position
 from sim_hardware.world.belt import Motion
 from sim_hardware.world.parcels import Parcel
+
+log = logging.getLogger("wolfpack.sim.arm")
+_UNSTABLE = (
+    mujoco.mjtWarning.mjWARN_BADQACC,
+    mujoco.mjtWarning.mjWARN_BADQPOS,
+    mujoco.mjtWarning.mjWARN_BADQVEL,
+)
+
+
+def _mujoco_warning(message: str) -> None:
+    # into the log, not MUJOCO_LOG.TXT in whatever folder the process runs in
+    log.warning("MuJoCo: %s", message.strip())
+
+
+mujoco.set_mju_user_warning(_mujoco_warning)
 
 G = 9.81
 INSTANT_MM_S2 = 1e9  # a speed change "at once"
@@ -124,6 +140,10 @@ class ArmWorld:
         self.input_listeners: list[InputListener] = []
         self._lows: list[tuple[float, int]] = []  # (time, pin): a sensor pulse's end
         self.servo_error_max = 0.0  # largest |setpoint - position| seen (rad or m)
+        # steps where MuJoCo found the state diverging (NaN/huge acceleration) and reset it:
+        # the world's truth after such a step is not physics; a run reports and fails on it
+        self.unstable_steps = 0
+        self.unstable_at: list[float] = []
         self._park_all()
 
     # ---- setup -----------------------------------------------------------------------------
@@ -327,8 +347,13 @@ class ArmWorld:
         span = (cfg.belt_end_u_mm - cfg.belt_start_u_mm) / 1000
         if d.qpos[self._belt_q] > span / 2:
             d.qpos[self._belt_q] -= span
+        before = [d.warning[w].number for w in _UNSTABLE]
         mujoco.mj_step(m, d)
         self.t = t_next
+        if any(d.warning[w].number != n for w, n in zip(_UNSTABLE, before, strict=True)):
+            self.unstable_steps += 1
+            if len(self.unstable_at) < 20:
+                self.unstable_at.append(round(self.t, 4))
         err = float(np.max(np.abs(ref - d.qpos[self._qadr])))
         self.servo_error_max = max(self.servo_error_max, err)
         self._suction()

@@ -267,3 +267,18 @@ def test_the_worlds_ik_then_fk_returns_the_pose(r, angle, z, yaw, elbow):
 def test_ik_refuses_a_pose_out_of_reach():
     with pytest.raises(ValueError, match="out of the arm's reach"):
         ArmWorldConfig().ik(1100.0, 0.0, -500.0, 0.0)
+
+
+def test_a_diverging_step_is_counted_and_logged_not_in_a_file(tmp_path, monkeypatch, caplog):
+    """MuJoCo resets a state that blew up (NaN/huge acceleration): the world's truth after it
+    is not physics, so the world counts it for the run's report instead of going on silently
+    (and MuJoCo's MUJOCO_LOG.TXT no longer lands in the current folder)."""
+    monkeypatch.chdir(tmp_path)
+    w = ArmWorld()
+    w.step_to(w.t + 10 * w.dt)
+    assert w.unstable_steps == 0
+    w.data.qvel[:] = 1e30
+    w.step_to(w.t + w.dt)
+    assert w.unstable_steps == 1 and w.unstable_at == [round(w.t, 4)]
+    assert any("MuJoCo" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
