@@ -98,6 +98,7 @@ CALIBRATE_MIN_M = 1.0  # a code fix after this much straight travel trims the wh
 CALIBRATE_MAX_TURN_RAD = 0.2
 CALIBRATE_GAIN = 0.5
 CALIBRATE_LIMIT = 0.02  # never trim the wheels' ratio by more than 2 %
+NODE_CHECK_S = 0.5  # after a node, how long before its floor code must have been read
 MOVING_M_S = 0.005  # wheels turning faster than this (either wheel) count as driving
 STATE_REFRESH_S = 0.5  # the snapshot the session's 30 s timer publishes is this fresh
 
@@ -371,6 +372,9 @@ class AmrMachine(Machine):
             self.localiser.codes[reading.code] = code_pose
         before = self.localiser.pose
         err = self.localiser.on_code(reading)
+        jump = math.dist((before.x, before.y), (self.localiser.pose.x, self.localiser.pose.y))
+        if jump > 0.05:
+            log.info("floor code %s moved the pose %.0f mm", reading.code, jump * 1000)
         if err is not None:
             log.warning("%s", err.message)
             return
@@ -464,6 +468,7 @@ class AmrMachine(Machine):
             if isinstance(ev, NodeReached):
                 self._node_reached(ev)
             elif isinstance(ev, PathDeviation):
+                log.warning("%s", ev.message)
                 self.counters["path_deviations"] += 1
                 self._carry_out(
                     self.core.raise_error(
@@ -513,24 +518,36 @@ class AmrMachine(Machine):
         allowed = self.drive.legs[0].end.allowed_xy if self.drive.legs else None
         _, node_id, seq = self._legs.pop(0)
         self.counters["nodes"] += 1
-        loc = self.localiser
-        if loc is not None and allowed is not None and loc.state.xy_bound > allowed:
-            # the node is "reached" only as far as the pose is known: not well enough
-            self.counters["nodes_uncertain"] += 1
-            self._localisation_lost = True
-            self._carry_out(
-                self.core.raise_error(
-                    "localization_node",
-                    "localizationError",
-                    "FATAL",
-                    f"at node {node_id} the position is known to +-{loc.state.xy_bound * 1000:.0f} "
-                    f"mm only (allowed {allowed * 1000:.0f} mm): a floor code was missed",
-                    (("nodeId", node_id),),
-                    hint="drive the vehicle onto a floor code, or send initPosition",
-                )
-            )
-            return
         self._carry_out(self.core.node_reached(node_id, seq))
+        if allowed is not None and self.host.loop is not None:
+            # the drive steers ahead of the wheels (the predicted pose) and the code under
+            # the node is read as the vehicle crosses it: judge the position a moment later
+            self.host.loop.call_later(NODE_CHECK_S, self._check_node_position, node_id, allowed)
+
+    def _check_node_position(self, node_id: str, allowed: float) -> None:
+        """At a node the position must be known within the node's allowedDeviationXY."""
+        loc = self.localiser
+        if loc is None or loc.state.xy_bound <= allowed or self._localisation_lost:
+            return
+        self.counters["nodes_uncertain"] += 1
+        self._localisation_lost = True
+        log.warning(
+            "node %s passed with the position known to +-%.0f mm (allowed %.0f)",
+            node_id,
+            loc.state.xy_bound * 1000,
+            allowed * 1000,
+        )
+        self._carry_out(
+            self.core.raise_error(
+                "localization_node",
+                "localizationError",
+                "FATAL",
+                f"at node {node_id} the position is known to +-{loc.state.xy_bound * 1000:.0f} "
+                f"mm only (allowed {allowed * 1000:.0f} mm): a floor code was missed",
+                (("nodeId", node_id),),
+                hint="drive the vehicle onto a floor code, or send initPosition",
+            )
+        )
 
     # ---- commands of the vehicle core ---------------------------------------------------------
     def _carry_out(self, commands: list[Command]) -> None:
@@ -609,6 +626,7 @@ class AmrMachine(Machine):
         raise MachineError(f"node {node_id!r} has no position")
 
     def _stop(self, reason: str) -> None:
+        log.info("stop: %s", reason)
         self.drive.replace_legs([])
         self._legs = []
 

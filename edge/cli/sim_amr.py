@@ -369,8 +369,10 @@ class AmrSimOptions:
     per_process: int = 5  # vehicles per node process (edge.amr.node_host when > 1)
     allowed_xy_m: float = 0.05  # the master's allowedDeviationXY at stop nodes
     allowed_theta_rad: float = 0.05
-    edge_max_speed: float | None = 0.8  # the floor-code camera (20 frames/s, a 4 cm reading
-    # radius) reads a code it passes at this speed; at 1 m/s it missed some
+    # the simulated floor-code camera (20 frames/s, a 4 cm reading radius) reads every code
+    # it passes at 0.5 m/s; at 0.8 m/s with ten vehicles it missed some and vehicles stopped
+    # with localizationError (docs/sim-amr.md, "Measured")
+    edge_max_speed: float | None = 0.5
     map_path: str | None = None  # None: sim_hardware/amr/maps/default.json
     mcu_watchdog_ms: int = 1000
     # each wheel's true radius within +-0.1 % of the config's (a commissioned vehicle; the
@@ -853,6 +855,14 @@ class AmrSimulation:
                 connections=list(self.master.connections),
             )
         report["truth"] = {k: v for k, v in truth.items() if k not in ("collisions", "off_map")}
+        report["errors_at_end"] = {
+            serial: [
+                f"{e.get('errorType')} ({e.get('errorLevel')}): {e.get('errorDescription', '')}"
+                for e in st.get("errors", [])
+            ]
+            for serial, st in sorted(self.latest.items())
+            if st.get("errors")
+        }
         report["simulator"] = {k: usage.get(k) for k in ("world", "orchestrator")}
         report["simulator"]["realtime"] = dict(self.realtime) or False
         with contextlib.suppress(OSError):
