@@ -422,6 +422,9 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, OSError, ValueError) as exc:
         print(f"wolfpack sim fleet: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the cluster, workers and node hosts were stopped on the way out
+        print("wolfpack sim fleet: interrupted", file=sys.stderr)
+        return 130
     ok = report["lost"] == 0 and report["duplicated"] == 0 and report["out_of_order"] == 0
     return 0 if ok else 1
 
