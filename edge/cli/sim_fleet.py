@@ -639,9 +639,12 @@ def _host_status(workdir: Path, procs: int) -> dict[str, int]:
 def _start_pool(
     args: argparse.Namespace, amqp_urls: list[str], workdir: Path, brain: _Brain
 ) -> None:
-    import pika
+    try:
+        import pika
 
-    from fleet_link.brain_pool import JOURNAL_SQL, declare, queue_name
+        from fleet_link.brain_pool import JOURNAL_SQL, declare, queue_name
+    except ImportError as exc:
+        raise RuntimeError(f"brain pool needs pika ({exc}): pip install -e '.[brain]'") from None
 
     conn = pika.BlockingConnection(pika.URLParameters(amqp_urls[0]))
     try:
