@@ -28,6 +28,9 @@ command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # RabbitMQ 3.10 with its MQTT plugin: the 3-node cluster of the fleet tests and bench (issue 18).
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+# EGL + Mesa's software OpenGL: MuJoCo's offscreen renderer for the 3D training/test renders
+# (issue 16, training/render3d, tests/vision/test_dataset_render3d.py; MUJOCO_GL=egl).
+ldconfig -p 2>/dev/null | grep -q "libEGL_mesa\.so" || need+=(libegl-mesa0 libegl1 libgl1-mesa-dri)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
