@@ -34,6 +34,8 @@ PASSWORDS = {
     "brain": "pw-brain",
     "monitor": "pw-monitor",
     "operator-alice": "pw-alice",
+    "amr-1": "pw-amr-1",
+    "master": "pw-master",
 }
 
 
@@ -531,3 +533,33 @@ def test_wolfpack_cmd_with_the_operator_credential(secured_broker, tmp_path: Pat
             assert len([ln for ln in done.stderr.splitlines() if "wolfpack cmd" in ln]) == 1
     finally:
         node.stop()
+
+
+def test_a_vda5050_vehicle_publishes_only_its_own_topics_and_the_master_reads_them(
+    secured_broker,
+):
+    """The vehicle amr-1 (serialNumber = node id = username) may publish its state and
+    connection; not another vehicle's, nor an order to itself; the master sees the first."""
+    port, ca = secured_broker
+    received: list[str] = []
+    master = node_client(port, ca, "master", PASSWORDS["master"], "m")
+    master.on_message = lambda _c, _u, m: received.append(m.topic)
+    master.subscribe("uagv/v2/#", qos=1)
+    own = ["uagv/v2/acme/amr-1/state", "uagv/v2/acme/amr-1/connection"]
+    forged = ["uagv/v2/acme/amr-2/state", "uagv/v2/acme/amr-1/order",
+              "uagv/v2/acme/amr-2/instantActions"]  # fmt: skip
+    try:
+        time.sleep(0.3)
+        for i, topic in enumerate(forged):
+            publish_once(port, ca, topic, f"f{i}", user="amr-1")
+        for i, topic in enumerate(own):
+            publish_once(port, ca, topic, f"o{i}", user="amr-1")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not set(own) <= set(received):
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert set(own) <= set(received), received
+        assert not [t for t in received if t in forged], received
+    finally:
+        master.loop_stop()
+        master.disconnect()
