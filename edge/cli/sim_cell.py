@@ -68,13 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the node config, its log and outbox here (default: a "
         "temporary directory, kept and named at the end)",
     )
-    parser.add_argument(
+    camera = parser.add_mutually_exclusive_group()
+    camera.add_argument(
         "--camera",
         action="store_true",
-        help="also run the simulated camera and the node's vision pipeline as a second label "
-        "source (the config's vision: section; heavy on a 2-core machine)",
+        help="also run the simulated camera and the node's vision pipeline beside the fixed "
+        "scanner, as a second label source and the class source (the config's vision: "
+        "section; off by default: docs/vision.md, 'The camera in the main loop')",
     )
-    parser.add_argument(
+    camera.add_argument(
         "--camera-only",
         action="store_true",
         help="the simulated camera as the node's only label source (the node gets no scanner)",

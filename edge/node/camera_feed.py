@@ -27,7 +27,9 @@ flow, lost when the stream drops or stays silent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -153,6 +155,8 @@ class CameraFeed:
     # ---- the worker thread -----------------------------------------------------------------------
     def _work(self, post: Post, stop: threading.Event, holder: dict[str, Any]) -> None:
         from vision.pipeline import Pipeline
+
+        _below_the_node()  # before the pipeline: its inference threads inherit it
         from vision.sources import open_source
         from vision.wpcf import WpcfSource
 
@@ -258,6 +262,25 @@ class CameraFeed:
                 )
             )
         return out
+
+
+# how much lower than the node's other threads the camera's work runs (nice steps)
+CAMERA_NICE = 10
+
+
+def _below_the_node() -> None:
+    """Run this thread (and the inference threads it starts) below the node's other threads:
+    the camera is a ``degrade`` device, and its work must never delay the MCU link, the PLC
+    heartbeat or a safety decision on a busy board. Never real-time, even in a node that is
+    (Linux: a thread's scheduling class and nice value are its own)."""
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError, AttributeError):
+        if os.sched_getscheduler(tid) != os.SCHED_OTHER:
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(
+            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + CAMERA_NICE)
+        )
 
 
 def _inside(det: Detection, width: int, margin: float = 2.0) -> bool:
