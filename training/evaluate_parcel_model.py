@@ -13,6 +13,10 @@ and jitter). It reports:
 - detector latency on these 640x480 frames.
 
     .venv/bin/python training/evaluate_parcel_model.py [--images 300] [--json out.json]
+
+Cross-domain: ``--coco DIR ...`` also evaluates on COCO sets made by another method, e.g.
+the 3D renders of ``training/render3d/make_dataset.py`` (``--images 0`` for those alone);
+``training/cross_domain.py`` gives the whole matrix (trained on each family, tested on each).
 """
 
 from __future__ import annotations
@@ -214,12 +218,30 @@ def main() -> int:
         "--classifier", default="auto",
         help="'auto' (the one the model names), 'none' (the detector's classes), or a file",
     )  # fmt: skip
+    ap.add_argument(
+        "--coco", type=Path, nargs="*", default=[], metavar="DIR",
+        help="COCO data sets (other renderers, a site's corrected captures) to evaluate too",
+    )  # fmt: skip
     args = ap.parse_args()
     choice = None if args.classifier == "none" else args.classifier
-    r = evaluate(args.model, args.images, args.first_seed, classifier=choice)
-    print(report(r))
+    out: dict[str, Any] = {}
+    if args.images > 0:
+        r = evaluate(args.model, args.images, args.first_seed, classifier=choice)
+        print(report(r))
+        out = r
+    if args.coco:
+        from vision.dataset.coco import read_coco
+        from vision.finetune.evaluate import evaluate_dataset
+        from vision.finetune.evaluate import report as coco_report
+
+        out["coco"] = []
+        for d in args.coco:
+            rc = evaluate_dataset(read_coco(d), args.model, choice, read_labels=True)
+            print()
+            print(coco_report(rc))
+            out["coco"].append(rc)
     if args.json:
-        args.json.write_text(json.dumps(r, indent=1) + "\n")
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 
