@@ -37,6 +37,8 @@ def make(out: Path, images: int, first_seed: int) -> dict[str, float]:
         anns = tuple(Annotation(p.cls, p.corners, None, None, p.box) for p in parcels)
         samples.append(Sample(name, image.shape[1], image.shape[0], anns,
                               {"seed": seed, "renderer": "mujoco-egl", **camera}))  # fmt: skip
+        if len(samples) % 10 == 0:  # a usable set even if the run is cut short
+            write_coco(out, samples, CLASSES)
     write_coco(out, samples, CLASSES)
     times.sort()
     return {"images": images, "ms_p50": 1e3 * times[len(times) // 2],
