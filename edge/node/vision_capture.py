@@ -83,7 +83,7 @@ class CaptureRequest:
             )
             until = raw.get("until")
             until = None if until is None else float(until)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # int(inf) overflows
             raise CaptureRequestError(f"{where}: {exc}") from exc
         return cls(Path(raw["out"]), limits, settings, until)
 
