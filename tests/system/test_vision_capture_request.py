@@ -18,9 +18,10 @@ json_values = st.recursive(
                                                                 max_size=5),
     max_leaves=12,
 )  # fmt: skip
+odd = st.sampled_from([float("inf"), float("-inf"), float("nan")])
 fields = st.fixed_dictionaries(
     {"out": st.text(min_size=1, max_size=10)},
-    optional={k: json_values | st.integers(-5, 10**9) | st.floats(-1, 2)
+    optional={k: json_values | st.integers(-5, 10**9) | st.floats(-1, 2) | odd
               for k in ("max_bytes", "max_images", "jpeg_quality", "low_confidence",
                         "sample_share", "no_read_frames", "min_gap_frames", "until")},
 )  # fmt: skip
