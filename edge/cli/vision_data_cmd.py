@@ -181,7 +181,12 @@ def _capture_node(args: argparse.Namespace) -> int:
         if not req.exists():
             print(f"{node}: no capture requested")
             return EXIT_OK
-        raw = json.loads(req.read_text())
+        try:
+            raw = json.loads(req.read_text())
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            return _err(f"{req}: unreadable capture request ({exc}); --stop removes it")
         status = Path(raw.get("out", "")) / STATUS
         until = raw.get("until")
         when = time.strftime("%H:%M:%S", time.localtime(until)) if until else "--stop"
