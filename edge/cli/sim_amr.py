@@ -216,6 +216,8 @@ def build_report(
             "parks": stats.parks_sent,
             "cancels": stats.cancels,
             "conflicts": stats.conflicts,
+            "step_asides": stats.step_asides,
+            "given_up": list(stats.given_up),
             "charges_sent": stats.charges_sent,
             "transport_s": percentiles(list(stats.transport_s)),
             "rejections": stats.rejections[:20],

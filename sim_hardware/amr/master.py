@@ -42,6 +42,7 @@ from urllib.parse import urlparse
 log = logging.getLogger("wolfpack.sim.master")
 
 VDA_VERSION = "2.1.0"
+MAX_REFUSED = 3  # orders refused in a row before the master gives up on a vehicle
 MAX_ASIDES = 3  # steps aside per order before it is left to stall (and be cancelled)
 NodeKind = str  # "station", "charger", "park", "aisle"
 
@@ -176,6 +177,7 @@ class MasterSettings:
     drop_action: str = "drop"
     charge_action: str = "startCharging"
     stop_charge_action: str = "stopCharging"
+    retry_after_s: float = 5.0  # after a failed order, before the vehicle gets another
     startup_grace_s: float = 30.0  # wait this long for every vehicle's first state
     transports: bool = True  # keep idle vehicles busy with random station-to-station orders
     seed: int = 1
@@ -215,6 +217,8 @@ class VehicleView:
     charging_at: str | None = None
     stop_charge_sent: float | None = None
     parked: bool = False
+    refused_in_row: int = 0  # orders it refused one after the other
+    rest_until: float = 0.0  # no new work before this (after a failed order)
 
     @property
     def battery(self) -> float:
@@ -238,6 +242,7 @@ class MasterStats:
     cancels: int = 0
     conflicts: int = 0  # a vehicle reported a node another one held
     step_asides: int = 0
+    given_up: list[str] = field(default_factory=list)  # vehicles left to an operator
     rejections: list[dict[str, Any]] = field(default_factory=list)
     # (serial, nodeId, sequenceId, wall time) each time a vehicle reports a new last node
     arrivals: list[tuple[str, str, int, float]] = field(default_factory=list)
@@ -327,7 +332,7 @@ class MasterCore:
                 out += self._watch_job(v, now)
             elif v.charging_at is not None:
                 out += self._watch_charge(v, now)
-            elif v.serial not in self.hold and not v.fatal:
+            elif v.serial not in self.hold and not v.fatal and now >= v.rest_until:
                 out += self._assign(v, now)
         return out
 
@@ -519,6 +524,7 @@ class MasterCore:
     def _finish(self, v: VehicleView, now: float) -> list[Out]:
         job = v.job
         assert job is not None
+        v.refused_in_row = 0
         if job.kind == "transport":
             self.stats.orders_completed += 1
             self.stats.transport_s.append(now - job.created)
@@ -535,8 +541,18 @@ class MasterCore:
         assert job is not None
         if job.kind == "transport":
             self.stats.orders_failed[reason] += 1
+        v.rest_until = now + self.s.retry_after_s
         if error is not None:
             self.stats.rejections.append({"vehicle": v.serial, "order": job.order_id, **error})
+            v.refused_in_row += 1
+            if v.refused_in_row >= MAX_REFUSED:
+                # it refuses whatever it is sent (not where the master thinks, an error of
+                # its own): leave it to an operator rather than flood it
+                self.hold.add(v.serial)
+                self.stats.given_up.append(v.serial)
+                log.warning(
+                    "%s refused %d orders in a row: no more work for it", v.serial, v.refused_in_row
+                )
         log.info("%s: order %s failed: %s", v.serial, job.order_id, reason)
         v.job = None
         self._free_all_but(v.serial, {v.node} if v.node else set())
