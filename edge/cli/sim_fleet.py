@@ -530,7 +530,9 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
                 if what == "kill-member" and cluster is not None:
                     cluster.kill(0)
                 elif what == "restart-member" and cluster is not None:
-                    threading.Thread(target=cluster.restart, args=(0,), daemon=True).start()
+                    threading.Thread(
+                        target=_restart_member, args=(cluster, events, say), daemon=True
+                    ).start()
                 elif what == "kill-worker" and brain.workers:
                     os.kill(brain.workers[0].pid, signal.SIGKILL)
             if all(h.poll() is not None for h in hosts):
@@ -624,6 +626,15 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
             cluster.stop()
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _restart_member(cluster: Any, events: list[dict[str, Any]], say: Any) -> None:
+    """Start member 0 again (a thread: it boots for tens of seconds); a failure is reported."""
+    try:
+        cluster.restart(0)
+    except Exception as exc:
+        events.append({"fault": "restart-member-failed", "error": str(exc)[:300]})
+        say(f"  member 0 did not come back: {exc}")
 
 
 def _host_status(workdir: Path, procs: int) -> dict[str, int]:
