@@ -59,7 +59,7 @@ KINDS = ("events", "telemetry", "cmd_result")
 # consumer, or after _STANDBY_MAX_S without one (its worker is dead or late): so a pool whose
 # workers start seconds apart on a loaded host still shares the partitions
 _STANDBY_CHECK_S = 0.5
-_STANDBY_MAX_S = 10.0
+_STANDBY_MAX_S = 30.0
 _BUSY_TIMEOUT_MS = 30_000
 
 
