@@ -121,10 +121,10 @@ class CellCore:
             return  # a no-read never creates a parcel
         if ev.extent_mm > 0:
             parcel = self.tracker.match_body(ev.count, ev.position_mm, ev.extent_mm)
-            back = ev.position_mm - ev.extent_mm
-            if parcel is None and back > self.tracker.eye_mm - self.tracker.tolerance_mm:
-                # wholly past the eye, which saw every parcel there: nobody's (a part, a
-                # sighting between touching parcels); a phantom or a neighbour's label is worse
+            if parcel is None and ev.position_mm > self.tracker.eye_mm:
+                # its leading edge is past the eye, which saw (or is about to report) every
+                # parcel there: nobody's (a part, a sighting between touching parcels, an edge
+                # not yet handled on a busy node); a phantom or a neighbour's label is worse
                 self.unmatched_reads += 1
                 if ev.label is not None:
                     self._alarm("unmatched_read", f"{_describe(ev)} at count {ev.count} "

@@ -8,7 +8,8 @@ Two halves of issue 16 item 5, each as hypothesis properties:
 - the cell core (``edge.cell``) given the induction eye's edges and camera sightings whose
   middle is off by a calibration error within the match tolerance, and whose box is longer
   than the parcel (a yawed parcel's box): each parcel gets its own label or none, never a
-  neighbour's, and a sighting past the eye never creates a parcel (no phantom record);
+  neighbour's, and a sighting whose leading edge is past the eye never creates a parcel (no
+  phantom record, even when it straddles the eye before the eye's edge was handled);
 - a label's certainty: a read routes only when never contradicted and self-checking or read
   alike twice.
 """
@@ -158,8 +159,8 @@ def test_a_sighting_joins_its_own_parcel_or_none(
         label = f"A-{k}" if p.labelled else None
         events.append((c, 1, lambda c, t, s=seen_lead, e=p.length + p.yaw_extra, lb=label:
                        Sighting("camera", c, t, s, lb, "box", extent_mm=e)))  # fmt: skip
-    for g_count, g_extent in ghosts:  # class-only boxes past the eye: never a parcel
-        lead_mm = eye + g_extent + 5
+    for g_count, g_extent in ghosts:  # class-only boxes led past the eye: never a parcel
+        lead_mm = eye + g_extent // 2 + 1  # (some straddle the eye: it has not seen them yet)
         events.append((g_count + g_extent, 2, lambda c, t, s=lead_mm, e=g_extent:
                        Sighting("camera", c, t, s, None, "irregular", extent_mm=e)))  # fmt: skip
     events.sort(key=lambda e: (e[0], e[1]))
