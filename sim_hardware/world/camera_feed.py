@@ -1,7 +1,8 @@
 """A simulated camera as a node meets one: a loopback TCP stream of raw BGR frames.
 
-Rendering a frame costs ~100-200 ms of CPU, which must not run in the simulated cell's process
-(it would hold the interpreter lock the simulated MCU's timers need). So the cell only hands
+Rendering a frame costs ~15 ms of CPU (each parcel is rendered once, then moved: ``camera``),
+which must not run in the simulated cell's process (it would hold the interpreter lock the
+simulated MCU's timers need). So the cell only hands
 out cheap snapshots (``SimCell.camera_snapshot``) over a pipe, and ``SimCameraProcess``
 renders them in its own process and serves them:
 
@@ -284,9 +285,11 @@ class SimCameraProcess(PipeClient):
     """An overhead camera over a simulated cell, in its own process, serving the frame stream
     on ``host:port`` (0: any free port; read ``port`` after ``start()``). ``source`` is a
     cell's ``camera_channel()`` (a ``SimCellProcess``'s or an in-process ``SimCell``'s), or
-    the cell itself. ``fps`` is a target: a frame takes ~100-200 ms to render, so one core
-    gives ~5-10 frames/s. ``nice`` lowers the renderer's priority so that, on a small machine,
-    the cell and the node come first. Stats: ``get("stats")`` (a ``FeedStats``)."""
+    the cell itself. ``fps`` is a target: a frame takes ~15 ms to render on an idle core
+    (~60 frames/s), far more on a starved one. ``nice`` lowers the renderer's priority so
+    that, on a small machine, the cell and the node come first. Stats: ``get("stats")`` (a
+    ``FeedStats``); ``get("legible")``: world ids of the parcels whose label was legible in
+    at least one frame."""
 
     rpc_name = "simulated camera"
 
