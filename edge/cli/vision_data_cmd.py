@@ -209,7 +209,7 @@ def _capture_node(args: argparse.Namespace) -> int:
 
 
 def _capture_here(args: argparse.Namespace) -> int:
-    from edge.node.vision_capture import Capture, facts
+    from edge.node.vision_capture import Capture, conflicted_tracks, facts
     from vision.dataset.coco import Annotation
     from vision.detector import Detector, DetectorSettings
     from vision.frames import Frame
@@ -255,7 +255,7 @@ def _capture_here(args: argparse.Namespace) -> int:
     for frame in frames():
         result = pipeline.process(frame)
         if args.truth:
-            reason = capture.policy.decide(frame.index, facts(result))
+            reason = capture.policy.decide(frame.index, facts(result, conflicted_tracks(pipeline)))
             if reason is not None:
                 import cv2
 
@@ -271,7 +271,7 @@ def _capture_here(args: argparse.Namespace) -> int:
                 ):
                     kept += 1
             truths.pop(frame.index, None)
-        elif capture.observe(result) is not None:
+        elif capture.observe(result, conflicted_tracks(pipeline)) is not None:
             kept += 1
     capture.close()
     st = capture.store

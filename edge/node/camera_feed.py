@@ -197,7 +197,7 @@ class CameraFeed:
                 n = self.stats["processed"] = self.stats["processed"] + 1
                 self.stats["process_ms_mean"] += (ms - self.stats["process_ms_mean"]) / n
                 if self.capture is not None:  # after the timing: capture is not the pipeline
-                    self.capture.observe(result, pipeline.detector.names)
+                    self.capture.observe(result, pipeline)
                 for sighting in self.sightings(result):
                     post(self.feed, sighting)
         finally:

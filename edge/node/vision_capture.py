@@ -92,8 +92,9 @@ def request_path(node_dir: Path) -> Path:
     return Path(node_dir) / REQUEST_NAME
 
 
-def facts(result: FrameResult) -> list[ParcelFacts]:
-    """The policy's view of one processed frame."""
+def facts(result: FrameResult, conflicted: frozenset[int] = frozenset()) -> list[ParcelFacts]:
+    """The policy's view of one processed frame; ``conflicted``: tracks whose label reads
+    disagree (``vision.tracker.Track.label_conflict``)."""
     w, h = result.frame.size
     out = []
     for p in result.parcels:
@@ -104,9 +105,16 @@ def facts(result: FrameResult) -> list[ParcelFacts]:
                 float(p.detection.confidence),
                 p.label.text if p.label is not None else None,
                 x1 > 2 and y1 > 2 and x2 < w - 2 and y2 < h - 2,
+                p.track_id in conflicted,
             )
         )
     return out
+
+
+def conflicted_tracks(pipeline: Any) -> frozenset[int]:
+    """The tracks of ``pipeline`` whose label reads gave two texts."""
+    tracks = getattr(getattr(pipeline, "tracker", None), "tracks", ())
+    return frozenset(t.id for t in tracks if getattr(t, "label_conflict", False))
 
 
 def prelabels(result: FrameResult) -> list[Annotation]:
@@ -132,9 +140,9 @@ class Capture:
         self.store = CaptureStore(request.out, classes, request.limits)
         self._warned = False
 
-    def observe(self, result: FrameResult) -> str | None:
+    def observe(self, result: FrameResult, conflicted: frozenset[int] = frozenset()) -> str | None:
         """Keep the frame if the policy says so; the reason, or None."""
-        reason = self.policy.decide(result.frame.index, facts(result))
+        reason = self.policy.decide(result.frame.index, facts(result, conflicted))
         if reason is None:
             return None
         ok, jpeg = cv2.imencode(
@@ -173,7 +181,7 @@ class CaptureHook:
         self._next_poll = 0.0
         self.error: str | None = None
 
-    def observe(self, result: FrameResult) -> None:
+    def observe(self, result: FrameResult, conflicted: frozenset[int] = frozenset()) -> None:
         now = time.monotonic()
         if now >= self._next_poll:
             self._next_poll = now + self.poll_s
@@ -183,7 +191,7 @@ class CaptureHook:
             if until is not None and time.time() >= until:
                 self._stop("its time is up")
                 return
-            self.capture.observe(result)
+            self.capture.observe(result, conflicted)
 
     def close(self) -> None:
         self._stop("the camera stopped")
@@ -247,10 +255,11 @@ class _LazyHook:
         self.request_file = request_file
         self.hook: CaptureHook | None = None
 
-    def observe(self, result: FrameResult, names: dict[int, str]) -> None:
+    def observe(self, result: FrameResult, pipeline: Any) -> None:
         if self.hook is None:
+            names = pipeline.detector.names
             self.hook = CaptureHook(self.request_file, tuple(names[i] for i in sorted(names)))
-        self.hook.observe(result)
+        self.hook.observe(result, conflicted_tracks(pipeline))
 
     def close(self) -> None:
         if self.hook is not None:

@@ -48,3 +48,24 @@ def test_round_trip(max_bytes, max_images, quality, low, share, no_read, gap, un
                          CaptureSettings(low, share, no_read, gap), until)  # fmt: skip
     again = CaptureRequest.from_json(json.loads(json.dumps(req.to_json())), "f")
     assert again == req
+
+
+def test_tracks_whose_reads_disagree_are_found_in_the_real_tracker():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from edge.node.vision_capture import conflicted_tracks
+    from vision.detections import Detection
+    from vision.labels import LabelRead
+    from vision.tracker import Track, Tracker
+
+    tracker = Tracker({0: "box"})
+    det = Detection(0, "box", 0.9, (0.0, 0.0, 10.0, 10.0))
+    sure, torn = (Track(i, np.zeros(4), det, 0.0, 0.0, None) for i in (1, 2))
+    sure.add_read(LabelRead("Code128", "A1", "region"), 0)
+    sure.add_read(LabelRead("Code128", "A1", "region"), 1)
+    torn.add_read(LabelRead("Code128", "A1", "region"), 0)
+    torn.add_read(LabelRead("Code128", "A7", "region"), 1)
+    tracker.tracks = [sure, torn]
+    assert conflicted_tracks(SimpleNamespace(tracker=tracker)) == {2}

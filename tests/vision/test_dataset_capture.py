@@ -28,6 +28,7 @@ parcel = st.builds(
     st.floats(0, 1),
     st.none() | st.sampled_from(["A", "B", "C"]),
     st.booleans(),
+    st.booleans(),
 )
 frames = st.lists(
     st.lists(parcel, max_size=4, unique_by=lambda p: p.track_id), min_size=1, max_size=40
@@ -59,7 +60,7 @@ def test_a_hard_reason_is_given_only_when_the_frame_shows_it(seq, s):
             assert any(p.confidence < s.low_confidence for p in parcels)
         elif reason == "label_conflict":
             labels = [p.label for p in parcels if p.label is not None]
-            assert len(labels) != len(set(labels))
+            assert len(labels) != len(set(labels)) or any(p.conflict for p in parcels)
         elif reason == "no_read":
             assert any(p.label is None and p.inside for p in parcels)
 
@@ -146,3 +147,10 @@ def test_a_write_error_is_counted_not_raised(tmp_path: Path):
     (tmp_path / "images").write_text("a file where the folder was")
     assert store.save(b"z" * 10, 64, 48, _ann(), {"reason": "sampled"}) is None
     assert store.counts["failed"] == 1 and store.last_error
+
+
+def test_a_parcel_whose_reads_disagree_is_a_label_conflict():
+    policy = CapturePolicy(CaptureSettings(sample_share=0.0, min_gap_frames=0))
+    assert policy.decide(0, [ParcelFacts(1, 0.9, "A", True)]) is None
+    assert policy.decide(1, [ParcelFacts(1, 0.9, "A", True, conflict=True)]) == "label_conflict"
+    assert policy.decide(2, [ParcelFacts(1, 0.9, "A", True, conflict=True)]) is None  # once

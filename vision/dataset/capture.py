@@ -3,7 +3,8 @@ with a size cap).
 
 A site's model improves most from the frames it finds hard, so the policy keeps:
 
-* ``label_conflict``: two parcels in view carry the same label text (one read is wrong);
+* ``label_conflict``: two parcels in view carry the same label text, or one parcel's reads
+  gave two texts (one read is wrong);
 * ``no_read``: a parcel stayed fully in view for ``no_read_frames`` processed frames and no
   label was read (a label may be there that the reader missed; or the parcel has none);
 * ``low_confidence``: a parcel's confidence (the detector's score times the class
@@ -61,6 +62,7 @@ class ParcelFacts:
     confidence: float
     label: str | None  # the label text read so far, None if none
     inside: bool  # fully in view (a label could be read)
+    conflict: bool = False  # its label reads disagree (the tracker saw two texts)
 
 
 @dataclass
@@ -92,6 +94,7 @@ class CapturePolicy:
         for tracks in by_label.values():
             if len(tracks) > 1:
                 hard.extend((0, "label_conflict", t) for t in tracks)
+        hard.extend((0, "label_conflict", p.track_id) for p in parcels if p.conflict)
         hard = sorted(h for h in hard if (h[1], h[2]) not in self._done)
         in_gap = self._last_capture is not None and index - self._last_capture < s.min_gap_frames
         if hard:
