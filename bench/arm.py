@@ -41,9 +41,8 @@ def node_run(rate: float, duration: float, seed: int, config: Path) -> dict[str,
 
 def oracle_run(rate: float, duration: float, seed: int, config: Path) -> dict[str, Any]:
     """The oracle on the same cell (the node's config) and parcel stream."""
-    from sim_hardware.arm.oracle import run_oracle
-
     from edge.config import load_board_config
+    from sim_hardware.arm.oracle import run_oracle
 
     board = load_board_config(config)
     settings = cell_settings(

@@ -400,7 +400,7 @@ def _steps(seconds: float) -> float:
     return max(1, math.ceil(seconds / DT - 1e-9)) * DT
 
 
-# ---- the run --------------------------------------------------------------------------------------
+# ---- the run -------------------------------------------------------------------------
 class PlanSetpoints:
     """The plan's setpoints as the world's servo reference (world time -> rad, rad, m, rad),
     linear between setpoints as the MCU would move them; the rest pose before the first."""
