@@ -311,6 +311,8 @@ def _train(args: argparse.Namespace) -> int:
     from vision.dataset.coco import DatasetError, read_coco
     from vision.finetune.head import ClassifierHead, FinetuneError, classifier_of
 
+    if args.out.suffix != ".onnx":
+        return _err(f"{args.out}: the output must be an .onnx file")
     start = time.perf_counter()
     try:
         ds = read_coco(args.data)

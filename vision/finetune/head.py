@@ -275,6 +275,8 @@ def _set_meta(model: Any, values: dict[str, str]) -> None:
 def classifier_of(detector: str | Path) -> Path:
     """The classifier file a detector names (beside it)."""
     det = Path(detector)
+    if not det.is_file():
+        raise FinetuneError(f"{det}: no such model file")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     try:
