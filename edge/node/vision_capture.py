@@ -155,7 +155,8 @@ class Capture:
         meta: dict[str, Any] = {
             "reason": reason,
             "frame": result.frame.index,
-            "captured_at": round(result.frame.captured_at, 4),
+            "captured_at": round(result.frame.captured_at, 4),  # monotonic s, as the frame's
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # wall clock, UTC
         }
         if result.frame.encoder_count is not None:
             meta["encoder_count"] = int(result.frame.encoder_count)
