@@ -115,6 +115,8 @@ def containment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class Tracker:
+    EDGE_PX = 4.0  # a box this near the frame's edge is cut by it
+
     def __init__(
         self,
         names: dict[int, str],
@@ -172,13 +174,16 @@ class Tracker:
     def update(self, frame: Frame, detections: list[Detection]) -> list[ParcelReport]:
         """Associate this frame's detections with tracks; return the parcels that finished."""
         shift = self._shift(frame) * self.direction
+        width, height = frame.size
         for t in self.tracks:
-            t.box = t.box + np.tile(shift, 2)
+            t.box = self._moved(t.box, shift, width, height)
             t.current = None
         detections = self._wholes(detections)
         boxes = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
         tboxes = np.array([t.box for t in self.tracks], np.float64).reshape(-1, 4)
-        iou = iou_matrix(tboxes, boxes)
+        # a leaving parcel's box is cut by the frame's edge: so is its prediction
+        seen = np.clip(tboxes, 0, [width, height, width, height])
+        iou = iou_matrix(seen, boxes)
         matched_t: set[int] = set()
         matched_d: set[int] = set()
         travelled = []
@@ -210,7 +215,6 @@ class Tracker:
                 )
                 self.tracks.append(t)
         finished: list[ParcelReport] = []
-        width, height = frame.size
         alive = []
         for ti, t in enumerate(self.tracks):
             if t.current is None and ti < len(tboxes):
@@ -224,6 +228,22 @@ class Tracker:
         self.tracks = alive
         self._last = frame
         return finished
+
+    def _moved(self, box: np.ndarray, shift: np.ndarray, width: int, height: int) -> np.ndarray:
+        """``box`` carried by the belt's ``shift``; a box at the frame's upstream edge is of a
+        parcel still entering: it grows from that edge rather than leaves it (moving it whole
+        would leave a gap behind it that its next, larger box does not match)."""
+        new = box + np.tile(shift, 2)
+        d, m = self.direction, self.EDGE_PX
+        if d[0] > 0.1 and box[0] <= m:
+            new[0] = box[0]
+        if d[0] < -0.1 and box[2] >= width - m:
+            new[2] = box[2]
+        if d[1] > 0.1 and box[1] <= m:
+            new[1] = box[1]
+        if d[1] < -0.1 and box[3] >= height - m:
+            new[3] = box[3]
+        return new
 
     def _wholes(self, detections: list[Detection]) -> list[Detection]:
         """The detections that are not parts of another one of this frame: a box lying
@@ -242,8 +262,9 @@ class Tracker:
         return keep
 
     def _left_view(self, box: np.ndarray, width: int, height: int) -> bool:
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        return not (0 <= cx < width and 0 <= cy < height)
+        """Wholly out of the frame (by its predicted box): a parcel whose middle has passed
+        the edge while it was hidden may still show its tail in the next frame."""
+        return bool(box[0] >= width or box[2] <= 0 or box[1] >= height or box[3] <= 0)
 
     def _hit(self, t: Track, d: Detection, frame: Frame) -> None:
         t.box = np.asarray(d.box, np.float64)
