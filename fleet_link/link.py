@@ -453,6 +453,11 @@ class EdgeLink:
         self._inflight: dict[int, Row] = {}
         self._acks: list[int] = []
         self._cursor = 0
+        self.outbox.resync_pending()  # everything above the watermark goes out again
+        for done, result in self._retained_mids.values():  # their PUBACKs died with the old
+            result[0] = False  # connection; a message id of the new one must not match them
+            done.set()
+        self._retained_mids.clear()
         self._refused = ""
         limiter = _RateLimit(self.cfg.outbox.replay_rate)
         connack_deadline = time.monotonic() + self.cfg.keepalive_s

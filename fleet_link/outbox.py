@@ -616,6 +616,24 @@ class Outbox:
             self._kept = kept + acked
             self._pending = pending + len(self._spill) - acked
 
+    def resync_pending(self) -> None:
+        """Count pending and kept rows from the store again, for a new connection: the sender
+        sends again every row above the watermark, and a row the broker acknowledged out of
+        order above it (RabbitMQ confirms each queue on its own) was counted then; counted
+        again when its resend is acknowledged, the depth went negative and a drain never
+        ended."""
+        with self._lock:
+            self._recount_pending()
+
+    def _recount_pending(self) -> None:
+        mark = self._watermark
+        kept = self._scalar("SELECT COUNT(*) FROM messages WHERE id <= ?", (mark,))
+        pending = self._scalar("SELECT COUNT(*) FROM messages WHERE id > ?", (mark,))
+        with self._num:
+            acked = sum(1 for r in self._spill if r.id <= self._watermark)
+            self._kept = kept + acked
+            self._pending = pending + len(self._spill) - acked
+
     # sending --------------------------------------------------------------------------------
     def fetch(self, after_id: int, limit: int) -> list[Row]:
         """Unacknowledged messages with id > after_id, in order (one reader at a time: the

@@ -198,3 +198,27 @@ def test_endpoints_keep_the_written_order_without_repeats(urls):
     eps = cfg.endpoints
     assert eps[0] == urls[0] and len(eps) == len(set(eps)) and set(eps) == set(urls)
     assert eps == sorted(set(urls), key=urls.index)
+
+
+def test_depth_stays_true_when_a_member_confirmed_out_of_order_before_it_died(tmp_path):
+    """RabbitMQ confirms each queue on its own: rows above the watermark can be acknowledged
+    before a lower one. After a failover the sender sends every row above the watermark
+    again; counted twice, the depth went negative and a drain never ended."""
+    from fleet_link.config import OutboxConfig
+    from fleet_link.outbox import Outbox
+
+    box = Outbox(OutboxConfig(path=str(tmp_path / "o.sqlite3")))
+    try:
+        for i in range(10):
+            box.append("events/x", "t", 1, lambda seq, i=i: f'{{"i":{i},"seq":{seq}}}'.encode())
+        rows = box.fetch(0, 100)
+        assert [r.id for r in rows] == list(range(1, 11))
+        box.acknowledged(3, 0)  # rows 5..7 confirmed; row 1 still out: watermark 0
+        assert box.stats().depth == 7
+        box.resync_pending()  # the next member: every row above the watermark goes again
+        assert box.stats().depth == 10
+        again = box.fetch(0, 100)
+        box.acknowledged(len(again), again[-1].id)
+        assert box.stats().depth == 0
+    finally:
+        box.close()
