@@ -90,6 +90,7 @@ class RabbitCluster:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.cookie = secrets.token_hex(16)
         self._peers = ""
+        self._stopped = False  # after stop(): a restart still booting in a thread starts nothing
 
     # urls -----------------------------------------------------------------------------------
     @property
@@ -269,6 +270,8 @@ class RabbitCluster:
         """Start a stopped or killed member again (same name, ports and data)."""
         if index in self.procs and self.procs[index].poll() is None:
             return
+        if self._stopped:
+            raise ClusterError("the cluster was stopped")
         self._spawn(self.members[index])
         self._save()  # its pid, so a 'stop' from another process finds it while it boots
         self.wait_ready(index, timeout)
@@ -291,6 +294,7 @@ class RabbitCluster:
 
     def stop(self) -> None:
         """Stop every member (SIGTERM, then SIGKILL after 20 s) and this cluster's epmd."""
+        self._stopped = True
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()
