@@ -57,6 +57,7 @@ class DriveMcu:
         self._halted = False
         self._resuming = False
         self.errors: dict[str, int] = {}
+        self.battery = True  # the MCU reports the BMS (False once it refused)
         self._pending: set[asyncio.Future[Any]] = set()
 
     @property
@@ -66,20 +67,23 @@ class DriveMcu:
         return float(self.link.clock.freq)
 
     async def run(self) -> None:
-        from firmware_bridge.mcu import McuLink
+        from firmware_bridge.mcu import McuCommandError, McuLink
         from firmware_bridge.mcu.drive import VehicleDrive
 
         c, g, s = self.mcu_cfg, self.cfg.geometry, self.cfg.safety
         p = self.m.params
-        if self.link is None:
-            self.link = McuLink(
-                c.port,
-                baud=c.baud,
-                watchdog_ms=c.watchdog_ms,
-                heartbeat_ms=c.heartbeat_ms,
-                name=c.name,
-            )
-            self.link.on_state(self._on_state)
+        if self.link is not None:  # the task restarted (the supervisor): a fresh link
+            old, self.link = self.link, None
+            self.up = False
+            await old.close()
+        self.link = McuLink(
+            c.port,
+            baud=c.baud,
+            watchdog_ms=c.watchdog_ms,
+            heartbeat_ms=c.heartbeat_ms,
+            name=c.name,
+        )
+        self.link.on_state(self._on_state)
         link = self.link
         await link.connect()
         self.drive = VehicleDrive(
@@ -95,13 +99,23 @@ class DriveMcu:
             estop_pin=s.estop_input,
             estop_level=0 if s.estop_active_low else 1,
             report_ms=self.cfg.drive.setpoint_period_ms,
-            battery_report_ms=BATTERY_REPORT_MS,
+            battery_report_ms=BATTERY_REPORT_MS if self.battery else 0,
         )
         self.drive.on_report(self._on_report)
         self.drive.on_battery(self._on_battery)
         self.drive.on_stopped(self._on_stopped)
         self.drive.on_safety(self._on_safety)
-        await self.drive.setup()
+        try:
+            await self.drive.setup()
+        except McuCommandError as exc:
+            if not (self.battery and "config_battery_report" in str(exc)):
+                raise
+            # a drive MCU without a BMS: the vehicle runs, its batteryState stays unknown
+            log.warning(
+                "the drive MCU on %s reads no battery (%s): no battery reports", c.port, exc
+            )
+            self.battery = False
+            return await self.run()
         await link.configure_output(CHARGE_OUTPUT, safe_value=0)
         _ = g
         self._came_up()

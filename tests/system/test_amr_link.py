@@ -212,7 +212,7 @@ def test_link_lost_mid_edge_will_retained_base_finished_online_and_full_state_af
                     "o1", [("A", 0, 0), ("B", 1.2, 0), ("C", 2.4, 0), ("D", 3.6, 0)], released=3
                 ),
             )
-            wait_for("driving", lambda: (obs.state() or {}).get("driving"), 10)
+            wait_for("driving", lambda: (obs.state() or {}).get("driving"), 20)
             cut_at = time.monotonic()
             proxy.cut = True
             broken = wait_for(
