@@ -292,7 +292,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_amr(args: argparse.Namespace) -> int:
     """The entry point `wolfpack sim --machine amr` calls."""
-    vehicles = int(getattr(args, "vehicles", None) or 3)
+    given = getattr(args, "vehicles", None)
+    vehicles = 3 if given is None else int(given)
     duration = float(getattr(args, "duration", 60.0))
     if not 1 <= vehicles <= 50:
         print("wolfpack sim: --vehicles must be 1..50", file=sys.stderr)
