@@ -288,3 +288,12 @@ def test_link_lost_mid_edge_will_retained_base_finished_online_and_full_state_af
     for _, topic, body, _ in obs.got:
         if topic in ("state", "connection", "visualization", "factsheet"):
             assert_valid(topic, body)
+
+
+@pytest.mark.parametrize("name", ["configs/examples/amr-tote-carrier.yaml", "configs/sim-amr.yaml"])
+def test_vehicle_configs_build_their_machine_on_the_runtime(name: str) -> None:
+    from edge.cli.run_cmd import build_node
+
+    node = build_node(load_board_config(REPO / name), "test", None, False)
+    assert node.machine.kind == "amr"
+    assert node.machine.devices == frozenset({"mcu"})
