@@ -508,6 +508,10 @@ class SimArmCell:
             "finished": finished,
             "in_cell": len(self.world.active) + waiting,
             "world_t": round(self.world.t, 2),
+            # physics steps MuJoCo found diverging and reset: the truth after one is not
+            # physics (sim_hardware/arm/world.py); a sound run has none
+            "unstable_steps": self.world.unstable_steps,
+            "unstable_at": list(self.world.unstable_at),
         }
 
     # ---- faults ----------------------------------------------------------------------------------
