@@ -290,18 +290,27 @@ class DiverterMachine(Machine):
         """Devices first: the belt command handed to the PLC's writer, every stroke's cancel
         on the wire, the core halted or resumed. No reporting here (the runtime reports)."""
         now = time.monotonic()
+        failed: list[BaseException] = []
         for action in actions:
-            if isinstance(action, StopBelt):
-                self._drive_belt(False, action.cause, quick=action.quick or action.emergency)
-            elif isinstance(action, CancelAllStrokes):
-                self._cancel_all_now()  # on the wire before the core or anyone hears of it
-                self.feed(Halt(action.cause, now))
-                if self.diverter is not None:
-                    self._spawn(self._cancel_all())
-            elif isinstance(action, StartBelt):
-                self._drive_belt(True, action.cause)
-            elif isinstance(action, AllowDiverting):
-                self.feed(Resume(now))
+            try:  # one action failing (a dead writer thread) must not skip the next one
+                self._act_on(action, now)
+            except Exception as exc:
+                failed.append(exc)
+        if failed:
+            raise failed[0]  # the runtime counts and logs it, after every action was tried
+
+    def _act_on(self, action: SafetyAction, now: float) -> None:
+        if isinstance(action, StopBelt):
+            self._drive_belt(False, action.cause, quick=action.quick or action.emergency)
+        elif isinstance(action, CancelAllStrokes):
+            self._cancel_all_now()  # on the wire before the core or anyone hears of it
+            self.feed(Halt(action.cause, now))
+            if self.diverter is not None:
+                self._spawn(self._cancel_all())
+        elif isinstance(action, StartBelt):
+            self._drive_belt(True, action.cause)
+        elif isinstance(action, AllowDiverting):
+            self.feed(Resume(now))
 
     def report_safety(self, action: SafetyAction) -> None:
         if isinstance(action, StopBelt | StartBelt):

@@ -146,6 +146,43 @@ def test_estop_stops_belt_and_strokes_when_every_report_fails(cell: SimCell, tmp
     _run_node(node, body)
 
 
+def test_a_belt_stop_that_raises_does_not_skip_the_stroke_cancels(cell: SimCell, tmp_path: Path):
+    """The machine acts on every safety action even when one of them raises (a dead writer
+    thread): the e-stop's belt command failing must not leave its strokes scheduled."""
+    board = _board(cell, tmp_path, mqtt_port=_closed_port())
+    node = CellNode(board, health_file=tmp_path / "health.json")
+
+    async def body(node: CellNode) -> None:
+        await _until("ready", lambda: node.safety.state is State.READY, 20)
+        assert node.command("start")["state"] == "running"
+        await _until("belt at speed", lambda: _speed(cell) > 2000, 10)
+        await _until("strokes pending", lambda: any(
+            p.stroke_pending for p in node.core.active.values()), 15)  # fmt: skip
+        machine = node.machine
+        real = machine._drive_belt
+
+        def broken(run: bool, cause: str, quick: bool = False) -> None:
+            if not run:
+                raise RuntimeError("the PLC's writer thread is gone")
+            real(run, cause, quick)
+
+        machine._drive_belt = broken  # type: ignore[method-assign]
+        pressed = cell.clock.now()
+        cell.world.set_estop(True)  # the hardwired e-stop stops the belt in the world
+        await _until("estop state", lambda: node.safety.state is State.ESTOP, 2)
+        await _until("belt still", lambda: _speed(cell) == 0, 2)
+        await asyncio.sleep(0.5)
+        late = [s for s in cell.world.stroke_starts if s[0] > pressed + 0.1]
+        assert late == [], f"strokes fired after the e-stop: {late}"
+        firmware = cell.mcu.sim.firmware  # type: ignore[union-attr]
+        pending = cell.mcu.call(lambda: sorted(firmware._scheduled))
+        assert pending == [], f"strokes still scheduled on the MCU after the e-stop: {pending}"
+        assert node.counters["safety_act_errors"] >= 1
+        machine._drive_belt = real  # type: ignore[method-assign]
+
+    _run_node(node, body)
+
+
 @pytest.mark.parametrize("report_fails", [False, True], ids=["reported", "report_raises"])
 def test_a_belt_stop_the_plc_did_not_take_is_retried_until_confirmed(
     tmp_path: Path, report_fails: bool
