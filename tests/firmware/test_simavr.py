@@ -36,6 +36,7 @@ def avr(firmware_make, tmp_path) -> Iterator[AvrSim]:
         sim.stop()
 
 
+@pytest.mark.soak  # 7 s of simavr pings; the C firmware is covered by the [c] link tests
 def test_info_and_2000_pings_through_the_simulated_board(avr):
     info = subprocess.run(
         [*_wolfpack(), "mcu", "info", "--port", str(avr.link)],

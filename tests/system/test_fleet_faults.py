@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from fleet_link.brain import Brain, Message
 from fleet_link.config import OutboxConfig
 from fleet_link.link import EdgeLink
@@ -86,6 +88,7 @@ def test_broker_sigkilled_and_restarted_five_times_during_20000_messages(tmp_pat
         broker.stop()
 
 
+@pytest.mark.soak  # 36 s: the default run keeps the broker SIGKILL test; run with -m soak
 def test_tcp_path_cut_for_30_seconds(tmp_path: Path):
     broker = Mosquitto(tmp_path).start()
     proxy = TcpProxy(broker.port).start()
