@@ -505,6 +505,8 @@ class CellCore:
                 # the belt's stopping distance carried it past the reject diverter with its
                 # stroke cancelled (as every stroke is at a stop): the belt's end is the
                 # run-out, where an operator takes it (docs/cell.md "Run-out")
+                self._alarm("run_out", f"parcel {p.id} (label {_shown(p.label)}) leaves at the "
+                            "belt's end: take it to manual handling")  # fmt: skip
                 self._finish(p, "run_out", reason=p.stopped_past)
             elif has_sensor:
                 self._finish(p, "lost", reason="the reject sensor never saw it")

@@ -280,4 +280,6 @@ def test_a_reject_bound_parcel_carried_past_the_reject_by_a_stop_is_a_recorded_r
     assert by_id[coasted].outcome == "run_out"
     assert "belt's end" in by_id[coasted].reason and "e-stop" in by_id[coasted].reason
     assert by_id[coasted].story[-1].stage == "run_out"
+    (alarm,) = [a for a in d.of(Alarm) if a.kind == "run_out"]  # an operator must take it
+    assert f"parcel {coasted}" in alarm.detail and not alarm.fault
     assert by_id[fired].outcome == "lost"  # fired, yet no sensor saw it
