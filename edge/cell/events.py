@@ -177,7 +177,8 @@ class PublishRecord:
 
 
 AlarmKind = Literal[
-    "jam", "chute_full", "chute_free", "mis_sort", "unmatched_chute_event", "unmatched_read"
+    "jam", "chute_full", "chute_free", "mis_sort", "unmatched_chute_event", "unmatched_read",
+    "run_out",
 ]
 
 
