@@ -536,7 +536,11 @@ class ArmCore:
         )
 
     def _dropped(self, cr: CarryInFlight, f: Grip) -> None:
-        p = self.parcels[cr.pid]
+        cr.released = True
+        p = self.parcels.get(cr.pid)
+        if p is None:  # already ended (a sensor saw it fall): close the valve, nothing more
+            self._out.append(Suction(False, f"parcel {cr.pid} gone from the cup", f.t))
+            return
         x, y, z, _ = self.mover.kin.fk(cr.traj.at(f.t))
         b = self.cfg.belt
         u = x * b.sign
@@ -546,7 +550,6 @@ class ArmCore:
             if on_belt
             else f"off the belt at x {x:.0f}, y {y:.0f} mm (cup z {z:.0f})"
         )
-        cr.released = True
         self._out.append(Suction(False, f"parcel {p.pid} dropped", f.t))
         self._alarm("drop", f"parcel {p.pid} lost in transfer {where} (vacuum {f.kpa:.0f} kPa)",
                     f.t)  # fmt: skip
@@ -555,11 +558,16 @@ class ArmCore:
                      dropped_at=(x, y, z))  # fmt: skip
 
     def _released(self, cr: CarryInFlight, t: float) -> None:
+        """The carry's release instant: the valve closes. The parcel may have ended already
+        (its destination's sensor saw it fall early, inside ``PLACE_EARLY_S``, or a sensor
+        of another destination did): the valve still closes, the record stands."""
         if cr.released:
             return
         cr.released = True
-        p = self.parcels[cr.pid]
-        self._out.append(Suction(False, f"release parcel {p.pid}", t))
+        self._out.append(Suction(False, f"release parcel {cr.pid}", t))
+        p = self.parcels.get(cr.pid)
+        if p is None:
+            return
         p.milestones["released"] = t
         if p.state == "carrying":
             p.state = "placing"

@@ -14,9 +14,11 @@ from edge.arm.events import (
     AskBrain,
     Curtain,
     Estop,
+    Grip,
     JointState,
     MotionHalted,
     Move,
+    PlaceSensor,
     ReducedSpeed,
     SafetyInput,
     StopMotion,
@@ -289,3 +291,38 @@ def test_a_belt_speed_change_before_contact_re_plans_instead_of_missing() -> Non
     assert "re-plan" in [s.stage for s in rec.story]
     assert any(isinstance(a, StopMotion) and "re-plan" in a.cause for a in b.actions)
     assert len(b.moves("pick")) >= 2  # again while the speed estimate settles (250 ms)
+
+
+def test_a_place_seen_before_the_release_still_closes_the_valve_at_the_release() -> None:
+    """The destination's sensor may see the parcel up to PLACE_EARLY_S before the planned
+    release (it slid off early): the record ends then, and the release that follows must
+    still close the valve (it raised KeyError in ArmCore._released)."""
+    b = Bench(CFG, brain=BRAIN)
+    b.see(1, 0.0, label="DE-10")
+    while not b.moves("carry"):
+        b.step()
+    release = b.moves("carry")[0].trajectory.marks["release"]
+    while b.t < release - 0.1:
+        b.step()
+    b.feed(PlaceSensor("c2", b.t))
+    (rec,) = b.records()
+    assert rec.outcome == "placed" and rec.actual == "c2"
+    assert b.suction  # the valve is still open: the release instant has not come
+    b.run(1.0)  # the release (timer and MotionEnded) with the parcel already ended
+    assert not b.suction
+    assert len(b.records()) == 1
+
+
+def test_a_grip_lost_after_the_parcel_ended_closes_the_valve_without_a_second_record() -> None:
+    b = Bench(CFG, brain=BRAIN)
+    b.see(1, 0.0, label="DE-10")
+    while not b.moves("carry"):
+        b.step()
+    release = b.moves("carry")[0].trajectory.marks["release"]
+    while b.t < release - 0.1:
+        b.step()
+    b.feed(PlaceSensor("c2", b.t))
+    b.feed(Grip(False, 3.0, b.t))
+    assert not b.suction
+    b.run(1.0)
+    assert [r.outcome for r in b.records()] == ["placed"]
