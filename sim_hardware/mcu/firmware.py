@@ -19,12 +19,13 @@ link, the I/O and the watchdog every machine shares.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from firmware_bridge.mcu import messages as m
 from firmware_bridge.mcu.framing import MAX_PAYLOAD, FrameDecoder
@@ -81,6 +82,30 @@ class OutputChange:
     announced: bool = False
 
 
+class CompareUnit(Protocol):
+    """A timer compare output on the encoder count, as a real MCU drives a stroke: the
+    hardware sets the pin the instant the count is reached and ends the pulse on its timer,
+    however late the firmware's own loop runs. The simulated cell world implements it
+    (sim_hardware/world/mcu_link.py), so a stroke lands at its count even when this process
+    is descheduled; the firmware's loop only reports what the hardware did."""
+
+    def drives(self, pin: int) -> bool:
+        """Whether ``pin`` is wired to something this unit moves."""
+        ...
+
+    def arm(self, key: int, pin: int, value: int, count: int, duration_s: float) -> None:
+        """At ``count``, drive ``pin`` to ``value`` (for ``duration_s``, then back; 0: stay)."""
+        ...
+
+    def disarm(self, key: int, at: float) -> None:
+        """Cancel ``key`` as of host time ``at`` (it has fired if its count came first)."""
+        ...
+
+    def time_of_count(self, count: int) -> float | None:
+        """The host time the encoder reached ``count`` (None if it has not)."""
+        ...
+
+
 class FirmwareExtension:
     """A machine's firmware feature in its own module (sim_hardware/mcu/motion.py: the arm).
 
@@ -133,6 +158,7 @@ class _Scheduled:
     value: int
     duration: int
     handle: asyncio.TimerHandle | None = None
+    compare: int | None = None  # its key in the compare unit, if the hardware drives it
 
 
 class SimFirmware:
@@ -168,6 +194,9 @@ class SimFirmware:
         self.output_log: list[OutputChange] = []
         # Called on every output change (the simulated cell world moves its diverters).
         self.output_listeners: list[Callable[[OutputChange], None]] = []
+        # Count actions on the pins it drives are executed by this (see CompareUnit).
+        self.compare: CompareUnit | None = None
+        self._compare_keys = itertools.count(1)
         self._set_at: dict[int, float] = {}  # pin -> when it was last driven (not a pulse end)
         self.events_sent: list[str] = []
         self.watchdog_trips: list[float] = []
@@ -276,6 +305,7 @@ class SimFirmware:
         for s in self._scheduled.values():
             if s.handle:
                 s.handle.cancel()
+        self._disarm_all(time.monotonic())
 
     def reset(self, reason: int = m.START_SIMULATED) -> None:
         """Simulate a reset: all state lost, outputs safe, clock restarts, 'started' sent."""
@@ -283,6 +313,7 @@ class SimFirmware:
             if s.handle:
                 s.handle.cancel()
         now = time.monotonic()
+        self._disarm_all(now)
         for pin in range(self.n_outputs):
             if self.outputs[pin] != 0:
                 change = OutputChange(now, pin, 0, "reset")
@@ -554,6 +585,7 @@ class SimFirmware:
             self._reply_error(msg, m.ERR_BAD_ARGUMENT, f"encoder {msg['encoder']} does not exist")
             return
         now = time.monotonic()
+        self._compares_reached(now)
         self._send(
             "encoder_state",
             req=msg["req"],
@@ -594,12 +626,22 @@ class SimFirmware:
             self._loop.call_later(0.01, self.reset, m.START_RESET_COMMAND)
 
     def _cmd_cancel_action(self, msg: m.Message) -> None:
-        s = self._scheduled.pop(msg["action"], None)
+        s = self._scheduled.get(msg["action"])
         if s is None:
             self._reply_error(msg, m.ERR_NOT_FOUND, f"no pending action {msg['action']}")
             return
         if s.handle:
             s.handle.cancel()
+        now = time.monotonic()
+        if s.compare is not None and self.compare is not None:
+            if self.encoder.count_at(now) >= s.target:
+                # the hardware fired it before this command was read: report it first, as
+                # the spec's "its action_done came first"
+                self._fire(s)
+                self._reply_error(msg, m.ERR_NOT_FOUND, f"action {s.action} already fired")
+                return
+            self.compare.disarm(s.compare, now)
+        del self._scheduled[s.action]
         self._send("ok", req=msg["req"])
 
     def _cmd_schedule_at_clock(self, msg: m.Message) -> None:
@@ -638,6 +680,9 @@ class SimFirmware:
             )
             return
         s = _Scheduled(f["action"], "count", f["count"], 0, f["pin"], f["value"], f["duration"])
+        if self.compare is not None and self.compare.drives(s.pin):
+            s.compare = next(self._compare_keys)
+            self.compare.arm(s.compare, s.pin, s.value, s.target, s.duration / self.tick_rate)
         eta = self.encoder.eta(f["count"], now)
         self._arm(s, eta if eta is not None else now + 0.001)
         self._send("ok", req=msg["req"])
@@ -673,12 +718,43 @@ class SimFirmware:
                 pass
         self._fire(s)
 
+    def _compares_reached(self, t: float) -> None:
+        """Report every stroke the compare unit has fired by ``t`` before anything later:
+        on a real MCU its interrupt ran at the count, so no event of a later moment (an input
+        edge, an encoder report) goes out ahead of its ``action_done``. The host reads the MCU's
+        events as one timeline; this loop, run late, must not reorder it."""
+        if self.compare is None or not self._scheduled:
+            return
+        count = self.encoder.count_at(t)
+        due = [s for s in self._scheduled.values() if s.compare is not None and s.target <= count]
+        for s in sorted(due, key=lambda s: s.target):
+            if s.handle:
+                s.handle.cancel()
+            self._fire(s)
+
+    def _disarm_all(self, now: float) -> None:
+        """Every compare not yet reached is cancelled (a reset, the watchdog, the end)."""
+        if self.compare is None:
+            return
+        for s in self._scheduled.values():
+            if s.compare is not None:
+                self.compare.disarm(s.compare, now)
+
     def _fire(self, s: _Scheduled) -> None:
         now = time.monotonic()
         del self._scheduled[s.action]
-        clock, count = self.clock(now), self.encoder.count_at(now)
+        hw_at = None
+        if s.compare is not None and self.compare is not None:
+            hw_at = self.compare.time_of_count(s.target)
+        if hw_at is not None:
+            # the compare unit set the pin at the count: report its moment, not this loop's
+            now = min(hw_at, now)
+            clock, count = self.clock(now), s.target
+        else:
+            clock, count = self.clock(now), self.encoder.count_at(now)
         revert_at = self.time_of_clock(clock + s.duration) if s.duration else None
-        self._set_output(s.pin, s.value, "action", ends_at=revert_at)
+        self._set_output(s.pin, s.value, "action", ends_at=revert_at,
+                         announced=hw_at is not None, at=now)  # fmt: skip
         self.actions_log.append(
             ActionRecord(s.action, s.pin, s.value, s.kind, s.target, clock, count, now)
         )
@@ -695,8 +771,9 @@ class SimFirmware:
         if revert_at is not None and self._loop:
             boot = self.boots
             self._loop.call_later(
-                max(0.0, revert_at - now), self._revert, s, 0 if s.value else 1, boot, revert_at
-            )
+                max(0.0, revert_at - time.monotonic()), self._revert, s, 0 if s.value else 1,
+                boot, revert_at,
+            )  # fmt: skip
         self.flush()
 
     def _revert(self, s: _Scheduled, value: int, boot: int, revert_at: float) -> None:
@@ -715,12 +792,14 @@ class SimFirmware:
 
     def _set_output(
         self, pin: int, value: int, cause: str, ends_at: float | None = None,
-        announced: bool = False,
-    ) -> None:
+        announced: bool = False, at: float | None = None,
+    ) -> None:  # fmt: skip
+        """``announced``: the field side has this change already (a pulse's end announced
+        with its start, or a compare unit's stroke); ``at``: when it happened (default now)."""
         value = 1 if value else 0
         self.outputs[pin] = value
-        now = time.monotonic()
-        if not announced:
+        now = time.monotonic() if at is None else at
+        if not announced or at is not None:
             self._set_at[pin] = now
         change = OutputChange(now, pin, value, cause, ends_at, announced)
         self.output_log.append(change)
@@ -739,6 +818,7 @@ class SimFirmware:
         self.inputs = (self.inputs | bit) if value else (self.inputs & ~bit)
         if old != bool(value):
             now = time.monotonic() if at is None else min(at, time.monotonic())
+            self._compares_reached(now)
             self._event(
                 "input_edge",
                 pin=pin,
@@ -760,6 +840,7 @@ class SimFirmware:
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
+            self._compares_reached(now)
             self._event(
                 "encoder_report", encoder=encoder, count=self.encoder.count_at(now),
                 clock=self.clock(now),
@@ -785,6 +866,7 @@ class SimFirmware:
         for s in self._scheduled.values():
             if s.handle:
                 s.handle.cancel()
+        self._disarm_all(now)
         self._scheduled.clear()
         self._stop_reports()
         for pin, safe in enumerate(self.safe_values):

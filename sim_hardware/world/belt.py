@@ -110,6 +110,19 @@ class Belt:
     def time_of(self, position: float) -> float | None:
         return self.motion.time_of(position)
 
+    def reached_at(self, position: float) -> float | None:
+        """When the belt first reached ``position`` (by the motions planned so far), searching
+        back through past motions; None if it has not or will not."""
+        with self._lock:
+            motions = list(self._history)
+        for j in range(len(motions) - 1, -1, -1):
+            m = motions[j]
+            if position > m.p0 or j == 0:
+                at = m.time_of(position)
+                end = motions[j + 1].t0 if j + 1 < len(motions) else math.inf
+                return None if at is None else min(at, end)
+        return None
+
     def standstill_after(self, t: float) -> float | None:
         """The first time >= ``t`` at which the belt is at rest (``t`` itself if it is at rest
         then); None if it has not come to rest since (by the motions planned so far). The

@@ -3,7 +3,9 @@
 ``WorldEncoder`` answers the firmware's ``count_at``/``eta`` from the belt's exact motion, so
 a stroke scheduled at a count fires when the world's belt is there. ``connect_outputs`` makes
 every change of a diverter pin (by a scheduled action, a direct command, the watchdog or a
-reset) drive that diverter in the world, at the time the firmware changed it;
+reset) drive that diverter in the world, at the time the firmware changed it, and gives the
+firmware a ``WorldCompare`` as its compare unit: a stroke at a count lands at the exact world
+time however late the simulated MCU runs, as on a real MCU's timer hardware.
 ``connect_eyes`` and ``connect_chutes`` report the world's photo-eye and chute-eye edges as
 the MCU's input edges.
 """
@@ -34,12 +36,14 @@ class WorldEncoder:
 def connect_outputs(
     firmware: SimFirmware, world: CellWorld, pin_to_station: Mapping[int, int]
 ) -> None:
-    """Drive ``world``'s diverters from ``firmware``'s output pins (pin -> station index)."""
+    """Drive ``world``'s diverters from ``firmware``'s output pins (pin -> station index):
+    strokes at a count through the MCU's compare unit, every other change as it happens."""
+    firmware.compare = WorldCompare(world, pin_to_station)
 
     def on_change(change: OutputChange) -> None:
         station = pin_to_station.get(change.pin)
         if station is None or change.announced:
-            return  # a pulse's end, applied at its time when the pulse began
+            return  # the compare unit's stroke, or a pulse's end applied when it began
         world.set_diverter(station, bool(change.value), at=change.at, source="mcu")
         if change.ends_at is not None:
             world.set_diverter(station, not change.value, at=change.ends_at, source="mcu")
@@ -81,3 +85,28 @@ def connect_chutes(
             loop.call_soon_threadsafe(firmware.set_input, pin, int(blocked), t)
 
     world.chute_listeners.append(on_edge)
+
+
+class WorldCompare:
+    """The MCU's compare outputs wired to the world's diverters (see ``CompareUnit``): a
+    stroke scheduled at a count is set in the world at the instant the belt gets there."""
+
+    def __init__(self, world: CellWorld, pin_to_station: Mapping[int, int]) -> None:
+        self.world = world
+        self.pin_to_station = dict(pin_to_station)
+        self.counts_per_mm = world.config.belt.counts_per_mm
+
+    def drives(self, pin: int) -> bool:
+        return pin in self.pin_to_station
+
+    def arm(self, key: int, pin: int, value: int, count: int, duration_s: float) -> None:
+        self.world.arm_compare(
+            (id(self), key), self.pin_to_station[pin], bool(value),
+            count / self.counts_per_mm, duration_s,
+        )  # fmt: skip
+
+    def disarm(self, key: int, at: float) -> None:
+        self.world.disarm_compare((id(self), key), at)
+
+    def time_of_count(self, count: int) -> float | None:
+        return self.world.belt.reached_at(count / self.counts_per_mm)

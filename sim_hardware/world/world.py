@@ -99,6 +99,11 @@ class CellWorld:
         self._inputs: list[tuple[float, int, Callable[[float], None]]] = []
         self._seq = itertools.count()
         self._next_id = 1_000_000  # ids of hand-placed parcels
+        # Armed compare outputs (an MCU's hardware compare on the encoder): key -> (belt
+        # position, station, on, pulse seconds). Each fires at the exact time the belt
+        # reaches its position, whenever the thread that armed it runs (mcu_link.py).
+        self._compares: dict[Any, tuple[float, int, bool, float, str]] = {}
+        self.compares_fired = 0
         self._lock = threading.RLock()
 
     # ---- inputs ----------------------------------------------------------------------------
@@ -138,16 +143,59 @@ class CellWorld:
         if not 0 <= station < len(self.diverters):
             raise WorldError(f"station {station} does not exist (0..{len(self.diverters) - 1})")
 
-        def apply(t: float) -> None:
-            d = self.diverters[station]
-            was = d.active
-            d.set(source, on, t, self.belt.position_at(t))
-            if d.active != was:
-                self._log(t, "stroke", {"station": station, "on": d.active, "source": source})
-                if d.active:
-                    self.stroke_starts.append((t, station, source))
+        self._queue(at, lambda t: self._drive_diverter(station, on, t, source))
 
-        self._queue(at, apply)
+    def _drive_diverter(self, station: int, on: bool, t: float, source: str) -> None:
+        d = self.diverters[station]
+        was = d.active
+        d.set(source, on, t, self.belt.position_at(t))
+        if d.active != was:
+            self._log(t, "stroke", {"station": station, "on": d.active, "source": source})
+            if d.active:
+                self.stroke_starts.append((t, station, source))
+
+    def arm_compare(
+        self, key: Any, station: int, on: bool, position_mm: float, duration_s: float,
+        source: str = "mcu",
+    ) -> None:  # fmt: skip
+        """Drive diverter ``station`` at the instant the belt reaches ``position_mm`` (for
+        ``duration_s``, then back; 0: stay): an MCU's compare output, exact in world time
+        however late the simulated MCU's loop runs."""
+        if not 0 <= station < len(self.diverters):
+            raise WorldError(f"station {station} does not exist (0..{len(self.diverters) - 1})")
+        with self._lock:
+            self._compares[key] = (position_mm, station, on, duration_s, source)
+
+    def disarm_compare(self, key: Any, at: float | None = None) -> None:
+        """Cancel compare ``key`` as of ``at``: if the belt reached its position first, it
+        has fired and stays fired."""
+        self._queue(at, lambda _t: self._compares.pop(key, None))
+
+    def _next_compare(self, t_end: float) -> float:
+        """The earliest time <= ``t_end`` an armed compare fires (``t_end`` if none)."""
+        best = t_end
+        motion = self.belt.motion
+        for pos, *_ in self._compares.values():
+            at = motion.time_of(pos)
+            if at is not None:
+                best = min(best, max(at, self.t))
+        return best
+
+    def _fire_compares(self, t: float) -> None:
+        motion = self.belt.motion
+        due = []
+        for key, c in self._compares.items():
+            at = motion.time_of(c[0])
+            if at is not None and max(at, self.t) <= t:
+                due.append((key, c))
+        for key, (_pos, station, on, duration_s, source) in sorted(due, key=lambda kc: kc[1][0]):
+            del self._compares[key]
+            self.compares_fired += 1
+            self._drive_diverter(station, on, t, source)
+            if duration_s > 0:
+                self._queue(t + duration_s,
+                            lambda t2, st=station, v=not on, src=source:
+                            self._drive_diverter(st, v, t2, src))  # fmt: skip
 
     def stroke(self, station: int, at: float, duration_s: float = 0.1) -> None:
         self.set_diverter(station, True, at)
@@ -245,7 +293,11 @@ class CellWorld:
                     nxt = min(nxt, self._inputs[0][0])
                 if self.arrivals is not None:
                     nxt = min(nxt, self.arrivals.next_arrival_s)
+                if self._compares:
+                    nxt = self._next_compare(nxt)
                 self._sweep(nxt)
+                if self._compares:
+                    self._fire_compares(nxt)
                 while self._inputs and self._inputs[0][0] <= nxt:
                     _, _, apply = heapq.heappop(self._inputs)
                     apply(nxt)

@@ -176,3 +176,44 @@ def test_the_firmwares_rto_bounds_follow_its_baud_rate(baud, rto_min):
     fw, _ = _booted(baud=baud)
     assert fw.endpoint.rtt.min_rto == pytest.approx(rto_min, abs=1e-3)
     assert fw.endpoint.rtt.rto == pytest.approx(max(0.1, rto_min), abs=1e-3)
+
+
+class _Compare:
+    """A compare unit that records what the firmware asks of it."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0, self.disarmed = t0, []
+
+    def drives(self, pin: int) -> bool:
+        return pin == 2
+
+    def arm(self, key, pin, value, count, duration_s) -> None:  # pragma: no cover - unused
+        raise AssertionError("armed through _scheduled directly in this test")
+
+    def disarm(self, key: int, at: float) -> None:
+        self.disarmed.append(key)
+
+    def time_of_count(self, count: int) -> float | None:
+        return self.t0 + count / 1000.0
+
+
+def test_a_cancel_after_the_compare_fired_reports_the_stroke_first_and_before_it_disarms():
+    from sim_hardware.mcu.encoder import BeltEncoder
+
+    fw, host = _booted()
+    s = _Session(fw)
+    fw.configured[2] = True
+    now = time.monotonic()
+    fw.encoder = BeltEncoder(speed_mm_s=1000.0, t0=now)  # 1 count per ms from now
+    fw.compare = _Compare(now)
+    passed = _Scheduled(7, "count", 5, 0, 2, 1, 0, compare=1)  # reached 5 ms after now
+    ahead = _Scheduled(8, "count", 10_000_000, 0, 2, 1, 0, compare=2)
+    fw._scheduled.update({7: passed, 8: ahead})
+    while fw.encoder.count_at(time.monotonic()) < 6:
+        pass
+    s.send(m.encode("cancel_action", req=20, action=7), m.encode("cancel_action", req=21, action=8))
+    msgs = [(x.name, x.fields.get("req")) for x in host.messages() if x.name != "started"]
+    assert msgs[-3:] == [("action_done", None), ("error", 20), ("ok", 21)], msgs
+    done = host.named("action_done")[-1]
+    assert done["action"] == 7 and done["count"] == 5  # the compare's count, not this loop's
+    assert fw.compare.disarmed == [2] and fw._scheduled == {}

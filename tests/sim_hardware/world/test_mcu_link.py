@@ -137,3 +137,65 @@ def test_a_pulse_ends_on_the_mcu_timer_even_when_the_sim_process_runs_late(cell)
     assert [on for _, on in edges] == [True, False], edges
     assert edges[1][0] - edges[0][0] == pytest.approx(0.04, abs=0.002)
     assert world.late_inputs == 0
+
+
+def test_a_stroke_lands_at_its_count_when_the_sim_process_stalls_before_it(cell):
+    """A real MCU sets a stroke with a hardware compare on the encoder; the simulated one arms
+    the world's compare unit, so a stalled event loop (a soak lost parcels to strokes fired
+    100 ms late) reports late but the diverter moves at the count, and the report carries it."""
+    world, sim, link = cell
+    firmware = sim.sim.firmware
+    parcel = world.add_parcel(label_text="000001")
+    diverter = world.diverters[1]
+    target = world.count_when_centre_at(parcel.id, diverter.position_mm)
+    done, events = [], []
+
+    async def main() -> None:
+        async with McuLink(link) as mcu:
+            mcu.on_event(lambda msg: done.append(msg) if msg.name == "action_done" else None)
+            mcu.on_event(lambda msg: events.append((msg.name, msg.fields.get("count"))))
+            await mcu.configure_output(5, safe_value=0)
+            await mcu.set_encoder_report(0, 5)
+            await mcu.schedule_at_count(target, pin=5, duration_s=0.04)
+            ahead_s = (target - world.count_at(time.monotonic())) / SPEED
+            await asyncio.sleep(max(0.0, ahead_s - 0.05))
+            # the firmware's loop is blocked from 50 ms before the count to 100 ms after it
+            sim.call(lambda: firmware._loop.call_soon(time.sleep, 0.15))
+            while not world.score.records[parcel.id].done:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    rec = world.score.records[parcel.id]
+    assert rec.actual == 1, rec
+    assert abs(rec.divert_error_mm) <= 2.0, rec.divert_error_mm  # 150 ms late would be 300 mm
+    assert world.compares_fired == 1
+    assert [m["count"] for m in done] == [target]
+    # one timeline, as from a real MCU: no report of a later count before the stroke's
+    at = events.index(("action_done", target))
+    assert all(c < target for name, c in events[:at] if name == "encoder_report"), events[:at]
+    assert any(name == "encoder_report" for name, _ in events[at:])
+    edges = [(e.t, e.data["on"]) for e in world.events
+             if e.kind == "stroke" and e.data["station"] == 1]  # fmt: skip
+    assert [on for _, on in edges] == [True, False]
+    assert edges[1][0] - edges[0][0] == pytest.approx(0.04, abs=0.002)
+
+
+def test_a_cancel_before_the_count_disarms_the_compare(cell):
+    world, _sim, link = cell
+    results = []
+
+    async def main() -> None:
+        async with McuLink(link) as mcu:
+            await mcu.configure_output(5, safe_value=0)
+            now = world.count_at(time.monotonic())
+            first = await mcu.schedule_at_count(now + 400, pin=5, duration_s=0.02)
+            await mcu.cancel_action(first)  # 200 ms ahead: never fires
+            results.append("cancelled")
+            await asyncio.sleep(0.3)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    world.catch_up(time.monotonic())
+    assert world.compares_fired == 0
+    assert not [e for e in world.events if e.kind == "stroke"]
+    assert results == ["cancelled"]
