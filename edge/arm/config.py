@@ -19,6 +19,7 @@ a wrong number fails at load time with where and why, not as an arm crash at lin
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -296,13 +297,53 @@ class SuctionConfig(_Strict):
         30.0, gt=0, description="a parcel lower than this is not picked (the cup hits the belt)"
     )
     max_height_mm: float = Field(600.0, gt=0, description="taller parcels are left to pass")
+    vacuum_kpa: float = Field(
+        60.0,
+        gt=0,
+        le=100,
+        description="vacuum a sealed cup holds on a tight face (kPa below ambient): the "
+        "vacuum generator's level at the cup, as measured or from its datasheet",
+    )
+    effective_diameter_mm: float | None = Field(
+        None,
+        gt=0,
+        le=500,
+        description="the cup's effective suction diameter from its datasheet (a bellows "
+        "cup's is smaller than its lip); null: cup_diameter_mm",
+    )
+    friction: float = Field(
+        0.5,
+        gt=0,
+        le=2,
+        description="friction coefficient of the cup's lip on the parcel (cardboard ~0.5, "
+        "film or a wet face less): the shear the cup holds per N of holding force",
+    )
+    safety_factor: float = Field(
+        2.0,
+        ge=1,
+        le=10,
+        description="the holding force used is the theoretical one (vacuum x area) divided "
+        "by this: leaks, the weight estimate's error, dust, worn lips",
+    )
     classes: dict[str, ClassRule] = Field(
         default_factory=_default_classes,
         description="per class; a class not named here is not picked",
     )
 
+    @property
+    def hold_n(self) -> float:
+        """The holding force the arm may use, N: vacuum x effective area / safety factor."""
+        d = self.effective_diameter_mm or self.cup_diameter_mm
+        area_m2 = math.pi / 4 * (d / 1000) ** 2
+        return self.vacuum_kpa * 1000 * area_m2 / self.safety_factor
+
     @model_validator(mode="after")
     def _thresholds(self) -> SuctionConfig:
+        if not self.grip_kpa < self.vacuum_kpa:
+            raise ValueError(
+                f"grip_kpa ({self.grip_kpa}) must be below vacuum_kpa ({self.vacuum_kpa}): "
+                "a sealed cup must reach the grip threshold"
+            )
         if not self.drop_kpa <= self.grip_kpa:
             raise ValueError(
                 f"drop_kpa ({self.drop_kpa}) must be at most grip_kpa ({self.grip_kpa})"

@@ -476,7 +476,7 @@ class ArmCore:
         assert dest is not None and isinstance(p.grasp, Grasp)
         lead = self.cfg.tracking.lead_ms / 1000
         g = p.grasp
-        traj = self.mover.carry(pk.plan, t + lead, g.target, self.belt, dest, g.load)
+        traj = self.mover.carry(pk.plan, t + lead, g.target, self.belt, dest, g.load, g.hold)
         p.milestones["gripped"] = t
         if isinstance(traj, str):
             self._story(p, t, "no carry", traj)
@@ -499,9 +499,10 @@ class ArmCore:
         if dest is None:
             return
         lead = self.cfg.tracking.lead_ms / 1000
-        load = p.grasp.load if isinstance(p.grasp, Grasp) else None
+        g = p.grasp if isinstance(p.grasp, Grasp) else None
+        load, hold = (g.load, g.hold) if g is not None else (None, None)
         pl = dest.place
-        traj = self.mover.to_pose(self.q, t + lead, (pl.x_mm, pl.y_mm, pl.z_mm), load)
+        traj = self.mover.to_pose(self.q, t + lead, (pl.x_mm, pl.y_mm, pl.z_mm), load, hold)
         if isinstance(traj, str):
             self._alarm("unplanned", f"parcel {p.pid} held: no move to {dest.id}: {traj}", t)
             p.state = "stuck"

@@ -6,8 +6,10 @@ camera gives the oriented box on the belt plane; its centre is the top face's ce
 box, an envelope and a lying polybag. A parcel is refused, with the reason recorded, when:
 its class is not pickable (or unknown); the top face is too narrow for the cup with its rim
 margin (a polybag's usable share of it is smaller); its estimated weight (volume x the
-class's density) exceeds what the cup holds; its height is unknown, too low (the cup would
-hit the belt) or too tall (it cannot pass under the hovering quill).
+class's density) exceeds ``max_load_kg``, or what the cup holds (vacuum x area / safety
+factor) leaves less than 1.25 g to lift it with; its height is unknown, too low (the cup
+would hit the belt) or too tall (it cannot pass under the hovering quill). What the cup holds
+of an accepted parcel (``hold``) limits its carry's accelerations (moves.py).
 """
 
 from __future__ import annotations
@@ -19,12 +21,27 @@ from edge.arm.config import ArmConfig
 from edge.arm.events import ParcelSeen
 from edge.arm.tracking import Target, camera_to_belt
 
+G_MM = 9806.65  # g, mm/s^2
+LIFT_MARGIN = 1.25  # a parcel the cup holds with less than 1.25 g of "need" is not lifted
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What the cup holds of one parcel, per kg: a move of the cup with acceleration a
+    (mm/s^2) "needs" max(0, g + a_z) + |a_xy| * shear of it, which must stay under
+    ``limit`` (the usable holding force over the parcel's estimated mass). ``shear``: the
+    larger of 1 / friction (sliding) and (h / 2) / r_eff (peeling about the lip)."""
+
+    limit: float  # mm/s^2
+    shear: float
+
 
 @dataclass(frozen=True)
 class Grasp:
     target: Target  # the top face's centre, riding the belt
     height_mm: float
     weight_kg: float
+    hold: Hold  # what the cup holds of it: limits its carry's accelerations (moves.py)
     size_mm: tuple[float, float, float]  # length, width, height
     half_diagonal_mm: float  # of the footprint: the load's horizontal reach from the cup
     half_extent_mm: tuple[float, float]  # the footprint's half extents along x and y
@@ -64,6 +81,16 @@ def grasp(cfg: ArmConfig, seen: ParcelSeen) -> Grasp | str:
     weight = length * width * height / 1e6 * rule.kg_per_litre
     if weight > s.max_load_kg:
         return f"estimated {weight:.1f} kg, over the cup's {s.max_load_kg:.1f} kg"
+    hold = s.hold_n / max(weight, 0.05) * 1000  # the need (mm/s^2) the cup holds
+    # a sideways acceleration a asks a / friction of the holding force (sliding) or
+    # a * (h / 2) / r_eff (peeling: the centre of mass hangs h / 2 under the lip)
+    r_eff = (s.effective_diameter_mm or s.cup_diameter_mm) / 2
+    shear = max(1 / s.friction, height / 2 / r_eff)
+    if hold < G_MM * LIFT_MARGIN:
+        return (
+            f"estimated {weight:.1f} kg: the cup holds {s.hold_n / 9.81:.1f} kg at "
+            f"{s.vacuum_kpa:.0f} kPa with safety factor {s.safety_factor:g}, too little to lift it"
+        )
     belt = cfg.belt
     u, y = camera_to_belt(cfg.camera, belt.centre_y_mm, belt.sign, seen.along_mm, seen.across_mm)
     count = seen.count + cfg.camera.count_offset
@@ -75,6 +102,7 @@ def grasp(cfg: ArmConfig, seen: ParcelSeen) -> Grasp | str:
         target=target,
         height_mm=height,
         weight_kg=weight,
+        hold=Hold(hold, shear),
         size_mm=(length, width, height),
         half_diagonal_mm=math.hypot(length, width) / 2,
         half_extent_mm=(

@@ -32,13 +32,25 @@ zone (swept, for the cup and, when carrying, the parcel under it).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from edge.arm.config import ArmConfig, Destination
+from edge.arm.grasp import Hold
 from edge.arm.kinematics import Joints, Limits, Scara, Unreachable
 from edge.arm.tracking import BeltTracker, LeftWindow, Target, intercept
-from edge.arm.trajectory import DoubleS, Trajectory, limit_violation, sample, sync_move, unit_s
+from edge.arm.trajectory import (
+    DoubleS,
+    Law,
+    Trajectory,
+    blend_shape,
+    limit_violation,
+    sample,
+    sync_move,
+    unit_s,
+)
 from edge.arm.zones import first_hit
 
 Vec = tuple[float, float, float]
@@ -52,6 +64,8 @@ MAX_CONTACT_TRIES = 40
 MAX_BLEND_S = 3.0
 GROW = 1.08
 LIFT_SHARE = 0.5  # the carry leaves the belt's motion when the lift is this far along
+HOLD_TRIES = 8  # carries planned slower until the cup holds the parcel
+G_MM = 9806.65  # g, mm/s^2
 
 
 @dataclass(frozen=True)
@@ -177,6 +191,7 @@ class Mover:
         ride = self._rider(target, belt, q0)
         try:  # the ride at t_a, extended back in time at its velocity then (in reach)
             meet = _tangent(lambda t: ride(t, z_hover), t_a, self.dt)
+            law = Law(blend_shape(_sub(meet(t_a), q0), self.limits), ta)
         except Unreachable as exc:
             return f"unreachable: {exc}"
 
@@ -184,7 +199,7 @@ class Mover:
             if t <= start:
                 return q0
             if t < t_a:
-                return _lerp(q0, meet(t), unit_s((t - start) / ta))
+                return _lerp(q0, meet(t), law.s(t - start))
             if t < t_c:
                 return ride(t, z_hover - descend.eval(t - t_a)[0])
             if t < t_l:
@@ -204,9 +219,9 @@ class Mover:
         esc = self._blend_off(path, t_h, None)
         if isinstance(esc, str):
             return esc
-        te, q_end = esc
+        te, q_end, shape = esc
         t_e = t_h + te
-        off = _blended(path, t_h, te, q_end, self.dt, None)
+        off = _blended(path, t_h, te, q_end, self.dt, None, shape)
 
         traj = self._sampled(off, start, t_e - start, None)
         if isinstance(traj, str):
@@ -235,20 +250,78 @@ class Mover:
         belt: BeltTracker,
         dest: Destination,
         load: Load,
+        hold: Hold | None = None,
     ) -> Trajectory | str:
         """The carry that replaces ``plan``'s pick move from ``t_b`` (an instant of its ride
         on the parcel's top): lift, off the belt to above ``dest``, down, release dwell.
         ``load``: the parcel's height and footprint half extents in x and y (zones). The
         ride goes on with the pick's own belt prediction, so the carry joins it exactly
-        (``belt`` is not used: kept for callers that plan without a pick)."""
+        (``belt`` is not used: kept for callers that plan without a pick).
+
+        ``hold``: what the cup holds of this parcel (``Hold``: the largest "need" of the
+        cup's acceleration, ``hold_need``); None: no limit but the joints'. A carry whose
+        need passes it is planned again slower (lift, blend and descent stretched by k:
+        accelerations / k^2) until it fits: a held parcel never needs more than the cup
+        holds."""
+        k = 1.0
+        why = ""
+        for _ in range(HOLD_TRIES):
+            traj = self._carry(plan, t_b, target, dest, load, k)
+            if isinstance(traj, str) or hold is None:
+                return traj
+            i_b = plan.trajectory.index_at(traj.t0)
+            pre = plan.trajectory.q[max(0, i_b - 2) : i_b]
+            upto = traj.index_at(traj.marks["release"])
+            need = self.hold_need(traj.q, upto, pre, hold.shear)
+            if need <= hold.limit:
+                return Trajectory(traj.t0, traj.dt, traj.q, {**traj.marks, "slow": k})
+            why = f"needs {need / 1000:.1f} m/s^2 of the cup's {hold.limit / 1000:.1f}"
+            # accelerations scale with 1 / k^2; the weight (g) does not
+            ratio = max(need - G_MM, 1.0) / max(hold.limit - G_MM, 1.0)
+            k *= max(1.08, math.sqrt(ratio) * 1.03)
+        return f"to {dest.id}: no carry within the cup's hold ({why})"
+
+    def hold_need(
+        self, q: Sequence[Joints], upto: int, before: Sequence[Joints] = (), shear: float = 2.0
+    ) -> float:
+        """The largest "need" of the sampled move up to setpoint ``upto`` (the release), in
+        mm/s^2: max(0, g + a_z) + |a_xy| * shear, where a is the cup's acceleration
+        (second differences of its position at the setpoints, as the MCU runs straight
+        segments between them). The cup holds a parcel of mass m while m * need stays
+        under its holding force (docs/arm.md, "Weight-aware carries"). ``before``: the
+        setpoints that precede the move (default: at rest at its first)."""
+        seq = list(before[-2:]) + list(q[: upto + 1])
+        if len(seq) < 3:
+            return G_MM
+        a = np.asarray(seq, dtype=np.float64)
+        a1 = np.radians(a[:, 0])
+        a12 = np.radians(a[:, 0] + a[:, 1])
+        l1, l2 = self.kin.l1, self.kin.l2
+        x = l1 * np.cos(a1) + l2 * np.cos(a12)
+        y = l1 * np.sin(a1) + l2 * np.sin(a12)
+        acc = np.diff(np.stack((x, y, a[:, 2]), axis=1), 2, axis=0) / self.dt**2
+        need = np.maximum(0.0, G_MM + acc[:, 2]) + np.hypot(acc[:, 0], acc[:, 1]) * shear
+        return float(need.max())
+
+    def _carry(
+        self,
+        plan: PickPlan,
+        t_b: float,
+        target: Target,
+        dest: Destination,
+        load: Load,
+        k: float,
+    ) -> Trajectory | str:
+        """The carry with its lift, blend and descent stretched by ``k`` >= 1."""
         belt = plan.belt
         pick = plan.trajectory
         i_b = pick.index_at(t_b)
         t_b = pick.t0 + i_b * pick.dt
         if not plan.t_contact - 1e-9 <= t_b <= plan.t_lift + 1e-9:
             return "the grip came after the lift-off"
-        lift = self._z_law(plan.z_carry - plan.z_contact)
-        # the blend off the belt starts half way up: the parcel is clear of the belt by then
+        limits = self.limits.scaled(1 / k) if k > 1 else self.limits
+        lift = self._z_law(plan.z_carry - plan.z_contact, k)
+        # the blend off the belt starts part way up: the parcel is clear of the belt by then
         t_off = t_b + lift.duration * LIFT_SHARE
         q_from = pick.q[i_b]
         ride = self._rider(target, belt, q_from)
@@ -268,17 +341,17 @@ class Mover:
         def z_lift(t: float) -> float:
             return plan.z_contact + lift.eval(t - t_b)[0]
 
-        esc = self._blend_off(path, t_off, q_over, z_lift)
+        esc = self._blend_off(path, t_off, q_over, z_lift, limits)
         if isinstance(esc, str):
             # straight off the belt out of reach (a destination upstream, the parcel far
             # downstream): come to rest first, then go there from rest
-            return self._carry_via_rest(path, t_b, t_off, before, dest, load, esc, z_lift)
-        tp, _ = esc
+            return self._carry_via_rest(path, t_b, t_off, before, dest, load, esc, z_lift, limits)
+        tp, _, shape = esc
         t_p = t_off + tp
-        down = self._z_law(z_over - p.z_mm)
+        down = self._z_law(z_over - p.z_mm, k)
         t_r = t_p + down.duration
         t_end = t_r + self.cfg.suction.release_ms / 1000
-        off = _blended(path, t_off, tp, q_over, self.dt, z_lift)
+        off = _blended(path, t_off, tp, q_over, self.dt, z_lift, shape)
 
         def full(t: float) -> Joints:
             if t < t_p:
@@ -303,18 +376,21 @@ class Mover:
         load: Load,
         why_not_direct: str,
         z_lift: Callable[[float], float],
+        limits: Limits,
     ) -> Trajectory | str:
-        esc = self._blend_off(path, t_off, None, z_lift)
+        esc = self._blend_off(path, t_off, None, z_lift, limits)
         if isinstance(esc, str):
             return f"to {dest.id}: {why_not_direct}; nor to rest: {esc}"
-        te, q_rest = esc
-        off = _blended(path, t_off, te, q_rest, self.dt, z_lift)
+        te, q_rest, shape = esc
+        off = _blended(path, t_off, te, q_rest, self.dt, z_lift, shape)
 
         first = self._sampled(off, t_b, t_off + te - t_b, before, load, t_off)
         if isinstance(first, str):
             return f"to {dest.id}: {why_not_direct}; nor to rest: {first}"
         p = dest.place
-        second = self.to_pose(first.q[-1], first.t_end, (p.x_mm, p.y_mm, p.z_mm), load)
+        second = self.to_pose(
+            first.q[-1], first.t_end, (p.x_mm, p.y_mm, p.z_mm), load, limits=limits
+        )
         if isinstance(second, str):
             return f"to {dest.id}: {why_not_direct}; nor from rest: {second}"
         t_r = second.t_end
@@ -326,10 +402,19 @@ class Mover:
 
     # ---- rest to rest -----------------------------------------------------------------------
     def to_pose(
-        self, q0: Joints, t0: float, xyz: Vec, load: Load | None = None
+        self,
+        q0: Joints,
+        t0: float,
+        xyz: Vec,
+        load: Load | None = None,
+        hold: Hold | None = None,
+        limits: Limits | None = None,
     ) -> Trajectory | str:
         """A rest-to-rest move to ``xyz`` (straight up to the highest of both heights first,
-        then across, then down: the safe shape for a move whose start is not on a plan)."""
+        then across, then down: the safe shape for a move whose start is not on a plan).
+        ``hold``: the cup's hold of a carried parcel (``carry``): the move is stretched until
+        its need stays under it."""
+        lim = limits or self.limits
         try:
             p0 = self.kin.fk(q0)
             z_top, yaw = max(p0[2], xyz[2]), p0[3]
@@ -338,9 +423,7 @@ class Mover:
             q_end = self.kin.ik((xyz[0], xyz[1], xyz[2], yaw), None, q_over)
         except Unreachable as exc:
             return f"unreachable: {exc}"
-        pieces = [
-            sync_move(a, b, self.limits) for a, b in ((q0, q_up), (q_up, q_over), (q_over, q_end))
-        ]
+        pieces = [sync_move(a, b, lim) for a, b in ((q0, q_up), (q_up, q_over), (q_over, q_end))]
         stretch = 1.0
         for _ in range(40):
             durations = [d * stretch for d, _ in pieces]
@@ -356,6 +439,10 @@ class Mover:
 
             q = sample(fn, t0, total, self.dt)
             why = self._check(q, None, load)
+            if why is None and hold is not None:
+                need = self.hold_need(q, len(q) - 1, (), hold.shear)
+                if need > hold.limit:
+                    why = f"needs {need / 1000:.1f} m/s^2 of the cup's {hold.limit / 1000:.1f}"
             if why is None:
                 return Trajectory(t0, self.dt, tuple(q), {"start": t0, "end": t0 + total})
             if "zone" in why:
@@ -364,10 +451,14 @@ class Mover:
         return f"no move within the limits: {why}"
 
     # ---- helpers ----------------------------------------------------------------------------
-    def _z_law(self, dz: float) -> DoubleS:
+    def _z_law(self, dz: float, k: float = 1.0) -> DoubleS:
+        """The quill's law over ``dz`` at 90 % of its limits, stretched by ``k``."""
         i = 2
         return DoubleS(
-            dz, self.limits.vel[i] * 0.9, self.limits.acc[i] * 0.9, self.limits.jerk[i] * 0.9
+            dz,
+            self.limits.vel[i] * 0.9 / k,
+            self.limits.acc[i] * 0.9 / k**2,
+            self.limits.jerk[i] * 0.9 / k**3,
         )
 
     def _blend_off(
@@ -376,13 +467,22 @@ class Mover:
         t_h: float,
         to: Joints | None,
         z_law: Callable[[float], float] | None = None,
-    ) -> tuple[float, Joints] | str:
+        limits: Limits | None = None,
+    ) -> tuple[float, Joints, DoubleS | None] | str:
         """The shortest blend (in joint space) from riding ``path`` at ``t_h`` to rest at
         ``to`` (None: where the ride is at ``t_h``, less part of the overshoot, so that the
         cup comes back a little and stays in reach). The ride is continued past ``t_h`` at its
         velocity then (the parcel's path runs out of reach downstream), its height by
-        ``z_law`` (a lift still under way; default: held). Checked for the limits with the
-        ride before it; the caller checks the whole move: ``blend(path, ...)`` rebuilds it."""
+        ``z_law`` (a lift still under way; default: held). A blend to ``to`` runs on the
+        fastest common law of its joints (``blend_shape``), one to rest on the fixed
+        ``unit_s``. Checked for ``limits`` (default: the arm's; a slower carry passes them
+        scaled down) with the ride before it; the caller checks the whole move against the
+        arm's: ``_blended(path, ...)`` rebuilds it. Returns the duration, the end and the
+        law's shape (None: ``unit_s``)."""
+        lim = limits or self.limits
+        # checked within ``lim``'s velocity and acceleration; the jerk at the junction with
+        # the ride (itself planned at full pace) only within the arm's
+        check = Limits(lim.lo, lim.hi, lim.vel, lim.acc, self.limits.jerk)
         why = "no blend tried"
         try:
             q_h = path(t_h)
@@ -393,17 +493,21 @@ class Mover:
         z_of = z_law if z_law is not None else (lambda t: q_h[2])
         # a first guess: the joints' speed at t_h shed at their acceleration limits
         vel = [(q_h[k] - pre[2][k]) / self.dt for k in range(4)]
-        te = max([0.08] + [2 * abs(vel[k]) / self.limits.acc[k] for k in range(4)])
+        te = max([0.08] + [2 * abs(vel[k]) / lim.acc[k] for k in range(4)])
+        shape: DoubleS | None = None
         if to is not None:
-            te = max(te, sync_move(q_h, to, self.limits)[0])
+            shape = blend_shape(_sub(to, q_h), lim)
+            te = max(te, shape.duration)
         while te <= MAX_BLEND_S:
             end = to if to is not None else _lerp(q_h, pre[2], 0.25 * te / self.dt)
+            law = Law(shape, te) if shape is not None else None
 
-            def fn(t: float, te: float = te, end: Joints = end) -> Joints:
+            def fn(t: float, te: float = te, end: Joints = end, law: Law | None = law) -> Joints:
                 if t >= t_h + te:
                     return end
                 a = ahead(t)
-                return _lerp((a[0], a[1], z_of(t), a[3]), end, unit_s((t - t_h) / te))
+                s = law.s(t - t_h) if law is not None else unit_s((t - t_h) / te)
+                return _lerp((a[0], a[1], z_of(t), a[3]), end, s)
 
             try:
                 qs = [fn(t_h + i * self.dt) for i in range(math.ceil(te / self.dt) + 1)]
@@ -414,11 +518,11 @@ class Mover:
                 why = f"unreachable: {exc}"
                 te *= GROW
                 continue
-            why = limit_violation(qs, self.dt, self.limits, before=pre) or self._speed_violation(
+            why = limit_violation(qs, self.dt, check, before=pre) or self._speed_violation(
                 pre[-1:] + qs
             )
             if why is None:
-                return te, end
+                return te, end, shape
             te *= GROW
         return f"no blend within {MAX_BLEND_S} s: {why}"
 
@@ -505,6 +609,11 @@ def _lerp(a: Joints, b: Joints, k: float) -> Joints:
     )
 
 
+def _sub(a: Joints, b: Joints) -> Joints:
+    """a - b, per joint."""
+    return (a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3])
+
+
 def _tangent(fn: Callable[[float], Joints], t_ref: float, dt: float) -> Callable[[float], Joints]:
     """``fn`` continued from ``t_ref`` at its velocity there (a straight line in joint
     space): equal to ``fn`` at ``t_ref`` in position and velocity, in reach wherever the
@@ -527,11 +636,13 @@ def _blended(
     end: Joints,
     dt: float,
     z_law: Callable[[float], float] | None,
+    shape: DoubleS | None = None,
 ) -> Callable[[float], Joints]:
     """``path`` up to ``t_h``, then the blend off it to rest at ``end`` over ``te`` (as
     ``Mover._blend_off`` checked it), then ``end``."""
     ahead = _tangent(path, t_h, dt)
     z0 = path(t_h)[2]
+    law = Law(shape, te) if shape is not None else None
 
     def at(t: float) -> Joints:
         if t < t_h:
@@ -540,6 +651,7 @@ def _blended(
             return end
         a = ahead(t)
         z = z_law(t) if z_law is not None else z0
-        return _lerp((a[0], a[1], z, a[3]), end, unit_s((t - t_h) / te))
+        s = law.s(t - t_h) if law is not None else unit_s((t - t_h) / te)
+        return _lerp((a[0], a[1], z, a[3]), end, s)
 
     return at

@@ -110,6 +110,45 @@ def unit_s(tau: float) -> float:
     return _UNIT.eval(tau * UNIT_DURATION)[0]
 
 
+class Law:
+    """A time law 0 -> 1 over ``duration`` s: ``shape`` (a double S over distance 1) run at
+    the pace that makes it last ``duration`` (slower than its own: stretched, which divides
+    velocity by k, acceleration by k^2, jerk by k^3). Velocity and acceleration are zero at
+    both ends, so a blend built on it starts at rest and meets its moving end smoothly."""
+
+    def __init__(self, shape: DoubleS, duration: float) -> None:
+        self.shape = shape
+        self.duration = duration
+
+    def s(self, t: float) -> float:
+        """The law at ``t`` s from its start (0 before, 1 after)."""
+        if self.duration <= 0 or t >= self.duration:
+            return 1.0
+        if t <= 0:
+            return 0.0
+        return self.shape.eval(t / self.duration * self.shape.duration)[0]
+
+
+def blend_shape(delta: Joints, limits: Limits) -> DoubleS:
+    """The fastest common time law for a joint-space blend over ``delta``: each joint k moves
+    delta_k s(t), so s may have velocity vel_k / |delta_k|, acceleration acc_k / |delta_k| and
+    jerk jerk_k / |delta_k|; the smallest of each over the joints. Its duration is the
+    synchronised rest-to-rest time of a straight joint-space move (every joint on one shape),
+    within a few per cent of ``sync_move``'s; the moving end of a tracking blend adds to it,
+    which the sampled check of the whole move catches (the caller stretches it then)."""
+    v = a = j = math.inf
+    for k in range(4):
+        d = abs(delta[k])
+        if d < 1e-9:
+            continue
+        v = min(v, limits.vel[k] / d)
+        a = min(a, limits.acc[k] / d)
+        j = min(j, limits.jerk[k] / d)
+    if v == math.inf:
+        return _UNIT
+    return DoubleS(1.0, v, a, j)
+
+
 # ---- multi-axis rest-to-rest ---------------------------------------------------------------
 
 

@@ -199,3 +199,78 @@ def test_rest_to_rest_moves_stay_within_limits_and_out_of_zones(a, b, reduced: b
         for i in range(1, len(traj.q)):
             p, r = mover.kin.fk(traj.q[i - 1]), mover.kin.fk(traj.q[i])
             assert math.dist(p[:3], r[:3]) / traj.dt <= CFG.safety.reduced_speed_mm_s * 1.001
+
+
+def _need(mover: Mover, q: list[Joints], shear: float) -> float:
+    """The cup's largest need (mm/s^2) along setpoints ``q``, from the kinematics alone:
+    g + upward acceleration, plus the sideways acceleration times ``shear``."""
+    p = [mover.kin.fk(x)[:3] for x in q]
+    worst = 0.0
+    dt2 = mover.dt**2
+    for i in range(1, len(p) - 1):
+        a = [(p[i + 1][k] - 2 * p[i][k] + p[i - 1][k]) / dt2 for k in range(3)]
+        worst = max(worst, max(0.0, 9806.65 + a[2]) + math.hypot(a[0], a[1]) * shear)
+    return worst
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.floats(B.min_speed_mm_s, B.max_speed_mm_s),
+    st.floats(-half, half),
+    st.floats(200, 450),  # length
+    st.floats(150, 300),  # width
+    st.floats(40, 250),  # height
+    st.floats(0.05, 0.8),  # kg per litre
+    st.sampled_from(["c1", "c2", "c3", "c4"]),
+)
+def test_a_carry_never_asks_more_of_the_cup_than_it_holds(
+    speed: float, across: float, length: float, width: float, h: float, rho: float, dest_id: str
+) -> None:
+    rules = dict(CFG.suction.classes)
+    rules["box"] = rules["box"].model_copy(update={"kg_per_litre": rho})
+    cfg = CFG.model_copy(
+        update={"suction": CFG.suction.model_copy(update={"classes": rules, "max_load_kg": 30})}
+    )
+    count = math.floor(4.9 * speed * B.counts_per_mm)
+    seen = ParcelSeen(1, count, 4.9, 100.0, across, length, width, 0.0, h, "box", "DE-1")
+    g = grasp(cfg, seen)
+    if isinstance(g, str):
+        assert "too little to lift it" in g or "cup needs" in g
+        return
+    mover = Mover(cfg)
+    belt = _belt(speed, 5.0)
+    plan = mover.pick(_home(mover), 5.06, g.target, belt)
+    assume(isinstance(plan, PickPlan))
+    assert isinstance(plan, PickPlan)
+    dest = cfg.destination(dest_id)
+    assert dest is not None
+    carry = mover.carry(plan, plan.t_contact + 0.05, g.target, belt, dest, g.load, g.hold)
+    if isinstance(carry, str):
+        assert "hold" in carry or "unreachable" in carry or "blend" in carry
+        return
+    tr = plan.trajectory
+    i_b = tr.index_at(carry.t0)
+    upto = carry.index_at(carry.marks["release"])
+    q = list(tr.q[i_b - 1 : i_b]) + list(carry.q[: upto + 1])
+    assert _need(mover, q, g.hold.shear) <= g.hold.limit * (1 + 1e-6)
+    assert limit_violation(carry.q, carry.dt, mover.limits, before=tr.q[i_b - 3 : i_b]) is None
+    # the same carry with no hold to respect is never slower
+    free = mover.carry(plan, plan.t_contact + 0.05, g.target, belt, dest, g.load)
+    assert isinstance(free, Trajectory)
+    assert free.marks["release"] <= carry.marks["release"] + 1e-9
+
+
+def test_the_cups_hold_is_vacuum_times_area_over_the_safety_factor() -> None:
+    s = CFG.suction
+    d = s.effective_diameter_mm or s.cup_diameter_mm
+    assert math.isclose(s.hold_n, s.vacuum_kpa * 1000 * math.pi * (d / 2000) ** 2 / s.safety_factor)
+    # a parcel the cup could hold at rest but not lift with 25 % to spare is refused
+    heavy = s.hold_n / 9.80665 / 1.2  # kg
+    rules = dict(s.classes)
+    rules["box"] = rules["box"].model_copy(update={"kg_per_litre": heavy / 9.0})
+    cfg = CFG.model_copy(
+        update={"suction": s.model_copy(update={"classes": rules, "max_load_kg": 100})}
+    )
+    seen = ParcelSeen(1, 0, 0.0, 0.0, 0.0, 300.0, 200.0, 0.0, 150.0, "box", "DE-1")
+    why = grasp(cfg, seen)
+    assert isinstance(why, str) and "too little to lift it" in why

@@ -1,7 +1,11 @@
 """What the arm core alone sustains on the pure bench (tests/edge/arm/helpers.Bench): parcels
 at a rate, destinations spread over the example's four, and the core's own CPU per fact.
 
-    nice -n 19 .venv/bin/python -m tests.edge.arm.throughput --rate 2400 --seconds 120
+    lowprio .venv/bin/python -m tests.edge.arm.throughput --rate 2400 --seconds 120
+    lowprio .venv/bin/python -m tests.edge.arm.throughput --config configs/sim-arm.yaml
+
+``--config``: any board config with an ``arm:`` section (default: the annotated example);
+the belt runs at its nominal speed unless ``--speed`` says otherwise.
 
 No physics here (the MuJoCo cell is `wolfpack sim --machine arm`): the cup seals 20 ms after
 it sits on a top, the belt runs at a constant speed. It measures what the core's planning
@@ -16,16 +20,27 @@ import random
 import statistics
 import time
 from collections import Counter
+from pathlib import Path
 
-from edge.arm.events import Alarm
-from tests.edge.arm.helpers import Bench, example_cfg
+from ruamel.yaml import YAML
 
-LABELS = {"DE-10": "c1", "DE-20": "c2", "AT-1": "c3", "EN-1": "c4"}
+from edge.arm.config import ArmConfig
+from edge.arm.events import Alarm, Move
+from tests.edge.arm.helpers import EXAMPLE, Bench
 
 
-def run(rate: float, seconds: float, speed: float, seed: int) -> dict[str, object]:
+def load(path: Path) -> ArmConfig:
+    return ArmConfig.model_validate(YAML(typ="safe").load(path.read_text())["arm"])
+
+
+def run(
+    rate: float, seconds: float, speed: float | None, seed: int, cfg: ArmConfig | None = None
+) -> dict[str, object]:
     rng = random.Random(seed)
-    b = Bench(example_cfg(), speed=speed, brain=LABELS)
+    cfg = cfg or load(EXAMPLE)
+    labels = {f"L{i}": d.id for i, d in enumerate(cfg.destinations)}
+    across = max(0.0, cfg.belt.width_mm / 2 - 180)
+    b = Bench(cfg, speed=speed or cfg.belt.nominal_speed_mm_s, brain=labels)
     spent: list[float] = []
     orig = b.core.handle
 
@@ -44,9 +59,9 @@ def run(rate: float, seconds: float, speed: float, seed: int) -> dict[str, objec
             b.see(
                 track,
                 0.0,
-                label=rng.choice(list(LABELS)),
+                label=rng.choice(list(labels)),
                 size=(rng.uniform(200, 450), rng.uniform(150, 300), rng.uniform(40, 250)),
-                across=rng.uniform(-120, 120),
+                across=rng.uniform(-across, across),
             )
             next_t += gap * rng.uniform(0.8, 1.2)
         b.step()
@@ -56,6 +71,7 @@ def run(rate: float, seconds: float, speed: float, seed: int) -> dict[str, objec
     reasons = Counter(r.reason.split(":")[0] for r in recs if r.outcome == "passed")
     cycles = sorted(r.cycle_ms for r in recs if r.cycle_ms is not None)
     alarms = Counter(a.kind for a in b.actions if isinstance(a, Alarm))
+    phases = _phases(b)
     spent.sort()
     return {
         "rate": rate,
@@ -69,20 +85,40 @@ def run(rate: float, seconds: float, speed: float, seed: int) -> dict[str, objec
         "cycle_ms_p50": cycles[len(cycles) // 2] if cycles else None,
         "cycle_ms_p99": cycles[min(len(cycles) - 1, int(len(cycles) * 0.99))] if cycles else None,
         "alarms": dict(alarms),
+        "phase_ms_mean": phases,
         "core_ms_per_fact_mean": round(statistics.mean(spent) * 1000, 3),
         "core_ms_per_fact_max": round(spent[-1] * 1000, 1),
     }
+
+
+def _phases(b: Bench) -> dict[str, float]:
+    """Where a pick's time goes, mean ms: the pick move's approach (start to contact), on the
+    parcel's top until the carry takes over, the carry (to the end of its release dwell)."""
+    picks = {m.parcel_id: m for m in b.moves("pick")}
+    sums: Counter[str] = Counter()
+    n = 0
+    for c in b.moves("carry"):
+        p = picks.get(c.parcel_id)
+        if p is None or not isinstance(c, Move):
+            continue
+        n += 1
+        mk = p.trajectory.marks
+        sums["approach"] += mk["contact"] - p.trajectory.t0
+        sums["on_top"] += c.trajectory.t0 - mk["contact"]
+        sums["carry"] += c.trajectory.t_end - c.trajectory.t0
+    return {k: round(v / max(1, n) * 1000) for k, v in sums.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, nargs="+", default=[1800, 2400])
     ap.add_argument("--seconds", type=float, default=120)
-    ap.add_argument("--speed", type=float, default=800, help="belt mm/s")
+    ap.add_argument("--speed", type=float, default=None, help="belt mm/s (default: nominal)")
+    ap.add_argument("--config", type=Path, default=EXAMPLE, help="board config (arm: section)")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     for rate in a.rate:
-        print(run(rate, a.seconds, a.speed, a.seed))
+        print(run(rate, a.seconds, a.speed, a.seed, load(a.config)))
 
 
 if __name__ == "__main__":
