@@ -455,6 +455,7 @@ class SimArmCell:
                     "gripped": len(t.grips),
                     "dropped": bool(t.drops) and not str(t.end).startswith("dest:"),
                     "drops": [[round(v, 1) for v in d] for d in t.drops],
+                    "drop_causes": list(t.drop_causes),
                     "grip_error_mm": round(t.grips[0][1], 2) if t.grips else None,
                     "inducted_s": round(t.put_on_t + self.t_start - t0, 3),
                     # its centre's belt coordinate at encoder count 0 (joins the node's record)
@@ -512,6 +513,8 @@ class SimArmCell:
             # physics (sim_hardware/arm/world.py); a sound run has none
             "unstable_steps": self.world.unstable_steps,
             "unstable_at": list(self.world.unstable_at),
+            # the largest share of the cup's holding force a held load asked (1: a drop)
+            "grip_use_max": round(self.world.grip_use_max, 3),
         }
 
     # ---- faults ----------------------------------------------------------------------------------

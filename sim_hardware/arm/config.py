@@ -48,21 +48,27 @@ class ArmWorldConfig:
     belt_speed_mm_s: float = 1200.0
     belt_friction: float = 0.6
     counts_per_mm: float = 2.0
-    # suction cup and vacuum
-    cup_diameter_mm: float = 100.0
-    max_load_kg: float = 10.0  # rated hold at rated_kpa; heavier parcels are not lifted
-    load_safety: float = 2.0  # the cup fails at load_safety x its rating (accelerations)
-    cup_friction: float = 0.5  # shear the cup holds per unit of normal holding force
-    rated_kpa: float = 60.0
+    # suction cup and vacuum: a 1.5-fold bellows cup (docs/sim-arm-world.md, "The grip").
+    # What it holds is physics: vacuum x effective area, no safety factor (that belongs in
+    # the node's rating, max_load_kg); heavier or faster than that, it lets go.
+    cup_diameter_mm: float = 100.0  # nominal (the lip's outer diameter: the seal rule)
+    cup_effective_ratio: float = 0.85  # effective suction diameter / nominal (bellows)
+    max_load_kg: float = 10.0  # the node's rating: what judges a parcel pickable, not physics
+    cup_friction: float = 0.5  # lip on dry cardboard / film: shear held per N of clamping
+    rated_kpa: float = 60.0  # the vacuum a datasheet states its force at
     supply_kpa: float = 65.0  # vacuum of a sealed cup (a vacuum generator's level)
     free_flow_kpa: float = 4.0  # vacuum with the valve open and nothing sealed
     attach_kpa: float = 20.0  # the parcel moves with the cup from this vacuum on
+    grip_filter_ms: float = 8.0  # the load on the lip, averaged over this (first order)
+    grip_settle_ms: float = 10.0  # after the weld: the face drawn onto the lip, not judged
     rise_ms: float = 15.0  # vacuum time constants: evacuating, venting
     fall_ms: float = 10.0
     seal_gap_mm: float = 4.0  # the cup's lip seals up to this far above the face ...
     seal_press_mm: float = 20.0  # ... and pressed up to this far into it (bellows)
     seal_tilt_deg: float = 8.0  # face normal vs the cup's axis
     seal_edge_mm: float = 3.0  # the rim may overhang the face's edge by this
+    seal_speed_mm_s: float = 300.0  # the lip seals only this slow relative to the face
+    reseal_s: float = 0.3  # a parcel the cup just lost is not sealed again for this long
     # destinations, sensors and safety inputs of the arm's MCU
     destinations: tuple[DestinationSpec, ...] = (
         DestinationSpec("c1", -650.0, 200.0, -500.0, "chute", 8),
@@ -85,10 +91,30 @@ class ArmWorldConfig:
     def cup_radius_m(self) -> float:
         return self.cup_diameter_mm / 2000
 
+    @property
+    def cup_effective_area_m2(self) -> float:
+        d = self.cup_diameter_mm * self.cup_effective_ratio / 1000
+        return math.pi * d * d / 4
+
+    @property
+    def cup_effective_radius_m(self) -> float:
+        return self.cup_diameter_mm * self.cup_effective_ratio / 2000
+
     def hold_force_n(self, vacuum_pa: float) -> float:
-        """What the cup holds at a vacuum: linear in the vacuum, its rating x the safety
-        factor at the rated vacuum."""
-        return vacuum_pa / (self.rated_kpa * 1000) * self.max_load_kg * 9.81 * self.load_safety
+        """The cup's theoretical holding force at a vacuum: pressure difference x effective
+        suction area (Schmalz's and Piab's F = dp x A; 100 mm cup at 60 kPa: 340 N)."""
+        return max(0.0, vacuum_pa) * self.cup_effective_area_m2
+
+    def grip_loads(self, pull_n: float, shear_n: float, tilt_nm: float) -> tuple[float, float]:
+        """What a held load asks of the holding force, in its two ways of failing: sliding
+        (pull + shear / mu: the lip's friction carries the shear, clamped by the holding force
+        less the pull) and peeling (pull + tilting moment / effective radius: the load tips
+        the face about the lip). ``pull_n`` along the cup's axis away from it (negative: the
+        cup presses), ``shear_n`` across it, ``tilt_nm`` about the lip's centre."""
+        return (
+            pull_n + shear_n / self.cup_friction,
+            pull_n + tilt_nm / self.cup_effective_radius_m,
+        )
 
     def destination(self, dest_id: str) -> DestinationSpec | None:
         return next((d for d in self.destinations if d.id == dest_id), None)

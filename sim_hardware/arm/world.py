@@ -56,6 +56,7 @@ class ParcelTruth:
     grips: list[tuple[float, float]] = field(default_factory=list)  # (t, cup offset mm)
     drops: list[tuple[float, float, float, float]] = field(default_factory=list)  # t, x, y, z
     releases: list[tuple[float, float, float, float]] = field(default_factory=list)
+    drop_causes: list[str] = field(default_factory=list)  # why each drop: the grip's numbers
     end: str | None = None  # "dest:<id>", "belt_end", "floor"
     end_t: float | None = None
     end_xyz_mm: tuple[float, float, float] | None = None
@@ -67,8 +68,8 @@ class ParcelTruth:
             "size_mm": [p.length_mm, p.width_mm, p.height_mm], "mass_kg": self.mass_kg,
             "flatness": self.flatness, "put_on_t": self.put_on_t,
             "put_on_u_mm": self.put_on_u_mm, "grips": self.grips, "drops": self.drops,
-            "releases": self.releases, "end": self.end, "end_t": self.end_t,
-            "end_xyz_mm": self.end_xyz_mm,
+            "releases": self.releases, "drop_causes": self.drop_causes, "end": self.end,
+            "end_t": self.end_t, "end_xyz_mm": self.end_xyz_mm,
         }  # fmt: skip
 
 
@@ -111,6 +112,7 @@ class ArmWorld:
             mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_EQUALITY, f"suction{i}")
             for i in range(cfg.pool)
         ]
+        self._scratch = mujoco.MjData(m)  # for mj_setConst after a parcel's mass changes
         self.home_q = np.array(cfg.ik(*cfg.home_mm))
         d.qpos[self._qadr] = self.home_q
         mujoco.mj_forward(m, d)
@@ -131,6 +133,10 @@ class ArmWorld:
         self._attach_t = 0.0
         self._v_prev = np.zeros(3)
         self._acc = np.zeros(3)
+        self._load = np.zeros(3)  # pull N, shear N, tilt N m: the held load, filtered
+        self._attach_half = 0.0  # the held parcel's half height along the cup's axis
+        self._no_seal: tuple[int, float] = (-1, 0.0)  # a slot just dropped, until when
+        self.grip_use_max = 0.0  # the largest share of the holding force a load asked
         self.drop_g: float | None = None  # fault: drop whatever is held above this load (g)
         # parcels, sensors, truth
         self._free = list(range(cfg.pool - 1, -1, -1))
@@ -248,6 +254,11 @@ class ArmWorld:
             mass_kg / 12 * (sx * sx + sz * sz),
             mass_kg / 12 * (sx * sx + sy * sy),
         )
+        # MuJoCo keeps mass-derived constants (the mass matrix's body masses, invweights)
+        # from compile time: without this the parcel weighs mass_kg but resists acceleration
+        # like the model's 1 kg placeholder (found on 2026-12-02: a 5 kg parcel's lateral
+        # inertia was 1 kg). Computed on a scratch MjData: the world's state is untouched.
+        mujoco.mj_setConst(m, self._scratch)
         yaw = math.radians(yaw_deg) + (0.0 if cfg.belt_sign > 0 else math.pi)
         q = self._pq[slot]
         x = cfg.belt_sign * u / 1000
@@ -381,11 +392,7 @@ class ArmWorld:
         self.vacuum_pa += (target - self.vacuum_pa) * (1 - math.exp(-self.dt * 1000 / tau))
         if self.attached is None:
             slot = self._sealed_slot
-            if (
-                slot is not None
-                and self.vacuum_pa >= cfg.attach_kpa * 1000
-                and self.active[slot].truth.mass_kg <= cfg.max_load_kg
-            ):
+            if slot is not None and self.vacuum_pa >= cfg.attach_kpa * 1000:
                 self._attach(slot)
             return
         self._check_hold()
@@ -405,6 +412,10 @@ class ArmWorld:
             n = rot[:, k] * (1.0 if rot[2, k] > 0 else -1.0)
             if n[2] < math.cos(math.radians(cfg.seal_tilt_deg)):
                 continue
+            if self._no_seal[0] == slot and self.t < self._no_seal[1]:
+                continue  # just lost: falling away
+            if self._lip_speed(slot) > cfg.seal_speed_mm_s / 1000:
+                continue  # a lip sweeping over a face (or a parcel falling past) does not seal
             face = p + n * a.half[k]
             delta = cup - face
             h = float(delta @ n)
@@ -423,6 +434,29 @@ class ArmWorld:
                 return slot
         return None
 
+    def _lip_speed(self, slot: int) -> float:
+        """The cup lip's speed relative to the parcel's top (m/s)."""
+        d = self.data
+        lip = np.zeros(6)
+        mujoco.mj_objectVelocity(self.model, d, mujoco.mjtObj.mjOBJ_SITE, self._cup_site, lip, 0)
+        v = self._pv[slot]
+        return float(np.linalg.norm(lip[3:6] - d.qvel[v : v + 3]))
+
+    def _bellows(self, slot: int, pull_n: float) -> None:
+        """The bellows gives way: while the cup presses the held parcel (onto the belt), the
+        weld's hold point follows the parcel up the cup's axis (no force from the press but
+        the parcel's own), up to ``seal_press_mm`` of compression; lifting, the parcel hangs
+        where the bellows left it."""
+        if pull_n >= 0:
+            return
+        m, d = self.model, self.data
+        cup_b, b = self._cup_body, self._pbody[slot]
+        rot = d.xmat[cup_b].reshape(3, 3)
+        rel = rot.T @ (d.xpos[b] - d.xpos[cup_b])
+        e = self._eq[slot]
+        cap = -self._attach_half + self.cfg.seal_press_mm / 1000  # the face at the lip, less
+        m.eq_data[e, 5] = min(max(float(m.eq_data[e, 5]), float(rel[2])), cap)
+
     def _attach(self, slot: int) -> None:
         m, d = self.model, self.data
         cup_b, b = self._cup_body, self._pbody[slot]
@@ -433,6 +467,8 @@ class ArmWorld:
         rq = np.zeros(4)
         mujoco.mju_mulQuat(rq, qinv, d.xquat[b])
         e = self._eq[slot]
+        pr = d.xmat[b].reshape(3, 3)
+        self._attach_half = float(self.active[slot].half[int(np.argmax(np.abs(pr[2])))])
         m.eq_data[e, 0:3] = 0
         m.eq_data[e, 3:6] = rel
         m.eq_data[e, 6:10] = rq
@@ -443,31 +479,79 @@ class ArmWorld:
         v = self._pv[slot]
         self._v_prev = d.qvel[v : v + 3].copy()
         self._acc = np.zeros(3)
+        self._load = np.zeros(3)
         a = self.active[slot]
         face = d.xpos[b][:2] - d.site_xpos[self._cup_site][:2]
         a.truth.grips.append((self.t, float(np.linalg.norm(face) * 1000)))
 
+    def cup_load(self) -> tuple[float, float, float] | None:
+        """What the held parcel asks of the cup now, from the suction weld's constraint
+        force (MuJoCo's solution: weight, inertia, and any contact pushing the parcel):
+        (pull N along the cup's axis away from it, shear N across it, tilting moment N m
+        about the lip's centre); None when nothing is held."""
+        slot = self.attached
+        if slot is None:
+            return None
+        m, d = self.model, self.data
+        rows = (d.efc_type == mujoco.mjtConstraint.mjCNSTR_EQUALITY) & (d.efc_id == self._eq[slot])
+        if not rows.any():
+            return None
+        f = np.where(rows, d.efc_force, 0.0)
+        qfrc = np.zeros(m.nv)
+        mujoco.mj_mulJacTVec(m, d, qfrc, f)
+        v = self._pv[slot]
+        force = qfrc[v : v + 3]  # on the parcel, world frame, at its centre of mass
+        b = self._pbody[slot]
+        torque = d.xmat[b].reshape(3, 3) @ qfrc[v + 3 : v + 6]  # body frame -> world
+        lip = d.site_xpos[self._cup_site]
+        moment = torque + np.cross(d.xipos[b] - lip, force)  # the same load, about the lip
+        axis = d.site_xmat[self._cup_site].reshape(3, 3)[:, 2]  # the cup's axis, up
+        pull = float(force @ axis)
+        shear = float(np.linalg.norm(force - pull * axis))
+        tilt = float(np.linalg.norm(moment - float(moment @ axis) * axis))
+        return pull, shear, tilt
+
     def _check_hold(self) -> None:
-        """Let go when what the parcel needs (its weight and inertia, the shear over the cup's
-        friction) exceeds what the vacuum holds; or past the fault's g limit."""
+        """Let go when the load (filtered over ``grip_filter_ms``: a lip's elastic response,
+        not one step's constraint spike) asks more than the vacuum holds, by sliding or by
+        peeling (``ArmWorldConfig.grip_loads``); or past the fault's g limit."""
         cfg, d = self.cfg, self.data
         slot = self.attached
         assert slot is not None
-        a = self.active[slot]
         v_idx = self._pv[slot]
         v = d.qvel[v_idx : v_idx + 3].copy()
         acc = (v - self._v_prev) / self.dt
         self._v_prev = v
-        k = 1 - math.exp(-self.dt / 0.008)
+        k = 1 - math.exp(-self.dt * 1000 / cfg.grip_filter_ms)
         self._acc += (acc - self._acc) * k
-        if self.t - self._attach_t < 0.01:
-            return  # the weld settles
-        need = a.truth.mass_kg * (self._acc + np.array([0.0, 0.0, G]))
-        load = max(float(need[2]), 0.0) + float(np.hypot(need[0], need[1])) / cfg.cup_friction
+        load = self.cup_load()
+        if load is not None:
+            self._bellows(slot, load[0])
+            self._load += (np.array(load) - self._load) * k
+        if self.t - self._attach_t < cfg.grip_settle_ms / 1000:
+            return  # the bellows draws the face onto the lip
         hold = cfg.hold_force_n(self.vacuum_pa)
+        slide, peel = cfg.grip_loads(*self._load)
+        self.grip_use_max = max(self.grip_use_max, max(slide, peel) / max(hold, 1e-9))
         limit = self.drop_g
         too_fast = limit is not None and float(np.linalg.norm(self._acc)) > limit * G
-        if load > hold or too_fast:
+        if slide > hold or peel > hold or too_fast:
+            a = self.active[slot]
+            pull, shear, tilt = self._load
+            if too_fast:
+                why = f"fault: over {limit:g} g"
+            else:
+                mode = "slid" if slide >= peel else "peeled"
+                why = (
+                    f"{mode}: pull {pull:.0f} N, shear {shear:.0f} N, tilt {tilt:.1f} N m "
+                    f"over {hold:.0f} N held at {self.vacuum_pa / 1000:.0f} kPa"
+                )
+            if self.valve:
+                a.truth.drop_causes.append(why)
+                # the lip is open to the air: the vacuum collapses, and the parcel slipping
+                # or falling away is not sealed again while it goes
+                self.vacuum_pa = min(self.vacuum_pa, cfg.free_flow_kpa * 1000)
+                self._no_seal = (slot, self.t + cfg.reseal_s)
             self._detach(slot, deliberate=not self.valve)
 
     def _detach(self, slot: int, deliberate: bool) -> None:
