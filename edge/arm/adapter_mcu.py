@@ -24,6 +24,7 @@ Joint units: the core's (deg, deg, mm, deg); the protocol's micro-units (urad, u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge.arm.events import ArmFact, MotionEnded, MotionHalted, Move
+from edge.arm.events import ArmFact, JointState, MotionEnded, MotionHalted, Move
 from edge.arm.kinematics import Joints
 from firmware_bridge.mcu import McuError
 from firmware_bridge.mcu import messages as m
@@ -45,6 +46,9 @@ PUMP_S = 0.004  # how often waiting setpoints are looked at
 START_AHEAD_S = 0.003  # a fresh start's first segment begins at least this far ahead
 SEG_MEMORY = 512  # segment id -> move id kept for the MCU's motion_stopped
 BULK_HORIZON_S = 0.35  # 44 segments of 8 ms: inside the simulated MCU's 64
+# a stop_motion that found nothing moving brings no motion_stopped: after the MCU's ok and
+# this long (more than the event's way back), the arm's state is read and told to the core
+STOP_SILENT_S = 0.03
 
 
 def to_protocol(q: Joints) -> tuple[int, ...]:
@@ -86,7 +90,10 @@ class MotionStream:
         self.halted = False
         self._resuming = False
         self.rest_until = 0.0  # a controlled stop under way ends then: no segment before
-        self.stats = {"segments": 0, "refused": 0, "stops": 0, "late_starts": 0}
+        self.stats = {
+            "segments": 0, "refused": 0, "stops": 0, "late_starts": 0, "quiet_stops": 0,
+        }  # fmt: skip
+        self._stop_events = 0  # motion_stopped events other than a move's end
         self._pending: set[asyncio.Future[Any]] = set()
 
     # ---- from the core -----------------------------------------------------------------------
@@ -120,6 +127,32 @@ class MotionStream:
             self._watch(fut, "stop_motion")
         except McuError as exc:  # the link is down: the MCU's watchdog stops the arm
             log.error("stop_motion (%s) not sent: %s; the MCU watchdog is the backstop", cause, exc)
+            return
+        seen = self._stop_events
+        fut.add_done_callback(lambda f: self._after_stop(f, seen))
+
+    def _after_stop(self, fut: asyncio.Future[Any], seen: int) -> None:
+        """A stop_motion that found the arm at rest (its queue empty: between moves, or a
+        pick not yet streamed) ends with the MCU's ok and no motion_stopped; the core, which
+        waits for the stop's end before it plans again, is then told where the arm rests
+        (a core left waiting for an event that never comes picks nothing more)."""
+        if fut.cancelled() or fut.exception() is not None:
+            return
+
+        async def check() -> None:
+            await asyncio.sleep(STOP_SILENT_S)
+            if self._stop_events != seen:
+                return  # the stop's motion_stopped came: the core heard of it
+            try:
+                st = await self.arm.state()
+            except McuError:
+                return
+            if st.state in (m.MOTION_IDLE, m.MOTION_HALTED) and self._stop_events == seen:
+                self.stats["quiet_stops"] += 1
+                self.feed(JointState(from_protocol(st.positions), time.monotonic()))
+
+        with contextlib.suppress(RuntimeError):  # no loop: shutting down
+            asyncio.get_running_loop().create_task(check())
 
     def resume(self) -> None:
         """Leave the MCU's halted state (after an underrun, or when the safety machine runs
@@ -251,6 +284,7 @@ class MotionStream:
             if move_id is not None:
                 self.feed(MotionEnded(move_id, q, t))
             return
+        self._stop_events += 1
         self.points.clear()
         self.last = None
         self.rest_until = t  # the MCU refuses segments until the arm is at rest
