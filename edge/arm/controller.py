@@ -58,7 +58,7 @@ from edge.arm.events import (
     Suction,
     Tick,
 )
-from edge.arm.grasp import Grasp, grasp
+from edge.arm.grasp import Footprint, Grasp, footprint, grasp, neighbours
 from edge.arm.kinematics import Joints
 from edge.arm.moves import Mover, PickPlan
 from edge.arm.planner import Candidate, choose
@@ -76,6 +76,8 @@ from edge.safety.machine import (
 )
 
 PLACE_EARLY_S = 0.2  # a place sensor may fire this long before the planned release
+VALVE_LEAD_S = 0.03  # the valve opens this long before the descent onto the top starts
+GONE_MM = 1000.0  # a parcel this far past the window no longer matters to its neighbours
 
 
 @dataclass
@@ -125,6 +127,7 @@ class ArmCore:
         self.belt = BeltTracker(cfg.belt)
         self.routing = ArmRouting(cfg)
         self.parcels: dict[int, Parcel] = {}
+        self.on_belt: dict[int, Footprint] = {}  # every parcel still on the belt near the arm
         self.by_track: dict[int, int] = {}
         self.records: list[PickRecord] = []
         self._next_pid = 1
@@ -196,6 +199,7 @@ class ArmCore:
             if p.state in ("deciding", "waiting"):
                 p.seen = f
                 p.grasp = grasp(self.cfg, f) if not isinstance(p.grasp, str) else p.grasp
+                self.on_belt[pid] = footprint(self.cfg, f)
                 if p.state == "deciding" and f.label and p.brain_deadline is None:
                     self._decide_label(p, f.t)
             return
@@ -204,6 +208,7 @@ class ArmCore:
         g = grasp(self.cfg, f)
         p = Parcel(pid=pid, track_id=f.track_id, seen=f, grasp=g)
         self.parcels[pid] = p
+        self.on_belt[pid] = footprint(self.cfg, f)
         self.by_track[f.track_id] = pid
         p.milestones["seen"] = f.t
         self._story(p, f.t, "seen", _describe(f))
@@ -265,7 +270,7 @@ class ArmCore:
         if pk is not None and not pk.carry_sent:
             p = self.parcels[pk.pid]
             p.vacuum_peak = max(p.vacuum_peak, f.kpa)
-            if f.gripped and pk.sealed_since is None and f.t >= pk.plan.t_contact - 0.05:
+            if f.gripped and pk.sealed_since is None and f.t >= pk.plan.t_descend - VALVE_LEAD_S:
                 pk.sealed_since = f.t
                 self._story(p, f.t, "sealed", f"vacuum {f.kpa:.0f} kPa")
             elif not f.gripped and pk.sealed_since is not None:
@@ -373,7 +378,7 @@ class ArmCore:
         else:
             assert self.q is not None
             t0, q0 = t + lead, self.q
-        cands = [Candidate(p.pid, p.grasp.target) for p in waiting if isinstance(p.grasp, Grasp)]
+        cands = self._candidates(waiting, t)
         choice = choose(self.mover, q0, t0, cands, self.belt)
         for pid, why in choice.skipped:
             p = self.parcels[pid]
@@ -400,6 +405,31 @@ class ArmCore:
             f"t+{(plan.t_contact - t) * 1000:.0f} ms",
         )  # fmt: skip
 
+    def _candidates(self, waiting: list[Parcel], t: float) -> list[Candidate]:
+        """The waiting parcels the cup may take now, each with the height its approach and
+        lift must clear. A neighbour under the cup's lip at the grasp point: wait while the
+        neighbour may still be picked itself, else skip (it would seal on it, or press it)."""
+        out: list[Candidate] = []
+        for p in waiting:
+            if not isinstance(p.grasp, Grasp):
+                continue
+            me = self.on_belt.get(p.pid)
+            if me is None:
+                out.append(Candidate(p.pid, p.grasp.target))
+                continue
+            others = [(o, fp) for o, fp in self.on_belt.items() if o != p.pid]
+            nb = neighbours(self.cfg, me, others, self.belt.cpm)
+            if nb.conflict is not None:
+                other, why = nb.conflict
+                q = self.parcels.get(other)
+                if q is not None and q.state in ("deciding", "waiting", "picking"):
+                    p.wait_reason = f"a neighbour too close: {why}"
+                else:
+                    self._finish(p, "passed", self.cfg.pass_id, f"skipped: {why}", t)
+                continue
+            out.append(Candidate(p.pid, p.grasp.target, nb.clear_z))
+        return out
+
     def _go_home(self, t: float) -> None:
         """Idle away from home (after a place far from the belt): wait at home, from where
         the whole window is in time."""
@@ -423,6 +453,9 @@ class ArmCore:
             return
         down = self.cfg.tracking.downstream_mm
         count = self.belt.count_at(t)
+        for pid, fp in list(self.on_belt.items()):
+            if fp.target.u_at_count(count, self.belt.cpm) > down + GONE_MM:
+                del self.on_belt[pid]
         for p in list(self.parcels.values()):
             if p.state not in ("waiting", "deciding") or not isinstance(p.grasp, Grasp):
                 continue
@@ -476,13 +509,15 @@ class ArmCore:
         assert dest is not None and isinstance(p.grasp, Grasp)
         lead = self.cfg.tracking.lead_ms / 1000
         g = p.grasp
-        traj = self.mover.carry(pk.plan, t + lead, g.target, self.belt, dest, g.load, g.hold)
+        t_b = max(t + lead, pk.plan.t_contact)  # a seal made during the descent
+        traj = self.mover.carry(pk.plan, t_b, g.target, self.belt, dest, g.load, g.hold)
         p.milestones["gripped"] = t
         if isinstance(traj, str):
             self._story(p, t, "no carry", traj)
             self._pick_failed(pk, f"gripped but no carry: {traj}", t)
             return
         pk.carry_sent = True
+        self.on_belt.pop(pk.pid, None)  # lifted off the belt
         move = Move(self._move_id(), "carry", pk.pid, traj, replace_from=traj.t0)
         self._send(move)
         self.pick = None
@@ -665,7 +700,7 @@ class ArmCore:
             if p.state == "deciding" and p.brain_deadline is not None and t >= p.brain_deadline:
                 self._route(p, f"no brain answer in {self.cfg.brain_deadline_ms} ms", t)
         pk = self.pick
-        if pk is not None and not pk.suction_on and t >= pk.plan.trajectory.t0 - 1e-9:
+        if pk is not None and not pk.suction_on and t >= pk.plan.t_descend - VALVE_LEAD_S:
             pk.suction_on = True
             self._out.append(Suction(True, f"pick parcel {pk.pid}", t))
         if pk is not None and not pk.carry_sent and t < pk.plan.t_contact:

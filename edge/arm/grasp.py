@@ -110,3 +110,80 @@ def grasp(cfg: ArmConfig, seen: ParcelSeen) -> Grasp | str:
             abs(sa) * length / 2 + abs(ca) * width / 2,
         ),
     )
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """A parcel on the belt as its neighbours see it: its centre riding the belt
+    (``target``; ``target.z`` its top) and its half extents along x and y (arm frame)."""
+
+    target: Target
+    hx: float
+    hy: float
+
+
+def footprint(cfg: ArmConfig, seen: ParcelSeen) -> Footprint:
+    """Where ``seen`` sits on the belt and how tall it is, pickable or not. A height neither
+    measured nor given by its class is taken as ``suction.max_height_mm``: an unknown
+    neighbour is passed over as the tallest the cell takes."""
+    rule = cfg.suction.classes.get(seen.class_name or "")
+    height = seen.height_mm
+    if height is None and rule is not None:
+        height = rule.default_height_mm
+    if height is None:
+        height = cfg.suction.max_height_mm
+    belt = cfg.belt
+    u, y = camera_to_belt(cfg.camera, belt.centre_y_mm, belt.sign, seen.along_mm, seen.across_mm)
+    target = Target(u, seen.count + cfg.camera.count_offset, y, belt.surface_z_mm + height)
+    a = math.radians(seen.angle_deg + cfg.camera.yaw_deg)
+    ca, sa = abs(math.cos(a)), abs(math.sin(a))
+    length, width = seen.length_mm, seen.width_mm
+    return Footprint(target, ca * length / 2 + sa * width / 2, sa * length / 2 + ca * width / 2)
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """What the parcels beside a pick mean for it: ``clear_z``, the highest top the cup and
+    the lifted parcel must pass over (None: none near); ``conflict``, the first neighbour
+    whose footprint lies under the cup's lip at the grasp point (its id, and why)."""
+
+    clear_z: float | None
+    conflict: tuple[int, str] | None
+
+
+CORRIDOR_MM = 100.0  # a neighbour this close along the belt (beyond the cup) is passed over
+
+
+def neighbours(
+    cfg: ArmConfig, me: Footprint, others: list[tuple[int, Footprint]], cpm: float
+) -> Neighbours:
+    """The neighbours of a pick at ``me``'s grasp point (its centre). Both ride the belt, so
+    their offsets do not change. A footprint whose centre lies inside the other's is the
+    same parcel seen twice (a split track), not a neighbour. A neighbour within
+    ``CORRIDOR_MM`` plus the cup's radius along the belt is passed over (its top counts
+    for ``clear_z``); one whose footprint comes within the cup's radius plus
+    ``edge_margin_mm`` of the grasp point, and whose top the pressed cup reaches, is a
+    conflict: the cup would seal on it or press it."""
+    s = cfg.suction
+    r = s.cup_diameter_mm / 2
+    c0 = me.target.count_ref
+    u0, y0 = me.target.u_ref, me.target.y
+    clear: float | None = None
+    conflict: tuple[int, str] | None = None
+    for pid, o in others:
+        du = o.target.u_at_count(c0, cpm) - u0
+        dy = o.target.y - y0
+        same = (abs(du) < me.hx and abs(dy) < me.hy) or (abs(du) < o.hx and abs(dy) < o.hy)
+        if same:
+            continue
+        if abs(du) - o.hx < r + CORRIDOR_MM:
+            clear = o.target.z if clear is None else max(clear, o.target.z)
+        gap = math.hypot(max(0.0, abs(du) - o.hx), max(0.0, abs(dy) - o.hy))
+        reaches = o.target.z > me.target.z - s.press_mm - 5.0
+        if conflict is None and reaches and gap < r + s.edge_margin_mm:
+            conflict = (
+                pid,
+                f"parcel {pid}'s footprint is {gap:.0f} mm from the grasp point, inside the "
+                f"cup's {r:.0f} mm + {s.edge_margin_mm:.0f} mm margin",
+            )
+    return Neighbours(clear, conflict)

@@ -63,7 +63,8 @@ MIN_STEP_S = 0.03
 MAX_CONTACT_TRIES = 40
 MAX_BLEND_S = 3.0
 GROW = 1.08
-LIFT_SHARE = 0.5  # the carry leaves the belt's motion when the lift is this far along
+LIFT_SHARE = 0.5  # the lifted parcel's bottom clears the belt by this share of lift_mm ...
+NEIGHBOUR_CLEAR_MM = 20.0  # ... and its neighbours' tops by this, before it moves sideways
 HOLD_TRIES = 8  # carries planned slower until the cup holds the parcel
 G_MM = 9806.65  # g, mm/s^2
 
@@ -78,6 +79,9 @@ class PickPlan:
     z_contact: float
     z_carry: float
     belt: BeltTracker  # the belt's prediction the pick was planned with (a snapshot)
+    t_descend: float = 0.0  # the descent onto the top starts (the valve opens then)
+    z_hover: float = 0.0  # the approach's height: over the parcel and its neighbours
+    z_clear: float | None = None  # the cup's height from which the carry may go sideways
 
 
 class Mover:
@@ -96,10 +100,18 @@ class Mover:
 
     # ---- the pick ---------------------------------------------------------------------------
     def pick(
-        self, q0: Joints, t0: float, target: Target, belt: BeltTracker
+        self,
+        q0: Joints,
+        t0: float,
+        target: Target,
+        belt: BeltTracker,
+        clear_z: float | None = None,
     ) -> PickPlan | str | LeftWindow:
         """The earliest pick of ``target`` starting at rest at ``q0`` no earlier than ``t0``,
-        or why none (a parcel that would leave the window is skipped, never chased)."""
+        or why none (a parcel that would leave the window is skipped, never chased).
+        ``clear_z``: the highest top of the parcels beside it: the approach comes in
+        ``hover_mm`` over the higher of that and its own top, so the cup passes over its
+        neighbours (and the open valve never meets one), then descends onto it."""
         cfg = self.cfg
         speed = belt.speed_mm_s
         if speed < max(1.0, cfg.belt.min_speed_mm_s * 0.5):
@@ -113,13 +125,21 @@ class Mover:
             )
         belt = belt.snapshot()
         tr = self.cfg.tracking
-        td = self._z_law(tr.hover_mm + self.cfg.suction.press_mm).duration
+        z_hover = self._z_hover(target, clear_z)
+        td = self._z_law(z_hover - target.z + self.cfg.suction.press_mm).duration
         ta_min = 0.7 * self._approach_guess(q0, t0, target, belt)
         t_first = max(self._t_at_u(target, belt, tr.upstream_mm), t0 + ta_min + td)
         step = max(MIN_STEP_S, CONTACT_STEP_MM / speed)
         return intercept(
-            lambda t_c: self._try_pick(q0, t0, target, belt, t_c), t_first, step, MAX_CONTACT_TRIES
+            lambda t_c: self._try_pick(q0, t0, target, belt, t_c, z_hover, clear_z),
+            t_first,
+            step,
+            MAX_CONTACT_TRIES,
         )
+
+    def _z_hover(self, target: Target, clear_z: float | None) -> float:
+        top = target.z if clear_z is None else max(target.z, clear_z)
+        return min(self.limits.hi[2], top + self.cfg.tracking.hover_mm)
 
     def _approach_guess(self, q0: Joints, t0: float, target: Target, belt: BeltTracker) -> float:
         """The rest-to-rest time to the hover point where the parcel is in 0.4 s."""
@@ -156,13 +176,19 @@ class Mover:
         return ride
 
     def _try_pick(
-        self, q0: Joints, t0: float, target: Target, belt: BeltTracker, t_contact: float
+        self,
+        q0: Joints,
+        t0: float,
+        target: Target,
+        belt: BeltTracker,
+        t_contact: float,
+        z_hover: float,
+        clear_z: float | None = None,
     ) -> PickPlan | str:
         tr, s = self.cfg.tracking, self.cfg.suction
         lo3, hi3 = self.limits.lo[2], self.limits.hi[2]
         z_contact = target.z - s.press_mm
-        z_hover = min(hi3, target.z + tr.hover_mm)
-        z_carry = min(hi3, target.z + tr.lift_mm)
+        z_clear, z_carry = self._lift_heights(target, clear_z)
         if z_contact < lo3:
             return f"the parcel's top z {target.z:.0f} is below the quill's reach {lo3}"
         if z_hover <= z_contact:
@@ -239,7 +265,26 @@ class Mover:
             z_contact=z_contact,
             z_carry=z_carry,
             belt=belt,
+            t_descend=t_a,
+            z_hover=z_hover,
+            z_clear=z_clear,
         )
+
+    def _lift_heights(self, target: Target, clear_z: float | None) -> tuple[float, float]:
+        """The cup's heights (z_clear, z_carry) for lifting the parcel whose top is at
+        ``target.z``: it moves sideways once its bottom clears the belt by LIFT_SHARE of
+        ``lift_mm`` and the neighbours' tops (``clear_z``) by NEIGHBOUR_CLEAR_MM (a carried
+        parcel must not sweep a taller one beside it off the belt); the lift ends higher
+        still, at ``lift_mm`` over its top at least (both within the quill's stroke)."""
+        hi3 = self.limits.hi[2]
+        b = self.cfg.belt.surface_z_mm
+        height = target.z - b
+        bottom = b + self.cfg.tracking.lift_mm * LIFT_SHARE
+        if clear_z is not None:
+            bottom = max(bottom, clear_z + NEIGHBOUR_CLEAR_MM)
+        z_clear = min(hi3, bottom + height)
+        z_carry = min(hi3, max(target.z + self.cfg.tracking.lift_mm, z_clear + NEIGHBOUR_CLEAR_MM))
+        return z_clear, z_carry
 
     # ---- the carry --------------------------------------------------------------------------
     def carry(
@@ -321,8 +366,10 @@ class Mover:
             return "the grip came after the lift-off"
         limits = self.limits.scaled(1 / k) if k > 1 else self.limits
         lift = self._z_law(plan.z_carry - plan.z_contact, k)
-        # the blend off the belt starts part way up: the parcel is clear of the belt by then
-        t_off = t_b + lift.duration * LIFT_SHARE
+        # the blend off the belt starts part way up: the parcel clears the belt and its
+        # neighbours by then
+        z_clear = plan.z_clear if plan.z_clear is not None else plan.z_contact
+        t_off = t_b + _time_to(lift, z_clear - plan.z_contact)
         q_from = pick.q[i_b]
         ride = self._rider(target, belt, q_from)
         yaw = self.kin.fk(q_from)[3]
@@ -607,6 +654,21 @@ def _lerp(a: Joints, b: Joints, k: float) -> Joints:
         a[2] + k * (b[2] - a[2]),
         a[3] + k * (b[3] - a[3]),
     )
+
+
+def _time_to(law: DoubleS, d: float) -> float:
+    """When the rising ``law`` has covered ``d`` (at most its duration): the lift's instant
+    at a height."""
+    if d <= 0:
+        return 0.0
+    lo, hi = 0.0, law.duration
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if law.eval(mid)[0] >= d:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def _sub(a: Joints, b: Joints) -> Joints:

@@ -22,6 +22,7 @@ from edge.arm.tracking import BeltTracker, LeftWindow, Target
 class Candidate:
     parcel_id: int
     target: Target
+    clear_z: float | None = None  # the highest neighbour's top the cup must pass over
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def choose(
             waiting.append((c.parcel_id, "not tried yet"))
             continue
         tries += 1
-        res = mover.pick(q0, t0, c.target, belt)
+        res = mover.pick(q0, t0, c.target, belt, c.clear_z)
         if isinstance(res, LeftWindow):
             skipped.append((c.parcel_id, str(res)))
         elif isinstance(res, str):
