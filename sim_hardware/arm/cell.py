@@ -67,46 +67,6 @@ def camera_calibration(fov_mm: float) -> dict[str, Any]:
     }
 
 
-class ArmRenderer:
-    """Frames from ``ArmSnapshot``: each parcel drawn where the world has it (the diverter's
-    camera draws a pose from the parcel's id; an arm aims at the real one). A parcel's look
-    (sprite, label) is drawn once from ``(seed, id)``."""
-
-    def __init__(self, centre_mm: float, fov_mm: float, seed: int = 0) -> None:
-        from sim_hardware.world.camera import CameraRenderer
-
-        self.base = CameraRenderer(centre_mm, fov_mm, seed, max_yaw_deg=0.0)
-        self.centre_mm = centre_mm
-        self.fov_mm = fov_mm
-        self.px_per_mm = FRAME_W / fov_mm
-
-    def render(self, snap: ArmSnapshot) -> Any:
-        from dataclasses import replace
-
-        from sim_hardware.camera.scene import Placement, compose
-        from sim_hardware.world.camera import WorldFrame
-
-        b = self.base
-        placements = []
-        legible: dict[int, bool] = {}
-        for parcel, u, across, yaw in snap.parcels:
-            x = (u - snap.centre_mm) * self.px_per_mm + FRAME_W / 2
-            y = FRAME_H / 2 - across * self.px_per_mm
-            reach = (parcel.length_mm + parcel.width_mm) * self.px_per_mm
-            if -reach < x < FRAME_W + reach:
-                look = b._look(parcel)
-                placements.append(Placement(look.sprite, (x, y), yaw, parcel.id))
-                legible[parcel.id] = parcel.label_legible
-        b._looks = {pid: look for pid, look in b._looks.items() if pid in legible}
-        effects = np.random.default_rng([b.seed, round(snap.time_s * 1e6)])
-        scene = compose(b.background, placements, effects, b.r)
-        truths = tuple(
-            replace(t, label_legible=t.label_legible and legible[t.parcel_id])
-            for t in scene.parcels
-        )
-        return WorldFrame(scene.image, snap.time_s, snap.encoder_count, truths)
-
-
 def _camera_main(snapshots: Any, control: Any, kwargs: dict[str, Any], nice: int) -> None:
     """Child process: the diverter camera's frame server with the arm's renderer."""
     from sim_hardware.world.camera_feed import CameraFeed
@@ -120,6 +80,8 @@ def _camera_main(snapshots: Any, control: Any, kwargs: dict[str, Any], nice: int
         os.setpriority(os.PRIO_PROCESS, 0, max(0, nice))
     try:
         feed = CameraFeed(snapshots, control, **kwargs)
+        from sim_hardware.arm.camera import ArmRenderer
+
         feed.renderer = ArmRenderer(kwargs["centre_mm"], kwargs["fov_mm"], kwargs["seed"])
     except Exception as exc:
         control.send(("error", f"{type(exc).__name__}: {exc}"))
