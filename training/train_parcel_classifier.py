@@ -23,6 +23,7 @@ held-out evaluation stays untouched.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import multiprocessing as mp
@@ -38,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from sim_hardware.camera.randomisation import CLASSES, TRAINING  # noqa: E402
 from sim_hardware.camera.scene import render_scene  # noqa: E402
+from training.onnx_init import fold_batchnorm, load_onnx_weights  # noqa: E402
 from training.train_parcel_model import (  # noqa: E402
     FIRST_SEED,
     WIDE,
@@ -154,6 +156,81 @@ def load_or_render(
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, crops=out[0], classes=out[1])
     return out
+
+
+def load_coco_crops(
+    dirs: list[Path], detector: Path | None, cache: Path | None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crops and classes of COCO data sets (the 3D renders of ``render3d/``): per parcel
+    two of its annotated oriented box with detector-like errors (as ``jittered_box``, full
+    and small), and, with ``detector``, one of that detector's box matched to it (IoU >= 0.5),
+    as at run time. Parcels whose visible box is under 12 px a side are left out."""
+    import cv2
+
+    from vision.dataset.coco import read_coco
+    from vision.detector import Detector, DetectorSettings
+    from vision.finetune.head import oriented_box
+    from vision.tracker import iou_matrix
+
+    det = None
+    if detector is not None:
+        det = Detector(
+            detector, threads=1, settings=DetectorSettings(confidence=0.2), classifier=None
+        )
+    index = {c: i for i, c in enumerate(CLASSES)}
+    crops_out, classes_out = [], []
+    for d in dirs:
+        ds = read_coco(d)
+        # the detector's boxes are in the crops: its file's hash is in the cache's name
+        tag = hashlib.sha1(detector.read_bytes()).hexdigest()[:8] if detector else "none"
+        size = f"{CROP_WH[0]}x{CROP_WH[1]}"
+        name = f"crops3d-{Path(d).resolve().name}-{len(ds.samples)}-{tag}-{size}.npz"
+        path = cache / name if cache else None
+        if path is not None and path.is_file():
+            data = np.load(path)
+            crops_out.append(data["crops"])
+            classes_out.append(data["classes"])
+            continue
+        rng = np.random.default_rng(seed + 23)
+        crops, classes = [], []
+        for s in ds.samples:
+            image = cv2.imread(str(ds.image_path(s)), cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"{ds.image_path(s)}: image missing or not readable")
+            anns = [
+                a for a in s.annotations
+                if min(a.bbox[2] - a.bbox[0], a.bbox[3] - a.bbox[1]) >= 12
+            ]  # fmt: skip
+            boxes, ks = [], []
+            for a in anns:
+                true = oriented_box(a.corners)
+                boxes += [jittered_box(rng, true), jittered_box(rng, true, spread=0.4)]
+                ks += [index[a.class_name]] * 2
+            if det is not None and anns:
+                dets = [x for x in det.detect(image) if x.oriented is not None]
+                if dets:
+                    ious = iou_matrix(
+                        np.array([a.bbox for a in anns], np.float32),
+                        np.array([x.box for x in dets], np.float32),
+                    )
+                    for gi, a in enumerate(anns):
+                        j = int(np.argmax(ious[gi]))
+                        if ious[gi, j] >= 0.5:
+                            boxes.append(dets[j].oriented)
+                            ks.append(index[a.class_name])
+            if boxes:
+                crops += upright_crops(image, boxes)
+                classes += ks
+        w, h = CROP_WH
+        out = np.array(crops, np.uint8).reshape(-1, h, w, 3), np.array(classes, np.int64)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, crops=out[0], classes=out[1])
+        crops_out.append(out[0])
+        classes_out.append(out[1])
+    if not crops_out:
+        return np.zeros((0, CROP_WH[1], CROP_WH[0], 3), np.uint8), np.zeros(0, np.int64)
+    return np.concatenate(crops_out), np.concatenate(classes_out)
 
 
 def build_model():  # noqa: ANN201 - torch is imported lazily
@@ -289,8 +366,26 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, help="keep the rendered crops here and reuse them")
     ap.add_argument("--render-only", action="store_true", help="render (and cache), then stop")
     ap.add_argument(
-        "--init", type=Path, help="start from these weights (a state dict saved by an earlier run)"
-    )
+        "--init", type=Path,
+        help="start from these weights: a state dict saved by an earlier run (.pt), or a "
+        "shipped classifier (.onnx; its BatchNorms stay folded, see training/onnx_init.py)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--render3d", type=Path, nargs="*", default=[], metavar="DIR",
+        help="COCO sets of 3D renders (training/render3d/make_dataset.py) to crop and train on",
+    )  # fmt: skip
+    ap.add_argument(
+        "--validation3d", type=Path, metavar="DIR",
+        help="a COCO set of 3D renders whose crops are printed as a second validation",
+    )  # fmt: skip
+    ap.add_argument(
+        "--detector", type=Path, default=DETECTOR_MODEL,
+        help="the detector whose boxes are cropped too (the one the classifier will run behind)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--mix3d", type=float, default=0.5,
+        help="share of each batch drawn from the --render3d crops (when there are any)",
+    )  # fmt: skip
     args = ap.parse_args()
 
     import torch
@@ -304,23 +399,44 @@ def main() -> int:
         for p, n in sets
         if n > 0
     ]
-    crops = np.concatenate([c for c, _ in parts])
-    classes = np.concatenate([k for _, k in parts])
+    w, h = CROP_WH
+    crops = np.concatenate([np.zeros((0, h, w, 3), np.uint8), *[c for c, _ in parts]])
+    classes = np.concatenate([np.zeros(0, np.int64), *[k for _, k in parts]])
     val_crops, val_classes = load_or_render(
         "wide", VALIDATION_SEED, args.validation_images, args.cache, args.workers
     )
+    crops3d, classes3d = load_coco_crops(args.render3d, args.detector, args.cache, args.seed)
+    val3d = (
+        load_coco_crops([args.validation3d], args.detector, args.cache, args.seed)
+        if args.validation3d
+        else None
+    )
     render_s = time.time() - t0
+    counts3d = np.bincount(classes3d, minlength=len(CLASSES)).tolist()
+    if len(crops3d):
+        print(f"{len(crops3d)} 3D crops {dict(zip(CLASSES, counts3d, strict=True))}", flush=True)
     counts = np.bincount(classes, minlength=len(CLASSES)).tolist()
     print(f"{len(crops)} training crops {dict(zip(CLASSES, counts, strict=True))}, "
           f"{len(val_crops)} validation crops, ready in {render_s:.0f} s", flush=True)  # fmt: skip
     if args.render_only:
         return 0
 
-    model = build_model().to(memory_format=torch.channels_last)
-    if args.init is not None:
+    folded = args.init is not None and args.init.suffix == ".onnx"
+
+    def new_model():  # a torch module, channels-last
+        net = fold_batchnorm(build_model()) if folded else build_model()
+        return net.to(memory_format=torch.channels_last)
+
+    model = new_model()
+    if folded:
+        load_onnx_weights(
+            model, args.init, torch.rand(2, 3, h, w), lambda o: [torch.softmax(o, 1).numpy()]
+        )
+        print(f"starting from {args.init} (BatchNorm folded)", flush=True)
+    elif args.init is not None:
         model.load_state_dict(torch.load(args.init, map_location="cpu"))
         print(f"starting from {args.init}", flush=True)
-    ema = build_model().to(memory_format=torch.channels_last)
+    ema = new_model()
     ema.load_state_dict(model.state_dict())
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -333,10 +449,13 @@ def main() -> int:
     step, history = 0, []
     t_train = time.time()
     model.train()
+    n3d = round(args.batch * args.mix3d) if len(crops3d) else 0
+    n2d = args.batch - n3d if len(crops) else 0
     while time.time() - t_train < budget:
-        idx = rng.choice(len(crops), args.batch, replace=False)
-        x = augment(rng, to_tensor(crops[idx]))
-        y = torch.from_numpy(classes[idx])
+        i2 = rng.choice(len(crops), n2d, replace=False)
+        i3 = rng.choice(len(crops3d), n3d, replace=False)
+        x = augment(rng, to_tensor(np.concatenate([crops[i2], crops3d[i3]])))
+        y = torch.from_numpy(np.concatenate([classes[i2], classes3d[i3]]))
         set_learning_rate(opt, args.lr, step, 200, (time.time() - t_train) / budget)
         loss = loss_fn(model(x), y)
         opt.zero_grad()
@@ -349,6 +468,9 @@ def main() -> int:
             if step % 500 == 0:
                 cm = confusion(ema, val_crops, val_classes)
                 entry["validation_accuracy"] = float(np.trace(cm) / cm.sum())
+                if val3d is not None:
+                    cm3 = confusion(ema, *val3d)
+                    entry["validation3d_accuracy"] = float(np.trace(cm3) / max(1, cm3.sum()))
             history.append(entry)
             print(json.dumps(entry), flush=True)
     train_s = time.time() - t_train
@@ -356,11 +478,15 @@ def main() -> int:
     accuracy = float(np.trace(cm) / cm.sum())
     print(f"validation accuracy {accuracy:.4f}; confusion (rows truth, columns predicted):")
     print(cm)
+    cm3 = confusion(ema, *val3d) if val3d is not None else None
+    if cm3 is not None:
+        print(f"3D validation accuracy {np.trace(cm3) / max(1, cm3.sum()):.4f}:")
+        print(cm3)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ema.state_dict(), Path(tempfile.gettempdir()) / f"{args.out.stem}.pt")
     export(ema, args.out)
     log = {
-        "command": "nice -n 19 .venv/bin/python training/train_parcel_classifier.py "
+        "command": "lowprio .venv/bin/python training/train_parcel_classifier.py "
         + " ".join(sys.argv[1:]),
         "torch": torch.__version__,
         "seed": args.seed,
@@ -374,6 +500,12 @@ def main() -> int:
             if n > 0
         ],
         "init": str(args.init) if args.init else None,
+        "render3d_sets": [str(d) for d in args.render3d],
+        "detector_boxes_from": str(args.detector),
+        "crops3d": len(crops3d),
+        "crops3d_per_class": dict(zip(CLASSES, counts3d, strict=True)),
+        "batch_share_3d": n3d / args.batch,
+        "threads": args.threads,
         "crops": len(crops),
         "crops_per_class": dict(zip(CLASSES, counts, strict=True)),
         "crop_wh": list(CROP_WH),
@@ -388,6 +520,14 @@ def main() -> int:
             "crops": len(val_crops),
             "accuracy": accuracy,
             "confusion": cm.tolist(),
+        },
+        "validation3d": None
+        if cm3 is None
+        else {
+            "set": str(args.validation3d),
+            "crops": int(cm3.sum()),
+            "accuracy": float(np.trace(cm3) / max(1, cm3.sum())),
+            "confusion": cm3.tolist(),
         },
         "history": history,
     }

@@ -39,6 +39,8 @@ sys.path.insert(0, str(REPO))
 
 from sim_hardware.camera.randomisation import CLASSES, HELD_OUT, TRAINING  # noqa: E402
 from sim_hardware.camera.scene import render_scene  # noqa: E402
+from training.onnx_init import fold_batchnorm, load_onnx_weights  # noqa: E402
+from vision.dataset.coco import read_coco  # noqa: E402
 from vision.letterbox import letterbox  # noqa: E402
 
 INPUT_HW = (128, 160)
@@ -130,6 +132,55 @@ def _largest_cache(folder: Path, preset: str, first: int, count: int) -> Path | 
         if best_n < n < count:
             best, best_n = f, n
     return best
+
+
+def load_coco_sets(dirs: list[Path], cache_dir: Path | None) -> tuple[np.ndarray, list]:
+    """Letterboxed images and rows of COCO data sets (the 3D renders of ``render3d/``, or
+    any set in the same layout): visible box, and length, width and angle of the oriented
+    box (the annotation's corners), in input pixels; cached per set and size."""
+    import cv2 as _cv2
+
+    from vision.finetune.head import oriented_box
+
+    images, rows = [np.zeros((0, *INPUT_HW, 3), np.uint8)], []
+    for d in dirs:
+        ds = read_coco(d)
+        index = {c: i for i, c in enumerate(CLASSES)}
+        unknown = {a.class_name for s in ds.samples for a in s.annotations} - set(index)
+        if unknown:
+            raise ValueError(f"{d}: classes {sorted(unknown)} are not the model's {CLASSES}")
+        name = f"coco-{Path(d).resolve().name}-{len(ds.samples)}-{INPUT_HW[1]}x{INPUT_HW[0]}.npz"
+        cache = cache_dir / name if cache_dir else None
+        if cache is not None and cache.is_file():
+            data = np.load(cache, allow_pickle=False)
+            images.append(data["images"])
+            rows += [data[f"rows{i}"] for i in range(len(data["images"]))]
+            continue
+        ims, rs = [], []
+        for s in ds.samples:
+            image = _cv2.imread(str(ds.image_path(s)), _cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"{ds.image_path(s)}: image missing or not readable")
+            lb_image, lb = letterbox(image, INPUT_HW)
+            r = []
+            for a in s.annotations:
+                x1, y1, x2, y2 = a.bbox
+                ob = oriented_box(a.corners)
+                r.append([
+                    index[a.class_name],
+                    x1 * lb.scale + lb.pad_x, y1 * lb.scale + lb.pad_y,
+                    x2 * lb.scale + lb.pad_x, y2 * lb.scale + lb.pad_y,
+                    ob.length * lb.scale, ob.width * lb.scale, ob.angle_deg % 180.0,
+                ])  # fmt: skip
+            ims.append(lb_image)
+            rs.append(np.array(r, np.float32).reshape(-1, 8))
+        stacked = np.stack(ims) if ims else np.zeros((0, *INPUT_HW, 3), np.uint8)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, images=stacked, **{f"rows{i}": r for i, r in enumerate(rs)})
+        images.append(stacked)
+        rows += rs
+    return np.concatenate(images), rows
 
 
 def encode_targets(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -355,6 +406,22 @@ def augment(
     return np.clip(out, 0, 255), rows
 
 
+def _graph_outputs(out) -> list[np.ndarray]:  # noqa: ANN001 - torch tensors
+    """What the exported graph gives for the network's (heat, geometry): peaks, geometry."""
+    import torch
+
+    heat, geo = out
+    h = torch.sigmoid(heat)
+    peaks = h * (torch.nn.functional.max_pool2d(h, 3, 1, 1) == h).float()
+    return [peaks.numpy(), geo.numpy()]
+
+
+def _seed_range(d: Path) -> list[int] | None:
+    """First and last renderer seed of a COCO set (``seed`` in its images' entries)."""
+    seeds = [s.meta["seed"] for s in read_coco(d).samples if "seed" in s.meta]
+    return [min(seeds), max(seeds)] if seeds else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--images", type=int, default=6000, help="rendered 'wide' training images")
@@ -377,8 +444,18 @@ def main() -> int:
         "--cache", type=Path, help="keep the rendered images here and reuse them (same seed, count)"
     )
     ap.add_argument(
-        "--init", type=Path, help="start from these weights (a state dict saved by an earlier run)"
-    )
+        "--init", type=Path,
+        help="start from these weights: a state dict saved by an earlier run (.pt), or a "
+        "shipped model (.onnx; its BatchNorms stay folded, see training/onnx_init.py)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--render3d", type=Path, nargs="*", default=[], metavar="DIR",
+        help="COCO sets of 3D renders (training/render3d/make_dataset.py) to train on too",
+    )  # fmt: skip
+    ap.add_argument(
+        "--mix3d", type=float, default=0.5,
+        help="share of each batch drawn from the --render3d images (when there are any)",
+    )  # fmt: skip
     ap.add_argument(
         "--snapshot-minutes", type=float, default=10.0,
         help="export the averaged weights to OUT.snapshot.onnx this often (0: never)",
@@ -399,15 +476,26 @@ def main() -> int:
         im, ro = load_or_render(preset, first, count, args.cache, args.workers)
         images, rows = np.concatenate([images, im]), rows + ro
         print(f"{preset}: {len(im)} images from seed {first}", flush=True)
+    images3d, rows3d = load_coco_sets(args.render3d, args.cache)
+    if args.render3d:
+        print(f"3D renders: {len(images3d)} images from {len(args.render3d)} sets", flush=True)
     render_s = time.time() - t0
-    print(f"{len(images)} training images ready in {render_s:.0f} s", flush=True)
-    print(f"{sum(len(r) for r in rows)} parcels", flush=True)
+    print(f"{len(images) + len(images3d)} training images ready in {render_s:.0f} s", flush=True)
+    print(f"{sum(len(r) for r in rows) + sum(len(r) for r in rows3d)} parcels", flush=True)
 
-    model = build_model()
-    if args.init is not None:
+    folded = args.init is not None and args.init.suffix == ".onnx"
+
+    def new_model():  # a torch module
+        return fold_batchnorm(build_model()) if folded else build_model()
+
+    model = new_model()
+    if folded:
+        load_onnx_weights(model, args.init, torch.rand(1, 3, *INPUT_HW), _graph_outputs)
+        print(f"starting from {args.init} (BatchNorm folded)", flush=True)
+    elif args.init is not None:
         model.load_state_dict(torch.load(args.init, map_location="cpu"))
         print(f"starting from {args.init}", flush=True)
-    ema = build_model()
+    ema = new_model()
     ema.load_state_dict(model.state_dict())
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -421,11 +509,14 @@ def main() -> int:
     next_snapshot = args.snapshot_minutes * 60 if args.snapshot_minutes > 0 else float("inf")
     snapshot = args.out.with_suffix(".snapshot.onnx")
     model.train()
+    n3d = round(args.batch * args.mix3d) if len(images3d) else 0
+    n2d = args.batch - n3d if len(images) else 0
     while time.time() - t_train < budget:
-        idx = rng.choice(len(images), args.batch, replace=False)
+        picks = [(images[i], rows[i]) for i in rng.choice(len(images), n2d, replace=False)]
+        picks += [(images3d[i], rows3d[i]) for i in rng.choice(len(images3d), n3d, replace=False)]
         xb, hb, gb, wb = [], [], [], []
-        for i in idx:
-            img, r = augment(rng, images[i], rows[i])
+        for image, image_rows in picks:
+            img, r = augment(rng, image, image_rows)
             t = encode_targets(r)
             xb.append(img[:, :, ::-1].transpose(2, 0, 1))
             hb.append(t[0])
@@ -471,7 +562,7 @@ def main() -> int:
     print(f"weights kept in {weights}", flush=True)
     export(ema, args.out)
     log = {
-        "command": "nice -n 19 .venv/bin/python training/train_parcel_model.py "
+        "command": "lowprio .venv/bin/python training/train_parcel_model.py "
         + " ".join(sys.argv[1:]),
         "torch": torch.__version__,
         "seed": args.seed,
@@ -487,6 +578,12 @@ def main() -> int:
             for preset, count in sets
             if count > 0
         ],
+        "render3d_sets": [
+            {"dir": str(d), "images": len(read_coco(d).samples), "seeds": _seed_range(d)}
+            for d in args.render3d
+        ],
+        "batch_share_3d": n3d / args.batch if args.batch else 0.0,
+        "threads": args.threads,
         "randomisation_wide": repr(WIDE),
         "augmentation": "flips and half turns, zoom x0.85-1.2 with shift (p 0.5), exposure "
         "x0.75-1.3, contrast x0.75-1.3, per-channel gain +-10%, blur (p 0.3), noise (p 0.5)",
