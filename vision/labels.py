@@ -21,7 +21,7 @@ spread the views of one parcel over frames; ``stage=None`` runs them all.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -47,6 +47,9 @@ class LabelRead:
     # which view decoded it: "region", "edges", "parcel", "edges x2", "x2", "x2 global",
     # "edges fine", "crop"
     attempt: str
+    # where the symbol lies in the frame (px, the middle of the region it was decoded in):
+    # a label is a thing on one parcel, so the tracker keeps it where the belt carries it
+    at: tuple[float, float] | None = None
 
 
 def dominant_angle(gray: np.ndarray) -> float:
@@ -159,7 +162,11 @@ class LabelReader:
                 k = 2 * int(max(3, 0.05 * min(det.oriented.length, det.oriented.width))) + 1
                 search = cv2.erode(inside, np.ones((k, k), np.uint8))
         angle = None if det.oriented is None else det.oriented.angle_deg
-        return self.read_crop(gray, angle, search, stage)
+        found = self.read_crop(gray, angle, search, stage)
+        if found is not None and found.at is not None:
+            x, y = found.at
+            found = replace(found, at=(x + float(origin[0]), y + float(origin[1])))
+        return found
 
     def read_crop(
         self,
@@ -169,24 +176,27 @@ class LabelReader:
         stage: int | None = None,
     ) -> LabelRead | None:
         """The label in a grey crop; ``search`` (0/255) marks where codes may lie."""
-        regions = []
+        regions, middles = [], []
         for x, y, w, h in locate_codes(gray, search=search):
             region = gray[y : y + h, x : x + w]
             lo, hi = np.percentile(region[::2, ::2], (5, 95))
             if hi - lo >= self.min_contrast:
                 regions.append(region)
+                middles.append((x + w / 2, y + h / 2))
         if stage in (None, 0):
-            for region in regions:
+            for region, middle in zip(regions, middles, strict=True):
                 found = self._decode(region, "region") or self._upright(region, parcel_angle_deg)
                 if found:
-                    return found
+                    return replace(found, at=middle)
         if stage in (None, 1) and regions:
             found = self._enlarged(regions[0])
             if found:
-                return found
+                return replace(found, at=middles[0])
         if stage in (None, 2):
             found = self._enlarged(regions[1]) if len(regions) > 1 else None
-            return found or self._decode(gray, "crop")
+            if found:
+                return replace(found, at=middles[1])
+            return self._decode(gray, "crop")  # unturned: zxing's position is the crop's
         return None
 
     def _upright(self, gray: np.ndarray, parcel_angle_deg: float | None) -> LabelRead | None:
@@ -250,4 +260,7 @@ class LabelReader:
             return (sum(xs) / 4 - w / 2) ** 2 + (sum(ys) / 4 - h / 2) ** 2
 
         best = min(found, key=off_centre)
-        return LabelRead(FORMATS[best.format], best.text, attempt)
+        p = best.position
+        at = ((p.top_left.x + p.top_right.x + p.bottom_right.x + p.bottom_left.x) / 4,
+              (p.top_left.y + p.top_right.y + p.bottom_right.y + p.bottom_left.y) / 4)  # fmt: skip
+        return LabelRead(FORMATS[best.format], best.text, attempt, at)

@@ -25,6 +25,11 @@ from vision.detections import Detection
 from vision.frames import Frame
 from vision.labels import LabelRead
 
+# symbologies whose error correction makes one read certain
+SELF_CHECKING = frozenset({"QRCode", "DataMatrix", "PDF417"})
+# how far (px) a confirming read may lie from where the first read's symbol was carried
+LABEL_TOLERANCE_PX = 40.0
+
 
 @dataclass
 class Track:
@@ -43,17 +48,31 @@ class Track:
     label_agree: int = 0  # reads that gave ``label``'s text
     label_conflict: bool = False  # a read gave another text: no label of this track is trusted
     label_stage: int | None = None  # the reader's stage that decoded it (to confirm it)
+    # where the label lies in this frame (px): where it was read, carried by the belt since
+    label_at: np.ndarray | None = None
 
-    def add_read(self, read: LabelRead | None, stage: int) -> None:
-        """One read attempt's result (None: nothing decoded, which says nothing)."""
+    def add_read(
+        self, read: LabelRead | None, stage: int, tolerance_px: float = LABEL_TOLERANCE_PX
+    ) -> None:
+        """One read attempt's result (None: nothing decoded, which says nothing). A read of
+        the same text elsewhere on the parcel (more than ``tolerance_px`` from where the belt
+        carried the first) is a second symbol, not a confirmation: contradicted too."""
         if read is None:
             return
         if self.label is None:
             self.label, self.label_agree, self.label_stage = read, 1, stage
-        elif read.text == self.label.text:
-            self.label_agree += 1
-        else:
+            if read.at is not None:
+                self.label_at = np.asarray(read.at, np.float64)
+        elif read.text != self.label.text:
             self.label_conflict = True
+        elif (
+            read.at is not None
+            and self.label_at is not None
+            and float(np.hypot(*(np.asarray(read.at) - self.label_at))) > tolerance_px
+        ):
+            self.label_conflict = True
+        else:
+            self.label_agree += 1
 
     @property
     def label_certain(self) -> bool:
@@ -83,8 +102,19 @@ class ParcelReport:
     label_certain: bool = False  # the label may route the parcel (``Track.label_certain``)
 
 
-# symbologies whose error correction makes one read certain
-SELF_CHECKING = frozenset({"QRCode", "DataMatrix", "PDF417"})
+def holds(det: Detection, point: np.ndarray, margin_px: float) -> bool:
+    """Whether ``point`` lies on ``det`` (its oriented box, else its box), ``margin_px``
+    and 5 % beyond its sides: the detector's boxes wander by a few px from frame to frame."""
+    if det.oriented is not None:
+        o = det.oriented
+        a = np.deg2rad(o.angle_deg)
+        d = point - np.array([o.cx, o.cy])
+        u = abs(float(d[0] * np.cos(a) + d[1] * np.sin(a)))
+        v = abs(float(-d[0] * np.sin(a) + d[1] * np.cos(a)))
+        return u <= o.length * 0.55 + margin_px and v <= o.width * 0.55 + margin_px
+    x1, y1, x2, y2 = det.box
+    mx, my = 0.05 * (x2 - x1) + margin_px, 0.05 * (y2 - y1) + margin_px
+    return bool(x1 - mx <= point[0] <= x2 + mx and y1 - my <= point[1] <= y2 + my)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -126,6 +156,7 @@ class Tracker:
         min_iou: float = 0.2,
         min_hits: int = 3,
         part_of: float = 0.6,
+        label_margin_px: float = 12.0,
     ) -> None:
         d = np.asarray(belt_direction, np.float64)
         self.direction = d / np.linalg.norm(d)
@@ -137,6 +168,7 @@ class Tracker:
         self.min_iou = min_iou
         self.min_hits = min_hits
         self.part_of = part_of
+        self.label_margin_px = label_margin_px
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
         self._last: Frame | None = None
@@ -177,6 +209,8 @@ class Tracker:
         width, height = frame.size
         for t in self.tracks:
             t.box = self._moved(t.box, shift, width, height)
+            if t.label_at is not None:
+                t.label_at = t.label_at + shift
             t.current = None
         detections = self._wholes(detections)
         boxes = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
@@ -267,6 +301,10 @@ class Tracker:
         return bool(box[0] >= width or box[2] <= 0 or box[1] >= height or box[3] <= 0)
 
     def _hit(self, t: Track, d: Detection, frame: Frame) -> None:
+        if t.label_at is not None and not holds(d, t.label_at, self.label_margin_px):
+            # the label the track read is not on the box it now follows: the track jumped to
+            # a neighbour (or the box to a part of the parcel); its label must not route
+            t.label_conflict = True
         t.box = np.asarray(d.box, np.float64)
         t.hits += 1
         t.missed = 0
@@ -292,6 +330,19 @@ class Tracker:
             encoder_count=t.encoder_at_best,
             label_certain=t.label_certain,
         )
+
+    def refuse_shared_labels(self) -> None:
+        """A label text held by two live tracks is one symbol seen through two boxes (parcels
+        drawn over each other, a box reaching onto a neighbour) or a duplicate: whose it is
+        cannot be told, so neither routes on it."""
+        by_text: dict[str, list[Track]] = {}
+        for t in self.tracks:
+            if t.label is not None:
+                by_text.setdefault(t.label.text, []).append(t)
+        for shared in by_text.values():
+            if len(shared) > 1:
+                for t in shared:
+                    t.label_conflict = True
 
     def reset(self) -> None:
         """Drop every track without reporting it."""

@@ -109,11 +109,17 @@ class CameraFeed:
                 "labels",
                 "unlabelled",
                 "uncertain",
+                "repeated",
                 "process_ms_mean",
             ),
             0.0,
         )
         self._labelled: set[int] = set()
+        # label text -> encoder count of its sighting: a label sent for one parcel is not
+        # sent again for another within REPEAT_WINDOW_COUNTS (one symbol seen through two
+        # boxes, or two parcels with one label: whose it is cannot be told)
+        self._sent: dict[str, int] = {}
+        self._refused: set[int] = set()
         self.capture: Any = None  # wolfpack vision capture's hook (edge/node/vision_capture.py)
 
     async def run(self) -> None:
@@ -216,12 +222,20 @@ class CameraFeed:
         frame: Frame = result.frame
         assert frame.encoder_count is not None
         out = []
+        now = frame.encoder_count
+        self._sent = {k: c for k, c in self._sent.items() if abs(now - c) <= REPEAT_WINDOW_COUNTS}
         for seen in result.parcels:
             if seen.label is None or not seen.label_certain or seen.track_id in self._labelled:
                 continue
-            if not _inside(seen.detection, frame.size[0]):
+            if not _inside(seen.detection, frame.size[0]) or seen.track_id in self._refused:
                 continue  # read while cut by the frame's edge: placed once wholly in view
+            if seen.label.text in self._sent:
+                self._refused.add(seen.track_id)  # its track's end sends its class alone
+                log.warning("camera %s: label %r seen on a second parcel; not sent again",
+                            self.binding.name, seen.label.text)  # fmt: skip
+                continue
             self._labelled.add(seen.track_id)
+            self._sent[seen.label.text] = now
             self.stats["labels"] += 1
             lead, extent = self.placer.body_mm(seen.detection)
             out.append(
@@ -240,10 +254,15 @@ class CameraFeed:
             if rep.track_id in self._labelled:
                 self._labelled.discard(rep.track_id)
                 continue
+            self._refused.discard(rep.track_id)
             if rep.encoder_count is None or not _inside(rep.detection, frame.size[0]):
                 continue  # a box cut by the frame's edge does not show the parcel's body
             label = rep.label.text if rep.label is not None and rep.label_certain else None
+            if label is not None and label in self._sent:
+                self.stats["repeated"] += 1
+                label = None
             if label is not None:
+                self._sent[label] = now
                 self.stats["labels"] += 1
             else:
                 self.stats["unlabelled"] += 1
@@ -263,6 +282,10 @@ class CameraFeed:
             )
         return out
 
+
+# a label is sent for one parcel only within this much belt travel (counts: the view and
+# the way to the decision point, at any counts per mm the sim or a board uses)
+REPEAT_WINDOW_COUNTS = 20_000
 
 # how much lower than the node's other threads the camera's work runs (nice steps)
 CAMERA_NICE = 10
@@ -284,8 +307,14 @@ def _below_the_node() -> None:
 
 
 def _inside(det: Detection, width: int, margin: float = 2.0) -> bool:
+    """Wholly in view along the belt: the box, and the oriented box's corners too (a turned
+    parcel cut by the frame's edge is often boxed by its visible part, whose corners then
+    reach past the edge: its middle is not the parcel's)."""
     x1, _, x2, _ = det.box
-    return x1 > margin and x2 < width - margin
+    if not (x1 > margin and x2 < width - margin):
+        return False
+    xs = det.corners()[:, 0]
+    return bool(xs.min() > margin and xs.max() < width - margin)
 
 
 def start_camera(node: Any) -> CameraFeed:
