@@ -193,6 +193,117 @@ def render_bench(rate_pph: float, frames: int, renderer_cls: type | None = None)
             "parcels": float(np.mean(parcels))}  # fmt: skip
 
 
+def camera_loop(
+    rate_pph: float,
+    seconds: float,
+    fps: float,
+    seed: int,
+    verbose: bool,
+    size: tuple[int, int] | None = None,
+) -> dict:
+    """The camera as the only label source, offline: a world's belt at ``rate_pph``, the
+    simulated camera at ``fps`` (rendered in this process, not timed against the node), the
+    node's pipeline (configs/sim-cell.yaml's ``vision:``) and its sightings
+    (``edge.node.camera_feed``), each scored against the world: which parcel the sighting's
+    body lies on (the cell's tolerance, 60 mm, and no neighbour as near) and whether its label
+    is that parcel's. What the full ``wolfpack sim --camera-only`` adds (the brain's time, a
+    starved node) is not here; where a label goes is."""
+    from ruamel.yaml import YAML
+
+    from edge.cell.wiring import CameraBinding
+    from edge.node.camera_feed import CameraFeed
+    from sim_hardware.world import CellWorld, WorldConfig
+    from sim_hardware.world.camera import CameraRenderer, take_snapshot
+    from vision.config import VisionConfig
+
+    data = YAML(typ="safe").load((REPO / "configs" / "sim-cell.yaml").read_text())
+    if size is not None:  # the config's camera geometry at another resolution
+        w, h = size
+        data["vision"]["tracker"]["px_per_count"] = w / 800.0
+        data["vision"]["calibration"]["reference_points"] = [
+            {"pixel": [px, py], "belt_mm": [600 + 800 * px / w, 600 * py / h]}
+            for px, py in ((0, 0), (w, 0), (w, h), (0, h), (w / 2, h / 2))
+        ]
+    vision = VisionConfig.model_validate(data["vision"])
+    arrivals = {"rate_pph": rate_pph}
+    world = CellWorld(WorldConfig.model_validate({"seed": seed, "arrivals": arrivals}))
+    world.command_belt(True, 2500.0, ramp_mm_s2=1e9)
+    renderer = CameraRenderer(1_000.0, 800.0, seed=0, **({"size": size} if size else {}))
+    pipeline = Pipeline.from_config(vision)
+    feed = CameraFeed(CameraBinding(max_fps=fps), vision, lambda s: None, lambda u, w: None)
+    centres: dict[int, list[tuple[int, float]]] = {}  # count -> (parcel id, centre mm)
+    parcels: dict[int, object] = {}
+    legible_in_view: set[int] = set()
+    seen: set[int] = set()
+    sightings = []
+    times = []
+    n = int(seconds * fps)
+    for i in range(n):
+        world.advance(1 / fps)
+        snap = take_snapshot(world, renderer.centre_mm, renderer.fov_mm)
+        wf = renderer.render(snap)
+        centres[snap.encoder_count] = [(p.id, c) for p, c in snap.parcels]
+        for p, _ in snap.parcels:
+            parcels[p.id] = p
+        for t in wf.parcels:
+            seen.add(t.parcel_id)
+            if t.label_legible:
+                legible_in_view.add(t.parcel_id)
+        frame = Frame(wf.image, wf.time_s, i, wf.encoder_count)
+        t0 = time.perf_counter()
+        result = pipeline.process(frame)
+        times.append((time.perf_counter() - t0) * 1e3)
+        for s in feed.sightings(result):
+            sightings.append(s)
+    tol = 60.0
+    right: set[int] = set()
+    wrong, unmatched, nobody = [], [], 0
+    for s in sightings:
+        middle = s.position_mm - s.extent_mm / 2
+        near = sorted((abs(c - middle), pid) for pid, c in centres.get(s.count, []))
+        if not near or near[0][0] > tol or (len(near) > 1 and near[1][0] <= tol):
+            if s.label is not None:
+                unmatched.append((s, near[:2]))
+            else:
+                nobody += 1
+            continue
+        pid = near[0][1]
+        if s.label is None:
+            continue
+        p = parcels[pid]
+        if s.label == p.label_text:  # type: ignore[attr-defined]
+            right.add(pid)
+        else:
+            wrong.append((s, pid, p))
+    whole = [pid for pid in seen if pid in parcels]
+    legible = [pid for pid in whole if parcels[pid].label_legible]  # type: ignore[attr-defined]
+    if verbose:
+        for s, pid, p in wrong:
+            print(f"  WRONG label {s.label!r} on parcel {pid} ({p.label_text!r}), count {s.count}")
+        for s, near in unmatched:
+            q = parcels.get(near[0][1]) if near else None
+            what = f"{q.length_mm:.0f}x{q.width_mm:.0f} mm {q.cls}" if q else "none"  # type: ignore[attr-defined]
+            print(f"  UNMATCHED label {s.label!r}: body {s.position_mm - s.extent_mm:.0f}-"
+                  f"{s.position_mm:.0f} mm; nearest parcel {what}, middles "
+                  f"{near[0][0] if near else float('nan'):.0f} mm apart")  # fmt: skip
+        missed = sorted(set(legible_in_view) - right)
+        for pid in missed:
+            p = parcels[pid]
+            print(f"  MISSED {pid} {p.cls} {p.label_format} {p.length_mm:.0f}x{p.width_mm:.0f}")  # type: ignore[attr-defined]
+    return {
+        "frames": n,
+        "parcels_seen": len(whole),
+        "legible": len(legible),
+        "legible_in_view": len(legible_in_view),
+        "labelled_right": len(right),
+        "labelled_right_of_legible": len(right & set(legible)) / max(1, len(legible)),
+        "wrong": len(wrong),
+        "unmatched_labels": len(unmatched),
+        "pipeline_ms": percentiles(times),
+        "stats": dict(feed.stats),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--render", action="store_true", help="time the simulated camera instead")
@@ -201,7 +312,22 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=2, help="repeat the timing (shared machine)")
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--threads", type=int, default=None, help="default: physical cores")
+    ap.add_argument(
+        "--loop",
+        action="store_true",
+        help="the camera as the only label source, offline, scored against the world",
+    )
+    ap.add_argument("--seconds", type=float, default=60.0, help="--loop: seconds of belt")
+    ap.add_argument("--fps", type=float, default=15.0, help="--loop: camera frames/s")
+    ap.add_argument("--seed", type=int, default=1, help="--loop: the world's seed")
+    ap.add_argument("-v", "--verbose", action="store_true", help="--loop: each miss and error")
+    ap.add_argument("--size", default=None, help="--loop: the camera's WIDTHxHEIGHT")
     args = ap.parse_args()
+    if args.loop:
+        size = tuple(int(v) for v in args.size.split("x")) if args.size else None
+        r = camera_loop(args.rate, args.seconds, args.fps, args.seed, args.verbose, size)  # type: ignore[arg-type]
+        print(r)
+        return 0
     if args.render:
         r = render_bench(args.rate, args.frames)
         p50, p99 = r["ms"][0], r["ms"][1]

@@ -38,7 +38,7 @@ from sim_hardware.world.world import CellWorld
 
 @dataclass(frozen=True)
 class WorldFrame:
-    image: np.ndarray  # BGR uint8, 480 x 640
+    image: np.ndarray  # BGR uint8, height x width (the renderer's ``size``)
     time_s: float
     encoder_count: int
     parcels: tuple[ParcelTruth, ...]
@@ -82,6 +82,9 @@ class _Patch:
     on_item: bool  # the label lies within the parcel's outline box
     angle_deg: float
     label_angle_deg: float | None
+    mask_box: tuple[int, int, int, int]  # x1, y1, x2, y2 of the parcel's pixels in the patch
+    label_box: tuple[int, int, int, int] | None  # and of its label's
+    label_shown: float  # the share of its label paper in the patch (1.0: all of it)
 
 
 @dataclass(frozen=True)
@@ -108,17 +111,23 @@ class CameraRenderer:
         seed: int = 0,
         randomisation: Randomisation = TRAINING,
         max_yaw_deg: float = 25.0,
+        size: tuple[int, int] = FRAME_SIZE,
     ) -> None:
         self.centre_mm = centre_mm
         self.fov_mm = fov_mm
-        self.px_per_mm = FRAME_SIZE[0] / fov_mm
+        self.size = (int(size[0]), int(size[1]))  # width, height
+        self.px_per_mm = self.size[0] / fov_mm
         self.seed = seed
         self.r = replace(randomisation, distractors=(0, 0), label_probability=0.0)
         self.max_yaw_deg = max_yaw_deg
-        self.background = render_belt(np.random.default_rng(seed), self.r, FRAME_SIZE)
+        self.background = render_belt(np.random.default_rng(seed), self.r, self.size)
         self.optics = _draw_optics(np.random.default_rng([seed, 1]), self.r, self.background)
         self._belt = _lens(self.background, self.optics)  # blurred once: it only moves
-        self._noise = _noise_bank(np.random.default_rng([seed, 2]), self.optics.noise_sigma)
+        # the empty belt lit (uint8): most of a frame; parcels are composed and lit on top
+        o = self.optics
+        self._lit = np.clip(self._belt * o.gain + o.offset, 0, 255).round().astype(np.uint8)
+        self._work = self._belt.copy()  # unlit composition of this frame's patches
+        self._noise = _noise_bank(np.random.default_rng([seed, 2]), o.noise_sigma, self.size)
         self._looks: dict[int, _Look] = {}
         self._patches: dict[int, _Patch] = {}
 
@@ -137,7 +146,7 @@ class CameraRenderer:
         mask = cv2.resize(base.mask, (length, width), interpolation=cv2.INTER_NEAREST)
         label = _label(rng, parcel, width, length)
         sprite = Sprite(parcel.cls, image, mask, label, base.flat)
-        h = FRAME_SIZE[1]
+        h = self.size[1]
         lateral = float(rng.uniform(0.3 * h, 0.7 * h))
         yaw = float(rng.uniform(-self.max_yaw_deg, self.max_yaw_deg))
         return _Look(sprite, lateral, yaw)
@@ -150,9 +159,12 @@ class CameraRenderer:
         return patch
 
     def render(self, snapshot: CameraSnapshot) -> WorldFrame:
-        """The frame of ``snapshot`` (taken at this renderer's centre and field of view)."""
-        width_px, height_px = FRAME_SIZE
-        img = self._belt.copy()
+        """The frame of ``snapshot`` (taken at this renderer's centre and field of view).
+
+        Only the parcels' patches are composed and lit in float; the rest of the frame is
+        the lit belt (uint8, made once), and the sensor noise is added in uint8 with
+        saturation: what a frame costs grows with the parcels in it, not the pixels."""
+        width_px, height_px = self.size
         drawn: list[tuple[Parcel, _Patch, int, int]] = []
         for parcel, centre in snapshot.parcels:
             x_px = (centre - self.centre_mm) * self.px_per_mm + width_px / 2
@@ -162,33 +174,44 @@ class CameraRenderer:
             look, patch = self._look(parcel), self._patch(parcel)
             x0 = round(x_px) + patch.origin[0]
             y0 = round(look.lateral_px) + patch.origin[1]
-            ph, pw = patch.mask.shape
-            xa, ya, xb, yb = max(0, x0), max(0, y0), min(width_px, x0 + pw), min(height_px, y0 + ph)
-            if xa < xb and ya < yb:
-                roi = img[ya:yb, xa:xb]
-                sl = (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
-                roi *= patch.keep[sl]
-                roi += patch.add[sl]
             drawn.append((parcel, patch, x0, y0))
         # parcels only move on: a look not in reach now is never needed again
         keep_ids = {p.id for p, *_ in drawn}
         self._looks = {pid: v for pid, v in self._looks.items() if pid in keep_ids}
         self._patches = {pid: v for pid, v in self._patches.items() if pid in keep_ids}
-        o = self.optics
-        img *= o.gain
-        img += o.offset
-        noise = self._noise[int(snapshot.time_s * 1e3) % len(self._noise)]
+        work, img, o = self._work, self._lit.copy(), self.optics
+        placed: list[tuple[_Patch, int, int, tuple[int, int, int, int]]] = []
+        for _, patch, x0, y0 in drawn:  # the belt under every patch first: patches overlap
+            ph, pw = patch.keep.shape[:2]
+            xa, ya = max(0, x0), max(0, y0)
+            xb, yb = min(width_px, x0 + pw), min(height_px, y0 + ph)
+            if xa < xb and ya < yb:
+                placed.append((patch, x0, y0, (xa, ya, xb, yb)))
+                work[ya:yb, xa:xb] = self._belt[ya:yb, xa:xb]
+        for patch, x0, y0, (xa, ya, xb, yb) in placed:
+            sl = (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
+            roi = work[ya:yb, xa:xb]
+            cv2.multiply(roi, patch.keep[sl], dst=roi)
+            cv2.add(roi, patch.add[sl], dst=roi)
+        for _, _, _, (xa, ya, xb, yb) in placed:  # overlapping patches are lit twice, alike
+            lit = cv2.multiply(work[ya:yb, xa:xb], o.gain[ya:yb, xa:xb])
+            # saturated to 0-255 (|x|: a lit pixel below 0 is a black one within a level)
+            img[ya:yb, xa:xb] = cv2.convertScaleAbs(lit, alpha=1.0, beta=o.offset)
+        up, down = self._noise[int(snapshot.time_s * 1e3) % len(self._noise)]
         shift = int(snapshot.time_s * 1e6) % height_px  # a bank of fields, rolled: fresh grain
-        img[: height_px - shift] += noise[shift:]
-        img[height_px - shift :] += noise[:shift]
-        np.clip(img, 0, 255, out=img)
-        image = img.astype(np.uint8)
+        top, bottom = img[: height_px - shift], img[height_px - shift :]
+        cv2.add(top, up[shift:], dst=top)
+        cv2.subtract(top, down[shift:], dst=top)
+        if shift:
+            cv2.add(bottom, up[:shift], dst=bottom)
+            cv2.subtract(bottom, down[:shift], dst=bottom)
         truths = tuple(
             t
             for i, (parcel, patch, x0, y0) in enumerate(drawn)
-            if (t := _truth(parcel, self._look(parcel), patch, x0, y0, drawn[i + 1 :])) is not None
+            if (t := _truth(parcel, self._look(parcel), patch, x0, y0, drawn[i + 1 :], self.size))
+            is not None
         )
-        return WorldFrame(image, snapshot.time_s, snapshot.encoder_count, truths)
+        return WorldFrame(img, snapshot.time_s, snapshot.encoder_count, truths)
 
 
 class WorldCamera(CameraRenderer):
@@ -269,9 +292,18 @@ def _lens(img: np.ndarray, o: _Optics) -> np.ndarray:
     return out
 
 
-def _noise_bank(rng: np.random.Generator, sigma: float, n: int = 4) -> list[np.ndarray]:
-    w, h = FRAME_SIZE
-    return [rng.normal(0, sigma, (h, w, 3)).astype(np.float32) for _ in range(n)]
+def _noise_bank(
+    rng: np.random.Generator, sigma: float, size: tuple[int, int], n: int = 4
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fields of sensor noise, each as what it adds and what it takes away (uint8, so a frame
+    gets its noise by two saturating adds)."""
+    w, h = size
+    out = []
+    for _ in range(n):
+        field = rng.normal(0, sigma, (h, w, 3)).round()
+        out.append((np.clip(field, 0, 255).astype(np.uint8),
+                    np.clip(-field, 0, 255).astype(np.uint8)))  # fmt: skip
+    return out
 
 
 def _render_patch(look: _Look, o: _Optics) -> _Patch:
@@ -285,13 +317,13 @@ def _render_patch(look: _Look, o: _Optics) -> _Patch:
     alpha = cv2.warpAffine(sp.mask, m, (size, size), flags=cv2.INTER_LINEAR)
     colour = cv2.warpAffine(sp.image, m, (size, size), flags=cv2.INTER_LINEAR).astype(np.float32)
     a = (alpha.astype(np.float32) / 255.0)[:, :, None]
-    keep = np.ones((size, size, 3), np.float32)
+    keep = np.ones((size, size), np.float32)  # one channel: the belt is only darkened
     if o.shadow > 0 and not sp.flat:
         shadow = np.roll(alpha, (o.shadow_off[1], o.shadow_off[0]), axis=(0, 1))
         shadow = cv2.GaussianBlur(shadow.astype(np.float32), (0, 0), 5) / 255.0
-        keep *= (1.0 - o.shadow * shadow)[:, :, None]
+        keep *= 1.0 - o.shadow * shadow
     add = colour * a
-    keep *= 1.0 - a
+    keep *= 1.0 - a[:, :, 0]
     label = None
     on_item, label_area, label_angle = False, 0, None
     if sp.label is not None:
@@ -303,21 +335,40 @@ def _render_patch(look: _Look, o: _Optics) -> _Patch:
         paper = cv2.warpAffine(lab.image, la_aff, (size, size), flags=cv2.INTER_LINEAR)
         lmask = cv2.warpAffine(np.full((lh, lw), 255, np.uint8), la_aff, (size, size))
         la = (lmask.astype(np.float32) / 255.0)[:, :, None]
-        keep *= 1.0 - la
+        keep *= 1.0 - la[:, :, 0]
         add = add * (1.0 - la) + paper.astype(np.float32)[:, :, None] * la
         label = lmask > 127
         label_area = lh * lw
         label_angle = float((-look.yaw_deg - lab.angle_deg) % 360)
     mask = alpha > 127
-    ys, xs = np.nonzero(mask)
-    if label is not None and len(xs):
-        lys, lxs = np.nonzero(label)
-        on_item = bool(len(lxs) and lxs.min() >= xs.min() - 1 and lxs.max() <= xs.max() + 1
-                       and lys.min() >= ys.min() - 1 and lys.max() <= ys.max() + 1)  # fmt: skip
+    if label is not None:
+        mx1, my1, mx2, my2 = _bbox(mask)
+        lx1, ly1, lx2, ly2 = _bbox(label)
+        on_item = bool(mx2 > mx1 and lx2 > lx1 and lx1 >= mx1 - 1 and lx2 <= mx2 + 1
+                       and ly1 >= my1 - 1 and ly2 <= my2 + 1)  # fmt: skip
     keep, add = _lens(keep, o), _lens(add, o)
+    # only where the parcel, its shadow or its blur change the belt (the parcel's colour is
+    # added only where it also hides the belt): frames compose less
+    bx0, by0, bx1, by1 = _bbox(keep < 0.998)
+    if bx1 <= bx0:
+        bx0, by0, bx1, by1 = 0, 0, 1, 1
+    crop = (slice(by0, by1), slice(bx0, bx1))
+    keep = np.ascontiguousarray(np.repeat(keep[crop][:, :, None], 3, axis=2))  # for cv2
+    add, mask = np.ascontiguousarray(add[crop]), mask[crop]
+    label = None if label is None else label[crop]
     half = size // 2
-    return _Patch(keep, add, mask, label, (-half, -half), int(mask.sum()), label_area, on_item,
-                  float((-look.yaw_deg) % 180.0), label_angle)  # fmt: skip
+    return _Patch(keep, add, mask, label, (bx0 - half, by0 - half), cv2.countNonZero(
+                  mask.view(np.uint8)), label_area,
+                  on_item, float((-look.yaw_deg) % 180.0), label_angle, _bbox(mask),
+                  None if label is None else _bbox(label),
+                  0.0 if label is None
+                  else cv2.countNonZero(label.view(np.uint8)) / max(1, label_area))  # fmt: skip
+
+
+def _bbox(m: np.ndarray) -> tuple[int, int, int, int]:
+    """x1, y1, x2 (exclusive), y2 of the set pixels of ``m`` (all zeros: an empty box)."""
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(m).view(np.uint8))
+    return x, y, x + w, y + h
 
 
 def _truth(
@@ -327,14 +378,18 @@ def _truth(
     x0: int,
     y0: int,
     above: list[tuple[Parcel, _Patch, int, int]],
+    size: tuple[int, int] = FRAME_SIZE,
 ) -> ParcelTruth | None:
     """What a perfect detector and reader would report of this parcel in this frame (as
     ``scene._truth``): parcels drawn after it cover it."""
-    w, h = FRAME_SIZE
+    w, h = size
     ph, pw = patch.mask.shape
     xa, ya, xb, yb = max(0, x0), max(0, y0), min(w, x0 + pw), min(h, y0 + ph)
     if xa >= xb or ya >= yb or patch.area == 0:
         return None
+    fast = _whole(parcel, look, patch, x0, y0, above, size)
+    if fast is not None:
+        return fast
     vis = patch.mask[ya - y0 : yb - y0, xa - x0 : xb - x0]
     lab = None if patch.label is None else patch.label[ya - y0 : yb - y0, xa - x0 : xb - x0]
     covered = False
@@ -381,6 +436,51 @@ def _truth(
         size_px=(float(sw), float(sh)),
         angle_deg=patch.angle_deg,
         visible_fraction=float(min(1.0, visible)),
+        label_format=symbol.format if symbol else None,
+        label_text=symbol.text if symbol else None,
+        label_module_px=symbol.module_px if symbol else None,
+        label_legible=legible and parcel.label_legible,
+        label_angle_deg=patch.label_angle_deg,
+        parcel_id=parcel.id,
+    )
+
+
+def _whole(
+    parcel: Parcel,
+    look: _Look,
+    patch: _Patch,
+    x0: int,
+    y0: int,
+    above: list[tuple[Parcel, _Patch, int, int]],
+    size: tuple[int, int],
+) -> ParcelTruth | None:
+    """``_truth`` of a parcel wholly in the frame and touched by no later parcel's box (most
+    of them), from its pixels' boxes found once; None: take the pixel-exact way."""
+    w, h = size
+    mx1, my1, mx2, my2 = patch.mask_box
+    if not (x0 + mx1 >= 0 and y0 + my1 >= 0 and x0 + mx2 <= w and y0 + my2 <= h):
+        return None
+    for _, other, ox, oy in above:
+        a1, b1, a2, b2 = other.mask_box
+        if ox + a1 < x0 + mx2 and x0 + mx1 < ox + a2 and oy + b1 < y0 + my2 and y0 + my1 < oy + b2:
+            return None
+    sprite = look.sprite
+    symbol = sprite.label.symbol if sprite.label is not None else None
+    legible = False
+    if symbol is not None and patch.label_box is not None:
+        m = symbol.module_px
+        lx1, ly1, lx2, ly2 = patch.label_box
+        in_frame = x0 + lx1 >= m and y0 + ly1 >= m and x0 + lx2 - 1 < w - m and y0 + ly2 - 1 < h - m
+        legible = bool(m >= 2 and patch.label_shown >= 0.98 and in_frame and patch.on_item)
+    sh, sw = sprite.mask.shape
+    return ParcelTruth(
+        cls=sprite.cls,
+        class_id=CLASSES.index(sprite.cls),
+        box=(float(x0 + mx1), float(y0 + my1), float(x0 + mx2), float(y0 + my2)),
+        centre=(float(x0 - patch.origin[0]), float(y0 - patch.origin[1])),
+        size_px=(float(sw), float(sh)),
+        angle_deg=patch.angle_deg,
+        visible_fraction=1.0,
         label_format=symbol.format if symbol else None,
         label_text=symbol.text if symbol else None,
         label_module_px=symbol.module_px if symbol else None,
