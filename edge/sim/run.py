@@ -204,8 +204,13 @@ class CellSimulation:
         if self.o.camera or self.o.camera_only:
             from sim_hardware.world.camera_feed import SimCameraProcess
 
-            self.camera = SimCameraProcess(self.cell, fps=self.o.camera_fps).start()
-            self._say(f"simulated camera: 127.0.0.1:{self.camera.port}, {self.o.camera_fps:g} fps")
+            # the camera the config's vision.source describes (its calibration is in px of it)
+            src = self.board.vision.source if self.board.vision is not None else None
+            size = (src.width, src.height) if src and src.width and src.height else None
+            self.camera = SimCameraProcess(self.cell, fps=self.o.camera_fps, size=size).start()
+            w, h = size or (640, 480)
+            self._say(f"simulated camera: 127.0.0.1:{self.camera.port}, "
+                      f"{self.o.camera_fps:g} fps, {w} x {h} px")  # fmt: skip
         policy = ReferenceBrain(
             BrainConfig(
                 sort_chutes=world_cfg.sort_stations,

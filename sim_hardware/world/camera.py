@@ -388,8 +388,24 @@ def _truth(
     if xa >= xb or ya >= yb or patch.area == 0:
         return None
     fast = _whole(parcel, look, patch, x0, y0, above, size)
-    if fast is not None:
-        return fast
+    return fast if fast is not None else _truth_exact(parcel, look, patch, x0, y0, above, size)
+
+
+def _truth_exact(
+    parcel: Parcel,
+    look: _Look,
+    patch: _Patch,
+    x0: int,
+    y0: int,
+    above: list[tuple[Parcel, _Patch, int, int]],
+    size: tuple[int, int] = FRAME_SIZE,
+) -> ParcelTruth | None:
+    """``_truth`` pixel by pixel: what later parcels cover, what the frame's edges cut."""
+    w, h = size
+    ph, pw = patch.mask.shape
+    xa, ya, xb, yb = max(0, x0), max(0, y0), min(w, x0 + pw), min(h, y0 + ph)
+    if xa >= xb or ya >= yb or patch.area == 0:
+        return None
     vis = patch.mask[ya - y0 : yb - y0, xa - x0 : xb - x0]
     lab = None if patch.label is None else patch.label[ya - y0 : yb - y0, xa - x0 : xb - x0]
     covered = False

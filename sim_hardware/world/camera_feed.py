@@ -1,6 +1,6 @@
 """A simulated camera as a node meets one: a loopback TCP stream of raw BGR frames.
 
-Rendering a frame costs ~15 ms of CPU (each parcel is rendered once, then moved: ``camera``),
+Rendering a frame costs ~7-14 ms of CPU (each parcel is rendered once, then moved: ``camera``),
 which must not run in the simulated cell's process (it would hold the interpreter lock the
 simulated MCU's timers need). So the cell only hands
 out cheap snapshots (``SimCell.camera_snapshot``) over a pipe, and ``SimCameraProcess``
@@ -127,13 +127,15 @@ class CameraFeed:
         fov_mm: float,
         seed: int,
         truth: bool,
+        size: tuple[int, int] | None = None,
     ) -> None:
         from sim_hardware.world.camera import CameraRenderer  # cv2 and numpy: in the child only
 
         self.snapshots = snapshots
         self.control = control
         self.period_s = 1.0 / fps
-        self.renderer = CameraRenderer(centre_mm, fov_mm, seed)
+        extra = {} if size is None else {"size": size}
+        self.renderer = CameraRenderer(centre_mm, fov_mm, seed, **extra)  # type: ignore[arg-type]
         self.truth = truth
         self.stats = FeedStats()
         # world ids of the parcels whose label was legible in at least one frame (the frame's
@@ -285,11 +287,12 @@ class SimCameraProcess(PipeClient):
     """An overhead camera over a simulated cell, in its own process, serving the frame stream
     on ``host:port`` (0: any free port; read ``port`` after ``start()``). ``source`` is a
     cell's ``camera_channel()`` (a ``SimCellProcess``'s or an in-process ``SimCell``'s), or
-    the cell itself. ``fps`` is a target: a frame takes ~15 ms to render on an idle core
-    (~60 frames/s), far more on a starved one. ``nice`` lowers the renderer's priority so
-    that, on a small machine, the cell and the node come first. Stats: ``get("stats")`` (a
-    ``FeedStats``); ``get("legible")``: world ids of the parcels whose label was legible in
-    at least one frame."""
+    the cell itself. ``size`` is the frame's (width, height) in px (default 640 x 480; the
+    field of view stays ``fov_mm`` of belt across). ``fps`` is a target: a frame takes ~7 ms
+    of CPU at 640 x 480 and ~14 ms at 1024 x 768, far more wall time on a starved core.
+    ``nice`` lowers the renderer's priority so that, on a small machine, the cell and the
+    node come first. Stats: ``get("stats")`` (a ``FeedStats``); ``get("legible")``: world
+    ids of the parcels whose label was legible in at least one frame."""
 
     rpc_name = "simulated camera"
 
@@ -305,6 +308,7 @@ class SimCameraProcess(PipeClient):
         seed: int = 0,
         truth: bool = True,
         nice: int = 5,
+        size: tuple[int, int] | None = None,
     ) -> None:
         if fps <= 0:
             raise ValueError(f"fps {fps} must be > 0")
@@ -312,7 +316,7 @@ class SimCameraProcess(PipeClient):
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         kwargs = dict(fps=fps, host=host, port=port, centre_mm=centre_mm, fov_mm=fov_mm,
-                      seed=seed, truth=truth)  # fmt: skip
+                      seed=seed, truth=truth, size=size)  # fmt: skip
         self._proc = ctx.Process(
             target=_camera_main, args=(channel, child, kwargs, nice), daemon=True
         )
