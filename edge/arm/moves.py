@@ -65,6 +65,7 @@ MAX_BLEND_S = 3.0
 GROW = 1.08
 LIFT_SHARE = 0.5  # the lifted parcel's bottom clears the belt by this share of lift_mm ...
 NEIGHBOUR_CLEAR_MM = 20.0  # ... and its neighbours' tops by this, before it moves sideways
+SHAPE_MARGIN = 0.98  # blend laws are shaped on the limits x this (the samples' phase)
 HOLD_TRIES = 8  # carries planned slower until the cup holds the parcel
 G_MM = 9806.65  # g, mm/s^2
 
@@ -217,7 +218,7 @@ class Mover:
         ride = self._rider(target, belt, q0)
         try:  # the ride at t_a, extended back in time at its velocity then (in reach)
             meet = _tangent(lambda t: ride(t, z_hover), t_a, self.dt)
-            law = Law(blend_shape(_sub(meet(t_a), q0), self.limits), ta)
+            law = Law(blend_shape(_sub(meet(t_a), q0), self.limits.scaled(SHAPE_MARGIN)), ta)
         except Unreachable as exc:
             return f"unreachable: {exc}"
 
@@ -369,7 +370,7 @@ class Mover:
         # the blend off the belt starts part way up: the parcel clears the belt and its
         # neighbours by then
         z_clear = plan.z_clear if plan.z_clear is not None else plan.z_contact
-        t_off = t_b + _time_to(lift, z_clear - plan.z_contact)
+        t_off = t_b + math.ceil(_time_to(lift, z_clear - plan.z_contact) / self.dt) * self.dt
         q_from = pick.q[i_b]
         ride = self._rider(target, belt, q_from)
         yaw = self.kin.fk(q_from)[3]
@@ -543,7 +544,7 @@ class Mover:
         te = max([0.08] + [2 * abs(vel[k]) / lim.acc[k] for k in range(4)])
         shape: DoubleS | None = None
         if to is not None:
-            shape = blend_shape(_sub(to, q_h), lim)
+            shape = blend_shape(_sub(to, q_h), lim.scaled(SHAPE_MARGIN))
             te = max(te, shape.duration)
         while te <= MAX_BLEND_S:
             end = to if to is not None else _lerp(q_h, pre[2], 0.25 * te / self.dt)

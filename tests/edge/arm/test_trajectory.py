@@ -80,8 +80,9 @@ def test_limit_violation_names_the_joint_and_what() -> None:
     out = [(0.0, 0.0, -800.0, 0.0)]
     why = limit_violation(out, 0.008, lim)
     assert why is not None and "j3 at -800.00 outside" in why
-    # a step in acceleration alone: jerk
-    q = [(0.0, 30.0, -500.0, 0.0)] * 3 + [(0.0, 30.0 + 0.5 * 2600 * (i * 0.008) ** 2,
+    # a step in acceleration alone (to just under j2's limit): jerk
+    a = 0.98 * lim.acc[1]
+    q = [(0.0, 30.0, -500.0, 0.0)] * 3 + [(0.0, 30.0 + 0.5 * a * (i * 0.008) ** 2,
                                            -500.0, 0.0) for i in range(1, 4)]  # fmt: skip
     why = limit_violation(q, 0.008, lim, rest_at_end=False)
     assert why is not None and "j2 jerk" in why
