@@ -182,7 +182,7 @@ class CameraFeed:
         else:
             post(self.state, True, f"{source.name}: opened")
         min_gap = 1.0 / self.binding.max_fps
-        last_t: float | None = None
+        due: float | None = None  # at most max_fps on average: a grid, not a least gap
         log.info("camera %s: reading %s (at most %g frames/s)", self.binding.name, source.name,
                  self.binding.max_fps)  # fmt: skip
         try:
@@ -190,10 +190,10 @@ class CameraFeed:
                 if stop.is_set():
                     break
                 self.stats["frames"] += 1
-                if last_t is not None and frame.captured_at - last_t < min_gap * 0.9:
+                take, due = rate_gate(due, frame.captured_at, min_gap)
+                if not take:
                     self.stats["skipped"] += 1
                     continue
-                last_t = frame.captured_at
                 if frame.encoder_count is None:
                     self.stats["skipped"] += 1
                     continue  # no belt position: a sighting could not be placed
@@ -304,6 +304,17 @@ def _below_the_node() -> None:
         os.setpriority(
             os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + CAMERA_NICE)
         )
+
+
+def rate_gate(due: float | None, t: float, min_gap: float) -> tuple[bool, float | None]:
+    """Whether to process a frame captured at ``t``, and when the next one is due: at most
+    one frame per ``min_gap`` on average, on a grid rather than a least gap, so a camera at
+    the limit rate whose frames jitter (by less than half a period) keeps every frame, and a
+    faster camera is thinned to the limit. A frame late by more than half a period restarts
+    the grid (no burst after a stall)."""
+    if due is not None and t < due - min_gap / 2:
+        return False, due
+    return True, (t + min_gap if due is None or t > due + min_gap / 2 else due + min_gap)
 
 
 def _inside(det: Detection, width: int, margin: float = 2.0) -> bool:

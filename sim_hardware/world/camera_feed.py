@@ -165,8 +165,10 @@ class CameraFeed:
                     self._answer()
                 else:
                     self._service(key.data, events)
-            if self.clients and time.monotonic() >= due:
-                due = max(due + self.period_s, time.monotonic())  # slower than fps: no burst
+            if self.clients and (now := time.monotonic()) >= due:
+                # on the fps grid: a frame a little late does not delay the next ones (the
+                # rate stays fps); more than a frame behind, the grid restarts (no burst)
+                due = due + self.period_s if now - due < self.period_s else now + self.period_s
                 self._frame()
         for client in list(self.clients.values()):
             self._drop(client)

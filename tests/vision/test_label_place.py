@@ -9,11 +9,11 @@ place, ``Tracker.refuse_shared_labels``) and the feed's once-per-label rule."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edge.cell.wiring import CameraBinding
-from edge.node.camera_feed import CameraFeed
+from edge.node.camera_feed import CameraFeed, rate_gate
 from vision.config import VisionConfig
 from vision.detections import Detection, OrientedBox
 from vision.detector import StageTimes
@@ -142,3 +142,35 @@ def test_a_turned_box_cut_by_the_frame_edge_is_not_placed():
     whole = _det(30, 60, 200, 260)
     (s,) = feed.sightings(_result(150, [SeenParcel(whole, 1, read, None, True)]))
     assert s.label == "WP6"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    fps=st.floats(5, 60),
+    camera_fps=st.one_of(st.floats(5, 120), st.sampled_from([15.0, 30.0])),
+    jitter=st.floats(0, 0.2),
+    seed=st.integers(0, 2**32 - 1),
+)
+@example(fps=15.0, camera_fps=15.0, jitter=0.2, seed=1)  # the sim: renderer and node at 15
+@example(fps=15.0, camera_fps=15.0, jitter=0.2, seed=2)
+def test_the_rate_gate_keeps_the_limit_and_every_frame_of_a_camera_at_it(
+    fps, camera_fps, jitter, seed
+):
+    """The camera's frames are processed at most ``max_fps`` a second on average; a camera
+    at (or under) the limit whose frames jitter by up to a fifth of a period loses none (the
+    simulated camera renders on a grid at the rate the node is limited to)."""
+    rng = np.random.default_rng(seed)
+    period = 1.0 / camera_fps
+    times = np.arange(300) * period + rng.uniform(-jitter, jitter, 300) * period
+    times.sort()
+    due, taken = None, []
+    for t in times:
+        take, due = rate_gate(due, float(t), 1.0 / fps)
+        if take:
+            taken.append(float(t))
+    span = times[-1] - times[0]
+    assert len(taken) <= fps * span + 2
+    if camera_fps <= fps:  # a camera at or under the limit: every frame
+        assert len(taken) == len(times)
+    else:  # the limit, or the camera's own rate when the limit thins it
+        assert len(taken) >= min(fps, camera_fps) * span * 0.6
