@@ -97,8 +97,8 @@ class CompareUnit(Protocol):
         """At ``count``, drive ``pin`` to ``value`` (for ``duration_s``, then back; 0: stay)."""
         ...
 
-    def disarm(self, key: int, at: float) -> None:
-        """Cancel ``key`` as of host time ``at`` (it has fired if its count came first)."""
+    def disarm(self, key: int, at: float) -> bool:
+        """Cancel ``key`` as of host time ``at``; False if its count came first (it fired)."""
         ...
 
     def time_of_count(self, count: int) -> float | None:
@@ -634,13 +634,13 @@ class SimFirmware:
             s.handle.cancel()
         now = time.monotonic()
         if s.compare is not None and self.compare is not None:
-            if self.encoder.count_at(now) >= s.target:
+            reached = self.encoder.count_at(now) >= s.target
+            if reached or not self.compare.disarm(s.compare, now):
                 # the hardware fired it before this command was read: report it first, as
                 # the spec's "its action_done came first"
                 self._fire(s)
                 self._reply_error(msg, m.ERR_NOT_FOUND, f"action {s.action} already fired")
                 return
-            self.compare.disarm(s.compare, now)
         del self._scheduled[s.action]
         self._send("ok", req=msg["req"])
 

@@ -105,8 +105,8 @@ class WorldCompare:
             count / self.counts_per_mm, duration_s,
         )  # fmt: skip
 
-    def disarm(self, key: int, at: float) -> None:
-        self.world.disarm_compare((id(self), key), at)
+    def disarm(self, key: int, at: float) -> bool:
+        return self.world.disarm_compare((id(self), key), at)
 
     def time_of_count(self, count: int) -> float | None:
         return self.world.belt.reached_at(count / self.counts_per_mm)

@@ -166,10 +166,17 @@ class CellWorld:
         with self._lock:
             self._compares[key] = (position_mm, station, on, duration_s, source)
 
-    def disarm_compare(self, key: Any, at: float | None = None) -> None:
-        """Cancel compare ``key`` as of ``at``: if the belt reached its position first, it
-        has fired and stays fired."""
-        self._queue(at, lambda _t: self._compares.pop(key, None))
+    def disarm_compare(self, key: Any, at: float | None = None) -> bool:
+        """Cancel compare ``key`` as of ``at``. False if it has fired already (the world has
+        passed ``at`` and its position came first): it stays fired, and the caller reports it."""
+        with self._lock:
+            if key not in self._compares:
+                return False
+            if at is None or at <= self.t:
+                del self._compares[key]  # not reached by now, so not by ``at`` either
+            else:
+                self._queue(at, lambda _t: self._compares.pop(key, None))
+            return True
 
     def _next_compare(self, t_end: float) -> float:
         """The earliest time <= ``t_end`` an armed compare fires (``t_end`` if none)."""

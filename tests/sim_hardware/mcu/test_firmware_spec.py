@@ -190,8 +190,9 @@ class _Compare:
     def arm(self, key, pin, value, count, duration_s) -> None:  # pragma: no cover - unused
         raise AssertionError("armed through _scheduled directly in this test")
 
-    def disarm(self, key: int, at: float) -> None:
+    def disarm(self, key: int, at: float) -> bool:
         self.disarmed.append(key)
+        return True
 
     def time_of_count(self, count: int) -> float | None:
         return self.t0 + count / 1000.0

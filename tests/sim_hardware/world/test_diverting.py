@@ -127,3 +127,36 @@ def test_a_parcel_id_used_twice_is_refused():
     parcel = world.add_parcel()
     with pytest.raises(ValueError, match=f"parcel id {parcel.id} is already in this world"):
         world.add_parcel(parcel)
+
+
+@settings(max_examples=40, deadline=None)
+@given(offset_mm=st.floats(-CAPTURE + 1, CAPTURE - 1), steps=st.integers(1, 40))
+def test_a_compare_fires_at_its_position_whatever_the_world_steps(offset_mm, steps):
+    """An MCU's compare output (what the simulated MCU arms for a stroke at a count) lands at
+    its belt position exactly, however coarsely the world is stepped."""
+    world = running_world()
+    parcel = world.add_parcel()
+    x = world.diverters[1].position_mm + offset_mm
+    pos = world.count_when_centre_at(parcel.id, x) / world.config.belt.counts_per_mm
+    world.arm_compare("k", 1, True, pos, 0.005)
+    for i in range(1, steps + 1):
+        world.advance_to(5.0 * i / steps)
+    rec = world.score.records[parcel.id]
+    assert rec.actual == 1 and world.compares_fired == 1
+    assert rec.divert_error_mm == pytest.approx(offset_mm, abs=1.0)
+    assert [e.data["on"] for e in world.events if e.kind == "stroke"] == [True, False]
+
+
+def test_a_compare_disarmed_before_its_position_never_fires_and_after_it_says_so():
+    world = running_world()
+    parcel = world.add_parcel()
+    pos = world.count_when_centre_at(parcel.id, world.diverters[1].position_mm)
+    at = world.belt.time_of(pos)
+    world.arm_compare("early", 1, True, pos, 0.005)
+    assert world.disarm_compare("early", at - 0.01) is True  # queued for its time
+    world.arm_compare("late", 2, True, pos, 0.005)
+    world.advance_to(at + 0.02)
+    assert world.disarm_compare("late", at - 0.01) is False  # the belt got there first
+    world.advance_to(5.0)
+    assert world.compares_fired == 1
+    assert [e.data["station"] for e in world.events if e.kind == "stroke"] == [2, 2]
