@@ -81,6 +81,7 @@ class ArmWorldConfig:
     # physics
     timestep_s: float = 0.002
     servo_hz: float = 40.0  # closed-loop bandwidth of the joint servos
+    quill_force_n: float = 400.0  # J3's thrust limit (a 20 kg SCARA's quill: 250-400 N)
     pool: int = 8  # parcels in the world at once (each costs physics even when parked)
     floor_z_mm: float = -1200.0
     link_masses_kg: tuple[float, float, float, float] = (14.0, 8.0, 3.0, 0.6)

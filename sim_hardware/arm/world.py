@@ -168,6 +168,11 @@ class ArmWorld:
             m.actuator_biasprm[i, 2] = -self._kv[i]
             m.actuator_ctrllimited[i] = 0
             m.actuator_forcelimited[i] = 0
+        # the quill's drive pushes and pulls with a SCARA's J3 thrust at most: a cup pressed
+        # past its bellows' stroke pushes the parcel into the belt with that, not with the
+        # unbounded force of an ideal servo (links 1, 2 and the wrist: unbounded)
+        m.actuator_forcelimited[2] = 1
+        m.actuator_forcerange[2] = (-self.cfg.quill_force_n, self.cfg.quill_force_n)
 
     def _park_all(self) -> None:
         for slot in range(self.cfg.pool):
@@ -257,8 +262,12 @@ class ArmWorld:
         # MuJoCo keeps mass-derived constants (the mass matrix's body masses, invweights)
         # from compile time: without this the parcel weighs mass_kg but resists acceleration
         # like the model's 1 kg placeholder (found on 2026-12-02: a 5 kg parcel's lateral
-        # inertia was 1 kg). Computed on a scratch MjData: the world's state is untouched.
+        # inertia was 1 kg). Computed on a scratch MjData: the world's state is untouched;
+        # it also resets every weld's relative pose to the model's rest pose: the suction
+        # weld holding a parcel now keeps its own.
+        eq = m.eq_data.copy()
         mujoco.mj_setConst(m, self._scratch)
+        m.eq_data[:] = eq
         yaw = math.radians(yaw_deg) + (0.0 if cfg.belt_sign > 0 else math.pi)
         q = self._pq[slot]
         x = cfg.belt_sign * u / 1000

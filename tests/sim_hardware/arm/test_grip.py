@@ -147,3 +147,28 @@ def test_a_pressed_cup_does_not_push_the_parcel_into_the_belt():
         if load is not None and w.t > 0.40:
             worst = max(worst, abs(load[0]), load[1])
     assert worst < 60  # N: a 2 kg parcel's weight is 20 N
+
+
+def test_a_cup_pressed_past_its_stroke_pushes_with_the_quills_thrust_at_most():
+    """The quill presses 60 mm into a held parcel on the belt (three times the bellows'
+    stroke): the parcel is pushed into the belt with J3's thrust limit, not more."""
+    cfg = ArmWorldConfig()
+    w = ArmWorld(cfg)
+    w.put_parcel(_parcel(), 2.0, u_mm=-600.0)
+    plan, cart = _pick_plan(cfg, -600.0, SURFACE + 150)
+
+    def deep(t: float):
+        x, y, z = cart(min(t, 0.45))
+        return cfg.ik(x + 1200 * max(0.0, t - 0.45), y, z - 60 * _smooth((t - 0.45) / 0.1), 0.0)
+
+    w.setpoints = lambda t: plan(t) if t < 0.45 else deep(t)
+    w.step_to(0.33)
+    w.set_valve(True)
+    worst = 0.0
+    while w.t < 0.7:
+        w.step_to(w.t + w.dt)
+        load = w.cup_load()
+        if load is not None:
+            worst = min(worst, load[0])
+    assert w.attached is not None  # riding the belt, pressed: still held
+    assert -cfg.quill_force_n * 1.1 < worst < -100  # pushed hard, but by the thrust at most
