@@ -13,14 +13,23 @@ Its plan for one pick, all in the arm frame, the cup riding the belt while it to
 1. approach: a blend from rest (the last place pose) to the hover point above the parcel's
    grasp point *as that point rides the belt*: c(t) = P0 + s(t/T) (H(t) - P0), with s a
    jerk-limited time law (0 to 1, at rest at both ends), so at t = T the cup moves with
-   the belt; T is the shortest that keeps every joint within its limits;
-2. descend onto the top while riding, valve open; hold for the grip's confirm time;
-3. lift while riding; 4. blend from the riding point to rest at the destination's place pose;
-5. release (valve closed) and dwell; then the next parcel.
+   the belt; T is the shortest that keeps every joint within its limits, the meeting
+   settled on T (a whole number of setpoint periods) so the blend ends on the riding point;
+2. descend (``hover_mm``) onto the top while riding, valve open; hold for the grip's
+   confirm time; each quill move a quintic within J3's own limits;
+3. lift while riding until the carried parcel clears everything the belt carries
+   (``oracle_clear_mm``, 260: the tallest parcel, irregular ones, is 250 mm);
+4. blend from the riding point to rest at the destination's place pose; 5. release (valve
+   closed) and dwell ``release_ms``.
 
-Parcels it cannot pick (unpickable by truth, no destination, or gone past the window before
-the arm is free) are left to pass. ``sim_hardware`` never imports ``edge``: the kinematics
-and the time law here are the oracle's own (closed-form SCARA, double-S profile).
+Which parcel next: as the arm is about to be free it looks at the ``CANDIDATES`` parcels
+nearest their deadline (the window's downstream end) that it can still meet, plans each,
+and for each the best second pick after it (``LOOKAHEAD`` 2); it takes the first pick of
+the best pair (most picks, then the earliest finish): earliest-deadline-first, except
+where taking the most urgent parcel would lose the next one too. Parcels it cannot pick
+(unpickable by truth, no destination, or past the window before the arm is free) are left
+to pass with the reason. ``sim_hardware`` never imports ``edge``: the kinematics and the
+time law here are the oracle's own (closed-form SCARA, double-S profile).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from typing import Any
 
 Q = tuple[float, float, float, float]  # j1 deg, j2 deg, j3 mm, j4 deg
 DT = 0.008  # setpoint period, s (the node's default tracking.setpoint_ms)
+PLAN_AHEAD_S = 0.1  # the next pick is chosen this long before the arm is free
 
 
 # ---- the arm ------------------------------------------------------------------------------------
@@ -216,8 +226,28 @@ class OraclePlan:
     passed: dict[int, str] = field(default_factory=dict)  # parcel -> why not picked
 
 
+@dataclass
+class _PickPlan:
+    """One pick from a given start: setpoints from ``start``, valve times, when it is done."""
+
+    pid: int
+    start: float
+    qs: list[Q]
+    t_valve_on: float
+    t_grip: float
+    t_place: float
+    free_at: float
+    end_q: Q
+
+
 class OraclePlanner:
-    """Plans every pick of a known parcel stream, one after the other."""
+    """Plans the picks of a known parcel stream: when the arm is about to be free, it looks
+    at every parcel still catchable in the tracking window and picks the one that starts the
+    best sequence of the next ``LOOKAHEAD`` picks (most parcels, then the earliest finish):
+    an earliest-deadline order that gives a parcel up when taking it would lose two."""
+
+    LOOKAHEAD = 2  # picks in a sequence looked at
+    CANDIDATES = 4  # the parcels nearest their deadline considered at each decision
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         a = settings["arm"]
@@ -225,15 +255,22 @@ class OraclePlanner:
         self.belt = a["belt"]
         self.sign = 1.0 if self.belt["direction"] == "+x" else -1.0
         self.speed = float(self.belt["nominal_speed_mm_s"])
+        self.surface = float(self.belt["surface_z_mm"])
         tr, su = a["tracking"], a["suction"]
         self.up, self.down = float(tr["upstream_mm"]), float(tr["downstream_mm"])
         self.hover = float(tr["hover_mm"])
         self.grip_s = float(su["grip_confirm_ms"]) / 1000 + 0.02  # seal, then confirm
         self.release_s = float(su["release_ms"]) / 1000
+        # a carried parcel clears everything on the belt before it leaves it: the tallest
+        # parcel the stream has (``clear_mm``, from the truth) plus a margin
+        self.clear_mm = float(settings.get("oracle_clear_mm", 260.0))
         h = a["home"]
         self.rest_q = self._ik_or(h["x_mm"], h["y_mm"], h["z_mm"])
         self.free_at = 0.0
+        self.last_q = self.rest_q
         self.plan = OraclePlan()
+        self.pending: dict[int, TruthParcel] = {}
+        self.evaluated = 0  # pick plans computed (the look-ahead's cost)
 
     def _ik_or(self, x: float, y: float, z: float) -> Q:
         q = self.arm.ik(x, y, z)
@@ -268,24 +305,31 @@ class OraclePlanner:
             d = (b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3])
             return a, (d[0] / 0.01, d[1] / 0.01, d[2] / 0.01, d[3] / 0.01)
 
-        T = 0.5
         stretch = 1.0
+        T = 0.5
         for _ in range(16):
-            got = riding_at(t0 if to_rest else t0 + T)
-            if got is None:
-                return None
-            qm, qd = got
-            law = unit_law(self.arm, [b - a for a, b in zip(q0, qm, strict=True)], stretch)
-            if abs(law.T - T) > DT and stretch == 1.0 and not to_rest:
-                T = law.T  # the meeting moves with T: settle it first
+            # the meeting moves with the blend's duration: settle it (a whole number of
+            # periods, the law slowed a little to fit), so the blend ends on the riding point
+            for _ in range(6):
+                got = riding_at(t0 if to_rest else t0 + T)
+                if got is None:
+                    return None
+                qm, qd = got
+                law = unit_law(self.arm, [b - a for a, b in zip(q0, qm, strict=True)], stretch)
+                n = max(2, math.ceil(law.T / DT - 1e-9))
+                if to_rest or abs(n * DT - T) < 1e-9:
+                    break
+                T = n * DT
+            else:
+                stretch *= 1.15
                 continue
-            T = law.T
-            n = max(2, math.ceil(T / DT))
+            T = n * DT
+            scale = law.T / T  # <= 1: the law run a little slower to end on a period
             qs: list[Q] = []
             ok = True
             for k in range(n + 1):
-                t = min(T, k * DT)
-                sv = law.s(t)
+                t = k * DT
+                sv = law.s(t * scale)
                 dt = t if to_rest else t - T
                 qr = [m + dt * v for m, v in zip(qm, qd, strict=True)]
                 if to_rest:  # from the riding point towards rest at q0
@@ -299,7 +343,7 @@ class OraclePlanner:
                     break
                 qs.append((q[0], q[1], q[2], q[3]))
             if ok and within_limits(self.arm, qs, DT):
-                return n * DT, qs
+                return T, qs
             stretch *= 1.15
         return None
 
@@ -326,63 +370,122 @@ class OraclePlanner:
             out.append(q)
         return out
 
-    def add(self, p: TruthParcel) -> None:
-        """Plan the pick of ``p`` after the arm's current work, or record why it passes."""
-        if not p.pickable:
-            self.plan.passed[p.id] = "not pickable"
-            return
-        if p.destination is None:
-            self.plan.passed[p.id] = "no destination"
-            return
-        t_free = max(self.free_at, p.t_enter)
-        # the meeting must fall inside the window: start so that it comes when the parcel
-        # reaches the window's upstream end (or as soon as the arm is free)
+    def _z_time(self, dz: float) -> float:
+        """The time of the quill's quintic rise (or descent) of ``dz`` mm within its own
+        limits (quintic peaks: speed 1.875 d/T, acceleration 5.77 d/T^2, jerk 60 d/T^3),
+        whole periods."""
+        d = abs(dz)
+        v, a, j = self.arm.vel[2], self.arm.acc[2], self.arm.jerk[2]
+        T = max(1.875 * d / v, math.sqrt(5.7735 * d / a), (60 * d / j) ** (1 / 3))
+        return _steps(T * 1.01)
+
+    # ---- one pick ------------------------------------------------------------------------
+    def _pick(self, p: TruthParcel, t_free: float, q0: Q) -> _PickPlan | str:
+        """The pick of ``p`` by an arm at rest at ``q0`` from ``t_free``: the plan, or why
+        there is none."""
+        self.evaluated += 1
         t_in = p.t_enter + (self.up - p.u_enter) / self.speed
-        q0 = self.plan.setpoints[-1][1] if self.plan.setpoints else self.rest_q
         dz_h = self.hover
         ride = self.riding(p, 0.0)
         start = max(t_free, t_in - 0.6)
         for _ in range(5):
             approach = self._blend(start, q0, self.riding(p, dz_h), to_rest=False)
             if approach is None:
-                self.plan.passed[p.id] = "no approach within the limits"
-                return
+                return "no approach within the limits"
             T, qs = approach
             t_meet = start + T
             if self.u_at(p, t_meet) >= self.up - 1e-6:
                 break
             start = max(t_free, start + (t_in - t_meet) + DT)
         else:
-            self.plan.passed[p.id] = "no meeting inside the window"
-            return
-        descend_s, lift_s = _steps(0.12), _steps(0.12)
+            return "no meeting inside the window"
+        descend_s = self._z_time(dz_h)
         grip_s = _steps(self.grip_s)
+        # the lift clears every parcel on the belt (and the carried one's own height)
+        z_clear = self.surface + self.clear_mm + (p.top_z - self.surface)
+        lift = max(dz_h, z_clear - p.top_z)
+        lift = min(lift, self.arm.hi[2] - p.top_z - 1.0)
+        lift_s = self._z_time(lift)
         t_leave = t_meet + descend_s + grip_s + lift_s
-        if self.u_at(p, t_leave) > self.down:
-            self.plan.passed[p.id] = "past the window before the arm was free"
-            return
+        if self.u_at(p, t_meet + descend_s + grip_s) > self.down:
+            return "past the window before the arm was free"
         down = self._ride(t_meet, descend_s, ride, dz_h, 0.0)
         hold = self._ride(t_meet + descend_s, grip_s, ride, 0.0, 0.0)
-        up = self._ride(t_meet + descend_s + grip_s, lift_s, ride, 0.0, dz_h)
+        up = self._ride(t_meet + descend_s + grip_s, lift_s, ride, 0.0, lift)
         if down is None or hold is None or up is None:
-            self.plan.passed[p.id] = "the ride on the belt leaves the reach"
-            return
+            return "the ride on the belt leaves the reach"
         d = p.destination
+        assert d is not None
         q_dest = self.arm.ik(d["x_mm"], d["y_mm"], d["z_mm"])
         if q_dest is None:
-            self.plan.passed[p.id] = "destination unreachable"
-            return
-        depart = self._blend(t_leave, q_dest, self.riding(p, dz_h), to_rest=True)
+            return "destination unreachable"
+        depart = self._blend(t_leave, q_dest, self.riding(p, lift), to_rest=True)
         if depart is None:
-            self.plan.passed[p.id] = "no carry within the limits"
-            return
+            return "no carry within the limits"
         Td, qd = depart
-        self._emit(start, qs + down + hold + up + qd[1:])
-        self.plan.valve.append((t_meet + descend_s * 0.5, True))
         t_place = t_leave + Td
-        self.plan.valve.append((t_place, False))
-        self.plan.picks[p.id] = t_meet + descend_s
-        self.free_at = t_place + self.release_s
+        return _PickPlan(
+            p.id,
+            start,
+            qs + down + hold + up + qd[1:],
+            t_meet + descend_s * 0.5,
+            t_meet + descend_s,
+            t_place,
+            t_place + self.release_s,
+            q_dest,
+        )
+
+    # ---- the stream ----------------------------------------------------------------------
+    def add(self, p: TruthParcel) -> None:
+        """A parcel entered the belt: kept for a later decision, or passed with the reason."""
+        if not p.pickable:
+            self.plan.passed[p.id] = "not pickable"
+        elif p.destination is None:
+            self.plan.passed[p.id] = "no destination"
+        else:
+            self.pending[p.id] = p
+
+    def _deadline(self, p: TruthParcel) -> float:
+        return p.t_enter + (self.down - p.u_enter) / self.speed
+
+    def decide(self, now: float) -> bool:
+        """Commit the next pick (the arm is free at ``free_at``): False when nothing is
+        catchable now (parcels past the window are passed with the reason)."""
+        t_free = max(self.free_at, now)
+        cands = sorted(self.pending.values(), key=self._deadline)
+        for p in cands:
+            if self.u_at(p, t_free) > self.down:
+                self.plan.passed[p.id] = "past the window before the arm was free"
+                del self.pending[p.id]
+        cands = [p for p in cands if p.id in self.pending][: self.CANDIDATES]
+        best: tuple[tuple[int, float], _PickPlan] | None = None
+        for p in cands:
+            first = self._pick(p, t_free, self.last_q)
+            if isinstance(first, str):
+                continue
+            score = (1, -first.free_at)
+            if self.LOOKAHEAD > 1:
+                for p2 in cands:
+                    if p2.id == p.id:
+                        continue
+                    second = self._pick(p2, first.free_at, first.end_q)
+                    if not isinstance(second, str):
+                        score = max(score, (2, -second.free_at))
+            if best is None or score > best[0]:
+                best = (score, first)
+        if best is None:
+            return False
+        self._commit(best[1])
+        return True
+
+    def _commit(self, pk: _PickPlan) -> None:
+        self.pending.pop(pk.pid, None)
+        self._emit(pk.start, pk.qs)
+        self.plan.valve.append((pk.t_valve_on, True))
+        self.plan.valve.append((pk.t_place, False))
+        self.plan.picks[pk.pid] = pk.t_grip
+        self.free_at = pk.free_at
+        self.last_q = pk.end_q
 
     def _emit(self, t0: float, qs: Sequence[Q]) -> None:
         """``qs[i]`` at ``t0 + i DT``; the arm holds its last setpoint until ``t0``."""
@@ -479,18 +582,28 @@ def run_oracle(
                     ok,
                 )
             )
+        while planner.pending and t >= planner.free_at - PLAN_AHEAD_S:
+            if not planner.decide(t + PLAN_AHEAD_S):
+                break
         valves = planner.plan.valve
         while valve_i < len(valves) and valves[valve_i][0] <= t:
             w.set_valve(valves[valve_i][1])
             valve_i += 1
         w.step_to(t)
-        if t > duration_s and not w.active and not cell.waiting and t > planner.free_at:
+        if (
+            t > duration_s
+            and not w.active
+            and not cell.waiting
+            and not planner.pending
+            and t > planner.free_at
+        ):
             break
     rows = cell._truth(cell.t_start)
     return {
         "parcels": rows,
         "stats": {
             "planned": len(planner.plan.picks),
+            "plans_evaluated": planner.evaluated,
             "passed": dict(planner.plan.passed),
             "world_s": round(w.t, 2),
             "cpu_s": round(time.process_time() - cpu0, 1),

@@ -1,0 +1,166 @@
+"""The oracle's planner (sim_hardware/arm/oracle.py): what it commits is a motion the arm
+can make (joint ranges, speeds, accelerations; continuous), each pick meets its parcel in
+the tracking window riding the belt, picks never overlap, and the look-ahead never picks
+fewer parcels than taking them in arrival order."""
+
+from __future__ import annotations
+
+import math
+import random
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
+
+from sim_hardware.arm.oracle import (
+    DT,
+    DoubleS,
+    OracleArm,
+    OraclePlanner,
+    TruthParcel,
+    within_limits,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _settings() -> dict[str, Any]:
+    board = YAML(typ="safe").load((ROOT / "configs" / "sim-arm.yaml").read_text())
+    return {"arm": board["arm"]}
+
+
+SETTINGS = _settings()
+ARM = SETTINGS["arm"]
+DESTS = [d["place"] for d in ARM["destinations"]]
+SURFACE = float(ARM["belt"]["surface_z_mm"])
+
+
+@given(
+    r=st.floats(250, 990),
+    angle=st.floats(-170, 170),
+    z=st.floats(-640, -110),
+)
+def test_the_oracles_ik_then_fk_returns_the_pose(r, angle, z):
+    arm = OracleArm.from_settings(ARM)
+    x, y = r * math.cos(math.radians(angle)), r * math.sin(math.radians(angle))
+    q = arm.ik(x, y, z, 0.0)
+    if q is None:  # out of the joints' ranges in this elbow
+        return
+    fx, fy, fz, fyaw = arm.fk(q)
+    assert (fx, fy, fz) == pytest.approx((x, y, z), abs=1e-6)
+    assert fyaw == pytest.approx(0.0, abs=1e-6)
+
+
+@given(v=st.floats(0.5, 50), a=st.floats(1, 500), j=st.floats(10, 1e5), t=st.floats(0, 1))
+def test_the_time_law_goes_from_0_to_1_at_rest_and_never_back(v, a, j, t):
+    law = DoubleS(v, a, j)
+    T = law.T
+    assert law.s(0) == 0 and law.s(T) == pytest.approx(1.0, abs=1e-6)
+    assert law.s(t * T) <= law.s(min(T, t * T + 0.01 * T)) + 1e-9  # monotone
+    h = 1e-4 * T
+    assert (law.s(h) - law.s(0)) / h < v * 1.01  # starts from rest, within its speed
+
+
+def _stream(draw_parcels: list[tuple[float, float, str, int]]) -> list[TruthParcel]:
+    """Parcels entering 1.8 m upstream of the window at the given gaps (s), across
+    position (mm from the belt's centre), class and destination."""
+    out, t = [], 0.0
+    for i, (gap, across, cls, dest) in enumerate(draw_parcels):
+        t += gap
+        h = {"box": 150.0, "polybag": 60.0, "envelope": 15.0}[cls]
+        y = float(ARM["belt"]["centre_y_mm"]) + across
+        out.append(TruthParcel(i + 1, t, -2200.0, y, SURFACE + h, DESTS[dest], True))
+    return out
+
+
+def _run(planner: OraclePlanner, parcels: list[TruthParcel]) -> None:
+    """The run's decisions as ``run_oracle`` makes them: parcels known when they enter,
+    the next pick chosen as the arm is about to be free."""
+    t, todo = 0.0, list(parcels)
+    while t < parcels[-1].t_enter + 10:
+        while todo and todo[0].t_enter <= t:
+            planner.add(todo.pop(0))
+        while planner.pending and t >= planner.free_at - 0.1:
+            if not planner.decide(t + 0.1):
+                break
+        t += 0.05
+
+
+STREAMS = st.lists(
+    st.tuples(
+        st.floats(0.6, 3.0),
+        st.floats(-180, 180),
+        st.sampled_from(["box", "polybag", "envelope"]),
+        st.integers(0, len(DESTS) - 1),
+    ),
+    min_size=2,
+    max_size=6,
+)
+
+
+@settings(max_examples=12, deadline=None)
+@given(STREAMS)
+def test_every_committed_pick_is_a_motion_the_arm_can_make_inside_the_window(draw):
+    parcels = _stream(draw)
+    planner = OraclePlanner(SETTINGS)
+    _run(planner, parcels)
+    plan, arm = planner.plan, planner.arm
+    assert set(plan.picks) | set(plan.passed) == {p.id for p in parcels}
+    sp = plan.setpoints
+    if not sp:
+        return
+    times = [t for t, _ in sp]
+    assert all(b > a for a, b in pairwise(times))
+    # resampled every DT (holds between picks are flat): within every joint's limits
+    qs = []
+    i = 0
+    t = times[0]
+    while t <= times[-1]:
+        while i + 1 < len(sp) and sp[i + 1][0] <= t + 1e-9:
+            i += 1
+        if i + 1 < len(sp):
+            (ta, qa), (tb, qb) = sp[i], sp[i + 1]
+            f = (t - ta) / (tb - ta)
+            qs.append(tuple(a + (b - a) * f for a, b in zip(qa, qb, strict=True)))
+        else:
+            qs.append(sp[i][1])
+        t += DT
+    for q in qs:
+        assert all(lo - 1e-6 <= v <= hi + 1e-6 for v, lo, hi in zip(q, arm.lo, arm.hi, strict=True))
+    assert within_limits(arm, qs, DT, margin=1.02)
+    by_id = {p.id: p for p in parcels}
+    for pid, t_grip in plan.picks.items():
+        u = planner.u_at(by_id[pid], t_grip)
+        assert planner.up - 1 <= u <= planner.down + 1  # met inside the tracking window
+    ons = [t for t, on in plan.valve if on]
+    offs = [t for t, on in plan.valve if not on]
+    assert all(a < b for a, b in zip(ons, offs, strict=True))  # one parcel at a time
+    assert all(b < a for a, b in zip(ons[1:], offs, strict=False))
+
+
+def test_the_look_ahead_picks_more_than_arrival_order_on_dense_streams():
+    """Six seeded streams of 10 parcels 0.5-1.6 s apart (denser than the arm's cycle): the
+    look-ahead never picks fewer than earliest-deadline-first, and more in all (measured
+    2026-12-02: 35 against 30)."""
+    rng = random.Random(1)
+    ahead_n = fifo_n = 0
+    for _ in range(6):
+        draw = [
+            (rng.uniform(0.5, 1.6), rng.uniform(-180, 180),
+             rng.choice(["box", "polybag", "envelope"]), rng.randrange(len(DESTS)))
+            for _ in range(10)
+        ]  # fmt: skip
+        parcels = _stream(draw)
+        ahead = OraclePlanner(SETTINGS)
+        _run(ahead, parcels)
+        fifo = OraclePlanner(SETTINGS)
+        fifo.LOOKAHEAD, fifo.CANDIDATES = 1, 1  # the earliest deadline only
+        _run(fifo, parcels)
+        assert len(ahead.plan.picks) >= len(fifo.plan.picks)
+        ahead_n += len(ahead.plan.picks)
+        fifo_n += len(fifo.plan.picks)
+    assert ahead_n > fifo_n
