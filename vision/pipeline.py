@@ -30,6 +30,9 @@ class SeenParcel:
     label: LabelRead | None
     size: Size | None
     label_certain: bool = False  # the label may route (read alike twice, or self-checking)
+    whole: Detection | None = None  # the track's latest view wholly in the frame along the belt
+    whole_count: int | None = None  # its frame's encoder count
+    whole_t: float = 0.0  # and capture time
 
 
 @dataclass
@@ -113,7 +116,8 @@ class Pipeline:
             if t.current is None:
                 continue
             size = self.calibration.measure(t.current) if self.calibration else None
-            parcels.append(SeenParcel(t.current, t.id, t.label, size, t.label_certain))
+            parcels.append(SeenParcel(t.current, t.id, t.label, size, t.label_certain,
+                                      t.whole, t.whole_count, t.whole_t))  # fmt: skip
         times.extra["measure"] = (time.perf_counter() - t2) * 1e3
         return FrameResult(frame, parcels, finished, times, reads)
 

@@ -50,6 +50,11 @@ class Track:
     label_stage: int | None = None  # the reader's stage that decoded it (to confirm it)
     # where the label lies in this frame (px): where it was read, carried by the belt since
     label_at: np.ndarray | None = None
+    # the latest view with the whole parcel in the frame along the belt (its body can be
+    # placed on the belt from it), the frame's encoder count and capture time
+    whole: Detection | None = None
+    whole_count: int | None = None
+    whole_t: float = 0.0
 
     def add_read(
         self, read: LabelRead | None, stage: int, tolerance_px: float = LABEL_TOLERANCE_PX
@@ -100,6 +105,20 @@ class ParcelReport:
     last_seen: float
     encoder_count: int | None  # at the frame of the best view
     label_certain: bool = False  # the label may route the parcel (``Track.label_certain``)
+    whole: Detection | None = None  # the latest view wholly in the frame along the belt
+    whole_count: int | None = None  # its frame's encoder count
+    whole_t: float = 0.0  # and capture time
+
+
+def wholly_in_view(det: Detection, width: int, margin: float = 2.0) -> bool:
+    """Wholly in view along the belt (image x): the box, and the oriented box's corners too
+    (a turned parcel cut by the frame's edge is often boxed by its visible part, whose
+    corners then reach past the edge: its middle is not the parcel's)."""
+    x1, _, x2, _ = det.box
+    if not (x1 > margin and x2 < width - margin):
+        return False
+    xs = det.corners()[:, 0]
+    return bool(xs.min() > margin and xs.max() < width - margin)
 
 
 def holds(det: Detection, point: np.ndarray, margin_px: float) -> bool:
@@ -247,6 +266,8 @@ class Tracker:
                     class_votes={d.class_id: d.confidence},
                     current=d,
                 )
+                if wholly_in_view(d, width):
+                    t.whole, t.whole_count, t.whole_t = d, frame.encoder_count, frame.captured_at
                 self.tracks.append(t)
         finished: list[ParcelReport] = []
         alive = []
@@ -306,6 +327,8 @@ class Tracker:
             # a neighbour (or the box to a part of the parcel); its label must not route
             t.label_conflict = True
         t.box = np.asarray(d.box, np.float64)
+        if wholly_in_view(d, frame.size[0]):
+            t.whole, t.whole_count, t.whole_t = d, frame.encoder_count, frame.captured_at
         t.hits += 1
         t.missed = 0
         t.last_seen = frame.captured_at
@@ -329,6 +352,9 @@ class Tracker:
             last_seen=t.last_seen,
             encoder_count=t.encoder_at_best,
             label_certain=t.label_certain,
+            whole=t.whole,
+            whole_count=t.whole_count,
+            whole_t=t.whole_t,
         )
 
     def refuse_shared_labels(self) -> None:

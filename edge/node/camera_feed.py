@@ -218,7 +218,10 @@ class CameraFeed:
     def sightings(self, result: FrameResult) -> list[Sighting]:
         """The sightings one processed frame gives: a label as soon as it is certain (read
         alike twice, or a self-checking symbology), the class alone when a track ends without
-        one (an uncertain or contradicted read is not passed on: it must not route)."""
+        one (an uncertain or contradicted read is not passed on: it must not route). The body
+        is placed from the track's latest view with the whole parcel in the frame along the
+        belt (this frame's, or an earlier one at its own encoder count); a parcel never seen
+        whole is not placed (a cut box's middle is not the parcel's)."""
         frame: Frame = result.frame
         assert frame.encoder_count is not None
         out = []
@@ -227,8 +230,14 @@ class CameraFeed:
         for seen in result.parcels:
             if seen.label is None or not seen.label_certain or seen.track_id in self._labelled:
                 continue
-            if not _inside(seen.detection, frame.size[0]) or seen.track_id in self._refused:
-                continue  # read while cut by the frame's edge: placed once wholly in view
+            if seen.track_id in self._refused:
+                continue
+            if _inside(seen.detection, frame.size[0]):
+                det, count, t = seen.detection, frame.encoder_count, frame.captured_at
+            elif seen.whole is not None and seen.whole_count is not None:
+                det, count, t = seen.whole, seen.whole_count, seen.whole_t
+            else:
+                continue  # not yet seen whole: placed once it is
             if seen.label.text in self._sent:
                 self._refused.add(seen.track_id)  # its track's end sends its class alone
                 log.warning("camera %s: label %r seen on a second parcel; not sent again",
@@ -237,26 +246,18 @@ class CameraFeed:
             self._labelled.add(seen.track_id)
             self._sent[seen.label.text] = now
             self.stats["labels"] += 1
-            lead, extent = self.placer.body_mm(seen.detection)
-            out.append(
-                Sighting(
-                    self.binding.name,
-                    frame.encoder_count,
-                    frame.captured_at,
-                    lead,
-                    label=seen.label.text,
-                    class_name=seen.detection.class_name,
-                    extent_mm=extent,
-                    measured_mm=self.placer.size_mm(seen.detection),
-                )
-            )
+            out.append(self._sighting(det, count, t, seen.label.text, seen.detection.class_name))
         for rep in result.finished:
             if rep.track_id in self._labelled:
                 self._labelled.discard(rep.track_id)
                 continue
             self._refused.discard(rep.track_id)
-            if rep.encoder_count is None or not _inside(rep.detection, frame.size[0]):
-                continue  # a box cut by the frame's edge does not show the parcel's body
+            if rep.whole is not None and rep.whole_count is not None:
+                det, count, t = rep.whole, rep.whole_count, rep.whole_t
+            elif rep.encoder_count is not None and _inside(rep.detection, frame.size[0]):
+                det, count, t = rep.detection, rep.encoder_count, rep.last_seen
+            else:
+                continue  # never seen whole: its body cannot be placed
             label = rep.label.text if rep.label is not None and rep.label_certain else None
             if label is not None and label in self._sent:
                 self.stats["repeated"] += 1
@@ -267,20 +268,23 @@ class CameraFeed:
             else:
                 self.stats["unlabelled"] += 1
                 self.stats["uncertain"] += rep.label is not None
-            lead, extent = self.placer.body_mm(rep.detection)
-            out.append(
-                Sighting(
-                    self.binding.name,
-                    rep.encoder_count,
-                    rep.last_seen,
-                    lead,
-                    label=label,
-                    class_name=rep.class_name,
-                    extent_mm=extent,
-                    measured_mm=self.placer.size_mm(rep.detection),
-                )
-            )
+            out.append(self._sighting(det, count, t, label, rep.class_name))
         return out
+
+    def _sighting(
+        self, det: Detection, count: int, t: float, label: str | None, class_name: str
+    ) -> Sighting:
+        lead, extent = self.placer.body_mm(det)
+        return Sighting(
+            self.binding.name,
+            count,
+            t,
+            lead,
+            label=label,
+            class_name=class_name,
+            extent_mm=extent,
+            measured_mm=self.placer.size_mm(det),
+        )
 
 
 # a label is sent for one parcel only within this much belt travel (counts: the view and
@@ -317,15 +321,10 @@ def rate_gate(due: float | None, t: float, min_gap: float) -> tuple[bool, float 
     return True, (t + min_gap if due is None or t > due + min_gap / 2 else due + min_gap)
 
 
-def _inside(det: Detection, width: int, margin: float = 2.0) -> bool:
-    """Wholly in view along the belt: the box, and the oriented box's corners too (a turned
-    parcel cut by the frame's edge is often boxed by its visible part, whose corners then
-    reach past the edge: its middle is not the parcel's)."""
-    x1, _, x2, _ = det.box
-    if not (x1 > margin and x2 < width - margin):
-        return False
-    xs = det.corners()[:, 0]
-    return bool(xs.min() > margin and xs.max() < width - margin)
+def _inside(det: Detection, width: int) -> bool:
+    from vision.tracker import wholly_in_view
+
+    return wholly_in_view(det, width)
 
 
 def start_camera(node: Any) -> CameraFeed:

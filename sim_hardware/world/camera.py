@@ -144,7 +144,7 @@ class CameraRenderer:
         width = max(8, round(min(parcel.width_mm, parcel.length_mm) * self.px_per_mm))
         image = cv2.resize(base.image, (length, width), interpolation=cv2.INTER_AREA)
         mask = cv2.resize(base.mask, (length, width), interpolation=cv2.INTER_NEAREST)
-        label = _label(rng, parcel, width, length)
+        label = _label(rng, parcel, width, length, mask)
         sprite = Sprite(parcel.cls, image, mask, label, base.flat)
         h = self.size[1]
         lateral = float(rng.uniform(0.3 * h, 0.7 * h))
@@ -234,10 +234,15 @@ class WorldCamera(CameraRenderer):
         return self.render(take_snapshot(self.world, self.centre_mm, self.fov_mm))
 
 
-def _label(rng: np.random.Generator, parcel: Parcel, h: int, w: int) -> Label | None:
+def _label(
+    rng: np.random.Generator, parcel: Parcel, h: int, w: int, mask: np.ndarray | None = None
+) -> Label | None:
     """The world's label on the parcel, at 2-3 px per module, smeared when unreadable. A
     label that does not fit the parcel at 2 px per module (a Code 128 on a small envelope at
-    the default scale) is not drawn: the frame's truth then says no label."""
+    the default scale) is not drawn: the frame's truth then says no label. With the parcel's
+    ``mask``, the label is stuck wholly on the item (a bag's rounded corner or an irregular
+    item's notch is not under it) where it fits so; else it is placed as if on its box."""
+    fallback: Label | None = None
     for module in (3, 2):
         symbol = render_symbol(parcel.label_format, parcel.label_text, module, 34)
         sh, sw = symbol.image.shape
@@ -250,10 +255,18 @@ def _label(rng: np.random.Generator, parcel: Parcel, h: int, w: int) -> Label | 
         if not parcel.label_legible:  # a smear across the symbol: no reader decodes it
             cv2.line(paper, (0, lh // 3), (lw, 2 * lh // 3), 20, max(4, lh // 4))
             cv2.line(paper, (lw // 4, 0), (lw // 2, lh), 240, max(4, lw // 6))
-        cx = float(rng.uniform(lw / 2 + 2, w - lw / 2 - 2))
-        cy = float(rng.uniform(lh / 2 + 2, h - lh / 2 - 2))
-        return Label(symbol=symbol, centre=(cx, cy), angle_deg=0.0, image=paper)
-    return None
+        for _ in range(12 if mask is not None else 1):
+            cx = float(rng.uniform(lw / 2 + 2, w - lw / 2 - 2))
+            cy = float(rng.uniform(lh / 2 + 2, h - lh / 2 - 2))
+            label = Label(symbol=symbol, centre=(cx, cy), angle_deg=0.0, image=paper)
+            if mask is None:
+                return label
+            x0, y0 = round(cx - lw / 2) - 2, round(cy - lh / 2) - 2
+            under = mask[max(0, y0) : y0 + lh + 4, max(0, x0) : x0 + lw + 4]
+            if under.size and int(under.min()) == 255:
+                return label
+            fallback = fallback or label
+    return fallback
 
 
 def _draw_optics(rng: np.random.Generator, r: Randomisation, belt: np.ndarray) -> _Optics:

@@ -9,6 +9,7 @@ place, ``Tracker.refuse_shared_labels``) and the feed's once-per-label rule."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -174,3 +175,16 @@ def test_the_rate_gate_keeps_the_limit_and_every_frame_of_a_camera_at_it(
         assert len(taken) == len(times)
     else:  # the limit, or the camera's own rate when the limit thins it
         assert len(taken) >= min(fps, camera_fps) * span * 0.6
+
+
+def test_a_label_made_certain_while_the_parcel_leaves_is_placed_from_its_last_whole_view():
+    feed = _feed()
+    read = LabelRead("Code128", "123456", "region", (600.0, 150.0))
+    whole = _det(450, 100, 630, 250)
+    leaving = _det(560, 100, 640, 250)  # cut by the frame's far edge
+    seen = SeenParcel(leaving, 4, read, None, True, whole, 1000, 1.0)
+    (s,) = feed.sightings(_result(1100, [seen]))
+    assert s.label == "123456" and s.count == 1000  # the whole view's count, not this frame's
+    assert s.extent_mm == pytest.approx(180 * 1.25, abs=1.0)
+    never_whole = SeenParcel(leaving, 5, LabelRead("QRCode", "WP9", "region"), None, True)
+    assert feed.sightings(_result(1200, [never_whole])) == []
