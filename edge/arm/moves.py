@@ -65,6 +65,7 @@ MAX_BLEND_S = 3.0
 GROW = 1.08
 LIFT_SHARE = 0.5  # the lifted parcel's bottom clears the belt by this share of lift_mm ...
 NEIGHBOUR_CLEAR_MM = 20.0  # ... and its neighbours' tops by this, before it moves sideways
+DESCENT_OVERLAP = 0.4  # the descent onto a top starts this share of it before the approach ends
 SHAPE_MARGIN = 0.98  # blend laws are shaped on the limits x this (the samples' phase)
 HOLD_TRIES = 8  # carries planned slower until the cup holds the parcel
 G_MM = 9806.65  # g, mm/s^2
@@ -129,7 +130,9 @@ class Mover:
         z_hover = self._z_hover(target, clear_z)
         td = self._z_law(z_hover - target.z + self.cfg.suction.press_mm).duration
         ta_min = 0.7 * self._approach_guess(q0, t0, target, belt)
-        t_first = max(self._t_at_u(target, belt, tr.upstream_mm), t0 + ta_min + td)
+        t_first = max(
+            self._t_at_u(target, belt, tr.upstream_mm), t0 + ta_min + td * (1 - DESCENT_OVERLAP)
+        )
         step = max(MIN_STEP_S, CONTACT_STEP_MM / speed)
         return intercept(
             lambda t_c: self._try_pick(q0, t0, target, belt, t_c, z_hover, clear_z),
@@ -198,11 +201,13 @@ class Mover:
         lift = self._z_law(z_carry - z_contact)
         td, tl = descend.duration, lift.duration
         # the approach: as long as there is time for, up to MAX_APPROACH_S (then the arm
-        # waits at rest), starting on the setpoint grid
+        # waits at rest), starting on the setpoint grid; the descent starts before it ends
+        # (DESCENT_OVERLAP of the descent's time: the first part of a double S covers little)
         t_a = t_contact - td
-        start = max(t0, t_a - MAX_APPROACH_S)
+        t_m = t_a + td * DESCENT_OVERLAP  # the approach blend ends on the descending ride
+        start = max(t0, t_m - MAX_APPROACH_S)
         start = t0 + math.ceil((start - t0) / self.dt - 1e-9) * self.dt
-        ta = t_a - start
+        ta = t_m - start
         if ta < MIN_APPROACH_S:
             return f"no time to approach ({ta * 1000:.0f} ms)"
         t_c = t_contact
@@ -216,19 +221,29 @@ class Mover:
         if self._u(target, belt, t_c) < tr.upstream_mm - 1.0:
             return "contact upstream of the window"
         ride = self._rider(target, belt, q0)
-        try:  # the ride at t_a, extended back in time at its velocity then (in reach)
-            meet = _tangent(lambda t: ride(t, z_hover), t_a, self.dt)
-            law = Law(blend_shape(_sub(meet(t_a), q0), self.limits.scaled(SHAPE_MARGIN)), ta)
+
+        def z_down(t: float) -> float:
+            return z_hover - descend.eval(t - t_a)[0]  # hover before t_a
+
+        try:  # the ride at t_m, extended back in time at its velocity then (in reach); its
+            # height is the descent's (never the tangent's: that would rise past the quill)
+            xy = _tangent(lambda t: ride(t, z_hover), t_m, self.dt)
+
+            def meet(t: float) -> Joints:
+                m = xy(t)
+                return (m[0], m[1], z_down(t), m[3])
+
+            law = Law(blend_shape(_sub(meet(t_m), q0), self.limits.scaled(SHAPE_MARGIN)), ta)
         except Unreachable as exc:
             return f"unreachable: {exc}"
 
         def path(t: float) -> Joints:
             if t <= start:
                 return q0
-            if t < t_a:
+            if t < t_m:
                 return _lerp(q0, meet(t), law.s(t - start))
             if t < t_c:
-                return ride(t, z_hover - descend.eval(t - t_a)[0])
+                return ride(t, z_down(t))
             if t < t_l:
                 return ride(t, z_contact)
             return ride(t, z_contact + lift.eval(t - t_l)[0])
@@ -254,7 +269,10 @@ class Mover:
         if isinstance(traj, str):
             return traj
         traj = Trajectory(
-            traj.t0, traj.dt, traj.q, {"start": start, "contact": t_c, "lift": t_l, "end": t_e}
+            traj.t0,
+            traj.dt,
+            traj.q,
+            {"start": start, "descend": t_a, "contact": t_c, "lift": t_l, "end": t_e},
         )
         cx, cy = self._xy(target, belt, t_c)
         return PickPlan(

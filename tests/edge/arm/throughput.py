@@ -34,7 +34,12 @@ def load(path: Path) -> ArmConfig:
 
 
 def run(
-    rate: float, seconds: float, speed: float | None, seed: int, cfg: ArmConfig | None = None
+    rate: float,
+    seconds: float,
+    speed: float | None,
+    seed: int,
+    cfg: ArmConfig | None = None,
+    poisson: bool = False,
 ) -> dict[str, object]:
     rng = random.Random(seed)
     cfg = cfg or load(EXAMPLE)
@@ -52,18 +57,32 @@ def run(
 
     b.core.handle = timed  # type: ignore[method-assign]
     gap = 3600.0 / rate
+    mm_s = b.speed
     next_t, track, t_end = b.t, 0, b.t + seconds
+    last: tuple[float, float] | None = None  # the last parcel put on: when, its length
+    due: list[float] = []  # Poisson arrivals waiting for the induction's gap
     while b.t < t_end:
-        if b.t >= next_t:
-            track += 1
-            b.see(
-                track,
-                0.0,
-                label=rng.choice(list(labels)),
-                size=(rng.uniform(200, 450), rng.uniform(150, 300), rng.uniform(40, 250)),
-                across=rng.uniform(-across, across),
-            )
+        if poisson:
+            while next_t <= b.t:
+                due.append(next_t)
+                next_t += rng.expovariate(1 / gap)
+        elif b.t >= next_t:
+            due.append(next_t)
             next_t += gap * rng.uniform(0.8, 1.2)
+        if due:
+            length = rng.uniform(200, 450)
+            # as `wolfpack sim`'s induction: 80 mm at least between one parcel and the next
+            if last is None or b.t >= last[0] + ((last[1] + length) / 2 + 80) / mm_s:
+                due.pop(0)
+                track += 1
+                last = (b.t, length)
+                b.see(
+                    track,
+                    0.0,
+                    label=rng.choice(list(labels)),
+                    size=(length, rng.uniform(150, 300), rng.uniform(40, 250)),
+                    across=rng.uniform(-across, across),
+                )
         b.step()
     b.run(6.0)
     recs = b.records()
@@ -116,9 +135,12 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=None, help="belt mm/s (default: nominal)")
     ap.add_argument("--config", type=Path, default=EXAMPLE, help="board config (arm: section)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--poisson", action="store_true", help="Poisson arrivals (default: the rate's gap +-20 %%)"
+    )
     a = ap.parse_args()
     for rate in a.rate:
-        print(run(rate, a.seconds, a.speed, a.seed, load(a.config)))
+        print(run(rate, a.seconds, a.speed, a.seed, load(a.config), a.poisson))
 
 
 if __name__ == "__main__":
