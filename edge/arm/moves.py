@@ -63,6 +63,7 @@ MIN_STEP_S = 0.03
 MAX_CONTACT_TRIES = 40
 MAX_BLEND_S = 3.0
 GROW = 1.08
+FINE_GROW = 1.03  # a shaped blend starts near its shortest: grown in finer steps
 LIFT_SHARE = 0.5  # the lifted parcel's bottom clears the belt by this share of lift_mm ...
 NEIGHBOUR_CLEAR_MM = 20.0  # ... and its neighbours' tops by this, before it moves sideways
 DESCENT_OVERLAP = 0.4  # the descent onto a top starts this share of it before the approach ends
@@ -589,7 +590,7 @@ class Mover:
             )
             if why is None:
                 return te, end, shape
-            te *= GROW
+            te *= GROW if shape is None else FINE_GROW
         return f"no blend within {MAX_BLEND_S} s: {why}"
 
     def _reachable(self, q: Joints) -> None:
