@@ -47,7 +47,7 @@ from vision.labels import LabelReader  # noqa: E402
 from vision.measure import Calibration  # noqa: E402
 from vision.pipeline import Pipeline  # noqa: E402
 from vision.timing import percentiles, stage_samples, table  # noqa: E402
-from vision.tracker import Tracker  # noqa: E402
+from vision.tracker import Tracker, iou_matrix  # noqa: E402
 
 COUNTS_PER_PX = 4.0
 
@@ -237,6 +237,7 @@ def camera_loop(
     seen: set[int] = set()
     sightings = []
     times = []
+    story: dict[int, dict[int, tuple]] = {}
     n = int(seconds * fps)
     for i in range(n):
         world.advance(1 / fps)
@@ -255,6 +256,21 @@ def camera_loop(
         times.append((time.perf_counter() - t0) * 1e3)
         for s in feed.sightings(result):
             sightings.append(s)
+        if verbose:  # which track followed which parcel, and what it made of its label
+            truth_boxes = np.array([t.box for t in wf.parcels], np.float64).reshape(-1, 4)
+            for tr in pipeline.tracker.tracks:
+                if tr.current is None or not len(truth_boxes):
+                    continue
+                iou = iou_matrix(np.array([tr.current.box], np.float64), truth_boxes)[0]
+                if iou.max() >= 0.3:
+                    pid = wf.parcels[int(iou.argmax())].parcel_id
+                    story.setdefault(pid, {})[tr.id] = (
+                        tr.label.text if tr.label else None,
+                        tr.label_agree,
+                        tr.conflict_why,
+                        tr.label_attempts,
+                        tr.whole is not None,
+                    )
     tol = 60.0
     right: set[int] = set()
     wrong, unmatched, nobody = [], [], 0
@@ -289,7 +305,10 @@ def camera_loop(
         missed = sorted(set(legible_in_view) - right)
         for pid in missed:
             p = parcels[pid]
-            print(f"  MISSED {pid} {p.cls} {p.label_format} {p.length_mm:.0f}x{p.width_mm:.0f}")  # type: ignore[attr-defined]
+            print(
+                f"  MISSED {pid} {p.cls} {p.label_format} {p.length_mm:.0f}x{p.width_mm:.0f}: "  # type: ignore[attr-defined]
+                f"tracks (label, agree, conflict, attempts, seen whole) {story.get(pid)}"
+            )
     return {
         "frames": n,
         "parcels_seen": len(whole),

@@ -50,6 +50,7 @@ class LabelRead:
     # where the symbol lies in the frame (px, the middle of the region it was decoded in):
     # a label is a thing on one parcel, so the tracker keeps it where the belt carries it
     at: tuple[float, float] | None = None
+    span: float = 0.0  # the larger side of that region, px: reads this near are one symbol
 
 
 def dominant_angle(gray: np.ndarray) -> float:
@@ -182,20 +183,20 @@ class LabelReader:
             lo, hi = np.percentile(region[::2, ::2], (5, 95))
             if hi - lo >= self.min_contrast:
                 regions.append(region)
-                middles.append((x + w / 2, y + h / 2))
+                middles.append((x + w / 2, y + h / 2, float(max(w, h))))
         if stage in (None, 0):
             for region, middle in zip(regions, middles, strict=True):
                 found = self._decode(region, "region") or self._upright(region, parcel_angle_deg)
                 if found:
-                    return replace(found, at=middle)
+                    return replace(found, at=middle[:2], span=middle[2])
         if stage in (None, 1) and regions:
             found = self._enlarged(regions[0])
             if found:
-                return replace(found, at=middles[0])
+                return replace(found, at=middles[0][:2], span=middles[0][2])
         if stage in (None, 2):
             found = self._enlarged(regions[1]) if len(regions) > 1 else None
             if found:
-                return replace(found, at=middles[1])
+                return replace(found, at=middles[1][:2], span=middles[1][2])
             return self._decode(gray, "crop")  # unturned: zxing's position is the crop's
         return None
 
@@ -261,6 +262,7 @@ class LabelReader:
 
         best = min(found, key=off_centre)
         p = best.position
-        at = ((p.top_left.x + p.top_right.x + p.bottom_right.x + p.bottom_left.x) / 4,
-              (p.top_left.y + p.top_right.y + p.bottom_right.y + p.bottom_left.y) / 4)  # fmt: skip
-        return LabelRead(FORMATS[best.format], best.text, attempt, at)
+        xs = (p.top_left.x, p.top_right.x, p.bottom_right.x, p.bottom_left.x)
+        ys = (p.top_left.y, p.top_right.y, p.bottom_right.y, p.bottom_left.y)
+        span = float(max(max(xs) - min(xs), max(ys) - min(ys)))
+        return LabelRead(FORMATS[best.format], best.text, attempt, (sum(xs) / 4, sum(ys) / 4), span)

@@ -47,6 +47,7 @@ class Track:
     current: Detection | None = None  # this frame's detection, None when unseen
     label_agree: int = 0  # reads that gave ``label``'s text
     label_conflict: bool = False  # a read gave another text: no label of this track is trusted
+    conflict_why: str = ""  # what contradicted it (for the logs and the benchmark)
     label_stage: int | None = None  # the reader's stage that decoded it (to confirm it)
     # where the label lies in this frame (px): where it was read, carried by the belt since
     label_at: np.ndarray | None = None
@@ -60,8 +61,9 @@ class Track:
         self, read: LabelRead | None, stage: int, tolerance_px: float = LABEL_TOLERANCE_PX
     ) -> None:
         """One read attempt's result (None: nothing decoded, which says nothing). A read of
-        the same text elsewhere on the parcel (more than ``tolerance_px`` from where the belt
-        carried the first) is a second symbol, not a confirmation: contradicted too."""
+        the same text elsewhere on the parcel (further from where the belt carried the first
+        than ``tolerance_px`` or either read's region span) is a second symbol, not a
+        confirmation: contradicted too."""
         if read is None:
             return
         if self.label is None:
@@ -69,13 +71,14 @@ class Track:
             if read.at is not None:
                 self.label_at = np.asarray(read.at, np.float64)
         elif read.text != self.label.text:
-            self.label_conflict = True
+            self.label_conflict, self.conflict_why = True, f"read {read.text!r} too"
         elif (
             read.at is not None
             and self.label_at is not None
-            and float(np.hypot(*(np.asarray(read.at) - self.label_at))) > tolerance_px
+            and float(np.hypot(*(np.asarray(read.at) - self.label_at)))
+            > max(tolerance_px, read.span, self.label.span)
         ):
-            self.label_conflict = True
+            self.label_conflict, self.conflict_why = True, "read again elsewhere on it"
         else:
             self.label_agree += 1
 
@@ -325,7 +328,7 @@ class Tracker:
         if t.label_at is not None and not holds(d, t.label_at, self.label_margin_px):
             # the label the track read is not on the box it now follows: the track jumped to
             # a neighbour (or the box to a part of the parcel); its label must not route
-            t.label_conflict = True
+            t.label_conflict, t.conflict_why = True, "its box left its label"
         t.box = np.asarray(d.box, np.float64)
         if wholly_in_view(d, frame.size[0]):
             t.whole, t.whole_count, t.whole_t = d, frame.encoder_count, frame.captured_at
@@ -368,7 +371,7 @@ class Tracker:
         for shared in by_text.values():
             if len(shared) > 1:
                 for t in shared:
-                    t.label_conflict = True
+                    t.label_conflict, t.conflict_why = True, "on two tracks"
 
     def reset(self) -> None:
         """Drop every track without reporting it."""

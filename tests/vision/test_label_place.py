@@ -188,3 +188,15 @@ def test_a_label_made_certain_while_the_parcel_leaves_is_placed_from_its_last_wh
     assert s.extent_mm == pytest.approx(180 * 1.25, abs=1.0)
     never_whole = SeenParcel(leaving, 5, LabelRead("QRCode", "WP9", "region"), None, True)
     assert feed.sightings(_result(1200, [never_whole])) == []
+
+
+def test_a_wide_symbol_read_at_two_places_within_its_span_is_one_symbol():
+    """A 1D label at 1024 px is 160-250 px wide: the region the reader decodes it in may be
+    the bars alone or the bars and the text under them, so two reads of it may lie 60-100 px
+    apart; within the region's span they are one symbol (a confirmation)."""
+    t = Track(1, np.zeros(4), _det(0, 0, 10, 10), 0.0, 0.0, 0)
+    t.add_read(LabelRead("Code128", "123456", "region", (300.0, 200.0), 220.0), 0)
+    t.add_read(LabelRead("Code128", "123456", "x2", (380.0, 210.0), 120.0), 1)
+    assert t.label_certain and not t.label_conflict
+    t.add_read(LabelRead("Code128", "123456", "region", (700.0, 200.0), 220.0), 0)
+    assert t.label_conflict and t.conflict_why == "read again elsewhere on it"
