@@ -542,14 +542,12 @@ class Mover:
         velocity then (the parcel's path runs out of reach downstream), its height by
         ``z_law`` (a lift still under way; default: held). A blend to ``to`` runs on the
         fastest common law of its joints (``blend_shape``), one to rest on the fixed
-        ``unit_s``. Checked for ``limits`` (default: the arm's; a slower carry passes them
-        scaled down) with the ride before it; the caller checks the whole move against the
-        arm's: ``_blended(path, ...)`` rebuilds it. Returns the duration, the end and the
+        ``unit_s``. Checked for the arm's limits with the ride before it, and inside itself
+        for ``limits`` (default: the arm's; a slower carry passes them scaled down: the ride
+        it leaves keeps its own pace); the caller checks the whole move against the arm's:
+        ``_blended(path, ...)`` rebuilds it. Returns the duration, the end and the
         law's shape (None: ``unit_s``)."""
         lim = limits or self.limits
-        # checked within ``lim``'s velocity and acceleration; the jerk at the junction with
-        # the ride (itself planned at full pace) only within the arm's
-        check = Limits(lim.lo, lim.hi, lim.vel, lim.acc, self.limits.jerk)
         why = "no blend tried"
         try:
             q_h = path(t_h)
@@ -585,8 +583,10 @@ class Mover:
                 why = f"unreachable: {exc}"
                 te *= GROW
                 continue
-            why = limit_violation(qs, self.dt, check, before=pre) or self._speed_violation(
-                pre[-1:] + qs
+            why = (
+                limit_violation(qs, self.dt, self.limits, before=pre)
+                or (None if lim is self.limits else _inner_violation(qs, self.dt, lim))
+                or self._speed_violation(pre[-1:] + qs)
             )
             if why is None:
                 return te, end, shape
@@ -674,6 +674,23 @@ def _lerp(a: Joints, b: Joints, k: float) -> Joints:
         a[2] + k * (b[2] - a[2]),
         a[3] + k * (b[3] - a[3]),
     )
+
+
+def _inner_violation(q: list[Joints], dt: float, lim: Limits) -> str | None:
+    """Why the samples ``q`` alone (no padding before or after) move faster or accelerate
+    more than ``lim`` allows (None: they do not)."""
+    if len(q) < 3:
+        return None
+    a = np.asarray(q, dtype=np.float64)
+    for what, d, top in (
+        ("velocity", np.diff(a, 1, axis=0) / dt, lim.vel),
+        ("acceleration", np.diff(a, 2, axis=0) / dt**2, lim.acc),
+    ):
+        over = np.abs(d) > np.asarray(top) * (1 + 1e-6)
+        if over.any():
+            i, k = (int(v) for v in np.argwhere(over)[0])
+            return f"j{k + 1} {what} {abs(d[i, k]):.0f} over the slowed {top[k]:.0f} (setpoint {i})"
+    return None
 
 
 def _time_to(law: DoubleS, d: float) -> float:
