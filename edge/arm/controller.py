@@ -77,6 +77,7 @@ from edge.safety.machine import (
 
 PLACE_EARLY_S = 0.2  # a place sensor may fire this long before the planned release
 VALVE_LEAD_S = 0.03  # the valve opens this long before the descent onto the top starts
+SEAL_EARLY_S = 0.05  # a carry starts no earlier than a seal this long before contact allows
 GONE_MM = 1000.0  # a parcel this far past the window no longer matters to its neighbours
 
 
@@ -509,7 +510,10 @@ class ArmCore:
         assert dest is not None and isinstance(p.grasp, Grasp)
         lead = self.cfg.tracking.lead_ms / 1000
         g = p.grasp
-        t_b = max(t + lead, pk.plan.t_contact)  # a seal made during the descent
+        # a seal made early in the descent is confirmed as if made SEAL_EARLY_S before the
+        # contact: the node streams the pick's replaceable part from that on
+        confirm = self.cfg.suction.grip_confirm_ms / 1000
+        t_b = max(t + lead, pk.plan.t_contact - SEAL_EARLY_S + confirm + lead)
         traj = self.mover.carry(pk.plan, t_b, g.target, self.belt, dest, g.load, g.hold)
         p.milestones["gripped"] = t
         if isinstance(traj, str):

@@ -326,3 +326,23 @@ def test_a_grip_lost_after_the_parcel_ended_closes_the_valve_without_a_second_re
     assert not b.suction
     b.run(1.0)
     assert [r.outcome for r in b.records()] == ["placed"]
+
+
+def test_a_seal_early_in_the_descent_counts_and_the_carry_keeps_the_streams_promise() -> None:
+    """A face higher than its class height seals during the descent, before the contact
+    instant: the seal counts (no miss), and the carry starts no earlier than a seal 50 ms
+    before contact allows (the node streams the pick's replaceable part from then on)."""
+    b = Bench(CFG, brain=BRAIN, seal_ms=-80.0)
+    b.see(1, 0.0, label="DE-10")
+    b.run(4.0)
+    (rec,) = b.records()
+    assert rec.outcome == "placed" and rec.attempts == 1
+    pick, carry = b.moves("pick")[0], b.moves("carry")[0]
+    contact = pick.trajectory.marks["contact"]
+    grip_t = next(t for t, f in b.log if isinstance(f, Grip) and f.gripped)
+    assert grip_t < contact - 0.05  # sealed early in the descent
+    s, tr = CFG.suction, CFG.tracking
+    assert carry.replace_from is not None
+    earliest = contact - 0.05 + s.grip_confirm_ms / 1000 + tr.lead_ms / 1000
+    assert carry.replace_from >= earliest - 1e-9
+    assert carry.trajectory.q[0] == pick.trajectory.at(carry.replace_from)
