@@ -205,10 +205,12 @@ def build_arm_report(
     span_s: float,
     settings: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    camera_ids: Mapping[str, Iterable[int]] | None = None,
 ) -> dict[str, Any]:
     """The run's report from the world's truth (parcel id -> ``ParcelTruth`` as a dict, see
     ``sim_hardware.arm.cell``) and the node's pick records. ``span_s``: the time over which
-    picks per hour are counted (arrivals on)."""
+    picks per hour are counted (arrivals on). ``camera_ids``: the camera's ``seen`` and
+    ``legible`` world ids (parcels in at least one frame; with a legible label in one)."""
     done = {pid: p for pid, p in world.items() if p.get("end") is not None}
     joined, unmatched = join_records(done, records)
     pickable = [pid for pid, p in done.items() if p.get("pickable")]
@@ -290,8 +292,36 @@ def build_arm_report(
             "count": len(unmatched),
             "examples": [dict(r) for r in unmatched[:3]],
         },
+        "seeing": seeing_report(done, joined, camera_ids) if camera_ids is not None else None,
         "settings": dict(settings),
         **dict(extra or {}),
+    }
+
+
+def seeing_report(
+    done: Mapping[int, Mapping[str, Any]],
+    joined: Mapping[int, Mapping[str, Any]],
+    camera_ids: Mapping[str, Iterable[int]],
+) -> dict[str, Any]:
+    """What the camera showed against what the node read: parcels in no frame at all, and
+    labels the world could read, the camera showed legibly and the node did not read
+    (``labels_missed``: no record, or a record without the label)."""
+    seen = set(camera_ids.get("seen", ()))
+    legible = set(camera_ids.get("legible", ()))
+    readable = [pid for pid, p in done.items() if p.get("legible") and p.get("label")]
+    missed = sorted(
+        pid
+        for pid in readable
+        if pid in legible and (joined.get(pid) or {}).get("label") != done[pid].get("label")
+    )
+    return {
+        "not_shown": sorted(pid for pid in done if pid not in seen),
+        "labels_readable": len(readable),
+        "labels_shown_legible": sum(1 for pid in readable if pid in legible),
+        "labels_read": sum(
+            1 for pid in readable if (joined.get(pid) or {}).get("label") == done[pid].get("label")
+        ),
+        "labels_missed": missed,
     }
 
 
@@ -334,8 +364,17 @@ def render_arm_text(r: Mapping[str, Any]) -> str:
         f"node              cpu {node.get('cpu_percent', 0):.1f} %  rss "
         f"{node.get('rss_mb', 0):.1f} MB (peak {node.get('rss_peak_mb', 0):.1f} MB)"
     )
+    if r.get("records_duplicate"):
+        lines.append(f"split tracks      {r['records_duplicate']} second record(s) of one parcel")
     if r["records_unmatched"]["count"]:
         lines.append(f"records           {r['records_unmatched']['count']} matching no parcel")
+    see = r.get("seeing")
+    if see:
+        lines.append(
+            f"seeing            labels read {see['labels_read']} of {see['labels_readable']} "
+            f"readable ({see['labels_shown_legible']} shown legibly; missed "
+            f"{len(see['labels_missed'])}); parcels in no frame {len(see['not_shown'])}"
+        )
     if r.get("faults"):
         lines.append("faults            " + "; ".join(r["faults"]))
     safety = r.get("safety") or {}
@@ -731,8 +770,10 @@ class ArmSimulation:
             extra["safety"]["motion_stops"] = self.cell.call("motion_stops", self.t0)
         with contextlib.suppress(Exception):
             extra["world"] = self.cell.call("summary")
+        camera_ids: dict[str, list[int]] | None = None
         with contextlib.suppress(Exception):
             extra["camera"] = self.cell.camera_stats()
+            camera_ids = self.cell.camera_ids()
         with contextlib.suppress(Exception):  # where the cup was while the valve was open
             trace = self.cell.call("trace")
             (self.workdir / "valve-trace.jsonl").write_text(
@@ -759,6 +800,7 @@ class ArmSimulation:
                 "camera_fps": self.o.camera_fps,
             },
             extra=extra,
+            camera_ids=camera_ids,
         )
 
     def close(self) -> None:

@@ -649,6 +649,16 @@ class SimArmCellProcess(PipeClient):
             "render_ms_mean": round(st.render_ms_mean, 1),
         }
 
+    def camera_ids(self) -> dict[str, list[int]]:
+        """World ids of the parcels the camera showed (``seen``) and of those whose label
+        was legible in at least one frame (``legible``)."""
+        if self.camera is None:
+            return {"seen": [], "legible": []}
+        return {
+            "seen": sorted(self.camera.get("seen")),
+            "legible": sorted(self.camera.get("legible")),
+        }
+
     def stop(self) -> None:
         if self.camera is not None:
             self.camera.stop()

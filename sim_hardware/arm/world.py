@@ -40,6 +40,7 @@ def _mujoco_warning(message: str) -> None:
 mujoco.set_mju_user_warning(_mujoco_warning)
 
 G = 9.81
+PRESSING_M_S = 0.02  # a sealed lip coming down faster than this still compresses its bellows
 INSTANT_MM_S2 = 1e9  # a speed change "at once"
 InputListener = Callable[[int, int, float], None]  # pin, value, world time
 
@@ -402,7 +403,12 @@ class ArmWorld:
         if self.attached is None:
             slot = self._sealed_slot
             if slot is not None and self.vacuum_pa >= cfg.attach_kpa * 1000:
-                self._attach(slot)
+                # sealed: while the cup still comes down the bellows takes it (no weld to push
+                # the parcel into the belt); the parcel moves with the cup once it stops
+                # coming down, as a bellows that has taken its stroke lifts what it holds
+                axis = self.data.site_xmat[self._cup_site].reshape(3, 3)[:, 2]
+                if float(self._lip_velocity(slot) @ axis) > -PRESSING_M_S:
+                    self._attach(slot)
             return
         self._check_hold()
 
@@ -443,13 +449,17 @@ class ArmWorld:
                 return slot
         return None
 
-    def _lip_speed(self, slot: int) -> float:
-        """The cup lip's speed relative to the parcel's top (m/s)."""
+    def _lip_velocity(self, slot: int) -> np.ndarray:
+        """The cup lip's velocity relative to the parcel (m/s, world frame)."""
         d = self.data
         lip = np.zeros(6)
         mujoco.mj_objectVelocity(self.model, d, mujoco.mjtObj.mjOBJ_SITE, self._cup_site, lip, 0)
         v = self._pv[slot]
-        return float(np.linalg.norm(lip[3:6] - d.qvel[v : v + 3]))
+        return lip[3:6] - d.qvel[v : v + 3]
+
+    def _lip_speed(self, slot: int) -> float:
+        """The cup lip's speed relative to the parcel's top (m/s)."""
+        return float(np.linalg.norm(self._lip_velocity(slot)))
 
     def _bellows(self, slot: int, pull_n: float) -> None:
         """The bellows gives way: while the cup presses the held parcel (onto the belt), the

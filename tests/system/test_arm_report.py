@@ -161,6 +161,22 @@ def test_the_report_counts_each_parcel_where_the_world_saw_it_end() -> None:
     text = render_arm_text(r)
     assert "placed right      2  (40.00 % of pickable)" in text
     assert "lost              2" in text
+    # what the camera showed against what the node read: parcel 6 in frames with a legible
+    # label but no record, parcel 2's record without its label, 7 never in a frame
+    records[1] = record(2, "placed", label=None)
+    r = build_arm_report(
+        world=world,
+        records=records,
+        node_usage={},
+        span_s=3600.0,
+        settings={},
+        camera_ids={"seen": [1, 2, 3, 4, 5, 6], "legible": [1, 2, 3, 6]},
+    )
+    see = r["seeing"]
+    assert see["not_shown"] == [7]
+    assert see["labels_readable"] == 6 and see["labels_shown_legible"] == 4
+    assert see["labels_read"] == 3 and see["labels_missed"] == [2, 6]
+    assert "seeing            labels read 3 of 6 readable" in render_arm_text(r)
 
 
 @given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=200))
