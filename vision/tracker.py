@@ -325,9 +325,16 @@ class Tracker:
         return bool(box[0] >= width or box[2] <= 0 or box[1] >= height or box[3] <= 0)
 
     def _hit(self, t: Track, d: Detection, frame: Frame) -> None:
-        if t.label_at is not None and not holds(d, t.label_at, self.label_margin_px):
-            # the label the track read is not on the box it now follows: the track jumped to
-            # a neighbour (or the box to a part of the parcel); its label must not route
+        w, h = frame.size
+        if (
+            t.label_at is not None
+            and 0 <= t.label_at[0] < w
+            and 0 <= t.label_at[1] < h
+            and not holds(d, t.label_at, self.label_margin_px)
+        ):
+            # the label the track read is in view but not on the box it now follows: the
+            # track jumped to a neighbour (or the box to a part of the parcel); its label
+            # must not route (a label carried out of the frame says nothing)
             t.label_conflict, t.conflict_why = True, "its box left its label"
         t.box = np.asarray(d.box, np.float64)
         if wholly_in_view(d, frame.size[0]):

@@ -200,3 +200,13 @@ def test_a_wide_symbol_read_at_two_places_within_its_span_is_one_symbol():
     assert t.label_certain and not t.label_conflict
     t.add_read(LabelRead("Code128", "123456", "region", (700.0, 200.0), 220.0), 0)
     assert t.label_conflict and t.conflict_why == "read again elsewhere on it"
+
+
+def test_a_label_carried_out_of_the_frame_is_not_a_jump():
+    tracker = Tracker(NAMES, px_per_count=1.0, min_hits=1)
+    tracker.update(Frame(BLANK, 0.0, 0, 0), [_det(400, 100, 600, 220)])
+    tracker.tracks[0].add_read(LabelRead("QRCode", "WP1", "region", (590.0, 160.0)), 0)
+    # 80 px on: the label (near the leading end) is past the frame's edge, the box is cut there
+    tracker.update(Frame(BLANK, 0.1, 1, 80), [_det(480, 100, 640, 220)])
+    (track,) = tracker.tracks
+    assert track.label_certain
