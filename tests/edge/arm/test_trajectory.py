@@ -11,7 +11,15 @@ from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from edge.arm.kinematics import Limits, Scara
-from edge.arm.trajectory import DoubleS, limit_violation, sample, sync_move, unit_s
+from edge.arm.trajectory import (
+    DoubleS,
+    Law,
+    blend_shape,
+    limit_violation,
+    sample,
+    sync_move,
+    unit_s,
+)
 from tests.edge.arm.helpers import example_cfg
 
 KIN_LIMITS: Limits = Scara(example_cfg()).limits
@@ -94,3 +102,29 @@ def test_unit_law_is_monotonic_and_smooth() -> None:
     assert all(b >= a for a, b in itertools.pairwise(xs))
     assert unit_s(-1) == 0.0 and unit_s(2) == 1.0
     assert math.isclose(unit_s(0.5), 0.5, abs_tol=1e-9)
+
+
+joint_delta = st.tuples(  # from the middle of each range to anywhere in it
+    st.floats(-150, 150), st.floats(-145, 145), st.floats(-210, 210), st.floats(-360, 360)
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(joint_delta, st.floats(1.0, 3.0))
+def test_a_blend_on_its_shared_law_stays_within_every_joints_limits(delta, stretch) -> None:
+    """blend_shape: one time law for all joints, as fast as the joint that binds allows; a
+    move q0 + s(t) delta on it (or on it stretched) sampled at 8 ms breaks no limit, and is
+    never faster than the synchronised time-optimal move."""
+    q0 = (0.0, 0.0, -540.0, 0.0)
+    q1 = tuple(q0[k] + delta[k] for k in range(4))
+    shape = blend_shape(delta, KIN_LIMITS)
+    law = Law(shape, shape.duration * stretch)
+    assert law.s(-1) == 0.0 and law.s(law.duration) == 1.0
+    q = sample(
+        lambda t: tuple(q0[k] + law.s(t) * delta[k] for k in range(4)),  # type: ignore[misc]
+        0.0,
+        law.duration,
+        0.008,
+    )
+    assert limit_violation(q, 0.008, KIN_LIMITS) is None
+    assert shape.duration >= sync_move(q0, q1, KIN_LIMITS)[0] - 1e-9  # type: ignore[arg-type]
