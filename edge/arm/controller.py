@@ -76,7 +76,10 @@ from edge.safety.machine import (
 )
 
 PLACE_EARLY_S = 0.2  # a place sensor may fire this long before the planned release
-VALVE_LEAD_S = 0.03  # the valve opens this long before the descent onto the top starts
+VALVE_LEAD_S = 0.15  # the valve opens this long before the descent onto the top starts
+# (the approach is then hover_mm over the parcel and its neighbours; the lead covers the
+# host's latency: the valve is switched when the command arrives, not on the MCU's clock)
+SEAL_FROM_S = 0.03  # a seal counts from this long before the descent (earlier: not on it)
 SEAL_EARLY_S = 0.05  # a carry starts no earlier than a seal this long before contact allows
 GONE_MM = 1000.0  # a parcel this far past the window no longer matters to its neighbours
 
@@ -271,7 +274,7 @@ class ArmCore:
         if pk is not None and not pk.carry_sent:
             p = self.parcels[pk.pid]
             p.vacuum_peak = max(p.vacuum_peak, f.kpa)
-            if f.gripped and pk.sealed_since is None and f.t >= pk.plan.t_descend - VALVE_LEAD_S:
+            if f.gripped and pk.sealed_since is None and f.t >= pk.plan.t_descend - SEAL_FROM_S:
                 pk.sealed_since = f.t
                 self._story(p, f.t, "sealed", f"vacuum {f.kpa:.0f} kPa")
             elif not f.gripped and pk.sealed_since is not None:

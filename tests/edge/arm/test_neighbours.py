@@ -80,7 +80,7 @@ def _pick_of(b: Bench, pid: int) -> Move:
     return next(m for m in b.moves("pick") if m.parcel_id == pid)
 
 
-def test_the_cup_comes_in_over_a_taller_neighbour_with_its_valve_shut() -> None:
+def test_the_cup_comes_in_over_a_taller_neighbour_with_its_valve_shut_till_the_end() -> None:
     b = Bench(CFG, brain=BRAIN)
     # a low parcel (60 mm) with a 250 mm box beside it across the belt, neither touching
     b.see(1, 0.0, label="DE-10", size=(300.0, 200.0, 60.0), across=-110.0)
@@ -98,9 +98,9 @@ def test_the_cup_comes_in_over_a_taller_neighbour_with_its_valve_shut() -> None:
         if t >= t_descend:
             break
         assert mover.kin.fk(pick.q[i])[2] >= top_tall + CFG.tracking.hover_mm - 1e-6
-    # the valve opened only for the descent (30 ms ahead of it)
+    # the valve opened only for the end of the approach and the descent (150 ms ahead)
     (on_t,) = [t for t, a in b.log if isinstance(a, Suction) and a.on]
-    assert t_descend - 0.03 - b.dt <= on_t < pick.marks["contact"]
+    assert t_descend - 0.15 - b.dt <= on_t < t_descend - 0.1
     # the lifted parcel went sideways only with its bottom over the tall one's top
     carry = next(m for m in b.moves("carry") if m.parcel_id == 1).trajectory
     x0, y0, _, _ = mover.kin.fk(carry.q[0])
