@@ -431,7 +431,7 @@ class ArmCore:
                 else:
                     self._finish(p, "passed", self.cfg.pass_id, f"skipped: {why}", t)
                 continue
-            out.append(Candidate(p.pid, p.grasp.target, nb.clear_z))
+            out.append(Candidate(p.pid, p.grasp.target, nb.clear_z, nb.others))
         return out
 
     def _go_home(self, t: float) -> None:

@@ -149,6 +149,7 @@ class Neighbours:
 
     clear_z: float | None
     conflict: tuple[int, str] | None
+    others: tuple[Footprint, ...] = ()  # every other parcel (split tracks left out)
 
 
 CORRIDOR_MM = 100.0  # a neighbour this close along the belt (beyond the cup) is passed over
@@ -170,12 +171,14 @@ def neighbours(
     u0, y0 = me.target.u_ref, me.target.y
     clear: float | None = None
     conflict: tuple[int, str] | None = None
+    rest: list[Footprint] = []
     for pid, o in others:
         du = o.target.u_at_count(c0, cpm) - u0
         dy = o.target.y - y0
         same = (abs(du) < me.hx and abs(dy) < me.hy) or (abs(du) < o.hx and abs(dy) < o.hy)
         if same:
             continue
+        rest.append(o)
         if abs(du) - o.hx < r + CORRIDOR_MM:
             clear = o.target.z if clear is None else max(clear, o.target.z)
         gap = math.hypot(max(0.0, abs(du) - o.hx), max(0.0, abs(dy) - o.hy))
@@ -186,4 +189,4 @@ def neighbours(
                 f"parcel {pid}'s footprint is {gap:.0f} mm from the grasp point, inside the "
                 f"cup's {r:.0f} mm + {s.edge_margin_mm:.0f} mm margin",
             )
-    return Neighbours(clear, conflict)
+    return Neighbours(clear, conflict, tuple(rest))

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.arm.config import ArmConfig, Destination
-from edge.arm.grasp import Hold
+from edge.arm.grasp import Footprint, Hold
 from edge.arm.kinematics import Joints, Limits, Scara, Unreachable
 from edge.arm.tracking import BeltTracker, LeftWindow, Target, intercept
 from edge.arm.trajectory import (
@@ -69,6 +69,7 @@ NEIGHBOUR_CLEAR_MM = 20.0  # ... and its neighbours' tops by this, before it mov
 DESCENT_OVERLAP = 0.4  # the descent onto a top starts this share of it before the approach ends
 SHAPE_MARGIN = 0.98  # blend laws are shaped on the limits x this (the samples' phase)
 HOLD_TRIES = 8  # carries planned slower until the cup holds the parcel
+OVER_TRIES = 3  # approaches planned again over a parcel they would pass low over
 G_MM = 9806.65  # g, mm/s^2
 
 
@@ -109,12 +110,62 @@ class Mover:
         target: Target,
         belt: BeltTracker,
         clear_z: float | None = None,
+        others: Sequence[Footprint] = (),
     ) -> PickPlan | str | LeftWindow:
         """The earliest pick of ``target`` starting at rest at ``q0`` no earlier than ``t0``,
         or why none (a parcel that would leave the window is skipped, never chased).
         ``clear_z``: the highest top of the parcels beside it: the approach comes in
         ``hover_mm`` over the higher of that and its own top, so the cup passes over its
-        neighbours (and the open valve never meets one), then descends onto it."""
+        neighbours (and the open valve never meets one), then descends onto it. ``others``:
+        the other parcels on the belt; an approach that would pass lower than
+        ``NEIGHBOUR_CLEAR_MM`` over one of them (riding the belt) is planned again over
+        its top."""
+        for _ in range(OVER_TRIES):
+            res = self._pick(q0, t0, target, belt, clear_z)
+            if not isinstance(res, PickPlan) or not others:
+                return res
+            top = self.passes_over(res, others)
+            if top is None:
+                return res
+            clear_z = top
+        return "the approach would pass low over the parcels beside it"
+
+    def passes_over(self, plan: PickPlan, others: Sequence[Footprint]) -> float | None:
+        """The top of the highest parcel of ``others`` (riding the belt as ``plan`` predicts)
+        that the approach passes over lower than NEIGHBOUR_CLEAR_MM, the cup's radius
+        included, before its descent; None: it clears them all."""
+        tr = plan.trajectory
+        n = tr.index_at(plan.t_descend)
+        if n < 1 or not others:
+            return None
+        q = np.asarray(tr.q[:n], dtype=np.float64)
+        a1, a12 = np.radians(q[:, 0]), np.radians(q[:, 0] + q[:, 1])
+        x = self.kin.l1 * np.cos(a1) + self.kin.l2 * np.cos(a12)
+        y = self.kin.l1 * np.sin(a1) + self.kin.l2 * np.sin(a12)
+        z = q[:, 2]
+        ts = tr.t0 + np.arange(n) * tr.dt
+        belt = plan.belt
+        t_last, c_last = belt.last
+        counts = c_last + belt.speed_mm_s * belt.cpm * (ts - t_last)
+        r = self.cfg.suction.cup_diameter_mm / 2
+        sign = self.cfg.belt.sign
+        worst: float | None = None
+        for o in others:
+            xo = sign * (o.target.u_ref + (counts - o.target.count_ref) / belt.cpm)
+            over = (np.abs(x - xo) < o.hx + r) & (np.abs(y - o.target.y) < o.hy + r)
+            low = z < o.target.z + NEIGHBOUR_CLEAR_MM
+            if bool((over & low).any()) and (worst is None or o.target.z > worst):
+                worst = o.target.z
+        return worst
+
+    def _pick(
+        self,
+        q0: Joints,
+        t0: float,
+        target: Target,
+        belt: BeltTracker,
+        clear_z: float | None,
+    ) -> PickPlan | str | LeftWindow:
         cfg = self.cfg
         speed = belt.speed_mm_s
         if speed < max(1.0, cfg.belt.min_speed_mm_s * 0.5):
@@ -238,11 +289,21 @@ class Mover:
         except Unreachable as exc:
             return f"unreachable: {exc}"
 
+        # from below the hover height (a low place pose) the quill rises on its own law
+        # first, done before the descent starts: the cup does not cross the belt low
+        rise = self._z_law(z_hover - q0[2]) if q0[2] < z_hover else None
+        if rise is not None and rise.duration > t_a - start:
+            rise = None  # no time for it: the blend's own rise
+
         def path(t: float) -> Joints:
             if t <= start:
                 return q0
             if t < t_m:
-                return _lerp(q0, meet(t), law.s(t - start))
+                q = _lerp(q0, meet(t), law.s(t - start))
+                if rise is not None:
+                    z = q0[2] + rise.eval(t - start)[0] if t < t_a else z_down(t)
+                    return (q[0], q[1], z, q[3])
+                return q
             if t < t_c:
                 return ride(t, z_down(t))
             if t < t_l:

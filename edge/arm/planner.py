@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from edge.arm.grasp import Footprint
 from edge.arm.kinematics import Joints
 from edge.arm.moves import Mover, PickPlan
 from edge.arm.tracking import BeltTracker, LeftWindow, Target
@@ -23,6 +24,7 @@ class Candidate:
     parcel_id: int
     target: Target
     clear_z: float | None = None  # the highest neighbour's top the cup must pass over
+    others: tuple[Footprint, ...] = ()  # the other parcels on the belt (the approach's path)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def choose(
             waiting.append((c.parcel_id, "not tried yet"))
             continue
         tries += 1
-        res = mover.pick(q0, t0, c.target, belt, c.clear_z)
+        res = mover.pick(q0, t0, c.target, belt, c.clear_z, c.others)
         if isinstance(res, LeftWindow):
             skipped.append((c.parcel_id, str(res)))
         elif isinstance(res, str):

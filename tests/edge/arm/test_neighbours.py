@@ -122,3 +122,62 @@ def test_a_parcel_whose_grasp_point_an_unpickable_neighbour_crowds_is_skipped() 
     assert rec.outcome == "passed"
     assert "inside the cup's" in rec.reason and "parcel 2" in rec.reason
     assert not [m for m in b.moves("pick") if m.parcel_id == 1]
+
+
+def _belt(speed: float, t_now: float):
+    from edge.arm.tracking import BeltTracker
+
+    tr = BeltTracker(CFG.belt)
+    t = t_now - 0.3
+    while t <= t_now + 1e-9:
+        tr.update(math.floor(t * speed * CFG.belt.counts_per_mm), t)
+        t += 0.01
+    return tr
+
+
+other = st.tuples(
+    st.floats(-900, 600),  # u at t = 5 s
+    st.floats(-150, 150),  # across
+    st.floats(20, 300),  # height
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.floats(CFG.belt.min_speed_mm_s, CFG.belt.max_speed_mm_s),
+    st.floats(-400, 0),  # the target's u at t = 5 s
+    st.floats(20, 80),  # its height: lower than most of the others
+    st.lists(other, max_size=4),
+    st.sampled_from(["c1", "c2", "c3", "c4"]),  # where the arm starts (after a place)
+)
+def test_no_approach_passes_low_over_another_parcel(speed, u, h, others, start) -> None:
+    from edge.arm.grasp import Footprint
+    from edge.arm.moves import NEIGHBOUR_CLEAR_MM, Mover, PickPlan
+
+    mover = Mover(CFG)
+    belt = _belt(speed, 5.0)
+    count = belt.count_at(5.0)
+    c = CFG.belt.centre_y_mm
+    me = _fp(u, c, h, 150, 100, count)
+    fps = [_fp(uo, c + dy, ho, 120, 90, count) for uo, dy, ho in others]
+    nb = neighbours(CFG, me, list(enumerate(fps, start=2)), CFG.belt.counts_per_mm)
+    if nb.conflict is not None:
+        return  # not picked at all
+    d = CFG.destination(start)
+    assert d is not None
+    q0 = mover.kin.ik_xyz(d.place.x_mm, d.place.y_mm, d.place.z_mm, 0.0)
+    plan = mover.pick(q0, 5.06, me.target, belt, nb.clear_z, nb.others)
+    if not isinstance(plan, PickPlan):
+        return  # refused with a reason: nothing was sent
+    tr = plan.trajectory
+    r = CFG.suction.cup_diameter_mm / 2
+    for i, q in enumerate(tr.q):
+        t = tr.t0 + i * tr.dt
+        if t >= plan.t_descend:
+            break
+        x, y, z, _ = mover.kin.fk(q)
+        for o in nb.others:
+            assert isinstance(o, Footprint)
+            xo = o.target.u_at_count(belt.count_at(t), belt.cpm) * CFG.belt.sign
+            if abs(x - xo) < o.hx + r and abs(y - o.target.y) < o.hy + r:
+                assert z >= o.target.z + NEIGHBOUR_CLEAR_MM - 1e-6, (t, z, o.target.z)
