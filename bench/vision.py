@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/vision.py [--frames 300] [--runs 2] [--model vision/models/parcels.onnx]
     .venv/bin/python bench/vision.py --render [--rate 24000] [--frames 150]
+    .venv/bin/python bench/vision.py --loop [--rate 24000] [--seconds 60] [--size 1024x768] [-v]
+
+``--loop`` runs the camera as a cell's only label source offline and scores each sighting
+against the world (``camera_loop``; docs/vision.md, "Offline: where each legible label goes").
 
 ``--render`` times the simulated camera instead (``sim_hardware.world.camera``, what
 ``wolfpack sim --camera`` serves): a world with parcels arriving at ``--rate`` per hour on a
