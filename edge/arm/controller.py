@@ -517,7 +517,10 @@ class ArmCore:
         # contact: the node streams the pick's replaceable part from that on
         confirm = self.cfg.suction.grip_confirm_ms / 1000
         t_b = max(t + lead, pk.plan.t_contact - SEAL_EARLY_S + confirm + lead)
-        traj = self.mover.carry(pk.plan, t_b, g.target, self.belt, dest, g.load, g.hold)
+        others = [(o, fp) for o, fp in self.on_belt.items() if o != pk.pid]
+        me = self.on_belt.get(pk.pid)
+        beside = neighbours(self.cfg, me, others, self.belt.cpm).others if me else ()
+        traj = self.mover.carry(pk.plan, t_b, g.target, self.belt, dest, g.load, g.hold, beside)
         p.milestones["gripped"] = t
         if isinstance(traj, str):
             self._story(p, t, "no carry", traj)

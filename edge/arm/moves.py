@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -377,6 +377,7 @@ class Mover:
         dest: Destination,
         load: Load,
         hold: Hold | None = None,
+        others: Sequence[Footprint] = (),
     ) -> Trajectory | str:
         """The carry that replaces ``plan``'s pick move from ``t_b`` (an instant of its ride
         on the parcel's top): lift, off the belt to above ``dest``, down, release dwell.
@@ -388,7 +389,64 @@ class Mover:
         cup's acceleration, ``hold_need``); None: no limit but the joints'. A carry whose
         need passes it is planned again slower (lift, blend and descent stretched by k:
         accelerations / k^2) until it fits: a held parcel never needs more than the cup
-        holds."""
+        holds. ``others``: the other parcels on the belt; a carry whose parcel would pass
+        lower than NEIGHBOUR_CLEAR_MM over one of them is lifted higher first."""
+        for _ in range(OVER_TRIES):
+            traj = self._held_carry(plan, t_b, target, dest, load, hold)
+            if isinstance(traj, str) or not others:
+                return traj
+            top = self.load_passes_over(traj, plan, load, others)
+            if top is None:
+                return traj
+            height = load[0]
+            hi3 = self.limits.hi[2]
+            z_clear = min(hi3, top + NEIGHBOUR_CLEAR_MM + height)
+            plan = replace(
+                plan,
+                z_clear=z_clear,
+                z_carry=min(hi3, max(plan.z_carry, z_clear + NEIGHBOUR_CLEAR_MM)),
+            )
+        return f"to {dest.id}: the parcel would pass low over the parcels beside it"
+
+    def load_passes_over(
+        self, traj: Trajectory, plan: PickPlan, load: Load, others: Sequence[Footprint]
+    ) -> float | None:
+        """The top of the highest parcel of ``others`` (riding the belt as ``plan`` predicts)
+        that the carried parcel's bottom passes lower than NEIGHBOUR_CLEAR_MM over once it
+        moves sideways, until it is over its destination; None: it clears them all."""
+        i0 = traj.index_at(traj.marks.get("off", traj.t0))
+        i1 = traj.index_at(traj.marks.get("over", traj.t_end))
+        if i1 <= i0:
+            return None
+        q = np.asarray(traj.q[i0 : i1 + 1], dtype=np.float64)
+        a1, a12 = np.radians(q[:, 0]), np.radians(q[:, 0] + q[:, 1])
+        x = self.kin.l1 * np.cos(a1) + self.kin.l2 * np.cos(a12)
+        y = self.kin.l1 * np.sin(a1) + self.kin.l2 * np.sin(a12)
+        bottom = q[:, 2] - load[0]
+        ts = traj.t0 + (i0 + np.arange(len(q))) * traj.dt
+        belt = plan.belt
+        t_last, c_last = belt.last
+        counts = c_last + belt.speed_mm_s * belt.cpm * (ts - t_last)
+        sign = self.cfg.belt.sign
+        worst: float | None = None
+        for o in others:
+            xo = sign * (o.target.u_ref + (counts - o.target.count_ref) / belt.cpm)
+            over = (np.abs(x - xo) < o.hx + load[1]) & (np.abs(y - o.target.y) < o.hy + load[2])
+            low = bottom < o.target.z + NEIGHBOUR_CLEAR_MM
+            if bool((over & low).any()) and (worst is None or o.target.z > worst):
+                worst = o.target.z
+        return worst
+
+    def _held_carry(
+        self,
+        plan: PickPlan,
+        t_b: float,
+        target: Target,
+        dest: Destination,
+        load: Load,
+        hold: Hold | None,
+    ) -> Trajectory | str:
+        """The carry, slowed until the cup holds the parcel (``carry``)."""
         k = 1.0
         why = ""
         for _ in range(HOLD_TRIES):
@@ -491,7 +549,10 @@ class Mover:
         if isinstance(traj, str):
             return f"to {dest.id}: {traj}"
         return Trajectory(
-            traj.t0, traj.dt, traj.q, {"lift": t_b, "over": t_p, "release": t_r, "end": t_end}
+            traj.t0,
+            traj.dt,
+            traj.q,
+            {"lift": t_b, "off": t_off, "over": t_p, "release": t_r, "end": t_end},
         )
 
     def _carry_via_rest(
@@ -525,7 +586,7 @@ class Mover:
         n = math.ceil(self.cfg.suction.release_ms / 1000 / self.dt)
         q = first.q + second.q[1:] + (second.q[-1],) * n
         end = first.t0 + (len(q) - 1) * self.dt
-        marks = {"lift": t_b, "over": second.t0, "release": t_r, "end": end}
+        marks = {"lift": t_b, "off": t_off, "over": second.t0, "release": t_r, "end": end}
         return Trajectory(first.t0, self.dt, q, marks)
 
     # ---- rest to rest -----------------------------------------------------------------------

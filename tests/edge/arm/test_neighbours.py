@@ -150,7 +150,7 @@ other = st.tuples(
     st.lists(other, max_size=4),
     st.sampled_from(["c1", "c2", "c3", "c4"]),  # where the arm starts (after a place)
 )
-def test_no_approach_passes_low_over_another_parcel(speed, u, h, others, start) -> None:
+def test_no_approach_or_carry_passes_low_over_another_parcel(speed, u, h, others, start):
     from edge.arm.grasp import Footprint
     from edge.arm.moves import NEIGHBOUR_CLEAR_MM, Mover, PickPlan
 
@@ -181,3 +181,17 @@ def test_no_approach_passes_low_over_another_parcel(speed, u, h, others, start) 
             xo = o.target.u_at_count(belt.count_at(t), belt.cpm) * CFG.belt.sign
             if abs(x - xo) < o.hx + r and abs(y - o.target.y) < o.hy + r:
                 assert z >= o.target.z + NEIGHBOUR_CLEAR_MM - 1e-6, (t, z, o.target.z)
+    # the carry: once the lifted parcel moves sideways, its bottom clears every other top
+    load = (h, me.hx, me.hy)
+    carry = mover.carry(plan, plan.t_contact + 0.05, me.target, belt, d, load, None, nb.others)
+    if isinstance(carry, str):
+        return
+    for i, q in enumerate(carry.q):
+        t = carry.t0 + i * carry.dt
+        if not carry.marks["off"] <= t <= carry.marks["over"]:
+            continue
+        x, y, z, _ = mover.kin.fk(q)
+        for o in nb.others:
+            xo = o.target.u_at_count(belt.count_at(t), belt.cpm) * CFG.belt.sign
+            if abs(x - xo) < o.hx + me.hx and abs(y - o.target.y) < o.hy + me.hy:
+                assert z - h >= o.target.z + NEIGHBOUR_CLEAR_MM - 1e-6, (t, z - h, o.target.z)
