@@ -46,6 +46,7 @@ PUMP_S = 0.004  # how often waiting setpoints are looked at
 START_AHEAD_S = 0.003  # a fresh start's first segment begins at least this far ahead
 SEG_MEMORY = 512  # segment id -> move id kept for the MCU's motion_stopped
 BULK_HORIZON_S = 0.35  # 44 segments of 8 ms: inside the simulated MCU's 64
+MAX_SPEED_RATIO = 1.5  # a segment faster than this x a joint's top speed is a jump: refused
 # a stop_motion that found nothing moving brings no motion_stopped: after the MCU's ok and
 # this long (more than the event's way back), the arm's state is read and told to the core
 STOP_SILENT_S = 0.03
@@ -78,9 +79,19 @@ class MotionStream:
     """Streams the core's moves to ``ArmMotion``; turns the MCU's motion events into facts."""
 
     def __init__(
-        self, link: McuLink, arm: ArmMotion, horizon_s: float, feed: Callable[[ArmFact], None]
+        self,
+        link: McuLink,
+        arm: ArmMotion,
+        horizon_s: float,
+        feed: Callable[[ArmFact], None],
+        vel_limits: Joints | None = None,
     ) -> None:
         self.link = link
+        # no segment faster than this x each joint's top speed goes out (a jump in the
+        # setpoints: a plan from a stale position, a splice that does not meet): the
+        # stream stops and the core hears where the arm rests, and plans again from there
+        self.vel_limits = vel_limits
+        self.rest_q: Joints | None = None  # where the MCU's setpoints last came to rest
         self.arm = arm
         self.horizon_s = horizon_s
         self.feed = feed
@@ -92,8 +103,10 @@ class MotionStream:
         self.rest_until = 0.0  # a controlled stop under way ends then: no segment before
         self.stats = {
             "segments": 0, "refused": 0, "stops": 0, "late_starts": 0, "quiet_stops": 0,
+            "jumps_refused": 0,
         }  # fmt: skip
         self._stop_events = 0  # motion_stopped events other than a move's end
+        self._queued_to = 0.0  # host time the last segment sent ends
         self._pending: set[asyncio.Future[Any]] = set()
 
     # ---- from the core -----------------------------------------------------------------------
@@ -203,9 +216,10 @@ class MotionStream:
                     p.t,
                     len(self.points),
                 )
-                self.last = (at, self.arm.clock_at(at), p.q)
-                if p.last and not self.points:  # a one-point move: already there
-                    continue
+                # the MCU's queue starts from where its setpoints rest, not from the plan's
+                # first point: a plan from a stale position shows as a jump below
+                start_q = p.q if self.rest_q is None else self.rest_q
+                self.last = (at, self.arm.clock_at(at), start_q)
                 continue
             if p.t <= self.last[0] + 1e-6:
                 continue
@@ -214,6 +228,10 @@ class MotionStream:
             if duration < 1:
                 continue
             end = p.last and not self.points
+            ratio = self._speed_ratio(self.last[2], p.q, (p.t - self.last[0]))
+            if ratio > MAX_SPEED_RATIO:
+                self._jump(self.last[2], p.q, ratio)
+                return
             seg = self.arm.new_seg()
             self.seg_moves[seg] = p.move_id
             while len(self.seg_moves) > SEG_MEMORY:
@@ -224,6 +242,36 @@ class MotionStream:
             self._watch(fut, "queue_joint_segment")
             self.stats["segments"] += 1
             self.last = (p.t, end_clock, p.q)
+            self._queued_to = p.t
+
+    def _speed_ratio(self, a: Joints, b: Joints, dt: float) -> float:
+        """The fastest joint's speed from ``a`` to ``b`` in ``dt`` s over its top speed."""
+        if self.vel_limits is None:
+            return 0.0
+        return max(
+            abs(y - x) / max(dt, 1e-6) / v for x, y, v in zip(a, b, self.vel_limits, strict=True)
+        )
+
+    def _jump(self, a: Joints, b: Joints, ratio: float) -> None:
+        """A segment over the joints' speed: nothing of it goes out; the arm stops where it
+        is and the core plans again from there."""
+        self.stats["jumps_refused"] += 1
+        if self.stats["jumps_refused"] <= 20:
+            log.warning(
+                "segment refused: %.1f x a joint's top speed (from %s to %s); stopping the "
+                "stream, the core plans again from where the arm rests",
+                ratio,
+                tuple(round(x, 2) for x in a),
+                tuple(round(x, 2) for x in b),
+            )
+        was_moving = self._queued_to > time.monotonic()  # segments on the MCU still to run
+        self.points.clear()
+        self.last = None
+        if was_moving:
+            self.stop_now("a segment over the joints' speed")  # its end tells the core
+            return
+        q = self.rest_q if self.rest_q is not None else a
+        self.feed(MotionHalted("segment over the joints' speed: re-plan", q, time.monotonic()))
 
     def _watch(self, fut: asyncio.Future[Any], what: str) -> None:
         self._pending.add(fut)
@@ -278,6 +326,7 @@ class MotionStream:
             self.last and round(self.last[0], 3),
             len(self.points),
         )
+        self.rest_q = q
         if reason == m.STOP_END_OF_MOVE:
             move_id = self.seg_moves.get(msg["seg"])
             self.last = None

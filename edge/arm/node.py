@@ -152,7 +152,8 @@ class ArmMachine(Machine):
             grip_pa=int(self.cfg.suction.grip_kpa * 1000),
         )
         horizon = max(0.005, self.cfg.tracking.lead_ms / 1000 - HORIZON_MARGIN_S)
-        self.stream = MotionStream(self.link, self.arm, horizon, self.feed)
+        vel = tuple(j.vel for j in self.cfg.joints.all())
+        self.stream = MotionStream(self.link, self.arm, horizon, self.feed, vel)  # type: ignore[arg-type]
         self.link.on_event(self._on_mcu_event)
         self.link.on_state(self._on_mcu_state)
         self.host.supervisor.start("mcu", self._mcu_task)
@@ -175,8 +176,10 @@ class ArmMachine(Machine):
         self.feed(JointState(from_protocol(state.positions), now))
         for pin in (self.cfg.mcu.estop_input, self.cfg.mcu.curtain_input):
             self._input(pin, inputs >> pin & 1, now)
-        if state.state == m.MOTION_HALTED and self.stream is not None:
-            self.stream.halted = True
+        if self.stream is not None:
+            self.stream.rest_q = from_protocol(state.positions)
+            if state.state == m.MOTION_HALTED:
+                self.stream.halted = True
         self._setup_done = True
         if "mcu" not in self.host.safety.up:
             self.host.apply_safety(self.host.safety.device_up("mcu", now))
@@ -196,6 +199,7 @@ class ArmMachine(Machine):
             self.stream.points.clear()
             self.stream.last = None
             self.stream.halted = state.state == m.MOTION_HALTED
+            self.stream.rest_q = from_protocol(state.positions)
         self.feed(JointState(from_protocol(state.positions), now))
         for pin in (self.cfg.mcu.estop_input, self.cfg.mcu.curtain_input):
             self._input(pin, inputs >> pin & 1, now)

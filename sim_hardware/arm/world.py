@@ -120,6 +120,7 @@ class ArmWorld:
         self._tune_servos()
         self.setpoints: Callable[[float], Sequence[float]] = setpoints or (lambda t: self.home_q)
         self._ref_prev = self.home_q.copy()
+        self._ref_speed = np.zeros(4)  # |setpoint speed| per joint, decaying over ~50 ms
         self.t = 0.0
         # belt: travel and speed exact at any t (a ramp then a cruise, as the diverter's VFD);
         # the physics slab moves at the speed of each step
@@ -359,6 +360,8 @@ class ArmWorld:
         t_next = self.t + self.dt
         ref = np.asarray(self.setpoints(t_next), dtype=float)[:4]
         vel = (ref - self._ref_prev) / self.dt
+        k = 1 - math.exp(-self.dt / 0.05)  # the setpoints' recent speed (diagnosis of drops)
+        self._ref_speed = np.maximum(np.abs(vel), self._ref_speed * (1 - k))
         # the setpoint at the step's start with the velocity to its end (feed-forward): the
         # joint then lands on ref at the step's end (no lag; a drive's interpolator does so)
         d.ctrl[:4] = self._ref_prev + self._kv / self._kp * vel
@@ -565,6 +568,11 @@ class ArmWorld:
                     f"{mode}: pull {pull:.0f} N, shear {shear:.0f} N, tilt {tilt:.1f} N m "
                     f"over {hold:.0f} N held at {self.vacuum_pa / 1000:.0f} kPa"
                 )
+            sp = self._ref_speed
+            why += (
+                f"; setpoints at up to {math.degrees(sp[0]):.0f}, {math.degrees(sp[1]):.0f} "
+                f"deg/s, {sp[2] * 1000:.0f} mm/s, {math.degrees(sp[3]):.0f} deg/s"
+            )
             if self.valve:
                 a.truth.drop_causes.append(why)
                 # the lip is open to the air: the vacuum collapses, and the parcel slipping

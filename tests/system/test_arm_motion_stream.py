@@ -177,3 +177,34 @@ def test_joint_units_round_trip_within_a_micro_unit(q: tuple[float, float, float
     back = from_protocol(to_protocol(q))
     assert back[0] == pytest.approx(q[0], abs=1e-4) and back[1] == pytest.approx(q[1], abs=1e-4)
     assert back[2] == pytest.approx(q[2], abs=1e-3) and back[3] == pytest.approx(q[3], abs=1e-4)
+
+
+def test_a_plan_from_where_the_arm_is_not_is_refused_before_any_segment_moves_it(
+    arm_cell: Any,
+) -> None:
+    """A move planned from a stale position (its first point 150 mm from where the MCU's
+    setpoints rest) would make the MCU jump there in one 8 ms segment: the stream sends
+    none of it, and the core hears where the arm rests (MotionHalted) to plan again."""
+    sim, path, cfg = arm_cell
+    home = cfg.home_mm[:3]
+    stale = (home[0] + 150.0, home[1], home[2])
+    target = (-300.0, 600.0, -500.0)
+
+    async def main() -> tuple[list[Any], dict[str, int]]:
+        link, stream, facts = await _stream(path, cfg)
+        stream.vel_limits = (300.0, 450.0, 1500.0, 1500.0)  # configs/sim-arm.yaml's joints
+        stream.rest_q = from_protocol((await stream.arm.state()).positions)
+        task = asyncio.create_task(stream.run())
+        stream.add(_move(1, time.monotonic() + 0.1, _deg(cfg, *stale), _deg(cfg, *target), 0.8))
+        await asyncio.sleep(0.6)
+        task.cancel()
+        await link.close()
+        return facts, dict(stream.stats)
+
+    before = sim.call(sim.sim.world.cup_pose)
+    facts, stats = asyncio.run(main())
+    assert stats["jumps_refused"] == 1 and stats["segments"] == 0
+    assert [type(f) for f in facts] == [MotionHalted]
+    assert facts[0].q == pytest.approx(_deg(cfg, *home), abs=0.01)  # where it rests
+    after = sim.call(sim.sim.world.cup_pose)
+    assert after[:3] == pytest.approx(before[:3], abs=0.5)  # the arm never moved
