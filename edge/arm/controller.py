@@ -710,7 +710,10 @@ class ArmCore:
             if p.state == "deciding" and p.brain_deadline is not None and t >= p.brain_deadline:
                 self._route(p, f"no brain answer in {self.cfg.brain_deadline_ms} ms", t)
         pk = self.pick
-        if pk is not None and not pk.suction_on and t >= pk.plan.t_descend - VALVE_LEAD_S:
+        valve_at = (
+            None if pk is None else max(pk.plan.trajectory.t0, pk.plan.t_descend - VALVE_LEAD_S)
+        )
+        if pk is not None and valve_at is not None and not pk.suction_on and t >= valve_at:
             pk.suction_on = True
             self._out.append(Suction(True, f"pick parcel {pk.pid}", t))
         if pk is not None and not pk.carry_sent and t < pk.plan.t_contact:
