@@ -81,6 +81,7 @@ VALVE_LEAD_S = 0.15  # the valve opens this long before the descent onto the top
 # host's latency: the valve is switched when the command arrives, not on the MCU's clock)
 SEAL_FROM_S = 0.03  # a seal counts from this long before the descent (earlier: not on it)
 SEAL_EARLY_S = 0.05  # a carry starts no earlier than a seal this long before contact allows
+CARRY_CHECKS = 3  # picks planned in turn when the first ones' carries would be refused
 GONE_MM = 1000.0  # a parcel this far past the window no longer matters to its neighbours
 
 
@@ -382,18 +383,30 @@ class ArmCore:
         else:
             assert self.q is not None
             t0, q0 = t + lead, self.q
-        cands = self._candidates(waiting, t)
-        choice = choose(self.mover, q0, t0, cands, self.belt)
-        for pid, why in choice.skipped:
-            p = self.parcels[pid]
-            last = f" (before: {p.wait_reason})" if p.wait_reason else ""
-            self._finish(p, "passed", self.cfg.pass_id, f"skipped: {why}{last}", t)
-        for pid, why in choice.waiting:
-            self.parcels[pid].wait_reason = why
-        if choice.pick is None:
-            self._go_home(t)
+        excluded: set[int] = set()
+        for _ in range(CARRY_CHECKS):
+            waiting = [
+                p for p in self.parcels.values() if p.state == "waiting" and p.pid not in excluded
+            ]
+            cands = self._candidates(waiting, t)
+            choice = choose(self.mover, q0, t0, cands, self.belt)
+            for pid, why in choice.skipped:
+                p = self.parcels[pid]
+                last = f" (before: {p.wait_reason})" if p.wait_reason else ""
+                self._finish(p, "passed", self.cfg.pass_id, f"skipped: {why}{last}", t)
+            for pid, why in choice.waiting:
+                self.parcels[pid].wait_reason = why
+            if choice.pick is None:
+                self._go_home(t)
+                return
+            pid, plan = choice.pick
+            why_not_carry = self._carry_check(pid, plan)
+            if why_not_carry is None:
+                break
+            self.parcels[pid].wait_reason = f"its carry would fail: {why_not_carry}"
+            excluded.add(pid)
+        else:
             return
-        pid, plan = choice.pick
         p = self.parcels[pid]
         p.attempts += 1
         p.state = "picking"
@@ -408,6 +421,24 @@ class ArmCore:
             p, t, "pick", f"attempt {p.attempts}: contact at ({x:.0f}, {y:.0f}) mm, "
             f"t+{(plan.t_contact - t) * 1000:.0f} ms",
         )  # fmt: skip
+
+    def _carry_check(self, pid: int, plan: PickPlan) -> str | None:
+        """Why the carry after this pick would be refused, with a seal at contact (None: it
+        would not): the lifted parcel cannot clear a parcel on its way under the quill's
+        top, say. Checked before the pick, so the cup does not grip what it cannot carry."""
+        p = self.parcels[pid]
+        dest = self.cfg.destination(p.destination or "")
+        if dest is None or not isinstance(p.grasp, Grasp):
+            return None
+        g = p.grasp
+        s, tr = self.cfg.suction, self.cfg.tracking
+        t_b = plan.t_contact - SEAL_EARLY_S + (s.grip_confirm_ms + tr.lead_ms) / 1000
+        t_b = min(max(t_b, plan.t_contact), plan.t_lift)
+        others = [(o, fp) for o, fp in self.on_belt.items() if o != pid]
+        me = self.on_belt.get(pid)
+        beside = neighbours(self.cfg, me, others, self.belt.cpm).others if me else ()
+        traj = self.mover.carry(plan, t_b, g.target, self.belt, dest, g.load, g.hold, beside)
+        return traj if isinstance(traj, str) else None
 
     def _candidates(self, waiting: list[Parcel], t: float) -> list[Candidate]:
         """The waiting parcels the cup may take now, each with the height its approach and

@@ -245,6 +245,13 @@ class Mover:
         lo3, hi3 = self.limits.lo[2], self.limits.hi[2]
         z_contact = target.z - s.press_mm
         z_clear, z_carry = self._lift_heights(target, clear_z)
+        if clear_z is not None and z_clear - (target.z - self.cfg.belt.surface_z_mm) < (
+            clear_z + NEIGHBOUR_CLEAR_MM - 1e-6
+        ):
+            return (
+                f"lifted to the quill's top the parcel would not clear its neighbour's top "
+                f"(z {clear_z:.0f}) by {NEIGHBOUR_CLEAR_MM:.0f} mm"
+            )
         if z_contact < lo3:
             return f"the parcel's top z {target.z:.0f} is below the quill's reach {lo3}"
         if z_hover <= z_contact:
@@ -400,7 +407,12 @@ class Mover:
                 return traj
             height = load[0]
             hi3 = self.limits.hi[2]
-            z_clear = min(hi3, top + NEIGHBOUR_CLEAR_MM + height)
+            if top + NEIGHBOUR_CLEAR_MM + height > hi3 + 1e-6:
+                return (
+                    f"to {dest.id}: lifted to the quill's top the parcel would not clear "
+                    f"a parcel beside it (top z {top:.0f})"
+                )
+            z_clear = top + NEIGHBOUR_CLEAR_MM + height
             plan = replace(
                 plan,
                 z_clear=z_clear,
