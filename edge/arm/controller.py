@@ -61,7 +61,7 @@ from edge.arm.events import (
 from edge.arm.grasp import Footprint, Grasp, footprint, grasp, neighbours
 from edge.arm.kinematics import Joints
 from edge.arm.moves import Mover, PickPlan
-from edge.arm.planner import Candidate, choose
+from edge.arm.planner import NOT_TRIED, Candidate, choose
 from edge.arm.routing import ArmRouting
 from edge.arm.tracking import BeltTracker
 from edge.arm.trajectory import Trajectory
@@ -81,6 +81,7 @@ VALVE_LEAD_S = 0.15  # the valve opens this long before the descent onto the top
 # host's latency: the valve is switched when the command arrives, not on the MCU's clock)
 SEAL_FROM_S = 0.03  # a seal counts from this long before the descent (earlier: not on it)
 SEAL_EARLY_S = 0.05  # a carry starts no earlier than a seal this long before contact allows
+RETRY_S = 0.05  # a parcel with no pick now (or whose carry would fail) is tried again then
 CARRY_CHECKS = 3  # picks planned in turn when the first ones' carries would be refused
 GONE_MM = 1000.0  # a parcel this far past the window no longer matters to its neighbours
 
@@ -104,6 +105,7 @@ class Parcel:
     story: list[StoryEntry] = field(default_factory=list)
     wait_reason: str = ""
     vacuum_peak: float = 0.0
+    retry_at: float = 0.0  # not planned again before this (a carry that would fail)
 
 
 @dataclass
@@ -386,7 +388,9 @@ class ArmCore:
         excluded: set[int] = set()
         for _ in range(CARRY_CHECKS):
             waiting = [
-                p for p in self.parcels.values() if p.state == "waiting" and p.pid not in excluded
+                p
+                for p in self.parcels.values()
+                if p.state == "waiting" and p.pid not in excluded and p.retry_at <= t
             ]
             cands = self._candidates(waiting, t)
             choice = choose(self.mover, q0, t0, cands, self.belt)
@@ -395,7 +399,10 @@ class ArmCore:
                 last = f" (before: {p.wait_reason})" if p.wait_reason else ""
                 self._finish(p, "passed", self.cfg.pass_id, f"skipped: {why}{last}", t)
             for pid, why in choice.waiting:
-                self.parcels[pid].wait_reason = why
+                w = self.parcels[pid]
+                w.wait_reason = why
+                if why != NOT_TRIED:  # no pick now: not planned again on every tick
+                    w.retry_at = t + RETRY_S
             if choice.pick is None:
                 self._go_home(t)
                 return
@@ -403,7 +410,9 @@ class ArmCore:
             why_not_carry = self._carry_check(pid, plan)
             if why_not_carry is None:
                 break
-            self.parcels[pid].wait_reason = f"its carry would fail: {why_not_carry}"
+            q = self.parcels[pid]
+            q.wait_reason = f"its carry would fail: {why_not_carry}"
+            q.retry_at = t + RETRY_S  # the belt moves it on meanwhile; not every tick
             excluded.add(pid)
         else:
             return

@@ -18,6 +18,8 @@ from edge.arm.kinematics import Joints
 from edge.arm.moves import Mover, PickPlan
 from edge.arm.tracking import BeltTracker, LeftWindow, Target
 
+NOT_TRIED = "not tried yet"
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -64,7 +66,7 @@ def choose(
             skipped.append((c.parcel_id, f"past the tracking window (u {u:.0f} > {down:.0f} mm)"))
             continue
         if tries >= max_tries:
-            waiting.append((c.parcel_id, "not tried yet"))
+            waiting.append((c.parcel_id, NOT_TRIED))
             continue
         tries += 1
         res = mover.pick(q0, t0, c.target, belt, c.clear_z, c.others)
