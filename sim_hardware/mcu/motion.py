@@ -104,9 +104,11 @@ class JointQueue:
         self.stop_ticks = max(1, stop_ms * clock_freq // 1000)
         self.hold: tuple[float, ...] = tuple(float(p) for p in initial)
         self.segments: deque[Segment] = deque()
-        # the last finished segments: a world that samples slightly behind the queue's time
-        # (its physics step) still gets the setpoint of its own instant
-        self.done: deque[Segment] = deque(maxlen=8)
+        # the last finished segments and stops: a world that samples behind the queue's time
+        # (its physics step; a starved process steps in bursts of 100 ms and more) still gets
+        # the setpoint of its own instant, not a jump to where the queue is now
+        self.done: deque[Segment] = deque(maxlen=256)
+        self.past_stops: deque[Stop] = deque(maxlen=8)
         self.stop: Stop | None = None
         self.halted = False
         self.last_seg = 0
@@ -126,12 +128,17 @@ class JointQueue:
 
     def setpoint(self, t: int) -> tuple[float, ...]:
         """The setpoints at clock ``t`` (call ``advance`` first for ``t`` past a segment)."""
-        if self.stop is not None:
+        if self.stop is not None and t >= self.stop.t0:
             return self.stop.at(t)
-        if t < self.now:
-            for s in self.done:
+        if t < self.now or self.stop is not None:
+            for st in reversed(self.past_stops):
+                if st.t0 <= t <= st.end:
+                    return st.at(t)
+            for s in reversed(self.done):
                 if s.start <= t <= s.end:
                     return s.at(t)
+            if self.stop is not None:
+                return self.stop.p0
         for s in self.segments:
             if t < s.start:
                 return s.p_from
@@ -205,6 +212,7 @@ class JointQueue:
                 events.append(self._begin_stop(s.end, s.p_to, s.velocity(), m.STOP_UNDERRUN))
         if self.stop is not None and self.now >= self.stop.end:
             self.hold = self.stop.rest()
+            self.past_stops.append(self.stop)
             self.stop = None
         return events
 
@@ -229,6 +237,7 @@ class JointQueue:
         self.reason = reason
         if reason in _HALTING:
             self.halted = True
+        self.done.extend(s for s in self.segments if s.start < t)  # the one cut short
         self.segments.clear()
         return Stopped(reason, self.last_seg, self.stop.end, self.stop.rest())
 
