@@ -107,6 +107,7 @@ class MotionStream:
         }  # fmt: skip
         self._stop_events = 0  # motion_stopped events other than a move's end
         self._queued_to = 0.0  # host time the last segment sent ends
+        self._plan_t = 0.0  # plan time of the last setpoint consumed
         self._pending: set[asyncio.Future[Any]] = set()
 
     # ---- from the core -----------------------------------------------------------------------
@@ -220,6 +221,7 @@ class MotionStream:
                 # first point: a plan from a stale position shows as a jump below
                 start_q = p.q if self.rest_q is None else self.rest_q
                 self.last = (at, self.arm.clock_at(at), start_q)
+                self._plan_t = p.t
                 continue
             if p.t <= self.last[0] + 1e-6:
                 continue
@@ -228,7 +230,10 @@ class MotionStream:
             if duration < 1:
                 continue
             end = p.last and not self.points
-            ratio = self._speed_ratio(self.last[2], p.q, (p.t - self.last[0]))
+            # the plan's own pace (a late start squeezes the first segment: timing, not a
+            # jump in the plan), from where the MCU's setpoints are
+            ratio = self._speed_ratio(self.last[2], p.q, p.t - self._plan_t)
+            self._plan_t = p.t
             if ratio > MAX_SPEED_RATIO:
                 self._jump(self.last[2], p.q, ratio)
                 return
