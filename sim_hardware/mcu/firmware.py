@@ -197,6 +197,10 @@ class SimFirmware:
         # Count actions on the pins it drives are executed by this (see CompareUnit).
         self.compare: CompareUnit | None = None
         self._compare_keys = itertools.count(1)
+        # How far the field side (the simulated world) has delivered its input edges: reports
+        # of the count and compare strokes are given as of then at the latest, so no event of
+        # a later moment goes out before an edge of an earlier one. None: the present.
+        self.known_until: float | None = None
         self._set_at: dict[int, float] = {}  # pin -> when it was last driven (not a pulse end)
         self.events_sent: list[str] = []
         self.watchdog_trips: list[float] = []
@@ -584,7 +588,7 @@ class SimFirmware:
         if msg["encoder"] != 0:
             self._reply_error(msg, m.ERR_BAD_ARGUMENT, f"encoder {msg['encoder']} does not exist")
             return
-        now = time.monotonic()
+        now = self._known(time.monotonic())
         self._compares_reached(now)
         self._send(
             "encoder_state",
@@ -634,7 +638,7 @@ class SimFirmware:
             s.handle.cancel()
         now = time.monotonic()
         if s.compare is not None and self.compare is not None:
-            reached = self.encoder.count_at(now) >= s.target
+            reached = self.encoder.count_at(self._known(now)) >= s.target
             if reached or not self.compare.disarm(s.compare, now):
                 # the hardware fired it before this command was read: report it first, as
                 # the spec's "its action_done came first"
@@ -714,9 +718,26 @@ class SimFirmware:
                 now = time.monotonic()
                 self._arm(s, eta if eta is not None else now + 0.001)
                 return
+            if s.compare is not None and self.compare is not None and self._loop is not None:
+                # the compare unit sets the pin at the count; this loop reports it once the
+                # field side has got there (see advance_known)
+                self._compares_reached(self._known(time.monotonic()))
+                if self._scheduled.get(s.action) is s:
+                    s.handle = self._loop.call_later(0.002, self._due, s)
+                return
             while self.encoder.count_at(time.monotonic()) < s.target:
                 pass
         self._fire(s)
+
+    def advance_known(self, t: float) -> None:
+        """The field side has delivered every input edge up to ``t`` (queued on this loop
+        behind those edges): strokes its compare unit fired by then are reported."""
+        if self.known_until is None or t > self.known_until:
+            self.known_until = t
+        self._compares_reached(min(t, time.monotonic()))
+
+    def _known(self, now: float) -> float:
+        return now if self.known_until is None else min(now, self.known_until)
 
     def _compares_reached(self, t: float) -> None:
         """Report every stroke the compare unit has fired by ``t`` before anything later:
@@ -839,7 +860,7 @@ class SimFirmware:
     async def _report_loop(self, encoder: int, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            now = time.monotonic()
+            now = self._known(time.monotonic())
             self._compares_reached(now)
             self._event(
                 "encoder_report", encoder=encoder, count=self.encoder.count_at(now),

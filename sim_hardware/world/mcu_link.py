@@ -38,7 +38,10 @@ def connect_outputs(
 ) -> None:
     """Drive ``world``'s diverters from ``firmware``'s output pins (pin -> station index):
     strokes at a count through the MCU's compare unit, every other change as it happens."""
-    firmware.compare = WorldCompare(world, pin_to_station)
+    if isinstance(firmware, SimFirmware):  # the C firmware under simavr has timers of its own
+        firmware.compare = WorldCompare(world, pin_to_station)
+        if firmware.loop is not None:
+            _report_progress(firmware.loop, firmware, world)
 
     def on_change(change: OutputChange) -> None:
         station = pin_to_station.get(change.pin)
@@ -49,6 +52,21 @@ def connect_outputs(
             world.set_diverter(station, not change.value, at=change.ends_at, source="mcu")
 
     firmware.output_listeners.append(on_change)
+
+
+def _report_progress(
+    loop: asyncio.AbstractEventLoop, firmware: SimFirmware, world: CellWorld, every_s: float = 0.002
+) -> None:
+    """Tell the firmware how far the world has delivered its edges, through the same queue
+    as the edges (so it is heard after them): its reports and strokes never run ahead."""
+    last = [float("-inf")]
+
+    def on_advance(t: float) -> None:
+        if t - last[0] >= every_s:
+            last[0] = t
+            loop.call_soon_threadsafe(firmware.advance_known, t)
+
+    world.advance_listeners.append(on_advance)
 
 
 def connect_eyes(

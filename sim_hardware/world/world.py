@@ -79,6 +79,9 @@ class CellWorld:
         self.score = Scoreboard(reject=c.reject_index)
         self.events: deque[WorldEvent] = deque(maxlen=event_log)
         self.eye_listeners: list[EyeListener] = []
+        # Called with the world's time after each advance (under its lock, after every edge
+        # listener of that advance): how far the field side's inputs have been delivered.
+        self.advance_listeners: list[Callable[[float], None]] = []
         # Called with each chute eye edge: the drop (rising) and sensor_ms later (falling).
         self.chute_listeners: list[ChuteListener] = []
         # Called when a parcel's centre passes a scanner: its label text, None if unreadable.
@@ -313,6 +316,8 @@ class CellWorld:
                         self._arrive(parcel)
                 self._sweep(nxt)  # captures at a stroke's start, inductions at an arrival
                 if nxt >= t:
+                    for listener in self.advance_listeners:
+                        listener(t)
                     return
 
     def close_induction(self) -> None:
