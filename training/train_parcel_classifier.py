@@ -356,6 +356,10 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=25.0, help="training time budget")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument(
+        "--warmup", type=int, default=200,
+        help="steps of linear learning-rate warm-up (fewer when fine-tuning with --init)",
+    )  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="torch threads (2 shared cores: 1)")
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")
     ap.add_argument("--seed", type=int, default=1)
@@ -379,14 +383,16 @@ def main() -> int:
         help="a COCO set of 3D renders whose crops are printed as a second validation",
     )  # fmt: skip
     ap.add_argument(
-        "--detector", type=Path, default=DETECTOR_MODEL,
-        help="the detector whose boxes are cropped too (the one the classifier will run behind)",
+        "--detector", default=str(DETECTOR_MODEL),
+        help="the detector whose boxes on the --render3d images are cropped too (the one the "
+        "classifier will run behind), or 'none' (annotated boxes with errors only)",
     )  # fmt: skip
     ap.add_argument(
         "--mix3d", type=float, default=0.5,
         help="share of each batch drawn from the --render3d crops (when there are any)",
     )  # fmt: skip
     args = ap.parse_args()
+    args.detector = None if args.detector == "none" else Path(args.detector)
 
     import torch
 
@@ -456,7 +462,7 @@ def main() -> int:
         i3 = rng.choice(len(crops3d), n3d, replace=False)
         x = augment(rng, to_tensor(np.concatenate([crops[i2], crops3d[i3]])))
         y = torch.from_numpy(np.concatenate([classes[i2], classes3d[i3]]))
-        set_learning_rate(opt, args.lr, step, 200, (time.time() - t_train) / budget)
+        set_learning_rate(opt, args.lr, step, args.warmup, (time.time() - t_train) / budget)
         loss = loss_fn(model(x), y)
         opt.zero_grad()
         loss.backward()
@@ -501,7 +507,7 @@ def main() -> int:
         ],
         "init": str(args.init) if args.init else None,
         "render3d_sets": [str(d) for d in args.render3d],
-        "detector_boxes_from": str(args.detector),
+        "detector_boxes_from": str(args.detector) if args.detector else None,
         "crops3d": len(crops3d),
         "crops3d_per_class": dict(zip(CLASSES, counts3d, strict=True)),
         "batch_share_3d": n3d / args.batch,
@@ -512,6 +518,8 @@ def main() -> int:
         "parameters": params,
         "steps": step,
         "batch": args.batch,
+        "lr": args.lr,
+        "warmup_steps": args.warmup,
         "render_seconds": round(render_s),
         "train_seconds": round(train_s),
         "validation": {

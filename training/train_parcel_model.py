@@ -433,6 +433,10 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument(
+        "--warmup", type=int, default=300,
+        help="steps of linear learning-rate warm-up (fewer when fine-tuning with --init)",
+    )  # fmt: skip
+    ap.add_argument(
         "--threads", type=int, default=1,
         help="torch threads (on 2 shared cores, 2 threads spin against each other: 7x slower)",
     )  # fmt: skip
@@ -526,7 +530,7 @@ def main() -> int:
         h_t = torch.from_numpy(np.stack(hb))
         g_t = torch.from_numpy(np.stack(gb))
         w_t = torch.from_numpy(np.stack(wb))
-        set_learning_rate(opt, args.lr, step, 300, (time.time() - t_train) / budget)
+        set_learning_rate(opt, args.lr, step, args.warmup, (time.time() - t_train) / budget)
         ph, pg = model(x)
         lh = focal_loss(ph, h_t)
         lg = geometry_loss(pg, g_t, w_t)
@@ -593,6 +597,8 @@ def main() -> int:
         "input_hw": list(INPUT_HW),
         "steps": step,
         "batch": args.batch,
+        "lr": args.lr,
+        "warmup_steps": args.warmup,
         "render_seconds": round(render_s),
         "train_seconds": round(train_s),
         "final_loss": history[-1] if history else None,
