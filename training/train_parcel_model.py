@@ -295,6 +295,35 @@ def geometry_loss(pred, geo, weight):  # noqa: ANN001, ANN201 - torch tensors
     return (l1 * scale).sum() / n
 
 
+class Budget:
+    """How much of the training budget is spent: wall time, or this process's CPU time
+    (``cpu``: on a shared machine a run starved by higher-priority work spends nothing while
+    it waits, so its learning-rate schedule and its step count do not depend on the load),
+    with an optional wall-clock cap so a starved run still ends."""
+
+    def __init__(self, minutes: float, clock: str = "wall", max_wall_minutes: float = 0) -> None:
+        self.seconds = minutes * 60
+        self.clock = clock
+        self.max_wall = max_wall_minutes * 60
+        self.t0_wall, self.t0_cpu = time.time(), time.process_time()
+
+    def wall(self) -> float:
+        return time.time() - self.t0_wall
+
+    def spent(self) -> float:
+        """Seconds of the budget spent (wall or CPU)."""
+        return self.wall() if self.clock == "wall" else time.process_time() - self.t0_cpu
+
+    def fraction(self) -> float:
+        """Share of the budget spent, 1.0 once the wall-clock cap is reached."""
+        if self.max_wall and self.wall() >= self.max_wall:
+            return 1.0
+        return self.spent() / self.seconds
+
+    def left(self) -> bool:
+        return self.fraction() < 1.0
+
+
 def set_learning_rate(opt, lr: float, step: int, warmup_steps: int, frac: float) -> None:  # noqa: ANN001
     """Linear warm-up over ``warmup_steps``, then cosine decay to 2% over the wall-clock
     budget (``frac``: the share of it spent)."""
@@ -430,6 +459,14 @@ def main() -> int:
         help="rendered images with the narrower TRAINING ranges, added to the wide ones",
     )  # fmt: skip
     ap.add_argument("--minutes", type=float, default=45.0, help="training time budget")
+    ap.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall",
+        help="what --minutes counts: wall time, or this process's CPU time (a shared machine)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--max-wall-minutes", type=float, default=0.0,
+        help="with --clock cpu: stop after this much wall time all the same (0: no cap)",
+    )  # fmt: skip
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument(
@@ -506,16 +543,15 @@ def main() -> int:
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {params} parameters", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
-    budget = args.minutes * 60
+    budget = Budget(args.minutes, args.clock, args.max_wall_minutes)
     rng = np.random.default_rng(args.seed)
     step, history = 0, []
-    t_train = time.time()
     next_snapshot = args.snapshot_minutes * 60 if args.snapshot_minutes > 0 else float("inf")
     snapshot = args.out.with_suffix(".snapshot.onnx")
     model.train()
     n3d = round(args.batch * args.mix3d) if len(images3d) else 0
     n2d = args.batch - n3d if len(images) else 0
-    while time.time() - t_train < budget:
+    while budget.left():
         picks = [(images[i], rows[i]) for i in rng.choice(len(images), n2d, replace=False)]
         picks += [(images3d[i], rows3d[i]) for i in rng.choice(len(images3d), n3d, replace=False)]
         xb, hb, gb, wb = [], [], [], []
@@ -530,7 +566,7 @@ def main() -> int:
         h_t = torch.from_numpy(np.stack(hb))
         g_t = torch.from_numpy(np.stack(gb))
         w_t = torch.from_numpy(np.stack(wb))
-        set_learning_rate(opt, args.lr, step, args.warmup, (time.time() - t_train) / budget)
+        set_learning_rate(opt, args.lr, step, args.warmup, budget.fraction())
         ph, pg = model(x)
         lh = focal_loss(ph, h_t)
         lg = geometry_loss(pg, g_t, w_t)
@@ -544,22 +580,25 @@ def main() -> int:
             history.append(
                 {
                     "step": step,
-                    "s": round(time.time() - t_train),
+                    "s": round(budget.wall()),
+                    "cpu_s": round(time.process_time() - budget.t0_cpu),
                     "heat": lh.item(),
                     "geo": lg.item(),
                 }
             )
             print(
-                f"step {step} t={time.time() - t_train:.0f}s heat={lh.item():.3f} "
+                f"step {step} t={budget.wall():.0f}s budget={budget.fraction():.2f} "
+                f"heat={lh.item():.3f} "
                 f"geo={lg.item():.3f}",
                 flush=True,
             )
-        if time.time() - t_train >= next_snapshot:
+        if budget.wall() >= next_snapshot:
             export(ema, snapshot)
             ema.eval()  # export leaves it in eval mode; it is never trained
             print(f"snapshot {snapshot} at step {step}", flush=True)
             next_snapshot += args.snapshot_minutes * 60
-    train_s = time.time() - t_train
+    train_s = budget.wall()
+    train_cpu_s = time.process_time() - budget.t0_cpu
     args.out.parent.mkdir(parents=True, exist_ok=True)
     weights = Path(tempfile.gettempdir()) / f"{args.out.stem}.pt"  # to continue from (--init)
     torch.save(ema.state_dict(), weights)
@@ -601,6 +640,12 @@ def main() -> int:
         "warmup_steps": args.warmup,
         "render_seconds": round(render_s),
         "train_seconds": round(train_s),
+        "train_cpu_seconds": round(train_cpu_s),
+        "budget": {
+            "minutes": args.minutes,
+            "clock": args.clock,
+            "max_wall_minutes": args.max_wall_minutes,
+        },
         "final_loss": history[-1] if history else None,
         "history": history[::4],
     }
