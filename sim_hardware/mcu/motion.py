@@ -104,11 +104,13 @@ class JointQueue:
         self.stop_ticks = max(1, stop_ms * clock_freq // 1000)
         self.hold: tuple[float, ...] = tuple(float(p) for p in initial)
         self.segments: deque[Segment] = deque()
-        # the last finished segments and stops: a world that samples behind the queue's time
-        # (its physics step; a starved process steps in bursts of 100 ms and more) still gets
-        # the setpoint of its own instant, not a jump to where the queue is now
-        self.done: deque[Segment] = deque(maxlen=256)
-        self.past_stops: deque[Stop] = deque(maxlen=8)
+        # the last finished segments: a world that samples slightly behind the queue's time
+        # (its physics step) still gets the setpoint of its own instant
+        self.done: deque[Segment] = deque(maxlen=8)
+        # what the world sees when it samples further behind (a starved simulator steps in
+        # bursts of 100 ms and more): 2 s of finished segments, the segments stops cut short
+        # and the stops, as (from, to, segment or stop); ``world_setpoint`` reads it
+        self.history: deque[tuple[int, int, Segment | Stop]] = deque(maxlen=256)
         self.stop: Stop | None = None
         self.halted = False
         self.last_seg = 0
@@ -128,23 +130,30 @@ class JointQueue:
 
     def setpoint(self, t: int) -> tuple[float, ...]:
         """The setpoints at clock ``t`` (call ``advance`` first for ``t`` past a segment)."""
-        if self.stop is not None and t >= self.stop.t0:
+        if self.stop is not None:
             return self.stop.at(t)
-        if t < self.now or self.stop is not None:
-            for st in reversed(self.past_stops):
-                if st.t0 <= t <= st.end:
-                    return st.at(t)
-            for s in reversed(self.done):
+        if t < self.now:
+            for s in self.done:
                 if s.start <= t <= s.end:
                     return s.at(t)
-            if self.stop is not None:
-                return self.stop.p0
         for s in self.segments:
             if t < s.start:
                 return s.p_from
             if t <= s.end:
                 return s.at(t)
         return self.segments[-1].p_to if self.segments else self.hold
+
+    def world_setpoint(self, t: int) -> tuple[float, ...]:
+        """The setpoints at clock ``t`` for a world that may sample behind the queue's time
+        (``setpoint`` for the present, the history for the past): never a jump to where the
+        queue is now."""
+        if self.stop is not None and t >= self.stop.t0:
+            return self.stop.at(t)
+        if t < self.now or self.stop is not None:
+            for start, end, item in reversed(self.history):
+                if start <= t <= end:
+                    return item.at(t)
+        return self.setpoint(t)
 
     def velocity(self, t: int) -> tuple[float, ...]:
         if self.stop is not None:
@@ -201,6 +210,7 @@ class JointQueue:
         while self.segments and self.segments[0].end <= self.now:
             s = self.segments.popleft()
             self.done.append(s)
+            self.history.append((s.start, s.end, s))
             self.last_seg = s.seg
             self.hold = s.p_to
             if self.segments:
@@ -212,7 +222,6 @@ class JointQueue:
                 events.append(self._begin_stop(s.end, s.p_to, s.velocity(), m.STOP_UNDERRUN))
         if self.stop is not None and self.now >= self.stop.end:
             self.hold = self.stop.rest()
-            self.past_stops.append(self.stop)
             self.stop = None
         return events
 
@@ -237,7 +246,8 @@ class JointQueue:
         self.reason = reason
         if reason in _HALTING:
             self.halted = True
-        self.done.extend(s for s in self.segments if s.start < t)  # the one cut short
+        self.history.extend((s.start, min(s.end, t), s) for s in self.segments if s.start < t)
+        self.history.append((t, self.stop.end, self.stop))
         self.segments.clear()
         return Stopped(reason, self.last_seg, self.stop.end, self.stop.rest())
 
@@ -298,7 +308,7 @@ class ArmFirmware(FirmwareExtension):
         a world that steps in time sees stops and ends at their exact clocks."""
         c = self.fw.clock(t)
         self._advance(c)
-        return self.queue.setpoint(c)
+        return self.queue.world_setpoint(c)
 
     def _advance(self, c: int) -> None:
         for ev in self.queue.advance(c):

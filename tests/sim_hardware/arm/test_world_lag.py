@@ -44,7 +44,7 @@ def test_a_world_lagging_behind_the_queue_sees_the_setpoints_of_its_own_instant(
         lagging.advance(t + lag_ms * MS)  # the queue's time ran ahead of the world
         if t + lag_ms * MS == t_stop:
             lagging.stop_at(t_stop, m.STOP_COMMAND)
-        got = lagging.setpoint(t)
+        got = lagging.world_setpoint(t)
         worst = max(abs(a - b) for a, b in zip(got, expected, strict=True))
         assert worst < 1e-6, (t, got, expected)
         t += 2 * MS
