@@ -81,7 +81,7 @@ class ArmWorldConfig:
     # physics
     timestep_s: float = 0.002
     servo_hz: float = 40.0  # closed-loop bandwidth of the joint servos
-    quill_force_n: float = 400.0  # J3's thrust limit (a 20 kg SCARA's quill: 250-400 N)
+    quill_force_n: float = 600.0  # J3 thrust: 9.6 kg quill + 10 kg parcel at 20 m/s^2 + g
     pool: int = 8  # parcels in the world at once (each costs physics even when parked)
     floor_z_mm: float = -1200.0
     link_masses_kg: tuple[float, float, float, float] = (14.0, 8.0, 3.0, 0.6)
@@ -160,6 +160,12 @@ class ArmWorldConfig:
             "max_load_kg": float(suction["max_load_kg"]),
             "destinations": dests,
         }
+        if suction.get("effective_diameter_mm"):
+            values["cup_effective_ratio"] = float(suction["effective_diameter_mm"]) / float(
+                suction["cup_diameter_mm"]
+            )
+        if "friction" in suction:
+            values["cup_friction"] = float(suction["friction"])
         if "curtain_input" in mcu:
             values["curtain_input"] = int(mcu["curtain_input"])
         if "estop_input" in mcu:

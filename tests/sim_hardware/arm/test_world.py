@@ -118,7 +118,7 @@ def test_servos_follow_their_setpoints():
 
     w = ArmWorld(cfg, setpoints=wave)
     w.step_to(0.8)  # from home to the wave (a step: the servos settle; the quill's 160 mm at
-    # its 400 N thrust limit takes ~0.55 s)
+    # its thrust limit takes ~0.5 s)
     worst = 0.0
     while w.t < 2.0:
         w.step_to(w.t + 0.01)
