@@ -737,7 +737,11 @@ class SimFirmware:
         self._compares_reached(min(t, time.monotonic()))
 
     def _known(self, now: float) -> float:
-        return now if self.known_until is None else min(now, self.known_until)
+        """``now``, or how far the field side is known if that is earlier (never before this
+        boot: the clock starts there)."""
+        if self.known_until is None:
+            return now
+        return min(now, max(self.known_until, self.boot_t))
 
     def _compares_reached(self, t: float) -> None:
         """Report every stroke the compare unit has fired by ``t`` before anything later:
