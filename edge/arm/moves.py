@@ -138,25 +138,8 @@ class Mover:
         n = tr.index_at(plan.t_descend)
         if n < 1 or not others:
             return None
-        q = np.asarray(tr.q[:n], dtype=np.float64)
-        a1, a12 = np.radians(q[:, 0]), np.radians(q[:, 0] + q[:, 1])
-        x = self.kin.l1 * np.cos(a1) + self.kin.l2 * np.cos(a12)
-        y = self.kin.l1 * np.sin(a1) + self.kin.l2 * np.sin(a12)
-        z = q[:, 2]
-        ts = tr.t0 + np.arange(n) * tr.dt
-        belt = plan.belt
-        t_last, c_last = belt.last
-        counts = c_last + belt.speed_mm_s * belt.cpm * (ts - t_last)
         r = self.cfg.suction.cup_diameter_mm / 2
-        sign = self.cfg.belt.sign
-        worst: float | None = None
-        for o in others:
-            xo = sign * (o.target.u_ref + (counts - o.target.count_ref) / belt.cpm)
-            over = (np.abs(x - xo) < o.hx + r) & (np.abs(y - o.target.y) < o.hy + r)
-            low = z < o.target.z + NEIGHBOUR_CLEAR_MM
-            if bool((over & low).any()) and (worst is None or o.target.z > worst):
-                worst = o.target.z
-        return worst
+        return self._highest_under(tr, 0, n - 1, plan.belt, others, 0.0, r, r)
 
     def _pick(
         self,
@@ -430,20 +413,28 @@ class Mover:
         i1 = traj.index_at(traj.marks.get("over", traj.t_end))
         if i1 <= i0:
             return None
+        return self._highest_under(traj, i0, i1, plan.belt, others, load[0], load[1], load[2])
+
+    def _highest_under(
+        self, traj: Trajectory, i0: int, i1: int, belt: BeltTracker,
+        others: Sequence[Footprint], drop: float, half_x: float, half_y: float,
+    ) -> float | None:  # fmt: skip
+        """The top of the highest parcel of ``others`` (riding ``belt``) that samples
+        ``i0..i1`` of ``traj`` pass over lower than NEIGHBOUR_CLEAR_MM: what moves is the tool
+        point lowered by ``drop``, ``half_x`` by ``half_y`` around it; None: it clears them."""
         q = np.asarray(traj.q[i0 : i1 + 1], dtype=np.float64)
         a1, a12 = np.radians(q[:, 0]), np.radians(q[:, 0] + q[:, 1])
         x = self.kin.l1 * np.cos(a1) + self.kin.l2 * np.cos(a12)
         y = self.kin.l1 * np.sin(a1) + self.kin.l2 * np.sin(a12)
-        bottom = q[:, 2] - load[0]
+        bottom = q[:, 2] - drop
         ts = traj.t0 + (i0 + np.arange(len(q))) * traj.dt
-        belt = plan.belt
         t_last, c_last = belt.last
         counts = c_last + belt.speed_mm_s * belt.cpm * (ts - t_last)
         sign = self.cfg.belt.sign
         worst: float | None = None
         for o in others:
             xo = sign * (o.target.u_ref + (counts - o.target.count_ref) / belt.cpm)
-            over = (np.abs(x - xo) < o.hx + load[1]) & (np.abs(y - o.target.y) < o.hy + load[2])
+            over = (np.abs(x - xo) < o.hx + half_x) & (np.abs(y - o.target.y) < o.hy + half_y)
             low = bottom < o.target.z + NEIGHBOUR_CLEAR_MM
             if bool((over & low).any()) and (worst is None or o.target.z > worst):
                 worst = o.target.z
