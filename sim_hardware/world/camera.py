@@ -384,6 +384,19 @@ def _bbox(m: np.ndarray) -> tuple[int, int, int, int]:
     return x, y, x + w, y + h
 
 
+def _visible(
+    patch: _Patch, x0: int, y0: int, size: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """The part of the frame (x1, y1, x2, y2) a patch placed at ``x0, y0`` covers; None if
+    none, or if the patch is empty."""
+    w, h = size
+    ph, pw = patch.mask.shape
+    xa, ya, xb, yb = max(0, x0), max(0, y0), min(w, x0 + pw), min(h, y0 + ph)
+    if xa >= xb or ya >= yb or patch.area == 0:
+        return None
+    return xa, ya, xb, yb
+
+
 def _truth(
     parcel: Parcel,
     look: _Look,
@@ -395,10 +408,7 @@ def _truth(
 ) -> ParcelTruth | None:
     """What a perfect detector and reader would report of this parcel in this frame (as
     ``scene._truth``): parcels drawn after it cover it."""
-    w, h = size
-    ph, pw = patch.mask.shape
-    xa, ya, xb, yb = max(0, x0), max(0, y0), min(w, x0 + pw), min(h, y0 + ph)
-    if xa >= xb or ya >= yb or patch.area == 0:
+    if _visible(patch, x0, y0, size) is None:
         return None
     fast = _whole(parcel, look, patch, x0, y0, above, size)
     return fast if fast is not None else _truth_exact(parcel, look, patch, x0, y0, above, size)
@@ -414,11 +424,10 @@ def _truth_exact(
     size: tuple[int, int] = FRAME_SIZE,
 ) -> ParcelTruth | None:
     """``_truth`` pixel by pixel: what later parcels cover, what the frame's edges cut."""
-    w, h = size
-    ph, pw = patch.mask.shape
-    xa, ya, xb, yb = max(0, x0), max(0, y0), min(w, x0 + pw), min(h, y0 + ph)
-    if xa >= xb or ya >= yb or patch.area == 0:
+    clip = _visible(patch, x0, y0, size)
+    if clip is None:
         return None
+    (w, h), (xa, ya, xb, yb) = size, clip
     vis = patch.mask[ya - y0 : yb - y0, xa - x0 : xb - x0]
     lab = None if patch.label is None else patch.label[ya - y0 : yb - y0, xa - x0 : xb - x0]
     covered = False
