@@ -315,10 +315,13 @@ class Budget:
         return self.wall() if self.clock == "wall" else time.process_time() - self.t0_cpu
 
     def fraction(self) -> float:
-        """Share of the budget spent, 1.0 once the wall-clock cap is reached."""
-        if self.max_wall and self.wall() >= self.max_wall:
-            return 1.0
-        return self.spent() / self.seconds
+        """Share of the budget spent: of the CPU (or wall) budget or of the wall-clock cap,
+        whichever is further on, so a starved run still decays its learning rate to the end
+        of its schedule before the cap stops it (not cut off at a high rate)."""
+        share = self.spent() / self.seconds
+        if self.max_wall:
+            share = max(share, self.wall() / self.max_wall)
+        return min(1.0, share)
 
     def left(self) -> bool:
         return self.fraction() < 1.0
