@@ -274,6 +274,12 @@ class ArmCore:
 
     def _on_Grip(self, f: Grip) -> None:
         pk, cr = self.pick, self.carry
+        if cr is not None and not cr.released:
+            # the cup holds the carried parcel until its release, whatever pick is planned
+            # next (a drop read as the next pick's "no seal" was never reported)
+            if not f.gripped and f.t < cr.release_t - 1e-3:
+                self._dropped(cr, f)
+            return
         if pk is not None and not pk.carry_sent:
             p = self.parcels[pk.pid]
             p.vacuum_peak = max(p.vacuum_peak, f.kpa)
@@ -283,10 +289,6 @@ class ArmCore:
             elif not f.gripped and pk.sealed_since is not None:
                 pk.sealed_since = None
                 self._story(p, f.t, "seal lost", f"vacuum {f.kpa:.0f} kPa before the lift")
-            return
-        if cr is not None and not cr.released and not f.gripped:
-            if f.t < cr.release_t - 1e-3:
-                self._dropped(cr, f)
 
     def _on_PlaceSensor(self, f: PlaceSensor) -> None:
         placing = [p for p in self.parcels.values() if p.state in ("placing", "carrying")]

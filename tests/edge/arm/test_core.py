@@ -346,3 +346,27 @@ def test_a_seal_early_in_the_descent_counts_and_the_carry_keeps_the_streams_prom
     earliest = contact - 0.05 + s.grip_confirm_ms / 1000 + tr.lead_ms / 1000
     assert carry.replace_from >= earliest - 1e-9
     assert carry.trajectory.q[0] == pick.trajectory.at(carry.replace_from)
+
+
+def test_a_drop_while_the_next_pick_is_planned_is_reported_as_the_carried_parcels() -> None:
+    """The core plans the next pick as soon as a carry goes out; the cup still holds the
+    carried parcel, so a seal lost then is that parcel's drop (it was read as the next
+    pick's "no seal" and the dropped parcel's record said "unconfirmed": 12-02 run, id 33)."""
+    b = Bench(CFG, brain=BRAIN, drop_after_ms=250)
+    planned_at_drop: list[bool] = []
+    feed = b.feed
+
+    def watch(fact) -> None:
+        if isinstance(fact, Grip) and not fact.gripped and b.core.carry is not None:
+            planned_at_drop.append(b.core.pick is not None)
+        feed(fact)
+
+    b.feed = watch  # type: ignore[method-assign]
+    b.see(1, 0.0, label="DE-10")
+    b.see(2, -350.0, label="DE-20")
+    b.run(6.0)
+    assert planned_at_drop and planned_at_drop[0]  # the case: a next pick was planned
+    recs = {r.parcel_id: r for r in b.records()}
+    assert recs[1].outcome == "dropped" and recs[1].dropped_at is not None
+    assert all(r.outcome in ("dropped", "passed") for r in recs.values())
+    assert len(_alarms(b, "drop")) == sum(r.outcome == "dropped" for r in recs.values())
