@@ -157,23 +157,47 @@ class Tracker:
 
     def match_body(self, count: int, lead_mm: float, extent_mm: float) -> Parcel | None:
         """The parcel a camera's sighted body (leading edge ``lead_mm``, ``extent_mm`` long,
-        at ``count``) is: the one whose middle (from the eye's edges) is within tolerance of
-        the sighted middle, which a parcel's yaw or a box cut short by a lobe moves least.
-        A parcel still on the eye (no trailing edge yet) is compared by its leading edge.
-        None when no parcel is near, or when two are (touching parcels): a sighting that
-        could be either is nobody's, as a neighbour's label would be a mis-sort."""
+        at ``count``) is, or None. A parcel is a candidate when its middle (from the eye's
+        edges) is within tolerance of the sighted middle (a yawed parcel's box is longer
+        than the parcel, but centred on it), or when the sighted body lies within the
+        parcel's (each end within tolerance) and reaches no other parcel's body (a long
+        parcel boxed short, by a part of it: its middle may be far from the parcel's, but
+        the part is on it). A parcel still on the eye (no trailing edge yet) is compared by
+        its leading edge. The sighting joins the one candidate; with none, or with two
+        (touching parcels, a part near a neighbour), it is nobody's, as a neighbour's label
+        would be a mis-sort."""
         middle = lead_mm - extent_mm / 2
-        near: list[tuple[float, Parcel]] = []
+        back_mm = lead_mm - extent_mm
+        tol = self.tolerance_mm
+        spans = {p.id: self._span(p, count) for p in self.active.values()}
+        near: list[Parcel] = []
         for p in self.active.values():
             if p.trail_count is None:
                 gap = abs(self.position(p, count) - lead_mm)
             else:
                 gap = abs(self.middle(p, count) - middle)
-            if gap <= self.tolerance_mm:
-                near.append((gap, p))
+            if gap <= tol or (
+                p.trail_count is not None
+                and spans[p.id][0] - tol <= back_mm
+                and lead_mm <= spans[p.id][1] + tol
+                and not any(
+                    back < lead_mm and back_mm < lead
+                    for pid, (back, lead) in spans.items()
+                    if pid != p.id
+                )
+            ):
+                near.append(p)
         if len(near) != 1:
             return None
-        return near[0][1]
+        return near[0]
+
+    def _span(self, parcel: Parcel, count: int) -> tuple[float, float]:
+        """Where ``parcel`` lies on the belt at ``count``: (back, leading edge) in mm; a
+        parcel still on the eye reaches back past it, as far as is known (to the eye)."""
+        lead = self.position(parcel, count)
+        if parcel.trail_count is None:
+            return -math.inf, lead
+        return lead - (parcel.trail_count - parcel.lead_count) / self.counts_per_mm, lead
 
     def match_point(self, count: int, point_mm: float) -> Parcel | None:
         """The parcel whose body (leading edge back to trailing edge, or back past the eye if

@@ -197,6 +197,85 @@ def test_a_sighting_joins_its_own_parcel_or_none(
                 not a.record.label.startswith("A-")]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Boxed:
+    length: int  # mm
+    gap: int  # mm to the parcel ahead: 0 is touching
+    error: float  # calibration error of the sighted body, mm (tolerance 40)
+    start: float  # the sighted part begins this share of the length from the back
+    share: float  # and is this share of the length long (a long parcel boxed short)
+    after: int
+    labelled: bool
+
+
+boxed = st.builds(
+    Boxed,
+    length=st.integers(150, 450),
+    gap=st.one_of(st.just(0), st.integers(0, 200)),
+    error=st.floats(-36, 36),
+    start=st.floats(0, 1),
+    share=st.floats(0.25, 1),
+    after=st.integers(1, 250),
+    labelled=st.booleans(),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@example(  # the sim's parcel 100: 424 mm boxed 293 mm from its back end, neighbours 50 mm away
+    parcels=[Boxed(300, 0, 0, 0, 1, 50, True), Boxed(424, 50, 20.0, 0.0, 0.69, 60, True),
+             Boxed(300, 50, 0, 0, 1, 50, True)],
+)
+@given(parcels=st.lists(boxed, min_size=1, max_size=6))
+def test_a_part_of_a_parcel_joins_it_or_none(parcels: list[Boxed]) -> None:
+    """The detector boxes a long parcel short (a part of it): the sighted body lies on the
+    parcel but its middle may be far from the parcel's. It joins that parcel when it reaches
+    no other parcel's body and no other middle is near; else nobody's. Never a neighbour's."""
+    d = Driver()
+    eye, tol = 100, 40
+    events: list[tuple[int, int, object]] = []
+    leads, lead = [], 0
+    for p in parcels:
+        lead += p.gap
+        leads.append(lead)
+        lead += p.length
+    spans = [(10 + c0, 10 + c0 + p.length) for p, c0 in zip(parcels, leads, strict=True)]
+    sighted = []  # each sighting's (back, lead) in the eye's counts at count 0
+    for k, (p, c0) in enumerate(zip(parcels, leads, strict=True)):
+        c_lead = 10 + c0
+        c_trail = c_lead + p.length
+        events.append((c_lead, 0, lambda c, t: EyeEdge("in", True, c, t)))
+        events.append((c_trail, 0, lambda c, t: EyeEdge("in", False, c, t)))
+        c = c_trail + p.after
+        extent = p.share * p.length
+        back0 = (1 - p.share) * p.start * p.length  # from the parcel's back, mm
+        seen_lead = eye + (c - c_lead) - p.length + back0 + extent + p.error
+        sighted.append((c_trail - back0 - extent - p.error, c_trail - back0 - p.error))
+        label = f"A-{k}" if p.labelled else None
+        events.append((c, 1, lambda c, t, s=seen_lead, e=extent, lb=label:
+                       Sighting("camera", c, t, s, lb, "box", extent_mm=e)))  # fmt: skip
+    events.sort(key=lambda e: (e[0], e[1]))
+    for c, _, make in events:
+        d(Tick(c, c / 1000))
+        d(make(c, c / 1000))  # type: ignore[operator]
+    created = {p.id for p in d.core.active.values()} | {r.parcel_id for r in d.records}
+    assert len(created) == len(parcels), "a sighting created a parcel (a phantom)"
+    labels = {p.id: p.label for p in d.core.active.values()}
+    labels.update({r.parcel_id: r.label for r in d.records})
+    # bodies in the eye's counts (the count at which each point passes the eye)
+    for k, p in enumerate(parcels):
+        got = labels[k + 1]
+        assert got in (None, f"A-{k}"), f"parcel {k} got {got!r}: a neighbour's label"
+        back, front = sighted[k]
+        mid = (back + front) / 2
+        clear = all(
+            not (b < front and back < f) and abs((b + f) / 2 - mid) > tol
+            for j, (b, f) in enumerate(spans)
+            if j != k
+        )
+        if p.labelled and clear:
+            assert got == f"A-{k}", f"parcel {k} lost its label ({p})"
+
+
 # ---- label certainty -------------------------------------------------------------------------
 reads = st.lists(
     st.one_of(
