@@ -222,8 +222,11 @@ boxed = st.builds(
 
 @settings(max_examples=150, deadline=None)
 @example(  # the sim's parcel 100: 424 mm boxed 293 mm from its back end, neighbours 50 mm away
-    parcels=[Boxed(300, 0, 0, 0, 1, 50, True), Boxed(424, 50, 20.0, 0.0, 0.69, 60, True),
-             Boxed(300, 50, 0, 0, 1, 50, True)],
+    parcels=[
+        Boxed(300, 0, 0, 0, 1, 50, True),
+        Boxed(424, 50, 20.0, 0.0, 0.69, 60, True),
+        Boxed(300, 50, 0, 0, 1, 50, True),
+    ],
 )
 @given(parcels=st.lists(boxed, min_size=1, max_size=6))
 def test_a_part_of_a_parcel_joins_it_or_none(parcels: list[Boxed]) -> None:
