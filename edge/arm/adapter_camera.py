@@ -5,13 +5,14 @@ As the diverter's camera feed (``edge/node/camera_feed.py``), a worker thread re
 ``wpcf://HOST:PORT`` in the simulator), runs the pipeline (detect, track, read labels) and
 hands each parcel to the node's loop. The arm needs more than a leading edge: where on the
 belt the parcel's top centre is (x along, y across), its footprint and orientation, so the
-pick can be aimed. Each parcel is handed over once:
+pick can be aimed. Which parcels a frame hands over, and from which view, is the diverter's
+rule (``vision.handover.Handover``): each parcel once, as soon as its label is certain or at
+the end of its track without one, placed from its latest view with the whole parcel in the
+frame (a box cut by the frame's edge put the cup up to 50 mm off the face's centre, and
+parcels whose best view was cut were never handed over at all: no record, and a parcel the
+arm did not know of on the belt, which carried loads were dragged into).
 
-* as soon as its label is decoded (early, so the brain answers before the arm reaches it);
-* when its track ends without a label (the class and pose only: it is passed on, as nothing
-  is routed without a label).
-
-Each sighting carries the encoder count and capture time of its frame: the conveyor
+Each sighting carries the encoder count and capture time of its view's frame: the conveyor
 tracking in the arm core moves it on by the belt's encoder, never by a clock.
 """
 
@@ -28,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge.node.camera_feed import rate_gate
 from vision.config import VisionConfig
 from vision.detections import Detection
+from vision.handover import Handover
 from vision.measure import Calibration
 
 if TYPE_CHECKING:
@@ -115,9 +118,9 @@ class ArmCamera:
             Calibration.from_config(vision.calibration), offset_mm, offset_y_mm
         )
         self.stats: dict[str, float] = dict.fromkeys(
-            ("frames", "processed", "skipped", "labels", "unlabelled", "process_ms_mean"), 0.0
+            ("frames", "processed", "skipped", "process_ms_mean"), 0.0
         )
-        self._labelled: set[int] = set()
+        self.handover = Handover("arm camera")
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -173,19 +176,16 @@ class ArmCamera:
         else:
             post(self.state, True, f"{source.name}: opened")
         min_gap = 1.0 / self.max_fps
-        last_t: float | None = None
+        due: float | None = None  # at most max_fps on average: a grid, not a least gap
         try:
             for frame in source:
                 if stop.is_set():
                     break
                 self.stats["frames"] += 1
-                if last_t is not None and frame.captured_at - last_t < min_gap * 0.9:
+                take, due = rate_gate(due, frame.captured_at, min_gap)
+                if not take or frame.encoder_count is None:  # no count: it cannot be placed
                     self.stats["skipped"] += 1
                     continue
-                if frame.encoder_count is None:
-                    self.stats["skipped"] += 1
-                    continue  # no belt position: the parcel could not be tracked
-                last_t = frame.captured_at
                 t0 = time.perf_counter()
                 result = pipeline.process(frame)
                 ms = (time.perf_counter() - t0) * 1e3
@@ -201,48 +201,15 @@ class ArmCamera:
             raise ConnectionError(f"camera {source.name}: the frame source ended")
 
     def parcels(self, result: FrameResult) -> list[BeltParcel]:
-        """The parcels one processed frame hands over: new labels now, unlabelled tracks at
-        their end (only when the whole box was in view, so its centre is right)."""
-        frame = result.frame
-        assert frame.encoder_count is not None
-        out = []
-        for seen in result.parcels:
-            if seen.label is None or seen.track_id in self._labelled:
-                continue
-            if not _inside(seen.detection, frame.size[0]):
-                continue  # a cut box has a wrong centre: wait for the next frame
-            self._labelled.add(seen.track_id)
-            self.stats["labels"] += 1
-            out.append(
-                self._parcel(
-                    seen.detection,
-                    seen.track_id,
-                    frame.encoder_count,
-                    frame.captured_at,
-                    seen.label.text,
-                )
-            )
-        for rep in result.finished:
-            if rep.track_id in self._labelled:
-                self._labelled.discard(rep.track_id)
-                continue
-            if rep.encoder_count is None or not _inside(rep.detection, frame.size[0]):
-                continue
-            self.stats["unlabelled"] += 1
-            out.append(
-                self._parcel(rep.detection, rep.track_id, rep.encoder_count, rep.last_seen, None)
-            )
-        return out
+        """The parcels one processed frame hands over (``vision.handover``), on the belt."""
+        return [
+            self._parcel(h.detection, h.track_id, h.count, h.t, h.label, h.class_name)
+            for h in self.handover.select(result)
+        ]
 
     def _parcel(
-        self, det: Detection, track: int, count: int, at: float, label: str | None
+        self, det: Detection, track: int, count: int, at: float, label: str | None, cls: str
     ) -> BeltParcel:
         x, y, length, width, yaw = self.placer.place(det)
-        return BeltParcel(
-            track, count, at, x, y, length, width, yaw, det.class_name, float(det.confidence), label
-        )
-
-
-def _inside(det: Detection, width: int, margin: float = 2.0) -> bool:
-    x1, _, x2, _ = det.box
-    return x1 > margin and x2 < width - margin
+        return BeltParcel(track, count, at, x, y, length, width, yaw, cls, float(det.confidence),
+                          label)  # fmt: skip

@@ -544,7 +544,10 @@ class ArmMachine(Machine):
         if self.stream is not None:
             out["motion"] = {**self.stream.stats, "halted": self.stream.halted}
         if self.camera is not None:
-            out["camera"] = {k: round(v, 1) for k, v in self.camera.stats.items()}
+            out["camera"] = {
+                **{k: round(v, 1) for k, v in self.camera.stats.items()},
+                **self.camera.handover.stats,  # labels, unlabelled, never_whole, ...
+            }
         return out
 
     def health(self) -> dict[str, Any]:

@@ -41,10 +41,10 @@ from edge.cell.events import Sighting
 from edge.cell.wiring import CameraBinding
 from vision.config import VisionConfig
 from vision.detections import Detection
+from vision.handover import Handover
 from vision.measure import Calibration
 
 if TYPE_CHECKING:
-    from vision.frames import Frame
     from vision.pipeline import FrameResult
 
 log = logging.getLogger("wolfpack.node.camera")
@@ -114,12 +114,8 @@ class CameraFeed:
             ),
             0.0,
         )
-        self._labelled: set[int] = set()
-        # label text -> encoder count of its sighting: a label sent for one parcel is not
-        # sent again for another within REPEAT_WINDOW_COUNTS (one symbol seen through two
-        # boxes, or two parcels with one label: whose it is cannot be told)
-        self._sent: dict[str, int] = {}
-        self._refused: set[int] = set()
+        # which parcels a frame hands over, from which view: the rule the arm shares
+        self.handover = Handover(f"camera {binding.name}")
         self.capture: Any = None  # wolfpack vision capture's hook (edge/node/vision_capture.py)
 
     async def run(self) -> None:
@@ -216,59 +212,15 @@ class CameraFeed:
             raise ConnectionError(f"camera {source.name}: the frame source ended")
 
     def sightings(self, result: FrameResult) -> list[Sighting]:
-        """The sightings one processed frame gives: a label as soon as it is certain (read
-        alike twice, or a self-checking symbology), the class alone when a track ends without
-        one (an uncertain or contradicted read is not passed on: it must not route). The body
-        is placed from the track's latest view with the whole parcel in the frame along the
-        belt (this frame's, or an earlier one at its own encoder count); a parcel never seen
-        whole is not placed (a cut box's middle is not the parcel's)."""
-        frame: Frame = result.frame
-        assert frame.encoder_count is not None
-        out = []
-        now = frame.encoder_count
-        self._sent = {k: c for k, c in self._sent.items() if abs(now - c) <= REPEAT_WINDOW_COUNTS}
-        for seen in result.parcels:
-            if seen.label is None or not seen.label_certain or seen.track_id in self._labelled:
-                continue
-            if seen.track_id in self._refused:
-                continue
-            if _inside(seen.detection, frame.size[0]):
-                det, count, t = seen.detection, frame.encoder_count, frame.captured_at
-            elif seen.whole is not None and seen.whole_count is not None:
-                det, count, t = seen.whole, seen.whole_count, seen.whole_t
-            else:
-                continue  # not yet seen whole: placed once it is
-            if seen.label.text in self._sent:
-                self._refused.add(seen.track_id)  # its track's end sends its class alone
-                log.warning("camera %s: label %r seen on a second parcel; not sent again",
-                            self.binding.name, seen.label.text)  # fmt: skip
-                continue
-            self._labelled.add(seen.track_id)
-            self._sent[seen.label.text] = now
-            self.stats["labels"] += 1
-            out.append(self._sighting(det, count, t, seen.label.text, seen.detection.class_name))
-        for rep in result.finished:
-            if rep.track_id in self._labelled:
-                self._labelled.discard(rep.track_id)
-                continue
-            self._refused.discard(rep.track_id)
-            if rep.whole is not None and rep.whole_count is not None:
-                det, count, t = rep.whole, rep.whole_count, rep.whole_t
-            elif rep.encoder_count is not None and _inside(rep.detection, frame.size[0]):
-                det, count, t = rep.detection, rep.encoder_count, rep.last_seen
-            else:
-                continue  # never seen whole: its body cannot be placed
-            label = rep.label.text if rep.label is not None and rep.label_certain else None
-            if label is not None and label in self._sent:
-                self.stats["repeated"] += 1
-                label = None
-            if label is not None:
-                self._sent[label] = now
-                self.stats["labels"] += 1
-            else:
-                self.stats["unlabelled"] += 1
-                self.stats["uncertain"] += rep.label is not None
-            out.append(self._sighting(det, count, t, label, rep.class_name))
+        """The sightings one processed frame gives (``vision.handover``, the rule the arm
+        shares): a label as soon as it is certain, the class alone when a track ends without
+        one, the body from the track's latest view with the whole parcel in the frame."""
+        out = [
+            self._sighting(h.detection, h.count, h.t, h.label, h.class_name)
+            for h in self.handover.select(result)
+        ]
+        for k in ("labels", "unlabelled", "uncertain", "repeated"):
+            self.stats[k] = float(self.handover.stats[k])
         return out
 
     def _sighting(
@@ -286,10 +238,6 @@ class CameraFeed:
             measured_mm=self.placer.size_mm(det),
         )
 
-
-# a label is sent for one parcel only within this much belt travel (counts: the view and
-# the way to the decision point, at any counts per mm the sim or a board uses)
-REPEAT_WINDOW_COUNTS = 20_000
 
 # how much lower than the node's other threads the camera's work runs (nice steps)
 CAMERA_NICE = 10
@@ -319,12 +267,6 @@ def rate_gate(due: float | None, t: float, min_gap: float) -> tuple[bool, float 
     if due is not None and t < due - min_gap / 2:
         return False, due
     return True, (t + min_gap if due is None or t > due + min_gap / 2 else due + min_gap)
-
-
-def _inside(det: Detection, width: int) -> bool:
-    from vision.tracker import wholly_in_view
-
-    return wholly_in_view(det, width)
 
 
 def start_camera(node: Any) -> CameraFeed:
