@@ -163,7 +163,11 @@ def join_records(
 ) -> tuple[dict[int, Mapping[str, Any]], list[Mapping[str, Any]]]:
     """World parcel id -> the node's record of it, and the records no parcel took. A record
     with a label joins the legible parcel with that label; the others join the nearest parcel
-    by belt position (within ``JOIN_TOLERANCE_MM``) that has no record yet."""
+    by belt position (within ``JOIN_TOLERANCE_MM``) that has no record yet, else the parcel
+    whose footprint the record's centre lies on (a camera that boxed part of a parcel, an
+    irregular item's lobe, places it off the parcel's centre but on it). A record on a parcel
+    that has one already is a second record of it (the camera's tracker split it in two):
+    neither joined nor unmatched, counted by the caller as a duplicate."""
     by_label: dict[str, list[int]] = {}
     for pid, p in world.items():
         if p.get("legible") and p.get("label"):
@@ -177,24 +181,49 @@ def join_records(
             joined[pids[0]] = rec
         elif label is None or label not in by_label:
             rest.append(rec)
-        # else: a second record of a parcel already joined (the camera's tracker split
-        # it in two): counted by the caller as a duplicate
+        # else: a second record of a parcel already joined (split track): a duplicate
     unmatched: list[Mapping[str, Any]] = []
     for rec in rest:
         _, x0 = record_key(rec)
-        best, best_d = None, JOIN_TOLERANCE_MM
-        if x0 is not None:
-            for pid, p in world.items():
-                if pid in joined or p.get("belt_mm0") is None:
-                    continue
-                d = abs(float(p["belt_mm0"]) - x0)
-                if d <= best_d:
-                    best, best_d = pid, d
-        if best is None:
+        pid = None if x0 is None else _nearest(world, x0, joined, JOIN_TOLERANCE_MM)
+        if pid is None and x0 is not None:
+            on = _on_footprint(world, x0)
+            if on is not None and on in joined:
+                continue  # a second record of a parcel: a duplicate
+            pid = on
+        if pid is None:
             unmatched.append(rec)
         else:
-            joined[best] = rec
+            joined[pid] = rec
     return joined, unmatched
+
+
+def _nearest(
+    world: Mapping[int, Mapping[str, Any]], x0: float, taken: Mapping[int, Any], within: float
+) -> int | None:
+    """The parcel without a record whose ``belt_mm0`` is nearest ``x0``, within ``within``."""
+    best, best_d = None, within
+    for pid, p in world.items():
+        if pid in taken or p.get("belt_mm0") is None:
+            continue
+        d = abs(float(p["belt_mm0"]) - x0)
+        if d <= best_d:
+            best, best_d = pid, d
+    return best
+
+
+def _on_footprint(world: Mapping[int, Mapping[str, Any]], x0: float) -> int | None:
+    """The parcel whose footprint along the belt (its centre +- half its larger side) holds
+    ``x0``, the nearest centre where two do."""
+    best, best_d = None, math.inf
+    for pid, p in world.items():
+        size = p.get("size_mm")
+        if p.get("belt_mm0") is None or not size:
+            continue
+        d = abs(float(p["belt_mm0"]) - x0)
+        if d <= max(float(size[0]), float(size[1])) / 2 and d < best_d:
+            best, best_d = pid, d
+    return best
 
 
 def build_arm_report(
@@ -276,6 +305,7 @@ def build_arm_report(
         "lost": len(lost),
         "lost_detail": {
             "no_node_record": len(no_record),
+            "no_record_why": dict(Counter(_why_no_record(pid, camera_ids) for pid in no_record)),
             "drop_not_reported": len(unreported_drop),
             "examples": lost[:10],
         },
@@ -296,6 +326,15 @@ def build_arm_report(
         "settings": dict(settings),
         **dict(extra or {}),
     }
+
+
+def _why_no_record(pid: int, camera_ids: Mapping[str, Iterable[int]] | None) -> str:
+    """Why a parcel may have ended without a node record, as far as the camera tells."""
+    if camera_ids is None:
+        return "unknown (no camera figures)"
+    if pid not in set(camera_ids.get("seen", ())):
+        return "in no camera frame"
+    return "in camera frames, no node record"
 
 
 def seeing_report(
@@ -346,6 +385,8 @@ def render_arm_text(r: Mapping[str, Any]) -> str:
         f"lost              {r['lost']}  (no node record {ld['no_node_record']}, "
         f"drop not reported {ld['drop_not_reported']})"
     )
+    for why, count in ld.get("no_record_why", {}).items():
+        lines.append(f"    {count:6d}  no record: {why}")
     if r.get("still_in_cell"):
         lines.append(f"still in the cell {r['still_in_cell']}  (the run ended before they left)")
     lines.append(f"picks/h           {r['picks_per_hour']:.0f}")

@@ -207,6 +207,36 @@ def test_each_record_joins_at_most_one_parcel_and_each_parcel_one_record(
     assert len(joined) == len(records)  # 200 mm apart, within 50 mm: each finds its own
 
 
+def test_a_record_placed_off_centre_joins_its_parcel_and_a_split_tracks_second_is_a_duplicate():
+    """From the run of 2026-12-02 11:14: an unreadable box 446 mm long boxed by its visible
+    part was placed 73 mm off its centre (over the 60 mm tolerance: "matching no parcel",
+    and the parcel "lost, no record"); an irregular item's lobe tracked apart gave a second
+    record 69 mm off a parcel that had its labelled one. Both lie on the parcel."""
+    world = {
+        41: parcel(41, "belt_end", label="557408", belt_mm0=-41034.6, size_mm=[436.8, 279.8]),
+        42: parcel(42, "belt_end", label="486435", belt_mm0=-41557.0, size_mm=[445.9, 150.5]),
+        4: parcel(4, "belt_end", label="WP96", belt_mm0=-8080.3, size_mm=[297.4, 191.5]),
+        9: parcel(9, "belt_end", label="WP99", belt_mm0=-9000.0, size_mm=[300.0, 200.0]),
+    }
+    records = [
+        record(41, "passed", label="557408", belt_mm0=-41040.0),
+        record(43, "passed", label=None, belt_mm0=-41483.9),  # 73 mm off parcel 42, on it
+        record(4, "passed", label="WP96", belt_mm0=-8161.1),
+        record(7, "passed", label=None, belt_mm0=-8011.2),  # the lobe: on parcel 4
+        record(99, "passed", label=None, belt_mm0=-8600.0),  # between parcels: on none
+    ]
+    joined, unmatched = join_records(world, records)
+    assert joined[42]["belt_mm0"] == -41483.9 and joined[4]["belt_mm0"] == -8161.1
+    assert [r["belt_mm0"] for r in unmatched] == [-8600.0]
+    r = build_arm_report(
+        world=world, records=records, node_usage={}, span_s=60.0, settings={},
+        camera_ids={"seen": [41, 42, 4], "legible": []},
+    )  # fmt: skip
+    assert r["records_duplicate"] == 1 and r["records_unmatched"]["count"] == 1
+    assert r["lost_detail"]["no_record_why"] == {"in no camera frame": 1}  # parcel 9
+    assert "no record: in no camera frame" in render_arm_text(r)
+
+
 def test_the_live_view_shows_the_world_beside_the_node() -> None:
     from rich.console import Console
 

@@ -60,8 +60,9 @@ def _seen_by_detector(x1: float, length: float, cy: float, width: float, slop: f
 
 def _result(frame: Frame, tracker: Tracker, finished) -> FrameResult:
     parcels = [
-        SeenParcel(t.current, t.id, t.label, None, t.label_certain, t.whole, t.whole_count,
-                   t.whole_t)  # fmt: skip
+        SeenParcel(
+            t.current, t.id, t.label, None, t.label_certain, t.whole, t.whole_count, t.whole_t
+        )
         for t in tracker.tracks
         if t.current is not None
     ]
