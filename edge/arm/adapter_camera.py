@@ -118,9 +118,11 @@ class ArmCamera:
             Calibration.from_config(vision.calibration), offset_mm, offset_y_mm
         )
         self.stats: dict[str, float] = dict.fromkeys(
-            ("frames", "processed", "skipped", "process_ms_mean"), 0.0
-        )
+            ("frames", "processed", "skipped", "process_ms_mean", "lag_ms_max", "gap_ms_max"),
+            0.0,
+        )  # lag: a frame's age when processed; gap: the longest wait between two processed
         self.handover = Handover("arm camera")
+        self._last_processed: float | None = None  # perf_counter of the last processed frame
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -187,6 +189,7 @@ class ArmCamera:
                     self.stats["skipped"] += 1
                     continue
                 t0 = time.perf_counter()
+                self._lag_and_gap(frame.captured_at, t0)
                 result = pipeline.process(frame)
                 ms = (time.perf_counter() - t0) * 1e3
                 n = self.stats["processed"] = self.stats["processed"] + 1
@@ -199,6 +202,16 @@ class ArmCamera:
             source.close()
         if not stop.is_set():
             raise ConnectionError(f"camera {source.name}: the frame source ended")
+
+    def _lag_and_gap(self, captured_at: float, now: float) -> None:
+        """How old a frame is when its processing starts (a worker that falls behind reads
+        the socket's backlog: the core calls a camera whose frames are over ``silent_ms``
+        old silent), and the longest gap between two processed frames."""
+        s = self.stats
+        s["lag_ms_max"] = max(s["lag_ms_max"], (time.monotonic() - captured_at) * 1e3)
+        if self._last_processed is not None:
+            s["gap_ms_max"] = max(s["gap_ms_max"], (now - self._last_processed) * 1e3)
+        self._last_processed = now
 
     def parcels(self, result: FrameResult) -> list[BeltParcel]:
         """The parcels one processed frame hands over (``vision.handover``), on the belt."""

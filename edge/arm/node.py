@@ -559,6 +559,9 @@ class ArmMachine(Machine):
         out["core_ms_max"] = round(self.core_ms_max, 1)
         if self.stream is not None:
             out.update({f"motion_{k}": v for k, v in self.stream.stats.items()})
+        if self.camera is not None:
+            out.update({f"cam_{k}": round(v, 1) for k, v in self.camera.stats.items()})
+            out.update({f"cam_{k}": v for k, v in self.camera.handover.stats.items()})
         return out
 
 
