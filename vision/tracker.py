@@ -29,6 +29,8 @@ from vision.labels import LabelRead
 SELF_CHECKING = frozenset({"QRCode", "DataMatrix", "PDF417"})
 # how far (px) a confirming read may lie from where the first read's symbol was carried
 LABEL_TOLERANCE_PX = 40.0
+# how far (px, at least) an entering parcel's detected leading edge may be from its predicted
+LEAD_TOLERANCE_PX = 24.0
 
 
 @dataclass
@@ -207,6 +209,15 @@ class Tracker:
             return (frame.captured_at - last.captured_at) * self.px_per_second
         return 0.0
 
+    def _motion_known(self, frame: Frame) -> bool:
+        """Whether ``_shift`` predicts this frame's travel (a scale given or learnt)."""
+        last = self._last
+        if last is None:
+            return False
+        if frame.encoder_count is not None and last.encoder_count is not None:
+            return self.px_per_count is not None
+        return self.px_per_second is not None
+
     def _learn(self, frame: Frame, travelled_px: float) -> None:
         last = self._last
         if last is None:
@@ -227,8 +238,12 @@ class Tracker:
 
     def update(self, frame: Frame, detections: list[Detection]) -> list[ParcelReport]:
         """Associate this frame's detections with tracks; return the parcels that finished."""
+        known = self._motion_known(frame)
         shift = self._shift(frame) * self.direction
         width, height = frame.size
+        # tracks of parcels still entering: their box's back is the frame's edge, so only
+        # their leading edge is known (and predicted, once the belt's motion is known)
+        entering = [known and self._entering(t.box) for t in self.tracks]
         for t in self.tracks:
             t.box = self._moved(t.box, shift, width, height)
             if t.label_at is not None:
@@ -240,6 +255,11 @@ class Tracker:
         # a leaving parcel's box is cut by the frame's edge: so is its prediction
         seen = np.clip(tboxes, 0, [width, height, width, height])
         iou = iou_matrix(seen, boxes)
+        for ti, grows in enumerate(entering):
+            if grows:  # grown from the edge it may cover the next parcel too: its lead decides
+                for di, d in enumerate(detections):
+                    if not self._same_lead(tboxes[ti], d.box):
+                        iou[ti, di] = 0.0
         matched_t: set[int] = set()
         matched_d: set[int] = set()
         travelled = []
@@ -302,6 +322,28 @@ class Tracker:
         if d[1] < -0.1 and box[3] >= height - m:
             new[3] = box[3]
         return new
+
+    def _entering(self, box: np.ndarray) -> bool:
+        """Whether ``box`` lies at the frame's upstream edge (its parcel still entering)."""
+        d, m = self.direction, self.EDGE_PX
+        return bool((d[0] > 0.1 and box[0] <= m) or (d[1] > 0.1 and box[1] <= m))
+
+    def _lead(self, box: np.ndarray | tuple[float, ...]) -> float:
+        """How far along the belt the box's downstream side lies (px)."""
+        d = self.direction
+        x = box[2] if d[0] >= 0 else box[0]
+        y = box[3] if d[1] >= 0 else box[1]
+        return float(x * d[0] + y * d[1])
+
+    def _same_lead(self, predicted: np.ndarray, box: tuple[float, ...]) -> bool:
+        """Whether ``box``'s leading edge is where the entering track's was carried: within
+        a quarter of its length along the belt, and at least ``LEAD_TOLERANCE_PX``. An
+        entering parcel's predicted box grows from the frame's edge by the belt's travel, and
+        after frames a starved node did not process, it reaches over the parcels that
+        entered behind it; only its leading edge tells which box is still its parcel."""
+        length = abs(float(np.dot(np.subtract(box[2:], box[:2]), np.abs(self.direction))))
+        tol = max(LEAD_TOLERANCE_PX, 0.25 * length)
+        return abs(self._lead(predicted) - self._lead(box)) <= tol
 
     def _wholes(self, detections: list[Detection]) -> list[Detection]:
         """The detections that are not parts of another one of this frame: a box lying

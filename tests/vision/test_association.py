@@ -119,6 +119,55 @@ def test_the_tracker_reports_each_parcel_once(parcels: list[Body], speed: float,
     assert set(who) == seen, (sorted(who), sorted(seen))
 
 
+WIDE = np.zeros((768, 1024, 3), np.uint8)
+
+
+@settings(max_examples=80, deadline=None)
+@example(  # a parcel entering, then 8 frames unprocessed: its box grew over the next parcel
+    lengths=[300.0, 400.0, 300.0], gaps=[64.0, 64.0, 64.0], steps=[1, 8, 1, 1], speed=213.0
+)
+@given(
+    lengths=st.lists(st.floats(190, 560), min_size=2, max_size=6),
+    gaps=st.lists(st.floats(0, 120), min_size=6, max_size=6),
+    steps=st.lists(st.integers(1, 9), min_size=3, max_size=40),
+    speed=st.floats(150, 260),
+)
+def test_a_track_follows_one_parcel_when_frames_are_skipped(
+    lengths: list[float], gaps: list[float], steps: list[int], speed: float
+) -> None:
+    """A starved node processes the camera's frames with gaps (up to 9 frames at 15
+    frames/s: 1.5 m of belt). A track must never go on with another parcel's box (its label
+    would go with it): the run of 2 Dec gave parcel 247's label to parcel 251. Each
+    detection the tracker matches to a track is of the parcel the track began on."""
+    tracker = Tracker(NAMES, px_per_count=0.25, max_missed_frames=3, min_hits=2)
+    starts, x = [], 0.0
+    for length, gap in zip(lengths, gaps, strict=False):
+        x -= gap
+        starts.append(x)
+        x -= length
+    owner_of_track: dict[int, int] = {}
+    i = 0
+    for step in steps:
+        i += step
+        travel = i * speed
+        dets, owner = [], {}
+        for k, (length, lead0) in enumerate(zip(lengths, starts, strict=False)):
+            lead = lead0 + travel
+            x1, x2 = max(0.0, lead - length), min(1024.0, lead)
+            if x2 - x1 < 20:
+                continue
+            d = Detection(0, "box", 0.8, (x1, 200.0, x2, 560.0))
+            dets.append(d)
+            owner[id(d)] = k
+        tracker.update(Frame(WIDE, i / 15.0, i, round(travel * 4)), dets)
+        for t in tracker.tracks:
+            if t.current is not None:
+                k = owner[id(t.current)]
+                assert owner_of_track.setdefault(t.id, k) == k, (
+                    f"track {t.id} went from parcel {owner_of_track[t.id]} to parcel {k}"
+                )
+
+
 # ---- the cell's association ------------------------------------------------------------------
 @dataclass(frozen=True)
 class OnBelt:
