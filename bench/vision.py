@@ -209,9 +209,9 @@ def camera_loop(
     simulated camera at ``fps`` (rendered in this process, not timed against the node), the
     node's pipeline (configs/sim-cell.yaml's ``vision:``) and its sightings
     (``edge.node.camera_feed``), each scored against the world: which parcel the sighting's
-    body lies on (the cell's tolerance, 60 mm, and no neighbour as near) and whether its label
-    is that parcel's. What the full ``wolfpack sim --camera-only`` adds (the brain's time, a
-    starved node) is not here; where a label goes is."""
+    body lies on (the cell's rule and tolerance, 60 mm: ``edge.cell.tracking``'s match_body)
+    and whether its label is that parcel's. What the full ``wolfpack sim --camera-only`` adds
+    (the brain's time, a starved node) is not here; where a label goes is."""
     from ruamel.yaml import YAML
 
     from edge.cell.wiring import CameraBinding
@@ -279,15 +279,29 @@ def camera_loop(
     right: set[int] = set()
     wrong, unmatched, nobody = [], [], 0
     for s in sightings:
+        # the cell's rule (edge.cell.tracking, match_body): the parcel whose middle is near
+        # the sighted middle, or whose body holds the sighted body (which reaches no other
+        # parcel's); exactly one such parcel, else nobody's
         middle = s.position_mm - s.extent_mm / 2
-        near = sorted((abs(c - middle), pid) for pid, c in centres.get(s.count, []))
-        if not near or near[0][0] > tol or (len(near) > 1 and near[1][0] <= tol):
+        back, lead = s.position_mm - s.extent_mm, s.position_mm
+        here = centres.get(s.count, [])
+        spans = {pid: (c - parcels[pid].length_mm / 2, c + parcels[pid].length_mm / 2)  # type: ignore[attr-defined]
+                 for pid, c in here}  # fmt: skip
+        near = sorted((abs(c - middle), pid) for pid, c in here)
+        fits = [
+            (abs(c - middle), pid)
+            for pid, c in here
+            if abs(c - middle) <= tol
+            or (spans[pid][0] - tol <= back and lead <= spans[pid][1] + tol
+                and not any(b < lead and back < f for q, (b, f) in spans.items() if q != pid))
+        ]  # fmt: skip
+        if len(fits) != 1:
             if s.label is not None:
                 unmatched.append((s, near[:2]))
             else:
                 nobody += 1
             continue
-        pid = near[0][1]
+        pid = fits[0][1]
         if s.label is None:
             continue
         p = parcels[pid]
