@@ -328,7 +328,8 @@ def _camera_lines(report: Mapping[str, Any]) -> list[str]:
     return [
         f"camera            {_fmt(cam.get('fps')).strip()} frames/s processed by the node "
         f"(rendered {_fmt(cam.get('frames_per_s')).strip()}/s, render "
-        f"{_fmt(cam.get('render_ms_mean')).strip()} ms)",
+        f"{_fmt(cam.get('render_ms_mean')).strip()} ms a frame + "
+        f"{_fmt(cam.get('prepare_ms_mean')).strip()} ms ahead)",
         f"                  labels {cam['labels']} ({cam['labels_wrong']} wrong), classes "
         f"{cam['classes']} ({'n/a' if acc is None else f'{100 * acc:.1f} %'} right), "
         f"size error p50 {_fmt(se['p50']).strip()} mm p99 {_fmt(se['p99']).strip()} mm",

@@ -741,9 +741,11 @@ class CellSimulation:
                 st = self.camera.stats
                 camera.update({
                     "frames_rendered": st.frames,
-                    "frames_per_s": round(st.frames / max(st.wall_s, 1e-9), 2),
+                    # over the time the node watched (the camera renders only then)
+                    "frames_per_s": round(st.frames / max(st.streaming_s, 1e-9), 2),
                     "skipped_by_node": st.skipped,
                     "render_ms_mean": round(st.render_ms_mean, 1),
+                    "prepare_ms_mean": round(st.prepare_ms_mean, 1),
                 })  # fmt: skip
             camera.update(self._camera_node)
             with contextlib.suppress(Exception):

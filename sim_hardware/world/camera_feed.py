@@ -1,6 +1,7 @@
 """A simulated camera as a node meets one: a loopback TCP stream of raw BGR frames.
 
-Rendering a frame costs ~7-14 ms of CPU (each parcel is rendered once, then moved: ``camera``),
+Rendering a frame costs ~5 ms of CPU at 1024 x 768 (each parcel is rendered once, between
+frames before it comes into view, then moved: ``camera``),
 which must not run in the simulated cell's process (it would hold the interpreter lock the
 simulated MCU's timers need). So the cell only hands
 out cheap snapshots (``SimCell.camera_snapshot``) over a pipe, and ``SimCameraProcess``
@@ -101,8 +102,10 @@ class FeedStats:
     snapshot_ms: float = 0.0  # last snapshot round trip to the cell
     render_ms: float = 0.0  # last render
     render_ms_mean: float = 0.0
+    prepare_ms_mean: float = 0.0  # rendering parcels still upstream, between frames
     cpu_s: float = 0.0  # this process's CPU time
     wall_s: float = 0.0  # since the feed started
+    streaming_s: float = 0.0  # with a client connected (frames are rendered only then)
 
 
 class _Client:
@@ -152,6 +155,8 @@ class CameraFeed:
         self.clients: dict[socket.socket, _Client] = {}
         self._stop = False
         self._started = time.monotonic()
+        self._streamed = 0.0  # seconds with a client, up to ``_since``
+        self._since: float | None = None  # a client has been connected since
         self._cpu0 = time.process_time()
 
     def run(self) -> None:
@@ -180,6 +185,8 @@ class CameraFeed:
             sock.setblocking(False)
             client = self.clients[sock] = _Client(sock)
             self.sel.register(sock, selectors.EVENT_READ, client)
+            if self._since is None:
+                self._since = time.monotonic()
             self.stats.connections += 1
             self.stats.clients = len(self.clients)
 
@@ -201,8 +208,11 @@ class CameraFeed:
             self.control.send(("error", f"{type(exc).__name__}: {exc}"))
 
     def _refresh(self) -> None:
+        now = time.monotonic()
         self.stats.cpu_s = time.process_time() - self._cpu0
-        self.stats.wall_s = time.monotonic() - self._started
+        self.stats.wall_s = now - self._started
+        # a camera renders only while watched: its rate is over that time, not since start
+        self.stats.streaming_s = self._streamed + (now - self._since if self._since else 0.0)
 
     def _frame(self) -> None:
         r = self.renderer
@@ -237,6 +247,11 @@ class CameraFeed:
             client.pending = data
             s.sent += 1
             self._write(client)
+        # the parcels about to come into view are rendered now, between frames: a frame
+        # then only moves patches made earlier (its time stays flat as parcels arrive)
+        t3 = time.perf_counter()
+        r.prepare(snapshot)
+        s.prepare_ms_mean += ((time.perf_counter() - t3) * 1e3 - s.prepare_ms_mean) / s.frames
 
     def _service(self, client: _Client, events: int) -> None:
         if events & selectors.EVENT_READ:
@@ -269,6 +284,9 @@ class CameraFeed:
         client.sock.close()
         self.clients.pop(client.sock, None)
         self.stats.clients = len(self.clients)
+        if not self.clients and self._since is not None:
+            self._streamed += time.monotonic() - self._since
+            self._since = None
 
 
 def _camera_main(snapshots: Any, control: Any, kwargs: dict[str, Any], nice: int) -> None:
@@ -290,8 +308,9 @@ class SimCameraProcess(PipeClient):
     on ``host:port`` (0: any free port; read ``port`` after ``start()``). ``source`` is a
     cell's ``camera_channel()`` (a ``SimCellProcess``'s or an in-process ``SimCell``'s), or
     the cell itself. ``size`` is the frame's (width, height) in px (default 640 x 480; the
-    field of view stays ``fov_mm`` of belt across). ``fps`` is a target: a frame takes ~7 ms
-    of CPU at 640 x 480 and ~14 ms at 1024 x 768, far more wall time on a starved core.
+    field of view stays ``fov_mm`` of belt across). ``fps`` is a target: a frame takes ~5 ms
+    of CPU at 1024 x 768, and each new parcel ~7 ms once, between frames; far more wall time
+    on a starved core.
     ``nice`` lowers the renderer's priority so that, on a small machine, the cell and the
     node come first. Stats: ``get("stats")`` (a ``FeedStats``); ``get("legible")``: world
     ids of the parcels whose label was legible in at least one frame."""

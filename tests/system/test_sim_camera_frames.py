@@ -93,3 +93,53 @@ def test_an_empty_belt_is_the_lit_belt_with_noise(size):
     assert abs(float(diff.mean())) < 1.0 and float(diff.std()) == pytest.approx(
         sigma, rel=0.3, abs=0.6
     )
+
+
+def test_patches_made_between_frames_give_the_same_frames():
+    """``prepare`` renders the patches of parcels still upstream of the view between frames
+    (so no frame pays for a parcel's one render); the frames are the ones a renderer that
+    makes each patch when the parcel comes into view gives, pixel for pixel."""
+    world = _belt(3)
+    lazy = CameraRenderer(1_000.0, 800.0, seed=3, size=(1024, 768))
+    eager = CameraRenderer(1_000.0, 800.0, seed=3, size=(1024, 768))
+    prepared = 0
+    for _ in range(20):
+        world.advance(1 / 15)
+        snap = take_snapshot(world, 1_000.0, 800.0)
+        a, b = lazy.render(snap), eager.render(snap)
+        assert np.array_equal(a.image, b.image) and a.parcels == b.parcels
+        before = set(eager._patches)
+        prepared += eager.prepare(snap)
+        for pid in set(eager._patches) - before:  # only parcels not in the frame yet
+            assert pid not in {t.parcel_id for t in b.parcels}
+    assert prepared >= 3
+
+
+def test_a_frame_renders_no_parcel_that_cannot_show_in_it():
+    world = _belt(4)
+    renderer = CameraRenderer(1_000.0, 800.0, seed=4, size=(1024, 768))
+    for _ in range(10):
+        world.advance(1 / 15)
+        snap = take_snapshot(world, 1_000.0, 800.0)
+        before = set(renderer._patches)
+        renderer.render(snap)
+        for parcel, centre in snap.parcels:
+            x_px = (centre - 1_000.0) * renderer.px_per_mm + 512
+            made = parcel.id in renderer._patches and parcel.id not in before
+            if made and not renderer._may_show(parcel, x_px):
+                raise AssertionError(f"parcel {parcel.id} rendered {x_px:.0f} px from view")
+
+
+@pytest.mark.parametrize("cls", ["box", "polybag", "envelope", "irregular"])
+def test_an_items_outline_spans_the_worlds_length_and_width(cls):
+    """The induction eye measures the world's length, and the camera's size is scored
+    against it: a drawn item (a star-shaped irregular one, a bag's soft outline) fills it."""
+    world = CellWorld(WorldConfig.model_validate({"seed": 1}), arrivals=False)
+    renderer = CameraRenderer(1_000.0, 800.0, seed=2, size=(1024, 768))
+    for k in range(12):
+        p = world.add_parcel(cls=cls, length_mm=200.0 + 20 * k, width_mm=150.0 + 10 * k)
+        mask = renderer._look(p).sprite.mask
+        ys, xs = np.nonzero(mask)
+        length = round(p.length_mm * renderer.px_per_mm)
+        width = round(min(p.width_mm, p.length_mm) * renderer.px_per_mm)
+        assert xs.max() - xs.min() + 1 >= length - 2 and ys.max() - ys.min() + 1 >= width - 2

@@ -110,9 +110,13 @@ def test_an_in_process_cell_feeds_a_camera_and_an_idle_camera_renders_nothing(tm
         SimCameraProcess(cell, fps=20.0) as camera,
     ):
         time.sleep(0.3)
-        assert camera.stats.frames == 0  # nobody watching
+        idle = camera.stats
+        assert idle.frames == 0 and idle.streaming_s == 0.0  # nobody watching
         snapshot = cell.camera_snapshot()
         ((header, image, truth),) = _frames(camera.port, 1)
         assert image.shape == (480, 640, 3) and truth == []
         assert header.capture_s >= snapshot.time_s
         assert header.encoder_count == 0  # the belt never started
+        stats = camera.stats
+    # its rate is over the time it was watched: the idle start does not lower it
+    assert 0 < stats.streaming_s < stats.wall_s - 0.25
