@@ -57,6 +57,20 @@ class ArmRenderer(CameraRenderer):
         self._pose = {pid: v for pid, v in self._pose.items() if pid in self._looks}
         return frame
 
+    def prepare(self, snapshot: Any, limit: int = 2) -> int:
+        """The feed's between-frames rendering of parcels still upstream, from an
+        ``ArmSnapshot``: each at the pose the world has it now (redrawn if that changes)."""
+        if isinstance(snapshot, CameraSnapshot):
+            return super().prepare(snapshot, limit)
+        height = getattr(self, "size", (0, 480))[1]
+        parcels = []
+        for parcel, u, across, yaw in snapshot.parcels:
+            self._pose.setdefault(parcel.id, (height / 2 - across * self.px_per_mm, yaw))
+            parcels.append((parcel, u))
+        return super().prepare(
+            CameraSnapshot(snapshot.time_s, snapshot.encoder_count, snapshot.centre_mm,
+                           snapshot.fov_mm, tuple(parcels)), limit)  # fmt: skip
+
     def render(self, snapshot: Any) -> WorldFrame:
         """The camera feed's entry: an ``ArmSnapshot`` (parcels with u, across, yaw)."""
         if isinstance(snapshot, CameraSnapshot):

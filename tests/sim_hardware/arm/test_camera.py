@@ -50,3 +50,16 @@ def test_a_parcel_is_rendered_once_then_moved_and_redrawn_only_when_its_pose_cha
     r.render(_snap(0.3, [(p, -90.0, 50.0, 12.0)]))  # knocked: turned 8 degrees
     assert r._patches[7] is not patch
     assert r._pose[7][1] == 12.0
+
+
+def test_a_parcel_still_upstream_is_rendered_between_frames_at_its_world_pose():
+    """The feed calls ``prepare`` between frames with the cell's own snapshot (u, across,
+    yaw per parcel): the arm's snapshot once broke the feed (a 2-tuple was unpacked)."""
+    r = ArmRenderer(0.0, FOV, seed=3)
+    p = _parcel(9)
+    assert r.prepare(_snap(0.0, [(p, -700.0, 60.0, 6.0)])) == 1  # not in view yet
+    patch = r._patches[9]
+    frame = r.render(_snap(0.5, [(p, -100.0, 60.0, 6.0)]))  # in view, same pose
+    assert r._patches[9] is patch
+    assert frame.parcels[0].centre[1] == pytest.approx(240 - 60 * 640 / FOV, abs=3)
+    assert frame.parcels[0].angle_deg == pytest.approx(180 - 6, abs=2)
