@@ -742,7 +742,9 @@ class ArmCore:
 
     # ---- time --------------------------------------------------------------------------------
     def _camera_alive(self, t: float) -> None:
-        self.last_frame = t
+        # a parcel handed over at its track's end carries its latest whole view's time,
+        # which on a slow belt is over silent_ms old: it must not move the last frame back
+        self.last_frame = t if self.last_frame is None else max(self.last_frame, t)
         if self.camera_silent:
             self.camera_silent = False
             self._alarm("camera_back", "camera frames again", t)

@@ -198,6 +198,20 @@ def test_camera_silent_is_reported_and_nothing_is_picked_blind() -> None:
     assert _alarms(b, "camera_back")
 
 
+def test_a_sighting_from_an_older_view_does_not_make_the_camera_silent() -> None:
+    """A parcel handed over at its track's end carries its latest whole view's time: on a
+    slow belt over ``silent_ms`` old. Frames keep coming: no silence (39 false alarms, and
+    parcels passed unpicked for it, in a 300 mm/s run)."""
+    b = Bench(CFG, brain=BRAIN)
+    b.run(2.0)
+    now = b.t
+    b.t = now - CFG.camera.silent_ms / 1000 - 0.2  # the view the parcel is placed from
+    b.see(1, 0.0, label="DE-10")
+    b.t = now
+    b.run(0.1)
+    assert not _alarms(b, "camera_silent")
+
+
 def test_reduced_speed_picks_nothing_faster_than_the_limit() -> None:
     b = Bench(CFG, brain=BRAIN)
     b.feed(ReducedSpeed(True, b.t))
