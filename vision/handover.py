@@ -14,6 +14,11 @@ box cut by the frame's edge is the visible part of the parcel, and its middle is
 parcel's (an arm aimed at it misses the face by half the hidden length). A parcel never seen
 whole is not handed over; it is counted (``never_whole``).
 
+With ``early`` (the arm), each parcel is also handed over as soon as it has been seen whole
+in ``early`` frames, without its label and marked not ``final``: a machine that moves over the
+belt must know every parcel on it from then on (a carried parcel was dragged into a neighbour
+whose track had not ended yet); its final handover (label, or class alone) comes as above.
+
 A label handed over for one parcel is not handed over for another within
 ``repeat_window_counts`` of belt travel (one symbol seen through two boxes, or two parcels
 with one label: whose it is cannot be told); that track's end hands over its class alone.
@@ -49,14 +54,24 @@ class Handed:
     t: float  # that frame's capture time
     label: str | None  # certain, or None (its track ended without a certain label)
     class_name: str
+    final: bool = True  # False: an early handover (``Handover.early``); the label may follow
 
 
 class Handover:
     """Per camera, frame by frame (not thread-safe: the camera's worker thread owns it)."""
 
-    def __init__(self, name: str = "camera", repeat_window_counts: int = REPEAT_WINDOW_COUNTS):
+    def __init__(
+        self,
+        name: str = "camera",
+        repeat_window_counts: int = REPEAT_WINDOW_COUNTS,
+        early: int | None = None,
+    ) -> None:
         self.name = name
         self.repeat_window_counts = repeat_window_counts
+        # hand each parcel over early once seen whole in this many frames (None: never);
+        # at least the tracker's min_frames, so that its track's end is reported too
+        self.early = early
+        self._frames: dict[int, int] = {}  # track -> frames it was seen whole in, until early
         self.stats: Counter[str] = Counter()
         self._labelled: set[int] = set()  # tracks handed over with their label
         self._sent: dict[str, int] = {}  # label text -> encoder count when handed over
@@ -94,7 +109,10 @@ class Handover:
             out.append(
                 Handed(seen.track_id, det, count, t, seen.label.text, seen.detection.class_name)
             )
+        if self.early is not None:
+            out += self._early(result)
         for rep in result.finished:
+            self._frames.pop(rep.track_id, None)
             if rep.track_id in self._labelled:
                 self._labelled.discard(rep.track_id)
                 continue
@@ -117,4 +135,29 @@ class Handover:
                 self.stats["unlabelled"] += 1
                 self.stats["uncertain"] += rep.label is not None
             out.append(Handed(rep.track_id, det, count, t, label, rep.class_name))
+        return out
+
+    def _early(self, result: FrameResult) -> list[Handed]:
+        """Parcels seen whole in ``early`` frames now, not handed over yet: their place."""
+        assert self.early is not None
+        frame = result.frame
+        assert frame.encoder_count is not None
+        out = []
+        for seen in result.parcels:
+            n = self._frames.get(seen.track_id, 0)
+            if n < 0 or seen.track_id in self._labelled:
+                continue  # handed over early already (-1), or with its label
+            if not wholly_in_view(seen.detection, frame.size[0]):
+                continue
+            n += 1
+            self._frames[seen.track_id] = n
+            if n >= self.early:
+                self._frames[seen.track_id] = -1
+                self.stats["early"] += 1
+                out.append(Handed(seen.track_id, seen.detection, frame.encoder_count,
+                                  frame.captured_at, None, seen.detection.class_name,
+                                  final=False))  # fmt: skip
+        if len(self._frames) > 512:  # tracks the tracker dropped unreported (flickers)
+            live = {seen.track_id for seen in result.parcels}
+            self._frames = {k: n for k, n in self._frames.items() if n < 0 or k in live}
         return out

@@ -10,7 +10,9 @@ rule (``vision.handover.Handover``): each parcel once, as soon as its label is c
 the end of its track without one, placed from its latest view with the whole parcel in the
 frame (a box cut by the frame's edge put the cup up to 50 mm off the face's centre, and
 parcels whose best view was cut were never handed over at all: no record, and a parcel the
-arm did not know of on the belt, which carried loads were dragged into).
+arm did not know of on the belt, which carried loads were dragged into). For the arm, each
+parcel is handed over early too, once seen whole (``final`` False: its place on the belt, so
+the arm knows every parcel it moves over while their tracks go on; the label may follow).
 
 Each sighting carries the encoder count and capture time of its view's frame: the conveyor
 tracking in the arm core moves it on by the belt's encoder, never by a clock.
@@ -60,6 +62,7 @@ class BeltParcel:
     class_name: str
     confidence: float
     label: str | None = None
+    final: bool = True  # False: handed over early for its place; its label may follow
 
 
 class BeltPlacer:
@@ -121,7 +124,8 @@ class ArmCamera:
             ("frames", "processed", "skipped", "process_ms_mean", "lag_ms_max", "gap_ms_max"),
             0.0,
         )  # lag: a frame's age when processed; gap: the longest wait between two processed
-        self.handover = Handover("arm camera")
+        # every parcel early (seen whole in min_frames frames), for its place on the belt
+        self.handover = Handover("arm camera", early=vision.tracker.min_frames)
         self._last_processed: float | None = None  # perf_counter of the last processed frame
 
     async def run(self) -> None:
@@ -215,14 +219,10 @@ class ArmCamera:
 
     def parcels(self, result: FrameResult) -> list[BeltParcel]:
         """The parcels one processed frame hands over (``vision.handover``), on the belt."""
-        return [
-            self._parcel(h.detection, h.track_id, h.count, h.t, h.label, h.class_name)
-            for h in self.handover.select(result)
-        ]
-
-    def _parcel(
-        self, det: Detection, track: int, count: int, at: float, label: str | None, cls: str
-    ) -> BeltParcel:
-        x, y, length, width, yaw = self.placer.place(det)
-        return BeltParcel(track, count, at, x, y, length, width, yaw, cls, float(det.confidence),
-                          label)  # fmt: skip
+        out = []
+        for h in self.handover.select(result):
+            x, y, length, width, yaw = self.placer.place(h.detection)
+            out.append(BeltParcel(h.track_id, h.count, h.t, x, y, length, width, yaw,
+                                  h.class_name, float(h.detection.confidence), h.label,
+                                  h.final))  # fmt: skip
+        return out

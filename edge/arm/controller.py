@@ -199,30 +199,42 @@ class ArmCore:
         self._camera_alive(f.t)
 
     def _on_ParcelSeen(self, f: ParcelSeen) -> None:
+        """A parcel's place on the belt from its first sighting on (a neighbour of every
+        pick and carry); what it is and where it goes from its final one (``f.final``: its
+        label, or its class alone at the end of its track)."""
         self._camera_alive(f.t)
         pid = self.by_track.get(f.track_id)
         if pid is not None and pid in self.parcels:
             p = self.parcels[pid]
-            if p.state in ("deciding", "waiting"):
-                p.seen = f
-                p.grasp = grasp(self.cfg, f) if not isinstance(p.grasp, str) else p.grasp
-                self.on_belt[pid] = footprint(self.cfg, f)
-                if p.state == "deciding" and f.label and p.brain_deadline is None:
-                    self._decide_label(p, f.t)
+            if p.state not in ("deciding", "waiting"):
+                return
+            p.seen = f
+            self.on_belt[pid] = footprint(self.cfg, f)
+            if p.state == "deciding" and p.brain_deadline is None:  # seen early, undecided
+                if f.final:
+                    p.grasp = grasp(self.cfg, f)
+                    self._story(p, f.t, "seen", _describe(f))
+                    self._settle(p, f.t)
+                return
+            p.grasp = grasp(self.cfg, f) if not isinstance(p.grasp, str) else p.grasp
             return
         pid = self._next_pid
         self._next_pid += 1
-        g = grasp(self.cfg, f)
-        p = Parcel(pid=pid, track_id=f.track_id, seen=f, grasp=g)
+        p = Parcel(pid=pid, track_id=f.track_id, seen=f, grasp=grasp(self.cfg, f))
         self.parcels[pid] = p
         self.on_belt[pid] = footprint(self.cfg, f)
         self.by_track[f.track_id] = pid
         p.milestones["seen"] = f.t
         self._story(p, f.t, "seen", _describe(f))
-        if isinstance(g, str):
-            self._finish(p, "passed", self.cfg.pass_id, f"not pickable: {g}", f.t)
+        if f.final:
+            self._settle(p, f.t)
+
+    def _settle(self, p: Parcel, t: float) -> None:
+        """The final sighting: not pickable (passed with why), or its label decides."""
+        if isinstance(p.grasp, str):
+            self._finish(p, "passed", self.cfg.pass_id, f"not pickable: {p.grasp}", t)
             return
-        self._decide_label(p, f.t)
+        self._decide_label(p, t)
 
     def _on_BrainAnswer(self, f: BrainAnswer) -> None:
         p = self.parcels.get(f.parcel_id)
@@ -503,13 +515,22 @@ class ArmCore:
             if fp.target.u_at_count(count, self.belt.cpm) > down + GONE_MM:
                 del self.on_belt[pid]
         for p in list(self.parcels.values()):
-            if p.state not in ("waiting", "deciding") or not isinstance(p.grasp, Grasp):
+            if p.state not in ("waiting", "deciding"):
                 continue
-            u = p.grasp.target.u_at_count(count, self.belt.cpm)
+            if isinstance(p.grasp, Grasp):
+                u = p.grasp.target.u_at_count(count, self.belt.cpm)
+            elif p.pid in self.on_belt:  # seen early, its final sighting never came
+                u = self.on_belt[p.pid].target.u_at_count(count, self.belt.cpm)
+            else:
+                continue
             if u > down:
                 because = why_not or p.wait_reason or "no feasible pick"
                 if p.state == "deciding":
-                    because = "no decision in time"
+                    because = (
+                        "no decision in time"
+                        if p.brain_deadline is not None
+                        else "its track had not ended (no label, no class) before the window"
+                    )
                 self._finish(
                     p, "passed", self.cfg.pass_id, f"left the window unpicked: {because}", t
                 )
@@ -845,6 +866,7 @@ def _describe(f: ParcelSeen) -> str:
     return (
         f"track {f.track_id} {f.class_name or '?'} {f.length_mm:.0f}x{f.width_mm:.0f}{h} mm "
         f"at along {f.along_mm:.0f} count {f.count} label {f.label or '-'}"
+        + ("" if f.final else " (early: its place on the belt)")
     )
 
 

@@ -42,6 +42,9 @@ class ParcelSeen:
     height_mm: float | None = None  # None: not measured (a single camera looking down)
     class_name: str | None = None
     label: str | None = None
+    # False: an early sighting, for the parcel's place on the belt; a final one (its label,
+    # or its class alone when its track ends without one) follows, and decides it
+    final: bool = True
 
 
 @dataclass(frozen=True)

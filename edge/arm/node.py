@@ -496,6 +496,7 @@ class ArmMachine(Machine):
                 None,
                 p.class_name,
                 p.label,
+                p.final,
             )
         )
 

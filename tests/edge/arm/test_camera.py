@@ -7,7 +7,8 @@ dropped them; 3 drops followed (carried loads dragged into parcels the node did 
 on the belt); and parcels whose label was read while they entered the view were placed from
 the visible part: the cup sealed up to 50 mm off the face's centre (tracking error p99 50
 mm, a "no grip" at 36 kPa). These tests drive the real tracker with boxes cut as a detector
-cuts them, the adapter's placement on the belt, and the once-per-parcel rule."""
+cuts them, the adapter's placement on the belt, and the once-per-parcel rule (with the arm's
+early handover of each parcel's place, as soon as it has been seen whole)."""
 
 from __future__ import annotations
 
@@ -100,11 +101,17 @@ def test_each_parcel_is_handed_over_once_placed_from_a_whole_view(
             # where the parcel's centre truly was at the view's encoder count
             true_x = (x0 + p.encoder_count * 0.8 + length / 2) * MM_PER_PX - 400
             handed.append((p, true_x))
+    finals = [(p, x) for p, x in handed if p.final]
+    early = [(p, x) for p, x in handed if not p.final]
     if was_whole:
-        assert len(handed) == 1, handed  # once, never dropped, never twice
-        p, true_x = handed[0]
-        assert abs(p.x_mm - true_x) < 1.0  # a whole view: the parcel's own centre
-        assert abs(p.length_mm - length * MM_PER_PX) < 1.0
+        assert len(finals) == 1, handed  # once, never dropped, never twice
+        assert len(early) <= 1 and all(p.label is None for p, _ in early)
+        if early:  # its place once seen whole in min_frames frames, before its final
+            assert handed.index(early[0]) < handed.index(finals[0])
+        for p, true_x in handed:
+            assert abs(p.x_mm - true_x) < 1.0  # a whole view: the parcel's own centre
+            assert abs(p.length_mm - length * MM_PER_PX) < 1.0
+        p, _ = finals[0]
         label_read_while_alive = read_at is not None and x0 + read_at * step < W
         assert p.label == ("WP1" if label_read_while_alive else None)
     else:
@@ -124,6 +131,9 @@ def test_a_track_whose_best_view_was_cut_is_still_handed_over() -> None:
         frame = Frame(BLANK, i * 0.1, i, count)
         finished = tracker.update(frame, [] if seen is None else [seen[0]])
         out += camera.parcels(_result(frame, tracker, finished))
-    (p,) = out
-    assert p.label is None and p.encoder_count == round(4 * 50 / 0.8)  # its last whole view
-    assert abs(p.length_mm - 300 * MM_PER_PX) < 1.0
+    early, final = out  # its place once seen whole in min_frames frames, then its end
+    n = camera.vision.tracker.min_frames
+    assert not early.final and early.encoder_count == round((n - 1) * 50 / 0.8)
+    assert final.final and final.label is None
+    assert final.encoder_count == round(4 * 50 / 0.8)  # its last whole view
+    assert abs(final.length_mm - 300 * MM_PER_PX) < 1.0
