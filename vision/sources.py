@@ -8,6 +8,7 @@ the encoder count read at that moment.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -141,6 +142,61 @@ class IterableSource(FrameSource):
         for i, item in enumerate(self.items):
             image, count = item if isinstance(item, tuple) else (item, None)
             yield Frame(image, time.monotonic(), i, count, self.name)
+
+
+class LatestFrames(FrameSource):
+    """A live source read by its own thread, of which the consumer gets the newest frame.
+
+    A consumer slower than its camera must not be handed the frames that waited: a live
+    camera's frames queue in buffers (a socket's, a driver's ring), and a queue of frames is
+    a queue of delay. With the node's pipeline at 11 frames/s of the 15 sent, 2.4 MB frames
+    waited in the loopback socket's buffers and the labels reached the cell ~600 ms after
+    their capture, past the brain's deadline (``wolfpack sim --camera-only`` beside other
+    work, 2 Dec). Here a reader thread drains the source and keeps only the newest frame; a
+    frame replaced before it was taken is counted in ``dropped``. Not for files: those
+    would be skipped through. The reader thread is started by the consumer's thread, so it
+    inherits that thread's priority."""
+
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+        self.name = source.name
+        self.dropped = 0
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._done = False
+        self._error: BaseException | None = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        reader = threading.Thread(target=self._read, name=f"frames {self.name}", daemon=True)
+        reader.start()
+        while True:
+            with self._cond:
+                while self._frame is None and not self._done:
+                    self._cond.wait()
+                frame, self._frame = self._frame, None
+                if frame is None:  # the source ended (or failed) and nothing is left
+                    if self._error is not None:
+                        raise self._error
+                    return
+            yield frame
+
+    def _read(self) -> None:
+        try:
+            for frame in self.source:
+                with self._cond:
+                    if self._frame is not None:
+                        self.dropped += 1
+                    self._frame = frame
+                    self._cond.notify()
+        except BaseException as exc:  # handed to the consumer
+            self._error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify()
+
+    def close(self) -> None:
+        self.source.close()
 
 
 def open_source(

@@ -33,6 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -110,6 +111,7 @@ class CameraFeed:
                 "unlabelled",
                 "uncertain",
                 "repeated",
+                "stale",
                 "process_ms_mean",
             ),
             0.0,
@@ -159,24 +161,30 @@ class CameraFeed:
         from vision.pipeline import Pipeline
 
         _below_the_node()  # before the pipeline: its inference threads inherit it
-        from vision.sources import open_source
+        from vision.sources import LatestFrames, OpenCVCapture, open_source
         from vision.wpcf import WpcfSource
 
         pipeline = Pipeline.from_config(self.vision)
         src_cfg = self.vision.source
         assert src_cfg is not None
-        source = open_source(src_cfg.uri, src_cfg.width, src_cfg.height, src_cfg.fps)
-        holder["source"] = source
-        if isinstance(source, WpcfSource):
+        opened = open_source(src_cfg.uri, src_cfg.width, src_cfg.height, src_cfg.fps)
+        broken = threading.Event()  # the stream dropped: the next frame is unrelated to the last
+        if isinstance(opened, WpcfSource):
 
             def on_state(up: bool, why: str) -> None:
                 if not up:
-                    pipeline.reset()  # the next frame is unrelated to the last
+                    broken.set()  # the pipeline is reset on this thread, not the reader's
                 post(self.state, up, why)
 
-            source.on_state = on_state
+            opened.on_state = on_state
         else:
-            post(self.state, True, f"{source.name}: opened")
+            post(self.state, True, f"{opened.name}: opened")
+        # a live camera: the newest frame, never one that waited behind a slow frame
+        live = isinstance(opened, WpcfSource) or (
+            isinstance(opened, OpenCVCapture) and not Path(src_cfg.uri).is_file()
+        )
+        source = LatestFrames(opened) if live else opened
+        holder["source"] = source
         min_gap = 1.0 / self.binding.max_fps
         due: float | None = None  # at most max_fps on average: a grid, not a least gap
         log.info("camera %s: reading %s (at most %g frames/s)", self.binding.name, source.name,
@@ -185,7 +193,12 @@ class CameraFeed:
             for frame in source:
                 if stop.is_set():
                     break
+                if broken.is_set():
+                    broken.clear()
+                    pipeline.reset()
                 self.stats["frames"] += 1
+                if isinstance(source, LatestFrames):
+                    self.stats["stale"] = float(source.dropped)  # replaced before taken
                 take, due = rate_gate(due, frame.captured_at, min_gap)
                 if not take:
                     self.stats["skipped"] += 1

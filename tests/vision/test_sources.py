@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from vision.sources import ImageFiles, IterableSource, OpenCVCapture, SourceError, open_source
+from vision.frames import Frame
+from vision.sources import (
+    FrameSource,
+    ImageFiles,
+    IterableSource,
+    LatestFrames,
+    OpenCVCapture,
+    SourceError,
+    open_source,
+)
 
 
 def _images(folder: Path, n: int) -> list[np.ndarray]:
@@ -72,3 +83,53 @@ def test_a_corrupt_image_is_an_error_naming_the_file(tmp_path: Path):
     bad.write_bytes(b"not a png")
     with pytest.raises(SourceError, match=r"bad\.png"):
         list(ImageFiles([bad]))
+
+
+class _Camera(FrameSource):
+    """A live camera: ``n`` frames at ``fps`` whether anyone keeps up or not."""
+
+    name = "test camera"
+
+    def __init__(self, n: int, fps: float, fail: bool = False) -> None:
+        self.n, self.period, self.fail = n, 1.0 / fps, fail
+        self.sent = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i in range(self.n):
+            time.sleep(self.period)
+            self.sent += 1
+            yield Frame(np.zeros((4, 4, 3), np.uint8), time.monotonic(), i, i * 10)
+        if self.fail:
+            raise ConnectionError("the camera went away")
+
+
+def test_a_slow_consumer_of_a_live_camera_gets_its_newest_frame():
+    """A queue of frames is a queue of delay: a consumer at a third of the camera's rate is
+    handed the newest frame each time (the frames between are dropped and counted), so a
+    frame is never older than one camera period plus the consumer's own time."""
+    latest = LatestFrames(_Camera(60, fps=200.0))
+    taken, ages = [], []
+    for frame in latest:
+        ages.append(time.monotonic() - frame.captured_at)
+        taken.append(frame.index)
+        time.sleep(0.015)  # three camera periods of work per frame
+    assert taken == sorted(taken) and taken[-1] == 59  # in order, and the last one too
+    assert len(taken) + latest.dropped == 60 and latest.dropped >= 20
+    # queued, the last frame would wait ~0.6 s (60 frames at 15 ms each, sent in 0.3 s)
+    assert max(ages) < 0.1
+
+
+def test_a_live_camera_that_fails_ends_the_frames_with_its_error():
+    latest = LatestFrames(_Camera(3, fps=500.0, fail=True))
+    got = []
+    with pytest.raises(ConnectionError, match="went away"):
+        for frame in latest:
+            got.append(frame.index)
+    assert got and got[-1] == 2
+
+
+def test_a_consumer_as_fast_as_the_camera_loses_no_frame():
+    latest = LatestFrames(_Camera(20, fps=50.0))
+    got = [f.index for f in latest]
+    # every frame, but for one a busy machine kept the consumer from for a whole period
+    assert got[-1] == 19 and len(got) + latest.dropped == 20 and latest.dropped <= 2
