@@ -20,18 +20,15 @@ tracking in the arm core moves it on by the belt's encoder, never by a clock.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge.node.camera_feed import rate_gate
+from edge.node.camera_worker import CameraWorker, Post
 from vision.config import VisionConfig
 from vision.detections import Detection
 from vision.handover import Handover
@@ -90,9 +87,10 @@ class BeltPlacer:
         return float(centre[0]), float(centre[1]), max(la, lb), min(la, lb), yaw
 
 
-class ArmCamera:
-    """Runs as a supervised task; the pipeline in a daemon thread. ``feed`` and ``state`` are
-    called on the node's loop."""
+class ArmCamera(CameraWorker):
+    """The arm's camera (``edge.node.camera_worker.CameraWorker``, the diverter's worker):
+    each processed frame's parcels go to ``feed`` and its (encoder count, capture time) to
+    ``frame`` on the node's loop."""
 
     def __init__(
         self,
@@ -112,110 +110,21 @@ class ArmCamera:
                 "vision.calibration is missing; without it a parcel cannot be placed on the "
                 "belt for a pick (give >= 4 reference points, pixel -> belt mm)"
             )
-        self.vision = vision
+        super().__init__(vision, state, name="arm camera", max_fps=max_fps)
         self.feed = feed
         self.frame = frame  # each processed frame's (encoder count, capture time)
-        self.state = state
-        self.max_fps = max_fps
         self.placer = BeltPlacer(
             Calibration.from_config(vision.calibration), offset_mm, offset_y_mm
         )
-        self.stats: dict[str, float] = dict.fromkeys(
-            ("frames", "processed", "skipped", "process_ms_mean", "lag_ms_max", "gap_ms_max"),
-            0.0,
-        )  # lag: a frame's age when processed; gap: the longest wait between two processed
         # every parcel early (seen whole in min_frames frames), for its place on the belt
         self.handover = Handover("arm camera", early=vision.tracker.min_frames)
-        self._last_processed: float | None = None  # perf_counter of the last processed frame
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        stop = threading.Event()
-        holder: dict[str, Any] = {}
-
-        def post(fn: Callable[..., Any], *args: Any) -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(fn, *args)
-
-        def finish(exc: BaseException | None) -> None:
-            if not done.done():
-                done.set_result(None) if exc is None else done.set_exception(exc)
-
-        def work() -> None:
-            try:
-                self._work(post, stop, holder)
-                post(finish, None)
-            except BaseException as exc:  # to the supervisor, on the loop
-                post(finish, exc)
-
-        threading.Thread(target=work, name="arm-camera", daemon=True).start()
-        try:
-            await done
-        finally:
-            stop.set()
-            source = holder.get("source")
-            if source is not None:
-                source.close()
-            self.state(False, "camera task stopped")
-
-    def _work(
-        self, post: Callable[..., None], stop: threading.Event, holder: dict[str, Any]
-    ) -> None:
-        from vision.pipeline import Pipeline
-        from vision.sources import open_source
-        from vision.wpcf import WpcfSource
-
-        pipeline = Pipeline.from_config(self.vision)
-        src = self.vision.source
-        assert src is not None
-        source = open_source(src.uri, src.width, src.height, src.fps)
-        holder["source"] = source
-        if isinstance(source, WpcfSource):
-
-            def on_state(up: bool, why: str) -> None:
-                if not up:
-                    pipeline.reset()
-                post(self.state, up, why)
-
-            source.on_state = on_state
-        else:
-            post(self.state, True, f"{source.name}: opened")
-        min_gap = 1.0 / self.max_fps
-        due: float | None = None  # at most max_fps on average: a grid, not a least gap
-        try:
-            for frame in source:
-                if stop.is_set():
-                    break
-                self.stats["frames"] += 1
-                take, due = rate_gate(due, frame.captured_at, min_gap)
-                if not take or frame.encoder_count is None:  # no count: it cannot be placed
-                    self.stats["skipped"] += 1
-                    continue
-                t0 = time.perf_counter()
-                self._lag_and_gap(frame.captured_at, t0)
-                result = pipeline.process(frame)
-                ms = (time.perf_counter() - t0) * 1e3
-                n = self.stats["processed"] = self.stats["processed"] + 1
-                self.stats["process_ms_mean"] += (ms - self.stats["process_ms_mean"]) / n
-                if self.frame is not None:
-                    post(self.frame, frame.encoder_count, frame.captured_at)
-                for parcel in self.parcels(result):
-                    post(self.feed, parcel)
-        finally:
-            source.close()
-        if not stop.is_set():
-            raise ConnectionError(f"camera {source.name}: the frame source ended")
-
-    def _lag_and_gap(self, captured_at: float, now: float) -> None:
-        """How old a frame is when its processing starts (a worker that falls behind reads
-        the socket's backlog: the core calls a camera whose frames are over ``silent_ms``
-        old silent), and the longest gap between two processed frames."""
-        s = self.stats
-        s["lag_ms_max"] = max(s["lag_ms_max"], (time.monotonic() - captured_at) * 1e3)
-        if self._last_processed is not None:
-            s["gap_ms_max"] = max(s["gap_ms_max"], (now - self._last_processed) * 1e3)
-        self._last_processed = now
+    def processed(self, result: FrameResult, pipeline: Any, post: Post) -> None:
+        count = result.frame.encoder_count
+        if self.frame is not None and count is not None:
+            post(self.frame, count, result.frame.captured_at)
+        for parcel in self.parcels(result):
+            post(self.feed, parcel)
 
     def parcels(self, result: FrameResult) -> list[BeltParcel]:
         """The parcels one processed frame hands over (``vision.handover``), on the belt."""
