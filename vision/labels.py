@@ -169,6 +169,33 @@ class LabelReader:
             found = replace(found, at=(x + float(origin[0]), y + float(origin[1])))
         return found
 
+    def read_at(
+        self,
+        image: np.ndarray,
+        point: np.ndarray,
+        span: float,
+        parcel_angle_deg: float | None = None,
+        stage: int | None = None,
+    ) -> LabelRead | None:
+        """The symbol at ``point`` (where a read found it, carried by the belt since), from
+        a crop of that symbol's region alone (``span``: its region's larger side). A read to
+        confirm a label costs one region's decode, not a search of the whole parcel: so
+        every frame can afford to confirm, and a Code 128 read once is read again before
+        the parcel leaves the view."""
+        half = max(0.8 * span, 48.0)
+        h, w = image.shape[:2]
+        xa, ya = max(0, int(point[0] - half)), max(0, int(point[1] - half))
+        xb, yb = min(w, int(point[0] + half + 1)), min(h, int(point[1] + half + 1))
+        if xa >= xb or ya >= yb:
+            return None
+        crop = image[ya:yb, xa:xb]
+        gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+        found = self.read_crop(gray, parcel_angle_deg, None, stage)
+        if found is not None and found.at is not None:
+            x, y = found.at
+            found = replace(found, at=(x + xa, y + ya))
+        return found
+
     def read_crop(
         self,
         gray: np.ndarray,

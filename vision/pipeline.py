@@ -18,7 +18,7 @@ from vision.detector import Detector, DetectorSettings, StageTimes
 from vision.frames import Frame
 from vision.labels import LabelRead, LabelReader
 from vision.measure import Calibration, Size
-from vision.tracker import ParcelReport, Tracker
+from vision.tracker import ParcelReport, Track, Tracker
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Pipeline:
         tracker: Tracker | None = None,
         label_reads_per_frame: int = 2,
         label_attempts_per_parcel: int = 6,
+        label_confirms_per_frame: int = 2,
     ) -> None:
         self.detector = detector
         self.reader = reader or LabelReader()
@@ -65,6 +66,9 @@ class Pipeline:
         self.tracker = tracker or Tracker(detector.names)
         self.label_reads_per_frame = label_reads_per_frame
         self.label_attempts_per_parcel = label_attempts_per_parcel
+        # reads of a label's region alone, to confirm a Code 128 read once (beside the
+        # budget of whole-parcel reads: a confirmation costs a region's decode)
+        self.label_confirms_per_frame = label_confirms_per_frame
 
     @classmethod
     def from_config(cls, cfg: VisionConfig) -> Pipeline:
@@ -123,6 +127,7 @@ class Pipeline:
 
     def _read_labels(self, frame: Frame, budget: int) -> list[float]:
         w, h = frame.size
+        spent = self._confirm_labels(frame)
         todo = [
             t
             for t in self.tracker.tracks
@@ -130,13 +135,13 @@ class Pipeline:
             and not t.label_certain
             and not t.label_conflict
             and t.label_attempts < self.label_attempts_per_parcel
+            and not _confirmable(t, w, h)  # confirmed above, by its label's region
         ]
         # parcels wholly in view first (a parcel cut by the frame's edge may show its whole
         # label too: a fast belt leaves each parcel wholly in view for two or three frames
         # only), unread before those to confirm, fewest attempts first
         todo.sort(key=lambda t: (not _inside(t.current, w, h), t.label is not None,  # type: ignore[arg-type]
                                  t.label_attempts))  # fmt: skip
-        spent = []
         for t in todo[:budget]:
             start = time.perf_counter()
             # the reader's views are spread over the parcel's attempts: cheap ones first, the
@@ -151,8 +156,41 @@ class Pipeline:
             spent.append((time.perf_counter() - start) * 1e3)
         return spent
 
+    def _confirm_labels(self, frame: Frame) -> list[float]:
+        """Read again, where it was read, the label of each track whose label is not yet
+        certain (a Code 128 read once) and whose symbol is in this frame, those read longest
+        ago first, at most ``label_confirms_per_frame``; with the reader's stage that decoded
+        it. Two reads of two frames must agree, at one place, as before (``Track.add_read``)."""
+        w, h = frame.size
+        limit = 2 * self.label_attempts_per_parcel
+        todo = [t for t in self.tracker.tracks if _confirmable(t, w, h)
+                and t.label_attempts < limit]  # fmt: skip
+        todo.sort(key=lambda t: -float(t.label_at[0]))  # type: ignore[index]  # leaving first
+        spent = []
+        for t in todo[: self.label_confirms_per_frame]:
+            start = time.perf_counter()
+            assert t.label is not None and t.label_at is not None and t.current is not None
+            angle = t.current.oriented.angle_deg if t.current.oriented is not None else None
+            read = self.reader.read_at(frame.image, t.label_at, t.label.span, angle,
+                                       t.label_stage)  # fmt: skip
+            t.add_read(read, t.label_stage if t.label_stage is not None else 0)
+            t.label_attempts += 1
+            spent.append((time.perf_counter() - start) * 1e3)
+        return spent
+
     def flush(self) -> list[ParcelReport]:
         return self.tracker.flush()
+
+
+def _confirmable(t: Track, w: int, h: int) -> bool:
+    """A track seen now whose label was read once, is not certain yet and not contradicted,
+    and whose symbol (carried by the belt) lies in the frame."""
+    if t.current is None or t.label is None or t.label_at is None:
+        return False
+    if t.label_certain or t.label_conflict:
+        return False
+    x, y = float(t.label_at[0]), float(t.label_at[1])
+    return 0.0 <= x < w and 0.0 <= y < h
 
 
 def _inside(d: Detection, w: int, h: int, margin: float = 2.0) -> bool:

@@ -136,3 +136,48 @@ def test_a_large_skewed_pdf417_region_is_read_without_enlarging_it(angle: float)
     image = parcel_with_label("PDF417", 3, angle)
     read = LabelReader().read(image, _detection(image, None))
     assert read is not None and read.text == TEXTS["PDF417"]
+
+
+@pytest.mark.parametrize("angle", [0.0, 12.0, 90.0])
+def test_a_label_is_read_again_from_its_region_alone(angle: float) -> None:
+    """A confirming read decodes the crop around where the symbol was read (carried by the
+    belt): the same text, at the same place; nothing where no symbol is."""
+    image = parcel_with_label("Code128", 2, angle)
+    first = LabelReader().read(image, _detection(image, None))
+    assert first is not None and first.at is not None and first.text == TEXTS["Code128"]
+    big = np.full((600, 900, 3), (60, 60, 60), np.uint8)  # the parcel somewhere in a frame
+    big[120:480, 400:760] = image
+    at = np.array(first.at) + np.array([400.0, 120.0])
+    again = LabelReader().read_at(big, at, first.span)
+    assert again is not None and again.text == first.text
+    assert float(np.hypot(*(np.array(again.at) - at))) < max(40.0, first.span)
+    assert LabelReader().read_at(big, np.array([150.0, 300.0]), first.span) is None
+
+
+class _StillDetector:
+    """The parcel at one place in every frame (a stopped belt): the pipeline's reads only."""
+
+    def __init__(self, box: tuple[float, float, float, float]) -> None:
+        self.box = box
+        self.names = {0: "box"}
+
+    def detect(self, image: np.ndarray, times: object) -> list[Detection]:
+        return [Detection(0, "box", 0.9, self.box)]
+
+
+def test_a_code_128_read_once_is_confirmed_from_its_region_on_the_next_frame() -> None:
+    """A Code 128 routes only when read alike in two frames; the second read is of the
+    label's region, beside the frame's budget of whole-parcel reads (none here)."""
+    from vision.frames import Frame
+    from vision.pipeline import Pipeline
+    from vision.tracker import Tracker
+
+    image = parcel_with_label("Code128", 2, 8.0)
+    pipe = Pipeline(_StillDetector((0.0, 0.0, 360.0, 360.0)),  # type: ignore[arg-type]
+                    tracker=Tracker({0: "box"}, px_per_count=0.25, min_hits=1))  # fmt: skip
+    pipe.process(Frame(image, 0.0, 0, 0))
+    (track,) = pipe.tracker.tracks
+    assert track.label is not None and not track.label_certain  # one read of a Code 128
+    result = pipe.process(Frame(image, 0.1, 1, 0), label_reads=0)
+    assert track.label_certain and track.label_agree == 2
+    assert len(result.label_reads) == 1  # the region's read
