@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from edge.sim.harness import run_schedule, start_embedded_broker
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "sim-amr.yaml"
 
@@ -512,9 +514,7 @@ class AmrSimulation:
         self._watch(self._sampler, "sim-amr-sampler")
 
     def _start_embedded_broker(self, port: int = 0) -> str:
-        from fleet_link.embedded import EmbeddedBroker
-
-        self.broker = EmbeddedBroker(port=port or _free_port()).start()
+        self.broker = start_embedded_broker(port)
         return str(self.broker.url)
 
     def _write_config(
@@ -613,32 +613,18 @@ class AmrSimulation:
 
     # ---- schedule, faults, the operator --------------------------------------------------------
     def _run_schedule(self) -> None:
-        todo: list[tuple[float, bool, AmrFault]] = []
-        for f in self.o.faults:
-            todo.append((f.start_s, True, f))
-            todo.append((f.end_s if f.end_s is not None else self.o.duration_s, False, f))
-        todo.sort(key=lambda x: (x[0], x[1]))
-        next_progress = 0.0
-        while True:
-            now = time.monotonic() - self.t0
-            while todo and todo[0][0] <= now:
-                _, begin, fault = todo.pop(0)
-                self._apply(fault, begin)
-            if now >= next_progress:
-                next_progress = now + self.o.progress_every_s
-                self._say(self._progress_line(now))
-            if now >= self.o.duration_s:
-                for _, begin, fault in todo:
-                    if not begin:
-                        self._apply(fault, False)
-                return
-            for proc, serials in self.procs:
-                if proc.poll() is not None:
-                    raise AmrSimError(
-                        f"the node process of {', '.join(serials)} exited with "
-                        f"{proc.returncode}; {self._node_tail()}"
-                    )
-            time.sleep(0.05)
+        d = self.o.duration_s
+        windows = [(f.start_s, f.end_s if f.end_s is not None else d, f) for f in self.o.faults]
+        progress = (self.o.progress_every_s, lambda now: self._say(self._progress_line(now)))
+        run_schedule(windows, d, self.t0, self._apply, [progress], self._check_nodes)
+
+    def _check_nodes(self) -> None:
+        for proc, serials in self.procs:
+            if proc.poll() is not None:
+                raise AmrSimError(
+                    f"the node process of {', '.join(serials)} exited with "
+                    f"{proc.returncode}; {self._node_tail()}"
+                )
 
     def _apply(self, fault: AmrFault, begin: bool) -> None:
         t = time.monotonic() - self.t0
@@ -929,14 +915,6 @@ def _numbered(template: str, i: int) -> str:
     """'sim-amr-01' -> 'sim-amr-07'; a name without a number gets '-07'."""
     m = re.match(r"^(.*?)(\d+)$", template)
     return f"{m[1]}{i:0{len(m[2])}d}" if m else f"{template}-{i:02d}"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LinkProxy:

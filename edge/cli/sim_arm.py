@@ -30,6 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.sim.harness import (
+    epoch,
+    log_tail,
+    process_usage,
+    read_health,
+    run_schedule,
+    start_embedded_broker,
+    wait_running,
+)
+from edge.sim.report import percentiles
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "sim-arm.yaml"
 
@@ -133,18 +144,6 @@ REPORT_KEYS = (
     "node",
 )
 JOIN_TOLERANCE_MM = 60.0  # a node record and a world parcel are the same parcel within this
-
-
-def percentiles(values: Iterable[float]) -> dict[str, float | None]:
-    """p50, p99 and max by the nearest-rank method (no interpolation: a real sample each)."""
-    data = sorted(values)
-    if not data:
-        return {"p50": None, "p99": None, "max": None, "n": 0}
-
-    def q(p: float) -> float:
-        return round(data[min(len(data) - 1, math.ceil(p * len(data)) - 1)], 3)
-
-    return {"p50": q(0.5), "p99": q(0.99), "max": round(data[-1], 3), "n": len(data)}
 
 
 def record_key(rec: Mapping[str, Any]) -> tuple[str | None, float | None]:
@@ -621,57 +620,21 @@ class ArmSimulation:
         self._say(f"node pid {self.node.pid} (log {self.workdir / 'node.log'})")
 
     def _wait_running(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        health: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            assert self.node is not None
-            if self.node.poll() is not None:
-                raise ArmSimError(
-                    f"the node exited with {self.node.returncode}: {self._node_tail()}"
-                )
-            health = self.health()
-            if health.get("state") == "running":
-                return
-            time.sleep(0.1)
-        raise ArmSimError(
-            f"the node did not reach 'running' in {timeout:g} s (health: "
-            f"{health}); {self._node_tail()}"
-        )
+        assert self.node is not None
+        wait_running(self.node, self.workdir / "health.json", ArmSimError, self._node_tail,
+                     timeout)  # fmt: skip
 
     def health(self) -> dict[str, Any]:
-        with contextlib.suppress(OSError, ValueError):
-            return dict(json.loads((self.workdir / "health.json").read_text()))
-        return {}
+        return read_health(self.workdir / "health.json")
 
     def _node_tail(self, lines: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            text = (self.workdir / "node.log").read_text(errors="replace").splitlines()
-            return "node log:\n" + "\n".join(text[-lines:])
-        return "(no node log)"
+        return log_tail(self.workdir / "node.log", lines)
 
     # ---- faults, operator, progress ----------------------------------------------------------
     def _run_schedule(self) -> None:
-        todo: list[tuple[float, bool, ArmFault]] = []
-        for f in self.o.faults:
-            todo.append((f.start_s, True, f))
-            todo.append((min(f.end_s, self.o.duration_s), False, f))
-        todo.sort(key=lambda x: (x[0], x[1]))
-        next_progress = 0.0
-        while True:
-            now = time.monotonic() - self.t0
-            while todo and todo[0][0] <= now:
-                _, begin, fault = todo.pop(0)
-                self.apply(fault, begin)
-            if now >= next_progress:
-                next_progress = now + self.o.progress_every_s
-                self._show(now)
-            if now >= self.o.duration_s:
-                for _, begin, fault in todo:
-                    if not begin:
-                        self.apply(fault, False)
-                return
-            self._check_node()
-            time.sleep(0.05)
+        windows = [(f.start_s, min(f.end_s, self.o.duration_s), f) for f in self.o.faults]
+        run_schedule(windows, self.o.duration_s, self.t0, self.apply,
+                     [(self.o.progress_every_s, self._show)], self._check_node)  # fmt: skip
 
     def apply(self, fault: ArmFault, begin: bool) -> None:
         """Begin or end ``fault`` now (tests drive this by hand)."""
@@ -794,7 +757,7 @@ class ArmSimulation:
                 "safety": {
                     "transitions": [
                         {
-                            "t_s": round(_epoch(s.get("_ts", "")) - self._wall_offset - self.t0, 2)
+                            "t_s": round(epoch(s.get("_ts", "")) - self._wall_offset - self.t0, 2)
                             if s.get("_ts")
                             else None,
                             "from": s.get("from"),
@@ -871,9 +834,7 @@ class ArmSimulation:
 
     # ---- helpers -------------------------------------------------------------------------------
     def _start_embedded_broker(self) -> str:
-        from fleet_link.embedded import EmbeddedBroker
-
-        self.broker = EmbeddedBroker(port=_free_port()).start()
+        self.broker = start_embedded_broker()
         return str(self.broker.url)
 
     def _on_message(self, msg: Any) -> None:
@@ -900,31 +861,6 @@ class ArmSimulation:
     def _say(self, text: str) -> None:
         if self.o.progress is not None:
             self.o.progress(text)
-
-
-def process_usage(pid: int, since: Mapping[str, float] | None = None) -> dict[str, float]:
-    """CPU and RSS of ``pid`` from /proc; with ``since`` (an earlier call's result) the CPU %
-    over the time between them."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (OSError, IndexError):
-        return {"cpu_percent": 0.0, "rss_mb": 0.0, "rss_peak_mb": 0.0}
-    cpu_s = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-    fields = dict(
-        line.split()[:2] for line in status.splitlines() if line.startswith(("VmRSS", "VmHWM"))
-    )
-    now = time.monotonic()
-    out = {
-        "cpu_s": cpu_s,
-        "wall_s": now,
-        "rss_mb": int(fields.get("VmRSS:", 0)) / 1024,
-        "rss_peak_mb": int(fields.get("VmHWM:", 0)) / 1024,
-    }
-    if since is not None and "cpu_s" in since:
-        out["cpu_percent"] = 100 * (cpu_s - since["cpu_s"]) / max(1e-9, now - since["wall_s"])
-        return {k: round(v, 1) for k, v in out.items() if k not in ("cpu_s", "wall_s")}
-    return out
 
 
 def progress_line(snap: Mapping[str, Any]) -> str:
@@ -962,20 +898,6 @@ def live_table(snap: Mapping[str, Any]) -> Any:
         b = right[i] if i < len(right) else ("", "")
         table.add_row(str(a[0]), str(a[1]), str(b[0]), str(b[1]))
     return table
-
-
-def _epoch(stamp: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---- the simulated cell's settings, from the node's config ---------------------------------

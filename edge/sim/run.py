@@ -33,6 +33,16 @@ from typing import Any
 from edge.config import load_board_config
 from edge.config.board import BoardConfig
 from edge.sim.faults import Fault, expand_random
+from edge.sim.harness import (
+    epoch,
+    free_port,
+    log_tail,
+    process_usage,
+    read_health,
+    run_schedule,
+    start_embedded_broker,
+    wait_running,
+)
 from edge.sim.report import build_report
 from edge.sim.safety_truth import DEAD, StateTimeline, belt_stops, judge_strokes, rss_growth
 from fleet_link.brain import Brain, Message
@@ -300,7 +310,7 @@ class CellSimulation:
             for name in readers:
                 loss.pop(name, None)
         if "metrics" not in data:  # /metrics on a free loopback port, unless the config says
-            data["metrics"] = {"listen": f"127.0.0.1:{_free_port()}"}
+            data["metrics"] = {"listen": f"127.0.0.1:{free_port()}"}
         self.metrics_url = f"http://{data['metrics']['listen']}/metrics"
         path = self.workdir / "node.yaml"
         path.write_text(
@@ -337,19 +347,8 @@ class CellSimulation:
         return self.workdir / "outbox-full"
 
     def _wait_node_running(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        health: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            assert self.node is not None
-            if self.node.poll() is not None:
-                raise SimError(f"the node exited with {self.node.returncode}: {self._node_tail()}")
-            with contextlib.suppress(OSError, ValueError):
-                health = json.loads((self.workdir / "health.json").read_text())
-                if health.get("state") == "running":
-                    return
-            time.sleep(0.1)
-        raise SimError(f"the node did not reach 'running' in {timeout:g} s (health: {health}); "
-                       f"{self._node_tail()}")  # fmt: skip
+        assert self.node is not None
+        wait_running(self.node, self.workdir / "health.json", SimError, self._node_tail, timeout)
 
     def _final_counters(self) -> dict[str, Any]:
         """The node's own counters, written to its health file when it stops."""
@@ -382,47 +381,25 @@ class CellSimulation:
                 "frames_processed": int(end[1] - start[1])}  # fmt: skip
 
     def _node_health(self) -> dict[str, Any]:
-        with contextlib.suppress(OSError, ValueError):
-            return dict(json.loads((self.workdir / "health.json").read_text()))
-        return {}
+        return read_health(self.workdir / "health.json")
 
     def _node_tail(self, lines: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            text = (self.workdir / "node.log").read_text(errors="replace").splitlines()
-            return "node log:\n" + "\n".join(text[-lines:])
-        return "(no node log)"
+        return log_tail(self.workdir / "node.log", lines)
 
     # ---- faults and progress ---------------------------------------------------------------------
     def _run_schedule(self) -> None:
-        todo: list[tuple[float, str, Fault]] = []
+        windows = []
         for f in self.faults:
             if f.kind == "serial-noise" and f.start_s == 0 and f.duration_s is None:
                 self.fault_log.append(f"{f}: on the MCU line for the whole run")
                 continue
-            todo.append((f.start_s, "begin", f))
             # a fault without a duration lasts while parcels arrive: it ends before the drain
-            end = f.end_s if f.end_s is not None else self.o.duration_s
-            todo.append((max(end, f.start_s), "end", f))
-        todo.sort(key=lambda x: (x[0], x[1] == "begin"))
-        next_progress = next_rss = 0.0
-        while True:
-            now = time.monotonic() - self.t0
-            while todo and todo[0][0] <= now:
-                _, phase, fault = todo.pop(0)
-                self._apply(fault, phase == "begin")
-            if now >= next_rss:
-                next_rss = now + self.o.rss_every_s
-                self._sample_rss(now)
-            if now >= next_progress:
-                next_progress = now + self.o.progress_every_s
-                self._say(self._progress_line(now))
-            if now >= self.o.duration_s:
-                for _, phase, fault in todo:  # faults still due: end them cleanly
-                    if phase == "end":
-                        self._apply(fault, False)
-                return
-            self._check_node()
-            time.sleep(0.05)
+            windows.append((f.start_s, f.end_s if f.end_s is not None else self.o.duration_s, f))
+        periodic = [
+            (self.o.rss_every_s, self._sample_rss),
+            (self.o.progress_every_s, lambda now: self._say(self._progress_line(now))),
+        ]
+        run_schedule(windows, self.o.duration_s, self.t0, self._apply, periodic, self._check_node)
 
     def _check_node(self) -> None:
         """A node that exits by itself (not killed by a fault) ends the run with its log."""
@@ -801,9 +778,7 @@ class CellSimulation:
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _start_embedded_broker(self, port: int = 0) -> str:
-        from fleet_link.embedded import EmbeddedBroker
-
-        self.broker = EmbeddedBroker(port=port or _free_port()).start()
+        self.broker = start_embedded_broker(port)
         return str(self.broker.url)
 
     def _on_message(self, msg: Message) -> None:
@@ -816,7 +791,7 @@ class CellSimulation:
             elif msg.name == "safety":
                 self.got.safety.append(msg.data)
                 with contextlib.suppress(ValueError, KeyError, TypeError):
-                    self.timeline.add(_epoch(msg.ts) - self._wall_offset, msg.data["to"], "event")
+                    self.timeline.add(epoch(msg.ts) - self._wall_offset, msg.data["to"], "event")
             elif msg.name == "alarm":
                 self.got.alarms.append(msg.data)
             elif msg.name == "task_crashed":
@@ -824,30 +799,7 @@ class CellSimulation:
 
     def _usage(self, since: dict[str, float] | None = None) -> dict[str, float]:
         assert self.node is not None
-        pid = self.node.pid
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            return {"cpu_percent": 0.0, "rss_mb": 0.0, "rss_peak_mb": 0.0}
-        ticks = os.sysconf("SC_CLK_TCK")
-        cpu_s = (int(stat[11]) + int(stat[12])) / ticks
-        fields = dict(
-            line.split()[:2] for line in status.splitlines() if line.startswith(("VmRSS", "VmHWM"))
-        )
-        now = time.monotonic()
-        out = {
-            "cpu_s": cpu_s,
-            "wall_s": now,
-            "rss_mb": int(fields.get("VmRSS:", 0)) / 1024,
-            "rss_peak_mb": int(fields.get("VmHWM:", 0)) / 1024,
-        }
-        if since is not None:
-            out["cpu_percent"] = round(
-                100 * (cpu_s - since["cpu_s"]) / max(1e-9, now - since["wall_s"]), 1
-            )
-            out = {k: round(v, 1) for k, v in out.items() if k not in ("cpu_s", "wall_s")}
-        return out
+        return process_usage(self.node.pid, since)
 
     def _say(self, text: str) -> None:
         if self.o.progress is not None:
@@ -921,18 +873,3 @@ class _Flood:
 
 def _rel(t: float | None, t0: float) -> float | None:
     return None if t is None else round(t - t0, 3)
-
-
-def _epoch(stamp: str) -> float:
-    """RFC 3339 (an envelope's ts) -> seconds since the epoch."""
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
