@@ -25,8 +25,9 @@ Its plan for one pick, all in the arm frame, the cup riding the belt while it to
 Which parcel next: as the arm is about to be free it looks at the ``CANDIDATES`` parcels
 nearest their deadline (the window's downstream end) that it can still meet, plans each,
 and for each the best second pick after it (``LOOKAHEAD`` 2); it takes the first pick of
-the best pair (most picks, then the earliest finish): earliest-deadline-first, except
-where taking the most urgent parcel would lose the next one too. Parcels it cannot pick
+the best pair (most picks, then one that keeps the most urgent parcel, then the earliest
+finish): earliest-deadline-first, except where taking the most urgent parcel would lose
+the next one too. Parcels it cannot pick
 (unpickable by truth, no destination, or past the window before the arm is free) are left
 to pass with the reason. ``sim_hardware`` never imports ``edge``: the kinematics and the
 time law here are the oracle's own (closed-form SCARA, double-S profile).
@@ -458,19 +459,24 @@ class OraclePlanner:
                 self.plan.passed[p.id] = "past the window before the arm was free"
                 del self.pending[p.id]
         cands = [p for p in cands if p.id in self.pending][: self.CANDIDATES]
-        best: tuple[tuple[int, float], _PickPlan] | None = None
+        urgent = cands[0].id if cands else None
+        # most picks; then a pair that keeps the most urgent parcel (one that drops it
+        # may finish sooner but loses it beyond the pair: 9 picks against 10 of
+        # earliest-deadline-first on a long window); then the earliest finish
+        best: tuple[tuple[int, int, float], _PickPlan] | None = None
         for p in cands:
             first = self._pick(p, t_free, self.last_q)
             if isinstance(first, str):
                 continue
-            score = (1, -first.free_at)
+            score = (1, int(p.id == urgent), -first.free_at)
             if self.LOOKAHEAD > 1:
                 for p2 in cands:
                     if p2.id == p.id:
                         continue
                     second = self._pick(p2, first.free_at, first.end_q)
                     if not isinstance(second, str):
-                        score = max(score, (2, -second.free_at))
+                        keeps = int(urgent in (p.id, p2.id))
+                        score = max(score, (2, keeps, -second.free_at))
             if best is None or score > best[0]:
                 best = (score, first)
         if best is None:
