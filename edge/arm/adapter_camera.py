@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("wolfpack.arm.camera")
 
 
+ARM_CAMERA_NICE = 0  # nice steps below the node (CameraWorker's ``nice``)
+
+
 class ArmCameraError(ValueError):
     """The camera cannot place parcels on the belt with this config."""
 
@@ -110,7 +113,11 @@ class ArmCamera(CameraWorker):
                 "vision.calibration is missing; without it a parcel cannot be placed on the "
                 "belt for a pick (give >= 4 reference points, pixel -> belt mm)"
             )
-        super().__init__(vision, state, name="arm camera", max_fps=max_fps)
+        # not real-time (the arm's motion stream, the core and the MCU link are, on a board:
+        # they preempt it), but at the node's nice value: niced 10 further, on this shared
+        # machine the camera lost to nice-19 training jobs (54 ms a frame instead of 8, gaps
+        # of 1.8 s: the core called it silent 16 times a run and picked nothing meanwhile)
+        super().__init__(vision, state, name="arm camera", max_fps=max_fps, nice=ARM_CAMERA_NICE)
         self.feed = feed
         self.frame = frame  # each processed frame's (encoder count, capture time)
         self.placer = BeltPlacer(

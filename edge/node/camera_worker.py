@@ -8,7 +8,8 @@ machine says what a processed frame gives (``processed``); the rest is here, onc
   (``LatestFrames``): a frame never waits behind a slow one (the arm's copy of this loop read
   the socket's backlog: frames 0.9 s old, and the core called the camera silent);
 * at most ``max_fps`` frames a second, on a grid (``rate_gate``);
-* the thread runs below the node's other threads (``_below_the_node``);
+* the thread runs below the node's other threads (``_below_the_node``: never real-time, and
+  ``nice`` steps below the node's nice value);
 * the stream's state (up, lost) goes to ``state``; a dropped stream resets the tracker.
 """
 
@@ -49,8 +50,10 @@ class CameraWorker:
         name: str,
         max_fps: float,
         stats: Iterable[str] = (),
+        nice: int = CAMERA_NICE,
     ) -> None:
         self.vision = vision
+        self.nice = nice  # nice steps below the node (never real-time, whatever this is)
         self.state = state
         self.name = name
         self.max_fps = max_fps
@@ -107,7 +110,7 @@ class CameraWorker:
     def _work(self, post: Post, stop: threading.Event, holder: dict[str, Any]) -> None:
         from vision.pipeline import Pipeline
 
-        _below_the_node()  # before the pipeline: its inference threads inherit it
+        _below_the_node(self.nice)  # before the pipeline: its inference threads inherit it
         from vision.sources import LatestFrames, OpenCVCapture, open_source
         from vision.wpcf import WpcfSource
 
@@ -169,19 +172,18 @@ class CameraWorker:
             raise ConnectionError(f"camera {source.name}: the frame source ended")
 
 
-def _below_the_node() -> None:
+def _below_the_node(nice: int = CAMERA_NICE) -> None:
     """Run this thread (and the inference threads it starts) below the node's other threads:
     the camera is a ``degrade`` device, and its work must never delay the MCU link, the PLC
     heartbeat, the arm's motion stream or a safety decision on a busy board. Never real-time,
-    even in a node that is (Linux: a thread's scheduling class and nice value are its own)."""
+    even in a node that is (Linux: a thread's scheduling class and nice value are its own),
+    and ``nice`` steps below the node's nice value."""
     tid = threading.get_native_id()
     with contextlib.suppress(OSError, AttributeError):
         if os.sched_getscheduler(tid) != os.SCHED_OTHER:
             os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
     with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(
-            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + CAMERA_NICE)
-        )
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
 
 
 def rate_gate(due: float | None, t: float, min_gap: float) -> tuple[bool, float | None]:

@@ -137,3 +137,29 @@ def test_a_track_whose_best_view_was_cut_is_still_handed_over() -> None:
     assert final.final and final.label is None
     assert final.encoder_count == round(4 * 50 / 0.8)  # its last whole view
     assert abs(final.length_mm - 300 * MM_PER_PX) < 1.0
+
+
+def test_the_arm_camera_runs_at_the_nodes_nice_value_never_real_time() -> None:
+    """The diverter's camera is niced 10 below its node; the arm's is not (on this shared
+    machine it lost to nice-19 jobs: frames 54 ms instead of 8, gaps of 1.8 s, the core
+    called it silent), but it is never real-time: a board's real-time motion preempts it."""
+    import os
+    import threading
+
+    from edge.arm.adapter_camera import ARM_CAMERA_NICE
+    from edge.node.camera_worker import CAMERA_NICE, _below_the_node
+
+    got: dict[int, tuple[int, int]] = {}
+
+    def probe(nice: int) -> None:
+        _below_the_node(nice)
+        tid = threading.get_native_id()
+        got[nice] = (os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid))
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    for nice in (ARM_CAMERA_NICE, CAMERA_NICE):
+        t = threading.Thread(target=probe, args=(nice,))
+        t.start()
+        t.join()
+    assert got[ARM_CAMERA_NICE] == (os.SCHED_OTHER, base)
+    assert got[CAMERA_NICE] == (os.SCHED_OTHER, min(19, base + CAMERA_NICE))
