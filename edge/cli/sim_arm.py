@@ -197,15 +197,25 @@ def join_records(
     return joined, unmatched
 
 
+def _mm0(p: Mapping[str, Any]) -> float | None:
+    """A parcel's centre at encoder count 0 as the camera last showed it (``camera_mm0``),
+    else as it was put on the belt (``belt_mm0``: a parcel pushed along the belt since, by
+    the arm or a neighbour, is no longer there)."""
+    x = p.get("camera_mm0")
+    x = p.get("belt_mm0") if x is None else x
+    return None if x is None else float(x)
+
+
 def _nearest(
     world: Mapping[int, Mapping[str, Any]], x0: float, taken: Mapping[int, Any], within: float
 ) -> int | None:
-    """The parcel without a record whose ``belt_mm0`` is nearest ``x0``, within ``within``."""
+    """The parcel without a record whose ``_mm0`` is nearest ``x0``, within ``within``."""
     best, best_d = None, within
     for pid, p in world.items():
-        if pid in taken or p.get("belt_mm0") is None:
+        at = _mm0(p)
+        if pid in taken or at is None:
             continue
-        d = abs(float(p["belt_mm0"]) - x0)
+        d = abs(at - x0)
         if d <= best_d:
             best, best_d = pid, d
     return best
@@ -216,10 +226,10 @@ def _on_footprint(world: Mapping[int, Mapping[str, Any]], x0: float) -> int | No
     ``x0``, the nearest centre where two do."""
     best, best_d = None, math.inf
     for pid, p in world.items():
-        size = p.get("size_mm")
-        if p.get("belt_mm0") is None or not size:
+        size, at = p.get("size_mm"), _mm0(p)
+        if at is None or not size:
             continue
-        d = abs(float(p["belt_mm0"]) - x0)
+        d = abs(at - x0)
         if d <= max(float(size[0]), float(size[1])) / 2 and d < best_d:
             best, best_d = pid, d
     return best

@@ -255,6 +255,10 @@ class SimArmCell:
         self.valve_trace: list[tuple[float, ...]] = []  # while the valve is open (diagnosis)
         self.curtain_breaks: list[dict[str, Any]] = []
         self._q_prev: Any = None
+        # parcel id -> its centre's belt coordinate at encoder count 0 while the camera last
+        # showed it (a parcel pushed along the belt after induction keeps its first
+        # ``belt_mm0`` no longer: this is what the node's record was placed from)
+        self.camera_mm0: dict[int, float] = {}
         mcu = settings["mcu"]
         self.mcu = SimMcuThread(
             SimMcuOptions(
@@ -422,6 +426,7 @@ class SimArmCell:
                     "inducted_s": round(t.put_on_t + self.t_start - t0, 3),
                     # its centre's belt coordinate at encoder count 0 (joins the node's record)
                     "belt_mm0": round(t.put_on_u_mm - self.world.belt_mm(t.put_on_t), 1),
+                    "camera_mm0": self.camera_mm0.get(pid),  # the same, as the camera saw it
                     "counts_per_mm": cpm,
                 }
             )
@@ -533,7 +538,11 @@ class SimArmCell:
         def take() -> ArmSnapshot:
             now = time.monotonic()
             count = math.floor(self.world.belt_mm(now - self.t_start) * self.cfg.counts_per_mm)
-            return ArmSnapshot(now, count, centre_mm, fov_mm, tuple(self.world.on_belt()))
+            parcels = tuple(self.world.on_belt())
+            for p, u, _, _ in parcels:
+                if abs(u - centre_mm) <= fov_mm / 2:
+                    self.camera_mm0[p.id] = round(u - count / self.cfg.counts_per_mm, 1)
+            return ArmSnapshot(now, count, centre_mm, fov_mm, parcels)
 
         return self._on_loop(take)
 

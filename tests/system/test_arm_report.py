@@ -237,6 +237,25 @@ def test_a_record_placed_off_centre_joins_its_parcel_and_a_split_tracks_second_i
     assert "no record: in no camera frame" in render_arm_text(r)
 
 
+def test_a_parcel_pushed_along_the_belt_joins_by_where_the_camera_showed_it() -> None:
+    """Run of 2026-12-02 11:56: a box knocked back 1,317 mm along the belt before the camera
+    (a neighbour dropped onto it) kept its induction ``belt_mm0``: its unlabelled record
+    matched no parcel and the box had "no record". The camera's ``camera_mm0`` joins them."""
+    world = {
+        35: parcel(35, "belt_end", legible=False, label="", belt_mm0=-22327.4,
+                   camera_mm0=-23640.0, size_mm=[388.3, 217.6]),
+        36: parcel(36, "belt_end", legible=False, label="", belt_mm0=-24130.3,
+                   camera_mm0=None, size_mm=[431.7, 274.5]),
+    }  # fmt: skip
+    records = [
+        record(37, "passed", label=None, belt_mm0=-23644.5),
+        record(38, "passed", label=None, belt_mm0=-24137.7),  # never under the camera: induction
+    ]
+    joined, unmatched = join_records(world, records)
+    assert joined[35]["belt_mm0"] == -23644.5 and joined[36]["belt_mm0"] == -24137.7
+    assert unmatched == []
+
+
 def test_the_live_view_shows_the_world_beside_the_node() -> None:
     from rich.console import Console
 
