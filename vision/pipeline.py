@@ -135,8 +135,7 @@ class Pipeline:
             and not t.label_certain
             and not t.label_conflict
             and t.label_attempts < self.label_attempts_per_parcel
-            and not _confirmable(t, w, h)  # confirmed above, by its label's region
-        ]
+        ]  # a region's read that failed leaves the track here: the whole parcel's may not
         # parcels wholly in view first (a parcel cut by the frame's edge may show its whole
         # label too: a fast belt leaves each parcel wholly in view for two or three frames
         # only), unread before those to confirm, fewest attempts first
