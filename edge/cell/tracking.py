@@ -160,34 +160,35 @@ class Tracker:
         at ``count``) is, or None. A parcel is a candidate when its middle (from the eye's
         edges) is within tolerance of the sighted middle (a yawed parcel's box is longer
         than the parcel, but centred on it), or when the sighted body lies within the
-        parcel's (each end within tolerance) and reaches no other parcel's body (a long
-        parcel boxed short, by a part of it: its middle may be far from the parcel's, but
-        the part is on it). A parcel still on the eye (no trailing edge yet) is compared by
-        its leading edge. The sighting joins the one candidate; with none, or with two
-        (touching parcels, a part near a neighbour), it is nobody's, as a neighbour's label
-        would be a mis-sort."""
+        parcel's (each end within tolerance: a long parcel boxed short, by a part of it: its
+        middle may be far from the parcel's, but the part is on it). A parcel still on the
+        eye (no trailing edge yet) joins by its leading edge, and its body, which reaches
+        back past the eye, makes any sighting led within tolerance of that edge or behind it
+        ambiguous. The sighting joins the one candidate when no other parcel could be it
+        within tolerance; with none, or with two (touching parcels, a part near a
+        neighbour), it is nobody's, as a neighbour's label would be a mis-sort."""
         middle = lead_mm - extent_mm / 2
         back_mm = lead_mm - extent_mm
         tol = self.tolerance_mm
-        spans = {p.id: self._span(p, count) for p in self.active.values()}
         near: list[Parcel] = []
+        others = 0  # parcels the sighting could also be, within tolerance
         for p in self.active.values():
+            back, lead = self._span(p, count)
             if p.trail_count is None:
-                gap = abs(self.position(p, count) - lead_mm)
+                joins = abs(lead - lead_mm) <= tol
+                # its body reaches back past the eye: a sighting led within tolerance of its
+                # leading edge, or behind it, may be a part of it
+                could = lead_mm <= lead + tol
             else:
-                gap = abs(self.middle(p, count) - middle)
-            if gap <= tol or (
-                p.trail_count is not None
-                and spans[p.id][0] - tol <= back_mm
-                and lead_mm <= spans[p.id][1] + tol
-                and not any(
-                    back < lead_mm and back_mm < lead
-                    for pid, (back, lead) in spans.items()
-                    if pid != p.id
+                joins = abs(self.middle(p, count) - middle) <= tol or (
+                    back - tol <= back_mm and lead_mm <= lead + tol
                 )
-            ):
+                could = joins
+            if joins:
                 near.append(p)
-        if len(near) != 1:
+            elif could:
+                others += 1
+        if len(near) != 1 or others:
             return None
         return near[0]
 

@@ -319,8 +319,10 @@ def test_a_part_of_a_parcel_joins_it_or_none(parcels: list[Boxed]) -> None:
         assert got in (None, f"A-{k}"), f"parcel {k} got {got!r}: a neighbour's label"
         back, front = sighted[k]
         mid = (back + front) / 2
+        # no other parcel could be it, within the tolerance (its body on theirs, or its
+        # middle near theirs): an ambiguous sighting is nobody's
         clear = all(
-            not (b < front and back < f) and abs((b + f) / 2 - mid) > tol
+            not (b - tol <= back and front <= f + tol) and abs((b + f) / 2 - mid) > tol
             for j, (b, f) in enumerate(spans)
             if j != k
         )
