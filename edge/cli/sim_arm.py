@@ -939,7 +939,12 @@ def cell_settings(board: Any, o: ArmSimOptions) -> dict[str, Any]:
         "unreadable_fraction": o.unreadable_fraction,
         "arm": arm.model_dump(mode="json"),
         "mcu": {"baud": mcu.baud, "watchdog_ms": mcu.watchdog_ms},
-        "camera": {"centre_u_mm": camera_u, "fov_mm": fov, "fps": o.camera_fps},
+        "camera": {
+            "centre_u_mm": camera_u,
+            "fov_mm": fov,
+            "fps": o.camera_fps,
+            "size": list(_camera_size(board)),
+        },
         "induction_u_mm": camera_u - fov / 2 - INDUCTION_BEFORE_CAMERA_MM,
         "belt_end_u_mm": arm.tracking.downstream_mm + BELT_END_AFTER_WINDOW_MM,
         # the reference brain answers destination indices; n_dest (no destination) = pass
@@ -957,8 +962,18 @@ def _camera_fov_mm(board: Any) -> float:
     if vision is None or vision.calibration is None:
         raise ArmSimError("the arm sim config needs vision.calibration (the simulated camera)")
     cal = Calibration.from_config(vision.calibration)
-    ends = cal.to_mm([[0.0, 240.0], [640.0, 240.0]])
+    w, h = _camera_size(board)
+    ends = cal.to_mm([[0.0, h / 2], [float(w), h / 2]])
     return float(abs(ends[1][0] - ends[0][0]))
+
+
+def _camera_size(board: Any) -> tuple[int, int]:
+    """The frame the simulated camera renders: the source's width x height (640 x 480 when
+    the config does not ask for one, as a camera's default mode)."""
+    source = board.vision.source if board.vision is not None else None
+    if source is None:
+        return 640, 480
+    return int(source.width or 640), int(source.height or 480)
 
 
 def patch_node_config(

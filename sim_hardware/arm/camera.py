@@ -25,8 +25,11 @@ class ArmRenderer(CameraRenderer):
     """Frames from an ``ArmSnapshot`` (``sim_hardware.arm.cell``): each parcel at its world
     pose; the look (sprite, label) from ``(seed, id)`` as the diverter's."""
 
-    def __init__(self, centre_mm: float, fov_mm: float, seed: int = 0) -> None:
-        super().__init__(centre_mm, fov_mm, seed, max_yaw_deg=0.0)
+    def __init__(
+        self, centre_mm: float, fov_mm: float, seed: int = 0, size: tuple[int, int] | None = None
+    ) -> None:
+        extra = {} if size is None else {"size": size}
+        super().__init__(centre_mm, fov_mm, seed, max_yaw_deg=0.0, **extra)
         self._pose: dict[int, tuple[float, float]] = {}  # drawn at: lateral px, yaw deg
 
     def _draw_look(self, parcel: Parcel) -> Any:

@@ -35,7 +35,10 @@ from sim_hardware.pipe_rpc import PipeClient, resolve_path
 from sim_hardware.world.parcels import Parcel
 
 # ---- the camera -------------------------------------------------------------------------------
-FRAME_W, FRAME_H = 640, 480
+# 1024 x 768 over the 800 mm view (1.28 px/mm, the diverter camera's): at 640 px (0.8 px/mm)
+# the finest Code 128 of the parcel mix has modules under 2 px, never legible (3 of 58
+# readable labels at 1,800/h were never shown legibly, and their parcels were passed on)
+FRAME_W, FRAME_H = 1024, 768
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ def camera_calibration(fov_mm: float) -> dict[str, Any]:
     pixel -> (along, across) mm from the camera's centre, image +x along the travel and
     image up to the left of it."""
     s = fov_mm / FRAME_W
-    points = [(0.0, 0.0), (FRAME_W, 0.0), (FRAME_W, FRAME_H), (0.0, FRAME_H), (320.0, 240.0)]
+    points = [(0.0, 0.0), (FRAME_W, 0.0), (FRAME_W, FRAME_H), (0.0, FRAME_H)]
+    points.append((FRAME_W / 2, FRAME_H / 2))
     return {
         "reference_points": [
             {
@@ -82,7 +86,9 @@ def _camera_main(snapshots: Any, control: Any, kwargs: dict[str, Any], nice: int
         feed = CameraFeed(snapshots, control, **kwargs)
         from sim_hardware.arm.camera import ArmRenderer
 
-        feed.renderer = ArmRenderer(kwargs["centre_mm"], kwargs["fov_mm"], kwargs["seed"])
+        feed.renderer = ArmRenderer(
+            kwargs["centre_mm"], kwargs["fov_mm"], kwargs["seed"], size=kwargs["size"]
+        )
     except Exception as exc:
         control.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -105,6 +111,7 @@ class ArmCameraProcess(PipeClient):
         fov_mm: float,
         seed: int = 0,
         nice: int = 0,
+        size: tuple[int, int] = (FRAME_W, FRAME_H),
     ) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
@@ -116,6 +123,7 @@ class ArmCameraProcess(PipeClient):
             fov_mm=fov_mm,
             seed=seed,
             truth=True,
+            size=(int(size[0]), int(size[1])),
         )
         self._proc = ctx.Process(
             target=_camera_main, args=(snapshots, child, kwargs, nice), daemon=True
@@ -643,6 +651,7 @@ class SimArmCellProcess(PipeClient):
             centre_mm=cam["centre_u_mm"],
             fov_mm=cam["fov_mm"],
             seed=self.settings["seed"],
+            size=tuple(cam.get("size", (FRAME_W, FRAME_H))),
         ).start()
         self.camera_port = self.camera.port
         return self
