@@ -164,7 +164,8 @@ class Pipeline:
         limit = 2 * self.label_attempts_per_parcel
         todo = [t for t in self.tracker.tracks if _confirmable(t, w, h)
                 and t.label_attempts < limit]  # fmt: skip
-        todo.sort(key=lambda t: -float(t.label_at[0]))  # type: ignore[index]  # leaving first
+        d = self.tracker.direction  # furthest along the belt (the first to leave) first
+        todo.sort(key=lambda t: -float(t.label_at[0] * d[0] + t.label_at[1] * d[1]))  # type: ignore[index]
         spent = []
         for t in todo[: self.label_confirms_per_frame]:
             start = time.perf_counter()

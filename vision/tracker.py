@@ -243,7 +243,7 @@ class Tracker:
         width, height = frame.size
         # tracks of parcels still entering: their box's back is the frame's edge, so only
         # their leading edge is known (and predicted, once the belt's motion is known)
-        entering = [known and self._entering(t.box) for t in self.tracks]
+        entering = [known and self._entering(t.box, width, height) for t in self.tracks]
         for t in self.tracks:
             t.box = self._moved(t.box, shift, width, height)
             if t.label_at is not None:
@@ -312,21 +312,28 @@ class Tracker:
         parcel still entering: it grows from that edge rather than leaves it (moving it whole
         would leave a gap behind it that its next, larger box does not match)."""
         new = box + np.tile(shift, 2)
-        d, m = self.direction, self.EDGE_PX
-        if d[0] > 0.1 and box[0] <= m:
-            new[0] = box[0]
-        if d[0] < -0.1 and box[2] >= width - m:
-            new[2] = box[2]
-        if d[1] > 0.1 and box[1] <= m:
-            new[1] = box[1]
-        if d[1] < -0.1 and box[3] >= height - m:
-            new[3] = box[3]
+        for i in self._upstream_sides(box, width, height):
+            new[i] = box[i]
         return new
 
-    def _entering(self, box: np.ndarray) -> bool:
+    def _entering(self, box: np.ndarray, width: int, height: int) -> bool:
         """Whether ``box`` lies at the frame's upstream edge (its parcel still entering)."""
+        return bool(self._upstream_sides(box, width, height))
+
+    def _upstream_sides(self, box: np.ndarray, width: int, height: int) -> list[int]:
+        """Which of ``box``'s sides (indices of x1, y1, x2, y2) lie on the frame's edge the
+        belt enters by, for a belt running along either axis, either way."""
         d, m = self.direction, self.EDGE_PX
-        return bool((d[0] > 0.1 and box[0] <= m) or (d[1] > 0.1 and box[1] <= m))
+        sides = []
+        if d[0] > 0.1 and box[0] <= m:
+            sides.append(0)
+        if d[0] < -0.1 and box[2] >= width - m:
+            sides.append(2)
+        if d[1] > 0.1 and box[1] <= m:
+            sides.append(1)
+        if d[1] < -0.1 and box[3] >= height - m:
+            sides.append(3)
+        return sides
 
     def _lead(self, box: np.ndarray | tuple[float, ...]) -> float:
         """How far along the belt the box's downstream side lies (px)."""

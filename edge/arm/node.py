@@ -545,11 +545,16 @@ class ArmMachine(Machine):
         if self.stream is not None:
             out["motion"] = {**self.stream.stats, "halted": self.stream.halted}
         if self.camera is not None:
-            out["camera"] = {
-                **{k: round(v, 1) for k, v in self.camera.stats.items()},
-                **self.camera.handover.stats,  # labels, unlabelled, never_whole, ...
-            }
+            out["camera"] = self._camera_figures()
         return out
+
+    def _camera_figures(self) -> dict[str, Any]:
+        """The camera worker's figures and its handover's (labels, unlabelled, never_whole)."""
+        assert self.camera is not None
+        return {
+            **{k: round(v, 1) for k, v in self.camera.stats.items()},
+            **self.camera.handover.stats,
+        }
 
     def health(self) -> dict[str, Any]:
         return {"arm": self._core_status()}
@@ -561,8 +566,7 @@ class ArmMachine(Machine):
         if self.stream is not None:
             out.update({f"motion_{k}": v for k, v in self.stream.stats.items()})
         if self.camera is not None:
-            out.update({f"cam_{k}": round(v, 1) for k, v in self.camera.stats.items()})
-            out.update({f"cam_{k}": v for k, v in self.camera.handover.stats.items()})
+            out.update({f"cam_{k}": v for k, v in self._camera_figures().items()})
         return out
 
 

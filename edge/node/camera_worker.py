@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ Post = Callable[..., Any]
 CAMERA_NICE = 10
 
 
-class CameraWorker:
+class CameraWorker(ABC):
     """Runs as a supervised task; the pipeline in a daemon thread. ``state`` and what a
     subclass posts are called on the node's loop (through ``call_soon_threadsafe``)."""
 
@@ -64,11 +65,11 @@ class CameraWorker:
         )  # fmt: skip
         # lag: a frame's age when its processing starts; gap: the longest between two
 
+    @abstractmethod
     def processed(self, result: FrameResult, pipeline: Pipeline, post: Post) -> None:
         """What a processed frame gives, posted to the node's loop (the machine's part)."""
-        raise NotImplementedError
 
-    def closed(self) -> None:
+    def closed(self) -> None:  # noqa: B027 (optional: most machines have nothing to clean)
         """The worker ends (a machine's clean-up in the worker thread)."""
 
     async def run(self) -> None:
