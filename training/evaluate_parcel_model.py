@@ -217,6 +217,9 @@ def report(r: dict[str, Any]) -> str:
 
 
 GOALS = {"class_accuracy": 0.90, "recall50": 0.95, "label_read": 0.97, "pipeline_p99_ms": 15.0}
+# the bars a shipped model must clear on 2D held-out scenes (tests/vision/test_shipped_model.py):
+# printed beside the goals so that one command says whether a candidate could ship
+SHIPPED_BARS = {"map50": 0.90, "class_ap50": 0.80}
 BASELINE_2D = REPO / "vision/models/baseline-2d/parcels.onnx"
 
 
@@ -265,6 +268,7 @@ def cross_domain(
                 "images": ev["images"], "parcels": ev["parcels"], "map50": ev["map50"],
                 "recall50": ev["recall50"], "class_accuracy": ev["class_accuracy"],
                 "ap_agnostic": ev["ap50_class_agnostic"], "confusion": ev["confusion"],
+                "ap_per_class": ev["ap50_per_class"],
             })  # fmt: skip
     main_name = "mixed" if "mixed" in models else next(iter(models))
     main_path = models[main_name][1]
@@ -312,7 +316,28 @@ def check_goals(
         },
         "label_read": None if label_rate is None else label_rate >= GOALS["label_read"],
         "pipeline_p99": None if p99_ms is None else p99_ms <= GOALS["pipeline_p99_ms"],
+        "shipped_bars_2d": shipped_bars(find("mixed", "2D")),
     }
+
+
+def shipped_bars(row: dict[str, Any] | None) -> bool | None:
+    """Whether a row (the mixed model on the 2D held-out set) clears the shipped model's
+    bars: mAP@0.5 and every class's AP@0.5 (None: no such row, or no per-class APs)."""
+    if row is None or not row.get("ap_per_class"):
+        return None
+    return (row["map50"] >= SHIPPED_BARS["map50"]
+            and min(row["ap_per_class"].values()) >= SHIPPED_BARS["class_ap50"])  # fmt: skip
+
+
+def against_2d_model(rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    """The mixed model minus the 2D-trained one on the 2D held-out set (mAP, class accuracy,
+    recall): what training on both families costs on the images the shipped model knows."""
+    pair = [next((r for r in rows if r["model"] == m and r["test"] == "2D"), None)
+            for m in ("mixed", "2D")]  # fmt: skip
+    if None in pair:
+        return None
+    mixed, base = pair
+    return {k: mixed[k] - base[k] for k in ("map50", "class_accuracy", "recall50")}
 
 
 def cross_domain_report(r: dict[str, Any]) -> str:
@@ -351,6 +376,20 @@ def cross_domain_report(r: dict[str, Any]) -> str:
         lines.append(f"  {way}: {word(v)}")
     lines.append(f"  legible-label read rate >= {t['label_read']}: {word(g['label_read'])}")
     lines.append(f"  pipeline p99 <= {t['pipeline_p99_ms']} ms: {word(g['pipeline_p99'])}")
+    mixed2d = next((x for x in r["rows"] if x["model"] == "mixed" and x["test"] == "2D"), None)
+    if mixed2d is not None and mixed2d.get("ap_per_class"):
+        aps = ", ".join(f"{k} {v:.3f}" for k, v in mixed2d["ap_per_class"].items())
+        lines.append(f"mixed on 2D, AP@0.5 per class: {aps}")
+    lines.append(
+        f"shipped-model bars on 2D (mAP@0.5 >= {SHIPPED_BARS['map50']}, every class AP >= "
+        f"{SHIPPED_BARS['class_ap50']}): {word(g.get('shipped_bars_2d'))}"
+    )
+    d = against_2d_model(r["rows"])
+    if d is not None:
+        lines.append(
+            f"mixed minus 2D-trained on 2D: mAP {d['map50']:+.3f}, class accuracy "
+            f"{d['class_accuracy']:+.3f}, recall {d['recall50']:+.3f}"
+        )
     return "\n".join(lines)
 
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from training.evaluate_parcel_model import GOALS, check_goals, cross_domain_report
+from training.evaluate_parcel_model import (
+    GOALS,
+    SHIPPED_BARS,
+    against_2d_model,
+    check_goals,
+    cross_domain_report,
+    shipped_bars,
+)
 
 MODELS = ("2D", "3D", "mixed")
 TESTS = ("2D", "3D")
@@ -57,3 +64,38 @@ def test_the_report_says_which_goals_are_met():
     assert "legible-label read rate >= 0.97: met" in text
     assert "pipeline p99 <= 15.0 ms: NOT met" in text
     assert "0.390" in text and "0.630" in text
+
+
+aps = st.fixed_dictionaries(
+    {c: st.floats(0, 1) for c in ("box", "polybag", "envelope", "irregular")}
+)
+
+
+@given(st.floats(0, 1), aps)
+def test_shipped_bars_need_the_map_and_every_class(map50, per_class):
+    row = {**_row("mixed", "2D", {"class_accuracy": 0.9, "recall50": 0.9}), "map50": map50,
+           "ap_per_class": per_class}  # fmt: skip
+    want = map50 >= SHIPPED_BARS["map50"] and min(per_class.values()) >= SHIPPED_BARS["class_ap50"]
+    assert shipped_bars(row) == want
+    assert check_goals([row], None, None)["shipped_bars_2d"] == want
+    assert shipped_bars(None) is None
+    assert shipped_bars(_row("mixed", "2D", {"class_accuracy": 1, "recall50": 1})) is None
+
+
+def test_the_report_gives_the_shipped_bars_and_the_cost_on_2d():
+    base = {**_row("2D", "2D", {"class_accuracy": 0.982, "recall50": 0.964}), "map50": 0.958}
+    mixed = {
+        **_row("mixed", "2D", {"class_accuracy": 0.965, "recall50": 0.957}),
+        "map50": 0.92,
+        "ap_per_class": {"box": 0.95, "polybag": 0.93, "envelope": 0.97, "irregular": 0.79},
+    }
+    rows = [base, mixed]
+    d = against_2d_model(rows)
+    assert abs(d["map50"] - (0.92 - 0.958)) < 1e-9
+    assert abs(d["class_accuracy"] - (0.965 - 0.982)) < 1e-9
+    r = {"rows": rows, "label_read": None, "pipeline": None,
+         "goals": check_goals(rows, None, None), "thresholds": GOALS}  # fmt: skip
+    text = cross_domain_report(r)
+    assert "irregular 0.790" in text
+    assert "every class AP >= 0.8): NOT met" in text
+    assert "mixed minus 2D-trained on 2D: mAP -0.038, class accuracy -0.017, recall -0.007" in text
