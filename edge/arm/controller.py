@@ -58,7 +58,15 @@ from edge.arm.events import (
     Suction,
     Tick,
 )
-from edge.arm.grasp import Footprint, Grasp, footprint, grasp, neighbours
+from edge.arm.grasp import (
+    G_MM,
+    Footprint,
+    Grasp,
+    clear_grasp,
+    footprint,
+    grasp,
+    neighbours,
+)
 from edge.arm.kinematics import Joints
 from edge.arm.moves import Mover, PickPlan
 from edge.arm.planner import NOT_TRIED, Candidate, choose
@@ -477,15 +485,30 @@ class ArmCore:
                 continue
             others = [(o, fp) for o, fp in self.on_belt.items() if o != p.pid]
             nb = neighbours(self.cfg, me, others, self.belt.cpm)
+            g = p.grasp.centred
             if nb.conflict is not None:
-                other, why = nb.conflict
-                q = self.parcels.get(other)
-                if q is not None and q.state in ("deciding", "waiting", "picking"):
-                    p.wait_reason = f"a neighbour too close: {why}"
-                else:
-                    self._finish(p, "passed", self.cfg.pass_id, f"skipped: {why}", t)
-                continue
-            out.append(Candidate(p.pid, p.grasp.target, nb.clear_z, nb.others))
+                # the cup moves off the face's centre, away from the neighbour, if the face
+                # and the hold allow it (grasp.clear_grasp); else wait or skip as before
+                moved = clear_grasp(self.cfg, g, me, others, self.belt.cpm)
+                if isinstance(moved, str):
+                    other, why = nb.conflict
+                    why = f"{why}; {moved}"
+                    q = self.parcels.get(other)
+                    if q is not None and q.state in ("deciding", "waiting", "picking"):
+                        p.wait_reason = f"a neighbour too close: {why}"
+                    else:
+                        self._finish(p, "passed", self.cfg.pass_id, f"skipped: {why}", t)
+                    continue
+                g = moved
+            if g.offset_mm != p.grasp.offset_mm:
+                du, dy = g.offset_mm
+                self._story(
+                    p, t, "grasp", f"cup {math.hypot(du, dy):.0f} mm off the face's centre "
+                    f"(du {du:.0f}, dy {dy:.0f} mm), clear of its neighbours; it holds "
+                    f"{g.hold.limit / G_MM:.2f} g",
+                )  # fmt: skip
+            p.grasp = g
+            out.append(Candidate(p.pid, g.target, nb.clear_z, nb.others))
         return out
 
     def _go_home(self, t: float) -> None:

@@ -10,12 +10,19 @@ class's density) exceeds ``max_load_kg``, or what the cup holds (vacuum x area /
 factor) leaves less than 1.25 g to lift it with; its height is unknown, too low (the cup
 would hit the belt) or too tall (it cannot pass under the hovering quill). What the cup holds
 of an accepted parcel (``hold``) limits its carry's accelerations (moves.py).
+
+A neighbour whose footprint comes within the cup's radius plus ``edge_margin_mm`` of the
+face's centre does not end the pick by itself: ``clear_grasp`` moves the grasp point away
+from it, within the usable face, as a picker does (docs/arm.md, "Grasp and refusals").
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from edge.arm.config import ArmConfig
 from edge.arm.events import ParcelSeen
@@ -45,6 +52,17 @@ class Grasp:
     size_mm: tuple[float, float, float]  # length, width, height
     half_diagonal_mm: float  # of the footprint: the load's horizontal reach from the cup
     half_extent_mm: tuple[float, float]  # the footprint's half extents along x and y
+    # the top face in the belt's (u, y) frame: its unit axes (along the camera's length,
+    # across it) and the usable half extents along them (face_flatness x half the side)
+    axes: tuple[tuple[float, float], tuple[float, float]] = ((1.0, 0.0), (0.0, 1.0))
+    face_half_mm: tuple[float, float] = (0.0, 0.0)
+    offset_mm: tuple[float, float] = (0.0, 0.0)  # the cup's (du, dy) from the face's centre
+    centre: Grasp | None = None  # the grasp at the face's centre this one was moved from
+
+    @property
+    def centred(self) -> Grasp:
+        """This grasp at the face's centre (itself when it was not moved)."""
+        return self.centre if self.centre is not None else self
 
     @property
     def load(self) -> tuple[float, float, float]:
@@ -98,6 +116,7 @@ def grasp(cfg: ArmConfig, seen: ParcelSeen) -> Grasp | str:
     # the long side vs the travel (+-x): its extents along x and y; the cup holds its yaw
     a = math.radians(seen.angle_deg + cfg.camera.yaw_deg)
     ca, sa = math.cos(a), math.sin(a)
+    sg = belt.sign  # across to the left of travel is +y for a '+x' belt, -y for '-x'
     return Grasp(
         target=target,
         height_mm=height,
@@ -108,6 +127,11 @@ def grasp(cfg: ArmConfig, seen: ParcelSeen) -> Grasp | str:
         half_extent_mm=(
             abs(ca) * length / 2 + abs(sa) * width / 2,
             abs(sa) * length / 2 + abs(ca) * width / 2,
+        ),
+        axes=((ca, sg * sa), (-sa, sg * ca)),
+        face_half_mm=(
+            seen.length_mm * rule.face_flatness / 2,
+            seen.width_mm * rule.face_flatness / 2,
         ),
     )
 
@@ -190,3 +214,108 @@ def neighbours(
                 f"cup's {r:.0f} mm + {s.edge_margin_mm:.0f} mm margin",
             )
     return Neighbours(clear, conflict, tuple(rest))
+
+
+GRID_MM = 2.0  # the step of the search for a grasp point off the face's centre
+
+
+def _crowding(
+    cfg: ArmConfig, me: Footprint, others: Sequence[tuple[int, Footprint]], cpm: float
+) -> list[tuple[int, float, float, float, float]]:
+    """The neighbours that may crowd a cup on ``me``'s top face, as ``neighbours`` judges
+    them: (id, du, dy, hx, hy), their footprint's centre offset from ``me``'s centre and
+    half extents; split tracks and parcels whose top the pressed cup cannot reach left
+    out."""
+    s = cfg.suction
+    c0 = me.target.count_ref
+    out: list[tuple[int, float, float, float, float]] = []
+    for pid, o in others:
+        du = o.target.u_at_count(c0, cpm) - me.target.u_ref
+        dy = o.target.y - me.target.y
+        same = (abs(du) < me.hx and abs(dy) < me.hy) or (abs(du) < o.hx and abs(dy) < o.hy)
+        if same or o.target.z <= me.target.z - s.press_mm - 5.0:
+            continue
+        out.append((pid, du, dy, o.hx, o.hy))
+    return out
+
+
+def clear_grasp(
+    cfg: ArmConfig,
+    g: Grasp,
+    me: Footprint,
+    others: Sequence[tuple[int, Footprint]],
+    cpm: float,
+) -> Grasp | str:
+    """The grasp point nearest the top face's centre where the cup lies on the face's usable
+    part (``face_flatness``) with ``edge_margin_mm`` to spare and is at least its radius
+    plus ``edge_margin_mm`` from every neighbour's footprint that the pressed cup reaches
+    (the rule of ``neighbours``); or why there is none. ``g`` may be a grasp moved before:
+    the search starts from its face's centre (``g.centred``), which it returns unchanged
+    when it is clear.
+
+    Why a picker moves the cup rather than give up: two parcels touching on the belt leave
+    each other's centre closer than the cup's radius plus the margin only along one side;
+    the rest of the face is free. What it costs: the load hangs off the cup's axis by the
+    offset d, so its weight and vertical inertia tilt the face about the lip with a moment
+    m (g + a_z) d on top of the sideways one. The peel rule of the cup (docs/sim-arm-world.md,
+    "The grip": pull + tilt / r_eff under the holding force) then asks (1 + d / r_eff) times
+    more of the vertical part; the moved grasp's ``hold.limit`` is divided by that factor,
+    which also covers the sideways part (its torsion about the cup's axis, a_xy m d, is
+    carried by the lip's friction at r_eff: at most the same factor). A grasp left with
+    less than 1.25 g to lift with is refused. The search is a grid of ``GRID_MM`` over the
+    usable face in the face's own axes (the camera's box: length along its angle), so the
+    cup's position is exact and every candidate is checked with the same rule."""
+    c = g.centred
+    s = cfg.suction
+    need = s.cup_diameter_mm / 2 + s.edge_margin_mm
+    crowd = _crowding(cfg, me, others, cpm)
+    if not crowd:
+        return c
+    half_p, half_q = c.face_half_mm[0] - need, c.face_half_mm[1] - need
+    if half_p < 0 or half_q < 0:
+        return (
+            f"its usable top face ({2 * c.face_half_mm[0]:.0f} x {2 * c.face_half_mm[1]:.0f} mm) "
+            f"leaves the cup no room to move"
+        )
+    ps, qs = _axis_grid(half_p), _axis_grid(half_q)
+    pp, qq = np.meshgrid(ps, qs, indexing="ij")
+    (e1u, e1y), (e2u, e2y) = c.axes
+    du = pp * e1u + qq * e2u
+    dy = pp * e1y + qq * e2y
+    ok = np.ones(du.shape, dtype=bool)
+    for _pid, ou, oy, hx, hy in crowd:
+        gu = np.maximum(0.0, np.abs(du - ou) - hx)
+        gy = np.maximum(0.0, np.abs(dy - oy) - hy)
+        ok &= np.hypot(gu, gy) >= need
+    if not ok.any():
+        ids = ", ".join(str(x[0]) for x in crowd)
+        return f"no point of its top face keeps the cup {need:.0f} mm clear of parcel(s) {ids}"
+    dist = np.where(ok, np.hypot(du, dy), np.inf)
+    i = np.unravel_index(int(np.argmin(dist)), dist.shape)
+    d = float(dist[i])
+    if d == 0.0:
+        return c
+    r_eff = (s.effective_diameter_mm or s.cup_diameter_mm) / 2
+    limit = c.hold.limit / (1 + d / r_eff)
+    if limit < G_MM * LIFT_MARGIN:
+        return (
+            f"the cup {d:.0f} mm off the face's centre (clear of its neighbours) would hold "
+            f"it with {limit / G_MM:.2f} g, under {LIFT_MARGIN:g} g"
+        )
+    off_u, off_y = float(du[i]), float(dy[i])
+    t = c.target
+    return replace(
+        c,
+        target=replace(t, u_ref=t.u_ref + off_u, y=t.y + off_y),
+        hold=Hold(limit, c.hold.shear),
+        half_diagonal_mm=c.half_diagonal_mm + d,
+        half_extent_mm=(c.half_extent_mm[0] + abs(off_u), c.half_extent_mm[1] + abs(off_y)),
+        offset_mm=(off_u, off_y),
+        centre=c,
+    )
+
+
+def _axis_grid(half: float) -> np.ndarray:
+    """-half ... half in steps of GRID_MM through 0, with both ends."""
+    n = int(half // GRID_MM)
+    return np.unique(np.concatenate(([-half, half], np.arange(-n, n + 1) * GRID_MM)))

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.arm.events import Move, ParcelSeen, Suction
-from edge.arm.grasp import Footprint, footprint, neighbours
+from edge.arm.grasp import GRID_MM, Footprint, footprint, neighbours
 from edge.arm.tracking import Target
 from tests.edge.arm.helpers import Bench, example_cfg
 
@@ -111,16 +112,34 @@ def test_the_cup_comes_in_over_a_taller_neighbour_with_its_valve_shut_till_the_e
             break
 
 
-def test_a_parcel_whose_grasp_point_an_unpickable_neighbour_crowds_is_skipped() -> None:
+def test_a_parcel_whose_centre_a_neighbour_crowds_is_picked_off_centre_clear_of_it() -> None:
     b = Bench(CFG, brain=BRAIN)
     b.see(1, 0.0, label="DE-10", size=(300.0, 200.0, 150.0), across=-60.0)
     # an irregular parcel whose footprint, as the camera boxed it, reaches within 40 mm of
-    # parcel 1's centre (the two boxes overlap: which one is under the cup is not sure)
+    # parcel 1's centre: the cup moves 20 mm away from it, still 40 mm inside the face
     b.see(2, 0.0, label=None, cls="irregular", size=(300.0, 160.0, 150.0), across=60.0)
+    b.run(4.0)
+    (rec,) = [r for r in b.records() if r.parcel_id == 1]
+    assert rec.outcome == "placed"
+    assert any(s.stage == "grasp" and "off the face's centre" in s.detail for s in rec.story)
+    y_centre = CFG.belt.centre_y_mm + CFG.belt.sign * -60.0
+    assert rec.contact is not None
+    off = abs(rec.contact[1] - y_centre)
+    assert 20.0 - 1e-6 <= off <= 20.0 + GRID_MM  # the nearest clear point, away from parcel 2
+    assert abs(rec.contact[1] - (CFG.belt.centre_y_mm + CFG.belt.sign * 60.0)) > off
+
+
+def test_a_parcel_whose_face_leaves_no_room_from_the_neighbour_is_skipped() -> None:
+    b = Bench(CFG, brain=BRAIN)
+    # 160 mm wide: the cup (100 + 2 x 10 mm) may move 20 mm across; the irregular parcel's
+    # footprint reaches within 30 mm of the centre: it would need 30
+    b.see(1, 0.0, label="DE-10", size=(300.0, 160.0, 150.0), across=-60.0)
+    b.see(2, 0.0, label=None, cls="irregular", size=(300.0, 180.0, 150.0), across=60.0)
     b.run(4.0)
     (rec,) = [r for r in b.records() if r.parcel_id == 1]
     assert rec.outcome == "passed"
     assert "inside the cup's" in rec.reason and "parcel 2" in rec.reason
+    assert "no point of its top face" in rec.reason
     assert not [m for m in b.moves("pick") if m.parcel_id == 1]
 
 
@@ -195,3 +214,98 @@ def test_no_approach_or_carry_passes_low_over_another_parcel(speed, u, h, others
             xo = o.target.u_at_count(belt.count_at(t), belt.cpm) * CFG.belt.sign
             if abs(x - xo) < o.hx + me.hx and abs(y - o.target.y) < o.hy + me.hy:
                 assert z - h >= o.target.z + NEIGHBOUR_CLEAR_MM - 1e-6, (t, z - h, o.target.z)
+
+
+def _face_point(g, du: float, dy: float) -> tuple[float, float]:
+    """(du, dy) in the face's own axes (along its length, across it)."""
+    (e1u, e1y), (e2u, e2y) = g.axes
+    return du * e1u + dy * e1y, du * e2u + dy * e2y
+
+
+def _gap(du: float, dy: float, n: tuple[int, float, float, float, float]) -> float:
+    _, ou, oy, hx, hy = n
+    return math.hypot(max(0.0, abs(du - ou) - hx), max(0.0, abs(dy - oy) - hy))
+
+
+crowder = st.tuples(
+    st.floats(-400, 400),  # along, from the parcel's centre (camera mm)
+    st.floats(-300, 300),  # across
+    st.floats(60, 400),  # length
+    st.floats(60, 300),  # width
+    st.floats(-15, 15),  # angle
+    st.sampled_from(["box", "irregular", "envelope", "polybag"]),
+    st.one_of(st.none(), st.floats(10, 300)),  # height (None: the tallest the cell takes)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.floats(120, 460),  # length
+    st.floats(120, 320),  # width
+    st.floats(-20, 20),  # angle, deg
+    st.sampled_from(["box", "polybag", "envelope"]),
+    st.floats(15, 200),  # height
+    st.lists(crowder, max_size=4),
+    st.floats(-1000, 1000),  # where the neighbours were seen (belt mm later)
+    st.lists(st.tuples(st.floats(-1, 1), st.floats(-1, 1)), min_size=8, max_size=8),
+)
+def test_clear_grasp_keeps_the_cup_on_the_face_and_clear_of_every_neighbour(
+    length, width, angle, cls, height, crowd, shift, probes
+):
+    """Either a grasp whose cup lies on the usable face with the rim margin and at least its
+    radius + margin from every neighbour it could reach, holding the load with the moment
+    of its offset, nearest the centre (no probe point that is clear lies nearer by more than
+    the grid's step); or a refusal with a reason, and then no probe point well inside the
+    face is well clear."""
+    from edge.arm.grasp import G_MM, LIFT_MARGIN, Grasp, _crowding, clear_grasp, grasp
+
+    cpm = CFG.belt.counts_per_mm
+    s = CFG.suction
+    need = s.cup_diameter_mm / 2 + s.edge_margin_mm
+    seen = ParcelSeen(1, 0, 0.0, 0.0, 0.0, length, width, angle, height, cls, "X")
+    g = grasp(CFG, seen)
+    if isinstance(g, str):
+        return
+    me = footprint(CFG, seen)
+    others = []
+    for i, (al, ac, ln, wd, an, oc, oh) in enumerate(crowd):
+        o = ParcelSeen(i + 2, round(shift * cpm), 0.0, al + shift, ac, ln, wd, an, oh, oc, None)
+        others.append((i + 2, footprint(CFG, o)))
+    res = clear_grasp(CFG, g, me, others, cpm)
+    near = _crowding(CFG, me, others, cpm)
+    hp, hq = g.face_half_mm[0] - need, g.face_half_mm[1] - need
+    r_eff = (s.effective_diameter_mm or s.cup_diameter_mm) / 2
+
+    def clear_at(du: float, dy: float, extra: float) -> bool:
+        return all(_gap(du, dy, n) >= need + extra for n in near)
+
+    # probe points of the face (in its own axes), converted to (du, dy)
+    pts = []
+    for a, b in probes:
+        p, q = a * max(hp - 3.0, 0.0), b * max(hq - 3.0, 0.0)
+        (e1u, e1y), (e2u, e2y) = g.axes
+        pts.append((p * e1u + q * e2u, p * e1y + q * e2y))
+    if isinstance(res, str):
+        assert res
+        for du, dy in pts:  # none of the points well inside the face is well clear...
+            d = math.hypot(du, dy)
+            limit = g.hold.limit / (1 + d / r_eff)
+            assert not clear_at(du, dy, 3.0) or limit < G_MM * LIFT_MARGIN * 1.01
+        return
+    assert isinstance(res, Grasp) and res.centred is g
+    du, dy = res.offset_mm
+    assert res.target.u_ref == pytest.approx(g.target.u_ref + du)
+    assert res.target.y == pytest.approx(g.target.y + dy)
+    assert res.target.z == g.target.z
+    p, q = _face_point(g, du, dy)
+    assert abs(p) + need <= g.face_half_mm[0] + 1e-6  # the cup on the usable face
+    assert abs(q) + need <= g.face_half_mm[1] + 1e-6
+    assert clear_at(du, dy, -1e-6)  # clear of every neighbour it could reach
+    d = math.hypot(du, dy)
+    assert res.hold.limit == pytest.approx(g.hold.limit / (1 + d / r_eff))
+    assert res.hold.limit >= G_MM * LIFT_MARGIN
+    if not near or clear_at(0.0, 0.0, 0.0):
+        assert res is g and d == 0.0  # a clear centre is kept
+    for pu, py in pts:  # nearest the centre, to the grid's step
+        if clear_at(pu, py, 0.0):
+            assert d <= math.hypot(pu, py) + GRID_MM * math.sqrt(2) + 1e-6
