@@ -22,6 +22,13 @@ Its plan for one pick, all in the arm frame, the cup riding the belt while it to
 4. blend from the riding point to rest at the destination's place pose; 5. release (valve
    closed) and dwell ``release_ms``.
 
+Weight-aware, as the node's carries are (docs/arm.md, "Weight-aware carries"), but with the
+truth: each parcel's real mass and height and the world's own holding force (vacuum x
+effective area, no safety factor), of which it asks at most ``GRIP_SHARE``. The lift and
+the blend to the destination are slowed (``_carry``) until m x need(a) stays under that at
+every setpoint. Until 2026-12-02 14:20 it had no such rule and dropped 2-3 boxes of 2-3 kg a
+run (slid: 167-185 N of shear against the lip's 184 N), a weaker yardstick than the node.
+
 Which parcel next: as the arm is about to be free it looks at the ``CANDIDATES`` parcels
 nearest their deadline (the window's downstream end) that it can still meet, plans each,
 and for each the best second pick after it (``LOOKAHEAD`` 2); it takes the first pick of
@@ -44,6 +51,11 @@ from typing import Any
 Q = tuple[float, float, float, float]  # j1 deg, j2 deg, j3 mm, j4 deg
 DT = 0.008  # setpoint period, s (the node's default tracking.setpoint_ms)
 PLAN_AHEAD_S = 0.1  # the next pick is chosen this long before the arm is free
+G = 9.80665  # m/s^2
+GRIP_SHARE = 0.6  # of the world's holding force a carry may ask (its dynamics beyond the
+# setpoints' accelerations: servo lag, the parcel's swing, the load filter)
+HOLD_TRIES = 10  # carries slowed in turn (x HOLD_SLOW) until the cup holds the parcel
+HOLD_SLOW = 1.12
 
 
 # ---- the arm ------------------------------------------------------------------------------------
@@ -215,6 +227,30 @@ class TruthParcel:
     top_z: float  # arm-frame z of its top face
     destination: Mapping[str, Any] | None  # the destination's place pose, None: pass
     pickable: bool
+    mass_kg: float = 0.0  # the truth (0: no hold limit)
+    height_mm: float = 0.0
+
+
+@dataclass(frozen=True)
+class Grip:
+    """What the world's cup holds: force (vacuum x effective area, N), the lip's friction
+    and its effective radius (mm): a load fails by sliding (pull + shear / friction) or by
+    peeling (pull + moment / radius), as ``ArmWorldConfig.grip_loads`` judges it."""
+
+    force_n: float
+    friction: float
+    radius_mm: float
+
+    def need_n(
+        self, mass_kg: float, height_mm: float, acc: Sequence[tuple[float, float, float]]
+    ) -> float:
+        """The largest load the carry asks of the cup (N): m (max(0, g + a_z) + |a_xy| k),
+        k = max(1 / friction, (height / 2) / radius), over the cup's accelerations (m/s^2)."""
+        k = max(1.0 / self.friction, height_mm / 2 / self.radius_mm)
+        worst = 0.0
+        for ax, ay, az in acc:
+            worst = max(worst, max(0.0, G + az) + math.hypot(ax, ay) * k)
+        return mass_kg * worst
 
 
 @dataclass
@@ -250,7 +286,8 @@ class OraclePlanner:
     LOOKAHEAD = 2  # picks in a sequence looked at
     CANDIDATES = 4  # the parcels nearest their deadline considered at each decision
 
-    def __init__(self, settings: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Mapping[str, Any], grip: Grip | None = None) -> None:
+        self.grip = grip  # None: no hold limit (the plans of the tests without a world)
         a = settings["arm"]
         self.arm = OracleArm.from_settings(a)
         self.belt = a["belt"]
@@ -291,6 +328,7 @@ class OraclePlanner:
         q0: Q,
         target: Callable[[float], tuple[float, float, float]],
         to_rest: bool,
+        stretch: float = 1.0,
     ) -> tuple[float, list[Q]] | None:
         """The shortest jerk-limited blend, in joint space, from rest at ``q0`` onto the
         riding point (``to_rest``: from the riding point at ``t0`` to rest at ``q0``);
@@ -306,7 +344,6 @@ class OraclePlanner:
             d = (b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3])
             return a, (d[0] / 0.01, d[1] / 0.01, d[2] / 0.01, d[3] / 0.01)
 
-        stretch = 1.0
         T = 0.5
         for _ in range(16):
             # the meeting moves with the blend's duration: settle it (a whole number of
@@ -371,14 +408,49 @@ class OraclePlanner:
             out.append(q)
         return out
 
-    def _z_time(self, dz: float) -> float:
+    def _z_time(self, dz: float, stretch: float = 1.0) -> float:
         """The time of the quill's quintic rise (or descent) of ``dz`` mm within its own
         limits (quintic peaks: speed 1.875 d/T, acceleration 5.77 d/T^2, jerk 60 d/T^3),
-        whole periods."""
+        times ``stretch``, whole periods."""
         d = abs(dz)
         v, a, j = self.arm.vel[2], self.arm.acc[2], self.arm.jerk[2]
         T = max(1.875 * d / v, math.sqrt(5.7735 * d / a), (60 * d / j) ** (1 / 3))
-        return _steps(T * 1.01)
+        return _steps(T * 1.01 * stretch)
+
+    def _cup_acc(self, qs: Sequence[Q]) -> list[tuple[float, float, float]]:
+        """The cup's accelerations (m/s^2) from the setpoints' second differences, as the
+        MCU moves straight between them."""
+        pts = [self.arm.fk(q)[:3] for q in qs]
+        return [
+            tuple((a[k] - 2 * b[k] + c[k]) / DT / DT / 1000 for k in range(3))  # type: ignore[misc]
+            for a, b, c in zip(pts, pts[1:], pts[2:], strict=False)
+        ]
+
+    def _carry(
+        self, p: TruthParcel, t_lift: float, ride: Callable[[float], tuple[float, float, float]],
+        lift: float, q_dest: Q, before: Sequence[Q],
+    ) -> tuple[list[Q], float, list[Q]] | str:  # fmt: skip
+        """The lift (riding the belt) and the blend to rest at ``q_dest``: (lift samples, the
+        blend's duration, its samples), slowed until the cup holds the parcel."""
+        why = "no carry within the limits"
+        k = 1.0
+        for _ in range(HOLD_TRIES):
+            lift_s = self._z_time(lift, k)
+            up = self._ride(t_lift, lift_s, ride, 0.0, lift)
+            if up is None:
+                return "the ride on the belt leaves the reach"
+            depart = self._blend(t_lift + lift_s, q_dest, self.riding(p, lift), True, k)
+            if depart is None:
+                return "no carry within the limits"
+            Td, qd = depart
+            if self.grip is None or p.mass_kg <= 0:
+                return up, Td, qd
+            need = self.grip.need_n(p.mass_kg, p.height_mm, self._cup_acc([*before, *up, *qd[1:]]))
+            if need <= self.grip.force_n * GRIP_SHARE:
+                return up, Td, qd
+            why = f"no carry within the cup's hold ({need:.0f} N of {self.grip.force_n:.0f})"
+            k *= HOLD_SLOW
+        return why
 
     # ---- one pick ------------------------------------------------------------------------
     def _pick(self, p: TruthParcel, t_free: float, q0: Q) -> _PickPlan | str:
@@ -406,24 +478,22 @@ class OraclePlanner:
         z_clear = self.surface + self.clear_mm + (p.top_z - self.surface)
         lift = max(dz_h, z_clear - p.top_z)
         lift = min(lift, self.arm.hi[2] - p.top_z - 1.0)
-        lift_s = self._z_time(lift)
-        t_leave = t_meet + descend_s + grip_s + lift_s
         if self.u_at(p, t_meet + descend_s + grip_s) > self.down:
             return "past the window before the arm was free"
         down = self._ride(t_meet, descend_s, ride, dz_h, 0.0)
         hold = self._ride(t_meet + descend_s, grip_s, ride, 0.0, 0.0)
-        up = self._ride(t_meet + descend_s + grip_s, lift_s, ride, 0.0, lift)
-        if down is None or hold is None or up is None:
+        if down is None or hold is None:
             return "the ride on the belt leaves the reach"
         d = p.destination
         assert d is not None
         q_dest = self.arm.ik(d["x_mm"], d["y_mm"], d["z_mm"])
         if q_dest is None:
             return "destination unreachable"
-        depart = self._blend(t_leave, q_dest, self.riding(p, lift), to_rest=True)
-        if depart is None:
-            return "no carry within the limits"
-        Td, qd = depart
+        carried = self._carry(p, t_meet + descend_s + grip_s, ride, lift, q_dest, hold[-2:])
+        if isinstance(carried, str):
+            return carried
+        up, Td, qd = carried
+        t_leave = t_meet + descend_s + grip_s + len(up) * DT
         t_place = t_leave + Td
         return _PickPlan(
             p.id,
@@ -553,7 +623,11 @@ def run_oracle(
 
     cell = SimArmCell(dict(settings), "/nonexistent/oracle-has-no-mcu")  # the MCU never starts
     w = cell.world
-    planner = OraclePlanner(settings)
+    c = cell.cfg
+    grip = Grip(
+        c.hold_force_n(c.supply_kpa * 1000), c.cup_friction, c.cup_effective_radius_m * 1000
+    )
+    planner = OraclePlanner(settings, grip)
     w.setpoints = PlanSetpoints(planner.plan, planner.rest_q)
     dests = {d["id"]: d["place"] for d in settings["arm"]["destinations"]}
     cell.arrivals = ArrivalProcess(cell.arrival_cfg, settings["seed"], cell.t_start)
@@ -586,6 +660,8 @@ def run_oracle(
                     surface + tr.parcel.height_mm,
                     dests.get(dest) if dest else None,
                     ok,
+                    float(tr.mass_kg),
+                    float(tr.parcel.height_mm),
                 )
             )
         while planner.pending and t >= planner.free_at - PLAN_AHEAD_S:
