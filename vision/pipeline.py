@@ -112,7 +112,7 @@ class Pipeline:
         times.extra["tracking"] = (t1 - t0) * 1e3
         budget = self.label_reads_per_frame if label_reads is None else label_reads
         reads = self._read_labels(frame, budget)
-        self.tracker.refuse_shared_labels()
+        self.tracker.refuse_shared_labels(frame)
         t2 = time.perf_counter()
         times.extra["label_read"] = (t2 - t1) * 1e3
         parcels = []

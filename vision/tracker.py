@@ -58,6 +58,8 @@ class Track:
     whole: Detection | None = None
     whole_count: int | None = None
     whole_t: float = 0.0
+    # the whole view before this frame's (a view grown by another part may not be whole)
+    whole_before: tuple[Detection | None, int | None, float] = (None, None, 0.0)
 
     def add_read(
         self, read: LabelRead | None, stage: int, tolerance_px: float = LABEL_TOLERANCE_PX
@@ -141,6 +143,16 @@ def holds(det: Detection, point: np.ndarray, margin_px: float) -> bool:
     return bool(x1 - mx <= point[0] <= x2 + mx and y1 - my <= point[1] <= y2 + my)
 
 
+def _union(a: Detection, b: Detection) -> Detection:
+    """One parcel's two boxes as one: their union (axis-aligned: no oriented box covers both
+    parts), with the more confident one's class."""
+    first = a if a.confidence >= b.confidence else b
+    box = (min(a.box[0], b.box[0]), min(a.box[1], b.box[1]),
+           max(a.box[2], b.box[2]), max(a.box[3], b.box[3]))  # fmt: skip
+    return Detection(first.class_id, first.class_name, first.confidence, box, None,
+                     first.detector_confidence)  # fmt: skip
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in a (N x 4) with every box in b (M x 4)."""
     if len(a) == 0 or len(b) == 0:
@@ -181,6 +193,7 @@ class Tracker:
         min_hits: int = 3,
         part_of: float = 0.6,
         label_margin_px: float = 12.0,
+        same_place: float = 0.5,
     ) -> None:
         d = np.asarray(belt_direction, np.float64)
         self.direction = d / np.linalg.norm(d)
@@ -193,6 +206,7 @@ class Tracker:
         self.min_hits = min_hits
         self.part_of = part_of
         self.label_margin_px = label_margin_px
+        self.same_place = same_place
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
         self._last: Frame | None = None
@@ -244,6 +258,10 @@ class Tracker:
         # tracks of parcels still entering: their box's back is the frame's edge, so only
         # their leading edge is known (and predicted, once the belt's motion is known)
         entering = [known and self._entering(t.box, width, height) for t in self.tracks]
+        # where each track's parcel was seen last, carried by the belt (not grown from the
+        # upstream edge): the belt there held that parcel, and no other
+        solid = np.array([t.box + np.tile(shift, 2) for t in self.tracks], np.float64)
+        solid = np.clip(solid.reshape(-1, 4), 0, [width, height, width, height])
         for t in self.tracks:
             t.box = self._moved(t.box, shift, width, height)
             if t.label_at is not None:
@@ -277,6 +295,11 @@ class Tracker:
             self._hit(t, d, frame)
         if travelled:
             self._learn(frame, float(np.median(travelled)))
+        if known:
+            matched_d |= self._same_place(frame, detections, matched_d, solid, matched_t)
+        for t in self.tracks:
+            if t.current is not None:
+                self._keeps_label(t, frame)
         for di, d in enumerate(detections):
             if di not in matched_d:
                 t = Track(
@@ -373,25 +396,91 @@ class Tracker:
         the edge while it was hidden may still show its tail in the next frame."""
         return bool(box[0] >= width or box[2] <= 0 or box[1] >= height or box[3] <= 0)
 
-    def _hit(self, t: Track, d: Detection, frame: Frame) -> None:
+    def _same_place(
+        self,
+        frame: Frame,
+        detections: list[Detection],
+        matched_d: set[int],
+        solid: np.ndarray,
+        matched_t: set[int],
+    ) -> set[int]:
+        """The unmatched detections that lie ``same_place`` or more inside where a track's
+        parcel was seen last (its box carried by the belt, not grown from the upstream
+        edge): the belt there held that parcel, so such a box is of it, not of a parcel
+        new to the view (parcels enter by the upstream edge). A track not matched this frame
+        follows it; a matched one takes it as another part of its parcel (a long or
+        irregular parcel boxed in two parts: its box is their union). Without this, such a
+        box began a second track of the parcel in the middle of the view, both read its
+        label, and a label on two tracks routes neither. Returns the detections taken."""
+        taken: set[int] = set()
+        if not len(solid):
+            return taken
+        todo = [di for di in range(len(detections)) if di not in matched_d]
+        if not todo:
+            return taken
+        boxes = np.array([detections[di].box for di in todo], np.float64).reshape(-1, 4)
+        inside = containment(boxes, solid)
+        for k in np.argsort([-detections[di].confidence for di in todo]):
+            ti = int(np.argmax(inside[k]))
+            if inside[k, ti] < self.same_place:
+                continue
+            t, d = self.tracks[ti], detections[todo[k]]
+            if ti in matched_t and t.current is not None:
+                if not self._overlap(t.current, d):
+                    continue  # beside its box, not over it: another parcel (or a new one)
+                self._hit(t, _union(t.current, d), frame, again=True)
+            else:
+                matched_t.add(ti)
+                self._hit(t, d, frame)
+            taken.add(todo[k])
+        return taken
+
+    def _overlap(self, a: Detection, b: Detection) -> bool:
+        """Whether two boxes overlap along the belt by at least a tenth of the shorter (and
+        8 px), and across it at all: two parts of one parcel do; two touching parcels'
+        boxes meet at most by the detector's jitter (a box that once spanned two parcels
+        would otherwise take the second again each frame)."""
+        d = np.abs(self.direction)
+        e = np.array([d[1], d[0]])  # across the belt
+        lo, hi = np.maximum(a.box[:2], b.box[:2]), np.minimum(a.box[2:], b.box[2:])
+        along = float(np.dot(hi - lo, d))
+        shorter = min(float(np.dot(np.subtract(x.box[2:], x.box[:2]), d)) for x in (a, b))
+        return along >= max(8.0, 0.1 * shorter) and float(np.dot(hi - lo, e)) > 0
+
+    def _keeps_label(self, t: Track, frame: Frame) -> None:
+        """The label the track read, in view but not on the box it now follows: the track
+        jumped to a neighbour (or the box to a part of the parcel); its label must not route
+        (a label carried out of the frame says nothing)."""
         w, h = frame.size
+        d = t.current
         if (
-            t.label_at is not None
+            d is not None
+            and t.label_at is not None
             and 0 <= t.label_at[0] < w
             and 0 <= t.label_at[1] < h
             and not holds(d, t.label_at, self.label_margin_px)
         ):
-            # the label the track read is in view but not on the box it now follows: the
-            # track jumped to a neighbour (or the box to a part of the parcel); its label
-            # must not route (a label carried out of the frame says nothing)
             t.label_conflict, t.conflict_why = True, "its box left its label"
+
+    def _hit(self, t: Track, d: Detection, frame: Frame, again: bool = False) -> None:
+        """``t`` seen as ``d`` in ``frame`` (``again``: ``d`` replaces this frame's view of
+        it, grown by another part of the parcel)."""
         t.box = np.asarray(d.box, np.float64)
+        if again:  # this frame's view of it, grown: its whole view and best view are too
+            if t.best is t.current:
+                t.best = d
+            if t.whole is t.current:
+                t.whole, t.whole_count, t.whole_t = t.whole_before
+        else:
+            t.whole_before = (t.whole, t.whole_count, t.whole_t)
         if wholly_in_view(d, frame.size[0]):
             t.whole, t.whole_count, t.whole_t = d, frame.encoder_count, frame.captured_at
+        t.current = d
+        if again:
+            return
         t.hits += 1
         t.missed = 0
         t.last_seen = frame.captured_at
-        t.current = d
         t.class_votes[d.class_id] = t.class_votes.get(d.class_id, 0.0) + d.confidence
         if d.confidence > t.best.confidence:
             t.best = d
@@ -416,18 +505,78 @@ class Tracker:
             whole_t=t.whole_t,
         )
 
-    def refuse_shared_labels(self) -> None:
+    def refuse_shared_labels(self, frame: Frame | None = None) -> None:
         """A label text held by two live tracks is one symbol seen through two boxes (parcels
         drawn over each other, a box reaching onto a neighbour) or a duplicate: whose it is
-        cannot be told, so neither routes on it."""
+        cannot be told, so neither routes on it. Unless the two tracks are one parcel's
+        (``_one_parcel``, told by ``frame``'s boxes): they become one track."""
         by_text: dict[str, list[Track]] = {}
         for t in self.tracks:
             if t.label is not None:
                 by_text.setdefault(t.label.text, []).append(t)
         for shared in by_text.values():
+            if len(shared) == 2 and frame is not None and self._one_parcel(*shared, frame):
+                continue
             if len(shared) > 1:
                 for t in shared:
                     t.label_conflict, t.conflict_why = True, "on two tracks"
+
+    def _one_parcel(self, a: Track, b: Track, frame: Frame) -> bool:
+        """Whether two tracks that read one text are one parcel's, and if so merge them. One
+        symbol (read at one place: within its span, at least ``LABEL_TOLERANCE_PX``), on the
+        box of this frame that one track follows, the other unseen now (a track that lost
+        its parcel, e.g. one still entering whose next box lay off its predicted leading
+        edge): the symbol is on the box seen. Or both seen, their boxes overlapping over the
+        symbol, and their union no longer than 1.5 times the longer box along the belt: a
+        long or irregular parcel boxed in two parts (two parcels' boxes reaching over one
+        symbol span both parcels: longer; and the cell's association refuses a body that
+        reaches two parcels)."""
+        if a.label_conflict or b.label_conflict or a.label_at is None or b.label_at is None:
+            return False
+        assert a.label is not None and b.label is not None
+        apart = float(np.hypot(*(a.label_at - b.label_at)))
+        if apart > max(LABEL_TOLERANCE_PX, a.label.span, b.label.span):
+            return False
+        m = self.label_margin_px
+        if (a.current is None) != (b.current is None):
+            keep, gone = (a, b) if a.current is not None else (b, a)
+            assert keep.current is not None
+            if not holds(keep.current, gone.label_at, m):  # type: ignore[arg-type]
+                return False
+            agree = keep.label_agree + gone.label_agree  # read in two frames
+            self._merge(keep, gone, agree)
+            return True
+        if a.current is None or b.current is None:
+            return False
+        if not (holds(a.current, a.label_at, m) and holds(b.current, a.label_at, m)):
+            return False
+        if containment(np.array([a.current.box]), np.array([b.current.box]))[0, 0] <= 0:
+            return False
+        union = _union(a.current, b.current)
+        along = np.abs(self.direction)
+        length = [float(np.dot(np.subtract(d.box[2:], d.box[:2]), along))
+                  for d in (a.current, b.current, union)]  # fmt: skip
+        if length[2] > 1.5 * max(length[:2]):
+            return False
+        keep, gone = (a, b) if a.id < b.id else (b, a)
+        self._hit(keep, union, frame, again=True)
+        self._merge(keep, gone, max(a.label_agree, b.label_agree))  # maybe one frame's reads
+        return True
+
+    def _merge(self, keep: Track, gone: Track, agree: int) -> None:
+        """``gone`` is ``keep``'s parcel: one track (the older id), never reported twice."""
+        keep.id = min(keep.id, gone.id)
+        keep.label_agree = agree
+        keep.hits += gone.hits
+        keep.first_seen = min(keep.first_seen, gone.first_seen)
+        keep.label_attempts = max(keep.label_attempts, gone.label_attempts)
+        for k, v in gone.class_votes.items():
+            keep.class_votes[k] = keep.class_votes.get(k, 0.0) + v
+        if gone.best.confidence > keep.best.confidence:
+            keep.best, keep.encoder_at_best = gone.best, gone.encoder_at_best
+        if keep.whole is None:
+            keep.whole, keep.whole_count, keep.whole_t = gone.whole, gone.whole_count, gone.whole_t
+        self.tracks.remove(gone)
 
     def reset(self) -> None:
         """Drop every track without reporting it."""
