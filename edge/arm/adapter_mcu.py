@@ -16,7 +16,11 @@ The core plans a move as joint setpoints every ``tracking.setpoint_ms`` in host 
   runs dry after a planned end is the normal end of a move (``MotionEnded``) and one that
   runs dry anywhere else is an underrun: the MCU stops by itself (``MotionHalted``);
 * ``stop_now`` puts ``stop_motion`` on the wire ahead of every queued command before it
-  returns and forgets what was waiting (the safety path).
+  returns and forgets what was waiting (the safety path);
+* nothing goes out while a stop runs on the MCU (it refuses segments then), and a segment
+  the MCU refuses breaks the move: the rest of it is not sent (the MCU would chain it from
+  where its queue rests, not from the refused segment's end: a jump), the arm is stopped
+  and the core plans again from where it rests.
 
 Joint units: the core's (deg, deg, mm, deg); the protocol's micro-units (urad, um).
 """
@@ -43,13 +47,17 @@ from firmware_bridge.mcu.motion import ArmMotion, to_micro
 log = logging.getLogger("wolfpack.arm.motion")
 
 PUMP_S = 0.004  # how often waiting setpoints are looked at
-START_AHEAD_S = 0.003  # a fresh start's first segment begins at least this far ahead
+# a fresh start's first segment begins at least this far ahead: the command must reach the
+# MCU before its start (3 ms was refused as "in the past" on a loaded host)
+START_AHEAD_S = 0.01
 SEG_MEMORY = 512  # segment id -> move id kept for the MCU's motion_stopped
 BULK_HORIZON_S = 0.35  # 44 segments of 8 ms: inside the simulated MCU's 64
 MAX_SPEED_RATIO = 1.5  # a segment faster than this x a joint's top speed is a jump: refused
 # a stop_motion that found nothing moving brings no motion_stopped: after the MCU's ok and
 # this long (more than the event's way back), the arm's state is read and told to the core
 STOP_SILENT_S = 0.03
+STOP_END_MARGIN_S = 0.003  # after a stop's end (MCU clock, host time) before a new segment
+MAX_LATE_START_S = 0.025  # a move's first segment this much later than planned: re-planned
 
 
 def to_protocol(q: Joints) -> tuple[int, ...]:
@@ -103,9 +111,12 @@ class MotionStream:
         self.rest_until = 0.0  # a controlled stop under way ends then: no segment before
         self.stats = {
             "segments": 0, "refused": 0, "stops": 0, "late_starts": 0, "quiet_stops": 0,
-            "jumps_refused": 0,
+            "jumps_refused": 0, "chains_broken": 0, "late_refused": 0,
         }  # fmt: skip
         self._stop_events = 0  # motion_stopped events other than a move's end
+        # the chain of segments being sent (a fresh start begins one, a stop ends it): a
+        # refusal breaks the chain it belongs to, not a later one
+        self._chain = 0
         self._queued_to = 0.0  # host time the last segment sent ends
         self._plan_t = 0.0  # plan time of the last setpoint consumed
         self._pending: set[asyncio.Future[Any]] = set()
@@ -130,11 +141,17 @@ class MotionStream:
             self.points.extend(pts)
         return True
 
-    def stop_now(self, cause: str) -> None:
-        """The safety path: stop_motion written before this returns; nothing more is sent."""
+    def stop_now(self, cause: str, *, halted_if_quiet: bool = False) -> None:
+        """The safety path: stop_motion written before this returns; nothing more is sent
+        until the MCU's stop has run (``rest_until``: its stop_ms from now at the latest,
+        the stop's own event says when exactly). ``halted_if_quiet``: a stop the core did
+        not ask for that finds the arm at rest is told to it as ``MotionHalted`` (its move
+        never ran), not as a ``JointState`` it would ignore while its move is under way."""
         self.points.clear()
         self.last = None
+        self._chain += 1  # its segments' refusals no longer matter
         self.stats["stops"] += 1
+        self.rest_until = max(self.rest_until, time.monotonic() + self.arm.stop_ms / 1000)
         try:
             fut = self.link._request_future("stop_motion", {}, urgent=True)
             self.link._flush()
@@ -143,9 +160,11 @@ class MotionStream:
             log.error("stop_motion (%s) not sent: %s; the MCU watchdog is the backstop", cause, exc)
             return
         seen = self._stop_events
-        fut.add_done_callback(lambda f: self._after_stop(f, seen))
+        fut.add_done_callback(
+            lambda f: self._after_stop(f, seen, cause if halted_if_quiet else None)
+        )
 
-    def _after_stop(self, fut: asyncio.Future[Any], seen: int) -> None:
+    def _after_stop(self, fut: asyncio.Future[Any], seen: int, halted: str | None = None) -> None:
         """A stop_motion that found the arm at rest (its queue empty: between moves, or a
         pick not yet streamed) ends with the MCU's ok and no motion_stopped; the core, which
         waits for the stop's end before it plans again, is then told where the arm rests
@@ -163,7 +182,10 @@ class MotionStream:
                 return
             if st.state in (m.MOTION_IDLE, m.MOTION_HALTED) and self._stop_events == seen:
                 self.stats["quiet_stops"] += 1
-                self.feed(JointState(from_protocol(st.positions), time.monotonic()))
+                now = time.monotonic()
+                self.rest_until = min(self.rest_until, now)  # no stop ran: nothing to wait for
+                q = from_protocol(st.positions)
+                self.feed(JointState(q, now) if halted is None else MotionHalted(halted, q, now))
 
         with contextlib.suppress(RuntimeError):  # no loop: shutting down
             asyncio.get_running_loop().create_task(check())
@@ -199,7 +221,10 @@ class MotionStream:
                 self.pump(time.monotonic())
 
     def pump(self, now: float) -> None:
-        """Send every waiting setpoint whose segment starts within the horizon."""
+        """Send every waiting setpoint whose segment starts within the horizon; nothing while
+        a stop runs on the MCU (it refuses segments until the arm is at rest)."""
+        if now < self.rest_until + STOP_END_MARGIN_S:
+            return
         while self.points and not self.halted:
             p = self.points[0]
             start_t = p.t if self.last is None else self.last[0]
@@ -210,6 +235,9 @@ class MotionStream:
                 at = max(p.t, now + START_AHEAD_S, self.rest_until + START_AHEAD_S)
                 if at > p.t:
                     self.stats["late_starts"] += 1
+                if at > p.t + MAX_LATE_START_S:
+                    self._too_late(p, at)
+                    return
                 log.debug(
                     "fresh start at %.3f (now %.3f, point %.3f), %d waiting",
                     at,
@@ -221,6 +249,7 @@ class MotionStream:
                 # first point: a plan from a stale position shows as a jump below
                 start_q = p.q if self.rest_q is None else self.rest_q
                 self.last = (at, self.arm.clock_at(at), start_q)
+                self._chain += 1
                 self._plan_t = p.t
                 continue
             if p.t <= self.last[0] + 1e-6:
@@ -244,10 +273,29 @@ class MotionStream:
             fut = self.arm.queue_segment_nowait(
                 self.last[1], duration, to_protocol(p.q), end=end, seg=seg
             )
-            self._watch(fut, "queue_joint_segment")
+            self._watch(fut, "queue_joint_segment", self._chain)
             self.stats["segments"] += 1
             self.last = (p.t, end_clock, p.q)
             self._queued_to = p.t
+
+    def _too_late(self, p: _Point, at: float) -> None:
+        """A move whose MCU queue can only start ``at``, past its plan's time by more than
+        MAX_LATE_START_S (planned while a stop ran, or a stalled host): the segments after
+        ``at`` would be chained from where the arm rests, skipping the plan's points before
+        ``at`` (the move squeezed into one segment: a jump). None of it goes out; the core
+        hears where the arm rests (``MotionHalted``) and plans again from there, on time."""
+        self.stats["late_refused"] += 1
+        late_ms = (at - p.t) * 1000
+        log.warning(
+            "move %d would start %.0f ms late: not sent, the core plans again", p.move_id, late_ms
+        )
+        self.points.clear()
+        self.last = None
+        self._chain += 1
+        q = self.rest_q if self.rest_q is not None else p.q
+        self.feed(
+            MotionHalted(f"move would start {late_ms:.0f} ms late: re-plan", q, time.monotonic())
+        )
 
     def _speed_ratio(self, a: Joints, b: Joints, dt: float) -> float:
         """The fastest joint's speed from ``a`` to ``b`` in ``dt`` s over its top speed."""
@@ -272,13 +320,14 @@ class MotionStream:
         was_moving = self._queued_to > time.monotonic()  # segments on the MCU still to run
         self.points.clear()
         self.last = None
+        self._chain += 1  # its segments' refusals no longer matter
         if was_moving:
             self.stop_now("a segment over the joints' speed")  # its end tells the core
             return
         q = self.rest_q if self.rest_q is not None else a
         self.feed(MotionHalted("segment over the joints' speed: re-plan", q, time.monotonic()))
 
-    def _watch(self, fut: asyncio.Future[Any], what: str) -> None:
+    def _watch(self, fut: asyncio.Future[Any], what: str, chain: int | None = None) -> None:
         self._pending.add(fut)
 
         def done(f: asyncio.Future[Any]) -> None:
@@ -290,10 +339,25 @@ class MotionStream:
                 self.stats["refused"] += 1
                 if getattr(exc, "code", None) == m.ERR_HALTED and not self.halted:
                     self._halted_behind_our_back(str(exc))
+                elif chain is not None and chain == self._chain and not self.halted:
+                    self._chain_broken(str(exc))
                 if self.stats["refused"] <= 20 or self.stats["refused"] % 100 == 0:
                     log.warning("%s: %s", what, exc)
 
         fut.add_done_callback(done)
+
+    def _chain_broken(self, why: str) -> None:
+        """A segment the MCU refused (a stop under way, a start in the past, ...) leaves a
+        gap in the move: the MCU would chain the next segment it accepts from where its
+        queue rests, not from the refused segment's end. On 2026-12-02 a held carry's first
+        segments were refused while a stop ran and its later ones accepted from rest: the
+        quill's setpoint jumped at 10,000-20,000 mm/s and the parcel peeled off the cup.
+        The rest of the move is not sent; ``stop_motion`` stops whatever of it the MCU took
+        after the refused one (commands in flight), and its end (or the arm's state, when
+        nothing moved) tells the core where the arm rests; it plans again from there."""
+        self.stats["chains_broken"] += 1
+        log.warning("segment refused (%s): the move's rest is dropped, the arm stopped", why)
+        self.stop_now(f"segment refused: {why}", halted_if_quiet=True)
 
     def _halted_behind_our_back(self, why: str) -> None:
         """The MCU refused a segment because it is halted (its stop event was lost, or a
@@ -301,6 +365,7 @@ class MotionStream:
         self.halted = True
         self.points.clear()
         self.last = None
+        self._chain += 1  # its segments' refusals no longer matter
 
         async def tell() -> None:
             try:
@@ -335,12 +400,14 @@ class MotionStream:
         if reason == m.STOP_END_OF_MOVE:
             move_id = self.seg_moves.get(msg["seg"])
             self.last = None
+            self._chain += 1  # its segments' refusals no longer matter
             if move_id is not None:
                 self.feed(MotionEnded(move_id, q, t))
             return
         self._stop_events += 1
         self.points.clear()
         self.last = None
+        self._chain += 1  # its segments' refusals no longer matter
         self.rest_until = t  # the MCU refuses segments until the arm is at rest
         if reason in (m.STOP_UNDERRUN, m.STOP_SAFETY, m.STOP_WATCHDOG):
             self.halted = True

@@ -167,6 +167,62 @@ def test_stop_now_stops_the_arm_and_drops_what_was_waiting(arm_cell: Any) -> Non
     assert np.max(np.abs(sim.call(sim.sim.world.joints) - q1)) < 1e-3  # still
 
 
+def test_a_move_planned_while_a_stop_runs_is_planned_again_and_leaves_from_rest(
+    arm_cell: Any,
+) -> None:
+    """The MCU reports a stop as it begins (with where it will rest); a core that plans
+    from there at once hands the stream a move while the stop still runs. The MCU refuses
+    segments until the arm is at rest; the stream used to send them anyway, and the first
+    one accepted after the stop was chained from rest to a point well into the move (the
+    quill's setpoint jumped at 10-20 m/s: held parcels peeled off the cup). Now nothing goes
+    out before the stop's end, a move that could only start well after its plan's time is
+    not squeezed (the core hears ``MotionHalted`` and plans again), and the move planned
+    again runs whole from rest, its setpoints never faster than its own pace."""
+    sim, path, cfg = arm_cell
+    home = _deg(cfg, *cfg.home_mm[:3])
+
+    async def main() -> tuple[list[Any], dict[str, int], Any, float]:
+        link, stream, facts = await _stream(path, cfg)
+        task = asyncio.create_task(stream.run())
+        t0 = time.monotonic() + 0.1
+        stream.add(_move(1, t0, home, _deg(cfg, -300.0, 600.0, -500.0), 1.5))
+        await asyncio.sleep(0.6)
+        stream.stop_now("test")
+
+        async def halted(n: int) -> MotionHalted:
+            for _ in range(500):
+                hs = [f for f in facts if isinstance(f, MotionHalted)]
+                if len(hs) >= n:
+                    return hs[n - 1]
+                await asyncio.sleep(0.002)
+            raise AssertionError(f"no MotionHalted #{n}: {facts}")
+
+        first = await halted(1)  # the stop's event, sent as it begins
+        assert time.monotonic() < stream.rest_until  # the stop still runs
+        q_rest = first.q
+        q_up = (q_rest[0], q_rest[1], q_rest[2] - 150.0, q_rest[3])  # down: j3 tops at -330
+        stream.add(_move(2, time.monotonic() + 0.03, q_rest, q_up, 0.4))  # 30 ms lead
+        again = await halted(2)  # not sent: it would start late
+        assert "late" in again.reason
+        stream.add(_move(3, time.monotonic() + 0.2, again.q, q_up, 0.4))  # planned again
+        end = time.monotonic() + 0.9
+        fastest = 0.0  # the world's setpoint speed of the quill (m/s, its last ~50 ms)
+        while time.monotonic() < end:
+            sp = await asyncio.to_thread(sim.call, lambda: float(sim.sim.world._ref_speed[2]))
+            fastest = max(fastest, sp)
+            await asyncio.sleep(0.04)  # a jump's trace decays over ~50 ms: still seen
+        task.cancel()
+        await link.close()
+        return facts, dict(stream.stats), q_up, fastest
+
+    facts, stats, q_up, fastest = asyncio.run(main())
+    assert stats["chains_broken"] == 0 and stats["late_refused"] == 1
+    assert fastest < 1.0  # m/s: the move's own peak is 0.70 (150 mm in 0.4 s, quintic)
+    assert any(isinstance(f, MotionEnded) and f.move_id == 3 for f in facts)
+    q = sim.call(sim.sim.world.joints)
+    assert abs(q[2] * 1000 - q_up[2]) < 1.0  # the quill went all the way, from rest
+
+
 @given(
     st.tuples(
         st.floats(-170, 170), st.floats(-150, 150), st.floats(-700, -100), st.floats(-360, 360)
