@@ -300,7 +300,8 @@ class SimArmCell:
                 measured=lambda: [v * 1e6 for v in w.joints()], vacuum=lambda t: w.vacuum_pa
             )
             fw.register_extension(self.arm_fw)
-            self.arm_fw.valve_listeners.append(lambda on, t: w.set_valve(on))
+            # at the MCU's instant: the world may step behind its clock (world.set_valve)
+            self.arm_fw.valve_listeners.append(lambda on, t: w.set_valve(on, t - self.t_start))
             w.input_listeners.append(
                 lambda pin, value, tw: fw.set_input(pin, value, tw + self.t_start)
             )

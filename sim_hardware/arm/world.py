@@ -128,6 +128,7 @@ class ArmWorld:
         self._belt = Motion(0.0, 0.0, v0, v0, INSTANT_MM_S2)
         # suction
         self.valve = False
+        self._valve_at: list[tuple[float, bool]] = []  # (world t, on) still to come
         self.vacuum_pa = 0.0
         self.leak = 0.0  # fault: share of the supply lost at the seal (0 none, 1 no vacuum)
         self.attached: int | None = None  # slot held by the cup
@@ -324,8 +325,18 @@ class ArmWorld:
         q = self.joints()
         return (float(p[0]), float(p[1]), float(p[2]), math.degrees(q[0] + q[1] + q[3]))
 
-    def set_valve(self, on: bool) -> None:
-        self.valve = bool(on)
+    def set_valve(self, on: bool, t: float | None = None) -> None:
+        """The valve opened or closed by the MCU at world time ``t`` (None: now). A world
+        stepping behind the MCU's clock (its loop starved for a while, then catching up)
+        switches it when it reaches ``t``, not at once: the servos follow the MCU's segments
+        at their own instants (``setpoints``), so a release commanded over a chute was
+        applied where the arm had been up to 0.3 s before, over the belt (3 parcels
+        released onto the belt in one run at load 12, 2026-12-02)."""
+        if t is None or t <= self.t + 1e-9:
+            self._valve_at.clear()
+            self.valve = bool(on)
+            return
+        self._valve_at.append((t, bool(on)))
 
     # ---- inputs ----------------------------------------------------------------------------
     def set_input(self, pin: int, value: int, t: float | None = None) -> None:
@@ -358,6 +369,8 @@ class ArmWorld:
     def _step(self) -> None:
         m, d, cfg = self.model, self.data, self.cfg
         t_next = self.t + self.dt
+        while self._valve_at and self._valve_at[0][0] <= self.t + self.dt / 2:
+            self.valve = self._valve_at.pop(0)[1]
         ref = np.asarray(self.setpoints(t_next), dtype=float)[:4]
         vel = (ref - self._ref_prev) / self.dt
         k = 1 - math.exp(-self.dt / 0.05)  # the setpoints' recent speed (diagnosis of drops)

@@ -192,6 +192,29 @@ def test_a_vacuum_leak_keeps_the_vacuum_below_the_grip_threshold():
     assert 20_000 < w.vacuum_pa < 40_000  # sealed, but a 40 kPa grip never confirms
 
 
+def test_a_valve_switched_at_an_instant_the_world_has_not_reached_switches_there():
+    """The MCU switches the valve at its clock's instant; a world stepping behind (its loop
+    starved, then catching up) applies it when it gets there, as it does the servos'
+    setpoints, not where the arm was when the command was read."""
+    w = ArmWorld(ArmWorldConfig())
+    w.step_to(0.1)
+    w.set_valve(True, 0.3)  # the MCU opened it at 0.3 s; the world is at 0.1 s
+    w.set_valve(False, 0.5)  # and closed it at 0.5 s
+    assert not w.valve
+    w.step_to(0.29)
+    assert not w.valve and w.vacuum_pa == 0.0
+    w.step_to(0.31)
+    assert w.valve
+    w.step_to(0.49)
+    assert w.valve and w.vacuum_pa > 3_000  # open, nothing sealed: the free-flow vacuum
+    w.step_to(0.51)
+    assert not w.valve
+    w.set_valve(True)  # no instant, or one past: at once
+    assert w.valve
+    w.set_valve(False, 0.2)
+    assert not w.valve
+
+
 def test_curtain_and_estop_inputs_and_the_config_from_a_board_section():
     arm = {
         "geometry": {"link1_mm": 500, "link2_mm": 400},
