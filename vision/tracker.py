@@ -526,8 +526,9 @@ class Tracker:
         symbol (read at one place: within its span, at least ``LABEL_TOLERANCE_PX``), on the
         box of this frame that one track follows, the other unseen now (a track that lost
         its parcel, e.g. one still entering whose next box lay off its predicted leading
-        edge): the symbol is on the box seen. Or both seen, their boxes overlapping over the
-        symbol, and their union no longer than 1.5 times the longer box along the belt: a
+        edge): the symbol is on the box seen. Or both seen, their boxes overlapping, one
+        holding the symbol (the other read it within its crop's margin), and their union no
+        longer than 1.5 times the longer box along the belt: a
         long or irregular parcel boxed in two parts (two parcels' boxes reaching over one
         symbol span both parcels: longer; and the cell's association refuses a body that
         reaches two parcels)."""
@@ -548,8 +549,8 @@ class Tracker:
             return True
         if a.current is None or b.current is None:
             return False
-        if not (holds(a.current, a.label_at, m) and holds(b.current, a.label_at, m)):
-            return False
+        if not (holds(a.current, a.label_at, m) or holds(b.current, a.label_at, m)):
+            return False  # (one box may hold it by its read's region only: a crop's margin)
         if containment(np.array([a.current.box]), np.array([b.current.box]))[0, 0] <= 0:
             return False
         union = _union(a.current, b.current)
