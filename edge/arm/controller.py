@@ -175,7 +175,14 @@ class ArmCore:
         self.now = max(self.now, fact.t)
         getattr(self, "_on_" + type(fact).__name__)(fact)
         self._timers(fact.t)
-        self._plan(fact.t)
+        # a fact that sends a carry returns at once: the next pick is planned on the next
+        # fact (an encoder tick, 10 ms on; it starts when the carry ends, ~0.6 s on, either
+        # way). Planned here it held the carry back: the confirming fact took up to 75 ms
+        # of thread time (the next pick's plan up to 63 of it), 27.5 ms without (ARM-A's
+        # measurement, docs/sim-arm.md "Why the core is late"), and a carry later than
+        # `lead_ms` allows stops the arm with the parcel on the belt (drops, no-seals).
+        if not any(isinstance(a, Move) and a.kind == "carry" for a in self._out):
+            self._plan(fact.t)
         return self._out
 
     def on_safety(self, actions: Sequence[SafetyAction], t: float) -> list[ArmAction]:
