@@ -60,10 +60,12 @@ class CameraWorker(ABC):
         self.max_fps = max_fps
         self.stats: dict[str, float] = dict.fromkeys(
             ("frames", "processed", "skipped", "stale", *stats, "process_ms_mean",
-             "lag_ms_max", "gap_ms_max"),
+             "cpu_ms_mean", "lag_ms_max", "gap_ms_max"),
             0.0,
         )  # fmt: skip
-        # lag: a frame's age when its processing starts; gap: the longest between two
+        # lag: a frame's age when its processing starts; gap: the longest between two;
+        # cpu: the worker thread's CPU time a frame (process_ms is wall time: the two apart
+        # is the time the thread waited for a core, 10 nice steps below the node)
 
     @abstractmethod
     def processed(self, result: FrameResult, pipeline: Pipeline, post: Post) -> None:
@@ -155,15 +157,17 @@ class CameraWorker(ABC):
                 if not take or frame.encoder_count is None:  # no count: it cannot be placed
                     s["skipped"] += 1
                     continue
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.thread_time()
                 s["lag_ms_max"] = max(s["lag_ms_max"], (time.monotonic() - frame.captured_at) * 1e3)
                 if last is not None:
                     s["gap_ms_max"] = max(s["gap_ms_max"], (start - last) * 1e3)
                 last = start
                 result = pipeline.process(frame)
                 ms = (time.perf_counter() - start) * 1e3
+                cpu_ms = (time.thread_time() - cpu) * 1e3
                 n = s["processed"] = s["processed"] + 1
                 s["process_ms_mean"] += (ms - s["process_ms_mean"]) / n
+                s["cpu_ms_mean"] += (cpu_ms - s["cpu_ms_mean"]) / n
                 self.processed(result, pipeline, post)
         finally:
             source.close()
