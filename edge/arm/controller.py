@@ -89,6 +89,8 @@ VALVE_LEAD_S = 0.15  # the valve opens this long before the descent onto the top
 # host's latency: the valve is switched when the command arrives, not on the MCU's clock)
 SEAL_FROM_S = 0.03  # a seal counts from this long before the descent (earlier: not on it)
 SEAL_EARLY_S = 0.05  # a carry starts no earlier than a seal this long before contact allows
+PRECARRY_S = 0.01  # a carry planned at the seal starts this much after the earliest the
+# confirmation allows (the confirming fact comes on a tick, 10 ms apart; later: planned then)
 RETRY_S = 0.05  # a parcel with no pick now (or whose carry would fail) is tried again then
 CARRY_CHECKS = 3  # picks planned in turn when the first ones' carries would be refused
 GONE_MM = 1000.0  # a parcel this far past the window no longer matters to its neighbours
@@ -124,6 +126,9 @@ class PickInFlight:
     sealed_since: float | None = None
     carry_sent: bool = False
     suction_on: bool = False  # opened when the move starts (the last release is done then)
+    # the carry planned at the seal (``_precarry``): its start, the trajectory (or why
+    # none), and the grasp and neighbours it was planned with
+    precarry: tuple[float, Trajectory | str, object, tuple[Footprint, ...]] | None = None
 
 
 @dataclass
@@ -313,6 +318,7 @@ class ArmCore:
             if f.gripped and pk.sealed_since is None and f.t >= pk.plan.t_descend - SEAL_FROM_S:
                 pk.sealed_since = f.t
                 self._story(p, f.t, "sealed", f"vacuum {f.kpa:.0f} kPa")
+                self._precarry(pk, f.t)
             elif not f.gripped and pk.sealed_since is not None:
                 pk.sealed_since = None
                 self._story(p, f.t, "seal lost", f"vacuum {f.kpa:.0f} kPa before the lift")
@@ -600,20 +606,56 @@ class ArmCore:
         self._story(p, t, "re-plan", why)
         self._stop(f"re-plan parcel {p.pid}: {why}", False, t)
 
+    def _carry_start(self, pk: PickInFlight, t: float) -> float:
+        """The earliest start of the carry for a grip confirmed at ``t``: ``lead_ms`` on (the
+        stream has sent the pick's segments up to there); a seal made early in the descent is
+        confirmed as if made SEAL_EARLY_S before the contact."""
+        lead = self.cfg.tracking.lead_ms / 1000
+        confirm = self.cfg.suction.grip_confirm_ms / 1000
+        return max(t + lead, pk.plan.t_contact - SEAL_EARLY_S + confirm + lead)
+
+    def _beside(self, pid: int) -> tuple[Footprint, ...]:
+        others = [(o, fp) for o, fp in self.on_belt.items() if o != pid]
+        me = self.on_belt.get(pid)
+        return neighbours(self.cfg, me, others, self.belt.cpm).others if me else ()
+
+    def _precarry(self, pk: PickInFlight, t: float) -> None:
+        """Plan the carry at the seal, for a confirmation ``grip_confirm_ms`` later (plus
+        PRECARRY_S): the fact that confirms then only sends it. Why: planning a carry (the
+        cup's hold, the parcels beside) takes up to ~45 ms of CPU on this machine, and a
+        carry that reaches the stream later than ``lead_ms`` allows stops the arm with the
+        parcel on the belt (drops and no-seals behind it, docs/sim-arm.md)."""
+        p = self.parcels[pk.pid]
+        dest = self.cfg.destination(p.destination or "")
+        if dest is None or not isinstance(p.grasp, Grasp):
+            return
+        confirm = self.cfg.suction.grip_confirm_ms / 1000
+        t_b = self._carry_start(pk, t + confirm) + PRECARRY_S
+        if t_b + self.mover.dt > pk.plan.t_lift:
+            return  # no ride left for the margin: planned at the confirmation
+        g, beside = p.grasp, self._beside(pk.pid)
+        traj = self.mover.carry(pk.plan, t_b, g.target, self.belt, dest, g.load, g.hold, beside)
+        pk.precarry = (t_b, traj, g, beside)
+
     def _confirm_grip(self, pk: PickInFlight, t: float) -> None:
         p = self.parcels[pk.pid]
         dest = self.cfg.destination(p.destination or "")
         assert dest is not None and isinstance(p.grasp, Grasp)
-        lead = self.cfg.tracking.lead_ms / 1000
         g = p.grasp
-        # a seal made early in the descent is confirmed as if made SEAL_EARLY_S before the
-        # contact: the node streams the pick's replaceable part from that on
-        confirm = self.cfg.suction.grip_confirm_ms / 1000
-        t_b = max(t + lead, pk.plan.t_contact - SEAL_EARLY_S + confirm + lead)
-        others = [(o, fp) for o, fp in self.on_belt.items() if o != pk.pid]
-        me = self.on_belt.get(pk.pid)
-        beside = neighbours(self.cfg, me, others, self.belt.cpm).others if me else ()
-        traj = self.mover.carry(pk.plan, t_b, g.target, self.belt, dest, g.load, g.hold, beside)
+        t_b = self._carry_start(pk, t)
+        beside = self._beside(pk.pid)
+        pre = pk.precarry
+        if (
+            pre is not None
+            and isinstance(pre[1], Trajectory)  # a refusal is planned again: t_b is earlier
+            and t_b <= pre[0] + 1e-9
+            and pre[2] is g
+            and len(pre[3]) == len(beside)
+            and all(a is b for a, b in zip(pre[3], beside, strict=True))
+        ):
+            traj = pre[1]  # planned at the seal for this grasp and these neighbours
+        else:
+            traj = self.mover.carry(pk.plan, t_b, g.target, self.belt, dest, g.load, g.hold, beside)
         p.milestones["gripped"] = t
         if isinstance(traj, str):
             self._story(p, t, "no carry", traj)

@@ -384,3 +384,70 @@ def test_a_drop_while_the_next_pick_is_planned_is_reported_as_the_carried_parcel
     assert recs[1].outcome == "dropped" and recs[1].dropped_at is not None
     assert all(r.outcome in ("dropped", "passed") for r in recs.values())
     assert len(_alarms(b, "drop")) == sum(r.outcome == "dropped" for r in recs.values())
+
+
+def _long_window_cfg():
+    """The example with a 300 ms grip window (the simulated cell's): room on the top for a
+    carry planned at the seal."""
+    from edge.arm.config import ArmConfig
+    from tests.edge.arm.helpers import example_dict
+
+    d = example_dict()["arm"]
+    d["suction"] = {**d["suction"], "grip_window_ms": 300}
+    return ArmConfig.model_validate(d)
+
+
+def _carry_plans(b: Bench) -> list[float]:
+    """The bench times at which the core plans a carry (the real planner, watched)."""
+    calls: list[float] = []
+    real = b.core.mover.carry
+
+    def watched(*args, **kwargs):
+        calls.append(b.t)
+        return real(*args, **kwargs)
+
+    b.core.mover.carry = watched  # type: ignore[method-assign]
+    return calls
+
+
+def test_the_carry_is_planned_at_the_seal_and_the_confirming_fact_only_sends_it() -> None:
+    from edge.arm.controller import PRECARRY_S
+
+    cfg = _long_window_cfg()
+    b = Bench(cfg, brain=BRAIN)
+    calls = _carry_plans(b)
+    b.see(1, 0.0, label="DE-10")
+    b.run(4.0)
+    (rec,) = b.records()
+    assert rec.outcome == "placed"
+    grip_t = next(t for t, f in b.log if isinstance(f, Grip) and f.gripped)
+    (carry,) = b.moves("carry")
+    sent_t = next(t for t, a in b.log if a is carry)
+    confirm, lead = cfg.suction.grip_confirm_ms / 1000, cfg.tracking.lead_ms / 1000
+    # planned in the seal's fact (and once at the pick, to refuse an uncarriable pick), not
+    # in the fact that confirms the grip and sends it
+    assert grip_t in calls and sent_t not in calls
+    assert sent_t >= grip_t + confirm - 1e-9
+    # it starts after the stream's lead from its sending, at most a tick and PRECARRY_S
+    # after the earliest a carry planned at the confirmation could
+    assert sent_t + lead <= carry.replace_from + 1e-9
+    assert (
+        carry.replace_from
+        <= grip_t + confirm + b.dt + lead + PRECARRY_S + cfg.tracking.setpoint_ms / 1000
+    )
+
+
+def test_a_parcel_seen_between_the_seal_and_the_confirmation_gets_the_carry_planned_again() -> None:
+    cfg = _long_window_cfg()
+    b = Bench(cfg, brain=BRAIN)
+    calls = _carry_plans(b)
+    b.see(1, 0.0, label="DE-10")
+    while not any(isinstance(f, Grip) and f.gripped for _, f in b.log):
+        b.step()
+    # a new parcel on the belt: the carry planned at the seal did not know it
+    b.see(2, -300.0, label="DE-20", across=150.0)
+    b.run(4.0)
+    carry = b.moves("carry")[0]
+    sent_t = next(t for t, a in b.log if a is carry)
+    assert sent_t in calls  # planned again where it is sent, with the new neighbour
+    assert [r.outcome for r in b.records() if r.parcel_id == 1] == ["placed"]
