@@ -128,3 +128,91 @@ def test_a_parcel_boxed_in_parts_is_one_track_and_keeps_its_label(
     for k, p in enumerate(parcels):
         if p.hidden < 0 and p.split == 1.0 and p.short == 0.0 and k in whole_in_view:
             assert f"P{k}" in labelled, (k, labelled)
+
+
+def _joins(
+    spans: dict[int, tuple[float, float]], lead: float, back: float, tol: float
+) -> int | None:
+    """The cell's association (``edge.cell.tracking``'s match_body, in px): the one parcel
+    whose middle is within ``tol`` of the sighted middle or whose body holds the sighted one
+    (each end within ``tol``), when no other parcel could be it; else None."""
+    middle = (lead + back) / 2
+    near = [
+        k
+        for k, (b, f) in spans.items()
+        if abs((b + f) / 2 - middle) <= tol or (b - tol <= back and lead <= f + tol)
+    ]
+    return near[0] if len(near) == 1 else None
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    parcels=st.lists(parcels_st, min_size=2, max_size=5),
+    joined=st.floats(0, 0.5),
+    speed=st.floats(150, 260),
+    seed=st.integers(0, 2**16),
+)
+def test_a_label_handed_over_never_joins_a_neighbour(
+    parcels: list[Parcel], joined: float, speed: float, seed: int
+) -> None:
+    """As above, and now and then two parcels one box (touching or not: the detector's box
+    spans both). Each certain label is handed over with its track's latest whole view, as
+    ``vision.handover`` does, and placed by the cell's rule (tolerance 77 px: 60 mm): it
+    never joins a parcel other than the one it is on."""
+    rng = np.random.default_rng(seed)
+    tracker = Tracker(NAMES, px_per_count=0.25, max_missed_frames=3, min_hits=2)
+    starts, x = [], 0.0
+    for p in parcels:
+        x -= p.gap
+        starts.append(x)
+        x -= p.length
+    frames = int((-x + W) / speed) + 4
+    spans_at: dict[int, dict[int, tuple[float, float]]] = {}
+    handed: set[int] = set()
+    sent: list[tuple[str, float, float, int]] = []  # label, lead, back (px), count
+
+    def hand(t_id: int, label: str, det: Detection | None, count: int | None) -> None:
+        if t_id in handed or det is None or count is None:
+            return
+        handed.add(t_id)
+        sent.append((label, det.box[2], det.box[0], count))
+
+    for i in range(frames):
+        travel = i * speed
+        count = round(travel * 4)
+        spans, dets = {}, []
+        skip = -1
+        for k, (p, lead0) in enumerate(zip(parcels, starts, strict=True)):
+            lead = lead0 + travel
+            x1, x2 = max(0.0, lead - p.length), min(W, lead)
+            spans[k] = (lead - p.length, lead)
+            if x2 - x1 < 20 or i == p.hidden or k == skip:
+                continue
+            if k + 1 < len(parcels) and rng.random() < joined:  # it and the next, one box
+                b2 = max(0.0, starts[k + 1] + travel - parcels[k + 1].length)
+                if b2 < x1:
+                    dets.append(Detection(0, "box", 0.8, (b2, 200.0, x2, 520.0)))
+                    skip = k + 1
+                    continue
+            for box in _boxes(p, x1, x2, rng):
+                dets.append(Detection(0, "box", float(rng.uniform(0.4, 0.9)), box))
+        spans_at[count] = spans
+        rng.shuffle(dets)  # type: ignore[arg-type]
+        frame = Frame(FRAME, i / 15.0, i, count)
+        for r in tracker.update(frame, dets):
+            if r.label is not None and r.label_certain:
+                hand(r.track_id, r.label.text, r.whole, r.whole_count)
+        for t in tracker.tracks:  # each track reads every label its box holds
+            if t.current is None:
+                continue
+            for k, (b, _f) in spans.items():
+                point = np.array([b + parcels[k].label_at * parcels[k].length, 360.0])
+                if 0 <= point[0] < W and holds(t.current, point, 0.0):
+                    t.add_read(LabelRead("QRCode", f"P{k}", "test", tuple(point), 60.0), 0)
+        tracker.refuse_shared_labels(frame)
+        for t in tracker.tracks:
+            if t.label is not None and t.label_certain:
+                hand(t.id, t.label.text, t.whole, t.whole_count)
+    for label, lead, back, count in sent:
+        k = _joins(spans_at[count], lead, back, 77.0)
+        assert k is None or f"P{k}" == label, f"{label} joined parcel {k}"
