@@ -51,6 +51,13 @@ def fold_batchnorm(model: Any) -> Any:
     return model
 
 
+def is_folded_state(state: dict[str, Any]) -> bool:
+    """Whether a state dict was saved from a folded network (no BatchNorm statistics): a
+    run that started from an ONNX file keeps its weights so, and ``--init`` of that .pt must
+    rebuild the folded network to load them (an unfolded one refuses every key)."""
+    return not any(k.endswith("running_mean") for k in state)
+
+
 def _layers_in_run_order(model: Any, example: Any) -> list[Any]:
     """The Conv2d and Linear modules of ``model`` in the order a forward pass runs them."""
     import torch

@@ -39,7 +39,11 @@ sys.path.insert(0, str(REPO))
 
 from sim_hardware.camera.randomisation import CLASSES, TRAINING  # noqa: E402
 from sim_hardware.camera.scene import render_scene  # noqa: E402
-from training.onnx_init import fold_batchnorm, load_onnx_weights  # noqa: E402
+from training.onnx_init import (  # noqa: E402
+    fold_batchnorm,
+    is_folded_state,
+    load_onnx_weights,
+)
 from training.train_parcel_model import (  # noqa: E402
     FIRST_SEED,
     WIDE,
@@ -436,20 +440,23 @@ def main() -> int:
     if args.render_only:
         return 0
 
-    folded = args.init is not None and args.init.suffix == ".onnx"
+    state = None  # a .pt to start from: folded if its run itself started from an ONNX file
+    if args.init is not None and args.init.suffix != ".onnx":
+        state = torch.load(args.init, map_location="cpu")
+    folded = args.init is not None and (state is None or is_folded_state(state))
 
     def new_model():  # a torch module, channels-last
         net = fold_batchnorm(build_model()) if folded else build_model()
         return net.to(memory_format=torch.channels_last)
 
     model = new_model()
-    if folded:
+    if folded and state is None:
         load_onnx_weights(
             model, args.init, torch.rand(2, 3, h, w), lambda o: [torch.softmax(o, 1).numpy()]
         )
         print(f"starting from {args.init} (BatchNorm folded)", flush=True)
     elif args.init is not None:
-        model.load_state_dict(torch.load(args.init, map_location="cpu"))
+        model.load_state_dict(state)
         print(f"starting from {args.init}", flush=True)
     ema = new_model()
     ema.load_state_dict(model.state_dict())

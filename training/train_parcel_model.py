@@ -39,7 +39,11 @@ sys.path.insert(0, str(REPO))
 
 from sim_hardware.camera.randomisation import CLASSES, HELD_OUT, TRAINING  # noqa: E402
 from sim_hardware.camera.scene import render_scene  # noqa: E402
-from training.onnx_init import fold_batchnorm, load_onnx_weights  # noqa: E402
+from training.onnx_init import (  # noqa: E402
+    fold_batchnorm,
+    is_folded_state,
+    load_onnx_weights,
+)
 from vision.dataset.coco import read_coco  # noqa: E402
 from vision.letterbox import letterbox  # noqa: E402
 
@@ -527,17 +531,20 @@ def main() -> int:
     print(f"{len(images) + len(images3d)} training images ready in {render_s:.0f} s", flush=True)
     print(f"{sum(len(r) for r in rows) + sum(len(r) for r in rows3d)} parcels", flush=True)
 
-    folded = args.init is not None and args.init.suffix == ".onnx"
+    state = None  # a .pt to start from: folded if its run itself started from an ONNX file
+    if args.init is not None and args.init.suffix != ".onnx":
+        state = torch.load(args.init, map_location="cpu")
+    folded = args.init is not None and (state is None or is_folded_state(state))
 
     def new_model():  # a torch module
         return fold_batchnorm(build_model()) if folded else build_model()
 
     model = new_model()
-    if folded:
+    if folded and state is None:
         load_onnx_weights(model, args.init, torch.rand(1, 3, *INPUT_HW), _graph_outputs)
         print(f"starting from {args.init} (BatchNorm folded)", flush=True)
     elif args.init is not None:
-        model.load_state_dict(torch.load(args.init, map_location="cpu"))
+        model.load_state_dict(state)
         print(f"starting from {args.init}", flush=True)
     ema = new_model()
     ema.load_state_dict(model.state_dict())

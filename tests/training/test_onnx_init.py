@@ -15,7 +15,11 @@ torch = pytest.importorskip("torch", reason="torch is the 'train' extra: pip ins
 
 from training import train_parcel_classifier as tc  # noqa: E402
 from training import train_parcel_model as tm  # noqa: E402
-from training.onnx_init import fold_batchnorm, load_onnx_weights  # noqa: E402
+from training.onnx_init import (  # noqa: E402
+    fold_batchnorm,
+    is_folded_state,
+    load_onnx_weights,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DETECTOR = REPO / "vision/models/parcels.onnx"
@@ -88,3 +92,18 @@ def test_a_network_wired_otherwise_is_caught_by_the_output_check(tmp_path: Path)
     load_onnx_weights(Chain(), path, x, lambda o: [o.numpy()])
     with pytest.raises(ValueError, match="differs from onnxruntime"):
         load_onnx_weights(Sum(), path, x, lambda o: [o.numpy()])
+
+
+@pytest.mark.parametrize("module", [tm, tc])
+def test_weights_kept_by_a_run_from_onnx_are_known_as_folded(module, tmp_path: Path):
+    # a run started from an ONNX file keeps a folded state dict in /tmp; --init of that .pt
+    # must rebuild the folded network (the unfolded one refuses its keys)
+    folded = fold_batchnorm(module.build_model())
+    plain = module.build_model()
+    assert is_folded_state(folded.state_dict())
+    assert not is_folded_state(plain.state_dict())
+    torch.save(folded.state_dict(), tmp_path / "w.pt")
+    state = torch.load(tmp_path / "w.pt", map_location="cpu")
+    fold_batchnorm(module.build_model()).load_state_dict(state)  # strict: every key fits
+    with pytest.raises(RuntimeError):
+        module.build_model().load_state_dict(state)
