@@ -185,6 +185,7 @@ class MotionStream:
                 now = time.monotonic()
                 self.rest_until = min(self.rest_until, now)  # no stop ran: nothing to wait for
                 q = from_protocol(st.positions)
+                self.rest_q = q
                 self.feed(JointState(q, now) if halted is None else MotionHalted(halted, q, now))
 
         with contextlib.suppress(RuntimeError):  # no loop: shutting down
@@ -373,6 +374,11 @@ class MotionStream:
             except McuError:
                 return
             q = from_protocol(st.positions)
+            # where the MCU's setpoints rest is where the next move leaves from: a stale rest
+            # (home, from before the move the MCU halted in) made the jump check refuse the
+            # core's plans from where the arm really was, and the core replan from home: a
+            # box held on the belt was never carried and the core's release let it go there
+            self.rest_q = q
             self.feed(MotionHalted(f"MCU halted: {why}", q, time.monotonic()))
 
         asyncio.get_running_loop().create_task(tell())

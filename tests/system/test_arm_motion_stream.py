@@ -223,6 +223,45 @@ def test_a_move_planned_while_a_stop_runs_is_planned_again_and_leaves_from_rest(
     assert abs(q[2] * 1000 - q_up[2]) < 1.0  # the quill went all the way, from rest
 
 
+def test_a_halt_heard_only_from_a_refusal_moves_the_streams_rest_to_where_the_arm_is(
+    arm_cell: Any,
+) -> None:
+    """The MCU halted (an underrun) and the stream heard it only from a refused segment (its
+    stop event not seen): the stream reads where the arm rests and leaves from there. With
+    the rest it had before (home), it refused the core's next plan, made from where the arm
+    really was, as a jump, and told the core the arm was at home (a box held on the belt was
+    never carried, 2026-12-02)."""
+    _sim, path, cfg = arm_cell
+    home = _deg(cfg, *cfg.home_mm[:3])
+    a, b = _deg(cfg, -300.0, 600.0, -500.0), _deg(cfg, -100.0, 600.0, -450.0)
+
+    async def main() -> tuple[list[Any], dict[str, int], Any]:
+        link, stream, facts = await _stream(path, cfg)
+        task = asyncio.create_task(stream.run())
+        stream.add(_move(1, time.monotonic() + 0.1, home, a, 0.6))
+        await asyncio.sleep(0.9)
+        stream.rest_q = home  # its stop event lost: the stream's rest is stale
+        stream._halted_behind_our_back("test: refused, motion halted")
+        for _ in range(300):
+            if any(isinstance(f, MotionHalted) for f in facts):
+                break
+            await asyncio.sleep(0.002)
+        rest = stream.rest_q
+        stream.halted = False  # as after the node's resume
+        stream.add(_move(2, time.monotonic() + 0.12, a, b, 0.5))
+        await asyncio.sleep(0.9)
+        task.cancel()
+        await link.close()
+        return facts, dict(stream.stats), rest
+
+    facts, stats, rest = asyncio.run(main())
+    halted = next(f for f in facts if isinstance(f, MotionHalted))
+    assert np.max(np.abs(np.subtract(halted.q, a))) < 0.01  # where the arm is, not home
+    assert np.max(np.abs(np.subtract(rest, a))) < 0.01
+    assert stats["jumps_refused"] == 0
+    assert any(isinstance(f, MotionEnded) and f.move_id == 2 for f in facts)
+
+
 @given(
     st.tuples(
         st.floats(-170, 170), st.floats(-150, 150), st.floats(-700, -100), st.floats(-360, 360)
