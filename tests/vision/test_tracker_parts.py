@@ -63,6 +63,17 @@ def _boxes(p: Parcel, x1: float, x2: float, rng: np.random.Generator) -> list[tu
     return [(x1 + j[0], y1 + j[1], x2 + j[2], y2 + j[3])]
 
 
+def _belt(parcels: list[Parcel], speed: float) -> tuple[list[float], int]:
+    """Each parcel's leading edge at frame 0 (upstream of the view, gaps between), and the
+    frames until the last has left the view."""
+    starts, x = [], 0.0
+    for p in parcels:
+        x -= p.gap
+        starts.append(x)
+        x -= p.length
+    return starts, int((-x + W) / speed) + 4
+
+
 @settings(max_examples=80, deadline=None)
 @example(  # both parts entering: the back part at the frame's edge, the front one ahead
     parcels=[Parcel(560.0, 0.0, 0.5, 1.0, 0.0, -1)], speed=213.0, seed=0
@@ -77,12 +88,7 @@ def test_a_parcel_boxed_in_parts_is_one_track_and_keeps_its_label(
 ) -> None:
     rng = np.random.default_rng(seed)
     tracker = Tracker(NAMES, px_per_count=0.25, max_missed_frames=3, min_hits=2)
-    starts, x = [], 0.0
-    for p in parcels:
-        x -= p.gap
-        starts.append(x)
-        x -= p.length
-    frames = int((-x + W) / speed) + 4
+    starts, frames = _belt(parcels, speed)
     reports = []
     whole_in_view: set[int] = set()
     for i in range(frames):
@@ -161,12 +167,7 @@ def test_a_label_handed_over_never_joins_a_neighbour(
     never joins a parcel other than the one it is on."""
     rng = np.random.default_rng(seed)
     tracker = Tracker(NAMES, px_per_count=0.25, max_missed_frames=3, min_hits=2)
-    starts, x = [], 0.0
-    for p in parcels:
-        x -= p.gap
-        starts.append(x)
-        x -= p.length
-    frames = int((-x + W) / speed) + 4
+    starts, frames = _belt(parcels, speed)
     spans_at: dict[int, dict[int, tuple[float, float]]] = {}
     handed: set[int] = set()
     sent: list[tuple[str, float, float, int]] = []  # label, lead, back (px), count
