@@ -284,6 +284,21 @@ class EdgeLink:
         number (see docs/mqtt.md, "When storage or the network refuses a message")."""
         return self._append(("events", kind), PRIORITY_EVENT, {"kind": kind, "data": data})
 
+    def recent_events(self, kind: str, limit: int = 256) -> list[dict[str, Any]]:
+        """The data of the last ``limit`` events of ``kind`` this node committed to its
+        outbox, newest first, this run's and earlier runs' alike (the outbox outlives the
+        process). Unreadable rows are skipped."""
+        out: list[dict[str, Any]] = []
+        for payload in self.outbox.recent(topics.channel("events", kind), limit):
+            try:
+                body = json.loads(payload)
+            except ValueError:  # a truncation placeholder is JSON too; anything else: skip
+                continue
+            data = body.get("data") if isinstance(body, dict) else None
+            if isinstance(data, dict):
+                out.append(data)
+        return out
+
     def publish_telemetry(self, group: str, values: dict[str, Any], reason: str = "forced") -> int:
         """Store a telemetry message regardless of deadbands."""
         body = {"group": group, "reason": reason, "values": values}

@@ -754,6 +754,17 @@ class Outbox:
                 (channel, from_seq, to_seq),
             )
 
+    def recent(self, channel: str, limit: int) -> list[bytes]:
+        """The payloads of a channel's last ``limit`` stored messages, newest first (sent or
+        not). What a restarted node reads to learn what the one that died had already
+        committed; messages only spilled in memory died with it and are not here."""
+        with self._read_lock:
+            found = self._reader.execute(
+                "SELECT payload FROM messages WHERE channel=? ORDER BY id DESC LIMIT ?",
+                (channel, max(0, limit)),
+            ).fetchall()
+        return [bytes(r[0]) for r in found]
+
     # command results (idempotency) ----------------------------------------------------------
     def stored_result(self, request_id: str) -> str | None:
         with self._lock:

@@ -11,6 +11,7 @@ again at the next start; a parcel that left the belt meanwhile is finished as lo
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from edge.cell.controller import CellCore
@@ -91,11 +92,22 @@ def next_id(data: dict[str, Any]) -> int:
     return int(data["next_id"])
 
 
-def restore(core: CellCore, data: dict[str, Any], count: int, t: float) -> list[str]:
+def restore(
+    core: CellCore,
+    data: dict[str, Any],
+    count: int,
+    t: float,
+    recorded: Collection[tuple[int, int]] = (),
+) -> list[str]:
     """Put the saved parcels back into ``core`` at encoder ``count``; returns notes for the
     log. Parcels are left for the core's own rules (deadlines, decision point, confirmation
-    windows) at its next event; nothing is scheduled here (the core is halted until start)."""
+    windows) at its next event; nothing is scheduled here (the core is halted until start).
+
+    ``recorded``: (parcel id, lead count) of records the dead node had already committed.
+    Its record goes out before the snapshot that drops the parcel, so a kill between the two
+    leaves a finished parcel in the journal; it is not restored (one parcel, one record)."""
     _check(data)
+    recorded = set(recorded)
     saved_count = data.get("count")
     notes: list[str] = []
     core.tracker._next_id = max(core.tracker._next_id, int(data["next_id"]))
@@ -117,6 +129,10 @@ def restore(core: CellCore, data: dict[str, Any], count: int, t: float) -> list[
     for raw in data["parcels"]:
         p = _from(raw)
         if p.id in core.active or p.id in core.finished:
+            continue
+        if (p.id, p.lead_count) in recorded:
+            notes.append(f"parcel {p.id} not restored: its record was committed before the "
+                         "node died")  # fmt: skip
             continue
         p.note(t, count, "restored", "tracking resumed after a node restart")
         core.tracker.active[p.id] = p

@@ -569,7 +569,10 @@ class DiverterMachine(Machine):
         they had pending recognised if the MCU reports them done (it fired them, or its
         watchdog dropped them, while no node was there)."""
         assert self.journal is not None and self.diverter is not None
-        actions = self.journal.restore(self.core, count, t)
+        fleet = self.fleet
+        actions = self.journal.restore(
+            self.core, count, t, fleet.recorded_parcels if fleet is not None else None
+        )
         if actions is None:
             return
         self.counters["parcels_restored"] += len(self.core.active)

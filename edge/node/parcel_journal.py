@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +58,31 @@ class ParcelJournal:
         log.info("parcel journal: %d parcels from the previous run, restored at the first "
                  "encoder count", len(data["parcels"]))  # fmt: skip
 
-    def restore(self, core: CellCore, count: int, t: float) -> dict[int, int] | None:
+    def restore(
+        self,
+        core: CellCore,
+        count: int,
+        t: float,
+        recorded: Callable[[], Collection[tuple[int, int]]] | None = None,
+    ) -> dict[int, int] | None:
         """Put the saved parcels back (once, at the first encoder count after start);
         returns parcel id -> MCU action id of the strokes they had pending (None: nothing
-        restored)."""
+        restored). ``recorded`` gives the (parcel id, lead count) of records already
+        committed to the outbox; those parcels are finished, not restored."""
         if self.restored:
             return None
         self.restored = True
         data, self.saved = self.saved, None
         if data is None:
             return None
+        done: Collection[tuple[int, int]] = ()
+        if recorded is not None:
+            try:
+                done = recorded()
+            except Exception:  # an unreadable outbox must not cost the parcels on the belt
+                log.exception("parcel journal: the outbox's last records not readable")
         try:
-            notes = restore(core, data, count, t)
+            notes = restore(core, data, count, t, done)
         except RestoreError as exc:
             log.error("parcel journal %s not restored: %s", self.path, exc)
             return None

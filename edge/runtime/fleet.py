@@ -162,6 +162,17 @@ class FleetBridge:
             except Exception:  # counting must never break the cell's loop
                 log.exception("on_record failed")
 
+    def recorded_parcels(self, limit: int = 256) -> set[tuple[int, int]]:
+        """(parcel id, lead count) of the last ``limit`` parcel records in the outbox: a
+        node killed after committing a record and before its journal said so must not have
+        the parcel restored and recorded twice (edge/node/parcel_journal.py)."""
+        out: set[tuple[int, int]] = set()
+        for data in self.link.recent_events("parcel", limit):
+            pid, lead = data.get("parcel_id"), data.get("lead_count")
+            if type(pid) is int and type(lead) is int:
+                out.add((pid, lead))
+        return out
+
     def telemetry(self, group: str, values: dict[str, Any], reason: str) -> None:
         """A telemetry message the node's deadbands let through (edge/node/telemetry.py)."""
         self.reporter.submit(self.link.publish_telemetry, group, values, reason)

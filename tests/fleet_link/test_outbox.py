@@ -149,3 +149,19 @@ def test_any_append_ack_sequence_keeps_per_channel_order(ops: list, tmp_path_fac
         c: list(range(1, n + 1)) for c, n in expected.items()
     }
     o.close()
+
+
+def test_recent_gives_a_channels_last_stored_payloads_newest_first(tmp_path: Path):
+    o = box(tmp_path)
+    for _ in range(5):
+        put(o, "events/parcel")
+        put(o, "events/fault")
+    rows = o.fetch(0, 100)
+    o.acknowledged(len(rows), rows[-1].id)  # sent and acknowledged rows are kept: still there
+    got = [json.loads(p)["seq"] for p in o.recent("events/parcel", 3)]
+    assert got == [5, 4, 3]
+    assert o.recent("events/none", 3) == [] and o.recent("events/parcel", 0) == []
+    o.close()
+    o = box(tmp_path)  # what a restarted node reads: the dead one's committed messages
+    assert [json.loads(p)["seq"] for p in o.recent("events/parcel", 10)] == [5, 4, 3, 2, 1]
+    o.close()

@@ -77,6 +77,19 @@ def test_parcels_that_left_the_belt_or_an_encoder_that_went_back_end_as_lost_rec
     assert not core.active and len(core.finished) == 2
 
 
+def test_a_parcel_already_recorded_is_not_restored_nor_recorded_again():
+    d = _running_with_parcels(3)
+    parcels = sorted(d.core.active.values(), key=lambda p: p.id)
+    data = snapshot(d.core, 700, 1.0)
+    done = parcels[0]
+    core = _fresh()
+    # the same id at another lead count is another parcel (ids restart after a power cut)
+    notes = restore(core, data, 720, 1.1, {(done.id, done.lead_count), (parcels[1].id, -5)})
+    assert set(core.active) == {parcels[1].id, parcels[2].id}
+    assert done.id not in core.finished
+    assert any(f"parcel {done.id} not restored" in n for n in notes)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
