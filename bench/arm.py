@@ -15,7 +15,10 @@ when no arm can place anything). ``sust/h`` is the arm's pace once the cell is f
 places from the first place to the end of the arrivals, per hour of that span.
 
     .venv/bin/python bench/arm.py [--rates 1200,1800,2400,3000] [--duration 120] [--seed 1]
-        [--belt-speed MM_S]
+        [--belt-speed MM_S] [--workdir DIR]
+
+``--workdir DIR``: each node run's work directory is kept in DIR/node-RATE-seedN (records,
+the world's truth, the valve trace, the node's log and health: what a miss is traced from).
 
 ``--belt-speed``: the config with its belt's ``nominal_speed_mm_s`` replaced (a copy in a
 temporary directory; node, world and oracle all run at it): the infeed's trade, since the
@@ -26,6 +29,7 @@ induction's 80 mm gap caps what a belt takes on (~2,770 parcels/h at 300 mm/s, ~
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -62,14 +66,21 @@ def sustained(parcels: Iterable[Mapping[str, Any]], span_s: float) -> float | No
     return round(sum(1 for t in times if t <= span_s) * 3600.0 / (span_s - first), 1)
 
 
-def node_run(rate: float, duration: float, seed: int, config: Path) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="arm-bench-") as wd:
+def node_run(
+    rate: float, duration: float, seed: int, config: Path, keep: Path | None = None
+) -> dict[str, Any]:
+    """The node's run; ``keep``: its work directory is kept there (records, world truth,
+    valve trace, node log: what a miss is traced from), else a temporary one."""
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            wd = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="arm-bench-")))
+        else:
+            wd = keep / f"node-{rate:g}-seed{seed}"
+            wd.mkdir(parents=True, exist_ok=True)
         report = ArmSimulation(
-            ArmSimOptions(
-                rate_pph=rate, duration_s=duration, seed=seed, config=config, workdir=Path(wd)
-            )
+            ArmSimOptions(rate_pph=rate, duration_s=duration, seed=seed, config=config, workdir=wd)
         ).run()
-        world = Path(wd) / "world.jsonl"
+        world = wd / "world.jsonl"
         rows = [json.loads(x) for x in world.read_text().splitlines()] if world.exists() else []
     report["sustained_per_hour"] = sustained(rows, duration)
     return report
@@ -127,6 +138,9 @@ def main() -> None:
     ap.add_argument("--oracle-only", action="store_true", help="skip the node's runs")
     ap.add_argument("--belt-speed", type=float, help="mm/s: the config's belt speed replaced")
     ap.add_argument("--json", metavar="FILE", help="also write every run's report")
+    ap.add_argument(
+        "--workdir", type=Path, help="keep each node run's work directory under this folder"
+    )
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.belt_speed is not None:
@@ -136,7 +150,11 @@ def main() -> None:
     for rate in (float(r) for r in args.rates.split(",")):
         o = oracle_run(rate, args.duration, args.seed, args.config)
         print(f"oracle {rate:g}/h done: {o['picks_per_hour']:.0f} picks/h", file=sys.stderr)
-        n = None if args.oracle_only else node_run(rate, args.duration, args.seed, args.config)
+        n = (
+            None
+            if args.oracle_only
+            else node_run(rate, args.duration, args.seed, args.config, args.workdir)
+        )
         if n is not None:
             print(f"node {rate:g}/h done: {n['picks_per_hour']:.0f} picks/h", file=sys.stderr)
         rows.append((rate, n, o))
