@@ -84,6 +84,8 @@ from edge.safety.machine import (
 )
 
 PLACE_EARLY_S = 0.2  # a place sensor may fire this long before the planned release
+# the cup this far (x, y) from a destination's place pose is not over it: no release there
+RELEASE_TOLERANCE_MM = 50.0
 VALVE_LEAD_S = 0.15  # the valve opens this long before the descent onto the top starts
 # (the approach is then hover_mm over the parcel and its neighbours; the lead covers the
 # host's latency: the valve is switched when the command arrives, not on the MCU's clock)
@@ -288,7 +290,7 @@ class ArmCore:
         if self.pick is not None and self.pick.move_id == f.move_id:
             self._pick_failed(self.pick, "the pick move ended without a confirmed grip", f.t)
         if self.carry is not None and self.carry.move_id == f.move_id:
-            self._released(self.carry, f.t)
+            self._released(self.carry, f.t, f.q)
 
     def _on_MotionHalted(self, f: MotionHalted) -> None:
         if self.curtain_t is not None and self.curtain:
@@ -738,12 +740,31 @@ class ArmCore:
         self._finish(p, "dropped", p.destination or "", f"dropped in transfer {where}", f.t,
                      dropped_at=(x, y, z))  # fmt: skip
 
-    def _released(self, cr: CarryInFlight, t: float) -> None:
-        """The carry's release instant: the valve closes. The parcel may have ended already
-        (its destination's sensor saw it fall early, inside ``PLACE_EARLY_S``, or a sensor
-        of another destination did): the valve still closes, the record stands."""
+    def _released(self, cr: CarryInFlight, t: float, q: Joints | None = None) -> None:
+        """The carry's release instant: the valve closes, only with the cup over the parcel's
+        destination: where the carry's plan has it at ``t``, or, when its move ended (``q``),
+        where the MCU reports the arm at rest. A move that ended elsewhere (its carry never
+        ran, or ran in part: a box held on the belt was let go there in a run of session 9)
+        keeps the parcel held: an alarm says where, and the held parcel is carried to its
+        destination from there (``_plan``, held parcels first). The parcel may have ended
+        already (its destination's sensor saw it fall early, inside ``PLACE_EARLY_S``, or a
+        sensor of another destination did): the valve still closes, the record stands."""
         if cr.released:
             return
+        p = self.parcels.get(cr.pid)
+        dest = None if p is None else self.cfg.destination(p.destination or "")
+        if p is not None and p.state == "carrying" and dest is not None:
+            x, y, _, _ = self.mover.kin.fk(cr.traj.at(t) if q is None else q)
+            off = math.hypot(x - dest.place.x_mm, y - dest.place.y_mm)
+            if off > RELEASE_TOLERANCE_MM:
+                if self.carry is cr:
+                    self.carry = None
+                p.state = "held"
+                why = (f"the cup at ({x:.0f}, {y:.0f}) mm, {off:.0f} mm from {dest.id}'s "
+                       "place: not released, held")  # fmt: skip
+                self._story(p, t, "release refused", why)
+                self._alarm("release_refused", f"parcel {p.pid}: {why}", t)
+                return
         cr.released = True
         self._out.append(Suction(False, f"release parcel {cr.pid}", t))
         p = self.parcels.get(cr.pid)

@@ -285,6 +285,7 @@ AlarmKind = Literal[
     "stop_time",
     "unplanned",
     "unexpected_place",
+    "release_refused",
 ]
 
 

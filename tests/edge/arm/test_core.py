@@ -16,6 +16,7 @@ from edge.arm.events import (
     Estop,
     Grip,
     JointState,
+    MotionEnded,
     MotionHalted,
     Move,
     PlaceSensor,
@@ -451,3 +452,39 @@ def test_a_parcel_seen_between_the_seal_and_the_confirmation_gets_the_carry_plan
     sent_t = next(t for t, a in b.log if a is carry)
     assert sent_t in calls  # planned again where it is sent, with the new neighbour
     assert [r.outcome for r in b.records() if r.parcel_id == 1] == ["placed"]
+
+
+def test_a_carry_that_ended_away_from_its_destination_releases_nothing_there() -> None:
+    """The MCU reports the carry's move ended with the arm still over the belt (the carry
+    never ran: a box held on the belt was let go there in a run of session 9, the release
+    firing at its planned instant): the valve stays open, an alarm says where, and the held
+    parcel is carried to its destination from where the arm rests and released over it."""
+    b = Bench(CFG, brain=BRAIN)
+    b.see(1, 0.0, label="DE-10")
+    while not b.moves("carry"):
+        b.step()
+    carry = b.moves("carry")[0]
+    release = carry.trajectory.marks["release"]
+    q = carry.trajectory.q[0]  # where the carry starts: the cup on the parcel, on the belt
+    b.queue.clear()  # the MCU ran none of it
+    b.q = q
+    n = len(b.actions)
+    b.step()
+    b.feed(MotionEnded(carry.move_id, q, b.t))
+    assert b.t < release
+    assert b.suction and not any(isinstance(a, Suction) and not a.on for a in b.actions[n:])
+    (alarm,) = _alarms(b, "release_refused")
+    assert "not released, held" in alarm.detail
+    b.run(4.0)
+    (place,) = b.moves("place")
+    assert place.trajectory.q[0] == q  # from where the arm rests
+    (rec,) = b.records()
+    assert rec.outcome == "placed" and rec.actual == "c2"
+    stages = [s.stage for s in rec.story]
+    assert stages.index("release refused") < stages.index("released")
+    off = next(a for a in b.actions if isinstance(a, Suction) and not a.on)
+    assert b.actions.index(place) < b.actions.index(off)  # closed only on the place move
+    x, y, _, _ = b.core.mover.kin.fk(place.trajectory.at(off.t))
+    dest = CFG.destination("c2")
+    assert dest is not None
+    assert abs(x - dest.place.x_mm) < 50 and abs(y - dest.place.y_mm) < 50
