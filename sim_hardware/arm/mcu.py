@@ -58,7 +58,9 @@ def couple(fw: SimFirmware, arm: ArmFirmware, world: ArmWorld, epoch: float) -> 
     arm.measured = lambda: [q * 1e6 for q in world.joints()]
     arm.vacuum = lambda t: world.vacuum_pa
     arm.boot_inputs = lambda: dict(world.inputs)
-    arm.valve_listeners.append(lambda on, t: world.set_valve(on))
+    # at the MCU's instant (world time), as the cell's own wiring does: a world stepping
+    # behind the MCU's clock applies it when it reaches that instant, not where it is
+    arm.valve_listeners.append(lambda on, t: world.set_valve(on, t - epoch))
     arm.on_boot(0)  # the servos hold where the joints are
 
     def setpoints(tw: float) -> list[float]:

@@ -48,3 +48,30 @@ def test_a_world_lagging_behind_the_queue_sees_the_setpoints_of_its_own_instant(
         worst = max(abs(a - b) for a, b in zip(got, expected, strict=True))
         assert worst < 1e-6, (t, got, expected)
         t += 2 * MS
+
+
+def test_the_coupled_world_switches_the_valve_at_the_mcus_instant() -> None:
+    """``couple`` (the world behind its MCU in tests and ``ArmSim``) passes the valve's
+    instant on, as the cell's own wiring does: a world stepping behind the MCU's clock opens
+    the valve when it reaches that instant, not where it stands when the command comes
+    (``couple`` dropped it: the valve switched at once, where the arm had been)."""
+    import time
+
+    from sim_hardware.arm.config import ArmWorldConfig
+    from sim_hardware.arm.mcu import couple
+    from sim_hardware.arm.world import ArmWorld
+    from sim_hardware.mcu.device import SimMcu, SimMcuOptions
+    from sim_hardware.mcu.motion import ArmFirmware
+
+    world = ArmWorld(ArmWorldConfig())
+    arm = ArmFirmware()
+    mcu = SimMcu(SimMcuOptions(link="/nonexistent/never-opened", inputs=16))
+    mcu.firmware.register_extension(arm)
+    epoch = time.monotonic() - 0.5  # the MCU's clock is 0.5 s ahead of the world's (t 0)
+    couple(mcu.firmware, arm, world, epoch)
+    arm._set_valve(True)  # the MCU opens it now: world time ~0.5 s
+    assert not world.valve  # the world, at 0, has not reached that instant
+    world.step_to(0.3)
+    assert not world.valve
+    world.step_to(time.monotonic() - epoch + 0.01)
+    assert world.valve
