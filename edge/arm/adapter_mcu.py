@@ -9,9 +9,14 @@ The core plans a move as joint setpoints every ``tracking.setpoint_ms`` in host 
   whatever the link's latency (the host never "sleeps then moves");
 * segments are sent ``BULK_HORIZON_S`` ahead of their start (within the MCU's queue of 64
   segments), so a busy host does not starve the queue; the part of a pick move that a carry
-  may replace (from the earliest grip confirmation on) goes out only ``horizon_s`` ahead
-  (just under ``tracking.lead_ms``): a carry that replaces the rest of a pick from an instant
-  ``lead_ms`` away finds nothing after that instant on the MCU yet;
+  may replace (from the earliest grip confirmation on) goes out only as far as no carry can
+  start yet, so a carry finds nothing after its start on the MCU. With ``carry_after_s``
+  (the node's: ``grip_confirm_ms`` + ``lead_ms``) that bound comes from the seal itself: a
+  carry starts no earlier than ``carry_after_s`` after the seal's MCU stamp, and a seal not
+  yet heard of happened after the last message heard (the MCU sends in order), so the
+  stream sends up to that instant whatever the core's latency (the seal-gated bound,
+  ``_jit_bound``); without it, ``horizon_s`` ahead of now (the core answering within
+  ``lead_ms`` - ``horizon_s``);
 * a move's last setpoint carries ``END`` unless more is already waiting, so a queue that
   runs dry after a planned end is the normal end of a move (``MotionEnded``) and one that
   runs dry anywhere else is an underrun: the MCU stops by itself (``MotionHalted``);
@@ -58,6 +63,9 @@ MAX_SPEED_RATIO = 1.5  # a segment faster than this x a joint's top speed is a j
 STOP_SILENT_S = 0.03
 STOP_END_MARGIN_S = 0.003  # after a stop's end (MCU clock, host time) before a new segment
 MAX_LATE_START_S = 0.025  # a move's first segment this much later than planned: re-planned
+# the seal-gated bound stays this far inside the earliest carry start (the host-time
+# mapping of the MCU's stamps moves by a few milliseconds between clock-sync samples)
+JIT_MARGIN_S = 0.02
 
 
 def to_protocol(q: Joints) -> tuple[int, ...]:
@@ -93,8 +101,16 @@ class MotionStream:
         horizon_s: float,
         feed: Callable[[ArmFact], None],
         vel_limits: Joints | None = None,
+        carry_after_s: float | None = None,
     ) -> None:
         self.link = link
+        # a carry starts at least this long after the seal it confirms (None: the fixed
+        # horizon_s rules the replaceable part instead of the seal)
+        self.carry_after_s = carry_after_s
+        self.heard_t = -math.inf  # host time of the newest MCU stamp heard (in order)
+        self.seal_t: float | None = None  # the MCU's stamp of the cup's seal, while sealed
+        # the pick whose replaceable part is gated, and the earliest seal its carry counts
+        self._gated: tuple[int, float] | None = None
         # no segment faster than this x each joint's top speed goes out (a jump in the
         # setpoints: a plan from a stale position, a splice that does not meet): the
         # stream stops and the core hears where the arm rests, and plans again from there
@@ -120,26 +136,70 @@ class MotionStream:
         self._queued_to = 0.0  # host time the last segment sent ends
         self._plan_t = 0.0  # plan time of the last setpoint consumed
         self._pending: set[asyncio.Future[Any]] = set()
+        # how close the stream came to an underrun (docs/sim-arm.md, "The node's timing"):
+        # the longest wait between two pumps while the MCU's queue ran a move, and the
+        # least time the queue held ahead of the MCU at a pump (negative: it ran dry);
+        # the least room a carry found (its start less the end of what had gone out)
+        self.timing = {"pump_gap_ms_max": 0.0, "lead_ms_min": math.inf,
+                       "carry_room_ms_min": math.inf}  # fmt: skip
+        self._last_pump = 0.0
+        self._last_end = True  # the last segment sent ends its move (END): nothing to run dry
 
     # ---- from the core -----------------------------------------------------------------------
-    def add(self, move: Move, replaceable_from: float | None = None) -> bool:
+    def add(
+        self, move: Move, replaceable_from: float | None = None, seal_from: float = -math.inf
+    ) -> bool:
         """Queue a move's setpoints; those after ``replaceable_from`` (a pick's earliest
-        carry) are sent just in time. False: a replacing move came after the MCU already has
-        segments past its start (it cannot replace them: the caller stops the arm)."""
+        carry) are sent just in time; ``seal_from``: the earliest seal the core confirms a
+        carry from (a seal heard before it counts as made then). False: a replacing move
+        came after the MCU already has segments past its start (it cannot replace them: the
+        caller stops the arm)."""
         cut_jit = math.inf if replaceable_from is None else replaceable_from
+        if replaceable_from is not None:
+            self._gated = (move.move_id, seal_from)
         sp = move.trajectory.setpoints()
         pts = [
             _Point(t, q, move.move_id, i == len(sp) - 1, t > cut_jit) for i, (t, q) in enumerate(sp)
         ]
         if move.replace_from is not None:
             cut = move.replace_from + 1e-9
+            if self.last is not None:
+                room = (cut - self.last[0]) * 1000
+                self.timing["carry_room_ms_min"] = min(self.timing["carry_room_ms_min"], room)
             if self.last is not None and self.last[0] > cut:
                 return False
             kept = [p for p in self.points if p.t <= cut]
             self.points = deque(kept + [p for p in pts if p.t > cut])
+            self._gated = None  # replaced: what is kept of the pick goes out as any move
         else:
             self.points.extend(pts)
         return True
+
+    def heard(self, t: float) -> None:
+        """An MCU message stamped ``t`` (host time) was read: every grip change stamped
+        before it has been read too."""
+        self.heard_t = max(self.heard_t, t)
+
+    def grip(self, gripped: bool, t: float) -> None:
+        """The cup's seal made (its MCU stamp) or lost."""
+        self.heard(t)
+        self.seal_t = t if gripped else None
+
+    def release(self, move_id: int) -> None:
+        """No carry will replace this pick (the core gave it up: no seal, a seal too late,
+        no carry possible): the rest of it (its ride, its lift-off) goes out as any move."""
+        if self._gated is not None and self._gated[0] == move_id:
+            self._gated = None
+
+    def _jit_bound(self, p: _Point) -> float:
+        """The latest setpoint of a pick's replaceable part that may go out now (with
+        ``carry_after_s``): ``carry_after_s`` after the seal (or, none heard yet, after the
+        newest stamp heard; never before ``seal_from``), less JIT_MARGIN_S."""
+        assert self.carry_after_s is not None
+        if self._gated is None or self._gated[0] != p.move_id:
+            return math.inf  # released: nothing will replace it
+        ref = self.seal_t if self.seal_t is not None else self.heard_t
+        return max(self._gated[1], ref) + self.carry_after_s - JIT_MARGIN_S
 
     def stop_now(self, cause: str, *, halted_if_quiet: bool = False) -> None:
         """The safety path: stop_motion written before this returns; nothing more is sent
@@ -224,12 +284,24 @@ class MotionStream:
     def pump(self, now: float) -> None:
         """Send every waiting setpoint whose segment starts within the horizon; nothing while
         a stop runs on the MCU (it refuses segments until the arm is at rest)."""
+        if self.last is not None and not self._last_end:  # a move runs on the MCU's queue
+            t = self.timing
+            t["lead_ms_min"] = min(t["lead_ms_min"], (self.last[0] - now) * 1000)
+            if self._last_pump:
+                t["pump_gap_ms_max"] = max(t["pump_gap_ms_max"], (now - self._last_pump) * 1000)
+        self._last_pump = now
         if now < self.rest_until + STOP_END_MARGIN_S:
             return
         while self.points and not self.halted:
             p = self.points[0]
             start_t = p.t if self.last is None else self.last[0]
-            if start_t > now + (self.horizon_s if p.jit else BULK_HORIZON_S):
+            if start_t > now + BULK_HORIZON_S:
+                return
+            if p.jit and (
+                p.t > self._jit_bound(p)
+                if self.carry_after_s is not None
+                else start_t > now + self.horizon_s
+            ):
                 return
             self.points.popleft()
             if self.last is None or self.last[0] < now:  # the MCU's queue is empty: start anew
@@ -276,8 +348,13 @@ class MotionStream:
             )
             self._watch(fut, "queue_joint_segment", self._chain)
             self.stats["segments"] += 1
+            self._last_end = end
             self.last = (p.t, end_clock, p.q)
             self._queued_to = p.t
+
+    def timing_figures(self) -> dict[str, float | None]:
+        """``timing`` rounded for the health file (None: never measured)."""
+        return {k: None if math.isinf(v) else round(v, 1) for k, v in self.timing.items()}
 
     def _too_late(self, p: _Point, at: float) -> None:
         """A move whose MCU queue can only start ``at``, past its plan's time by more than

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -33,7 +35,7 @@ from typing import Any
 from edge.arm.adapter_camera import ArmCamera, BeltParcel
 from edge.arm.adapter_mcu import MotionStream, from_protocol
 from edge.arm.config import ArmConfig
-from edge.arm.controller import ArmCore
+from edge.arm.controller import SEAL_EARLY_S, ArmCore
 from edge.arm.events import (
     Alarm,
     ArmAction,
@@ -82,6 +84,60 @@ BRAIN_PREFIX = "chute-"  # the brain names destinations by number: answer 2 -> '
 # stamped with the MCU's clock) is already some milliseconds old when the core sees it
 HORIZON_MARGIN_S = 0.05
 GRIP_WINDOW_OPENS_S = 0.045  # the core takes a seal from 50 ms before the planned contact
+# the objects alive once the node is up (modules, the vision pipeline, configs) are moved
+# out of the collector's sight this long after open (the camera's pipeline loads meanwhile)
+GC_FREEZE_AFTER_S = 5.0
+
+
+class GcWatch:
+    """Keeps the garbage collector's pauses off the motion stream, and measures them.
+
+    A full collection holds the GIL for its whole length, stopping the loop that streams the
+    MCU's segments (a pick's part a carry may replace goes out only as far as the seal
+    allows: ~130 ms after it at most, docs/sim-arm.md "The node's timing"). Measured
+    2026-12-02 on this 2-core machine: a full collection of the node's ~57,000 objects after
+    its imports took 55-83 ms (nice 19, load ~8); after ``gc.freeze()`` ~0 ms. So the objects
+    alive at start (modules, the vision pipeline, the config) are frozen once the node is
+    up: collections then scan only what the node made since (parcels, plans, records)."""
+
+    def __init__(self) -> None:
+        self.ms_max = 0.0
+        self.slow = 0  # collections over 10 ms
+        self.frozen = 0
+        self._t0 = 0.0
+        self._ours = False  # our own collection before a freeze: not a pause to count
+
+    def install(self) -> None:
+        gc.callbacks.append(self._callback)
+        self.freeze()
+
+    def freeze(self) -> None:
+        self._ours = True
+        try:
+            gc.collect()  # what is garbage now is not kept for ever
+        finally:
+            self._ours = False
+        gc.freeze()
+        self.frozen = gc.get_freeze_count()
+
+    def remove(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        if self._ours:
+            return
+        ms = (time.perf_counter() - self._t0) * 1000
+        self.ms_max = max(self.ms_max, ms)
+        if ms > 10:
+            self.slow += 1
+
+    def figures(self) -> dict[str, float | int]:
+        return {"gc_ms_max": round(self.ms_max, 1), "gc_slow_10ms": self.slow,
+                "gc_frozen": self.frozen}  # fmt: skip
 
 
 class ArmMachine(Machine):
@@ -113,14 +169,17 @@ class ArmMachine(Machine):
         }
         self._inputs: dict[int, int] = {}
         self.core_ms_max = 0.0  # the longest the core took on one fact
+        self.tick_age_ms_max = 0.0  # the oldest encoder tick the core took (its MCU stamp)
         self._core_thread = concurrent.futures.ThreadPoolExecutor(1, "arm-core")
         self._seq = 0  # facts handed to the core
         self._barrier = 0  # moves decided on facts before this one come after a stop: dropped
         self._cuts: dict[int, float] = {}  # pick move -> where a carry may replace it from
         self._tick_waiting: Tick | None = None  # the newest encoder tick not yet in the core
         self._contacts: dict[int, float] = {}  # pick move -> its planned contact time
+        self._gated_pick: int | None = None  # (core thread) the pick a carry may replace
         self._grip: tuple[bool, float] = (False, 0.0)  # the vacuum's last grip change
         self._setup_done = False  # the arm's setup went out once (the link re-sends it)
+        self.gc = GcWatch()
 
     # ---- what the safety machine watches -------------------------------------------------------
     @property
@@ -137,6 +196,8 @@ class ArmMachine(Machine):
     # ---- life ----------------------------------------------------------------------------------
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.gc.install()
+        self.loop.call_later(GC_FREEZE_AFTER_S, self.gc.freeze)
         c = self.mcu_cfg
         self.link = McuLink(
             c.port, baud=c.baud, watchdog_ms=c.watchdog_ms, heartbeat_ms=c.heartbeat_ms, name=c.name
@@ -153,7 +214,17 @@ class ArmMachine(Machine):
         )
         horizon = max(0.005, self.cfg.tracking.lead_ms / 1000 - HORIZON_MARGIN_S)
         vel = tuple(j.vel for j in self.cfg.joints.all())
-        self.stream = MotionStream(self.link, self.arm, horizon, self.feed, vel)  # type: ignore[arg-type]
+        # a carry starts grip_confirm_ms + lead_ms after the seal at the earliest: the
+        # stream sends a pick's replaceable part up to there (the seal-gated bound)
+        carry_after = (self.cfg.suction.grip_confirm_ms + self.cfg.tracking.lead_ms) / 1000
+        self.stream = MotionStream(
+            self.link,
+            self.arm,
+            horizon,
+            self.feed,
+            vel,  # type: ignore[arg-type]
+            carry_after_s=carry_after,
+        )
         self.link.on_event(self._on_mcu_event)
         self.link.on_state(self._on_mcu_state)
         self.host.supervisor.start("mcu", self._mcu_task)
@@ -217,6 +288,7 @@ class ArmMachine(Machine):
             )
 
     async def close(self) -> None:
+        self.gc.remove()
         self._core_thread.shutdown(wait=False, cancel_futures=True)
         if self.link is not None:
             await self.link.close()
@@ -235,7 +307,15 @@ class ArmMachine(Machine):
 
             def latest() -> list[ArmAction]:
                 tick, self._tick_waiting = self._tick_waiting, None
-                return self.core.handle(tick) if tick is not None else []
+                if tick is None:
+                    return []
+                # how old the belt's news is when the core takes it (the MCU stamped it):
+                # a carry starts lead_ms after its confirming tick's stamp
+                age = (time.monotonic() - tick.t) * 1000
+                self.tick_age_ms_max = max(self.tick_age_ms_max, age)
+                if age > 50:
+                    self.counters["tick_age_over_50ms"] += 1
+                return self.core.handle(tick)
 
             self._submit(latest, None)
             return
@@ -256,8 +336,11 @@ class ArmMachine(Machine):
 
         fut.add_done_callback(back)
 
-    def _in_core(self, call: Any, fact: ArmFact | None) -> tuple[list[ArmAction], dict[int, float]]:
-        """In the core's thread: the core's answer, and where a carry may replace each pick."""
+    def _in_core(
+        self, call: Any, fact: ArmFact | None
+    ) -> tuple[list[ArmAction], dict[int, float], list[int]]:
+        """In the core's thread: the core's answer, where a carry may replace each pick, and
+        the picks no carry will replace any more (the core gave them up)."""
         t0 = time.perf_counter()
         if isinstance(fact, ParcelSeen) and fact.track_id not in self.core.by_track:
             self._remember(fact, self.core._next_pid)  # the id the core gives a new track
@@ -275,11 +358,17 @@ class ArmMachine(Machine):
         for a in actions:  # when each pick's contact window opens (the grip is read then)
             if isinstance(a, Move) and pk is not None and pk.move_id == a.move_id:
                 self._contacts[a.move_id] = pk.plan.t_contact
-        return actions, cuts
+        released = []
+        if self._gated_pick is not None and (pk is None or pk.move_id != self._gated_pick):
+            released.append(self._gated_pick)  # carried, failed or stopped: nothing to wait for
+            self._gated_pick = None
+        if cuts and pk is not None and pk.move_id in cuts:
+            self._gated_pick = pk.move_id
+        return actions, cuts, released
 
     def _deliver(self, seq: int, fut: concurrent.futures.Future[Any], deferred: bool) -> None:
         try:
-            actions, cuts = fut.result()
+            actions, cuts, released = fut.result()
         except Exception:  # a core bug must not kill the loop: counted, logged, arm stopped
             self.counters["core_errors"] += 1
             log.exception("the arm core failed")
@@ -294,6 +383,9 @@ class ArmMachine(Machine):
             ]
         self._cuts.update(cuts)
         self._act(actions, deferred=deferred)
+        if self.stream is not None:
+            for move_id in released:
+                self.stream.release(move_id)
 
     def _remember(self, f: ParcelSeen, pid: int) -> None:
         """The parcel's belt coordinate at encoder count 0, for its record (``belt_mm0``:
@@ -315,7 +407,8 @@ class ArmMachine(Machine):
                 contact = self._contacts.pop(a.move_id, None)
                 if contact is not None and self.loop is not None:
                     self.loop.call_at(contact - GRIP_WINDOW_OPENS_S, self._grip_level, a.move_id)
-                if not self.stream.add(a, self._cuts.pop(a.move_id, None)):
+                seal_from = -math.inf if contact is None else contact - SEAL_EARLY_S
+                if not self.stream.add(a, self._cuts.pop(a.move_id, None), seal_from):
                     self.counters["carry_too_late"] += 1
                     self.stream.stop_now(
                         f"{a.kind} move planned too late to replace the move under way"
@@ -431,6 +524,8 @@ class ArmMachine(Machine):
         name = msg.name
         if name == "encoder_report":
             t = self._host_t(msg["clock"])
+            if self.stream is not None:
+                self.stream.heard(t)
             self.feed(Tick(msg["count"], t))
         elif name == "input_edge":
             self._input(msg["pin"], msg["value"], self._host_t(msg["clock"]))
@@ -443,9 +538,10 @@ class ArmMachine(Machine):
                 self._host_t(msg["clock"]),
                 time.monotonic(),
             )
-            self.feed(
-                Grip(bool(msg["gripped"]), msg["pressure_pa"] / 1000, self._host_t(msg["clock"]))
-            )
+            t = self._host_t(msg["clock"])
+            if self.stream is not None:
+                self.stream.grip(bool(msg["gripped"]), t)
+            self.feed(Grip(bool(msg["gripped"]), msg["pressure_pa"] / 1000, t))
         elif name == "motion_stopped" and self.stream is not None:
             self.stream.on_event(msg)
 
@@ -541,9 +637,15 @@ class ArmMachine(Machine):
             "arm": self._core_status(),
             "counters": dict(self.counters),
             "core_ms_max": round(self.core_ms_max, 1),
+            "tick_age_ms_max": round(self.tick_age_ms_max, 1),
         }
+        out.update(self.gc.figures())
         if self.stream is not None:
-            out["motion"] = {**self.stream.stats, "halted": self.stream.halted}
+            out["motion"] = {
+                **self.stream.stats,
+                **self.stream.timing_figures(),
+                "halted": self.stream.halted,
+            }
         if self.camera is not None:
             out["camera"] = self._camera_figures()
         return out
@@ -563,8 +665,11 @@ class ArmMachine(Machine):
         out = dict(self.host.counters)
         out.update(self.counters)
         out["core_ms_max"] = round(self.core_ms_max, 1)
+        out["tick_age_ms_max"] = round(self.tick_age_ms_max, 1)
+        out.update(self.gc.figures())
         if self.stream is not None:
             out.update({f"motion_{k}": v for k, v in self.stream.stats.items()})
+            out.update({f"motion_{k}": v for k, v in self.stream.timing_figures().items()})
         if self.camera is not None:
             out.update({f"cam_{k}": v for k, v in self._camera_figures().items()})
         return out
