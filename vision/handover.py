@@ -14,6 +14,15 @@ box cut by the frame's edge is the visible part of the parcel, and its middle is
 parcel's (an arm aimed at it misses the face by half the hidden length). A parcel never seen
 whole is not handed over; it is counted (``never_whole``).
 
+*Whole* here is stricter than the tracker's ``wholly_in_view`` (2 px): the box and its oriented
+corners must lie ``EDGE_INSET`` of the frame's width (25.6 px at 1,024) inside both edges
+along the belt (``whole_in_frame``). The detector does not box a cut parcel up to the frame's
+edge: offline on the arm's seed 2 (its camera, the node's pipeline, no arm), views of parcels
+cut by the upstream edge by 10 px or more ended up to 21 px inside it (box or corners), one
+26 px (box) with its corners 5 px inside; 27 cut views in 120 s passed the 2 px rule, one of
+them handed over with its label 133 mm off the parcel's centre. Views of a whole parcel that
+the inset refuses come one frame later instead (at 300 mm/s, 38 px a processed frame).
+
 With ``early`` (the arm), each parcel is also handed over as soon as it has been seen whole
 in ``early`` frames, without its label and marked not ``final``: a machine that moves over the
 belt must know every parcel on it from then on (a carried parcel was dragged into a neighbour
@@ -35,13 +44,27 @@ from vision.detections import Detection
 from vision.tracker import wholly_in_view
 
 if TYPE_CHECKING:
-    from vision.pipeline import FrameResult
+    from vision.pipeline import FrameResult, SeenParcel
+    from vision.tracker import ParcelReport
 
 log = logging.getLogger("wolfpack.vision.handover")
 
 # a label is handed over for one parcel only within this much belt travel (counts: the view
 # and the way to the decision point, at any counts per mm the sim or a board uses)
 REPEAT_WINDOW_COUNTS = 20_000
+
+# a box (or its oriented corners) this near the frame's edge along the belt, as a share of the
+# frame's width, may be a cut parcel's: the detector's boxes of a cut parcel end up to ~21 px
+# inside the edge of a 1,024 px frame (its input is the frame scaled down: its slop scales
+# with the frame's width, not in frame px)
+EDGE_INSET = 0.025
+
+
+def whole_in_frame(det: Detection, width: int, inset: float = EDGE_INSET) -> bool:
+    """Whether ``det`` shows the whole parcel along the belt: its box and its oriented box's
+    corners ``inset`` x ``width`` px inside both edges (the tracker's ``wholly_in_view`` at
+    that margin). Why not 2 px: see the module's docstring."""
+    return wholly_in_view(det, width, margin=max(2.0, inset * width))
 
 
 @dataclass(frozen=True)
@@ -65,9 +88,14 @@ class Handover:
         name: str = "camera",
         repeat_window_counts: int = REPEAT_WINDOW_COUNTS,
         early: int | None = None,
+        edge_inset: float = EDGE_INSET,
     ) -> None:
         self.name = name
         self.repeat_window_counts = repeat_window_counts
+        self.edge_inset = edge_inset
+        # track -> its latest view whole by this rule: (view, encoder count, capture time).
+        # The tracker keeps its own (``whole``, at 2 px), which a cut box passes
+        self._whole: dict[int, tuple[Detection, int, float]] = {}
         # hand each parcel over early once seen whole in this many frames (None: never);
         # at least the tracker's min_frames, so that its track's end is reported too
         self.early = early
@@ -88,16 +116,17 @@ class Handover:
         }
         out: list[Handed] = []
         for seen in result.parcels:
+            if self.whole(seen.detection, width):
+                self._whole[seen.track_id] = (seen.detection, now, frame.captured_at)
+        for seen in result.parcels:
             if seen.label is None or not seen.label_certain or seen.track_id in self._labelled:
                 continue
             if seen.track_id in self._refused:
                 continue
-            if wholly_in_view(seen.detection, width):
-                det, count, t = seen.detection, now, frame.captured_at
-            elif seen.whole is not None and seen.whole_count is not None:
-                det, count, t = seen.whole, seen.whole_count, seen.whole_t
-            else:
+            view = self._whole_view(seen, width)
+            if view is None:
                 continue  # not yet seen whole: handed over once it is
+            det, count, t = view
             if seen.label.text in self._sent:
                 self._refused.add(seen.track_id)  # its track's end hands over its class alone
                 log.warning("%s: label %r seen on a second parcel; not handed over again",
@@ -113,17 +142,16 @@ class Handover:
             out += self._early(result)
         for rep in result.finished:
             self._frames.pop(rep.track_id, None)
+            view = self._whole_view(rep, width)
+            self._whole.pop(rep.track_id, None)
             if rep.track_id in self._labelled:
                 self._labelled.discard(rep.track_id)
                 continue
             self._refused.discard(rep.track_id)
-            if rep.whole is not None and rep.whole_count is not None:
-                det, count, t = rep.whole, rep.whole_count, rep.whole_t
-            elif rep.encoder_count is not None and wholly_in_view(rep.detection, width):
-                det, count, t = rep.detection, rep.encoder_count, rep.last_seen
-            else:
+            if view is None:
                 self.stats["never_whole"] += 1  # its body cannot be placed
                 continue
+            det, count, t = view
             label = rep.label.text if rep.label is not None and rep.label_certain else None
             if label is not None and label in self._sent:
                 self.stats["repeated"] += 1
@@ -135,6 +163,9 @@ class Handover:
                 self.stats["unlabelled"] += 1
                 self.stats["uncertain"] += rep.label is not None
             out.append(Handed(rep.track_id, det, count, t, label, rep.class_name))
+        if len(self._whole) > 512:  # tracks the tracker dropped unreported (flickers)
+            live = {seen.track_id for seen in result.parcels}
+            self._whole = {k: v for k, v in self._whole.items() if k in live}
         return out
 
     def _early(self, result: FrameResult) -> list[Handed]:
@@ -147,7 +178,7 @@ class Handover:
             n = self._frames.get(seen.track_id, 0)
             if n < 0 or seen.track_id in self._labelled:
                 continue  # handed over early already (-1), or with its label
-            if not wholly_in_view(seen.detection, frame.size[0]):
+            if not self.whole(seen.detection, frame.size[0]):
                 continue
             n += 1
             self._frames[seen.track_id] = n
@@ -161,3 +192,28 @@ class Handover:
             live = {seen.track_id for seen in result.parcels}
             self._frames = {k: n for k, n in self._frames.items() if n < 0 or k in live}
         return out
+
+    def whole(self, det: Detection, width: int) -> bool:
+        """This handover's rule for a view of the whole parcel (``whole_in_frame``)."""
+        return whole_in_frame(det, width, self.edge_inset)
+
+    def _whole_view(
+        self, seen: SeenParcel | ParcelReport, width: int
+    ) -> tuple[Detection, int, float] | None:
+        """The latest view of ``seen``'s parcel whole by this rule: remembered from the
+        frames this handover saw, else the tracker's whole view where it passes the rule (a
+        track merged with another keeps the other's), else the report's best view where
+        it does (a report's frame count is its best view's)."""
+        mine = self._whole.get(seen.track_id)
+        if mine is not None:
+            return mine
+        if (
+            seen.whole is not None
+            and seen.whole_count is not None
+            and self.whole(seen.whole, width)
+        ):
+            return seen.whole, seen.whole_count, seen.whole_t
+        count = getattr(seen, "encoder_count", None)  # a ParcelReport's best view
+        if count is not None and self.whole(seen.detection, width):
+            return seen.detection, count, getattr(seen, "last_seen", 0.0)
+        return None

@@ -180,7 +180,7 @@ def test_the_rate_gate_keeps_the_limit_and_every_frame_of_a_camera_at_it(
 def test_a_label_made_certain_while_the_parcel_leaves_is_placed_from_its_last_whole_view():
     feed = _feed()
     read = LabelRead("Code128", "123456", "region", (600.0, 150.0))
-    whole = _det(450, 100, 630, 250)
+    whole = _det(440, 100, 620, 250)  # 20 px from the far edge: whole (handover's inset 16)
     leaving = _det(560, 100, 640, 250)  # cut by the frame's far edge
     seen = SeenParcel(leaving, 4, read, None, True, whole, 1000, 1.0)
     (s,) = feed.sightings(_result(1100, [seen]))
