@@ -3,13 +3,17 @@
 zxing-cpp reads 2D codes at any angle but gives up on 1D codes turned more than ~20 degrees,
 and a whole frame is slow and cluttered. So the reader works on the parcel's crop, and there
 on the few regions dense in strong edges (the code, not the parcel's outline, tape or
-wrinkles), cheapest views first:
+wrinkles), the view that reads most first:
 
-- stage 0, each located region: as it is (2D codes at any angle, 1D codes near a quarter
-  turn), then turned upright by its dominant edge direction and by the parcel's orientation
-  from the detector, read for 1D and stacked codes only (2D codes were tried already);
-- stage 1, the first region if small: twice the size (2 px modules blurred by the optics),
-  turned by its edges, then as it is with both of zxing's binarisers;
+- stage 0, each located region turned upright by its dominant edge direction and enlarged
+  1.5 times (cubic): on the simulated belt camera's labels (1024 x 768, 2-3 px modules) this
+  one view read every region any view read (291 of 291), and on held-out 640 x 480 renders
+  129 of 132; a large region (large modules) is read as it is and turned upright at 1x;
+- stage 1, the first region: as it is (2D codes at any angle, 1D codes near a quarter turn),
+  turned upright by its edges and by the parcel's orientation from the detector at 1x (1D
+  and stacked codes), then twice the size turned by its edges, then as it is at twice the
+  size with both of zxing's binarisers (the smallest regions); a large region is turned
+  2.5 degrees either side of its edge angle instead (tall PDF417);
 - stage 2, the same for the second region, then the whole crop as it is (a code the locator
   missed).
 
@@ -38,6 +42,8 @@ FORMATS = {
 _WANTED = zxingcpp.BarcodeFormats(list(FORMATS))
 # codes that zxing reads only near upright (2D codes are found at any angle)
 _LINEAR = zxingcpp.BarcodeFormats([zxingcpp.BarcodeFormat.Code128, zxingcpp.BarcodeFormat.PDF417])
+# a region larger than this (px) holds large modules: read at 1x (enlarging it cost ~10 ms)
+LARGE_REGION = 200 * 200
 
 
 @dataclass(frozen=True)
@@ -56,15 +62,34 @@ class LabelRead:
 def dominant_angle(gray: np.ndarray) -> float:
     """The dominant edge direction modulo 90 degrees, in degrees (-45, 45]: the angle that
     turns bars and label edges upright. Magnitude-weighted doubled-doubled angles, so edges
-    at 90 degrees to each other reinforce instead of cancel."""
+    at 90 degrees to each other reinforce instead of cancel. Without trigonometry per pixel:
+    with g = gx + i gy, |g|^2 e^(4i theta) = (g^2)^2 / |g|^2, and g^2 = (gx^2 - gy^2) + i 2 gx gy
+    (the same sums as arctan2, sin and cos gave, at a seventh of the cost)."""
     small = gray if max(gray.shape) <= 256 else cv2.resize(gray, None, fx=0.5, fy=0.5)
     gx = cv2.Sobel(small, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(small, cv2.CV_32F, 0, 1, ksize=3)
-    mag = gx * gx + gy * gy
-    theta = np.arctan2(gy, gx)
-    s = float((mag * np.sin(4 * theta)).sum())
-    c = float((mag * np.cos(4 * theta)).sum())
+    gx2, gy2 = cv2.multiply(gx, gx), cv2.multiply(gy, gy)
+    re2, im2 = cv2.subtract(gx2, gy2), cv2.multiply(gx, gy, scale=2.0)  # g^2
+    mag = cv2.add(gx2, gy2)
+    np.maximum(mag, 1e-12, out=mag)  # a flat pixel adds 0 either way
+    s = float(cv2.divide(cv2.multiply(re2, im2, scale=2.0), mag).sum())
+    c = float(cv2.divide(cv2.subtract(cv2.multiply(re2, re2), cv2.multiply(im2, im2)), mag).sum())
     return math.degrees(math.atan2(s, c)) / 4
+
+
+def grey_percentiles(gray: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``np.percentile(gray, qs)`` (its linear interpolation, the same values) for a uint8
+    image, from its histogram: no sort (np.percentile took ~17 % of a label read)."""
+    counts = np.cumsum(np.bincount(gray.ravel(), minlength=256))
+    n = int(counts[-1])
+    out = []
+    for q in qs:
+        pos = q / 100.0 * (n - 1)
+        k = int(pos)
+        lo = int(np.searchsorted(counts, k, side="right"))
+        hi = int(np.searchsorted(counts, min(k + 1, n - 1), side="right"))
+        out.append(lo + (pos - k) * (hi - lo))
+    return out
 
 
 def locate_codes(
@@ -156,7 +181,7 @@ class LabelReader:
             inside = np.zeros_like(gray)
             cv2.fillPoly(inside, [poly], 255)
             if inside.any():
-                fill = np.uint8(np.median(gray[inside > 0][::3]))
+                fill = np.uint8(grey_percentiles(gray[inside > 0][::3], (50.0,))[0])
                 gray = np.where(inside > 0, gray, fill)
                 # codes are looked for away from the outline: the parcel's edges against the
                 # belt are dense in edges too
@@ -207,29 +232,55 @@ class LabelReader:
         regions, middles = [], []
         for x, y, w, h in locate_codes(gray, search=search):
             region = gray[y : y + h, x : x + w]
-            lo, hi = np.percentile(region[::2, ::2], (5, 95))
+            lo, hi = grey_percentiles(region[::2, ::2], (5.0, 95.0))
             if hi - lo >= self.min_contrast:
                 regions.append(region)
                 middles.append((x + w / 2, y + h / 2, float(max(w, h))))
+        angles: dict[int, float] = {}  # each region's edge angle, found once
+
+        def edges(k: int) -> float:
+            if k not in angles:
+                angles[k] = dominant_angle(regions[k])
+            return angles[k]
+
+        def at(found: LabelRead | None, k: int) -> LabelRead | None:
+            return None if found is None else replace(found, at=middles[k][:2], span=middles[k][2])
+
         if stage in (None, 0):
-            for region, middle in zip(regions, middles, strict=True):
-                found = self._decode(region, "region") or self._upright(region, parcel_angle_deg)
+            for k, region in enumerate(regions):
+                if region.size > LARGE_REGION:
+                    found = self._decode(region, "region") or self._upright(
+                        region, parcel_angle_deg, edges(k)
+                    )
+                else:  # 2-3 px modules blurred by the optics: read best a little enlarged
+                    found = self._decode(rotate(region, edges(k), 1.5, cv2.INTER_CUBIC),
+                                         "edges x1.5")  # fmt: skip
                 if found:
-                    return replace(found, at=middle[:2], span=middle[2])
-        if stage in (None, 1) and regions:
-            found = self._enlarged(regions[0])
-            if found:
-                return replace(found, at=middles[0][:2], span=middles[0][2])
+                    return at(found, k)
+        for k in (0, 1):
+            if stage in (None, k + 1) and len(regions) > k:
+                found = self._other_views(regions[k], parcel_angle_deg, edges(k))
+                if found:
+                    return at(found, k)
         if stage in (None, 2):
-            found = self._enlarged(regions[1]) if len(regions) > 1 else None
-            if found:
-                return replace(found, at=middles[1][:2], span=middles[1][2])
             return self._decode(gray, "crop")  # unturned: zxing's position is the crop's
         return None
 
-    def _upright(self, gray: np.ndarray, parcel_angle_deg: float | None) -> LabelRead | None:
+    def _other_views(
+        self, region: np.ndarray, parcel_angle_deg: float | None, edges: float
+    ) -> LabelRead | None:
+        """A region's views besides stage 0's: as it is and turned upright at 1x (a small
+        region; a large one had them in stage 0), then enlarged (``_enlarged``)."""
+        if region.size <= LARGE_REGION:
+            found = self._decode(region, "region") or self._upright(region, parcel_angle_deg, edges)
+            if found:
+                return found
+        return self._enlarged(region, edges)
+
+    def _upright(
+        self, gray: np.ndarray, parcel_angle_deg: float | None, edges: float
+    ) -> LabelRead | None:
         tried: list[float] = [0.0]
-        edges = dominant_angle(gray)
         views: list[tuple[str, float]] = [("edges", edges)]
         if parcel_angle_deg is not None:
             # a length axis at +a (clockwise) is made horizontal by turning +a counter-clockwise
@@ -244,9 +295,8 @@ class LabelReader:
                 return found
         return None
 
-    def _enlarged(self, gray: np.ndarray) -> LabelRead | None:
-        edges = dominant_angle(gray)
-        if gray.size > 200 * 200:
+    def _enlarged(self, gray: np.ndarray, edges: float) -> LabelRead | None:
+        if gray.size > LARGE_REGION:
             # a large region holds large modules: no need to enlarge it (that costs ~10 ms),
             # but tall 1D and stacked codes (PDF417) need the angle within a degree or two
             for turn in (-2.5, 2.5):

@@ -46,6 +46,7 @@ class Track:
     class_votes: dict[int, float] = field(default_factory=dict)
     label: LabelRead | None = None
     label_attempts: int = 0
+    label_whole_attempts: int = 0  # of those, reads of the parcel wholly in the frame
     current: Detection | None = None  # this frame's detection, None when unseen
     label_agree: int = 0  # reads that gave ``label``'s text
     label_conflict: bool = False  # a read gave another text: no label of this track is trusted
@@ -571,6 +572,7 @@ class Tracker:
         keep.hits += gone.hits
         keep.first_seen = min(keep.first_seen, gone.first_seen)
         keep.label_attempts = max(keep.label_attempts, gone.label_attempts)
+        keep.label_whole_attempts = max(keep.label_whole_attempts, gone.label_whole_attempts)
         for k, v in gone.class_votes.items():
             keep.class_votes[k] = keep.class_votes.get(k, 0.0) + v
         if gone.best.confidence > keep.best.confidence:

@@ -118,6 +118,7 @@ class CameraWorker(ABC):
         from vision.wpcf import WpcfSource
 
         pipeline = Pipeline.from_config(self.vision)
+        pipeline.measure_sizes = False  # each machine places and measures what it hands over
         src_cfg = self.vision.source
         assert src_cfg is not None
         opened = open_source(src_cfg.uri, src_cfg.width, src_cfg.height, src_cfg.fps)

@@ -1,0 +1,118 @@
+"""What the pipeline's label reads cost: the reader's cheap helpers give the values they
+replace, stage 0 alone reads the labels the belt camera draws, and a parcel cut by the
+frame's edge is read with stage 0 only (its label may not be in view yet)."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from tests.vision.test_labels import TEXTS, _detection, parcel_with_label
+from vision.detections import Detection
+from vision.frames import Frame
+from vision.labels import LabelRead, LabelReader, dominant_angle, grey_percentiles
+from vision.pipeline import Pipeline
+from vision.tracker import Tracker
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))),
+    st.lists(st.floats(0.0, 100.0), min_size=1, max_size=3),
+)
+def test_grey_percentiles_are_numpys(image: np.ndarray, qs: list[float]) -> None:
+    """The histogram's percentiles are np.percentile's (linear interpolation), exactly."""
+    assert np.allclose(grey_percentiles(image, tuple(qs)), np.percentile(image, qs), atol=1e-9)
+
+
+def _angle_by_trigonometry(gray: np.ndarray) -> float:
+    """dominant_angle as it was written before (arctan2, sin and cos per pixel)."""
+    small = gray if max(gray.shape) <= 256 else cv2.resize(gray, None, fx=0.5, fy=0.5)
+    gx = cv2.Sobel(small, cv2.CV_32F, 1, 0, ksize=3).astype(np.float64)
+    gy = cv2.Sobel(small, cv2.CV_32F, 0, 1, ksize=3).astype(np.float64)
+    mag, theta = gx * gx + gy * gy, np.arctan2(gy, gx)
+    s, c = float((mag * np.sin(4 * theta)).sum()), float((mag * np.cos(4 * theta)).sum())
+    return math.degrees(math.atan2(s, c)) / 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(-44.0, 44.0), st.integers(2, 12), st.integers(0, 2**16))
+def test_dominant_angle_is_the_trigonometric_one(angle: float, gap: int, seed: int) -> None:
+    """Bars turned by ``angle`` under noise: the same angle as the per-pixel trigonometry
+    gave (to a hundredth of a degree), without it."""
+    rng = np.random.default_rng(seed)
+    img = np.full((160, 200), 220, np.uint8)
+    for x in range(20, 180, gap + 2):
+        cv2.line(img, (x, 20), (x, 140), 30, 2)
+    m = cv2.getRotationMatrix2D((100, 80), angle, 1.0)
+    img = cv2.warpAffine(img, m, (200, 160), borderValue=220)
+    img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+    want = _angle_by_trigonometry(img)
+    got = dominant_angle(img)
+    assert abs((got - want + 45) % 90 - 45) < 0.01
+
+
+@pytest.mark.parametrize("fmt", sorted(TEXTS))
+@pytest.mark.parametrize("module", [2, 3])
+@pytest.mark.parametrize("angle", [0, 11, 24, 38, 97, 203])
+def test_stage_0_alone_reads_the_labels_the_belt_camera_draws(fmt: str, module: int, angle: int):
+    """The belt camera draws labels at 2-3 px a module; stage 0 (turned upright by its
+    edges, 1.5 times the size) reads them alone, so one cheap attempt reads most parcels and
+    a Code 128 is confirmed with the same cheap view. (A PDF417 at 3 px is a region larger
+    than ``LARGE_REGION``: read at 1x in stage 0, by the finer turns of stage 1 when upright,
+    as before this change.)"""
+    image = parcel_with_label(fmt, module, angle)
+    det = _detection(image, float(angle) % 180)
+    reader = LabelReader()
+    got = reader.read(image, det, stage=0)
+    if got is None and fmt == "PDF417" and module == 3:
+        got = reader.read(image, det, stage=1) or reader.read(image, det, stage=2)
+    assert got is not None and got.text == TEXTS[fmt]
+
+
+class _Reader(LabelReader):
+    """The real reader, noting the stage of each whole-parcel read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages_asked: list[int | None] = []
+
+    def read(self, image: np.ndarray, det: Detection, stage: int | None = None) -> LabelRead | None:
+        self.stages_asked.append(stage)
+        return super().read(image, det, stage)
+
+
+class _Boxes:
+    """A detector that boxes the given box in every frame (the frames hold no label)."""
+
+    def __init__(self) -> None:
+        self.names = {0: "box"}
+        self.box = (0.0, 0.0, 1.0, 1.0)
+
+    def detect(self, image: np.ndarray, times: object) -> list[Detection]:
+        return [Detection(0, "box", 0.9, self.box)]
+
+
+def test_a_parcel_cut_by_the_frame_is_read_with_stage_0_until_it_is_whole() -> None:
+    """While the parcel's box reaches the frame's edge its label may be out of view: a
+    failed read then says nothing of the view, so the next attempt is stage 0 again; once
+    wholly in view the attempts go through the stages (0, 1, 2)."""
+    detector, reader = _Boxes(), _Reader()
+    pipe = Pipeline(detector, reader, tracker=Tracker({0: "box"}, px_per_count=1.0, min_hits=1),  # type: ignore[arg-type]
+                    label_reads_per_frame=1, label_attempts_per_parcel=6)  # fmt: skip
+    image = np.full((480, 1024, 3), 200, np.uint8)
+    for i, box in enumerate([(6.0, 100.0, 200.0, 300.0), (5.0, 100.0, 300.0, 300.0)]):
+        detector.box = box  # entering: its back at the frame's edge, growing
+        pipe.process(Frame(image, 0.1 * i, i, 100 * i))
+    for i in range(2, 5):
+        detector.box = (100.0 * i, 100.0, 100.0 * i + 300.0, 300.0)  # wholly in view
+        pipe.process(Frame(image, 0.1 * i, i, 100 * i))
+    assert reader.stages_asked == [0, 0, 0, 1, 2]
+    (track,) = pipe.tracker.tracks
+    assert track.label_attempts == 5 and track.label_whole_attempts == 3
