@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -24,22 +25,35 @@ from firmware_bridge.mcu.motion import ArmMotion
 from sim_hardware.arm.config import ArmWorldConfig
 from sim_hardware.arm.mcu import ArmSimThread
 from sim_hardware.mcu import SimMcuOptions
+from sim_hardware.mcu.device import request_realtime
 
 DT = 0.008
+HOST_RT_PRIORITY = 5  # the node's (edge/cli/sim_arm.py, ArmSimOptions.node_rt_priority)
 
 
 @pytest.fixture
 def arm_cell(tmp_path: Any) -> Any:
+    """The simulated arm MCU and world in a thread, on a pty. As `wolfpack sim --machine arm`
+    runs them (the node's motion stream with FIFO real-time priority 5, as a board's unit
+    gives it; the MCU 10, a CPU of its own), the test's thread (the stream, the link) and
+    the sim's ask for the same where permitted: at nice 19 under a load of 10-14 they were
+    starved for 50 ms to seconds (46-58 segments refused as late, an identify unanswered in
+    3 s, a stop's event heard 205 ms after it), the host's lateness and not the stream's."""
     cfg = ArmWorldConfig()
     path = str(tmp_path / "arm-mcu")
     interval = sys.getswitchinterval()
     sys.setswitchinterval(0.0001)  # the sim shares this process with the host link
-    sim = ArmSimThread(cfg, SimMcuOptions(link=path, inputs=16, seed=1, watchdog_ms=500))
+    host_rt = request_realtime(HOST_RT_PRIORITY)  # this (the test's) thread only
+    sim = ArmSimThread(
+        cfg, SimMcuOptions(link=path, inputs=16, seed=1, watchdog_ms=500), rt_priority=10
+    )
     try:
         yield sim.start(), path, cfg
     finally:
         sim.stop()
         sys.setswitchinterval(interval)
+        if host_rt:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def _deg(cfg: ArmWorldConfig, x: float, y: float, z: float) -> tuple[float, float, float, float]:
