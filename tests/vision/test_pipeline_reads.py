@@ -116,3 +116,22 @@ def test_a_parcel_cut_by_the_frame_is_read_with_stage_0_until_it_is_whole() -> N
     assert reader.stages_asked == [0, 0, 0, 1, 2]
     (track,) = pipe.tracker.tracks
     assert track.label_attempts == 5 and track.label_whole_attempts == 3
+
+
+def test_the_first_sliver_of_an_entering_parcel_is_not_read() -> None:
+    """A parcel whose back is at the frame's upstream edge and of which less than 15 % of
+    the frame's length is in view is not read yet (its label is seldom in view); the next
+    frame, with more of it in view, is."""
+    detector, reader = _Boxes(), _Reader()
+    pipe = Pipeline(detector, reader, tracker=Tracker({0: "box"}, px_per_count=1.0, min_hits=1),  # type: ignore[arg-type]
+                    label_reads_per_frame=1)  # fmt: skip
+    image = np.full((480, 1024, 3), 200, np.uint8)
+    detector.box = (3.0, 100.0, 120.0, 300.0)  # 117 px of 1,024 in view, entering
+    pipe.process(Frame(image, 0.0, 0, 0))
+    assert reader.stages_asked == []
+    detector.box = (4.0, 100.0, 330.0, 300.0)  # 326 px in view, still entering
+    pipe.process(Frame(image, 0.1, 1, 210))
+    assert reader.stages_asked == [0]
+    detector.box = (900.0, 100.0, 1020.0, 300.0)  # a short box at the other edge: leaving
+    pipe.process(Frame(image, 0.2, 2, 2000))
+    assert len(reader.stages_asked) == 2  # (a new track, at the downstream edge: read)
