@@ -66,6 +66,7 @@ MAX_LATE_START_S = 0.025  # a move's first segment this much later than planned:
 # the seal-gated bound stays this far inside the earliest carry start (the host-time
 # mapping of the MCU's stamps moves by a few milliseconds between clock-sync samples)
 JIT_MARGIN_S = 0.02
+DRY_GRACE_S = 0.002  # the MCU's queue taken for run dry this long after its last segment's end
 
 
 def to_protocol(q: Joints) -> tuple[int, ...]:
@@ -127,7 +128,7 @@ class MotionStream:
         self.rest_until = 0.0  # a controlled stop under way ends then: no segment before
         self.stats = {
             "segments": 0, "refused": 0, "stops": 0, "late_starts": 0, "quiet_stops": 0,
-            "jumps_refused": 0, "chains_broken": 0, "late_refused": 0,
+            "jumps_refused": 0, "chains_broken": 0, "late_refused": 0, "ran_dry": 0,
         }  # fmt: skip
         self._stop_events = 0  # motion_stopped events other than a move's end
         # the chain of segments being sent (a fresh start begins one, a stop ends it): a
@@ -290,6 +291,9 @@ class MotionStream:
             if self._last_pump:
                 t["pump_gap_ms_max"] = max(t["pump_gap_ms_max"], (now - self._last_pump) * 1000)
         self._last_pump = now
+        if self.last is not None and not self._last_end and self.last[0] < now - DRY_GRACE_S:
+            self._ran_dry(now)
+            return
         if now < self.rest_until + STOP_END_MARGIN_S:
             return
         while self.points and not self.halted:
@@ -322,6 +326,7 @@ class MotionStream:
                 # first point: a plan from a stale position shows as a jump below
                 start_q = p.q if self.rest_q is None else self.rest_q
                 self.last = (at, self.arm.clock_at(at), start_q)
+                self._last_end = True  # nothing queued yet: nothing to run dry
                 self._chain += 1
                 self._plan_t = p.t
                 continue
@@ -351,6 +356,26 @@ class MotionStream:
             self._last_end = end
             self.last = (p.t, end_clock, p.q)
             self._queued_to = p.t
+
+    def _ran_dry(self, now: float) -> None:
+        """The MCU's queue ran out mid-move (this host stalled longer than the queue's
+        lead): the MCU is stopping by itself (an underrun) and will say where the arm rests.
+        Nothing goes out until then. Before 2026-12-02 17:50 the stream took the empty
+        queue for a fresh start from its last known rest (the previous move's end, stale by
+        a whole move): the core's next plan was refused as a jump from there and the core
+        told the arm was there (lowprio run of 17:26: 2 jumps refused, 3 late starts, a box
+        dragged on the belt)."""
+        assert self.last is not None
+        self.stats["ran_dry"] += 1
+        log.warning(
+            "the MCU's queue ran dry %.0f ms ago mid-move: its stop tells where the arm rests",
+            (now - self.last[0]) * 1000,
+        )
+        self.points.clear()
+        self.last = None
+        self._last_end = True
+        self._chain += 1  # its segments' refusals no longer matter
+        self.rest_until = max(self.rest_until, now + self.arm.stop_ms / 1000)
 
     def timing_figures(self) -> dict[str, float | None]:
         """``timing`` rounded for the health file (None: never measured)."""
