@@ -66,7 +66,6 @@ MAX_LATE_START_S = 0.025  # a move's first segment this much later than planned:
 # the seal-gated bound stays this far inside the earliest carry start (the host-time
 # mapping of the MCU's stamps moves by a few milliseconds between clock-sync samples)
 JIT_MARGIN_S = 0.02
-DRY_GRACE_S = 0.002  # the MCU's queue taken for run dry this long after its last segment's end
 
 
 def to_protocol(q: Joints) -> tuple[int, ...]:
@@ -291,7 +290,7 @@ class MotionStream:
             if self._last_pump:
                 t["pump_gap_ms_max"] = max(t["pump_gap_ms_max"], (now - self._last_pump) * 1000)
         self._last_pump = now
-        if self.last is not None and not self._last_end and self.last[0] < now - DRY_GRACE_S:
+        if self.last is not None and not self._last_end and self.last[0] < now:
             self._ran_dry(now)
             return
         if now < self.rest_until + STOP_END_MARGIN_S:
@@ -360,7 +359,9 @@ class MotionStream:
     def _ran_dry(self, now: float) -> None:
         """The MCU's queue ran out mid-move (this host stalled longer than the queue's
         lead): the MCU is stopping by itself (an underrun) and will say where the arm rests.
-        Nothing goes out until then. Before 2026-12-02 17:50 the stream took the empty
+        Nothing goes out until then (the MCU refuses what comes after a dry queue: a
+        contiguous segment is "halted", a fresh one would start from where it stops, not
+        from the stream's last known rest). Before 2026-12-02 17:50 the stream took the empty
         queue for a fresh start from its last known rest (the previous move's end, stale by
         a whole move): the core's next plan was refused as a jump from there and the core
         told the arm was there (lowprio run of 17:26: 2 jumps refused, 3 late starts, a box

@@ -367,6 +367,8 @@ class ArmMachine(Machine):
         return actions, cuts, released
 
     def _deliver(self, seq: int, fut: concurrent.futures.Future[Any], deferred: bool) -> None:
+        if fut.cancelled():
+            return  # shutting down: the core's queue was dropped (close)
         try:
             actions, cuts, released = fut.result()
         except Exception:  # a core bug must not kill the loop: counted, logged, arm stopped

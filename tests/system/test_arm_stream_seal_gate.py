@@ -212,7 +212,11 @@ def test_a_queue_run_dry_mid_move_is_not_taken_for_a_fresh_start(arm_cell: Any) 
         stream.add(pick, replaceable_from=contact + 0.08, seal_from=contact - 0.05)
         await asyncio.sleep(contact + 0.25 - time.monotonic())  # past the cut: ran dry
         stream.release(1)  # the core gives the pick up: the rest may go
-        await asyncio.sleep(0.4)
+        for _ in range(150):  # the MCU's stop event (a loaded host: up to 3 s)
+            await asyncio.sleep(0.02)
+            if facts:
+                break
+        await asyncio.sleep(0.1)
         task.cancel()
         await link.close()
         return dict(stream.stats), facts
