@@ -239,13 +239,14 @@ def camera_loop(
     world.command_belt(True, 2500.0, ramp_mm_s2=1e9)
     renderer = CameraRenderer(1_000.0, 800.0, seed=0, **({"size": size} if size else {}))
     pipeline = Pipeline.from_config(vision)
+    pipeline.measure_sizes = False  # as the node's camera worker runs it
     feed = CameraFeed(CameraBinding(max_fps=fps), vision, lambda s: None, lambda u, w: None)
     centres: dict[int, list[tuple[int, float]]] = {}  # count -> (parcel id, centre mm)
     parcels: dict[int, object] = {}
     legible_in_view: set[int] = set()
     seen: set[int] = set()
     sightings = []
-    times = []
+    times, cpu = [], []
     story: dict[int, dict[int, tuple]] = {}
     n = int(seconds * fps)
     for i in range(n):
@@ -260,9 +261,10 @@ def camera_loop(
             if t.label_legible:
                 legible_in_view.add(t.parcel_id)
         frame = Frame(wf.image, wf.time_s, i, wf.encoder_count)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         result = pipeline.process(frame)
         times.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.thread_time() - c0) * 1e3)  # what the node's worker thread pays
         for s in feed.sightings(result):
             sightings.append(s)
         if verbose:  # which track followed which parcel, and what it made of its label
@@ -342,6 +344,7 @@ def camera_loop(
         "wrong": len(wrong),
         "unmatched_labels": len(unmatched),
         "pipeline_ms": percentiles(times),
+        "pipeline_cpu_ms": percentiles(cpu),  # (p50, p99, mean) of the thread CPU a frame
         "stats": dict(feed.stats),
     }
 
