@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import logging
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -84,6 +86,39 @@ BRAIN_PREFIX = "chute-"  # the brain names destinations by number: answer 2 -> '
 # stamped with the MCU's clock) is already some milliseconds old when the core sees it
 HORIZON_MARGIN_S = 0.05
 GRIP_WINDOW_OPENS_S = 0.045  # the core takes a seal from 50 ms before the planned contact
+# the loop thread (the motion stream, the MCU link) runs this many real-time priority steps
+# above the node's other threads, where the node runs real-time (a board's systemd unit:
+# CPUSchedulingPolicy=fifo; `wolfpack sim` gives the node FIFO 3): among equal FIFO
+# priorities nothing preempts, so the loop waited for the node's own planner, the broker
+# and the brain (pump gaps of 43-146 ms in the lock runs of 17:30-18:07)
+MOTION_RT_BOOST = 2
+
+
+def boost_this_thread(steps: int = MOTION_RT_BOOST) -> int | None:
+    """Raise the calling thread's real-time priority by ``steps`` where it runs real-time
+    (FIFO or RR) and the OS allows it; the priority it had (None: not real-time, or
+    refused: it runs as it is)."""
+    try:
+        policy = os.sched_getscheduler(0)
+        if policy not in (os.SCHED_FIFO, os.SCHED_RR):
+            return None
+        base = os.sched_getparam(0).sched_priority
+        top = min(base + steps, os.sched_get_priority_max(policy))
+        os.sched_setscheduler(0, policy, os.sched_param(top))  # 0: this thread (Linux)
+        return base
+    except (OSError, AttributeError) as exc:
+        log.info("the motion thread keeps its priority: %s", exc)
+        return None
+
+
+def at_priority(base: int | None) -> None:
+    """A thread started from the boosted loop (it inherits the boost) back to ``base``."""
+    if base is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.sched_getscheduler(0), os.sched_param(base))
+
+
 # the objects alive once the node is up (modules, the vision pipeline, configs) are moved
 # out of the collector's sight this long after open (the camera's pipeline loads meanwhile)
 GC_FREEZE_AFTER_S = 5.0
@@ -170,7 +205,11 @@ class ArmMachine(Machine):
         self._inputs: dict[int, int] = {}
         self.core_ms_max = 0.0  # the longest the core took on one fact
         self.tick_age_ms_max = 0.0  # the oldest encoder tick the core took (its MCU stamp)
-        self._core_thread = concurrent.futures.ThreadPoolExecutor(1, "arm-core")
+        self._rt_base: int | None = None  # the node's real-time priority, when boosted
+        # the planner's thread starts from the boosted loop: it goes back to the node's
+        self._core_thread = concurrent.futures.ThreadPoolExecutor(
+            1, "arm-core", initializer=lambda: at_priority(self._rt_base)
+        )
         self._seq = 0  # facts handed to the core
         self._barrier = 0  # moves decided on facts before this one come after a stop: dropped
         self._cuts: dict[int, float] = {}  # pick move -> where a carry may replace it from
@@ -196,6 +235,10 @@ class ArmMachine(Machine):
     # ---- life ----------------------------------------------------------------------------------
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self._rt_base = boost_this_thread()
+        if self._rt_base is not None:
+            log.info("motion thread at real-time priority %d (the node's: %d)",
+                     self._rt_base + MOTION_RT_BOOST, self._rt_base)  # fmt: skip
         self.gc.install()
         self.loop.call_later(GC_FREEZE_AFTER_S, self.gc.freeze)
         c = self.mcu_cfg
