@@ -81,9 +81,9 @@ log = logging.getLogger("wolfpack.arm")
 ENCODER_REPORT_MS = 10
 RECORD_EVENT = "pick"
 BRAIN_PREFIX = "chute-"  # the brain names destinations by number: answer 2 -> 'chute-2'
-# what a carry may replace goes out this much inside tracking.lead_ms: the core's carry
-# starts lead_ms after the fact that confirmed the grip, and that fact (an encoder report
-# stamped with the MCU's clock) is already some milliseconds old when the core sees it
+# the stream's fixed horizon for what a carry may replace, lead_ms less this, is only its
+# fallback: the node gives it the seal-gated bound (carry_after_s, adapter_mcu.py), which
+# counts from the seal's MCU stamp instead of trusting the core to answer within 50 ms
 HORIZON_MARGIN_S = 0.05
 GRIP_WINDOW_OPENS_S = 0.045  # the core takes a seal from 50 ms before the planned contact
 # the loop thread (the motion stream, the MCU link) runs this many real-time priority steps
