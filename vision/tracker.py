@@ -61,6 +61,9 @@ class Track:
     whole_t: float = 0.0
     # the whole view before this frame's (a view grown by another part may not be whole)
     whole_before: tuple[Detection | None, int | None, float] = (None, None, 0.0)
+    # where the parcel was last seen, carried by the belt since: never grown from the
+    # upstream edge (``box`` of an unseen entering track grows), so the belt there held it
+    seen_box: np.ndarray | None = None
 
     def add_read(
         self, read: LabelRead | None, stage: int, tolerance_px: float = LABEL_TOLERANCE_PX
@@ -260,8 +263,12 @@ class Tracker:
         # their leading edge is known (and predicted, once the belt's motion is known)
         entering = [known and self._entering(t.box, width, height) for t in self.tracks]
         # where each track's parcel was seen last, carried by the belt (not grown from the
-        # upstream edge): the belt there held that parcel, and no other
-        solid = np.array([t.box + np.tile(shift, 2) for t in self.tracks], np.float64)
+        # upstream edge, this frame nor while it was unseen: a grown box reached over the
+        # parcels that entered behind it, and one of them was taken for the track's own,
+        # found by hypothesis with frames skipped): the belt there held that parcel
+        for t in self.tracks:
+            t.seen_box = (t.box if t.seen_box is None else t.seen_box) + np.tile(shift, 2)
+        solid = np.array([t.seen_box for t in self.tracks], np.float64)
         solid = np.clip(solid.reshape(-1, 4), 0, [width, height, width, height])
         for t in self.tracks:
             t.box = self._moved(t.box, shift, width, height)
@@ -467,6 +474,7 @@ class Tracker:
         """``t`` seen as ``d`` in ``frame`` (``again``: ``d`` replaces this frame's view of
         it, grown by another part of the parcel)."""
         t.box = np.asarray(d.box, np.float64)
+        t.seen_box = t.box.copy()
         if again:  # this frame's view of it, grown: its whole view and best view are too
             if t.best is t.current:
                 t.best = d

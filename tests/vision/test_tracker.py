@@ -113,3 +113,31 @@ def test_flickers_seen_in_fewer_frames_than_min_hits_are_not_reported():
     for i in range(2, 7):
         assert tracker.update(Frame(BLANK, 0.1 * i, i, 0), []) == []
     assert tracker.tracks == []
+
+
+def test_an_unseen_entering_track_does_not_take_a_parcel_that_entered_behind_it() -> None:
+    """Found by hypothesis (tests/vision/test_association.py, frames skipped): a parcel seen
+    once as it entered, then unseen over 6 and 5 skipped frames. Its predicted box grows
+    from the upstream edge while it is unseen; where the track's parcel "was" must be where
+    it was seen, carried by the belt, not that grown box: else the last parcel of the row,
+    inside the grown box, was taken for the track's own (its label would have gone too)."""
+    wide = np.zeros((768, 1024, 3), np.uint8)
+    tracker = Tracker(NAMES, px_per_count=0.25, max_missed_frames=3, min_hits=2)
+    lengths, gaps, speed = [190.0] * 4 + [263.0], [0.0, 0.0, 29.0, 120.0, 120.0], 162.0
+    starts, x = [], 0.0
+    for length, gap in zip(lengths, gaps, strict=True):
+        x -= gap
+        starts.append(x)
+        x -= length
+    began_on: dict[int, int] = {}
+    for i in (1, 2, 8, 13):
+        travel, dets, owner = i * speed, [], {}
+        for k, (length, lead0) in enumerate(zip(lengths, starts, strict=True)):
+            x1, x2 = max(0.0, lead0 + travel - length), min(1024.0, lead0 + travel)
+            if x2 - x1 >= 20:
+                dets.append(Detection(0, "box", 0.8, (x1, 200.0, x2, 560.0)))
+                owner[id(dets[-1])] = k
+        tracker.update(Frame(wide, i / 15.0, i, round(travel * 4)), dets)
+        for t in tracker.tracks:
+            if t.current is not None:
+                assert began_on.setdefault(t.id, owner[id(t.current)]) == owner[id(t.current)]
