@@ -31,6 +31,8 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 # EGL + Mesa's software OpenGL: MuJoCo's offscreen renderer for the 3D training/test renders
 # (issue 16, training/render3d, tests/vision/test_dataset_render3d.py; MUJOCO_GL=egl).
 ldconfig -p 2>/dev/null | grep -q "libEGL_mesa\.so" || need+=(libegl-mesa0 libegl1 libgl1-mesa-dri)
+# systemd-analyze: the shipped unit and its real-time drop-in checked by systemd's parser.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
