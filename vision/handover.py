@@ -135,9 +135,7 @@ class Handover:
             self._labelled.add(seen.track_id)
             self._sent[seen.label.text] = now
             self.stats["labels"] += 1
-            out.append(
-                Handed(seen.track_id, det, count, t, seen.label.text, seen.detection.class_name)
-            )
+            out.append(Handed(seen.track_id, det, count, t, seen.label.text, _class(seen)))
         if self.early is not None:
             out += self._early(result)
         for rep in result.finished:
@@ -186,7 +184,7 @@ class Handover:
                 self._frames[seen.track_id] = -1
                 self.stats["early"] += 1
                 out.append(Handed(seen.track_id, seen.detection, frame.encoder_count,
-                                  frame.captured_at, None, seen.detection.class_name,
+                                  frame.captured_at, None, _class(seen),
                                   final=False))  # fmt: skip
         if len(self._frames) > 512:  # tracks the tracker dropped unreported (flickers)
             live = {seen.track_id for seen in result.parcels}
@@ -217,3 +215,10 @@ class Handover:
         if count is not None and self.whole(seen.detection, width):
             return seen.detection, count, getattr(seen, "last_seen", 0.0)
         return None
+
+
+def _class(seen: SeenParcel) -> str:
+    """A live parcel's class: its track's votes over the frames so far, not this frame's
+    detection alone, which flips now and then. The class sets what the arm assumes (a
+    polybag is taken as 60 mm tall: a box taken for one finds no seal)."""
+    return seen.class_name or seen.detection.class_name

@@ -33,6 +33,9 @@ class SeenParcel:
     whole: Detection | None = None  # the track's latest view wholly in the frame along the belt
     whole_count: int | None = None  # its frame's encoder count
     whole_t: float = 0.0  # and capture time
+    # the track's class by its confidence-weighted votes over every frame so far (None: the
+    # detection's own); one frame's class flips now and then where the votes do not
+    class_name: str | None = None
 
 
 @dataclass
@@ -126,7 +129,8 @@ class Pipeline:
             measure = self.calibration is not None and self.measure_sizes
             size = self.calibration.measure(t.current) if measure else None  # type: ignore[union-attr]
             parcels.append(SeenParcel(t.current, t.id, t.label, size, t.label_certain,
-                                      t.whole, t.whole_count, t.whole_t))  # fmt: skip
+                                      t.whole, t.whole_count, t.whole_t,
+                                      self.tracker.voted_class(t)))  # fmt: skip
         times.extra["measure"] = (time.perf_counter() - t2) * 1e3
         return FrameResult(frame, parcels, finished, times, reads)
 

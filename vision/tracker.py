@@ -495,6 +495,14 @@ class Tracker:
             t.best = d
             t.encoder_at_best = frame.encoder_count
 
+    def voted_class(self, t: Track) -> str | None:
+        """The class the track's votes give so far (what its report will say if nothing
+        changes); None before any vote."""
+        if not t.class_votes:
+            return None
+        cid = max(t.class_votes, key=lambda k: t.class_votes[k])
+        return self.names.get(cid, f"class{cid}")
+
     def _report(self, t: Track) -> ParcelReport:
         cid = max(t.class_votes, key=lambda k: t.class_votes[k])
         return ParcelReport(
