@@ -6,9 +6,6 @@ move from an instant without a gap, and ``stop_now`` stops the arm at once."""
 from __future__ import annotations
 
 import asyncio
-import math
-import os
-import sys
 import time
 from typing import Any
 
@@ -21,84 +18,19 @@ from edge.arm.adapter_mcu import MotionStream, from_protocol, to_protocol
 from edge.arm.events import MotionEnded, MotionHalted, Move
 from edge.arm.trajectory import Trajectory
 from firmware_bridge.mcu import McuLink
-from firmware_bridge.mcu.motion import ArmMotion
 from sim_hardware.arm.config import ArmWorldConfig
-from sim_hardware.arm.mcu import ArmSimThread
-from sim_hardware.mcu import SimMcuOptions
-from sim_hardware.mcu.device import request_realtime
-
-DT = 0.008
-HOST_RT_PRIORITY = 5  # the node's (edge/cli/sim_arm.py, ArmSimOptions.node_rt_priority)
+from tests.system.arm_stream import DT, deg, move, open_stream
+from tests.system.arm_stream import arm_cell as shared_arm_cell
 
 
 @pytest.fixture
 def arm_cell(tmp_path: Any) -> Any:
-    """The simulated arm MCU and world in a thread, on a pty. As `wolfpack sim --machine arm`
-    runs them (the node's motion stream with FIFO real-time priority 5, as a board's unit
-    gives it; the MCU 10, a CPU of its own), the test's thread (the stream, the link) and
-    the sim's ask for the same where permitted: at nice 19 under a load of 10-14 they were
-    starved for 50 ms to seconds (46-58 segments refused as late, an identify unanswered in
-    3 s, a stop's event heard 205 ms after it), the host's lateness and not the stream's."""
-    cfg = ArmWorldConfig()
-    path = str(tmp_path / "arm-mcu")
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0001)  # the sim shares this process with the host link
-    host_rt = request_realtime(HOST_RT_PRIORITY)  # this (the test's) thread only
-    sim = ArmSimThread(
-        cfg, SimMcuOptions(link=path, inputs=16, seed=1, watchdog_ms=500), rt_priority=10
-    )
-    try:
-        yield sim.start(), path, cfg
-    finally:
-        sim.stop()
-        sys.setswitchinterval(interval)
-        if host_rt:
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-
-
-def _deg(cfg: ArmWorldConfig, x: float, y: float, z: float) -> tuple[float, float, float, float]:
-    q = cfg.ik(x, y, z, 0.0)
-    return (math.degrees(q[0]), math.degrees(q[1]), q[2] * 1000, math.degrees(q[3]))
-
-
-def _move(
-    move_id: int,
-    t0: float,
-    a: Any,
-    b: Any,
-    seconds: float,
-    kind: str = "pick",
-    replace_from: float | None = None,
-) -> Move:
-    n = round(seconds / DT)
-    q = []
-    for k in range(n + 1):
-        s = k / n
-        s = s * s * s * (10 - 15 * s + 6 * s * s)
-        q.append(tuple(pa + (pb - pa) * s for pa, pb in zip(a, b, strict=True)))
-    return Move(move_id, kind, None, Trajectory(t0, DT, tuple(q)), replace_from)  # type: ignore[arg-type]
+    with shared_arm_cell(tmp_path) as cell:
+        yield cell
 
 
 async def _stream(path: str, cfg: ArmWorldConfig) -> tuple[McuLink, MotionStream, list[Any]]:
-    link = McuLink(path, watchdog_ms=500)
-    await link.connect()
-    motion = ArmMotion(
-        link,
-        4,
-        stop_ms=100,
-        safety_pin=cfg.curtain_input,
-        safety_level=cfg.curtain_broken_level,
-        grip_pa=40_000,
-    )
-    await motion.setup()
-    for _ in range(50):  # the clock sync is ready after a few samples
-        if link.clock.ready:
-            break
-        await asyncio.sleep(0.02)
-    facts: list[Any] = []
-    stream = MotionStream(link, motion, 0.15, facts.append)  # slack for a loaded test machine
-    link.on_event(stream.on_event)
-    return link, stream, facts
+    return await open_stream(path, cfg, 0.15)  # slack for a loaded test machine
 
 
 def test_a_move_reaches_the_arm_on_the_mcu_clock_and_ends_at_rest(arm_cell: Any) -> None:
@@ -110,7 +42,7 @@ def test_a_move_reaches_the_arm_on_the_mcu_clock_and_ends_at_rest(arm_cell: Any)
         link, stream, facts = await _stream(path, cfg)
         task = asyncio.create_task(stream.run())
         t0 = time.monotonic() + 0.1
-        stream.add(_move(1, t0, _deg(cfg, *home), _deg(cfg, *target), 0.8))
+        stream.add(move(1, t0, deg(cfg, *home), deg(cfg, *target), 0.8))
         await asyncio.sleep(1.4)
         task.cancel()
         await link.close()
@@ -125,15 +57,15 @@ def test_a_move_reaches_the_arm_on_the_mcu_clock_and_ends_at_rest(arm_cell: Any)
 
 def test_a_carry_replaces_the_rest_of_a_pick_without_a_gap(arm_cell: Any) -> None:
     sim, path, cfg = arm_cell
-    home = _deg(cfg, *cfg.home_mm[:3])
+    home = deg(cfg, *cfg.home_mm[:3])
     a, b, c = (-300.0, 600.0, -500.0), (200.0, 600.0, -500.0), (-650.0, 200.0, -450.0)
 
     async def main() -> tuple[list[Any], dict[str, int]]:
         link, stream, facts = await _stream(path, cfg)
         task = asyncio.create_task(stream.run())
         t0 = time.monotonic() + 0.1
-        pick = _move(1, t0, home, _deg(cfg, *a), 0.6)
-        ride = _move(1, pick.trajectory.t_end, _deg(cfg, *a), _deg(cfg, *b), 1.0)
+        pick = move(1, t0, home, deg(cfg, *a), 0.6)
+        ride = move(1, pick.trajectory.t_end, deg(cfg, *a), deg(cfg, *b), 1.0)
         joined = Move(
             1, "pick", None, Trajectory(t0, DT, pick.trajectory.q + ride.trajectory.q[1:])
         )
@@ -141,7 +73,7 @@ def test_a_carry_replaces_the_rest_of_a_pick_without_a_gap(arm_cell: Any) -> Non
         assert stream.add(joined, replaceable_from=pick.trajectory.t_end)
         await asyncio.sleep(cut - time.monotonic() - 0.25)  # the carry comes lead_ms ahead
         q_cut = joined.trajectory.at(cut)
-        carry = _move(2, cut, q_cut, _deg(cfg, *c), 0.7, kind="carry", replace_from=cut)
+        carry = move(2, cut, q_cut, deg(cfg, *c), 0.7, kind="carry", replace_from=cut)
         assert stream.add(carry)
         await asyncio.sleep(cut + 0.7 + 0.3 - time.monotonic())
         task.cancel()
@@ -157,13 +89,13 @@ def test_a_carry_replaces_the_rest_of_a_pick_without_a_gap(arm_cell: Any) -> Non
 
 def test_stop_now_stops_the_arm_and_drops_what_was_waiting(arm_cell: Any) -> None:
     sim, path, cfg = arm_cell
-    home = _deg(cfg, *cfg.home_mm[:3])
+    home = deg(cfg, *cfg.home_mm[:3])
 
     async def main() -> tuple[list[Any], float]:
         link, stream, facts = await _stream(path, cfg)
         task = asyncio.create_task(stream.run())
         t0 = time.monotonic() + 0.1
-        stream.add(_move(1, t0, home, _deg(cfg, -300.0, 600.0, -500.0), 1.5))
+        stream.add(move(1, t0, home, deg(cfg, -300.0, 600.0, -500.0), 1.5))
         await asyncio.sleep(0.6)
         stop_t = time.monotonic()
         stream.stop_now("test")
@@ -193,13 +125,13 @@ def test_a_move_planned_while_a_stop_runs_is_planned_again_and_leaves_from_rest(
     not squeezed (the core hears ``MotionHalted`` and plans again), and the move planned
     again runs whole from rest, its setpoints never faster than its own pace."""
     sim, path, cfg = arm_cell
-    home = _deg(cfg, *cfg.home_mm[:3])
+    home = deg(cfg, *cfg.home_mm[:3])
 
     async def main() -> tuple[list[Any], dict[str, int], Any, float]:
         link, stream, facts = await _stream(path, cfg)
         task = asyncio.create_task(stream.run())
         t0 = time.monotonic() + 0.1
-        stream.add(_move(1, t0, home, _deg(cfg, -300.0, 600.0, -500.0), 1.5))
+        stream.add(move(1, t0, home, deg(cfg, -300.0, 600.0, -500.0), 1.5))
         await asyncio.sleep(0.6)
         stream.stop_now("test")
 
@@ -215,10 +147,10 @@ def test_a_move_planned_while_a_stop_runs_is_planned_again_and_leaves_from_rest(
         assert time.monotonic() < stream.rest_until  # the stop still runs
         q_rest = first.q
         q_up = (q_rest[0], q_rest[1], q_rest[2] - 150.0, q_rest[3])  # down: j3 tops at -330
-        stream.add(_move(2, time.monotonic() + 0.03, q_rest, q_up, 0.4))  # 30 ms lead
+        stream.add(move(2, time.monotonic() + 0.03, q_rest, q_up, 0.4))  # 30 ms lead
         again = await halted(2)  # not sent: it would start late
         assert "late" in again.reason
-        stream.add(_move(3, time.monotonic() + 0.2, again.q, q_up, 0.4))  # planned again
+        stream.add(move(3, time.monotonic() + 0.2, again.q, q_up, 0.4))  # planned again
         end = time.monotonic() + 0.9
         fastest = 0.0  # the world's setpoint speed of the quill (m/s, its last ~50 ms)
         while time.monotonic() < end:
@@ -246,13 +178,13 @@ def test_a_halt_heard_only_from_a_refusal_moves_the_streams_rest_to_where_the_ar
     really was, as a jump, and told the core the arm was at home (a box held on the belt was
     never carried, 2026-12-02)."""
     _sim, path, cfg = arm_cell
-    home = _deg(cfg, *cfg.home_mm[:3])
-    a, b = _deg(cfg, -300.0, 600.0, -500.0), _deg(cfg, -100.0, 600.0, -450.0)
+    home = deg(cfg, *cfg.home_mm[:3])
+    a, b = deg(cfg, -300.0, 600.0, -500.0), deg(cfg, -100.0, 600.0, -450.0)
 
     async def main() -> tuple[list[Any], dict[str, int], Any]:
         link, stream, facts = await _stream(path, cfg)
         task = asyncio.create_task(stream.run())
-        stream.add(_move(1, time.monotonic() + 0.1, home, a, 0.6))
+        stream.add(move(1, time.monotonic() + 0.1, home, a, 0.6))
         await asyncio.sleep(0.9)
         stream.rest_q = home  # its stop event lost: the stream's rest is stale
         stream._halted_behind_our_back("test: refused, motion halted")
@@ -262,7 +194,7 @@ def test_a_halt_heard_only_from_a_refusal_moves_the_streams_rest_to_where_the_ar
             await asyncio.sleep(0.002)
         rest = stream.rest_q
         stream.halted = False  # as after the node's resume
-        stream.add(_move(2, time.monotonic() + 0.12, a, b, 0.5))
+        stream.add(move(2, time.monotonic() + 0.12, a, b, 0.5))
         await asyncio.sleep(0.9)
         task.cancel()
         await link.close()
@@ -304,7 +236,7 @@ def test_a_plan_from_where_the_arm_is_not_is_refused_before_any_segment_moves_it
         stream.vel_limits = (300.0, 450.0, 1500.0, 1500.0)  # configs/sim-arm.yaml's joints
         stream.rest_q = from_protocol((await stream.arm.state()).positions)
         task = asyncio.create_task(stream.run())
-        stream.add(_move(1, time.monotonic() + 0.1, _deg(cfg, *stale), _deg(cfg, *target), 0.8))
+        stream.add(move(1, time.monotonic() + 0.1, deg(cfg, *stale), deg(cfg, *target), 0.8))
         await asyncio.sleep(0.6)
         task.cancel()
         await link.close()
@@ -314,6 +246,6 @@ def test_a_plan_from_where_the_arm_is_not_is_refused_before_any_segment_moves_it
     facts, stats = asyncio.run(main())
     assert stats["jumps_refused"] == 1 and stats["segments"] == 0
     assert [type(f) for f in facts] == [MotionHalted]
-    assert facts[0].q == pytest.approx(_deg(cfg, *home), abs=0.01)  # where it rests
+    assert facts[0].q == pytest.approx(deg(cfg, *home), abs=0.01)  # where it rests
     after = sim.call(sim.sim.world.cup_pose)
     assert after[:3] == pytest.approx(before[:3], abs=0.5)  # the arm never moved

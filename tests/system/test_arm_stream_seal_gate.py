@@ -10,9 +10,7 @@ it) waits for the MCU's own stop, not a fresh start from a stale rest."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
-import sys
 import time
 from typing import Any
 
@@ -22,82 +20,32 @@ from edge.arm.adapter_mcu import JIT_MARGIN_S, MotionStream
 from edge.arm.events import MotionHalted, Move
 from edge.arm.trajectory import Trajectory
 from firmware_bridge.mcu import McuLink
-from firmware_bridge.mcu.motion import ArmMotion
 from sim_hardware.arm.config import ArmWorldConfig
-from sim_hardware.arm.mcu import ArmSimThread
-from sim_hardware.mcu import SimMcuOptions
+from tests.system.arm_stream import DT, deg, move, open_stream
+from tests.system.arm_stream import arm_cell as shared_arm_cell
 
-DT = 0.008
 CARRY_AFTER = 0.15  # grip_confirm_ms 30 + lead_ms 120 (configs/sim-arm.yaml)
 
 
 @pytest.fixture
 def arm_cell(tmp_path: Any) -> Any:
-    cfg = ArmWorldConfig()
-    path = str(tmp_path / "arm-mcu")
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0001)  # the sim shares this process with the host link
-    # as the node does (edge/arm/node.py, GcWatch): a full collection of this test
-    # process's objects (pytest, MuJoCo, the link) held the GIL for ~0.8 s under load and
-    # ran the MCU's queue dry; frozen, collections scan only what the test makes
-    gc.collect()
-    gc.freeze()
-    sim = ArmSimThread(cfg, SimMcuOptions(link=path, inputs=16, seed=1, watchdog_ms=500))
-    try:
-        yield sim.start(), path, cfg
-    finally:
-        sim.stop()
-        gc.unfreeze()
-        sys.setswitchinterval(interval)
-
-
-def _deg(cfg: ArmWorldConfig, x: float, y: float, z: float) -> tuple[float, float, float, float]:
-    q = cfg.ik(x, y, z, 0.0)
-    return (math.degrees(q[0]), math.degrees(q[1]), q[2] * 1000, math.degrees(q[3]))
-
-
-def _move(move_id: int, t0: float, a: Any, b: Any, seconds: float, **kw: Any) -> Move:
-    n = round(seconds / DT)
-    q = []
-    for k in range(n + 1):
-        s = k / n
-        s = s * s * s * (10 - 15 * s + 6 * s * s)
-        q.append(tuple(pa + (pb - pa) * s for pa, pb in zip(a, b, strict=True)))
-    kind = kw.get("kind", "pick")
-    return Move(move_id, kind, None, Trajectory(t0, DT, tuple(q)), kw.get("replace_from"))  # type: ignore[arg-type]
+    with shared_arm_cell(tmp_path) as cell:
+        yield cell
 
 
 async def _stream(
     path: str, cfg: ArmWorldConfig, carry_after: float | None
 ) -> tuple[McuLink, MotionStream, list[Any]]:
-    link = McuLink(path, watchdog_ms=500)
-    await link.connect()
-    motion = ArmMotion(
-        link,
-        4,
-        stop_ms=100,
-        safety_pin=cfg.curtain_input,
-        safety_level=cfg.curtain_broken_level,
-        grip_pa=40_000,
-    )
-    await motion.setup()
-    for _ in range(50):  # the clock sync is ready after a few samples
-        if link.clock.ready:
-            break
-        await asyncio.sleep(0.02)
-    facts: list[Any] = []
-    stream = MotionStream(link, motion, 0.07, facts.append, carry_after_s=carry_after)
-    link.on_event(stream.on_event)
-    return link, stream, facts
+    return await open_stream(path, cfg, 0.07, carry_after)
 
 
 def _pick(cfg: ArmWorldConfig, t0: float) -> tuple[Move, float]:
     """A pick: 0.5 s to the belt, then 1.0 s riding it; a carry may replace it from 0.1 s
     into the ride (``replaceable_from``)."""
-    home = _deg(cfg, *cfg.home_mm[:3])
+    home = deg(cfg, *cfg.home_mm[:3])
     a, b = (-300.0, 600.0, -500.0), (0.0, 600.0, -500.0)
-    to = _move(1, t0, home, _deg(cfg, *a), 0.5)
-    ride = _move(1, to.trajectory.t_end, _deg(cfg, *a), _deg(cfg, *b), 1.0)
+    to = move(1, t0, home, deg(cfg, *a), 0.5)
+    ride = move(1, to.trajectory.t_end, deg(cfg, *a), deg(cfg, *b), 1.0)
     joined = Move(1, "pick", None, Trajectory(t0, DT, to.trajectory.q + ride.trajectory.q[1:]))
     return joined, to.trajectory.t_end
 
@@ -129,7 +77,7 @@ def _late_carry(carry_after: float | None) -> tuple[bool, list[tuple[float, int]
         start = seal + CARRY_AFTER
         stream.pump(max(time.monotonic(), seal + 0.085))  # all the stream may send by now
         q = pick.trajectory.at(start)
-        carry = _move(2, start, q, _deg(CFG, -650.0, 200.0, -450.0), 0.7, kind="carry",
+        carry = move(2, start, q, deg(CFG, -650.0, 200.0, -450.0), 0.7, kind="carry",
                       replace_from=start)  # fmt: skip
         ok = stream.add(carry)
         waiting = [(p.t, p.move_id) for p in list(stream.points)[:8]]
@@ -166,7 +114,7 @@ def test_the_bound_follows_the_seal_or_the_newest_stamp_heard() -> None:
     ``seal_from``; with a seal, from the seal's stamp (an early seal counts as made at
     ``seal_from``); a lost seal goes back to the stamps; released or replaced: no bound."""
     stream = MotionStream(None, None, 0.07, lambda f: None, carry_after_s=CARRY_AFTER)  # type: ignore[arg-type]
-    pick = _move(7, 100.0, (0.0, 0.0, -400.0, 0.0), (10.0, 0.0, -400.0, 0.0), 1.0)
+    pick = move(7, 100.0, (0.0, 0.0, -400.0, 0.0), (10.0, 0.0, -400.0, 0.0), 1.0)
     stream.add(pick, replaceable_from=100.58, seal_from=100.45)
     p = stream.points[-1]
     margin = CARRY_AFTER - JIT_MARGIN_S
@@ -187,7 +135,7 @@ def test_the_bound_follows_the_seal_or_the_newest_stamp_heard() -> None:
     stream.release(7)
     assert stream._jit_bound(p) == math.inf
     stream.add(pick, replaceable_from=100.58, seal_from=100.45)
-    carry = _move(9, 100.7, pick.trajectory.at(100.7), (0.0, 0.0, -300.0, 0.0), 0.5,
+    carry = move(9, 100.7, pick.trajectory.at(100.7), (0.0, 0.0, -300.0, 0.0), 0.5,
                   kind="carry", replace_from=100.7)  # fmt: skip
     assert stream.add(carry)  # nothing sent: it replaces
     assert stream._jit_bound(stream.points[0]) == math.inf
@@ -201,7 +149,7 @@ def test_a_queue_run_dry_mid_move_is_not_taken_for_a_fresh_start(arm_cell: Any) 
     core told the arm rested there. Now nothing goes out until the MCU's stop says where
     the arm rests, and that is what the core hears."""
     _sim, path, cfg = arm_cell
-    home = _deg(cfg, *cfg.home_mm[:3])
+    home = deg(cfg, *cfg.home_mm[:3])
 
     async def main() -> tuple[dict[str, int], list[Any]]:
         link, stream, facts = await _stream(path, cfg, CARRY_AFTER)

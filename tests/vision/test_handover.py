@@ -14,12 +14,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.vision.tracks import frame_result
 from vision.detections import Detection, OrientedBox
-from vision.detector import StageTimes
 from vision.frames import Frame
 from vision.handover import EDGE_INSET, Handover, whole_in_frame
 from vision.labels import LabelRead
-from vision.pipeline import FrameResult, SeenParcel
 from vision.tracker import Tracker
 
 W, H = 1024, 768
@@ -51,17 +50,6 @@ def _seen(x1: float, length: float, inset: float, slop: float) -> tuple[Detectio
     return _det(bx1, bx2, ox1, ox2, H / 2, 0.6 * length), cut_up or cut_down
 
 
-def _result(frame: Frame, tracker: Tracker, finished) -> FrameResult:
-    parcels = [
-        SeenParcel(
-            t.current, t.id, t.label, None, t.label_certain, t.whole, t.whole_count, t.whole_t
-        )
-        for t in tracker.tracks
-        if t.current is not None
-    ]
-    return FrameResult(frame, parcels, finished, StageTimes())
-
-
 def _pass_by(handover: Handover, length: float, step: float, x0: float, inset: float,
              slop: float, read_at: int | None) -> tuple[list, dict[int, bool], bool]:  # fmt: skip
     """One parcel carried through the view: what the handover gave, whether the frame at
@@ -81,7 +69,7 @@ def _pass_by(handover: Handover, length: float, step: float, x0: float, inset: f
             t = tracker.tracks[0]
             if t.label is None:  # a QR: certain at its first read, wherever the parcel is
                 t.add_read(LabelRead("QRCode", "WP1", "region", t.current.centre), 0)
-        handed += handover.select(_result(frame, tracker, finished))
+        handed += handover.select(frame_result(frame, tracker, finished))
     return handed, cut_at, seen_whole
 
 

@@ -45,11 +45,10 @@ def _det(x: float, cid: int, conf: float) -> Detection:
     return Detection(cid, NAMES[cid], conf, (x, cy - width / 2, x + length, cy + width / 2), ob)
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    classes=st.lists(st.tuples(st.integers(0, 3), st.floats(0.3, 1.0)), min_size=2, max_size=6),
-)
-def test_the_live_handover_gives_the_tracks_voted_class(classes) -> None:
+def _hand_over(classes: list[tuple[int, float]], check=None) -> list:
+    """One parcel through the view, a detection of (class id, confidence) a frame; its QR
+    label read (certain at once) in the last frame, so it is handed over live there.
+    ``check(result)``: a look at the last frame's result."""
     step = 40.0  # px a frame: the parcel wholly in view (inset 25.6 px) in every frame
     script = [[_det(100 + i * step, cid, conf)] for i, (cid, conf) in enumerate(classes)]
     tracker = Tracker(NAMES, px_per_count=PX_PER_COUNT, min_hits=1)
@@ -57,11 +56,24 @@ def test_the_live_handover_gives_the_tracks_voted_class(classes) -> None:
     handover = Handover("test")
     handed = []
     for i in range(len(script)):
-        if i == len(script) - 1:  # a QR read: certain at once, handed over this frame
+        last = i == len(script) - 1
+        if last:
             t = tracker.tracks[0]
             t.add_read(LabelRead("QRCode", "WP1", "region", t.current.centre), 0)
         frame = Frame(BLANK, i * 0.1, i, round(i * step / PX_PER_COUNT))
-        handed += handover.select(pipe.process(frame, label_reads=0))
+        result = pipe.process(frame, label_reads=0)
+        if last and check is not None:
+            check(result)
+        handed += handover.select(result)
+    return handed
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    classes=st.lists(st.tuples(st.integers(0, 3), st.floats(0.3, 1.0)), min_size=2, max_size=6),
+)
+def test_the_live_handover_gives_the_tracks_voted_class(classes) -> None:
+    handed = _hand_over(classes)
     votes: dict[int, float] = {}
     for cid, conf in classes:
         votes[cid] = votes.get(cid, 0.0) + conf
@@ -70,20 +82,8 @@ def test_the_live_handover_gives_the_tracks_voted_class(classes) -> None:
 
 
 def test_one_frame_calling_a_box_a_polybag_does_not_make_it_one() -> None:
-    classes = [(0, 0.9), (0, 0.85), (0, 0.9), (1, 0.6)]  # handed over in the polybag frame
-    step = 40.0
-    script = [[_det(100 + i * step, cid, conf)] for i, (cid, conf) in enumerate(classes)]
-    tracker = Tracker(NAMES, px_per_count=PX_PER_COUNT, min_hits=1)
-    pipe = Pipeline(ScriptedDetector(script), tracker=tracker, label_reads_per_frame=0)  # type: ignore[arg-type]
-    handover = Handover("test")
-    handed = []
-    for i in range(len(script)):
-        if i == 3:
-            t = tracker.tracks[0]
-            t.add_read(LabelRead("QRCode", "WP1", "region", t.current.centre), 0)
-        frame = Frame(BLANK, i * 0.1, i, round(i * step / PX_PER_COUNT))
-        result = pipe.process(frame, label_reads=0)
-        if i == 3:
-            assert result.parcels[0].detection.class_name == "polybag"
-        handed += handover.select(result)
+    def polybag_frame(result) -> None:  # handed over in the one frame that says polybag
+        assert result.parcels[0].detection.class_name == "polybag"
+
+    handed = _hand_over([(0, 0.9), (0, 0.85), (0, 0.9), (1, 0.6)], polybag_frame)
     assert [(h.label, h.class_name) for h in handed] == [("WP1", "box")]

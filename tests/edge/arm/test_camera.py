@@ -17,12 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.arm.adapter_camera import ArmCamera
+from tests.vision.tracks import frame_result
 from vision.config import VisionConfig
 from vision.detections import Detection, OrientedBox
-from vision.detector import StageTimes
 from vision.frames import Frame
 from vision.labels import LabelRead
-from vision.pipeline import FrameResult, SeenParcel
 from vision.tracker import Tracker
 
 W, H = 640, 480
@@ -59,17 +58,6 @@ def _seen_by_detector(x1: float, length: float, cy: float, width: float, slop: f
     return Detection(0, "box", 0.95 if cut else 0.8, box, ob_), cut
 
 
-def _result(frame: Frame, tracker: Tracker, finished) -> FrameResult:
-    parcels = [
-        SeenParcel(
-            t.current, t.id, t.label, None, t.label_certain, t.whole, t.whole_count, t.whole_t
-        )
-        for t in tracker.tracks
-        if t.current is not None
-    ]
-    return FrameResult(frame, parcels, finished, StageTimes())
-
-
 @settings(max_examples=150, deadline=None)
 @given(
     length=st.floats(120, 360),  # px: 150-450 mm parcels in an 800 mm view
@@ -99,7 +87,7 @@ def test_each_parcel_is_handed_over_once_placed_from_a_whole_view(
             if t.label is None:  # a QR: certain at its first read, wherever the parcel is
                 t.add_read(LabelRead("QRCode", "WP1", "region", t.current.centre), 0)
                 read = True
-        for p in camera.parcels(_result(frame, tracker, finished)):
+        for p in camera.parcels(frame_result(frame, tracker, finished)):
             # where the parcel's centre truly was at the view's encoder count
             true_x = (x0 + p.encoder_count * 0.8 + length / 2) * MM_PER_PX - 400
             handed.append((p, true_x))
@@ -133,7 +121,7 @@ def test_a_track_whose_best_view_was_cut_is_still_handed_over() -> None:
         seen = _seen_by_detector(100 + 50 * i, 300, 240.0, 150.0, 12.0)
         frame = Frame(BLANK, i * 0.1, i, count)
         finished = tracker.update(frame, [] if seen is None else [seen[0]])
-        out += camera.parcels(_result(frame, tracker, finished))
+        out += camera.parcels(frame_result(frame, tracker, finished))
     early, final = out  # its place once seen whole in min_frames frames, then its end
     n = camera.vision.tracker.min_frames
     assert not early.final and early.encoder_count == round((n - 1) * 50 / 0.8)
