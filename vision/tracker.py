@@ -101,6 +101,11 @@ class Track:
         return self.label.format in SELF_CHECKING or self.label_agree >= 2
 
 
+def _voted(t: Track) -> int:
+    """The class id with the most confidence-weighted votes (the track has at least one)."""
+    return max(t.class_votes, key=lambda k: t.class_votes[k])
+
+
 @dataclass(frozen=True)
 class ParcelReport:
     """One physical parcel, reported once when its track ends."""
@@ -498,16 +503,16 @@ class Tracker:
     def voted_class(self, t: Track) -> str | None:
         """The class the track's votes give so far (what its report will say if nothing
         changes); None before any vote."""
-        if not t.class_votes:
-            return None
-        cid = max(t.class_votes, key=lambda k: t.class_votes[k])
+        return self._name(_voted(t)) if t.class_votes else None
+
+    def _name(self, cid: int) -> str:
         return self.names.get(cid, f"class{cid}")
 
     def _report(self, t: Track) -> ParcelReport:
-        cid = max(t.class_votes, key=lambda k: t.class_votes[k])
+        cid = _voted(t)
         return ParcelReport(
             track_id=t.id,
-            class_name=self.names.get(cid, f"class{cid}"),
+            class_name=self._name(cid),
             class_id=cid,
             confidence=t.best.confidence,
             detection=t.best,

@@ -284,15 +284,16 @@ class MotionStream:
     def pump(self, now: float) -> None:
         """Send every waiting setpoint whose segment starts within the horizon; nothing while
         a stop runs on the MCU (it refuses segments until the arm is at rest)."""
-        if self.last is not None and not self._last_end:  # a move runs on the MCU's queue
+        prev, self._last_pump = self._last_pump, now
+        last = self.last
+        if last is not None and not self._last_end:  # a move runs on the MCU's queue
             t = self.timing
-            t["lead_ms_min"] = min(t["lead_ms_min"], (self.last[0] - now) * 1000)
-            if self._last_pump:
-                t["pump_gap_ms_max"] = max(t["pump_gap_ms_max"], (now - self._last_pump) * 1000)
-        self._last_pump = now
-        if self.last is not None and not self._last_end and self.last[0] < now:
-            self._ran_dry(now)
-            return
+            t["lead_ms_min"] = min(t["lead_ms_min"], (last[0] - now) * 1000)
+            if prev:
+                t["pump_gap_ms_max"] = max(t["pump_gap_ms_max"], (now - prev) * 1000)
+            if last[0] < now:
+                self._ran_dry(now)
+                return
         if now < self.rest_until + STOP_END_MARGIN_S:
             return
         while self.points and not self.halted:
