@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -808,7 +809,9 @@ class CellSimulation:
 
 class _Flood:
     """An operator tool gone wrong: ``status`` commands at ``rate`` per second through the
-    broker, from a client of its own; each one's answer (ok, refused, none) is tallied."""
+    broker, from a client of its own; each one's answer (ok, refused, none) is tallied. A
+    window sends rate x its length in all: what a starved sender thread still owes when the
+    window closes goes out then, so the count does not depend on the machine's load."""
 
     def __init__(self, broker_url: str, site: str, node: str) -> None:
         self.client = Brain(broker_url, site, request_replays=False,
@@ -816,33 +819,44 @@ class _Flood:
         self.node = node
         self.futures: list[Any] = []
         self._on = threading.Event()
-        self._rate = 0.0
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._windows: list[list[float]] = []  # [begin, end (inf while open), rate, sent]
 
     def begin(self, rate: float) -> None:
-        self._rate = rate
+        with self._lock:
+            self._windows.append([time.monotonic(), math.inf, rate, 0])
         self._on.set()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sim-flood", daemon=True)
             self._thread.start()
 
     def end(self) -> None:
+        with self._lock:
+            if self._windows and self._windows[-1][1] == math.inf:
+                self._windows[-1][1] = time.monotonic()
         self._on.clear()
 
+    def _owed(self) -> int:
+        """Commands due by now and not yet sent, over the windows still owing (a closed
+        window is owed in full, then forgotten)."""
+        now, owed = time.monotonic(), 0
+        with self._lock:
+            for w in list(self._windows):
+                began, ended, rate, sent = w
+                due = int((min(now, ended) - began) * rate)
+                owed += max(0, due - int(sent))
+                w[3] = max(due, int(sent))
+                if ended <= now:
+                    self._windows.remove(w)
+        return owed
+
     def _run(self) -> None:
-        sent_at = time.monotonic()
-        owed = 0.0
         while not self._closed.is_set():
-            if not self._on.wait(0.1):
-                sent_at = time.monotonic()
-                continue
-            now = time.monotonic()
-            owed += (now - sent_at) * self._rate
-            sent_at = now
-            for _ in range(int(owed)):
+            self._on.wait(0.1)
+            for _ in range(self._owed()):
                 self.futures.append(self.client.send_command(self.node, "status"))
-            owed -= int(owed)
             time.sleep(0.005)
 
     def tally(self) -> dict[str, Any]:
