@@ -29,7 +29,9 @@ HOST_RT_PRIORITY = 5  # the node's (edge/cli/sim_arm.py, ArmSimOptions.node_rt_p
 
 
 @contextmanager
-def arm_cell(tmp_path: Path) -> Iterator[tuple[ArmSimThread, str, ArmWorldConfig]]:
+def arm_cell(
+    tmp_path: Path, watchdog_ms: int = 500
+) -> Iterator[tuple[ArmSimThread, str, ArmWorldConfig]]:
     """The simulated arm MCU and world in a thread, on a pty. As `wolfpack sim --machine arm`
     runs them (the node's motion stream with FIFO real-time priority 5, as a board's unit
     gives it; the MCU 10, a CPU of its own), the test's thread (the stream, the link) and
@@ -46,7 +48,7 @@ def arm_cell(tmp_path: Path) -> Iterator[tuple[ArmSimThread, str, ArmWorldConfig
     gc.freeze()
     host_rt = request_realtime(HOST_RT_PRIORITY)  # this (the test's) thread only
     sim = ArmSimThread(
-        cfg, SimMcuOptions(link=path, inputs=16, seed=1, watchdog_ms=500), rt_priority=10
+        cfg, SimMcuOptions(link=path, inputs=16, seed=1, watchdog_ms=watchdog_ms), rt_priority=10
     )
     try:
         yield sim.start(), path, cfg

@@ -4,7 +4,6 @@ servos follow the streamed segments, the light curtain and the watchdog stop the
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from itertools import pairwise
 
@@ -14,25 +13,18 @@ import pytest
 from firmware_bridge.mcu import McuLink
 from firmware_bridge.mcu import messages as m
 from firmware_bridge.mcu.motion import ArmMotion, MotionStopped
-from sim_hardware.arm.config import ArmWorldConfig
-from sim_hardware.arm.mcu import ArmSimThread
-from sim_hardware.mcu import SimMcuOptions
+from tests.system.arm_stream import arm_cell as shared_arm_cell
 
 STOP_MS = 100
 
 
 @pytest.fixture
 def arm_cell(tmp_path):
-    cfg = ArmWorldConfig()
-    path = str(tmp_path / "arm-mcu")
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0001)  # the sim shares this process with the host link
-    sim = ArmSimThread(cfg, SimMcuOptions(link=path, inputs=16, seed=1, watchdog_ms=200))
-    try:
-        yield sim.start(), path, cfg
-    finally:
-        sim.stop()
-        sys.setswitchinterval(interval)
+    """The shared arm cell (tests/system/arm_stream.py: real-time threads where permitted, the
+    collector frozen; under load 12+ without them these tests failed on the host's lateness),
+    with the 200 ms watchdog these tests trip."""
+    with shared_arm_cell(tmp_path, watchdog_ms=200) as cell:
+        yield cell
 
 
 def _micro(q) -> tuple[int, ...]:
