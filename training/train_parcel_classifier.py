@@ -404,8 +404,22 @@ def main() -> int:
         "--mix3d", type=float, default=0.5,
         help="share of each batch drawn from the --render3d crops (when there are any)",
     )  # fmt: skip
+    ap.add_argument(
+        "--twin", type=Path, nargs=2, metavar=("A", "B"),
+        help="train a network twice as wide: these two classifiers (.onnx) side by side, "
+        "starting as their ensemble (training/twin.py); instead of --init",
+    )  # fmt: skip
+    ap.add_argument(
+        "--twin-weight", type=float, default=0.5, help="A's share of the twin's first logits"
+    )
+    ap.add_argument(
+        "--freeze-a", action="store_true",
+        help="with --twin: keep A's half fixed (its features stay what they were trained to be)",
+    )  # fmt: skip
     args = ap.parse_args()
     args.detector = None if args.detector == "none" else Path(args.detector)
+    if args.twin and args.init:
+        ap.error("--twin and --init exclude each other")
 
     import torch
 
@@ -446,11 +460,21 @@ def main() -> int:
     folded = args.init is not None and (state is None or is_folded_state(state))
 
     def new_model():  # a torch module, channels-last
-        net = fold_batchnorm(build_model()) if folded else build_model()
+        if args.twin:
+            from training.twin import twin_classifier
+
+            net = twin_classifier(*args.twin, args.twin_weight)
+        else:
+            net = fold_batchnorm(build_model()) if folded else build_model()
         return net.to(memory_format=torch.channels_last)
 
     model = new_model()
-    if folded and state is None:
+    if args.twin:
+        print(f"twin of {args.twin[0]} and {args.twin[1]} ({args.twin_weight})", flush=True)
+        if args.freeze_a:
+            for p in model.a.parameters():
+                p.requires_grad_(False)
+    elif folded and state is None:
         load_onnx_weights(
             model, args.init, torch.rand(2, 3, h, w), lambda o: [torch.softmax(o, 1).numpy()]
         )
@@ -464,7 +488,8 @@ def main() -> int:
         p.requires_grad_(False)
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {params} parameters", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=args.lr, weight_decay=5e-4)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
     rng = np.random.default_rng(args.seed)
     budget = Budget(args.minutes, args.clock, args.max_wall_minutes)
@@ -527,6 +552,14 @@ def main() -> int:
             if n > 0
         ],
         "init": str(args.init) if args.init else None,
+        "twin": None
+        if not args.twin
+        else {
+            "a": str(args.twin[0]),
+            "b": str(args.twin[1]),
+            "weight_a": args.twin_weight,
+            "a_frozen": args.freeze_a,
+        },
         "render3d_sets": [str(d) for d in args.render3d],
         "detector_boxes_from": str(args.detector) if args.detector else None,
         "crops3d": len(crops3d),

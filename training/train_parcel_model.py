@@ -508,7 +508,21 @@ def main() -> int:
         "--snapshot-minutes", type=float, default=10.0,
         help="export the averaged weights to OUT.snapshot.onnx this often (0: never)",
     )  # fmt: skip
+    ap.add_argument(
+        "--twin", type=Path, nargs=2, metavar=("A", "B"),
+        help="train a network twice as wide: these two detectors (.onnx) side by side, "
+        "starting as their ensemble (training/twin.py); instead of --init",
+    )  # fmt: skip
+    ap.add_argument(
+        "--twin-weight", type=float, default=0.5, help="A's share of the twin's first outputs"
+    )
+    ap.add_argument(
+        "--freeze-a", action="store_true",
+        help="with --twin: keep A's half fixed (its features stay what they were trained to be)",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.twin and args.init:
+        ap.error("--twin and --init exclude each other")
 
     import torch
 
@@ -537,10 +551,19 @@ def main() -> int:
     folded = args.init is not None and (state is None or is_folded_state(state))
 
     def new_model():  # a torch module
+        if args.twin:
+            from training.twin import twin_detector
+
+            return twin_detector(*args.twin, args.twin_weight)
         return fold_batchnorm(build_model()) if folded else build_model()
 
     model = new_model()
-    if folded and state is None:
+    if args.twin:
+        print(f"twin of {args.twin[0]} and {args.twin[1]} ({args.twin_weight})", flush=True)
+        if args.freeze_a:
+            for p in model.a.parameters():
+                p.requires_grad_(False)
+    elif folded and state is None:
         load_onnx_weights(model, args.init, torch.rand(1, 3, *INPUT_HW), _graph_outputs)
         print(f"starting from {args.init} (BatchNorm folded)", flush=True)
     elif args.init is not None:
@@ -552,7 +575,8 @@ def main() -> int:
         p.requires_grad_(False)
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {params} parameters", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=args.lr, weight_decay=5e-4)
     budget = Budget(args.minutes, args.clock, args.max_wall_minutes)
     rng = np.random.default_rng(args.seed)
     step, history = 0, []
@@ -642,6 +666,14 @@ def main() -> int:
         "x0.75-1.3, contrast x0.75-1.3, per-channel gain +-10%, blur (p 0.3), noise (p 0.5)",
         "weights": "exponential moving average (0.999)",
         "init": str(args.init) if args.init else None,
+        "twin": None
+        if not args.twin
+        else {
+            "a": str(args.twin[0]),
+            "b": str(args.twin[1]),
+            "weight_a": args.twin_weight,
+            "a_frozen": args.freeze_a,
+        },
         "parameters": params,
         "input_hw": list(INPUT_HW),
         "steps": step,
