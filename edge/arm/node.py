@@ -239,6 +239,13 @@ class ArmMachine(Machine):
         if self._rt_base is not None:
             log.info("motion thread at real-time priority %d (the node's: %d)",
                      self._rt_base + MOTION_RT_BOOST, self._rt_base)  # fmt: skip
+            # the loop's helper threads (asyncio.to_thread: telemetry samples, file writes)
+            # start from this thread and would inherit the boost: they run at the node's
+            self.loop.set_default_executor(
+                concurrent.futures.ThreadPoolExecutor(
+                    thread_name_prefix="arm-io", initializer=at_priority, initargs=(self._rt_base,)
+                )
+            )
         self.gc.install()
         self.loop.call_later(GC_FREEZE_AFTER_S, self.gc.freeze)
         c = self.mcu_cfg

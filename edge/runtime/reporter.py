@@ -12,7 +12,9 @@ time) new ones are dropped and counted rather than growing the node without limi
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -38,6 +40,10 @@ class Reporter:
         self.restarts = 0
         self.last_error = ""
         self._logged_at = 0.0
+        # the scheduling of the thread that made the reporter: the reporting thread runs at
+        # it, not at that of the thread that happens to start it (a machine's loop boosted
+        # above the node's real-time priority, edge/arm/node.py, would lend it its boost)
+        self._sched = _this_threads_scheduling()
 
     # ---- the loop's side: never blocks ---------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -98,6 +104,7 @@ class Reporter:
             self._thread.start()
 
     def _run(self) -> None:
+        _set_this_threads_scheduling(self._sched)
         while True:
             item = self._queue.get()
             if item is _STOP:
@@ -113,3 +120,20 @@ class Reporter:
                 if now - self._logged_at > 5.0:  # a failing disk must not flood the log
                     self._logged_at = now
                     log.error("report failed (%d so far): %s", self.errors, self.last_error)
+
+
+def _this_threads_scheduling() -> tuple[int, int] | None:
+    """(policy, priority) of the calling thread; None where the OS does not say."""
+    try:
+        return os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+    except (OSError, AttributeError):
+        return None
+
+
+def _set_this_threads_scheduling(sched: tuple[int, int] | None) -> None:
+    """The calling thread to ``sched`` (the node's scheduling); a refusal leaves it as it is."""
+    now = _this_threads_scheduling()
+    if sched is None or now is None or now == sched:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, sched[0], os.sched_param(sched[1]))

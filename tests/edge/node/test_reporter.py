@@ -54,3 +54,34 @@ def test_a_dead_thread_is_replaced_on_the_next_submit():
     rep.submit(done.set)
     assert done.wait(5) and rep.restarts == 1
     rep.close()
+
+
+def test_the_reporting_thread_runs_at_the_makers_priority_not_a_boosted_starters():
+    """A machine's loop raised above the node's real-time priority (edge/arm/node.py) starts
+    the reporting thread on its first report: the thread must not run above the node's."""
+    import os
+
+    def sched() -> tuple[int, int]:
+        return os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+
+    made_at = sched()
+    rep = Reporter()  # made by this thread, as the runtime makes it before the loop is boosted
+    seen: dict[str, tuple[int, int]] = {}
+    boosted: list[bool] = []
+
+    def boosted_loop() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(made_at[1] + 5))
+            boosted.append(True)
+        except OSError:  # not permitted here (not root): the thread stays as it is
+            boosted.append(False)
+        rep.submit(lambda: seen.setdefault("report", sched()))
+        rep.flush(5)
+
+    starter = threading.Thread(target=boosted_loop)
+    starter.start()
+    starter.join(10)
+    if not boosted[0]:
+        pytest.skip("the OS refuses SCHED_FIFO to this process (CI runs as root)")
+    assert seen["report"] == made_at
+    rep.close()
