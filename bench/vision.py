@@ -70,25 +70,43 @@ def run_pipeline(model: Path, sim_frames: list, threads: int | None) -> tuple:
     calib = Calibration(corners, [(x * 1.25, y * 1.25) for x, y in corners])
     tracker = Tracker(detector.names, px_per_count=1 / COUNTS_PER_PX)
     pipe = Pipeline(detector, LabelReader(), calib, tracker)
+    asked = classified(detector)
     results, reports, tensors, crops, bare = [], [], [], [], []
     for i, f in enumerate(sim_frames):
         frame = Frame(f.image, f.time_s, i, f.encoder_count, "sim:7")
+        asked.clear()
         r = pipe.process(frame)
         results.append(r)
         reports += r.finished
         tensors.append(detector.prepare(f.image)[0])
-        crops.append(classifier_input(detector, f.image, r))
+        crops.append(classifier_input(detector, f.image, asked))
         bare.append(bare_session(detector, tensors[-1], crops[-1]))
     reports += pipe.flush()
     return results, detector, reports, tensors, crops, bare
 
 
-def classifier_input(detector: Detector, image: np.ndarray, result) -> np.ndarray | None:
-    """The classifier's input for a frame: the crops of the parcels detected in it."""
+def classified(detector: Detector) -> list:
+    """The detections ``detector`` classifies from now on, in a list the caller clears: the
+    pipeline classifies a parcel only until its class is settled (``Tracker.update``), so
+    the bare peer is given the same crops, not every parcel's."""
+    asked: list = []
+    classify = detector.classify
+
+    def counted(image: np.ndarray, dets: list, half: np.ndarray | None = None) -> list:
+        asked.extend(dets)
+        return classify(image, dets, half)
+
+    detector.classify = counted  # type: ignore[method-assign]
+    return asked
+
+
+def classifier_input(detector: Detector, image: np.ndarray, dets: list) -> np.ndarray | None:
+    """The classifier's input for a frame: the crops of the parcels the pipeline classified
+    in it (None: none)."""
     clf = detector.classifier
     if clf is None:
         return None
-    boxes = [p.detection.oriented for p in result.parcels if p.detection.oriented is not None]
+    boxes = [d.oriented for d in dets if d.oriented is not None]
     crops = clf.crops(image, boxes)
     return cv2.dnn.blobFromImages(crops, 1.0 / 255.0, swapRB=True) if crops else None
 
@@ -240,6 +258,7 @@ def camera_loop(
     renderer = CameraRenderer(1_000.0, 800.0, seed=0, **({"size": size} if size else {}))
     pipeline = Pipeline.from_config(vision)
     pipeline.measure_sizes = False  # as the node's camera worker runs it
+    asked = classified(pipeline.detector)
     feed = CameraFeed(CameraBinding(max_fps=fps), vision, lambda s: None, lambda u, w: None)
     centres: dict[int, list[tuple[int, float]]] = {}  # count -> (parcel id, centre mm)
     parcels: dict[int, object] = {}
@@ -345,6 +364,7 @@ def camera_loop(
         "unmatched_labels": len(unmatched),
         "pipeline_ms": percentiles(times),
         "pipeline_cpu_ms": percentiles(cpu),  # (p50, p99, mean) of the thread CPU a frame
+        "classified_per_frame": len(asked) / max(1, n),  # parcels the classifier saw a frame
         "stats": dict(feed.stats),
     }
 

@@ -17,7 +17,8 @@ it by the induction photo-eye; the cell's association then refuses an ambiguous 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,6 +32,13 @@ SELF_CHECKING = frozenset({"QRCode", "DataMatrix", "PDF417"})
 LABEL_TOLERANCE_PX = 40.0
 # how far (px, at least) an entering parcel's detected leading edge may be from its predicted
 LEAD_TOLERANCE_PX = 24.0
+# a track's class is settled (its parcel is classified no more) after this many classified
+# views of the whole parcel, when the voted class holds at least this share of its votes
+SETTLE_VIEWS = 2
+SETTLE_SHARE = 0.75
+
+# classifies the detections it is given (same order): ``Detector.classify`` on this frame
+Classify = Callable[[list[Detection]], list[Detection]]
 
 
 @dataclass
@@ -44,6 +52,12 @@ class Track:
     hits: int = 1
     missed: int = 0
     class_votes: dict[int, float] = field(default_factory=dict)
+    # the classifier's probability of each class voted, summed over its votes (a settled
+    # track's views, no longer classified, carry the mean of the voted class's)
+    class_probs: dict[int, float] = field(default_factory=dict)
+    class_counts: dict[int, int] = field(default_factory=dict)
+    whole_votes: int = 0  # classified views voted with the whole parcel in the frame
+    settled: bool = False  # its class is settled: not classified again (``Tracker.settle``)
     label: LabelRead | None = None
     label_attempts: int = 0
     label_whole_attempts: int = 0  # of those, reads of the parcel wholly in the frame
@@ -104,6 +118,15 @@ class Track:
 def _voted(t: Track) -> int:
     """The class id with the most confidence-weighted votes (the track has at least one)."""
     return max(t.class_votes, key=lambda k: t.class_votes[k])
+
+
+def _better(d: Detection, best: Detection) -> bool:
+    """Whether ``d`` is a better view than ``best``: a classified view (its score the
+    detector's times the class's probability) over one the tracker left unclassified (cut by
+    the frame's edge: the detector's score alone), else the higher score."""
+    if (d.detector_confidence is None) != (best.detector_confidence is None):
+        return d.detector_confidence is not None
+    return d.confidence > best.confidence
 
 
 @dataclass(frozen=True)
@@ -203,6 +226,8 @@ class Tracker:
         part_of: float = 0.6,
         label_margin_px: float = 12.0,
         same_place: float = 0.5,
+        settle_views: int = SETTLE_VIEWS,
+        settle_share: float = SETTLE_SHARE,
     ) -> None:
         d = np.asarray(belt_direction, np.float64)
         self.direction = d / np.linalg.norm(d)
@@ -216,6 +241,11 @@ class Tracker:
         self.part_of = part_of
         self.label_margin_px = label_margin_px
         self.same_place = same_place
+        self.settle_views = settle_views
+        self.settle_share = settle_share
+        self._classifying = False  # this update classifies (``update``'s ``classify``)
+        self._fresh: set[int] = set()  # ids of the detections it classified
+        self._width = 0
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
         self._last: Frame | None = None
@@ -259,8 +289,18 @@ class Tracker:
                 est if self.px_per_second is None else 0.7 * self.px_per_second + 0.3 * est
             )
 
-    def update(self, frame: Frame, detections: list[Detection]) -> list[ParcelReport]:
-        """Associate this frame's detections with tracks; return the parcels that finished."""
+    def update(
+        self, frame: Frame, detections: list[Detection], classify: Classify | None = None
+    ) -> list[ParcelReport]:
+        """Associate this frame's detections with tracks; return the parcels that finished.
+
+        ``classify`` (None: the detections carry their classes): the detections are
+        unclassified, and after they are matched by their boxes only those of tracks whose
+        class is not settled, and those left unmatched, are classified (one call); a settled
+        track's view carries its voted class. Association uses boxes alone, so it is the same
+        either way."""
+        self._classifying = classify is not None
+        self._width = frame.size[0]
         known = self._motion_known(frame)
         shift = self._shift(frame) * self.direction
         width, height = frame.size
@@ -294,6 +334,7 @@ class Tracker:
         matched_t: set[int] = set()
         matched_d: set[int] = set()
         travelled = []
+        pairs: list[tuple[int, int]] = []
         for flat in np.argsort(-iou, axis=None):
             ti, di = np.unravel_index(flat, iou.shape)
             if iou[ti, di] < self.min_iou:
@@ -302,10 +343,14 @@ class Tracker:
                 continue
             matched_t.add(int(ti))
             matched_d.add(int(di))
+            pairs.append((int(ti), int(di)))
             t, d = self.tracks[ti], detections[di]
             before = (t.box[:2] + t.box[2:]) / 2 - shift  # where it was last frame
             travelled.append(float(np.dot(np.asarray(d.centre) - before, self.direction)))
-            self._hit(t, d, frame)
+        if classify is not None:
+            detections = self._classified(detections, pairs, classify)
+        for ti, di in pairs:
+            self._hit(self.tracks[ti], detections[di], frame)
         if travelled:
             self._learn(frame, float(np.median(travelled)))
         if known:
@@ -322,9 +367,9 @@ class Tracker:
                     first_seen=frame.captured_at,
                     last_seen=frame.captured_at,
                     encoder_at_best=frame.encoder_count,
-                    class_votes={d.class_id: d.confidence},
                     current=d,
                 )
+                self._vote(t, d, width)
                 if wholly_in_view(d, width):
                     t.whole, t.whole_count, t.whole_t = d, frame.encoder_count, frame.captured_at
                 self.tracks.append(t)
@@ -342,6 +387,64 @@ class Tracker:
         self.tracks = alive
         self._last = frame
         return finished
+
+    def _classified(
+        self, detections: list[Detection], pairs: list[tuple[int, int]], classify: Classify
+    ) -> list[Detection]:
+        """``detections`` with classes: the classifier's (one call) for those matched to no
+        track (they start one, or join one by ``_same_place``: an image's every parcel, for
+        a tracker reset between images) and the views of the whole parcel (along the belt)
+        of tracks whose class is not settled; a settled track's view gets its voted class
+        instead, at the detector's score times the mean probability the classifier gave
+        that class. A track's view cut by the frame's edge is not classified (a crop of a
+        part of the parcel; each parcel is seen whole before it is handed over) and does not
+        vote: it keeps the detector's own class."""
+        out = list(detections)
+        matched = {di: self.tracks[ti] for ti, di in pairs}
+        settled = {di: t for di, t in matched.items() if t.settled}
+        todo = [di for di in range(len(out))
+                if di not in matched
+                or (di not in settled and wholly_in_view(out[di], self._width))]  # fmt: skip
+        self._fresh = set()
+        if todo:
+            for di, d in zip(todo, classify([out[di] for di in todo]), strict=True):
+                out[di] = d
+                self._fresh.add(id(d))
+        for di, t in settled.items():
+            d, cid = out[di], _voted(t)
+            p = t.class_probs.get(cid, 0.0) / max(1, t.class_counts.get(cid, 0)) or 1.0
+            out[di] = replace(d, class_id=cid, class_name=self._name(cid),
+                              confidence=d.confidence * p,
+                              detector_confidence=d.confidence)  # fmt: skip
+        return out
+
+    def _vote(self, t: Track, d: Detection, width: int) -> None:
+        """``d``'s class votes for ``t`` (by its score), unless ``t``'s class is settled.
+        When this update classifies (``update``'s ``classify``), only the views it
+        classified vote, and the track's class may settle now (``_settle``); without it
+        every view votes (its detections carry their classes)."""
+        if t.settled or (self._classifying and id(d) not in self._fresh):
+            return
+        t.class_votes[d.class_id] = t.class_votes.get(d.class_id, 0.0) + d.confidence
+        p = d.confidence / d.detector_confidence if d.detector_confidence else 1.0
+        t.class_probs[d.class_id] = t.class_probs.get(d.class_id, 0.0) + p
+        t.class_counts[d.class_id] = t.class_counts.get(d.class_id, 0) + 1
+        t.whole_votes += wholly_in_view(d, width)
+        if self._classifying:
+            t.settled = self._settle(t)
+
+    def _settle(self, t: Track) -> bool:
+        """Whether ``t``'s class is settled: ``settle_views`` classified views of the whole
+        parcel (a cut one's crop shows a part of it), and the voted class ``settle_share``
+        or more of all its votes. A settled parcel is classified no more (each crop and the
+        classifier's run cost ~1 ms a parcel a frame)."""
+        if not t.class_votes:
+            return False
+        total = sum(t.class_votes.values())
+        return (
+            t.whole_votes >= self.settle_views
+            and t.class_votes[_voted(t)] >= self.settle_share * total
+        )
 
     def _moved(self, box: np.ndarray, shift: np.ndarray, width: int, height: int) -> np.ndarray:
         """``box`` carried by the belt's ``shift``; a box at the frame's upstream edge is of a
@@ -495,21 +598,22 @@ class Tracker:
         t.hits += 1
         t.missed = 0
         t.last_seen = frame.captured_at
-        t.class_votes[d.class_id] = t.class_votes.get(d.class_id, 0.0) + d.confidence
-        if d.confidence > t.best.confidence:
+        self._vote(t, d, frame.size[0])
+        if _better(d, t.best):
             t.best = d
             t.encoder_at_best = frame.encoder_count
 
     def voted_class(self, t: Track) -> str | None:
         """The class the track's votes give so far (what its report will say if nothing
-        changes); None before any vote."""
+        changes); None before any vote (a track seen only cut by the frame's edge, when the
+        tracker classifies: its detection's own class stands)."""
         return self._name(_voted(t)) if t.class_votes else None
 
     def _name(self, cid: int) -> str:
         return self.names.get(cid, f"class{cid}")
 
     def _report(self, t: Track) -> ParcelReport:
-        cid = _voted(t)
+        cid = _voted(t) if t.class_votes else t.best.class_id  # never classified: its own
         return ParcelReport(
             track_id=t.id,
             class_name=self._name(cid),
@@ -596,7 +700,11 @@ class Tracker:
         keep.label_whole_attempts = max(keep.label_whole_attempts, gone.label_whole_attempts)
         for k, v in gone.class_votes.items():
             keep.class_votes[k] = keep.class_votes.get(k, 0.0) + v
-        if gone.best.confidence > keep.best.confidence:
+            keep.class_probs[k] = keep.class_probs.get(k, 0.0) + gone.class_probs.get(k, 0.0)
+            keep.class_counts[k] = keep.class_counts.get(k, 0) + gone.class_counts.get(k, 0)
+        keep.whole_votes += gone.whole_votes
+        keep.settled = self._classifying and self._settle(keep)
+        if _better(gone.best, keep.best):
             keep.best, keep.encoder_at_best = gone.best, gone.encoder_at_best
         if keep.whole is None:
             keep.whole, keep.whole_count, keep.whole_t = gone.whole, gone.whole_count, gone.whole_t

@@ -1,6 +1,8 @@
 """What the pipeline's label reads cost: the reader's cheap helpers give the values they
 replace, stage 0 alone reads the labels the belt camera draws, and a parcel cut by the
-frame's edge is read with stage 0 only (its label may not be in view yet)."""
+frame's edge is read with stage 0 only (its label may not be in view yet), and a parcel
+wholly in view whose first read failed is read once on a region grown around its box (a
+label across its box's side), whose symbol counts only on its own box and near no other."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from tests.vision.test_labels import TEXTS, _detection, parcel_with_label
 from vision.detections import Detection
 from vision.frames import Frame
 from vision.labels import LabelRead, LabelReader, dominant_angle, grey_percentiles
-from vision.pipeline import Pipeline
-from vision.tracker import Tracker
+from vision.pipeline import WHOLE_VIEWS, Pipeline
+from vision.tracker import Tracker, holds
 
 
 @settings(max_examples=200, deadline=None)
@@ -82,9 +84,11 @@ class _Reader(LabelReader):
     def __init__(self) -> None:
         super().__init__()
         self.stages_asked: list[int | None] = []
+        self.dets: list[Detection] = []
 
     def read(self, image: np.ndarray, det: Detection, stage: int | None = None) -> LabelRead | None:
         self.stages_asked.append(stage)
+        self.dets.append(det)
         return super().read(image, det, stage)
 
 
@@ -102,7 +106,8 @@ class _Boxes:
 def test_a_parcel_cut_by_the_frame_is_read_with_stage_0_until_it_is_whole() -> None:
     """While the parcel's box reaches the frame's edge its label may be out of view: a
     failed read then says nothing of the view, so the next attempt is stage 0 again; once
-    wholly in view the attempts go through the stages (0, 1, 2)."""
+    wholly in view the attempts go through the views (``WHOLE_VIEWS``: stage 0, stage 0 on
+    a region grown around the box, 1, ...)."""
     detector, reader = _Boxes(), _Reader()
     pipe = Pipeline(detector, reader, tracker=Tracker({0: "box"}, px_per_count=1.0, min_hits=1),  # type: ignore[arg-type]
                     label_reads_per_frame=1, label_attempts_per_parcel=6)  # fmt: skip
@@ -110,12 +115,14 @@ def test_a_parcel_cut_by_the_frame_is_read_with_stage_0_until_it_is_whole() -> N
     for i, box in enumerate([(6.0, 100.0, 200.0, 300.0), (5.0, 100.0, 300.0, 300.0)]):
         detector.box = box  # entering: its back at the frame's edge, growing
         pipe.process(Frame(image, 0.1 * i, i, 100 * i))
-    for i in range(2, 5):
-        detector.box = (100.0 * i, 100.0, 100.0 * i + 300.0, 300.0)  # wholly in view
+    for i in range(2, 6):
+        detector.box = (100.0 * i, 60.0, 100.0 * i + 200.0, 260.0)  # wholly in view
         pipe.process(Frame(image, 0.1 * i, i, 100 * i))
-    assert reader.stages_asked == [0, 0, 0, 1, 2]
+    assert reader.stages_asked == [0, 0] + [stage for stage, _ in WHOLE_VIEWS[:4]]
+    widths = [d.box[2] - d.box[0] for d in reader.dets[2:]]
+    assert widths == pytest.approx([200.0 * grow for _, grow in WHOLE_VIEWS[:4]])
     (track,) = pipe.tracker.tracks
-    assert track.label_attempts == 5 and track.label_whole_attempts == 3
+    assert track.label_attempts == 6 and track.label_whole_attempts == 4
 
 
 def test_the_first_sliver_of_an_entering_parcel_is_not_read() -> None:
@@ -135,3 +142,85 @@ def test_the_first_sliver_of_an_entering_parcel_is_not_read() -> None:
     detector.box = (900.0, 100.0, 1020.0, 300.0)  # a short box at the other edge: leaving
     pipe.process(Frame(image, 0.2, 2, 2000))
     assert len(reader.stages_asked) == 2  # (a new track, at the downstream edge: read)
+
+
+class _Symbol(LabelReader):
+    """A reader that finds one symbol at ``at`` when its region holds it (no pixels read)."""
+
+    def __init__(self, at: tuple[float, float]) -> None:
+        super().__init__()
+        self.at = at
+
+    def read(self, image: np.ndarray, det: Detection, stage: int | None = None) -> LabelRead | None:
+        x1, y1, x2, y2 = det.box
+        if x1 <= self.at[0] <= x2 and y1 <= self.at[1] <= y2:
+            return LabelRead("QRCode", "WP1", "region", self.at, 40.0)
+        return None
+
+
+class _Script:
+    """A detector that boxes the boxes of a script, frame by frame."""
+
+    def __init__(self, frames: list[list[tuple[float, float, float, float]]]) -> None:
+        self.names = {0: "box"}
+        self.frames, self.i = frames, 0
+
+    def detect(self, image: np.ndarray, times: object) -> list[Detection]:
+        boxes = self.frames[min(self.i, len(self.frames) - 1)]
+        self.i += 1
+        return [Detection(0, "box", 0.9, b) for b in boxes]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    length=st.floats(150, 300),
+    gap=st.floats(0, 60),
+    neighbour=st.floats(150, 300),
+    label=st.tuples(st.floats(-0.6, 1.6), st.floats(-0.3, 1.3)),
+    ahead=st.booleans(),
+    hidden=st.booleans(),
+)
+def test_a_grown_region_never_reads_a_neighbours_label(
+    length: float,
+    gap: float,
+    neighbour: float,
+    label: tuple[float, float],
+    ahead: bool,
+    hidden: bool,
+) -> None:
+    """A parcel wholly in view, its first read failed, its neighbour ahead or behind (0-60
+    px apart, boxed or hidden from the detector in the frame of the grown read) and a
+    symbol anywhere around it: the parcel's label is the symbol only if the symbol lies on
+    its own box, and never when the symbol is on the neighbour's."""
+    y1, y2 = 200.0, 400.0
+    x1 = 400.0  # in a 1,280 px frame: both parcels wholly in view
+    own = (x1, y1, x1 + length, y2)
+    other = ((x1 + length + gap, y1, x1 + length + gap + neighbour, y2) if ahead
+             else (x1 - gap - neighbour, y1, x1 - gap, y2))  # fmt: skip
+    at = (x1 + label[0] * length, y1 + label[1] * (y2 - y1))
+    seen = [own, other]
+    script = _Script([seen, seen, [own] if hidden else seen])  # still: px_per_count 0
+    tracker = Tracker({0: "box"}, px_per_count=0.0, min_hits=1)
+    pipe = Pipeline(script, _Symbol((-1e6, -1e6)), tracker=tracker,  # type: ignore[arg-type]
+                    label_reads_per_frame=2, label_confirms_per_frame=0)  # fmt: skip
+    image = np.zeros((768, 1280, 3), np.uint8)
+    pipe.process(Frame(image, 0.0, 0, 0))  # each parcel's first whole read: nothing
+    pipe.reader = _Symbol(at)
+    pipe.label_reads_per_frame = 1
+    mine = next(t for t in tracker.tracks if t.current is not None and t.current.box == own)
+    mine.label_attempts = 0  # it goes first: the grown read is its (second whole read)
+    for t in tracker.tracks:
+        if t is not mine:
+            t.label_attempts = 5
+    pipe.process(Frame(image, 0.1, 1, 0))
+    assert mine.label_whole_attempts == 2
+    on_other = holds(Detection(0, "box", 0.9, other), np.array(at), 0.0)
+    if mine.label is not None:
+        assert not on_other, f"the neighbour's symbol at {at} read as parcel {own}'s"
+        assert holds(Detection(0, "box", 0.9, own), np.array(at), tracker.label_margin_px)
+    elif (
+        not holds(Detection(0, "box", 0.9, other), np.array(at), tracker.label_margin_px)
+        and own[0] + 2 <= at[0] <= own[2] - 2
+        and y1 + 2 <= at[1] <= y2 - 2
+    ):
+        pytest.fail(f"a symbol at {at} on the parcel's box alone was not read")
