@@ -394,23 +394,25 @@ class Tracker:
         """``detections`` with classes: the classifier's (one call) for those matched to no
         track (they start one, or join one by ``_same_place``: an image's every parcel, for
         a tracker reset between images) and the views of the whole parcel (along the belt)
-        of tracks whose class is not settled; a settled track's view gets its voted class
-        instead, at the detector's score times the mean probability the classifier gave
-        that class. A track's view cut by the frame's edge is not classified (a crop of a
-        part of the parcel; each parcel is seen whole before it is handed over) and does not
-        vote: it keeps the detector's own class."""
+        of tracks whose class is not settled. The other views of a track (its class
+        settled, or a view cut by the frame's edge: a crop of a part of the parcel, and each
+        parcel is seen whole before it is handed over) carry the track's voted class, at
+        the detector's score times the mean probability the classifier gave that class, and
+        do not vote."""
         out = list(detections)
         matched = {di: self.tracks[ti] for ti, di in pairs}
-        settled = {di: t for di, t in matched.items() if t.settled}
         todo = [di for di in range(len(out))
                 if di not in matched
-                or (di not in settled and wholly_in_view(out[di], self._width))]  # fmt: skip
+                or (not matched[di].settled and wholly_in_view(out[di], self._width))]  # fmt: skip
         self._fresh = set()
         if todo:
             for di, d in zip(todo, classify([out[di] for di in todo]), strict=True):
                 out[di] = d
                 self._fresh.add(id(d))
-        for di, t in settled.items():
+        carried = {di: t for di, t in matched.items() if id(out[di]) not in self._fresh}
+        for di, t in carried.items():
+            if not t.class_votes:
+                continue  # never classified (it cannot be: its first view was): its own
             d, cid = out[di], _voted(t)
             p = t.class_probs.get(cid, 0.0) / max(1, t.class_counts.get(cid, 0)) or 1.0
             out[di] = replace(d, class_id=cid, class_name=self._name(cid),

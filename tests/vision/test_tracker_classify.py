@@ -159,6 +159,8 @@ def test_a_track_is_classified_until_its_class_settles(
         for t in tracker.tracks:
             if t.current is None or t.current.box not in owner:
                 continue  # unseen, or seen as the union of two parts
+            # every view seen carries a class the classifier gave (its own, or its track's)
+            assert t.current.detector_confidence is not None
             if wholly_in_view(t.current, int(W)) and not was.get(t.id, False):
                 assert t.current.box in asked, f"track {t.id} not classified, not settled"
             if t.settled:
