@@ -23,7 +23,9 @@ from training.onnx_init import (  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DETECTOR = REPO / "vision/models/parcels.onnx"
-CLASSIFIER = REPO / "vision/models/parcels-classifier.onnx"
+# version 1's classifier: the network build_model makes (the shipped one, since version 3,
+# is a twin of two such networks, training/twin.py, and is rebuilt by twin_classifier)
+CLASSIFIER = REPO / "vision/models/baseline-2d/parcels-classifier.onnx"
 
 
 def _softmax(out: torch.Tensor) -> list[np.ndarray]:
