@@ -521,8 +521,8 @@ def main() -> int:
         help="with --twin: keep A's half fixed (its features stay what they were trained to be)",
     )  # fmt: skip
     args = ap.parse_args()
-    if args.twin and args.init:
-        ap.error("--twin and --init exclude each other")
+    if args.twin and args.init and args.init.suffix == ".onnx":
+        ap.error("--twin continues from a trained twin's .pt only (--init), not an ONNX file")
 
     import torch
 
@@ -560,6 +560,9 @@ def main() -> int:
     model = new_model()
     if args.twin:
         print(f"twin of {args.twin[0]} and {args.twin[1]} ({args.twin_weight})", flush=True)
+        if state is not None:  # a trained twin's weights, to continue from
+            model.load_state_dict(state)
+            print(f"continuing from {args.init}", flush=True)
         if args.freeze_a:
             for p in model.a.parameters():
                 p.requires_grad_(False)
