@@ -511,7 +511,7 @@ def main() -> int:
     ap.add_argument(
         "--twin", type=Path, nargs=2, metavar=("A", "B"),
         help="train a network twice as wide: these two detectors (.onnx) side by side, "
-        "starting as their ensemble (training/twin.py); instead of --init",
+        "starting as their ensemble (training/twin.py); --init TWIN.pt continues a trained one",
     )  # fmt: skip
     ap.add_argument(
         "--twin-weight", type=float, default=0.5, help="A's share of the twin's first outputs"
