@@ -72,9 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     camera.add_argument(
         "--camera",
         action="store_true",
-        help="also run the simulated camera and the node's vision pipeline beside the fixed "
-        "scanner, as a second label source and the class source (the config's vision: "
-        "section; off by default: docs/vision.md, 'The camera in the main loop')",
+        help="run the simulated camera and the node's vision pipeline beside the fixed "
+        "scanner, as a second label source and the class source (the default when the "
+        "config has a vision: section, as configs/sim-cell.yaml does; docs/vision.md, 'The "
+        "camera in the main loop')",
+    )
+    camera.add_argument(
+        "--no-camera",
+        action="store_true",
+        help="the fixed scanner alone, no camera (about a core less on a 2-core machine)",
     )
     camera.add_argument(
         "--camera-only",
@@ -132,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         brain_latency_ms=args.brain_latency,
         workdir=Path(args.workdir) if args.workdir else None,
         progress=None if args.quiet else progress,
-        camera=args.camera or args.camera_only,
+        # neither flag: the camera runs when the config has a vision: section to run it with
+        camera=True if args.camera or args.camera_only else False if args.no_camera else None,
         camera_fps=args.camera_fps,
         camera_only=args.camera_only,
         mcu_firmware=args.mcu_firmware,

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,9 @@ class SimOptions:
     keep_workdir: bool = False
     progress: Callable[[str], None] | None = None
     progress_every_s: float = 2.0
-    camera: bool = False  # the simulated camera as a second label source (vision: section)
+    # the simulated camera as a second label source (vision: section); None: when the config
+    # has a vision: section (the CLI's default)
+    camera: bool | None = False
     camera_fps: float = 15.0
     camera_only: bool = False  # the camera as the only label source: the node has no scanner
     rss_every_s: float = 2.0  # node RSS sampling period (the report's node_rss.samples)
@@ -110,6 +112,9 @@ class CellSimulation:
         if self.board.cell is None or self.board.mqtt is None:
             raise SimError(f"{options.config}: a sim config needs 'cell:' and 'mqtt:' sections")
         self.site, self.node_id = self.board.node.site, self.board.node.id
+        if options.camera is None:
+            options = replace(options, camera=self.board.vision is not None)
+            self.o = options
         self.got = _Collected()
         self.broker: Any = None
         self.broker_url = ""

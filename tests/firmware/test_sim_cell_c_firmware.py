@@ -1,6 +1,7 @@
 """`wolfpack sim --mcu-firmware c`: the whole simulated cell with the C reference firmware's
 host build as its MCU (the world drives its encoder and eyes, its strokes drive the
-diverters), sorting as well as with the Python firmware: nothing mis-sorted, nothing lost."""
+diverters), sorting as well as with the Python firmware: nothing mis-sorted, nothing lost.
+The scanner alone (--no-camera): the firmware is what this test is about."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def test_the_cell_sorts_with_the_c_firmware(tmp_path: Path) -> None:
     report_file = tmp_path / "r.json"
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli.main", "sim", "--mcu-firmware", "c", "--rate", "12000",
-         "--duration", "10", "--report", str(report_file), "--workdir", str(tmp_path / "run")],
+         "--duration", "10", "--no-camera", "--report", str(report_file),
+         "--workdir", str(tmp_path / "run")],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -29,3 +31,4 @@ def test_the_cell_sorts_with_the_c_firmware(tmp_path: Path) -> None:
     assert r["sorted_correct"] / r["legible"] >= 0.99, why
     assert r["safety"]["strokes"]["strokes"] >= r["parcels_in"]  # the C firmware's strokes
     assert r["divert_error_mm"]["p99"] < 30  # inside the diverter's capture window
+    assert "camera" not in r and set(r["label_source"]) <= {"scanner", "none"}  # --no-camera

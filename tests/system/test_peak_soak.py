@@ -40,7 +40,7 @@ def test_peak_soak_36000_pph_random_faults_on_a_busy_machine(tmp_path: Path) -> 
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "edge.cli.main", "sim", "--rate", "36000",
-             "--duration", f"{duration:g}", "--faults", f"random={seed}",
+             "--duration", f"{duration:g}", "--faults", f"random={seed}", "--no-camera",
              "--report", str(report_file), "--quiet", "--workdir", str(tmp_path / "run")],
             cwd=REPO, capture_output=True, text=True, timeout=duration * 1.6 + 600,
         )  # fmt: skip

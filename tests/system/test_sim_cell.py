@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_wolfpack_sim_12000_pph_sorts_legible_parcels_and_loses_none(tmp_path: Path) -> None:
-    """The issue's command, as a user runs it."""
+    """The issue's command, as a user runs it (the camera beside the scanner: the default)."""
     report_file = tmp_path / "r.json"
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli.main", "sim", "--rate", "12000", "--duration", "60",
@@ -53,6 +53,11 @@ def test_wolfpack_sim_12000_pph_sorts_legible_parcels_and_loses_none(tmp_path: P
         assert r["latency_ms"][stage]["p99"] is not None
     assert r["divert_error_mm"]["p99"] < 30  # inside the diverter's capture window
     assert 0 < r["node"]["rss_mb"] < 500 and r["node"]["cpu_percent"] > 0
+    # the camera runs beside the scanner by default (the config has a vision: section)
+    cam = r["camera"]
+    assert cam["labels"] > 0 and cam["labels_wrong"] == 0, cam
+    assert r["label_source"].get("camera", 0) == cam["labels"], r["label_source"]
+    assert "frames/s processed by the node" in proc.stdout
 
 
 def test_faults_keep_the_cell_sorting_and_every_event_reaches_the_brain(tmp_path: Path) -> None:
