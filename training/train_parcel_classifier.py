@@ -407,7 +407,7 @@ def main() -> int:
     ap.add_argument(
         "--twin", type=Path, nargs=2, metavar=("A", "B"),
         help="train a network twice as wide: these two classifiers (.onnx) side by side, "
-        "starting as their ensemble (training/twin.py); instead of --init",
+        "starting as their ensemble (training/twin.py); --init TWIN.pt continues a trained one",
     )  # fmt: skip
     ap.add_argument(
         "--twin-weight", type=float, default=0.5, help="A's share of the twin's first logits"
@@ -418,8 +418,8 @@ def main() -> int:
     )  # fmt: skip
     args = ap.parse_args()
     args.detector = None if args.detector == "none" else Path(args.detector)
-    if args.twin and args.init:
-        ap.error("--twin and --init exclude each other")
+    if args.twin and args.init and args.init.suffix == ".onnx":
+        ap.error("--twin continues from a trained twin's .pt only (--init), not an ONNX file")
 
     import torch
 
@@ -471,6 +471,9 @@ def main() -> int:
     model = new_model()
     if args.twin:
         print(f"twin of {args.twin[0]} and {args.twin[1]} ({args.twin_weight})", flush=True)
+        if state is not None:  # a trained twin's weights, to continue from
+            model.load_state_dict(state)
+            print(f"continuing from {args.init}", flush=True)
         if args.freeze_a:
             for p in model.a.parameters():
                 p.requires_grad_(False)
