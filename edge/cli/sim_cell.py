@@ -138,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
         brain_latency_ms=args.brain_latency,
         workdir=Path(args.workdir) if args.workdir else None,
         progress=None if args.quiet else progress,
-        # neither flag: the camera runs when the config has a vision: section to run it with
-        camera=True if args.camera or args.camera_only else False if args.no_camera else None,
+        camera=_camera_option(args),
         camera_fps=args.camera_fps,
         camera_only=args.camera_only,
         mcu_firmware=args.mcu_firmware,
@@ -156,3 +155,11 @@ def run(args: argparse.Namespace) -> int:
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
         print(f"report written to {args.report}")
     return 0
+
+
+def _camera_option(args: argparse.Namespace) -> bool | None:
+    """``SimOptions.camera``: None (neither flag) runs the camera when the config has a
+    vision: section to run it with."""
+    if args.camera or args.camera_only:
+        return True
+    return False if args.no_camera else None
