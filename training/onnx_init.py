@@ -124,7 +124,15 @@ def load_onnx_weights(
     with torch.no_grad():
         got = outputs(model(example))
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
-        err = float(np.abs(np.asarray(g) - w).max())
-        if err > atol:
-            raise ValueError(f"{onnx_path}: output {i} differs from onnxruntime's by {err:.2e}")
+        diff = np.abs(np.asarray(g) - w)
+        # a detector's peaks (zero but at a 3x3 maximum) flip where two heat values tie to
+        # float error, which torch and onnxruntime round apart with other thread counts: a
+        # few such flips are the same weights; any other difference is not
+        flips = (diff > atol) & ((np.asarray(g) == 0) != (w == 0))
+        err = float(np.where(flips, 0.0, diff).max())
+        if err > atol or flips.mean() > 0.01:
+            raise ValueError(
+                f"{onnx_path}: output {i} differs from onnxruntime's by {err:.2e} "
+                f"({int(flips.sum())} peaks of {flips.size} flipped)"
+            )
     return model

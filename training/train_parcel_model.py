@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from sim_hardware.camera.randomisation import CLASSES, HELD_OUT, TRAINING  # noqa: E402
 from sim_hardware.camera.scene import render_scene  # noqa: E402
+from training import twin  # noqa: E402
 from training.onnx_init import (  # noqa: E402
     fold_batchnorm,
     is_folded_state,
@@ -508,21 +509,9 @@ def main() -> int:
         "--snapshot-minutes", type=float, default=10.0,
         help="export the averaged weights to OUT.snapshot.onnx this often (0: never)",
     )  # fmt: skip
-    ap.add_argument(
-        "--twin", type=Path, nargs=2, metavar=("A", "B"),
-        help="train a network twice as wide: these two detectors (.onnx) side by side, "
-        "starting as their ensemble (training/twin.py); --init TWIN.pt continues a trained one",
-    )  # fmt: skip
-    ap.add_argument(
-        "--twin-weight", type=float, default=0.5, help="A's share of the twin's first outputs"
-    )
-    ap.add_argument(
-        "--freeze-a", action="store_true",
-        help="with --twin: keep A's half fixed (its features stay what they were trained to be)",
-    )  # fmt: skip
+    twin.add_arguments(ap, "detectors")
     args = ap.parse_args()
-    if args.twin and args.init and args.init.suffix == ".onnx":
-        ap.error("--twin continues from a trained twin's .pt only (--init), not an ONNX file")
+    twin.check_arguments(ap, args)
 
     import torch
 
@@ -559,13 +548,7 @@ def main() -> int:
 
     model = new_model()
     if args.twin:
-        print(f"twin of {args.twin[0]} and {args.twin[1]} ({args.twin_weight})", flush=True)
-        if state is not None:  # a trained twin's weights, to continue from
-            model.load_state_dict(state)
-            print(f"continuing from {args.init}", flush=True)
-        if args.freeze_a:
-            for p in model.a.parameters():
-                p.requires_grad_(False)
+        twin.start(model, args, state)
     elif folded and state is None:
         load_onnx_weights(model, args.init, torch.rand(1, 3, *INPUT_HW), _graph_outputs)
         print(f"starting from {args.init} (BatchNorm folded)", flush=True)

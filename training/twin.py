@@ -149,6 +149,43 @@ def twin_detector(a_path: Path, b_path: Path, weight_a: float = 0.5) -> Any:
     return TwinDetector()
 
 
+def add_arguments(ap: Any, kind: str) -> None:
+    """The training scripts' --twin, --twin-weight and --freeze-a (``kind``: what A and B
+    are, "classifiers" or "detectors")."""
+    ap.add_argument(
+        "--twin", type=Path, nargs=2, metavar=("A", "B"),
+        help=f"train a network twice as wide: these two {kind} (.onnx) side by side, "
+        "starting as their ensemble (training/twin.py); --init TWIN.pt continues a trained one",
+    )  # fmt: skip
+    ap.add_argument(
+        "--twin-weight", type=float, default=0.5, help="A's share of the twin's first outputs"
+    )
+    ap.add_argument(
+        "--freeze-a", action="store_true",
+        help="with --twin: keep A's half fixed (its features stay what they were trained to be)",
+    )  # fmt: skip
+
+
+def check_arguments(ap: Any, args: Any) -> None:
+    """Refuse what a twin cannot start from: an ONNX file has no twin's weights."""
+    if args.twin and args.init and args.init.suffix == ".onnx":
+        ap.error("--twin continues from a trained twin's .pt only (--init), not an ONNX file")
+    if args.freeze_a and not args.twin:
+        ap.error("--freeze-a goes with --twin")
+
+
+def start(model: Any, args: Any, state: Any) -> None:
+    """A new twin ``model``: continue from ``state`` (a trained twin's, or None), A's half
+    frozen with --freeze-a."""
+    print(f"twin of {args.twin[0]} and {args.twin[1]} ({args.twin_weight})", flush=True)
+    if state is not None:
+        model.load_state_dict(state)
+        print(f"continuing from {args.init}", flush=True)
+    if args.freeze_a:
+        for p in model.a.parameters():
+            p.requires_grad_(False)
+
+
 def main() -> int:
     """Write the twin of two ONNX files (no training): ``--kind classifier|detector``."""
     import argparse
