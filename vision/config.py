@@ -79,7 +79,14 @@ class SourceConfig(_Strict):
 
 
 class ThresholdsConfig(_Strict):
-    confidence: float = Field(0.3, gt=0, lt=1, description="minimum detection score")
+    confidence: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="minimum detection score; default: the model's own, chosen on its "
+        "validation sets and kept in its metadata (wolfpack_confidence; 0.2 for the shipped "
+        "model), else 0.3",
+    )
     iou: float = Field(0.5, gt=0, lt=1, description="NMS overlap above which boxes merge")
     top_k: int = Field(300, ge=1, description="best candidates kept before NMS")
     max_detections: int = Field(50, ge=1, description="detections kept per frame")

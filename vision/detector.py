@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -67,9 +68,16 @@ class StageTimes:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+# a model's own confidence threshold, chosen on its validation sets, rides in its metadata
+# (``training/set_confidence.py``): a score threshold is a property of the model that made
+# the scores, not of the board. Models without it (YOLO exports, older files) get 0.3
+CONFIDENCE_KEY = "wolfpack_confidence"
+DEFAULT_CONFIDENCE = 0.3
+
+
 @dataclass(frozen=True)
 class DetectorSettings:
-    confidence: float = 0.3
+    confidence: float | None = None  # None: the model's own (``CONFIDENCE_KEY``), else 0.3
     iou: float = 0.5
     top_k: int = 300
     max_detections: int = 50
@@ -103,6 +111,10 @@ class Detector:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = dict(meta)
         self.input_hw = self._input_size(inp.shape, self.metadata)
+        # a config's threshold makes the metadata's moot: a bad one then only warns
+        self.model_confidence = self._model_confidence(strict=self.settings.confidence is None)
+        if self.settings.confidence is None:
+            self.settings = replace(self.settings, confidence=self.model_confidence)
         outputs = [(o.name, list(o.shape)) for o in self.session.get_outputs()]
         self.decoder: Decoder
         self.decoder, self.names = choose_decoder(outputs, self.metadata)
@@ -115,7 +127,8 @@ class Detector:
         # a second spinning pool beside the detector's would fight it for the cores
         self.classifier = self._load_classifier(classifier, session_options(1, spin=False), chosen)
         log.info(
-            "detector %s: layout %s, input %sx%s, %d threads, providers %s, classifier %s",
+            "detector %s: layout %s, input %sx%s, %d threads, providers %s, classifier %s, "
+            "confidence %g (the model's own: %g)",
             self.path.name,
             self.layout,
             self.input_hw[1],
@@ -123,7 +136,31 @@ class Detector:
             self.threads,
             self.providers,
             self.classifier.path.name if self.classifier else "none",
+            self.settings.confidence,
+            self.model_confidence,
         )
+
+    def _model_confidence(self, strict: bool) -> float:
+        """The threshold the model's metadata carries, else ``DEFAULT_CONFIDENCE``; one that
+        is not a score raises (``strict``) or is logged and replaced by the default."""
+        text = self.metadata.get(CONFIDENCE_KEY)
+        if text is None:
+            return DEFAULT_CONFIDENCE
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value < 1:
+            why = (
+                f"{self.path}: metadata {CONFIDENCE_KEY}={text!r} is not a score threshold "
+                "between 0 and 1; set vision.thresholds.confidence in the config, or fix the "
+                "model with training/set_confidence.py"
+            )
+            if strict:
+                raise ModelError(why)
+            log.warning("%s (the config's threshold is used)", why)
+            return DEFAULT_CONFIDENCE
+        return value
 
     def _load_classifier(
         self,
@@ -242,6 +279,7 @@ class Detector:
         outputs = self.session.run(self.output_names, {self.input_name: tensor})
         t2 = time.perf_counter()
         s = self.settings
+        assert s.confidence is not None  # resolved in __init__
         cands = self.decoder.decode(outputs, s.confidence, s.top_k)
         agnostic = isinstance(self.decoder, CenterNetDecoder)
         keep = nms(cands, s.iou, s.max_detections, class_agnostic=agnostic)

@@ -164,7 +164,7 @@ class Pipeline:
         # parcels wholly in view first (a parcel cut by the frame's edge may show its whole
         # label too: a fast belt leaves each parcel wholly in view for two or three frames
         # only), unread before those to confirm, fewest attempts first
-        todo.sort(key=lambda t: (not _inside(t.current, w, h), t.label is not None,  # type: ignore[arg-type]
+        todo.sort(key=lambda t: (not inside_frame(t.current, w, h), t.label is not None,  # type: ignore[arg-type]
                                  t.label_attempts))  # fmt: skip
         for t in todo[:budget]:
             start = time.perf_counter()
@@ -174,7 +174,7 @@ class Pipeline:
             # frame's edge is read with stage 0 only: its label may not be in view yet, and
             # a failure then says nothing of the view (offline, seed 1: 327 of 392 failed
             # reads were of parcels still entering; the dearer stages 1-2 cost ~2x stage 0)
-            cut = not _inside(t.current, w, h, CUT_MARGIN_PX)  # type: ignore[arg-type]
+            cut = not inside_frame(t.current, w, h, CUT_MARGIN_PX)  # type: ignore[arg-type]
             det, grown = t.current, False
             if t.label_stage is not None:
                 stage = t.label_stage
@@ -183,7 +183,7 @@ class Pipeline:
             else:
                 stage, grow = WHOLE_VIEWS[t.label_whole_attempts % len(WHOLE_VIEWS)]
                 grown = grow != 1.0
-                det = _grown(t.current, w, h, grow) if grown else t.current  # type: ignore[arg-type]
+                det = grown_view(t.current, w, h, grow) if grown else t.current  # type: ignore[arg-type]
             read = self.reader.read(frame.image, det, stage)  # type: ignore[arg-type]
             if grown and read is not None and not self._own(t, read):
                 read = None  # a symbol off its box, or on another parcel's: not its label
@@ -282,7 +282,7 @@ ENTERING_MIN_SHARE = 0.15
 WHOLE_VIEWS = ((0, 1.0), (0, 1.5), (1, 1.0), (0, 1.3), (2, 1.0))
 
 
-def _grown(d: Detection, w: int, h: int, factor: float) -> Detection:
+def grown_view(d: Detection, w: int, h: int, factor: float) -> Detection:
     """``d`` grown ``factor`` times about its middle (its oriented box, and its box cut by
     the frame), for a read of a label across its side."""
     x1, y1, x2, y2 = d.box
@@ -293,6 +293,7 @@ def _grown(d: Detection, w: int, h: int, factor: float) -> Detection:
     return replace(d, box=box, oriented=oriented)
 
 
-def _inside(d: Detection, w: int, h: int, margin: float = 2.0) -> bool:
+def inside_frame(d: Detection, w: int, h: int, margin: float = 2.0) -> bool:
+    """Whether ``d``'s box lies ``margin`` px inside every edge of a ``w`` x ``h`` frame."""
     x1, y1, x2, y2 = d.box
     return x1 > margin and y1 > margin and x2 < w - margin and y2 < h - margin

@@ -125,7 +125,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="classifier stage (default: the one the model names)",
     )
-    p.add_argument("--conf", type=float, default=0.3, help="minimum confidence (default 0.3)")
+    p.add_argument(
+        "--conf",
+        type=float,
+        help="minimum confidence (default: the model's own, from its metadata: 0.2 for the "
+        "shipped model; else 0.3)",
+    )
 
 
 def _err(msg: str) -> int:

@@ -22,9 +22,10 @@ from training.onnx_init import (  # noqa: E402
 )
 
 REPO = Path(__file__).resolve().parents[2]
-DETECTOR = REPO / "vision/models/parcels.onnx"
-# version 1's classifier: the network build_model makes (the shipped one, since version 3,
-# is a twin of two such networks, training/twin.py, and is rebuilt by twin_classifier)
+# version 1's detector and classifier: the networks build_model makes (the shipped ones are
+# twins of two such networks, training/twin.py: the classifier since version 3, the detector
+# since version 4; rebuilt by twin_classifier and twin_detector)
+DETECTOR = REPO / "vision/models/baseline-2d/parcels.onnx"
 CLASSIFIER = REPO / "vision/models/baseline-2d/parcels-classifier.onnx"
 
 
@@ -32,7 +33,7 @@ def _softmax(out: torch.Tensor) -> list[np.ndarray]:
     return [torch.softmax(out, 1).numpy()]
 
 
-def test_the_shipped_detector_loads_and_gives_onnxruntimes_outputs():
+def test_version_1s_detector_loads_and_gives_onnxruntimes_outputs():
     torch.manual_seed(0)
     net = fold_batchnorm(tm.build_model())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())

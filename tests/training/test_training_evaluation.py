@@ -25,7 +25,7 @@ figures = st.fixed_dictionaries({"class_accuracy": st.floats(0, 1), "recall50": 
 def _row(model: str, test: str, f: dict[str, float]) -> dict:
     return {"model": model, "trained_on": {"mixed": "2D+3D"}.get(model, model), "test": test,
             "domain": "same" if test in model else "cross", "images": 10, "parcels": 30,
-            "map50": 0.5, "ap_agnostic": 0.5, **f}  # fmt: skip
+            "map50": 0.5, "ap_agnostic": 0.5, "confidence": 0.2, **f}  # fmt: skip
 
 
 def _meets(f: dict[str, float]) -> bool:
@@ -55,7 +55,8 @@ def test_the_report_says_which_goals_are_met():
     good = {"class_accuracy": 0.95, "recall50": 0.97}
     rows = [_row("2D", "3D", {"class_accuracy": 0.39, "recall50": 0.63}),
             _row("mixed", "2D", good), _row("mixed", "3D", good)]  # fmt: skip
-    r = {"rows": rows, "label_read": {"model": "mixed", "rate": 0.975, "labels": 400},
+    r = {"rows": rows,
+         "label_read": {"model": "mixed", "rate": 0.975, "labels": 400, "box_rate": 0.968},
          "pipeline": {"frames": 300, "p50": 4.0, "p99": 16.2, "max": 20.0},
          "goals": check_goals(rows, 0.975, 16.2), "thresholds": GOALS}  # fmt: skip
     text = cross_domain_report(r)
@@ -64,6 +65,8 @@ def test_the_report_says_which_goals_are_met():
     assert "legible-label read rate >= 0.97: met" in text
     assert "pipeline p99 <= 15.0 ms: NOT met" in text
     assert "0.390" in text and "0.630" in text
+    assert "0.975 of 400 labels; on the detected box alone 0.968" in text
+    assert "own confidence threshold (its metadata's, as the runtime): 2D 0.2, mixed 0.2" in text
 
 
 aps = st.fixed_dictionaries(
