@@ -538,14 +538,7 @@ def main() -> int:
             if n > 0
         ],
         "init": str(args.init) if args.init else None,
-        "twin": None
-        if not args.twin
-        else {
-            "a": str(args.twin[0]),
-            "b": str(args.twin[1]),
-            "weight_a": args.twin_weight,
-            "a_frozen": args.freeze_a,
-        },
+        "twin": twin.provenance(args),
         "render3d_sets": [str(d) for d in args.render3d],
         "detector_boxes_from": str(args.detector) if args.detector else None,
         "crops3d": len(crops3d),

@@ -652,14 +652,7 @@ def main() -> int:
         "x0.75-1.3, contrast x0.75-1.3, per-channel gain +-10%, blur (p 0.3), noise (p 0.5)",
         "weights": "exponential moving average (0.999)",
         "init": str(args.init) if args.init else None,
-        "twin": None
-        if not args.twin
-        else {
-            "a": str(args.twin[0]),
-            "b": str(args.twin[1]),
-            "weight_a": args.twin_weight,
-            "a_frozen": args.freeze_a,
-        },
+        "twin": twin.provenance(args),
         "parameters": params,
         "input_hw": list(INPUT_HW),
         "steps": step,

@@ -186,6 +186,14 @@ def start(model: Any, args: Any, state: Any) -> None:
             p.requires_grad_(False)
 
 
+def provenance(args: Any) -> dict[str, Any] | None:
+    """The training log's record of the twin a run trained (None: not a twin)."""
+    if not args.twin:
+        return None
+    return {"a": str(args.twin[0]), "b": str(args.twin[1]), "weight_a": args.twin_weight,
+            "a_frozen": args.freeze_a}  # fmt: skip
+
+
 def main() -> int:
     """Write the twin of two ONNX files (no training): ``--kind classifier|detector``."""
     import argparse

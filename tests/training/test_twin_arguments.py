@@ -46,3 +46,9 @@ def test_a_trained_twin_continues_from_its_weights() -> None:
     args = _check(["--twin", "a.onnx", "b.onnx", "--init", "t.pt", "--freeze-a"])
     assert args.twin == [Path("a.onnx"), Path("b.onnx")] and args.init == Path("t.pt")
     assert args.freeze_a and args.twin_weight == 0.5
+
+
+def test_the_training_log_records_the_twin_or_none() -> None:
+    assert twin.provenance(_check([])) is None
+    rec = twin.provenance(_check(["--twin", "a.onnx", "b.onnx", "--twin-weight", "0.3"]))
+    assert rec == {"a": "a.onnx", "b": "b.onnx", "weight_a": 0.3, "a_frozen": False}
