@@ -22,7 +22,9 @@ from pathlib import Path
 
 import onnx
 
-KEY = "wolfpack_confidence"  # vision.detector.CONFIDENCE_KEY, without importing onnxruntime
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vision.detector import CONFIDENCE_KEY as KEY
+from vision.finetune.head import set_metadata
 
 
 def set_confidence(path: Path, value: float) -> None:
@@ -30,10 +32,7 @@ def set_confidence(path: Path, value: float) -> None:
     if not 0 < value < 1:
         raise ValueError(f"{value} is not a score threshold between 0 and 1")
     model = onnx.load(str(path))
-    keep = [(p.key, p.value) for p in model.metadata_props if p.key != KEY]
-    del model.metadata_props[:]
-    for k, v in [*keep, (KEY, f"{value:g}")]:
-        model.metadata_props.add(key=k, value=v)
+    set_metadata(model, {KEY: f"{value:g}"})
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     onnx.save(model, str(tmp))
     os.replace(tmp, path)

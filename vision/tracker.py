@@ -32,6 +32,9 @@ SELF_CHECKING = frozenset({"QRCode", "DataMatrix", "PDF417"})
 LABEL_TOLERANCE_PX = 40.0
 # how far (px, at least) an entering parcel's detected leading edge may be from its predicted
 LEAD_TOLERANCE_PX = 24.0
+# a symbol read on a region around a parcel's box is that parcel's within this of its box
+# (``Tracker.label_margin_px``; the evaluation's reads use the same)
+LABEL_MARGIN_PX = 12.0
 # a track's class is settled (its parcel is classified no more) after this many classified
 # views of the whole parcel, when the voted class holds at least this share of its votes
 SETTLE_VIEWS = 2
@@ -224,7 +227,7 @@ class Tracker:
         min_iou: float = 0.2,
         min_hits: int = 3,
         part_of: float = 0.6,
-        label_margin_px: float = 12.0,
+        label_margin_px: float = LABEL_MARGIN_PX,
         same_place: float = 0.5,
         settle_views: int = SETTLE_VIEWS,
         settle_share: float = SETTLE_SHARE,

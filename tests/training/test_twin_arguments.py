@@ -42,7 +42,7 @@ def test_a_twin_that_cannot_start_is_refused_with_the_reason(
     assert why in capsys.readouterr().err
 
 
-def test_a_trained_twin_continues_from_its_weights() -> None:
+def test_a_twin_with_a_trained_twins_weights_is_accepted() -> None:
     args = _check(["--twin", "a.onnx", "b.onnx", "--init", "t.pt", "--freeze-a"])
     assert args.twin == [Path("a.onnx"), Path("b.onnx")] and args.init == Path("t.pt")
     assert args.freeze_a and args.twin_weight == 0.5

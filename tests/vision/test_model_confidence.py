@@ -21,6 +21,7 @@ from vision.detector import (
     DetectorSettings,
     ModelError,
 )
+from vision.finetune.head import set_metadata
 from vision.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,10 +34,12 @@ def _copy(tmp_path: Path, value: str | None) -> Path:
         shutil.copy(DEFAULT_MODEL.parent / name, tmp_path / name)
     path = tmp_path / "parcels.onnx"
     model = onnx.load(str(path))
-    keep = [(p.key, p.value) for p in model.metadata_props if p.key != CONFIDENCE_KEY]
-    del model.metadata_props[:]
-    for k, v in keep + ([(CONFIDENCE_KEY, value)] if value is not None else []):
-        model.metadata_props.add(key=k, value=v)
+    if value is None:
+        for i in reversed(range(len(model.metadata_props))):
+            if model.metadata_props[i].key == CONFIDENCE_KEY:
+                del model.metadata_props[i]
+    else:
+        set_metadata(model, {CONFIDENCE_KEY: value})  # as is: unchecked, unlike set_confidence
     onnx.save(model, str(path))
     return path
 
@@ -74,7 +77,7 @@ def test_a_threshold_that_is_not_a_score_is_refused_naming_the_file(
     path = _copy(tmp_path, bad)
     with pytest.raises(ModelError, match=rf"parcels\.onnx: metadata {CONFIDENCE_KEY}="):
         Detector(path, warmup_runs=0, classifier=None)
-    # a config's own threshold still runs it: the metadata is not read for one
+    # a config's own threshold still runs it: a bad one in the metadata then only warns
     ok = Detector(path, settings=DetectorSettings(confidence=0.3), warmup_runs=0, classifier=None)
     assert ok.settings.confidence == 0.3
 

@@ -18,11 +18,7 @@ from vision.detector import Detector, DetectorSettings, StageTimes
 from vision.labels import LabelRead, LabelReader
 from vision.metrics import ImageEval, mean_average_precision
 from vision.pipeline import CUT_MARGIN_PX, WHOLE_VIEWS, grown_view, inside_frame
-from vision.tracker import holds, iou_matrix
-
-# the tracker's default: a symbol read on a region grown around a box is that parcel's when it
-# lies within this of the box (``Tracker.label_margin_px``)
-LABEL_MARGIN_PX = 12.0
+from vision.tracker import LABEL_MARGIN_PX, holds, iou_matrix
 
 
 def pipeline_read(

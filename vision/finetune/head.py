@@ -246,14 +246,14 @@ class ClassifierHead:
         w = self.weight if self._trans_b else self.weight.T
         self._w_init.CopyFrom(onnx.numpy_helper.from_array(w.astype(np.float32), self._w_init.name))
         self._b_init.CopyFrom(onnx.numpy_helper.from_array(self.bias, self._b_init.name))
-        _set_meta(
+        set_metadata(
             self.model,
             {
                 "wolfpack_finetuned_from": self.path.name,
                 "wolfpack_training": json.dumps(provenance, sort_keys=True),
             },
         )
-        _set_meta(det, {"wolfpack_classifier": cls_path.name})
+        set_metadata(det, {"wolfpack_classifier": cls_path.name})
         out.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(self.model, str(cls_path))
         onnx.save(det, str(out))
@@ -265,7 +265,8 @@ def _usable(a: Annotation) -> bool:
     return x2 - x1 >= 4 and y2 - y1 >= 4
 
 
-def _set_meta(model: Any, values: dict[str, str]) -> None:
+def set_metadata(model: Any, values: dict[str, str]) -> None:
+    """Set ``values`` in an ONNX model's metadata, keeping every other entry."""
     keep = [(p.key, p.value) for p in model.metadata_props if p.key not in values]
     del model.metadata_props[:]
     for k, v in [*keep, *values.items()]:
