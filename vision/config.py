@@ -107,10 +107,12 @@ class TrackerConfig(_Strict):
         2, ge=0, description="label read attempts per frame, spread over parcels still unread"
     )
     label_attempts_per_parcel: int = Field(
-        6,
+        8,
         ge=1,
         description="frames on which a parcel's label is tried before giving up "
-        "(parcels without a label would otherwise cost a read on every frame)",
+        "(parcels without a label would otherwise cost a read on every frame); the "
+        "default leaves room for the reader's 6 views of a parcel wholly in view after 2 "
+        "tries while it enters",
     )
 
 

@@ -121,6 +121,44 @@ def test_one_of_the_stages_alone_reads_what_all_stages_read(fmt: str, angle: int
     assert any(r is not None and r.text == TEXTS[fmt] for r in staged)
 
 
+def test_stage_3_reads_a_small_code_the_regions_miss():
+    """A DataMatrix of 1.5 px modules turned 112 degrees: no region view nor the crop at 1x
+    decodes it; the whole crop turned upright and enlarged does, and a full read gets it."""
+    image = parcel_with_label("DataMatrix", 2, 112.0)
+    image = cv2.resize(image, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
+    det = _detection(image, None)
+    reader = LabelReader()
+    assert [reader.read(image, det, stage=k) for k in range(3)] == [None, None, None]
+    whole = reader.read(image, det, stage=3)
+    assert whole is not None and whole.text == TEXTS["DataMatrix"]
+    assert whole.attempt == "whole x2"
+    full = reader.read(image, det)
+    assert full is not None and full.text == TEXTS["DataMatrix"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.sampled_from(["Code128", "QRCode"]),
+    st.floats(0, 360, allow_nan=False),
+    st.integers(0, 540),
+    st.integers(0, 240),
+    st.integers(0, 1000),
+)
+def test_stage_3_says_where_the_symbol_lies_in_the_frame(
+    fmt: str, angle: float, x: int, y: int, seed: int
+):
+    """Stage 3 decodes a turned and enlarged copy of the crop; the place it reports is the
+    symbol's in the frame (the tracker keeps a label where the belt carries it), and its span
+    is in the frame's pixels."""
+    frame = np.full((600, 900, 3), 60, np.uint8)
+    frame[y : y + 360, x : x + 360] = parcel_with_label(fmt, 2, angle, seed)
+    det = Detection(0, "box", 0.9, (float(x), float(y), x + 360.0, y + 360.0))
+    read = LabelReader().read(frame, det, stage=3)
+    assert read is not None and read.text == TEXTS[fmt] and read.at is not None
+    assert float(np.hypot(read.at[0] - (x + 180), read.at[1] - (y + 180))) < 6.0
+    assert 20.0 < read.span < 200.0
+
+
 def test_a_low_contrast_pattern_is_not_taken_for_a_code():
     """Wrinkles and print without dark-on-light contrast are skipped before zxing sees them."""
     rng = np.random.default_rng(5)
