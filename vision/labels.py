@@ -60,10 +60,11 @@ class LabelRead:
     # which view decoded it: "region", "edges", "parcel", "edges x2", "x2", "x2 global",
     # "edges fine", "crop", "whole x2"
     attempt: str
-    # where the symbol lies in the frame (px, the middle of the region it was decoded in):
-    # a label is a thing on one parcel, so the tracker keeps it where the belt carries it
+    # where the symbol lies in the frame (px, the middle of its corners as zxing found them,
+    # mapped back from the turned or enlarged view that decoded it): a label is a thing on
+    # one parcel, so the tracker keeps it where the belt carries it
     at: tuple[float, float] | None = None
-    span: float = 0.0  # the larger side of that region, px: reads this near are one symbol
+    span: float = 0.0  # the symbol's larger extent in the frame, px: reads this near are one
 
 
 def dominant_angle(gray: np.ndarray) -> float:
@@ -137,7 +138,9 @@ def locate_codes(
 def turn_matrix(
     shape: tuple[int, ...], angle_deg: float, scale: float = 1.0
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """The affine map of ``rotate`` (2 x 3) and the size (w, h) of the canvas it fills."""
+    """The affine map (2 x 3) that turns an image of ``shape`` by ``angle_deg`` (positive =
+    counter-clockwise on screen) and scales it, and the size (w, h) of the canvas that holds
+    it with no corner cut off."""
     h, w = shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), angle_deg, scale)
     cos, sin = abs(m[0, 0]), abs(m[0, 1])
@@ -147,13 +150,14 @@ def turn_matrix(
     return m, (nw, nh)
 
 
-def rotate(
-    gray: np.ndarray, angle_deg: float, scale: float = 1.0, interpolation: int = cv2.INTER_LINEAR
-) -> np.ndarray:
-    """Turn the image by ``angle_deg`` (positive = counter-clockwise on screen) and scale it,
-    growing the canvas so that no corner is cut off."""
-    m, size = turn_matrix(gray.shape, angle_deg, scale)
-    return cv2.warpAffine(gray, m, size, flags=interpolation, borderValue=255)
+def mapped_back(found: LabelRead | None, m: np.ndarray) -> LabelRead | None:
+    """A read in a view made by the affine map ``m`` (``turn_matrix``), with its symbol's place
+    and extent in the pixels the view was made from."""
+    if found is None or found.at is None:
+        return found
+    x, y = cv2.invertAffineTransform(m) @ np.array([found.at[0], found.at[1], 1.0])
+    scale = math.sqrt(abs(float(np.linalg.det(m[:, :2]))))
+    return replace(found, at=(float(x), float(y)), span=found.span / scale)
 
 
 class LabelReader:
@@ -218,7 +222,7 @@ class LabelReader:
         stage: int | None = None,
     ) -> LabelRead | None:
         """The symbol at ``point`` (where a read found it, carried by the belt since), from
-        a crop of that symbol's region alone (``span``: its region's larger side). A read to
+        a crop around that symbol alone (``span``: its larger extent). A read to
         confirm a label costs one region's decode, not a search of the whole parcel: so
         every frame can afford to confirm, and a Code 128 read once is read again before
         the parcel leaves the view."""
@@ -244,13 +248,13 @@ class LabelReader:
         stage: int | None = None,
     ) -> LabelRead | None:
         """The label in a grey crop; ``search`` (0/255) marks where codes may lie."""
-        regions, middles = [], []
+        regions, corners = [], []
         for x, y, w, h in locate_codes(gray, search=search):
             region = gray[y : y + h, x : x + w]
             lo, hi = grey_percentiles(region[::2, ::2], (5.0, 95.0))
             if hi - lo >= self.min_contrast:
                 regions.append(region)
-                middles.append((x + w / 2, y + h / 2, float(max(w, h))))
+                corners.append((x, y))
         angles: dict[int, float] = {}  # each region's edge angle, found once
 
         def edges(k: int) -> float:
@@ -259,7 +263,10 @@ class LabelReader:
             return angles[k]
 
         def at(found: LabelRead | None, k: int) -> LabelRead | None:
-            return None if found is None else replace(found, at=middles[k][:2], span=middles[k][2])
+            """``found`` (its place in region ``k``'s pixels) placed in the crop's."""
+            if found is None or found.at is None:
+                return found
+            return replace(found, at=(found.at[0] + corners[k][0], found.at[1] + corners[k][1]))
 
         if stage in (None, 0):
             for k, region in enumerate(regions):
@@ -268,8 +275,7 @@ class LabelReader:
                         region, parcel_angle_deg, edges(k)
                     )
                 else:  # 2-3 px modules blurred by the optics: read best a little enlarged
-                    found = self._decode(rotate(region, edges(k), 1.5, cv2.INTER_CUBIC),
-                                         "edges x1.5")  # fmt: skip
+                    found = self._turned(region, edges(k), 1.5, "edges x1.5", cv2.INTER_CUBIC)
                 if found:
                     return at(found, k)
         for k in (0, 1):
@@ -289,19 +295,11 @@ class LabelReader:
         """Stage 3: the whole crop turned upright by its edges and enlarged (cubic), for a
         code the locator missed or cut (a region merged with the parcel's or a neighbour's
         edges) whose modules are too small to read at 1x. On 2D renders this view read 10 of
-        the 18 boxed labels that stages 0-2 and the grown regions missed, ~7 ms a view; the
-        symbol's place is mapped back to the crop's pixels)."""
+        the 18 boxed labels that stages 0-2 and the grown regions missed, ~7 ms a view."""
         scale = min(WHOLE_SCALE, math.sqrt(WHOLE_PIXELS / max(1, gray.size)))
         if scale <= 1.0:
             return None  # a crop this large has large modules: the other stages had them
-        m, size = turn_matrix(gray.shape, dominant_angle(gray), scale)
-        view = cv2.warpAffine(gray, m, size, flags=cv2.INTER_CUBIC, borderValue=255)
-        found = self._decode(view, "whole x2")
-        if found is None or found.at is None:
-            return found
-        back = cv2.invertAffineTransform(m)  # the symbol's place in the crop, not the view's
-        x, y = back @ np.array([found.at[0], found.at[1], 1.0])
-        return replace(found, at=(float(x), float(y)), span=found.span / scale)
+        return self._turned(gray, dominant_angle(gray), scale, "whole x2", cv2.INTER_CUBIC)
 
     def _other_views(
         self, region: np.ndarray, parcel_angle_deg: float | None, edges: float
@@ -327,7 +325,7 @@ class LabelReader:
             if min(abs(angle - t) for t in tried) < self.min_turn_deg:
                 continue
             tried.append(angle)
-            found = self._decode(rotate(gray, angle), name, _LINEAR)
+            found = self._turned(gray, angle, 1.0, name, formats=_LINEAR)
             if found:
                 return found
         return None
@@ -337,20 +335,37 @@ class LabelReader:
             # a large region holds large modules: no need to enlarge it (that costs ~10 ms),
             # but tall 1D and stacked codes (PDF417) need the angle within a degree or two
             for turn in (-2.5, 2.5):
-                found = self._decode(rotate(gray, edges + turn), "edges fine", _LINEAR)
+                found = self._turned(gray, edges + turn, 1.0, "edges fine", formats=_LINEAR)
                 if found:
                     return found
             return None
         # small modules blurred by the optics: zxing finds them once they are twice the size
-        found = self._decode(rotate(gray, edges, 2.0, cv2.INTER_CUBIC), "edges x2")
+        found = self._turned(gray, edges, 2.0, "edges x2", cv2.INTER_CUBIC)
         if found or gray.size > 160 * 160:  # the last try is for the smallest regions only
             return found
         # upright at 2x: a 2 px DataMatrix turned ~30 degrees reads here and not turned
         # (held-out: +1 of 388); then the global binariser, for uneven light
-        big = cv2.resize(gray, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-        return self._decode(big, "x2") or self._decode(
+        m, size = turn_matrix(gray.shape, 0.0, 2.0)
+        big = cv2.warpAffine(gray, m, size, flags=cv2.INTER_CUBIC, borderValue=255)
+        found = self._decode(big, "x2") or self._decode(
             big, "x2 global", binarizer=zxingcpp.Binarizer.GlobalHistogram
         )
+        return mapped_back(found, m)
+
+    def _turned(
+        self,
+        gray: np.ndarray,
+        angle_deg: float,
+        scale: float,
+        attempt: str,
+        interpolation: int = cv2.INTER_LINEAR,
+        formats: zxingcpp.BarcodeFormats = _WANTED,
+    ) -> LabelRead | None:
+        """``gray`` decoded turned by ``angle_deg`` and scaled (``turn_matrix``), the symbol's
+        place and extent given in ``gray``'s pixels, not the view's."""
+        m, size = turn_matrix(gray.shape, angle_deg, scale)
+        view = cv2.warpAffine(gray, m, size, flags=interpolation, borderValue=255)
+        return mapped_back(self._decode(view, attempt, formats), m)
 
     @staticmethod
     def _decode(

@@ -35,6 +35,11 @@ LEAD_TOLERANCE_PX = 24.0
 # a symbol read on a region around a parcel's box is that parcel's within this of its box
 # (``Tracker.label_margin_px``; the evaluation's reads use the same)
 LABEL_MARGIN_PX = 12.0
+# a label in view off its track's box in this many frames in a row: the track left its parcel.
+# One such frame is the detector's now and then: it boxes part of a parcel (an irregular
+# item's lobe, a box's top half) for a frame and the whole of it on the next; offline at
+# 24,000/h (seeds 1-5, 60 s each) 3 of the 10 legible labels the camera lost were so
+LABEL_OFF_FRAMES = 2
 # a track's class is settled (its parcel is classified no more) after this many classified
 # views of the whole parcel, when the voted class holds at least this share of its votes
 SETTLE_VIEWS = 2
@@ -67,6 +72,9 @@ class Track:
     current: Detection | None = None  # this frame's detection, None when unseen
     label_agree: int = 0  # reads that gave ``label``'s text
     label_conflict: bool = False  # a read gave another text: no label of this track is trusted
+    # consecutive frames whose box did not hold the label in view (``Tracker._keeps_label``):
+    # the label does not route meanwhile, and is refused for good at ``LABEL_OFF_FRAMES``
+    label_off: int = 0
     conflict_why: str = ""  # what contradicted it (for the logs and the benchmark)
     label_stage: int | None = None  # the reader's stage that decoded it (to confirm it)
     # where the label lies in this frame (px): where it was read, carried by the belt since
@@ -112,8 +120,8 @@ class Track:
         """A label that may route the parcel: never contradicted, and either a symbology with
         error correction (QR, DataMatrix, PDF417: a misread is corrected or fails) or read
         alike twice (Code 128's check digit lets a blurred or cut symbol through as another
-        valid code now and then)."""
-        if self.label is None or self.label_conflict:
+        valid code now and then); and on the box the track follows in this frame."""
+        if self.label is None or self.label_conflict or self.label_off:
             return False
         return self.label.format in SELF_CHECKING or self.label_agree >= 2
 
@@ -570,17 +578,21 @@ class Tracker:
 
     def _keeps_label(self, t: Track, frame: Frame) -> None:
         """The label the track read, in view but not on the box it now follows: the track
-        jumped to a neighbour (or the box to a part of the parcel); its label must not route
-        (a label carried out of the frame says nothing)."""
+        jumped to a neighbour, or the detector boxed a part of the parcel. The label does not
+        route while so; a box that holds it again on the next frame was a part (the label
+        stays), ``LABEL_OFF_FRAMES`` frames in a row are a jump (refused for good). A label
+        carried out of the frame says nothing."""
         w, h = frame.size
         d = t.current
-        if (
-            d is not None
-            and t.label_at is not None
-            and 0 <= t.label_at[0] < w
-            and 0 <= t.label_at[1] < h
-            and not holds(d, t.label_at, self.label_margin_px)
-        ):
+        if d is None or t.label_at is None:
+            return
+        if not (0 <= t.label_at[0] < w and 0 <= t.label_at[1] < h):
+            return
+        if holds(d, t.label_at, self.label_margin_px):
+            t.label_off = 0
+            return
+        t.label_off += 1
+        if t.label_off >= LABEL_OFF_FRAMES:
             t.label_conflict, t.conflict_why = True, "its box left its label"
 
     def _hit(self, t: Track, d: Detection, frame: Frame, again: bool = False) -> None:
