@@ -110,7 +110,8 @@ def test_a_read_says_where_its_symbol_lies(
     decoded it (turned, enlarged, a region of the crop): the tracker carries that point with
     the belt and asks the box to hold it. The locator's region around it (padded, and merged
     with the parcel's edges at times) is not the symbol: its middle lay 5-7 px off on these
-    patches and up to half a parcel off in the belt camera's frames."""
+    patches, and a region merged with a whole parcel in the belt camera's frames was 656 px
+    across, so a confirming read searched the parcel's neighbours too."""
     frame = np.full((600, 900, 3), 60, np.uint8)
     frame[y : y + 360, x : x + 360] = parcel_with_label(fmt, module, angle, seed)
     det = Detection(0, "box", 0.9, (float(x), float(y), x + 360.0, y + 360.0))
