@@ -64,7 +64,7 @@ class LabelRead:
     # mapped back from the turned or enlarged view that decoded it): a label is a thing on
     # one parcel, so the tracker keeps it where the belt carries it
     at: tuple[float, float] | None = None
-    span: float = 0.0  # the symbol's larger extent in the frame, px: reads this near are one
+    span: float = 0.0  # the symbol's larger extent in the frame, px: reads this near are one symbol
 
 
 def dominant_angle(gray: np.ndarray) -> float:
@@ -150,6 +150,13 @@ def turn_matrix(
     return m, (nw, nh)
 
 
+def moved(found: LabelRead | None, dx: float, dy: float) -> LabelRead | None:
+    """A read in a part of an image (a crop, a region) placed in that image's pixels."""
+    if found is None or found.at is None:
+        return found
+    return replace(found, at=(found.at[0] + dx, found.at[1] + dy))
+
+
 def mapped_back(found: LabelRead | None, m: np.ndarray) -> LabelRead | None:
     """A read in a view made by the affine map ``m`` (``turn_matrix``), with its symbol's place
     and extent in the pixels the view was made from."""
@@ -207,11 +214,7 @@ class LabelReader:
                 k = 2 * int(max(3, 0.05 * min(det.oriented.length, det.oriented.width))) + 1
                 search = cv2.erode(inside, np.ones((k, k), np.uint8))
         angle = None if det.oriented is None else det.oriented.angle_deg
-        found = self.read_crop(gray, angle, search, stage)
-        if found is not None and found.at is not None:
-            x, y = found.at
-            found = replace(found, at=(x + float(origin[0]), y + float(origin[1])))
-        return found
+        return moved(self.read_crop(gray, angle, search, stage), *map(float, origin))
 
     def read_at(
         self,
@@ -234,11 +237,7 @@ class LabelReader:
             return None
         crop = image[ya:yb, xa:xb]
         gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
-        found = self.read_crop(gray, parcel_angle_deg, None, stage)
-        if found is not None and found.at is not None:
-            x, y = found.at
-            found = replace(found, at=(x + xa, y + ya))
-        return found
+        return moved(self.read_crop(gray, parcel_angle_deg, None, stage), xa, ya)
 
     def read_crop(
         self,
@@ -262,12 +261,6 @@ class LabelReader:
                 angles[k] = dominant_angle(regions[k])
             return angles[k]
 
-        def at(found: LabelRead | None, k: int) -> LabelRead | None:
-            """``found`` (its place in region ``k``'s pixels) placed in the crop's."""
-            if found is None or found.at is None:
-                return found
-            return replace(found, at=(found.at[0] + corners[k][0], found.at[1] + corners[k][1]))
-
         if stage in (None, 0):
             for k, region in enumerate(regions):
                 if region.size > LARGE_REGION:
@@ -277,12 +270,12 @@ class LabelReader:
                 else:  # 2-3 px modules blurred by the optics: read best a little enlarged
                     found = self._turned(region, edges(k), 1.5, "edges x1.5", cv2.INTER_CUBIC)
                 if found:
-                    return at(found, k)
+                    return moved(found, *corners[k])
         for k in (0, 1):
             if stage in (None, k + 1) and len(regions) > k:
                 found = self._other_views(regions[k], parcel_angle_deg, edges(k))
                 if found:
-                    return at(found, k)
+                    return moved(found, *corners[k])
         if stage in (None, 2):
             found = self._decode(gray, "crop")  # unturned: zxing's position is the crop's
             if found or stage == 2:
